@@ -1,0 +1,1 @@
+"""Wall-clock benchmark suites (pytest-benchmark) and their guest workloads."""

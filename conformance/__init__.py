@@ -1,0 +1,1 @@
+"""The VMM contract, the pytest plugin and the conformance tests (Popek & Goldberg 1974)."""

@@ -1,0 +1,1 @@
+"""The popek command line and, later, result loading, tables and grade sheets."""

@@ -1,0 +1,71 @@
+"""Wall-clock speed of the C core: guest MIPS with paging off and on, page walks per second,
+and the cost of a round trip from the core into a Python exit handler and back.
+
+Targets (docs: DESIGN §12): >= 600 MIPS geomean over the paging-on loops (floor 400), and a
+Python round trip <= 3 us.  These are measurements, reported in extra_info, not assertions.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.workloads import ALU_LOOP, BRANCHY_LOOP, MEM_LOOP, ROUND_TRIP_LOOP, WALK_LOOP, build
+from cffi_core.machine import ExitReason
+
+BUDGET = 20_000_000
+ROUNDS = 5
+
+
+def _run_loop(benchmark, machine, budget: int = BUDGET) -> None:  # noqa: ANN001
+    snap = machine.snapshot()
+
+    def setup():  # noqa: ANN202
+        machine.restore(snap)
+
+    def target():  # noqa: ANN202
+        ex = machine.run(budget)
+        assert ex.reason is ExitReason.BUDGET
+
+    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["guest_instructions"] = budget
+    benchmark.extra_info["mips"] = budget / benchmark.stats.stats.median / 1e6
+
+
+def test_alu_loop_paging_off(benchmark):  # noqa: ANN001
+    _run_loop(benchmark, build(ALU_LOOP, paging=False))
+
+
+@pytest.mark.parametrize("name,source", [("alu", ALU_LOOP), ("mem", MEM_LOOP), ("branchy", BRANCHY_LOOP)])
+def test_loop_paging_on(benchmark, name, source):  # noqa: ANN001
+    _run_loop(benchmark, build(source, paging=True))
+
+
+def test_page_walks_paging_on(benchmark):  # noqa: ANN001
+    machine = build(WALK_LOOP, paging=True)
+    before = machine.counters["walks"]
+    _run_loop(benchmark, machine, budget=BUDGET // 4)
+    walks_per_run = (machine.counters["walks"] - before) / (ROUNDS + 1)
+    benchmark.extra_info["walks_per_run"] = walks_per_run
+    benchmark.extra_info["walks_per_second"] = walks_per_run / benchmark.stats.stats.median
+
+
+def test_python_round_trip_paging_off(benchmark):  # noqa: ANN001
+    """run -> port-I/O exit -> a trivial Python handler -> run, N times."""
+    machine = build(ROUND_TRIP_LOOP, paging=False)
+    trips = 100_000
+    seen = []
+
+    def handler(ex) -> None:  # noqa: ANN001
+        seen.append(ex.value)
+
+    def target():  # noqa: ANN202
+        seen.clear()
+        run = machine.run
+        for _ in range(trips):
+            ex = run(1_000_000)
+            handler(ex)
+
+    benchmark.pedantic(target, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    assert len(seen) == trips
+    benchmark.extra_info["round_trips"] = trips
+    benchmark.extra_info["us_per_round_trip"] = benchmark.stats.stats.median / trips * 1e6

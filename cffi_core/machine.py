@@ -1,0 +1,398 @@
+"""The P64 machine as Python sees it: a thin, typed wrapper over the C core.
+
+``Machine`` owns one core instance: physical memory (a zero-copy view), CPU state, the run
+call (KVM_RUN-style: it returns at an exit, docs/architecture.md §10), page walks, counters
+and snapshots.  Devices are not here: a native run wires them up in ``cffi_core.platform``,
+and a VMM wires its own virtual devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from cffi_core import _binding
+from cffi_core._binding import ffi, lib
+from cffi_core.profiles import DEFAULT_PROFILE, Profile, get_profile
+
+if TYPE_CHECKING:
+    from cffi_core.image import GuestImage
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+PAGE_SIZE = 4096
+MIN_MEMORY = 64 * KiB
+MAX_MEMORY = 4 * GiB
+DEFAULT_MEMORY = 16 * MiB
+
+
+class ExitReason(IntEnum):
+    """Why ``Machine.run`` returned (docs/architecture.md §10)."""
+
+    BUDGET = lib.P64_EXIT_BUDGET
+    HOST_GATE = lib.P64_EXIT_HOST_GATE
+    IO_IN = lib.P64_EXIT_IO_IN
+    IO_OUT = lib.P64_EXIT_IO_OUT
+    HLT = lib.P64_EXIT_HLT
+    HCALL = lib.P64_EXIT_HCALL
+    SHUTDOWN = lib.P64_EXIT_SHUTDOWN
+
+
+class EventKind(IntEnum):
+    """Class of an event reported at a host gate (docs/architecture.md §6.1)."""
+
+    FAULT = lib.P64_EVENT_FAULT
+    TRAP = lib.P64_EVENT_TRAP
+    SOFTWARE = lib.P64_EVENT_SOFTWARE
+    EXTERNAL = lib.P64_EVENT_EXTERNAL
+    ABORT = lib.P64_EVENT_ABORT
+
+
+@dataclass(frozen=True)
+class Exit:
+    """One exit of ``Machine.run``; only the fields of its reason are meaningful."""
+
+    reason: ExitReason
+    vector: int = 0
+    kind: EventKind = EventKind.FAULT
+    error_code: int | None = None
+    address: int = 0
+    port: int = 0
+    value: int = 0
+    reg: int = 0
+    number: int = 0
+
+
+@dataclass(frozen=True)
+class TLBConfig:
+    """Geometry of the modeled TLBs (docs/architecture.md §8.2); defaults as the papers' CPUs."""
+
+    dtlb_entries: int = 64
+    dtlb_ways: int = 4
+    itlb_entries: int = 32
+    itlb_ways: int = 4
+
+
+@dataclass(frozen=True)
+class Walk:
+    """A page walk made without the TLB (``Machine.walk``)."""
+
+    physical: int
+    fault: int  # 0, or the vector the access would raise
+    error_code: int
+    page_level: int
+    writable: bool
+    user: bool
+    nx: bool
+    entries: tuple[tuple[int, int], ...]  # (physical address, value) of each entry read
+
+    @property
+    def memory_references(self) -> int:
+        return len(self.entries)
+
+
+_ACCESS = {"read": lib.P64_ACCESS_READ, "write": lib.P64_ACCESS_WRITE, "fetch": lib.P64_ACCESS_FETCH}
+
+# Scalar fields of struct p64_cpu the host may read and write (arrays handled apart).
+_CPU_FIELDS = (
+    "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset",
+    "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db", "vm_tag",
+)  # fmt: skip
+_SCALAR_COUNTERS = (
+    "ticks", "halted_ticks", "double_faults", "triple_faults", "host_gate_exits", "hcalls", "vmcalls",
+    "port_reads", "port_writes", "itlb_hits", "itlb_misses", "dtlb_hits", "dtlb_misses", "tlb_flushes",
+    "tlb_full_flushes", "invlpgs", "walks", "walk_refs", "ad_updates", "pages_decoded", "code_invalidations",
+)  # fmt: skip
+
+
+class CPU:
+    """Live view of the CPU state (struct p64_cpu): attribute access, ``r[i]``, ``rsp[i]``."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, cdata: object) -> None:
+        object.__setattr__(self, "_c", cdata)
+
+    @property
+    def r(self) -> _RegisterView:
+        """General registers r0..r15 (r0 reads 0; writes to it are ignored by the core)."""
+        return _RegisterView(self._c.r, 16)
+
+    @property
+    def rsp(self) -> _RegisterView:
+        """MSR_RSP0..2: the stacks loaded when an event enters an inner ring."""
+        return _RegisterView(self._c.rsp, 3)
+
+    def __getattr__(self, name: str) -> int:
+        if name in _CPU_FIELDS:
+            return int(getattr(self._c, name))
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: int) -> None:
+        if name not in _CPU_FIELDS:
+            raise AttributeError(f"the CPU has no field {name!r}")
+        setattr(self._c, name, value)
+
+    def state(self) -> dict[str, object]:
+        """A plain snapshot of every architectural field (for comparisons and reports)."""
+        out: dict[str, object] = {f: int(getattr(self._c, f)) for f in _CPU_FIELDS}
+        out["r"] = [0] + [int(self._c.r[i]) for i in range(1, 16)]
+        out["rsp"] = [int(self._c.rsp[i]) for i in range(3)]
+        return out
+
+
+class _RegisterView:
+    __slots__ = ("_a", "_n")
+
+    def __init__(self, array: object, n: int) -> None:
+        self._a, self._n = array, n
+
+    def _index(self, i: int) -> int:
+        if not 0 <= i < self._n:
+            raise IndexError(f"register index {i} out of range 0..{self._n - 1}")
+        return i
+
+    def __getitem__(self, i: int) -> int:
+        return 0 if self._n == 16 and i == 0 else int(self._a[self._index(i)])
+
+    def __setitem__(self, i: int, value: int) -> None:
+        self._a[self._index(i)] = value & 0xFFFF_FFFF_FFFF_FFFF
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[int]:
+        return (self[i] for i in range(self._n))
+
+
+@dataclass(frozen=True)
+class Counters(Mapping[str, int]):
+    """A snapshot of the core's counters (docs/architecture.md §13), as a flat mapping.
+
+    Keys: the scalar counters, ``instructions`` (all retired), ``insn_host_cpl0`` ..
+    ``insn_guest_cpl3``, ``exception_<v>`` and ``interrupt_<v>`` for vectors with a count.
+    """
+
+    values: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> int:
+        return self.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def exceptions(self) -> dict[int, int]:
+        """Exceptions and software interrupts delivered, by vector (non-zero only)."""
+        return {int(k.split("_")[1]): v for k, v in self.values.items() if k.startswith("exception_")}
+
+    @property
+    def interrupts(self) -> dict[int, int]:
+        """External interrupts delivered, by vector (non-zero only)."""
+        return {int(k.split("_")[1]): v for k, v in self.values.items() if k.startswith("interrupt_")}
+
+
+def _read_counters(c: object) -> Counters:
+    values = {name: int(getattr(c, name)) for name in _SCALAR_COUNTERS}
+    total = 0
+    for mode, mode_name in enumerate(("host", "guest")):
+        for cpl in range(4):
+            n = int(c.insn[mode][cpl])
+            values[f"insn_{mode_name}_cpl{cpl}"] = n
+            total += n
+    values["instructions"] = total
+    for v in range(256):
+        if c.exceptions[v]:
+            values[f"exception_{v}"] = int(c.exceptions[v])
+        if c.interrupts[v]:
+            values[f"interrupt_{v}"] = int(c.interrupts[v])
+    return Counters(values)
+
+
+@dataclass(frozen=True)
+class MachineSnapshot:
+    """The whole machine state (memory, CPU, TLB, counters, clock) as opaque bytes."""
+
+    profile: str
+    memory_size: int
+    data: bytes
+
+
+class Machine:
+    """One simulated P64 machine.
+
+    >>> m = Machine("x86-2005", memory=1 * MiB)
+    >>> m.write(0x1000, (0x55 << 24).to_bytes(4, "little"))  # ud
+    """
+
+    def __init__(
+        self,
+        profile: str | Profile = DEFAULT_PROFILE,
+        memory: int = DEFAULT_MEMORY,
+        tlb: TLBConfig | None = None,
+    ) -> None:
+        self.profile = get_profile(profile)
+        if not isinstance(memory, int) or memory % PAGE_SIZE or not MIN_MEMORY <= memory <= MAX_MEMORY:
+            raise ValueError(
+                f"memory = {memory!r}: must be a multiple of {PAGE_SIZE} bytes between "
+                f"{MIN_MEMORY // KiB} KiB and {MAX_MEMORY // GiB} GiB"
+            )
+        self.tlb = tlb or TLBConfig()
+        cfg = ffi.new("struct p64_config *")
+        cfg.mem_size = memory
+        cfg.features = self.profile.feature_bits
+        cfg.dtlb_entries, cfg.dtlb_ways = self.tlb.dtlb_entries, self.tlb.dtlb_ways
+        cfg.itlb_entries, cfg.itlb_ways = self.tlb.itlb_entries, self.tlb.itlb_ways
+        out = ffi.new("struct p64_machine **")
+        rc = lib.p64_create(cfg, out)
+        if rc != lib.P64_OK:
+            _binding.check(rc, out[0] if out[0] != ffi.NULL else None)
+        # SAFETY: the gc hook destroys the core exactly once, when the last reference to the
+        # handle goes; every view below keeps ``self`` (hence the handle) alive.
+        self._m = ffi.gc(out[0], lib.p64_destroy)
+        self._cpu = lib.p64_cpu(self._m)
+        self._exit = lib.p64_exit_info(self._m)
+        self._counters = lib.p64_counters(self._m)
+        self.memory_size = int(lib.p64_memory_size(self._m))
+        # SAFETY: the buffer aliases core-owned RAM that lives as long as self._m.
+        self._mem = ffi.buffer(lib.p64_memory(self._m), self.memory_size)
+        self.cpu = CPU(self._cpu)
+
+    # -- memory ---------------------------------------------------------------------------
+    @property
+    def memory(self) -> memoryview:
+        """Zero-copy view of physical memory.  Writing code through it bypasses the decoded-
+        instruction cache: use ``write`` (or call ``code_written``) for anything executable."""
+        return memoryview(self._mem)
+
+    def read(self, addr: int, size: int) -> bytes:
+        """Read physical memory; RangeError outside RAM."""
+        out = ffi.new("uint8_t[]", max(size, 1))
+        self._check(lib.p64_read_phys(self._m, addr, out, size))
+        return bytes(ffi.buffer(out, size))
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Write physical memory, keeping decoded code coherent; RangeError outside RAM."""
+        self._check(lib.p64_write_phys(self._m, addr, ffi.from_buffer(bytes(data)), len(data)))
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little"))
+
+    def code_written(self, addr: int, size: int) -> None:
+        """Tell the core that memory it may have decoded changed behind its back."""
+        self._check(lib.p64_code_written(self._m, addr, size))
+
+    def load(self, image: GuestImage) -> None:
+        """Copy an image's segments into RAM and set pc to its entry point."""
+        for seg in image.segments:
+            if seg.address + len(seg.data) > self.memory_size:
+                raise ValueError(
+                    f"image {image.name}: segment at {seg.address:#x}..{seg.address + len(seg.data):#x} "
+                    f"does not fit in {self.memory_size:#x} bytes of RAM"
+                )
+        for seg in image.segments:
+            self.write(seg.address, seg.data)
+        self.cpu.pc = image.entry
+
+    # -- execution ------------------------------------------------------------------------
+    def run(self, budget: int) -> Exit:
+        """Run at most ``budget`` ticks; return the exit (docs/architecture.md §10)."""
+        if budget < 0:
+            raise ValueError(f"budget = {budget}: must be >= 0")
+        self._check(lib.p64_run(self._m, budget))
+        e = self._exit
+        reason = ExitReason(e.reason)
+        if reason is ExitReason.BUDGET:
+            return _BUDGET_EXIT
+        return Exit(
+            reason=reason,
+            vector=int(e.vector),
+            kind=EventKind(e.kind),
+            error_code=int(e.error_code) if e.has_error else None,
+            address=int(e.address),
+            port=int(e.port),
+            value=int(e.value),
+            reg=int(e.reg),
+            number=int(e.number),
+        )
+
+    @property
+    def clock(self) -> int:
+        """Ticks since reset (docs/architecture.md §9)."""
+        return int(lib.p64_clock(self._m))
+
+    def now(self) -> int:
+        """The clock, for devices (the ``Clock`` protocol)."""
+        return int(lib.p64_clock(self._m))
+
+    def advance_clock(self, ticks: int) -> None:
+        """Let ``ticks`` pass while halted (the host's idle skip, §9)."""
+        if ticks < 0:
+            raise ValueError(f"ticks = {ticks}: must be >= 0")
+        self._check(lib.p64_advance_clock(self._m, ticks))
+
+    def walk(self, va: int, access: str = "read", cpl: int = 0, set_ad: bool = False) -> Walk:
+        """Translate ``va`` as an access of kind read/write/fetch at ``cpl``, without the TLB."""
+        try:
+            kind = _ACCESS[access]
+        except KeyError:
+            raise ValueError(f"access = {access!r}: must be one of {sorted(_ACCESS)}") from None
+        if not 0 <= cpl <= 3:
+            raise ValueError(f"cpl = {cpl}: must be 0..3")
+        w = ffi.new("struct p64_walk *")
+        self._check(lib.p64_walk(self._m, va & 0xFFFF_FFFF_FFFF_FFFF, kind, cpl, int(set_ad), w))
+        return Walk(
+            physical=int(w.physical),
+            fault=int(w.fault),
+            error_code=int(w.error_code),
+            page_level=int(w.page_level),
+            writable=bool(w.writable),
+            user=bool(w.user),
+            nx=bool(w.nx),
+            entries=tuple((int(w.entry_addr[i]), int(w.entry[i])) for i in range(w.levels)),
+        )
+
+    def tlb_flush(self) -> None:
+        """Drop every TLB entry (counted as a full flush)."""
+        self._check(lib.p64_tlb_flush(self._m))
+
+    @property
+    def counters(self) -> Counters:
+        """A snapshot of the counters."""
+        return _read_counters(self._counters)
+
+    def reset(self) -> None:
+        """Reset the CPU, TLB, clock and counters to their reset values; memory is kept."""
+        self._check(lib.p64_reset(self._m))
+
+    # -- snapshots ------------------------------------------------------------------------
+    def snapshot(self) -> MachineSnapshot:
+        """Capture the whole machine; ``restore`` brings it back, and runs repeat exactly."""
+        n = int(lib.p64_snapshot_size(self._m))
+        buf = ffi.new("uint8_t[]", n)
+        self._check(lib.p64_snapshot(self._m, buf, n))
+        return MachineSnapshot(self.profile.name, self.memory_size, bytes(ffi.buffer(buf, n)))
+
+    def restore(self, snap: MachineSnapshot) -> None:
+        if snap.profile != self.profile.name or snap.memory_size != self.memory_size:
+            raise ValueError(
+                f"snapshot of a {snap.profile} machine with {snap.memory_size:#x} bytes cannot be "
+                f"restored into a {self.profile.name} machine with {self.memory_size:#x} bytes"
+            )
+        self._check(lib.p64_restore(self._m, ffi.from_buffer(snap.data), len(snap.data)))
+
+    def _check(self, rc: int) -> None:
+        if rc != lib.P64_OK:
+            _binding.check(rc, self._m)
+
+
+_BUDGET_EXIT = Exit(ExitReason.BUDGET)

@@ -1,0 +1,100 @@
+"""Named machine profiles: the feature sets of docs/architecture.md §12.
+
+A profile says which hardware a Machine models.  Features that the core does not implement
+yet (the hardware-virtualization extension) are known by name, so that a profile asking for
+them fails with a message saying so rather than silently running without them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Feature name -> bit of p64_config.features (cffi_core/csrc/p64.h).
+FEATURE_BITS: dict[str, int] = {
+    "classic": 1,
+    "seglimit": 2,
+    "vmx": 4,
+    "ept": 8,
+    "vpid": 16,
+    "tpr_shadow": 32,
+    "iommu": 64,
+    "pwc": 128,
+}
+
+# Features the core implements today; the others arrive with the vmx extension.
+IMPLEMENTED_FEATURES = frozenset({"classic", "seglimit"})
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named machine: its features and what it stands for."""
+
+    name: str
+    features: frozenset[str]
+    stands_for: str
+
+    @property
+    def feature_bits(self) -> int:
+        bits = 0
+        for f in self.features:
+            bits |= FEATURE_BITS[f]
+        return bits
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "x86-2005",
+            frozenset({"seglimit"}),
+            "32-bit x86 before VT: VMware's BT VMM protects itself with segment limits",
+        ),
+        Profile(
+            "x86-64-2005",
+            frozenset(),
+            "64-bit x86 before VT: no segment limits, hence ring compression",
+        ),
+        Profile(
+            "classic-1974",
+            frozenset({"classic"}),
+            "a classically virtualizable machine (every sensitive instruction privileged), as the S/370",
+        ),
+        Profile("vtx-2006", frozenset({"vmx"}), "first-generation VT-x (Pentium 4 672 of Adams & Agesen 2006)"),
+        Profile(
+            "vtx-2009",
+            frozenset({"vmx", "ept", "vpid", "tpr_shadow", "pwc"}),
+            "Nehalem-class hardware with nested paging and tagged TLBs",
+        ),
+    )
+}
+
+DEFAULT_PROFILE = "x86-2005"
+
+
+class ProfileError(ValueError):
+    """An unknown profile or feature, or one the core does not implement yet."""
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    """Look a profile up by name (a Profile passes through after validation)."""
+    if isinstance(profile, str):
+        try:
+            profile = PROFILES[profile]
+        except KeyError:
+            known = ", ".join(sorted(PROFILES))
+            raise ProfileError(f"unknown profile {profile!r} (known profiles: {known})") from None
+    unknown = profile.features - FEATURE_BITS.keys()
+    if unknown:
+        raise ProfileError(f"profile {profile.name!r}: unknown features {sorted(unknown)}")
+    missing = profile.features - IMPLEMENTED_FEATURES
+    if missing:
+        raise ProfileError(
+            f"profile {profile.name!r} needs {', '.join(sorted(missing))}, which this version of "
+            "the P64 core does not implement yet (docs/architecture.md §12)"
+        )
+    return profile
+
+
+def available_profiles() -> list[str]:
+    """Names of the profiles a Machine can be built with today."""
+    return [n for n, p in PROFILES.items() if p.features <= IMPLEMENTED_FEATURES]
