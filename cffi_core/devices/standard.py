@@ -1,0 +1,47 @@
+"""The platform's device set of docs/architecture.md §11, wired together on one port bus.
+
+The PIC takes the timer's IRQ 0 and the disk's IRQ 14; the disk exists only when an image is
+given (without one its ports are unclaimed and read all ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cffi_core.devices.base import DMA, Clock
+from cffi_core.devices.bus import PortBus
+from cffi_core.devices.console import Console
+from cffi_core.devices.disk import Disk
+from cffi_core.devices.pic import PIC
+from cffi_core.devices.result import ResultPort
+from cffi_core.devices.timer import Timer
+
+
+@dataclass(frozen=True)
+class StandardDevices:
+    """The devices of a standard set, by role."""
+
+    pic: PIC
+    timer: Timer
+    console: Console
+    disk: Disk | None
+    result: ResultPort
+
+
+def standard_devices(
+    clock: Clock, dma: DMA, *, disk: bytes | None = None, console_input: bytes = b""
+) -> tuple[PortBus, StandardDevices]:
+    """Build the §11 devices on a new bus: PIC, timer, console, disk (if ``disk``), result port."""
+    pic = PIC()
+    devices = StandardDevices(
+        pic=pic,
+        timer=Timer(clock, pic.raise_irq),
+        console=Console(console_input),
+        disk=None if disk is None else Disk(clock, pic.raise_irq, dma, disk),
+        result=ResultPort(),
+    )
+    bus = PortBus()
+    for device in (devices.pic, devices.timer, devices.console, devices.disk, devices.result):
+        if device is not None:
+            bus.attach(device)
+    return bus, devices

@@ -1,0 +1,63 @@
+"""Linear-address accesses (docs/architecture.md §5): the checks every fetch, load, store,
+stack access, frame push and IDT read goes through, in the manual's order.
+
+§5.3: (1) alignment → #AC(0); (2) with ``seglimit`` at CPL ≥ 1, the limit → #GP(0);
+(3) with paging, canonical form → #GP(0); (4) with paging, translation and permissions →
+#PF; (5) the physical address must be in RAM → #MC.  The first check that fails raises.
+"""
+
+from __future__ import annotations
+
+from cffi_core.spec.faults import Fault
+from cffi_core.spec.memory import PhysicalMemory
+from cffi_core.spec.paging import ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE, walk
+from cffi_core.spec.state import AC, CR0_PG, GP, MC, PF, State
+
+SEGLIMIT_GRANULE = 0xFFF  # limits have 4 KiB granularity (§5.3)
+INSN_SIZE = 4
+
+
+def beyond_limit(state: State, va: int, size: int, cpl: int) -> bool:
+    """§5.3 step 2: with ``seglimit``, at CPL ≥ 1, is the last byte beyond the limit?"""
+    return cpl > 0 and "seglimit" in state.features and va + size - 1 > (state.seglimit | SEGLIMIT_GRANULE)
+
+
+def translate(state: State, mem: PhysicalMemory, va: int, size: int, access: int, cpl: int) -> int:
+    """§5.3: check an access of ``size`` bytes at linear ``va`` made at ``cpl``; return the
+    physical address or raise the Fault of the first check that fails."""
+    if va & (size - 1):
+        raise Fault(AC, 0)  # step 1: natural alignment (§5.2)
+    if beyond_limit(state, va, size, cpl):
+        raise Fault(GP, 0)  # step 2: the segment limit
+    pa = va
+    if state.cr0 & CR0_PG:  # steps 3 and 4: canonical form, then the walk (§7)
+        w = walk(state, mem, va, access, cpl, set_ad=True, counters=state.counters)
+        if w.fault == GP:
+            raise Fault(GP, 0)
+        if w.fault == PF:
+            raise Fault(PF, w.error_code, va)
+        if w.fault == MC:
+            raise Fault(MC)
+        pa = w.physical
+    if pa + size > mem.size:
+        raise Fault(MC)  # step 5: beyond RAM
+    return pa
+
+
+def load(state: State, mem: PhysicalMemory, va: int, size: int, cpl: int | None = None) -> int:
+    """Read ``size`` bytes at linear ``va`` (at the current CPL unless ``cpl`` is given)."""
+    if cpl is None:
+        cpl = state.cpl
+    return mem.read(translate(state, mem, va, size, ACCESS_READ, cpl), size)
+
+
+def store(state: State, mem: PhysicalMemory, va: int, size: int, value: int, cpl: int | None = None) -> None:
+    """Write the low ``size`` bytes of ``value`` at linear ``va``."""
+    if cpl is None:
+        cpl = state.cpl
+    mem.write(translate(state, mem, va, size, ACCESS_WRITE, cpl), size, value)
+
+
+def fetch(state: State, mem: PhysicalMemory, pc: int) -> int:
+    """The instruction word at ``pc``: a 4-byte access of kind fetch at the current CPL."""
+    return mem.read(translate(state, mem, pc, INSN_SIZE, ACCESS_FETCH, state.cpl), INSN_SIZE)

@@ -1,0 +1,84 @@
+"""Instruction group ``mem`` (docs/architecture.md §3, §5): loads and stores at
+``rs1 + sext(imm16)``, naturally aligned (else #AC), through the checks of §5.3."""
+
+from __future__ import annotations
+
+from cffi_core.isa.encoding import Decoded
+from cffi_core.spec.access import load, store
+from cffi_core.spec.memory import PhysicalMemory
+from cffi_core.spec.registers import advance, effective_address, sext, write_rd
+from cffi_core.spec.state import State
+
+
+def _load(state: State, d: Decoded, mem: PhysicalMemory, size: int, signed: bool) -> None:
+    """rd = mem[rs1 + sext(imm16)], sign- or zero-extended from ``size`` bytes."""
+    value = load(state, mem, effective_address(state, d), size)
+    write_rd(state, d.rd, sext(value, 8 * size) if signed else value)
+    advance(state)
+
+
+def _store(state: State, d: Decoded, mem: PhysicalMemory, size: int) -> None:
+    """mem[rs1 + sext(imm16)] = the low ``size`` bytes of rs2."""
+    store(state, mem, effective_address(state, d), size, state.r[d.rs2])
+    advance(state)
+
+
+# ---- mem: loads ----
+
+
+def execute_lb(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """rd = sext(mem8[rs1 + sext(imm16)])."""
+    _load(state, d, mem, 1, signed=True)
+
+
+def execute_lbu(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """rd = zext(mem8[rs1 + sext(imm16)])."""
+    _load(state, d, mem, 1, signed=False)
+
+
+def execute_lh(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """rd = sext(mem16[rs1 + sext(imm16)])."""
+    _load(state, d, mem, 2, signed=True)
+
+
+def execute_lhu(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """rd = zext(mem16[rs1 + sext(imm16)])."""
+    _load(state, d, mem, 2, signed=False)
+
+
+def execute_lw(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """rd = sext(mem32[rs1 + sext(imm16)])."""
+    _load(state, d, mem, 4, signed=True)
+
+
+def execute_lwu(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """rd = zext(mem32[rs1 + sext(imm16)])."""
+    _load(state, d, mem, 4, signed=False)
+
+
+def execute_ld(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """rd = mem64[rs1 + sext(imm16)]."""
+    _load(state, d, mem, 8, signed=False)
+
+
+# ---- mem: stores ----
+
+
+def execute_sb(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """mem8[rs1 + sext(imm16)] = rs2."""
+    _store(state, d, mem, 1)
+
+
+def execute_sh(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """mem16[rs1 + sext(imm16)] = rs2."""
+    _store(state, d, mem, 2)
+
+
+def execute_sw(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """mem32[rs1 + sext(imm16)] = rs2."""
+    _store(state, d, mem, 4)
+
+
+def execute_sd(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """mem64[rs1 + sext(imm16)] = rs2."""
+    _store(state, d, mem, 8)

@@ -1,0 +1,134 @@
+"""Native runs on the bare platform: the examples, determinism, stop reasons, interrupts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cffi_core.asm import assemble, assemble_file
+from cffi_core.platform import MachineError, Platform
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _run(source: str, profile: str = "x86-2005", **kw):  # noqa: ANN202
+    p = Platform(profile, **kw)
+    p.load(assemble(source))
+    return p.run(1_000_000)
+
+
+def test_hello_prints_and_exits_zero():
+    p = Platform()
+    p.load(assemble_file(EXAMPLES / "hello.s"))
+    r = p.run()
+    assert (r.stop, r.exit_code, r.console) == ("exit", 0, b"hello, world\n")
+
+
+@pytest.mark.parametrize("profile", ["x86-2005", "x86-64-2005", "classic-1974"])
+def test_paging_example_takes_a_syscall_and_a_page_fault(profile):
+    p = Platform(profile)
+    p.load(assemble_file(EXAMPLES / "paging.s"))
+    r = p.run()
+    assert (r.stop, r.exit_code) == ("exit", 0)
+    assert b"system call" in r.console
+    assert r.counters["exception_14"] == 1
+    assert r.counters["exception_128"] == 2
+    assert r.counters["insn_host_cpl3"] > 0
+
+
+def test_two_runs_of_the_same_image_count_the_same():
+    image = assemble_file(EXAMPLES / "paging.s")
+    results = []
+    for _ in range(2):
+        p = Platform()
+        p.load(image)
+        results.append(p.run())
+    assert results[0] == results[1]
+
+
+def test_hlt_with_interrupts_off_stops_as_halted():
+    assert _run("_start: hlt").stop == "halted"
+
+
+def test_budget_stops_a_spinning_guest():
+    r = _run("_start: jmp _start")
+    assert (r.stop, r.clock) == ("budget", 1_000_000)
+
+
+def test_triple_fault_shuts_down():
+    # No IDT: the #UD cannot be delivered, neither can the #DF.
+    assert _run("_start: ud").stop == "shutdown"
+
+
+def test_host_gate_in_a_native_run_is_a_machine_error():
+    src = """
+    _start: li r1, 0x8000
+            lidt r1
+            li r2, 0x8000 + 16 * 6
+            li r3, 1 | 2 << 1          ; present host gate
+            sd r3, [r2 + 8]
+            ud
+    """
+    with pytest.raises(MachineError, match="host gate"):
+        _run(src)
+
+
+def test_timer_interrupt_wakes_a_halted_cpu():
+    src = """
+    .equ PIC_CMD, 0x20
+    .equ PIC_MASK, 0x21
+    .equ TIMER_COUNT, 0x40
+    .equ TIMER_CTRL, 0x41
+    _start: li sp, 0x9000
+            li r1, 0x8000
+            lidt r1
+            li r2, 0x8000 + 16 * 32     ; IRQ 0 -> vector 32
+            la r3, tick
+            sd r3, [r2]
+            li r3, 1                    ; present interrupt gate, ring 0
+            sd r3, [r2 + 8]
+            li r1, 0xfffe
+            out PIC_MASK, r1            ; unmask IRQ 0
+            li r1, 5000
+            out TIMER_COUNT, r1
+            li r1, 3                    ; enable, periodic
+            out TIMER_CTRL, r1
+    wait:   sti
+            hlt
+            li r5, 3
+            bltu r4, r5, wait
+            mov r2, r4
+            out 0x500, r2
+    tick:   addi r4, r4, 1
+            li r1, 0x20
+            out PIC_CMD, r1             ; EOI
+            iret
+    """
+    r = _run(src)
+    assert (r.stop, r.exit_code) == ("exit", 3)
+    assert r.counters["interrupt_32"] == 3
+    assert r.counters["halted_ticks"] > 0
+    assert 15000 <= r.clock < 16000
+
+
+def test_disk_read_by_dma_lands_in_memory():
+    disk = bytes(range(256)) * 4
+    src = """
+    _start: li r1, 0
+            out 0x1f0, r1               ; sector 0
+            li r1, 1
+            out 0x1f1, r1               ; one sector
+            li r1, 0x4000
+            out 0x1f2, r1               ; buffer
+            li r1, 1
+            out 0x1f3, r1               ; read
+    poll:   in r2, 0x1f3
+            li r3, 2
+            bne r2, r3, poll
+            li r1, 0x4000
+            ld r2, [r1 + 8]
+            out 0x500, r2
+    """
+    r = _run(src, disk=disk)
+    assert (r.stop, r.exit_code) == ("exit", int.from_bytes(disk[8:12], "little"))
