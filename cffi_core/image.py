@@ -127,6 +127,10 @@ class GuestImage:
         object.__setattr__(self, "symbols", MappingProxyType(symbols))
         object.__setattr__(self, "constants", constants)
 
+    def __hash__(self) -> int:
+        # The generated hash would fail on the symbols mapping; hash what equality compares.
+        return hash((self.segments, self.entry, frozenset(self.symbols.items())))
+
     # ---- queries ----
 
     @property
@@ -189,7 +193,9 @@ class GuestImage:
             f.write(data)
 
     def to_elf(self) -> bytes:
-        """The image as an ELF64 little-endian ET_EXEC file for EM_P64 (see module docstring)."""
+        """The image as an ELF64 little-endian ET_EXEC file for EM_P64: one RWX PT_LOAD and one
+        ``.segN`` section per segment, ``.symtab`` (labels in their segment's section, constants
+        and addresses outside every segment SHN_ABS), ``.strtab`` and ``.shstrtab``."""
         return _write_elf(self)
 
     @classmethod
@@ -294,8 +300,9 @@ def _write_elf(image: GuestImage) -> bytes:
 # Reading
 
 
-def _check_header(data: bytes, name: str) -> tuple:
-    """Validate the ELF header with struct before pyelftools sees it, for precise messages."""
+def _check_header(data: bytes, name: str) -> int:
+    """Validate the ELF header with struct before pyelftools sees it, for precise messages;
+    returns the entry point."""
     if len(data) < 4 or data[:4] != b"\x7fELF":
         raise ImageError(f"{name}: not an ELF file (bad magic)")
     if len(data) < _EHDR.size:
@@ -314,7 +321,7 @@ def _check_header(data: bytes, name: str) -> tuple:
         e_type,
         e_machine,
         e_version,
-        _entry,
+        entry,
         e_phoff,
         e_shoff,
         _flags,
@@ -353,12 +360,11 @@ def _check_header(data: bytes, name: str) -> tuple:
             )
         if e_shstrndx >= e_shnum:
             raise ImageError(f"{name}: e_shstrndx {e_shstrndx} is not a section (there are {e_shnum})")
-    return hdr
+    return entry
 
 
 def _read_elf(data: bytes, name: str) -> GuestImage:
-    hdr = _check_header(data, name)
-    entry = hdr[4]
+    entry = _check_header(data, name)
     # pyelftools raises a zoo of exceptions on corrupt input (its own, construct's, struct's,
     # IndexError, UnicodeDecodeError, ...); each becomes one ImageError naming the file.
     from elftools.common.exceptions import ELFError, ELFParseError  # local: keep `import popek` light

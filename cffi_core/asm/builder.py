@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import keyword
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cffi_core.asm.assembler import assemble
 from cffi_core.asm.syntax import FORMAT_OPERANDS, PSEUDO_OPERANDS
@@ -124,42 +125,58 @@ class Builder:
     # ---- directives ----
 
     def org(self, address: int | str) -> Builder:
+        """``.org address``: continue emitting at ``address``."""
         return self._statement(".org", (address,))
 
     def align(self, n: int | str) -> Builder:
+        """``.align n``: pad with zero bytes to a multiple of ``n`` (a power of two)."""
         return self._statement(".align", (n,))
 
     def byte(self, *values: int | str) -> Builder:
+        """``.byte``: 8-bit values."""
         return self._statement(".byte", values)
 
     def half(self, *values: int | str) -> Builder:
+        """``.half``: 16-bit little-endian values."""
         return self._statement(".half", values)
 
     def word(self, *values: int | str) -> Builder:
+        """``.word``: 32-bit little-endian values."""
         return self._statement(".word", values)
 
     def quad(self, *values: int | str) -> Builder:
+        """``.quad``: 64-bit little-endian values."""
         return self._statement(".quad", values)
 
     def ascii(self, data: str | bytes) -> Builder:
+        """``.ascii``: the bytes of ``data`` (str is UTF-8 encoded)."""
         return self.raw(f"    .ascii {_quote(data)}")
 
     def asciz(self, data: str | bytes) -> Builder:
+        """``.asciz``: the bytes of ``data`` and a NUL."""
         return self.raw(f"    .asciz {_quote(data)}")
 
     def space(self, n: int | str, fill: int | str | None = None) -> Builder:
+        """``.space n[, fill]``: ``n`` bytes of ``fill`` (default 0)."""
         return self._statement(".space", (n,) if fill is None else (n, fill))
 
     def equ(self, name: str, value: int | str) -> Builder:
+        """``.equ name, value``: define a constant."""
         return self._statement(".equ", (name, value))
 
     def entry(self, target: int | str) -> Builder:
+        """``.entry target``: the image's entry point."""
         return self._statement(".entry", (target,))
 
     def global_(self, *names: str) -> Builder:
+        """``.global``: accepted for familiarity; every label is exported anyway."""
         return self._statement(".global", names)
 
-    # Instruction and pseudo-instruction methods are attached below, from the table.
+    # Instruction and pseudo-instruction methods are attached below, from the table; type
+    # checkers learn of them through this stub (it does not exist at run time).
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Callable[..., Builder]: ...
 
 
 def _method(word: str, arity: int, doc: str) -> Callable[..., Builder]:

@@ -53,7 +53,7 @@ def disassemble_word(word: int, pc: int | None = None) -> str:
             if pc is not None:
                 parts.append(f"{(pc + d.imm) & MASK64:#x}")
             else:
-                parts.append("." if d.imm == 0 else f". {'-' if d.imm < 0 else '+'} {abs(d.imm)}")
+                parts.append(f". {'-' if d.imm < 0 else '+'} {abs(d.imm)}")
         elif spec.kind == "mem":
             parts.append(f"[{_offset(regs[spec.role], d.imm, False)}]")
         elif spec.kind == "port":
@@ -96,6 +96,11 @@ def disassemble(image: GuestImage) -> str:
             if size == 4:
                 word = int.from_bytes(chunk, "little")
                 text, raw = disassemble_word(word, addr), f"{word:08x}"
+                d = decode(word)
+                if d is not None and d.insn.format.imm in ("s16w", "s24w"):
+                    names = labels.get((addr + d.imm) & MASK64)
+                    if names:
+                        raw += f" -> {names[0]}"  # name the branch target for the reader
             else:
                 text, raw = f".byte 0x{chunk[0]:02x}", f"{chunk[0]:02x}"
             lines.append(f"    {text:<32} ; {addr:0{width}x}: {raw}")

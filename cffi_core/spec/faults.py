@@ -49,7 +49,7 @@ EVENT_EXTERNAL = EventKind.EVENT_EXTERNAL
 EVENT_ABORT = EventKind.EVENT_ABORT
 
 
-class Fault(Exception):  # noqa: N818 -- the manual's word
+class Fault(Exception):
     """An exception raised by an access, an instruction or a delivery step.
 
     ``error_code`` is None for vectors without one (§6.1); ``address`` is the linear address

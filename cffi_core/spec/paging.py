@@ -45,8 +45,15 @@ ACCESS_WRITE = 1
 ACCESS_FETCH = 2
 
 INDEX_BITS = 9  # 512 entries of 8 bytes per 4 KiB table (§7.1)
+INDEX_MASK = (1 << INDEX_BITS) - 1
 ENTRY_SIZE = 8
-_LARGE_FRAME_RESERVED = {2: 0x1FF000, 3: 0x3FFFF000}  # frame bits 20:12 (2 MiB), 29:12 (1 GiB)
+LEVEL_SHIFT = {level: PAGE_SHIFT + INDEX_BITS * (level - 1) for level in (1, 2, 3, 4)}  # index bits
+
+# §7.2: reserved bits by level, for an entry with PS = 0 and with PS = 1.  Bits 62:52 always;
+# PS at level 1 and at level 4; the frame bits below a large page's size (20:12 for 2 MiB,
+# 29:12 for 1 GiB).
+RESERVED = {1: PTE_RESERVED | PTE_PS, 2: PTE_RESERVED, 3: PTE_RESERVED, 4: PTE_RESERVED | PTE_PS}
+RESERVED_LARGE = {1: RESERVED[1], 2: PTE_RESERVED | 0x1FF000, 3: PTE_RESERVED | 0x3FFFF000, 4: RESERVED[4]}
 
 
 @dataclass(slots=True)
@@ -80,12 +87,7 @@ def is_canonical(va: int, levels: int) -> bool:
 
 def reserved_bits(entry: int, level: int) -> int:
     """§7.2: the bits of ``entry`` that must be 0 at ``level``."""
-    bits = PTE_RESERVED
-    if level in (1, 4):
-        bits |= PTE_PS  # PS is reserved at level 1 and at level 4
-    elif entry & PTE_PS:
-        bits |= _LARGE_FRAME_RESERVED[level]  # a large page's frame is aligned to its size
-    return bits
+    return RESERVED_LARGE[level] if entry & PTE_PS else RESERVED[level]
 
 
 def pf_error_code(access: int, cpl: int, causes: int) -> int:
@@ -118,64 +120,68 @@ def walk(
     set_ad: bool = False,
     counters: Counters | None = None,
 ) -> WalkResult:
-    """§7.3: translate ``va`` for an access of kind ``access`` at ``cpl``.  With ``set_ad`` a
+    """§7: translate ``va`` for an access of kind ``access`` at ``cpl``.  With ``set_ad`` a
     successful translation sets A and D (§7.5); ``counters`` (if given) counts the walk."""
     va &= MASK64
     if not state.cr0 & CR0_PG:
         return WalkResult(physical=va, fault=MC if va >= mem.size else 0)  # §5.3: linear = physical
-    levels = state.paging_levels
-    if not is_canonical(va, levels):
-        return WalkResult(fault=GP)
+    if not is_canonical(va, state.paging_levels):
+        return WalkResult(fault=GP)  # §5.3 step 3
+    result = _walk_tables(state, mem, va, access, cpl)
     if counters is not None:
         counters.walks += 1
-    result = WalkResult()
+        counters.walk_refs += result.levels
+    if not result.fault:
+        if set_ad:
+            _set_accessed_dirty(mem, result, access == ACCESS_WRITE, counters)
+        if result.physical >= mem.size:
+            result.fault = MC  # §5.3 step 5, reported for the access to come
+    return result
+
+
+def _walk_tables(state: State, mem: PhysicalMemory, va: int, access: int, cpl: int) -> WalkResult:
+    """§7.3: read one entry per level from the table at CR3 down to a leaf; §7.4: check the
+    permissions the levels combine to."""
+    addrs: list[int] = []
+    entries: list[int] = []
     table = state.cr3 & CR3_FRAME
-    for level in range(levels, 0, -1):
-        addr = table + ENTRY_SIZE * ((va >> (PAGE_SHIFT + INDEX_BITS * (level - 1))) & 511)
+    anded, ored = MASK64, 0
+    for level in range(state.paging_levels, 0, -1):
+        addr = table + ENTRY_SIZE * ((va >> LEVEL_SHIFT[level]) & INDEX_MASK)
         if addr + ENTRY_SIZE > mem.size:
-            result.fault = MC  # §7.3: a walk read beyond RAM raises #MC
-            return result
+            return WalkResult(fault=MC, levels=len(entries), entry_addr=addrs, entry=entries)  # #MC
         entry = mem.read(addr, ENTRY_SIZE)
-        result.levels += 1
-        result.entry_addr.append(addr)
-        result.entry.append(entry)
-        if counters is not None:
-            counters.walk_refs += 1
+        addrs.append(addr)
+        entries.append(entry)
         if not entry & PTE_P:
-            return _page_fault(result, access, cpl, 0)  # §7.3: if P = 0 the walk fails
+            return _page_fault(addrs, entries, access, cpl, 0)  # if P = 0 the walk fails
         if entry & reserved_bits(entry, level):
-            return _page_fault(result, access, cpl, PF_P | PF_RSVD)  # §7.3: RSVD
-        result.writable = result.writable and bool(entry & PTE_W)  # §7.3: W and U are ANDed,
-        result.user = result.user and bool(entry & PTE_U)
-        result.nx = result.nx or bool(entry & PTE_NX)  # NX is ORed
+            return _page_fault(addrs, entries, access, cpl, PF_P | PF_RSVD)  # a reserved bit: RSVD
+        anded &= entry  # W and U are the AND over the levels,
+        ored |= entry  # NX the OR
         if level == 1 or entry & PTE_PS:
-            result.page_level = level  # §7.3: a leaf ends the walk
-            break
+            break  # a leaf: level 1, or PS = 1 at level 2 or 3
         table = entry & PTE_FRAME
-    if not permitted(state, access, cpl, result.writable, result.user, result.nx):
-        return _page_fault(result, access, cpl, PF_P)  # §7.4
-    page_mask = (1 << (PAGE_SHIFT + INDEX_BITS * (result.page_level - 1))) - 1
-    result.physical = (result.entry[-1] & PTE_FRAME & ~page_mask) | (va & page_mask)
-    if set_ad:
-        _set_accessed_dirty(mem, result, access == ACCESS_WRITE, counters)
-    if result.physical >= mem.size:
-        result.fault = MC  # §5.3 step 5, reported for the access to come
-    return result
+    writable, user, nx = bool(anded & PTE_W), bool(anded & PTE_U), bool(ored & PTE_NX)
+    if not permitted(state, access, cpl, writable, user, nx):
+        return _page_fault(addrs, entries, access, cpl, PF_P)  # §7.4
+    offset = (1 << LEVEL_SHIFT[level]) - 1
+    physical = (entry & PTE_FRAME & ~offset) | (va & offset)
+    return WalkResult(physical, 0, 0, len(entries), level, writable, user, nx, addrs, entries)
 
 
-def _page_fault(result: WalkResult, access: int, cpl: int, causes: int) -> WalkResult:
+def _page_fault(addrs: list[int], entries: list[int], access: int, cpl: int, causes: int) -> WalkResult:
     """§7.5: a failed translation sets nothing and raises #PF (CR2 = va, set by delivery)."""
-    result.fault = PF
-    result.error_code = pf_error_code(access, cpl, causes)
-    return result
+    error_code = pf_error_code(access, cpl, causes)
+    return WalkResult(error_code=error_code, fault=PF, levels=len(entries), entry_addr=addrs, entry=entries)
 
 
 def _set_accessed_dirty(mem: PhysicalMemory, result: WalkResult, write: bool, counters: Counters | None) -> None:
     """§7.5: set A in every entry used whose A is clear, and D in the leaf on a write."""
-    last = result.levels - 1
-    for i, (addr, entry) in enumerate(zip(result.entry_addr, result.entry, strict=True)):
-        new = entry | PTE_A | (PTE_D if write and i == last else 0)
+    leaf = result.levels - 1
+    for i, entry in enumerate(result.entry):
+        new = entry | PTE_A | (PTE_D if write and i == leaf else 0)
         if new != entry:
-            mem.write(addr, ENTRY_SIZE, new)
+            mem.write(result.entry_addr[i], ENTRY_SIZE, new)
             if counters is not None:
                 counters.ad_updates += 1

@@ -69,7 +69,7 @@ def test_invalid_words_print_as_word_directive(word):
         (encode("sb", rs2=3, rs1=4, imm=0), None, "sb r3, [r4]"),
         (encode("beq", rs1=1, rs2=2, imm=-8), None, "beq r1, r2, . - 8"),
         (encode("beq", rs1=1, rs2=2, imm=-8), 0x1000, "beq r1, r2, 0xff8"),
-        (encode("jmp", imm=0), None, "jmp ."),
+        (encode("jmp", imm=0), None, "jmp . + 0"),
         (encode("call", imm=16), 0x100, "call 0x110"),
         (encode("in", rd=1, rs1=0, imm=0x3F8), None, "in r1, 0x3f8"),
         (encode("out", rs2=5, rs1=2, imm=4), None, "out r2 + 0x4, r5"),
@@ -108,7 +108,9 @@ tail:   .half 0xabcd
     listing = disassemble(image)
     lines = listing.splitlines()
     assert "_start:" in lines and "loop:" in lines and "msg:" in lines and "tail:" in lines
-    assert any(line.strip().startswith("bne r1, r0, 0x1004") and "00001008:" in line for line in lines)
+    assert any(
+        line.strip().startswith("bne r1, r0, 0x1004") and "00001008:" in line and "-> loop" in line for line in lines
+    )
     assert "; K = 0x7" in lines
     again = assemble(listing)
     assert again.segments == image.segments and again.entry == image.entry

@@ -81,7 +81,11 @@ CASES = [
     (".macro m\n.macro n\n.endm", 2, "nested '.macro' (macros cannot define macros)"),
     ("x: .macro m", 1, "'.macro' must start its line"),
     ("5: nop", 1, "expected an instruction, directive or label, got '5'"),
-    (".org 0xfffffffffffffffc\n.quad 0", 2, "8 byte(s) at 0xfffffffffffffffc run past the end of the 64-bit address space"),
+    (
+        ".org 0xfffffffffffffffc\n.quad 0",
+        2,
+        "8 byte(s) at 0xfffffffffffffffc run past the end of the 64-bit address space",
+    ),
     (".equ A, B\n.equ B, A", 1, "undefined symbol 'B'"),
 ]
 
@@ -123,7 +127,7 @@ def test_include_cycle_is_an_error(tmp_path):
 
 def test_self_include_from_text_with_a_filename_is_a_cycle(tmp_path):
     (tmp_path / "self.s").write_text('.include "self.s"\n')
-    with pytest.raises(AssemblyError, match="include cycle: self.s -> self.s"):
+    with pytest.raises(AssemblyError, match=r"include cycle: self\.s -> self\.s"):
         assemble_file(tmp_path / "self.s")
 
 
@@ -136,7 +140,9 @@ def test_error_inside_a_macro_names_the_body_line_and_the_call():
     src = ".macro load r, v\n    nop\n    addi \\r, \\r, \\v\n.endm\n\n    load r1, 99999\n"
     with pytest.raises(AssemblyError) as info:
         assemble(src, filename="m.s")
-    assert str(info.value) == "m.s:3: addi: immediate 99999 out of range [-32768, 32767] (in macro 'load' called at m.s:6)"
+    assert (
+        str(info.value) == "m.s:3: addi: immediate 99999 out of range [-32768, 32767] (in macro 'load' called at m.s:6)"
+    )
 
 
 def test_recursive_macro_is_an_error_not_a_crash():
