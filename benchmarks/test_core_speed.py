@@ -16,13 +16,13 @@ BUDGET = 20_000_000
 ROUNDS = 5
 
 
-def _run_loop(benchmark, machine, budget: int = BUDGET) -> None:  # noqa: ANN001
+def _run_loop(benchmark, machine, budget: int = BUDGET) -> None:
     snap = machine.snapshot()
 
-    def setup():  # noqa: ANN202
+    def setup():
         machine.restore(snap)
 
-    def target():  # noqa: ANN202
+    def target():
         ex = machine.run(budget)
         assert ex.reason is ExitReason.BUDGET
 
@@ -31,16 +31,16 @@ def _run_loop(benchmark, machine, budget: int = BUDGET) -> None:  # noqa: ANN001
     benchmark.extra_info["mips"] = budget / benchmark.stats.stats.median / 1e6
 
 
-def test_alu_loop_paging_off(benchmark):  # noqa: ANN001
+def test_alu_loop_paging_off(benchmark):
     _run_loop(benchmark, build(ALU_LOOP, paging=False))
 
 
 @pytest.mark.parametrize("name,source", [("alu", ALU_LOOP), ("mem", MEM_LOOP), ("branchy", BRANCHY_LOOP)])
-def test_loop_paging_on(benchmark, name, source):  # noqa: ANN001
+def test_loop_paging_on(benchmark, name, source):
     _run_loop(benchmark, build(source, paging=True))
 
 
-def test_page_walks_paging_on(benchmark):  # noqa: ANN001
+def test_page_walks_paging_on(benchmark):
     machine = build(WALK_LOOP, paging=True)
     before = machine.counters["walks"]
     _run_loop(benchmark, machine, budget=BUDGET // 4)
@@ -49,16 +49,16 @@ def test_page_walks_paging_on(benchmark):  # noqa: ANN001
     benchmark.extra_info["walks_per_second"] = walks_per_run / benchmark.stats.stats.median
 
 
-def test_python_round_trip_paging_off(benchmark):  # noqa: ANN001
+def test_python_round_trip_paging_off(benchmark):
     """run -> port-I/O exit -> a trivial Python handler -> run, N times."""
     machine = build(ROUND_TRIP_LOOP, paging=False)
     trips = 100_000
     seen = []
 
-    def handler(ex) -> None:  # noqa: ANN001
+    def handler(ex) -> None:
         seen.append(ex.value)
 
-    def target():  # noqa: ANN202
+    def target():
         seen.clear()
         run = machine.run
         for _ in range(trips):

@@ -72,7 +72,7 @@ class Platform:
             self.machine, MachineDMA(self.machine), disk=disk, console_input=console_input
         )
 
-    def load(self, image) -> None:  # noqa: ANN001 - GuestImage, imported lazily by callers
+    def load(self, image) -> None:
         self.machine.load(image)
 
     def run(self, budget: int = DEFAULT_BUDGET) -> RunResult:
@@ -126,7 +126,7 @@ class Platform:
         self.bus.update(self.machine.clock)
         return True
 
-    def _describe_error(self, ex) -> str:  # noqa: ANN001
+    def _describe_error(self, ex) -> str:
         pc = self.machine.cpu.pc
         if ex.reason is ExitReason.HOST_GATE:
             return (

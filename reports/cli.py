@@ -19,7 +19,7 @@ from tabulate import tabulate
 EXIT_USAGE = 2
 
 
-def _load_image(path: Path):  # noqa: ANN202 - GuestImage
+def _load_image(path: Path):
     from cffi_core.asm import assemble_file
     from cffi_core.image import GuestImage
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 # Field positions of the 32-bit instruction word (docs/architecture.md §3.1).
 OP_SHIFT = 24
@@ -78,7 +78,7 @@ FORMATS: dict[str, Format] = {
 CONTROL_REGISTERS = (0, 2, 3, 4, 8)
 
 
-class Privilege(str, Enum):
+class Privilege(StrEnum):
     """When an instruction is refused (docs/architecture.md §4.2)."""
 
     USER = "user"  # executes at every CPL
@@ -90,7 +90,7 @@ class Privilege(str, Enum):
     NEVER = "never"  # always #UD
 
 
-class Sensitivity(str, Enum):
+class Sensitivity(StrEnum):
     """Popek & Goldberg's classes, for the x86-like profile (Fisher-Ogden §2.3.1)."""
 
     INNOCUOUS = "innocuous"  # neither reads nor changes privileged state

@@ -143,7 +143,7 @@ def _spec_state(s: spec.State) -> dict[str, object]:
     return out
 
 
-def _exit_tuple(reason: int, ex) -> tuple:  # noqa: ANN001
+def _exit_tuple(reason: int, ex) -> tuple:
     if reason == ExitReason.BUDGET:
         return (reason,)
     if reason == ExitReason.HOST_GATE:

@@ -5,10 +5,10 @@ outside its buffers."""
 
 from __future__ import annotations
 
+from cffi_core._binding import CoreError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cffi_core._binding import CoreError
 from cffi_core.machine import ExitReason, Machine, TLBConfig
 from cffi_core.profiles import available_profiles
 

@@ -64,7 +64,7 @@ def test_words_with_unused_bits_set_are_invalid(insn, low):
 
 def test_obstacles_are_the_manuals_list():
     # docs/architecture.md §4.3, after Fisher-Ogden §2.3.1.
-    assert SENSITIVE_UNPRIVILEGED == {"smsw", "sidt", "rdcs", "pushf", "popf", "iret"}
+    assert {"smsw", "sidt", "rdcs", "pushf", "popf", "iret"} == SENSITIVE_UNPRIVILEGED
 
 
 def test_every_privileged_class_instruction_is_sensitive():

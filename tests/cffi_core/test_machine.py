@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from cffi_core._binding import RangeError, StateError
+
 from cffi_core.asm import assemble
 from cffi_core.machine import ExitReason, Machine, MiB, TLBConfig
 from cffi_core.pagetables import PAGE_2M, PTE_U, PTE_W, PageAllocator, PageTables
@@ -12,12 +12,12 @@ from cffi_core.profiles import ProfileError
 
 
 def test_unknown_profile_is_refused_with_the_known_ones():
-    with pytest.raises(ProfileError, match="unknown profile 'pentium'.*x86-2005"):
+    with pytest.raises(ProfileError, match=r"unknown profile 'pentium'.*x86-2005"):
         Machine("pentium")
 
 
 def test_profile_with_coming_features_says_so():
-    with pytest.raises(ProfileError, match="vmx.*does not implement yet"):
+    with pytest.raises(ProfileError, match=r"vmx.*does not implement yet"):
         Machine("vtx-2006")
 
 

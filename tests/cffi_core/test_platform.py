@@ -12,7 +12,7 @@ from cffi_core.platform import MachineError, Platform
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def _run(source: str, profile: str = "x86-2005", **kw):  # noqa: ANN202
+def _run(source: str, profile: str = "x86-2005", **kw):
     p = Platform(profile, **kw)
     p.load(assemble(source))
     return p.run(1_000_000)
