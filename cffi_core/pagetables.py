@@ -48,7 +48,9 @@ class PageTables:
         leaf's bits besides P (and PS, added for large pages); intermediate entries get
         P|W|U so that the leaf alone decides permissions."""
         level = _LEAF_LEVEL.get(page)
-        if level is None or level > self.levels - 1 + (page == PAGE_4K):
+        # PS is reserved at level 4 only (manual §7.2): with 2 or 3 levels the top table
+        # itself may map 2 MiB or 1 GiB pages.
+        if level is None or level > self.levels:
             raise ValueError(f"page size {page:#x} is not available with {self.levels} levels")
         if va % page or pa % page or size % page:
             raise ValueError(f"va {va:#x}, pa {pa:#x} and size {size:#x} must be multiples of {page:#x}")

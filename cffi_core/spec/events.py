@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cffi_core.spec.access import beyond_limit, load, store
+from cffi_core.spec.access import load, store
 from cffi_core.spec.faults import (
     EVENT_ABORT,
     EVENT_EXTERNAL,
@@ -77,12 +77,10 @@ def deliver(state: State, mem: PhysicalMemory, event: Event) -> Exit | None:
     entered.  Raises Fault if a step fails (only frame-push memory and A/D bits changed)."""
     v = event.vector
     ext = 0 if event.kind is EVENT_SOFTWARE else 1
-    entry, handler, attributes = read_gate(state, mem, v)
+    handler, attributes = read_gate(state, mem, v)
     gate_type = (attributes >> GATE_TYPE_SHIFT) & 3
     dpl = (attributes >> GATE_DPL_SHIFT) & 3
     ring = (attributes >> GATE_RING_SHIFT) & 3
-    if beyond_limit(state, entry, GATE_SIZE, ring):
-        raise Fault(GP, 0)  # step 1: IDT reads are limited at the CPL of the handler (§5.3)
     if not attributes & GATE_P or gate_type == GATE_RESERVED:
         raise Fault(GP, 8 * v + 2 + ext)  # step 2
     if event.kind is EVENT_SOFTWARE and state.cpl > dpl:
@@ -96,13 +94,13 @@ def deliver(state: State, mem: PhysicalMemory, event: Event) -> Exit | None:
     return None
 
 
-def read_gate(state: State, mem: PhysicalMemory, vector: int) -> tuple[int, int, int]:
-    """§6.3 step 1: the entry's linear address, handler and attributes, read as supervisor
-    reads (the limit check waits for the gate's ring, see ``deliver``)."""
+def read_gate(state: State, mem: PhysicalMemory, vector: int) -> tuple[int, int]:
+    """§6.3 step 1: the gate's handler and attributes, read as supervisor
+    reads; like x86's IDT accesses they are not checked against the segment limit (§5.3)."""
     entry = (state.idtr + GATE_SIZE * vector) & MASK64
     handler = load(state, mem, entry, QUAD, cpl=0)
     attributes = load(state, mem, (entry + QUAD) & MASK64, QUAD, cpl=0)
-    return entry, handler, attributes
+    return handler, attributes
 
 
 def exit_to_host(state: State, event: Event) -> Exit:
@@ -223,4 +221,3 @@ def deliver_interrupt(state: State, mem: PhysicalMemory) -> Exit | None:
         return deliver(state, mem, Event(vector, EVENT_EXTERNAL, state.pc))
     except Fault as fault:
         return deliver_fault(state, mem, fault, state.pc)
-

@@ -98,8 +98,8 @@ def execute_instruction(state: State, mem: PhysicalMemory) -> Exit | None:
     except Fault as fault:
         return deliver_fault(state, mem, fault, pc)
     state.counters.insn[0][cpl] += 1  # mode 0: the host (no guest mode yet)
-    if single_step:
-        state.pending_db = True
+    if single_step and d.insn.mnemonic != "int":
+        state.pending_db = True  # int n's delivery clears TF: it raises no single-step trap (§6.4)
     return exit_
 
 
@@ -110,4 +110,3 @@ def advance_clock(state: State, ticks: int) -> None:
         raise ValueError(f"ticks = {ticks}: must be >= 0")
     state.clock += ticks
     state.counters.halted_ticks += ticks
-

@@ -184,21 +184,24 @@ def check_state(state: State) -> None:
     if len(state.r) != 16 or len(state.rsp) != 3:
         raise StateError("r must hold 16 registers and rsp 3")
     state.r[0] = 0  # r0 reads zero whatever the host wrote (the core clears it on entry too)
-    for name in ("pc", "idtr", "seglimit", "tsc_offset", "clock"):
-        _check_u64(name, getattr(state, name))
-    for i in range(16):
-        _check_u64(f"r[{i}]", state.r[i])
-    for i in range(3):
-        _check_u64(f"rsp[{i}]", state.rsp[i])
+    words = (state.pc, state.idtr, state.seglimit, state.tsc_offset, state.clock, state.cr2, *state.r, *state.rsp)
+    if not all(type(v) is int and 0 <= v <= MASK64 for v in words):
+        _name_the_bad_word(state)
     _require(0 <= state.cpl <= 3, "cpl", state.cpl, "must be 0..3")
     _require(not state.flags & ~FLAGS_MASK, "flags", state.flags, "reserved bits set")
     for crn in CONTROL_REGISTERS:
         value = getattr(state, f"cr{crn}")
-        _check_u64(f"cr{crn}", value)
-        why = cr_write_error(crn, value)
+        why = cr_write_error(crn, value) if type(value) is int and 0 <= value <= MASK64 else "not a 64-bit value"
         _require(why is None, f"cr{crn}", value, str(why))
     _require(-1 <= state.intr_vector <= 255, "intr_vector", state.intr_vector, "must be -1..255")
     _require(-1 <= state.intr_acked <= 255, "intr_acked", state.intr_acked, "must be -1..255")
+
+
+def _name_the_bad_word(state: State) -> None:
+    named = [(name, getattr(state, name)) for name in ("pc", "idtr", "seglimit", "tsc_offset", "clock", "cr2")]
+    named += [(f"r[{i}]", v) for i, v in enumerate(state.r)] + [(f"rsp[{i}]", v) for i, v in enumerate(state.rsp)]
+    for name, value in named:
+        _require(type(value) is int and 0 <= value <= MASK64, name, value, "must be a 64-bit unsigned integer")
 
 
 def cr_write_error(crn: int, value: int) -> str | None:
@@ -215,10 +218,6 @@ def cr_write_error(crn: int, value: int) -> str | None:
     elif crn == 8 and value > CR8_MAX:
         return "CR8 above 15"
     return None
-
-
-def _check_u64(name: str, value: int) -> None:
-    _require(isinstance(value, int) and 0 <= value <= MASK64, name, value, "must be a 64-bit unsigned integer")
 
 
 def _require(ok: object, name: str, value: object, why: str) -> None:

@@ -66,13 +66,10 @@ class Rig:
     def gate(self, vector: int, handler: int = HANDLER, gate_type: int = GATE_INTERRUPT, *, dpl: int = 0,
              ring: int = 0, present: bool = True) -> None:  # fmt: skip
         attributes = (
-            (GATE_P if present else 0)
-            | gate_type << GATE_TYPE_SHIFT
-            | dpl << GATE_DPL_SHIFT
-            | ring << GATE_RING_SHIFT
+            (GATE_P if present else 0) | gate_type << GATE_TYPE_SHIFT | dpl << GATE_DPL_SHIFT | ring << GATE_RING_SHIFT
         )
-        self.write64(self.state.idtr + 16 * vector, handler)
-        self.write64(self.state.idtr + 16 * vector + 8, attributes)
+        self.write64(IDT + 16 * vector, handler)  # physical: tests that move IDTR map it here
+        self.write64(IDT + 16 * vector + 8, attributes)
 
     def paging(self, levels: int = 4, user: bool = True) -> PageTables:
         """Identity-map the first 512 KiB with 4 KiB pages (writable, user if ``user``) and

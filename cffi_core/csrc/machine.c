@@ -1,0 +1,365 @@
+/* The machine object: create/destroy, config and CPU-state validation, physical memory access,
+ * reset and snapshots (docs/architecture.md §2, §10, §12). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core.h"
+
+#define MEM_MIN (64ull << 10)
+#define MEM_MAX (4ull << 30)
+#define TLB_MIN 4u
+#define TLB_MAX 4096u
+#define IMPLEMENTED_FEATURES (P64_F_CLASSIC | P64_F_SEGLIMIT)
+
+/* The error of a p64_create that returned no machine (read with p64_last_error(NULL)). */
+static _Thread_local char create_error[256];
+
+int p64_error(struct p64_machine *m, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m ? m->error : create_error, sizeof create_error, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+const char *p64_last_error(struct p64_machine *m)
+{
+    return m ? m->error : create_error;
+}
+
+const char *p64_isa_hash(void)
+{
+    return P64_ISA_HASH;
+}
+
+uint32_t p64_abi_version(void)
+{
+    return P64_ABI_VERSION;
+}
+
+/* ---- configuration (§8.2, §12) ---- */
+
+static int is_pow2(uint32_t x)
+{
+    return x && !(x & (x - 1));
+}
+
+static int check_tlb(const char *name, uint32_t entries, uint32_t ways)
+{
+    if (!is_pow2(entries) || entries < TLB_MIN || entries > TLB_MAX)
+        return p64_error(NULL, P64_ERR_CONFIG, "config.%s_entries = %u: must be a power of two, %u..%u",
+                         name, entries, TLB_MIN, TLB_MAX);
+    if (!is_pow2(ways) || ways > entries)
+        return p64_error(NULL, P64_ERR_CONFIG,
+                         "config.%s_ways = %u: must be a power of two dividing %s_entries = %u",
+                         name, ways, name, entries);
+    return P64_OK;
+}
+
+static int check_config(const struct p64_config *c)
+{
+    if (!c)
+        return p64_error(NULL, P64_ERR_CONFIG, "config is NULL");
+    if (c->mem_size % PAGE_SIZE || c->mem_size < MEM_MIN || c->mem_size > MEM_MAX)
+        return p64_error(NULL, P64_ERR_CONFIG,
+                         "config.mem_size = %llu: must be a multiple of 4096 from 64 KiB to 4 GiB",
+                         (unsigned long long)c->mem_size);
+    if (c->features & ~(uint32_t)IMPLEMENTED_FEATURES)
+        return p64_error(NULL, P64_ERR_CONFIG,
+                         "config.features = %#x: only classic (1) and seglimit (2) are implemented",
+                         c->features);
+    int rc = check_tlb("dtlb", c->dtlb_entries, c->dtlb_ways);
+    return rc ? rc : check_tlb("itlb", c->itlb_entries, c->itlb_ways);
+}
+
+int p64_create(const struct p64_config *config, struct p64_machine **out)
+{
+    if (!out)
+        return p64_error(NULL, P64_ERR_CONFIG, "out is NULL");
+    *out = NULL;
+    int rc = check_config(config);
+    if (rc)
+        return rc;
+    struct p64_machine *m = calloc(1, sizeof *m);
+    if (!m)
+        return p64_error(NULL, P64_ERR_NOMEM, "out of memory for the machine");
+    m->config = *config;
+    m->mem_size = config->mem_size;
+    m->mem_pages = config->mem_size >> PAGE_SHIFT;
+    m->mem = calloc(1, (size_t)m->mem_size);
+    m->dpages = calloc((size_t)m->mem_pages, sizeof *m->dpages);
+    m->dlist = calloc(DPAGE_MAX, sizeof *m->dlist);
+    m->free_pages = malloc(sizeof(struct dpage)); /* the spare: decoding never lacks a page */
+    if (m->free_pages)
+        m->free_pages->next = NULL;
+    if (!m->mem || !m->dpages || !m->dlist || !m->free_pages ||
+        tlb_init(&m->dtlb, config->dtlb_entries, config->dtlb_ways, 1) ||
+        tlb_init(&m->itlb, config->itlb_entries, config->itlb_ways, 0)) {
+        p64_destroy(m);
+        return p64_error(NULL, P64_ERR_NOMEM, "out of memory for %llu bytes of RAM",
+                         (unsigned long long)config->mem_size);
+    }
+    p64_reset(m);
+    *out = m;
+    return P64_OK;
+}
+
+void p64_destroy(struct p64_machine *m)
+{
+    if (!m)
+        return;
+    dcache_free(m);
+    free(m->dtlb.e);
+    free(m->itlb.e);
+    free(m->dlist);
+    free(m->dpages);
+    free(m->mem);
+    free(m);
+}
+
+/* ---- accessors ---- */
+
+struct p64_cpu *p64_cpu(struct p64_machine *m) { return &m->cpu; }
+struct p64_exit *p64_exit_info(struct p64_machine *m) { return &m->exit; }
+struct p64_counters *p64_counters(struct p64_machine *m) { return &m->ctr; }
+uint8_t *p64_memory(struct p64_machine *m) { return m->mem; }
+uint64_t p64_memory_size(struct p64_machine *m) { return m->mem_size; }
+uint64_t p64_clock(struct p64_machine *m) { return m->clock; }
+
+int p64_advance_clock(struct p64_machine *m, uint64_t ticks)
+{
+    m->clock += ticks;
+    m->ctr.halted_ticks += ticks;
+    return P64_OK;
+}
+
+/* ---- physical memory (§5.1, §15) ---- */
+
+static int check_range(struct p64_machine *m, uint64_t addr, uint64_t len)
+{
+    if (addr > m->mem_size || len > m->mem_size - addr)
+        return p64_error(m, P64_ERR_RANGE, "physical range [%#llx, +%#llx) is outside RAM [0, %#llx)",
+                         (unsigned long long)addr, (unsigned long long)len,
+                         (unsigned long long)m->mem_size);
+    return P64_OK;
+}
+
+int p64_write_phys(struct p64_machine *m, uint64_t addr, const uint8_t *data, uint64_t len)
+{
+    int rc = check_range(m, addr, len);
+    if (rc || !len)
+        return rc;
+    memcpy(m->mem + addr, data, (size_t)len);
+    dcache_drop_range(m, addr, len);
+    return P64_OK;
+}
+
+int p64_read_phys(struct p64_machine *m, uint64_t addr, uint8_t *out, uint64_t len)
+{
+    int rc = check_range(m, addr, len);
+    if (!rc && len)
+        memcpy(out, m->mem + addr, (size_t)len);
+    return rc;
+}
+
+int p64_code_written(struct p64_machine *m, uint64_t addr, uint64_t len)
+{
+    int rc = check_range(m, addr, len);
+    if (!rc && len)
+        dcache_drop_range(m, addr, len);
+    return rc;
+}
+
+/* ---- §2 reset values; §10 host-written state ---- */
+
+void cpu_reset(struct p64_machine *m)
+{
+    memset(&m->cpu, 0, sizeof m->cpu);
+    m->cpu.cr0 = CR0_PE;
+    m->cpu.cr4 = 2;
+    m->cpu.seglimit = ~0ull;
+    m->cpu.intr_vector = -1;
+    m->cpu.intr_acked = -1;
+}
+
+int p64_reset(struct p64_machine *m)
+{
+    cpu_reset(m);
+    memset(&m->exit, 0, sizeof m->exit);
+    memset(&m->ctr, 0, sizeof m->ctr);
+    m->clock = 0;
+    tlb_clear(m);
+    fast_clear_all(m);
+    dcache_clear(m);
+    m->fetch_valid = 0;
+    m->seen_cr0 = m->cpu.cr0;
+    m->seen_cr3 = m->cpu.cr3;
+    m->seen_cr4 = m->cpu.cr4;
+    m->seen_seglimit = m->cpu.seglimit;
+    m->seen_vm_tag = m->cpu.vm_tag;
+    return P64_OK;
+}
+
+static int bad(struct p64_machine *m, const char *field, long long value, const char *why)
+{
+    return p64_error(m, 0, "cpu.%s = %lld: %s", field, value, why), 0;
+}
+
+static int bad_hex(struct p64_machine *m, const char *field, uint64_t value, const char *why)
+{
+    return p64_error(m, 0, "cpu.%s = %#llx: %s", field, (unsigned long long)value, why), 0;
+}
+
+/* §10: refuse state no program could produce; 1 if the state is possible. */
+int check_state(struct p64_machine *m)
+{
+    const struct p64_cpu *c = &m->cpu;
+    static const unsigned crs[] = {0, 3, 4, 8};
+    static const char *const cr_names[] = {"cr0", "cr3", "cr4", "cr8"};
+    const uint64_t cr_values[] = {c->cr0, c->cr3, c->cr4, c->cr8};
+    if (c->cpl > 3)
+        return bad(m, "cpl", (long long)c->cpl, "must be 0..3");
+    if (c->flags & ~FLAGS_MASK)
+        return bad_hex(m, "flags", c->flags, "reserved bits set (only TF, IF and IOPL exist)");
+    for (unsigned i = 0; i < 4; i++) {
+        const char *why = cr_write_error(crs[i], cr_values[i]);
+        if (why)
+            return bad_hex(m, cr_names[i], cr_values[i], why);
+    }
+    if (c->intr_vector < -1 || c->intr_vector > 255)
+        return bad(m, "intr_vector", c->intr_vector, "must be -1..255");
+    if (c->intr_acked < -1 || c->intr_acked > 255)
+        return bad(m, "intr_acked", c->intr_acked, "must be -1..255");
+    if (c->halted > 1)
+        return bad(m, "halted", c->halted, "must be 0 or 1");
+    if (c->int_shadow > 1)
+        return bad(m, "int_shadow", c->int_shadow, "must be 0 or 1");
+    if (c->shutdown > 1)
+        return bad(m, "shutdown", c->shutdown, "must be 0 or 1");
+    if (c->pending_db > 1)
+        return bad(m, "pending_db", c->pending_db, "must be 0 or 1");
+    return 1;
+}
+
+/* ---- snapshots ---- */
+
+#define SNAP_MAGIC 0x50414e5334365050ull /* "PP64SNAP" */
+#define SNAP_VERSION 1u
+
+struct snap_header {
+    uint64_t magic;
+    uint32_t version, abi, features, dtlb_entries, dtlb_ways, itlb_entries, itlb_ways, pad;
+    uint64_t mem_size;
+};
+
+struct snap_state {
+    struct p64_cpu cpu;
+    struct p64_exit exit;
+    struct p64_counters ctr;
+    uint64_t clock, tlb_stamp;
+    uint64_t seen_cr0, seen_cr3, seen_cr4, seen_seglimit;
+    uint32_t seen_vm_tag, pad;
+};
+
+static uint64_t tlb_bytes(const struct tlb *t)
+{
+    return (uint64_t)t->entries * sizeof(struct tlb_entry);
+}
+
+uint64_t p64_snapshot_size(struct p64_machine *m)
+{
+    return sizeof(struct snap_header) + sizeof(struct snap_state) + tlb_bytes(&m->dtlb) +
+           tlb_bytes(&m->itlb) + m->mem_size;
+}
+
+static void snap_header(const struct p64_machine *m, struct snap_header *h)
+{
+    memset(h, 0, sizeof *h);
+    h->magic = SNAP_MAGIC;
+    h->version = SNAP_VERSION;
+    h->abi = P64_ABI_VERSION;
+    h->features = m->config.features;
+    h->dtlb_entries = m->config.dtlb_entries;
+    h->dtlb_ways = m->config.dtlb_ways;
+    h->itlb_entries = m->config.itlb_entries;
+    h->itlb_ways = m->config.itlb_ways;
+    h->mem_size = m->mem_size;
+}
+
+/* The decoded cache is dropped at snapshot and restore alike, so the runs after either
+ * start from the same cache and count the same pages_decoded. */
+int p64_snapshot(struct p64_machine *m, uint8_t *buf, uint64_t len)
+{
+    if (len != p64_snapshot_size(m))
+        return p64_error(m, P64_ERR_SNAPSHOT, "snapshot buffer of %llu bytes: this machine needs %llu",
+                         (unsigned long long)len, (unsigned long long)p64_snapshot_size(m));
+    struct snap_header h;
+    struct snap_state s;
+    memset(&s, 0, sizeof s);
+    s.cpu = m->cpu, s.exit = m->exit, s.ctr = m->ctr, s.clock = m->clock, s.tlb_stamp = m->tlb_stamp;
+    s.seen_cr0 = m->seen_cr0, s.seen_cr3 = m->seen_cr3, s.seen_cr4 = m->seen_cr4;
+    s.seen_seglimit = m->seen_seglimit, s.seen_vm_tag = m->seen_vm_tag;
+    snap_header(m, &h);
+    dcache_clear(m);
+    uint8_t *p = buf;
+    memcpy(p, &h, sizeof h), p += sizeof h;
+    memcpy(p, &s, sizeof s), p += sizeof s;
+    memcpy(p, m->dtlb.e, (size_t)tlb_bytes(&m->dtlb)), p += tlb_bytes(&m->dtlb);
+    memcpy(p, m->itlb.e, (size_t)tlb_bytes(&m->itlb)), p += tlb_bytes(&m->itlb);
+    memcpy(p, m->mem, (size_t)m->mem_size);
+    return P64_OK;
+}
+
+static uint32_t count_large(const struct tlb *t)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < t->entries; i++)
+        n += t->e[i].valid && t->e[i].level > 1;
+    return n;
+}
+
+/* A restored TLB entry must look like one the core made (level 1..3, flags 0/1). */
+static int tlb_sane(const struct tlb *t)
+{
+    for (uint32_t i = 0; i < t->entries; i++) {
+        const struct tlb_entry *e = &t->e[i];
+        if (e->valid > 1 || e->level < 1 || e->level > 3 || e->global > 1 || e->dirty > 1 ||
+            e->perm > 7 || (e->valid && (e->vpn & (t->sets - 1)) != i / t->ways))
+            return 0;
+    }
+    return 1;
+}
+
+int p64_restore(struct p64_machine *m, const uint8_t *buf, uint64_t len)
+{
+    struct snap_header h, want;
+    snap_header(m, &want);
+    if (len != p64_snapshot_size(m))
+        return p64_error(m, P64_ERR_SNAPSHOT, "snapshot of %llu bytes: this machine takes %llu",
+                         (unsigned long long)len, (unsigned long long)p64_snapshot_size(m));
+    memcpy(&h, buf, sizeof h);
+    if (memcmp(&h, &want, sizeof h))
+        return p64_error(m, P64_ERR_SNAPSHOT,
+                         "snapshot of another machine shape (memory, features, TLB geometry or version)");
+    struct snap_state s;
+    const uint8_t *p = buf + sizeof h;
+    memcpy(&s, p, sizeof s), p += sizeof s;
+    memcpy(m->dtlb.e, p, (size_t)tlb_bytes(&m->dtlb)), p += tlb_bytes(&m->dtlb);
+    memcpy(m->itlb.e, p, (size_t)tlb_bytes(&m->itlb)), p += tlb_bytes(&m->itlb);
+    if (!tlb_sane(&m->dtlb) || !tlb_sane(&m->itlb)) {
+        tlb_clear(m);
+        return p64_error(m, P64_ERR_SNAPSHOT, "snapshot has a corrupt TLB");
+    }
+    memcpy(m->mem, p, (size_t)m->mem_size);
+    m->cpu = s.cpu, m->exit = s.exit, m->ctr = s.ctr, m->clock = s.clock, m->tlb_stamp = s.tlb_stamp;
+    m->seen_cr0 = s.seen_cr0, m->seen_cr3 = s.seen_cr3, m->seen_cr4 = s.seen_cr4;
+    m->seen_seglimit = s.seen_seglimit, m->seen_vm_tag = s.seen_vm_tag;
+    m->dtlb.large = count_large(&m->dtlb);
+    m->itlb.large = count_large(&m->itlb);
+    fast_clear_all(m);
+    dcache_clear(m);
+    m->fetch_valid = 0;
+    return P64_OK;
+}

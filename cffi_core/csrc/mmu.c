@@ -1,0 +1,431 @@
+/* Linear-address accesses (§5.3), the page walk (§7), the modeled TLB (§8) and the host fast
+ * arrays in front of it (§15); everything here is off the interpreter's hit path. */
+#include <stdlib.h>
+
+#include "core.h"
+
+#define INDEX_BITS 9
+#define INDEX_MASK 511u
+
+/* ---- §7: the walk ---- */
+
+/* §7.2: the bits of a present entry that must be zero at this level. */
+static uint64_t reserved_bits(uint64_t entry, unsigned level)
+{
+    uint64_t bits = PTE_RESERVED;
+    if (level == 1 || level == 4)
+        bits |= PTE_PS;
+    else if (entry & PTE_PS)
+        bits |= level == 2 ? 0x1ff000ull : 0x3ffff000ull; /* a large frame is aligned */
+    return bits;
+}
+
+/* §7.4: may an access of this kind at this CPL use a translation with these permissions? */
+static int permitted(const struct p64_machine *m, unsigned perm, unsigned access, unsigned cpl)
+{
+    if (cpl == 3 && !(perm & PERM_U))
+        return 0;
+    if (access == P64_ACCESS_WRITE && !(perm & PERM_W) && (cpl == 3 || (m->cpu.cr0 & CR0_WP)))
+        return 0;
+    return !(access == P64_ACCESS_FETCH && (perm & PERM_NX));
+}
+
+static unsigned page_fault(struct p64_walk *w, unsigned access, unsigned cpl, unsigned causes)
+{
+    w->error_code = causes | (access == P64_ACCESS_WRITE ? PF_W : 0) |
+                    (access == P64_ACCESS_FETCH ? PF_I : 0) | (cpl == 3 ? PF_U : 0);
+    return w->fault = V_PF;
+}
+
+/* §5.3 step 3: bits 63:(w-1) all equal, w = 30, 39 or 48. */
+static int canonical(uint64_t va, unsigned levels)
+{
+    int64_t top = (int64_t)va >> (PAGE_SHIFT + INDEX_BITS * levels - 1);
+    return top == 0 || top == -1;
+}
+
+static unsigned levels_of(const struct p64_machine *m)
+{
+    return (unsigned)(m->cpu.cr4 & CR4_PL) + 2;
+}
+
+/* §7.3: read one entry per level from CR3 down to a leaf, then check the permissions the
+ * levels combine to (W, U: AND; NX: OR).  Returns 0, V_PF (error code in w) or V_MC. */
+static unsigned walk_tables(struct p64_machine *m, uint64_t va, unsigned access, unsigned cpl,
+                            struct p64_walk *w)
+{
+    uint64_t table = m->cpu.cr3 & CR3_FRAME, anded = ~0ull, ored = 0, entry = 0;
+    unsigned level = levels_of(m);
+    memset(w, 0, sizeof *w);
+    w->writable = w->user = 1;
+    for (;; level--) {
+        uint64_t addr = table + 8 * ((va >> (PAGE_SHIFT + INDEX_BITS * (level - 1))) & INDEX_MASK);
+        if (addr >= m->mem_size)
+            return w->fault = V_MC; /* a walk memory reference beyond RAM */
+        entry = rd64(m->mem + addr);
+        w->entry_addr[w->levels] = addr;
+        w->entry[w->levels++] = entry;
+        if (!(entry & PTE_P))
+            return page_fault(w, access, cpl, 0);
+        if (entry & reserved_bits(entry, level))
+            return page_fault(w, access, cpl, PF_P | PF_RSVD);
+        anded &= entry;
+        ored |= entry;
+        if (level == 1 || (entry & PTE_PS))
+            break;
+        table = entry & PTE_FRAME;
+    }
+    unsigned perm = (anded & PTE_W ? PERM_W : 0) | (anded & PTE_U ? PERM_U : 0) | (ored & PTE_NX ? PERM_NX : 0);
+    if (!permitted(m, perm, access, cpl))
+        return page_fault(w, access, cpl, PF_P);
+    uint64_t offset = (1ull << (PAGE_SHIFT + INDEX_BITS * (level - 1))) - 1;
+    w->physical = (entry & PTE_FRAME & ~offset) | (va & offset);
+    w->page_level = level;
+    w->writable = !!(perm & PERM_W), w->user = !!(perm & PERM_U), w->nx = !!(perm & PERM_NX);
+    return 0;
+}
+
+/* §7.5: set A in every entry used whose A is clear, and D in the leaf on a write. */
+static void set_accessed_dirty(struct p64_machine *m, const struct p64_walk *w, int write, int count)
+{
+    for (uint32_t i = 0; i < w->levels; i++) {
+        uint64_t now = w->entry[i] | PTE_A | (write && i + 1 == w->levels ? PTE_D : 0);
+        if (now != w->entry[i]) {
+            phys_write(m, w->entry_addr[i], 8, now);
+            m->ctr.ad_updates += (uint64_t)count;
+        }
+    }
+}
+
+static unsigned walk(struct p64_machine *m, uint64_t va, unsigned access, unsigned cpl, int set_ad,
+                     int count, struct p64_walk *w)
+{
+    unsigned f = walk_tables(m, va, access, cpl, w);
+    if (count) {
+        m->ctr.walks++;
+        m->ctr.walk_refs += w->levels;
+    }
+    if (!f && set_ad)
+        set_accessed_dirty(m, w, access == P64_ACCESS_WRITE, count);
+    return f;
+}
+
+int p64_walk(struct p64_machine *m, uint64_t va, uint32_t access, uint32_t cpl, uint32_t set_ad,
+             struct p64_walk *out)
+{
+    if (access > P64_ACCESS_FETCH)
+        return p64_error(m, P64_ERR_STATE, "walk: access = %u: must be 0 (read), 1 (write) or 2 (fetch)", access);
+    if (cpl > 3)
+        return p64_error(m, P64_ERR_STATE, "walk: cpl = %u: must be 0..3", cpl);
+    if (!check_state(m))
+        return P64_ERR_STATE;
+    if (!(m->cpu.cr0 & CR0_PG)) {
+        memset(out, 0, sizeof *out);
+        out->physical = va, out->writable = out->user = 1;
+        out->fault = va >= m->mem_size ? V_MC : 0;
+        return P64_OK;
+    }
+    if (!canonical(va, levels_of(m))) {
+        memset(out, 0, sizeof *out);
+        out->writable = out->user = 1;
+        out->fault = V_GP;
+        return P64_OK;
+    }
+    if (!walk(m, va, access, cpl, set_ad != 0, 0, out) && out->physical >= m->mem_size)
+        out->fault = V_MC;
+    return P64_OK;
+}
+
+/* ---- the host fast arrays (§15): only ever translations the modeled TLB holds ---- */
+
+void fast_clear_all(struct p64_machine *m)
+{
+    for (unsigned c = 0; c < 4; c++)
+        for (unsigned i = 0; i < FAST_N; i++)
+            m->fast[c].rd[i].tag = m->fast[c].wr[i].tag = FAST_EMPTY;
+}
+
+/* The segment limit changed: drop what CPL 1..3 may reach (§5.3 step 2). */
+void fast_clear_limited(struct p64_machine *m)
+{
+    for (unsigned c = 1; c < 4; c++)
+        for (unsigned i = 0; i < FAST_N; i++)
+            m->fast[c].rd[i].tag = m->fast[c].wr[i].tag = FAST_EMPTY;
+}
+
+static void fast_forget_vpn(struct p64_machine *m, uint64_t vpn)
+{
+    uint64_t page = vpn << PAGE_SHIFT;
+    unsigned i = (unsigned)vpn & FAST_MASK;
+    for (unsigned c = 0; c < 4; c++) {
+        if (m->fast[c].rd[i].tag == page)
+            m->fast[c].rd[i].tag = FAST_EMPTY;
+        if (m->fast[c].wr[i].tag == page)
+            m->fast[c].wr[i].tag = FAST_EMPTY;
+    }
+}
+
+/* A physical page now holds decoded code: stores to it must take the slow path. */
+void fast_forget_code_page(struct p64_machine *m, uint64_t ppn)
+{
+    uintptr_t host = (uintptr_t)(m->mem + (ppn << PAGE_SHIFT));
+    for (unsigned c = 0; c < 4; c++)
+        for (unsigned i = 0; i < FAST_N; i++) {
+            struct fast_entry *e = &m->fast[c].wr[i];
+            if (e->tag != FAST_EMPTY && e->addend + e->tag == host)
+                e->tag = FAST_EMPTY;
+        }
+}
+
+static void fast_install(struct p64_machine *m, uint64_t va, uint64_t pa, unsigned cpl, int writable)
+{
+    struct fast_set *s = &m->fast[cpl];
+    unsigned i = (unsigned)(va >> PAGE_SHIFT) & FAST_MASK;
+    uint64_t page = va & PAGE_MASK;
+    uintptr_t addend = (uintptr_t)(m->mem + (pa & PAGE_MASK)) - (uintptr_t)page;
+    s->rd[i].tag = page, s->rd[i].addend = addend;
+    if (writable && !m->dpages[pa >> PAGE_SHIFT])
+        s->wr[i].tag = page, s->wr[i].addend = addend;
+}
+
+/* ---- §8.2: the modeled TLB, set-associative with FIFO replacement ---- */
+
+int tlb_init(struct tlb *t, uint32_t entries, uint32_t ways, int is_data)
+{
+    t->e = calloc(entries, sizeof *t->e);
+    t->entries = entries, t->ways = ways, t->sets = entries / ways, t->large = 0, t->is_data = is_data;
+    return t->e == NULL;
+}
+
+static struct tlb_entry *tlb_set(const struct tlb *t, uint64_t vpn)
+{
+    return &t->e[(vpn & (t->sets - 1)) * t->ways];
+}
+
+static struct tlb_entry *tlb_find(const struct tlb *t, uint64_t vpn, uint32_t tag)
+{
+    struct tlb_entry *s = tlb_set(t, vpn);
+    for (uint32_t i = 0; i < t->ways; i++)
+        if (s[i].valid && s[i].vpn == vpn && s[i].tag == tag)
+            return &s[i];
+    return NULL;
+}
+
+static void tlb_drop(struct p64_machine *m, struct tlb *t, struct tlb_entry *e)
+{
+    t->large -= e->level > 1;
+    e->valid = 0;
+    if (t->is_data)
+        fast_forget_vpn(m, e->vpn);
+}
+
+/* First in, first out: a free way, else the oldest fill of the set. */
+static struct tlb_entry *tlb_victim(struct p64_machine *m, struct tlb *t, uint64_t vpn)
+{
+    struct tlb_entry *s = tlb_set(t, vpn), *oldest = s;
+    for (uint32_t i = 0; i < t->ways; i++) {
+        if (!s[i].valid)
+            return &s[i];
+        if (s[i].stamp < oldest->stamp)
+            oldest = &s[i];
+    }
+    tlb_drop(m, t, oldest);
+    return oldest;
+}
+
+static void tlb_fill(struct p64_machine *m, struct tlb *t, struct tlb_entry *e, uint64_t va,
+                     const struct p64_walk *w, unsigned access)
+{
+    uint64_t leaf = w->entry[w->levels - 1];
+    e->vpn = va >> PAGE_SHIFT;
+    e->pfn = w->physical >> PAGE_SHIFT;
+    e->tag = m->cpu.vm_tag;
+    e->level = (uint8_t)w->page_level;
+    e->perm = (uint8_t)((w->writable ? PERM_W : 0) | (w->user ? PERM_U : 0) | (w->nx ? PERM_NX : 0));
+    e->global = (leaf & PTE_G) && (m->cpu.cr4 & CR4_PGE);
+    e->dirty = (leaf & PTE_D) || access == P64_ACCESS_WRITE;
+    e->valid = 1;
+    t->large += e->level > 1;
+}
+
+/* §5.3 steps 3 and 4 through the TLB: the entry to use, or NULL with the fault set.  A cached
+ * entry that cannot serve the access (permissions, or a write through D = 0) is walked again,
+ * counted as a miss, and refreshed in place; a failed walk drops it (x86: a #PF invalidates). */
+static struct tlb_entry *translate(struct p64_machine *m, struct tlb *t, uint64_t va, unsigned access,
+                                   unsigned cpl)
+{
+    if (!canonical(va, levels_of(m))) {
+        set_fault(m, V_GP, 1, 0, 0);
+        return NULL;
+    }
+    uint64_t vpn = va >> PAGE_SHIFT;
+    struct tlb_entry *e = tlb_find(t, vpn, m->cpu.vm_tag);
+    if (e && permitted(m, e->perm, access, cpl) && (access != P64_ACCESS_WRITE || e->dirty)) {
+        *(t->is_data ? &m->ctr.dtlb_hits : &m->ctr.itlb_hits) += 1;
+        return e;
+    }
+    *(t->is_data ? &m->ctr.dtlb_misses : &m->ctr.itlb_misses) += 1;
+    struct p64_walk w;
+    unsigned f = walk(m, va, access, cpl, 1, 1, &w);
+    if (e)
+        tlb_drop(m, t, e);
+    if (f) {
+        set_fault(m, f, f == V_PF, w.error_code, f == V_PF ? va : 0);
+        return NULL;
+    }
+    if (e)
+        tlb_fill(m, t, e, va, &w, access); /* same way, same place in the FIFO */
+    else {
+        e = tlb_victim(m, t, vpn);
+        tlb_fill(m, t, e, va, &w, access);
+        e->stamp = ++m->tlb_stamp;
+    }
+    return e;
+}
+
+static void flush(struct p64_machine *m, struct tlb *t, int all)
+{
+    for (uint32_t i = 0; i < t->entries; i++) {
+        struct tlb_entry *e = &t->e[i];
+        if (e->valid && (all || (e->tag == m->cpu.vm_tag && !e->global)))
+            tlb_drop(m, t, e);
+    }
+}
+
+/* §2 CR3: every write drops the non-global entries of the current context. */
+void tlb_flush_nonglobal(struct p64_machine *m)
+{
+    flush(m, &m->dtlb, 0);
+    flush(m, &m->itlb, 0);
+    m->ctr.tlb_flushes++;
+}
+
+/* Everything, global entries and other contexts included (and every fast entry, since the
+ * arrays may hold paging-off identity entries). */
+void tlb_clear(struct p64_machine *m)
+{
+    for (uint32_t i = 0; i < m->dtlb.entries; i++)
+        m->dtlb.e[i].valid = 0;
+    for (uint32_t i = 0; i < m->itlb.entries; i++)
+        m->itlb.e[i].valid = 0;
+    m->dtlb.large = m->itlb.large = 0;
+    fast_clear_all(m);
+}
+
+void tlb_flush_all(struct p64_machine *m)
+{
+    tlb_clear(m);
+    m->ctr.tlb_full_flushes++;
+}
+
+int p64_tlb_flush(struct p64_machine *m)
+{
+    tlb_flush_all(m);
+    return P64_OK;
+}
+
+static int covers(const struct tlb_entry *e, uint64_t vpn)
+{
+    unsigned shift = INDEX_BITS * (e->level - 1u);
+    return (e->vpn >> shift) == (vpn >> shift);
+}
+
+static void invlpg_in(struct p64_machine *m, struct tlb *t, uint64_t vpn)
+{
+    struct tlb_entry *s = t->large ? t->e : tlb_set(t, vpn);
+    uint32_t n = t->large ? t->entries : t->ways;
+    for (uint32_t i = 0; i < n; i++)
+        if (s[i].valid && s[i].tag == m->cpu.vm_tag && covers(&s[i], vpn))
+            tlb_drop(m, t, &s[i]);
+}
+
+/* §8.1: drop the translations of the page of va, all of a large page. */
+void tlb_invlpg(struct p64_machine *m, uint64_t va)
+{
+    invlpg_in(m, &m->dtlb, va >> PAGE_SHIFT);
+    invlpg_in(m, &m->itlb, va >> PAGE_SHIFT);
+    m->ctr.invlpgs++;
+}
+
+/* ---- §5.3: one data access (alignment, limit, canonical, translation, RAM) ---- */
+
+static uint8_t *data_ptr(struct p64_machine *m, uint64_t va, unsigned size, unsigned access, unsigned cpl)
+{
+    if (va & (size - 1)) {
+        set_fault(m, V_AC, 1, 0, 0);
+        return NULL;
+    }
+    if (limited(m, cpl) && beyond_limit(m, va, size)) {
+        set_fault(m, V_GP, 1, 0, 0);
+        return NULL;
+    }
+    uint64_t pa = va;
+    int writable = 1;
+    if (m->cpu.cr0 & CR0_PG) {
+        struct tlb_entry *e = translate(m, &m->dtlb, va, access, cpl);
+        if (!e)
+            return NULL;
+        pa = (e->pfn << PAGE_SHIFT) | (va & PAGE_OFFSET);
+        writable = e->dirty && permitted(m, e->perm, P64_ACCESS_WRITE, cpl);
+    }
+    if (pa >= m->mem_size) { /* aligned and in one page: in RAM iff its first byte is */
+        set_fault(m, V_MC, 0, 0, 0);
+        return NULL;
+    }
+    fast_install(m, va, pa, cpl, writable);
+    return m->mem + pa;
+}
+
+int load_slow(struct p64_machine *m, uint64_t va, unsigned size, unsigned cpl, uint64_t *out)
+{
+    const uint8_t *p = data_ptr(m, va, size, P64_ACCESS_READ, cpl);
+    if (!p)
+        return 0;
+    uint64_t v = 0;
+    memcpy(&v, p, size);
+    *out = v;
+    return 1;
+}
+
+int store_slow(struct p64_machine *m, uint64_t va, unsigned size, unsigned cpl, uint64_t value)
+{
+    uint8_t *p = data_ptr(m, va, size, P64_ACCESS_WRITE, cpl);
+    if (!p)
+        return 0;
+    phys_write(m, (uint64_t)(p - m->mem), size, value);
+    return 1;
+}
+
+/* A store to physical memory that keeps decoded code coherent (§15). */
+void phys_write(struct p64_machine *m, uint64_t pa, unsigned size, uint64_t value)
+{
+    memcpy(m->mem + pa, &value, size);
+    if (UNLIKELY(m->dpages[pa >> PAGE_SHIFT] != NULL))
+        dcache_store(m, pa, size);
+}
+
+/* §8.2: fetch enters the page of va: the checks of §5.3 for a 4-byte fetch, the ITLB, then
+ * the page's decoded code.  NULL with the fault set. */
+struct dinsn *fetch_page(struct p64_machine *m, uint64_t va, unsigned cpl)
+{
+    if (va & 3) {
+        set_fault(m, V_AC, 1, 0, 0);
+        return NULL;
+    }
+    if (limited(m, cpl) && beyond_limit(m, va, 4)) {
+        set_fault(m, V_GP, 1, 0, 0);
+        return NULL;
+    }
+    uint64_t pa = va;
+    if (m->cpu.cr0 & CR0_PG) {
+        struct tlb_entry *e = translate(m, &m->itlb, va, P64_ACCESS_FETCH, cpl);
+        if (!e)
+            return NULL;
+        pa = (e->pfn << PAGE_SHIFT) | (va & PAGE_OFFSET);
+    }
+    if (pa >= m->mem_size) {
+        set_fault(m, V_MC, 0, 0, 0);
+        return NULL;
+    }
+    return dcache_page(m, pa >> PAGE_SHIFT);
+}
