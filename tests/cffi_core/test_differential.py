@@ -12,18 +12,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from cffi_core import spec
-from cffi_core.isa.strategies import any_words
+from cffi_core.asm import assemble
+from cffi_core.isa.strategies import instruction_words
 from cffi_core.machine import ExitReason, Machine, TLBConfig
 from cffi_core.pagetables import PTE_NX, PTE_U, PTE_W, PageAllocator, PageTables
 from cffi_core.profiles import PROFILES, available_profiles
 
 MEMORY = 256 * 1024
 CODE, HANDLERS, IDT, DATA, DATA_END, TABLES = 0x1000, 0x2000, 0x8000, 0x10000, 0x30000, 0x30000
-STEPS = 120
+STEPS = 200
+ERROR_CODE_VECTORS = (8, 13, 14, 17)
+# Handlers that step over the instruction that raised the event and return, so that random
+# programs keep running (a random handler slot is drawn too, for variety).
+SKIP_HANDLERS = assemble(
+    """
+    .org 0x2000
+    skip:       ld   r13, [sp]
+                addi r13, r13, 4
+                sd   r13, [sp]
+                iret
+    skip_error: addi sp, sp, 8
+                ld   r13, [sp]
+                addi r13, r13, 4
+                sd   r13, [sp]
+                iret
+    """
+)
+RANDOM_HANDLERS = 0x2100
 U64 = 2**64 - 1
 STATE_FIELDS = (
     "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset",
@@ -40,10 +59,16 @@ _reg_value = st.one_of(_data_addr, st.integers(0, 64), st.integers(0, U64), st.s
 # not present.  bit 0 P, 2:1 type, 5:4 DPL, 7:6 ring (manual §6.2).
 _gate_attr = st.one_of(
     st.sampled_from([0x31, 0x33, 0x01, 0x03]),
+    st.sampled_from([0x31, 0x33]),
+    st.sampled_from([0x31, 0x33]),
     st.builds(lambda p, t, d, r: p | t << 1 | d << 4 | r << 6, st.integers(0, 1), st.integers(0, 3),
               st.integers(0, 3), st.integers(0, 3)),
 )  # fmt: skip
-_page_flags = st.sampled_from([PTE_W | PTE_U, PTE_W | PTE_U, PTE_U, PTE_W, 0, PTE_W | PTE_U | PTE_NX, None])
+# Bodies are mostly valid instructions; one word in ten is arbitrary (often invalid).
+_body_word = st.integers(0, 9).flatmap(lambda k: st.integers(0, 2**32 - 1) if k == 0 else instruction_words())
+_page_flags = st.one_of(
+    st.just(PTE_W | PTE_U), st.sampled_from([PTE_W | PTE_U, PTE_U, PTE_W, 0, PTE_W | PTE_U | PTE_NX, None])
+)
 
 
 @dataclass
@@ -71,9 +96,10 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         seglimit = draw(st.integers(0, DATA_END))
     return Scenario(
         profile=profile,
-        body=draw(st.lists(any_words(), min_size=1, max_size=48)),
-        handlers=draw(st.lists(any_words(), min_size=1, max_size=16)),
-        gates=draw(st.lists(st.tuples(st.integers(0, 15), _gate_attr), min_size=8, max_size=8)),
+        body=draw(st.lists(_body_word, min_size=1, max_size=48)),
+        handlers=draw(st.lists(_body_word, min_size=1, max_size=16)),
+        # slot -1: the skip handler; 0..15: a random handler word
+        gates=draw(st.lists(st.tuples(st.integers(-1, 15), _gate_attr), min_size=8, max_size=8)),
         regs=draw(st.lists(_reg_value, min_size=15, max_size=15)),
         rsp=draw(st.lists(_data_addr, min_size=3, max_size=3)),
         cpl=draw(st.integers(0, 3)),
@@ -88,14 +114,21 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 def _initial_memory(s: Scenario) -> tuple[bytearray, int]:
     mem = bytearray(MEMORY)
-    for i, w in enumerate(s.body):
+    body = [*s.body, 0x38000000 | ((-len(s.body)) & 0xFFFFFF)]  # ... then jmp back to CODE
+    for i, w in enumerate(body):
         mem[CODE + 4 * i : CODE + 4 * i + 4] = w.to_bytes(4, "little")
+    for seg in SKIP_HANDLERS.segments:
+        mem[seg.address : seg.address + len(seg.data)] = seg.data
     for i, w in enumerate(s.handlers):
-        mem[HANDLERS + 4 * i : HANDLERS + 4 * i + 4] = w.to_bytes(4, "little")
+        mem[RANDOM_HANDLERS + 4 * i : RANDOM_HANDLERS + 4 * i + 4] = w.to_bytes(4, "little")
     for v in range(256):
         slot, attr = s.gates[v % 8]
+        if slot < 0:
+            handler = SKIP_HANDLERS.symbols["skip_error" if v in ERROR_CODE_VECTORS else "skip"]
+        else:
+            handler = RANDOM_HANDLERS + 4 * slot
         entry = IDT + 16 * v
-        mem[entry : entry + 8] = (HANDLERS + 4 * slot).to_bytes(8, "little")
+        mem[entry : entry + 8] = handler.to_bytes(8, "little")
         mem[entry + 8 : entry + 16] = attr.to_bytes(8, "little")
     cr3 = 0
     if s.paging:
@@ -116,7 +149,7 @@ def _initial_memory(s: Scenario) -> tuple[bytearray, int]:
 
 def _state(s: Scenario, cr3: int) -> dict[str, object]:
     return {
-        "r": [0, *s.regs[:14], s.regs[14] & ~0xF | DATA],
+        "r": [0, *s.regs[:14], DATA + (s.regs[14] % (DATA_END - DATA)) & ~7],  # sp in the data area
         "pc": CODE,
         "flags": s.flags,
         "cpl": s.cpl,
@@ -200,6 +233,8 @@ def test_core_and_spec_agree_tick_by_tick(s):
             core.cpu.pc = state.pc = (core.cpu.pc + 4) & U64
         elif cx.reason in (ExitReason.SHUTDOWN, ExitReason.HLT):
             break
+    event(f"ended by {cx.reason.name}, {'paging' if s.paging else 'flat'}")
+    event(f"ticks run: {10 * (core.clock // 10)}" if core.clock < 40 else "ticks run: 40+")
     assert core.read(0, MEMORY) == bytes(smem.data), "memory differs"
     counters = core.counters
     sc = spec.counters_of(state)
@@ -209,3 +244,6 @@ def test_core_and_spec_agree_tick_by_tick(s):
     assert counters.interrupts == {v: n for v, n in enumerate(sc["interrupts"]) if n}
     for cpl in range(4):
         assert counters[f"insn_host_cpl{cpl}"] == sc["insn"][0][cpl]
+    event(f"instructions retired: {'0' if not counters['instructions'] else '1-9' if counters['instructions'] < 10 else '10+'}")
+    for v in counters.exceptions:
+        event(f"vector {v} delivered")
