@@ -124,9 +124,15 @@ struct fast_entry {
     uintptr_t addend; /* host address = addend + linear address */
 };
 
+struct exec_entry {
+    uint64_t tag;     /* linear page address */
+    struct dinsn *dp; /* the decoded code of the page it maps to */
+};
+
 struct fast_set {
     struct fast_entry rd[FAST_N];
     struct fast_entry wr[FAST_N];
+    struct exec_entry ex[FAST_N];
 };
 
 /* ---- the modeled TLB (§8.2) ---- */
@@ -139,7 +145,9 @@ struct tlb_entry {
     uint64_t pfn;     /* physical page number */
     uint64_t stamp;   /* insertion order, for FIFO replacement */
     uint32_t tag;     /* context tag (cpu.vm_tag at the fill) */
-    uint8_t valid, level, perm, global, dirty, pad[3];
+    uint8_t valid, level, perm, global, dirty;
+    uint8_t fast;     /* CPLs whose fast arrays were given this translation (bit per CPL) */
+    uint8_t pad[2];
 };
 
 struct tlb {
@@ -176,8 +184,11 @@ struct p64_machine {
     struct dinsn *fetch_dp;
     int fetch_valid;
     struct fault fault;
-    uint64_t fault_pc;
-    uint64_t block_ticks;
+    uint64_t block_ticks;      /* the last block: ticks it ran */
+    int64_t block_n0;          /* its budget */
+    uint64_t block_step;       /* TF when it started (§6.4) */
+    uint64_t block_ihits;      /* ITLB hits through the exec fast array */
+    int block_paging;          /* CR0.PG when it started */
     uint64_t seen_cr0, seen_cr3, seen_cr4, seen_seglimit; /* to notice host writes (§10) */
     uint32_t seen_vm_tag;
     char error[256];
@@ -200,6 +211,7 @@ int tlb_init(struct tlb *t, uint32_t entries, uint32_t ways, int is_data);
 void fast_clear_all(struct p64_machine *m);
 void fast_clear_limited(struct p64_machine *m);
 void fast_forget_code_page(struct p64_machine *m, uint64_t ppn);
+void fast_forget_dpage(struct p64_machine *m, const struct dinsn *dp);
 void phys_write(struct p64_machine *m, uint64_t pa, unsigned size, uint64_t value);
 
 /* decode.c: the predecoded page cache */

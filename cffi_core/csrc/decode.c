@@ -74,7 +74,9 @@ void decode_word(struct dinsn *d, uint32_t w, unsigned idx, const void *const *l
     case P64_FMT_WR: d->rs1 = (uint8_t)b, d->rs2 = (uint8_t)c; break;
     case P64_FMT_INT: d->imm = (int32_t)(w & 0xff); break;
     case P64_FMT_H: d->imm = (int32_t)(w & 0xffff); break;
-    case P64_FMT_PIN: d->rd = (uint8_t)a, d->aux = (uint8_t)a, d->rs1 = (uint8_t)b, d->imm = (int32_t)(w & 0xffff); break;
+    case P64_FMT_PIN: /* aux keeps rd as written: the exit names it to the host */
+        d->rd = d->aux = (uint8_t)a, d->rs1 = (uint8_t)b, d->imm = (int32_t)(w & 0xffff);
+        break;
     case P64_FMT_POUT: d->rs2 = (uint8_t)a, d->rs1 = (uint8_t)b, d->imm = (int32_t)(w & 0xffff); break;
     case P64_FMT_MTCR: d->aux = (uint8_t)a, d->rs1 = (uint8_t)b; break;
     case P64_FMT_MFCR: d->rd = (uint8_t)a, d->aux = (uint8_t)b; break;
@@ -103,6 +105,7 @@ static void decode_page(struct p64_machine *m, struct dpage *p)
 
 static void unlink_page(struct p64_machine *m, struct dpage *p)
 {
+    fast_forget_dpage(m, p->d);
     uint32_t last = --m->ndecoded;
     m->dlist[p->slot] = m->dlist[last];
     m->dpages[m->dlist[last]]->slot = p->slot;
@@ -114,8 +117,15 @@ static void unlink_page(struct p64_machine *m, struct dpage *p)
 /* Drop every decoded page (they go back to the free list). */
 void dcache_clear(struct p64_machine *m)
 {
-    while (m->ndecoded)
-        unlink_page(m, m->dpages[m->dlist[m->ndecoded - 1]]);
+    for (unsigned c = 0; c < 4; c++)
+        for (unsigned i = 0; i < FAST_N; i++)
+            m->fast[c].ex[i].tag = FAST_EMPTY, m->fast[c].ex[i].dp = NULL;
+    while (m->ndecoded) {
+        struct dpage *p = m->dpages[m->dlist[--m->ndecoded]];
+        m->dpages[p->ppn] = NULL;
+        p->next = m->free_pages;
+        m->free_pages = p;
+    }
 }
 
 void dcache_free(struct p64_machine *m)
@@ -185,9 +195,18 @@ void dcache_store(struct p64_machine *m, uint64_t pa, unsigned size)
 /* The host wrote [pa, pa + len): drop the decoded pages it touched (between runs). */
 void dcache_drop_range(struct p64_machine *m, uint64_t pa, uint64_t len)
 {
-    if (!m->ndecoded)
+    uint64_t first = pa >> PAGE_SHIFT, last = (pa + len - 1) >> PAGE_SHIFT;
+    if (last - first >= m->ndecoded) { /* a long range: walk the decoded pages instead */
+        for (uint32_t i = m->ndecoded; i-- > 0;) {
+            uint64_t ppn = m->dlist[i];
+            if (ppn >= first && ppn <= last) {
+                unlink_page(m, m->dpages[ppn]);
+                m->ctr.code_invalidations++;
+            }
+        }
         return;
-    for (uint64_t ppn = pa >> PAGE_SHIFT; ppn <= (pa + len - 1) >> PAGE_SHIFT; ppn++)
+    }
+    for (uint64_t ppn = first; ppn <= last; ppn++)
         if (m->dpages[ppn]) {
             unlink_page(m, m->dpages[ppn]);
             m->ctr.code_invalidations++;

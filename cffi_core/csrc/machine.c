@@ -212,10 +212,21 @@ static int bad_hex(struct p64_machine *m, const char *field, uint64_t value, con
     return p64_error(m, 0, "cpu.%s = %#llx: %s", field, (unsigned long long)value, why), 0;
 }
 
+/* The common case of check_state in one expression: every field possible. */
+static int state_plausible(const struct p64_cpu *c)
+{
+    return c->cpl <= 3 && !(c->flags & ~FLAGS_MASK) && (c->cr0 & CR0_PE) && !(c->cr0 & ~CR0_MASK) &&
+           !(c->cr3 & ~CR3_FRAME) && !(c->cr4 & ~CR4_MASK) && (c->cr4 & CR4_PL) != CR4_PL &&
+           c->cr8 <= CR8_MAX && (uint32_t)(c->intr_vector + 1) <= 256 && (uint32_t)(c->intr_acked + 1) <= 256 &&
+           (c->halted | c->int_shadow | c->shutdown | c->pending_db) <= 1;
+}
+
 /* §10: refuse state no program could produce; 1 if the state is possible. */
 int check_state(struct p64_machine *m)
 {
     const struct p64_cpu *c = &m->cpu;
+    if (LIKELY(state_plausible(c)))
+        return 1;
     static const unsigned crs[] = {0, 3, 4, 8};
     static const char *const cr_names[] = {"cr0", "cr3", "cr4", "cr8"};
     const uint64_t cr_values[] = {c->cr0, c->cr3, c->cr4, c->cr8};
@@ -325,8 +336,10 @@ static int tlb_sane(const struct tlb *t)
 {
     for (uint32_t i = 0; i < t->entries; i++) {
         const struct tlb_entry *e = &t->e[i];
-        if (e->valid > 1 || e->level < 1 || e->level > 3 || e->global > 1 || e->dirty > 1 ||
-            e->perm > 7 || (e->valid && (e->vpn & (t->sets - 1)) != i / t->ways))
+        if (e->valid > 1)
+            return 0;
+        if (e->valid && (e->level < 1 || e->level > 3 || e->global > 1 || e->dirty > 1 || e->perm > 7 || e->fast > 15 ||
+                         (e->vpn & (t->sets - 1)) != i / t->ways))
             return 0;
     }
     return 1;

@@ -138,31 +138,49 @@ int p64_walk(struct p64_machine *m, uint64_t va, uint32_t access, uint32_t cpl, 
 
 /* ---- the host fast arrays (§15): only ever translations the modeled TLB holds ---- */
 
+static void fast_clear_cpls(struct p64_machine *m, unsigned from)
+{
+    for (unsigned c = from; c < 4; c++)
+        for (unsigned i = 0; i < FAST_N; i++)
+            m->fast[c].rd[i].tag = m->fast[c].wr[i].tag = m->fast[c].ex[i].tag = FAST_EMPTY;
+}
+
 void fast_clear_all(struct p64_machine *m)
 {
-    for (unsigned c = 0; c < 4; c++)
-        for (unsigned i = 0; i < FAST_N; i++)
-            m->fast[c].rd[i].tag = m->fast[c].wr[i].tag = FAST_EMPTY;
+    fast_clear_cpls(m, 0);
 }
 
 /* The segment limit changed: drop what CPL 1..3 may reach (§5.3 step 2). */
 void fast_clear_limited(struct p64_machine *m)
 {
-    for (unsigned c = 1; c < 4; c++)
-        for (unsigned i = 0; i < FAST_N; i++)
-            m->fast[c].rd[i].tag = m->fast[c].wr[i].tag = FAST_EMPTY;
+    fast_clear_cpls(m, 1);
 }
 
-static void fast_forget_vpn(struct p64_machine *m, uint64_t vpn)
+/* Drop what the fast arrays of the CPLs in mask hold for page vpn. */
+static void fast_forget_vpn(struct p64_machine *m, uint64_t vpn, int data, unsigned mask)
 {
     uint64_t page = vpn << PAGE_SHIFT;
     unsigned i = (unsigned)vpn & FAST_MASK;
     for (unsigned c = 0; c < 4; c++) {
-        if (m->fast[c].rd[i].tag == page)
-            m->fast[c].rd[i].tag = FAST_EMPTY;
-        if (m->fast[c].wr[i].tag == page)
-            m->fast[c].wr[i].tag = FAST_EMPTY;
+        struct fast_set *s = &m->fast[c];
+        if (!(mask & (1u << c)))
+            continue;
+        if (!data && s->ex[i].tag == page)
+            s->ex[i].tag = FAST_EMPTY;
+        if (data && s->rd[i].tag == page)
+            s->rd[i].tag = FAST_EMPTY;
+        if (data && s->wr[i].tag == page)
+            s->wr[i].tag = FAST_EMPTY;
     }
+}
+
+/* A decoded page is about to be reused: no exec entry may point to it. */
+void fast_forget_dpage(struct p64_machine *m, const struct dinsn *dp)
+{
+    for (unsigned c = 0; c < 4; c++)
+        for (unsigned i = 0; i < FAST_N; i++)
+            if (m->fast[c].ex[i].dp == dp)
+                m->fast[c].ex[i].tag = FAST_EMPTY, m->fast[c].ex[i].dp = NULL;
 }
 
 /* A physical page now holds decoded code: stores to it must take the slow path. */
@@ -215,8 +233,8 @@ static void tlb_drop(struct p64_machine *m, struct tlb *t, struct tlb_entry *e)
 {
     t->large -= e->level > 1;
     e->valid = 0;
-    if (t->is_data)
-        fast_forget_vpn(m, e->vpn);
+    fast_forget_vpn(m, e->vpn, t->is_data, e->fast);
+    e->fast = 0;
 }
 
 /* First in, first out: a free way, else the oldest fill of the set. */
@@ -244,6 +262,7 @@ static void tlb_fill(struct p64_machine *m, struct tlb *t, struct tlb_entry *e, 
     e->perm = (uint8_t)((w->writable ? PERM_W : 0) | (w->user ? PERM_U : 0) | (w->nx ? PERM_NX : 0));
     e->global = (leaf & PTE_G) && (m->cpu.cr4 & CR4_PGE);
     e->dirty = (leaf & PTE_D) || access == P64_ACCESS_WRITE;
+    e->fast = 0;
     e->valid = 1;
     t->large += e->level > 1;
 }
@@ -367,6 +386,7 @@ static uint8_t *data_ptr(struct p64_machine *m, uint64_t va, unsigned size, unsi
             return NULL;
         pa = (e->pfn << PAGE_SHIFT) | (va & PAGE_OFFSET);
         writable = e->dirty && permitted(m, e->perm, P64_ACCESS_WRITE, cpl);
+        e->fast |= (uint8_t)(1u << cpl);
     }
     if (pa >= m->mem_size) { /* aligned and in one page: in RAM iff its first byte is */
         set_fault(m, V_MC, 0, 0, 0);
@@ -405,7 +425,7 @@ void phys_write(struct p64_machine *m, uint64_t pa, unsigned size, uint64_t valu
 }
 
 /* §8.2: fetch enters the page of va: the checks of §5.3 for a 4-byte fetch, the ITLB, then
- * the page's decoded code.  NULL with the fault set. */
+ * the page's decoded code, remembered in the exec fast array.  NULL with the fault set. */
 struct dinsn *fetch_page(struct p64_machine *m, uint64_t va, unsigned cpl)
 {
     if (va & 3) {
@@ -422,10 +442,14 @@ struct dinsn *fetch_page(struct p64_machine *m, uint64_t va, unsigned cpl)
         if (!e)
             return NULL;
         pa = (e->pfn << PAGE_SHIFT) | (va & PAGE_OFFSET);
+        e->fast |= (uint8_t)(1u << cpl);
     }
     if (pa >= m->mem_size) {
         set_fault(m, V_MC, 0, 0, 0);
         return NULL;
     }
-    return dcache_page(m, pa >> PAGE_SHIFT);
+    struct dinsn *dp = dcache_page(m, pa >> PAGE_SHIFT);
+    struct exec_entry *x = &m->fast[cpl].ex[(va >> PAGE_SHIFT) & FAST_MASK];
+    x->tag = va & PAGE_MASK, x->dp = dp;
+    return dp;
 }

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cffi_core._binding import RangeError, StateError
 
+from cffi_core._binding import RangeError, StateError
 from cffi_core.asm import assemble
 from cffi_core.machine import ExitReason, Machine, MiB, TLBConfig
 from cffi_core.pagetables import PAGE_2M, PTE_U, PTE_W, PageAllocator, PageTables
@@ -68,12 +68,12 @@ def test_zero_copy_memory_view_sees_writes():
 
 def test_walk_reports_every_entry_read():
     m = Machine(memory=4 * MiB)
-    pt = PageTables(m.write_u64, PageAllocator(0x200000, 0x300000), levels=4)
-    pt.map(0x40000000, 0x100000, PAGE_2M, flags=PTE_W | PTE_U, page=PAGE_2M)
+    pt = PageTables(m.write_u64, PageAllocator(0x300000, 0x400000), levels=4)
+    pt.map(0x40000000, 0x200000, PAGE_2M, flags=PTE_W | PTE_U, page=PAGE_2M)
     m.cpu.cr3 = pt.root
     m.cpu.cr0 = 1 | 1 << 15
     w = m.walk(0x40000123, "write", cpl=3)
-    assert (w.fault, w.physical, w.page_level, w.memory_references) == (0, 0x100123, 2, 3)
+    assert (w.fault, w.physical, w.page_level, w.memory_references) == (0, 0x200123, 2, 3)
     assert m.walk(0x80000000, "read").fault == 14
 
 

@@ -1,0 +1,77 @@
+"""The one module that imports the compiled core (``cffi_core._p64``): its ``ffi`` and ``lib``,
+the ABI/instruction-table check made at import, and the mapping of status codes to exceptions.
+
+Everything else (``cffi_core.machine``) goes through here, so a stale build is caught once, at
+import, with a message that says how to rebuild.
+"""
+
+from __future__ import annotations
+
+from cffi_core.isa.table import table_hash
+
+ABI_VERSION = 1  # must equal P64_ABI_VERSION in cffi_core/csrc/core.h
+
+REBUILD = "rebuild the C core: run `pip install -e .` (or `python setup.py build_ext --inplace`)"
+
+try:
+    from cffi_core._p64 import ffi, lib
+except ImportError as exc:  # pragma: no cover - depends on the build
+    raise ImportError(f"the P64 C core (cffi_core._p64) is not built or cannot load ({exc}); {REBUILD}") from exc
+
+
+def check_build(expected_hash: str | None = None, expected_abi: int | None = None) -> None:
+    """Refuse a core built from another instruction table or another boundary header."""
+    want_hash = table_hash() if expected_hash is None else expected_hash
+    want_abi = ABI_VERSION if expected_abi is None else expected_abi
+    built_hash = ffi.string(lib.p64_isa_hash()).decode()
+    if built_hash != want_hash:
+        raise ImportError(
+            f"the C core was built from instruction table {built_hash}, but cffi_core/isa/table.py "
+            f"is {want_hash}; {REBUILD} (after `python -m cffi_core.isa.generate`)"
+        )
+    built_abi = int(lib.p64_abi_version())
+    if built_abi != want_abi:
+        raise ImportError(f"the C core has ABI version {built_abi}, the Python side expects {want_abi}; {REBUILD}")
+
+
+check_build()
+
+
+class CoreError(RuntimeError):
+    """A call into the C core failed; the message is the core's own (p64_last_error)."""
+
+
+class ConfigError(CoreError, ValueError):
+    """An invalid machine configuration (P64_ERR_CONFIG)."""
+
+
+class StateError(CoreError, ValueError):
+    """Host-written CPU state that no program could produce (P64_ERR_STATE, §10)."""
+
+
+class RangeError(CoreError, ValueError):
+    """A physical address range outside RAM (P64_ERR_RANGE)."""
+
+
+class SnapshotError(CoreError, ValueError):
+    """A snapshot of the wrong size or of another machine shape (P64_ERR_SNAPSHOT)."""
+
+
+_ERRORS: dict[int, type[CoreError]] = {
+    lib.P64_ERR_CONFIG: ConfigError,
+    lib.P64_ERR_STATE: StateError,
+    lib.P64_ERR_RANGE: RangeError,
+    lib.P64_ERR_SNAPSHOT: SnapshotError,
+}
+
+
+def check(rc: int, machine_ptr: object | None) -> None:
+    """Raise the exception of status ``rc`` (nothing for P64_OK).  ``machine_ptr`` is the
+    ``struct p64_machine *`` the call was made on, or None for a failed ``p64_create``."""
+    if rc == lib.P64_OK:
+        return
+    ptr = ffi.NULL if machine_ptr is None else machine_ptr
+    message = ffi.string(lib.p64_last_error(ptr)).decode(errors="replace")
+    if rc == lib.P64_ERR_NOMEM:
+        raise MemoryError(message or "the P64 core is out of memory")
+    raise _ERRORS.get(rc, CoreError)(message or f"P64 core error {rc}")

@@ -1,0 +1,531 @@
+/* The interpreter: p64_run with the instruction boundary of §6.5, and the computed-goto loop
+ * over predecoded pages that holds the body of every instruction of the table (§3-§6). */
+#include "core.h"
+
+enum { BLK_BUDGET, BLK_BOUNDARY, BLK_FAULT, BLK_EXIT };
+
+/* ---- the vocabulary of instruction bodies ---- */
+
+#define OP(NAME) L_##NAME:
+#define RD r[ip->rd]
+#define RS1 r[ip->rs1]
+#define RS2 r[ip->rs2]
+#define IMM ((uint64_t)(int64_t)ip->imm)
+#define CUR_VA m->fetch_va /* the page fetch is on; in memory, to spare a register */
+#define CUR_DP m->fetch_dp
+#define PC (CUR_VA + (uint64_t)(ip - CUR_DP) * 4) /* the pc of the instruction at ip */
+#define NOW() (m->clock + (uint64_t)(m->block_n0 - n - 1)) /* ticks before this one (§9) */
+
+/* Each dispatch is a tick: the budget is exact without a check anywhere else (§9). */
+#define NEXT()                                                                                     \
+    do {                                                                                           \
+        if (UNLIKELY(--n < 0))                                                                     \
+            goto budget_out;                                                                       \
+        goto *ip->h;                                                                               \
+    } while (0)
+#define NEXT_SEQ() do { ip++; NEXT(); } while (0)
+#define SET_RD(v) do { RD = (v); NEXT_SEQ(); } while (0)
+#define BRANCH(cond) do { ip += (cond) ? ip->imm : 1; NEXT(); } while (0) /* in-page (§8.2) */
+#define GO(t) do { uint64_t go_ = (t); CUR_VA = go_; CUR_DP = ip = &m->stub; } while (0) /* fetch enters t */
+/* A control transfer: the next tick fetches at t, entering its page through the exec fast array
+ * (an ITLB hit, §8.2) or, failing that, through enter_slow. */
+#define JUMP(t)                                                                                    \
+    do {                                                                                           \
+        uint64_t j_ = (t);                                                                         \
+        const struct exec_entry *x_ = &fs->ex[(j_ >> PAGE_SHIFT) & FAST_MASK];                     \
+        GO(j_);                                                                                    \
+        if (UNLIKELY(--n < 0))                                                                     \
+            goto budget_out;                                                                       \
+        if (UNLIKELY(x_->tag != (j_ & (PAGE_MASK | 3))))                                           \
+            goto enter_slow;                                                                       \
+        m->block_ihits++;                                                                          \
+        CUR_VA = j_ & PAGE_MASK, CUR_DP = x_->dp;                                                  \
+        ip = x_->dp + ((j_ & PAGE_OFFSET) >> 2);                                                   \
+        goto *ip->h;                                                                               \
+    } while (0)
+#define RAISE(v) do { set_fault(m, v, 0, 0, 0); goto fault; } while (0)
+#define RAISE_GP0() do { set_fault(m, V_GP, 1, 0, 0); goto fault; } while (0)
+#define REQUIRE_PRIV(opcode)                                                                       \
+    do {                                                                                           \
+        unsigned v_ = privilege_fault(m, opcode);                                                  \
+        if (UNLIKELY(v_)) {                                                                        \
+            set_fault(m, v_, v_ == V_GP, 0, 0);                                                    \
+            goto fault;                                                                            \
+        }                                                                                          \
+    } while (0)
+#define END_BLOCK() goto boundary /* the boundary has to look again (§6.5) */
+#define EXIT(why) do { m->exit.reason = (why); goto exit_out; } while (0)
+
+/* Data accesses: the fast arrays, else the slow path of §5.3 (which counts its own TLB use). */
+#define LOAD(T, addr, out)                                                                         \
+    do {                                                                                           \
+        const struct fast_entry *e_ = &fs->rd[((addr) >> PAGE_SHIFT) & FAST_MASK];                 \
+        if (LIKELY(e_->tag == ((addr) & (PAGE_MASK | (sizeof(T) - 1))))) {                         \
+            memcpy(&(out), (const void *)(e_->addend + (addr)), sizeof(T));                        \
+            hits++;                                                                                \
+        } else {                                                                                   \
+            uint64_t s_;                                                                           \
+            if (UNLIKELY(!load_slow(m, (addr), sizeof(T), cpl, &s_)))                              \
+                goto fault;                                                                        \
+            (out) = (T)s_;                                                                         \
+        }                                                                                          \
+    } while (0)
+#define STORE(T, addr, value)                                                                      \
+    do {                                                                                           \
+        const struct fast_entry *e_ = &fs->wr[((addr) >> PAGE_SHIFT) & FAST_MASK];                 \
+        T w_ = (T)(value);                                                                         \
+        if (LIKELY(e_->tag == ((addr) & (PAGE_MASK | (sizeof(T) - 1))))) {                         \
+            memcpy((void *)(e_->addend + (addr)), &w_, sizeof(T));                                 \
+            hits++;                                                                                \
+        } else if (UNLIKELY(!store_slow(m, (addr), sizeof(T), cpl, (uint64_t)w_)))                 \
+            goto fault;                                                                            \
+    } while (0)
+#define LOAD_OP(T) do { uint64_t a_ = RS1 + IMM; T v_; LOAD(T, a_, v_); SET_RD((uint64_t)(int64_t)v_); } while (0)
+#define STORE_OP(T) do { uint64_t a_ = RS1 + IMM; STORE(T, a_, RS2); NEXT_SEQ(); } while (0)
+/* §3 Stack: a push whose store faults leaves sp unchanged; a pop writes its target last. */
+#define PUSH(v) do { uint64_t pv_ = (v), pa_ = r[SP] - 8; STORE(uint64_t, pa_, pv_); r[SP] = pa_; } while (0)
+#define POP(out) do { uint64_t qa_ = r[SP]; LOAD(uint64_t, qa_, out); r[SP] = qa_ + 8; } while (0)
+
+static int divide_error(uint64_t a, uint64_t b)
+{
+    return b == 0 || (a == (1ull << 63) && b == ~0ull); /* 0, or -2^63 / -1 (§3) */
+}
+
+static int taken(unsigned cond, uint64_t a, uint64_t b)
+{
+    switch (cond) { /* the compare-and-branch opcodes, from beq */
+    case 0: return a == b;
+    case 1: return a != b;
+    case 2: return (int64_t)a < (int64_t)b;
+    case 3: return (int64_t)a >= (int64_t)b;
+    case 4: return a < b;
+    default: return a >= b;
+    }
+}
+
+static const void *const *label_table;
+
+/* Run at most n0 ticks of straight execution at one CPL, with nothing pending that the
+ * boundary of §6.5 would have to deliver in between.  Instructions that may change what the
+ * boundary sees (sti, popf, iret, int, mtcr, wrmsr, invlpg) end the block after retiring;
+ * retired instructions, data-TLB hits and ticks are charged once, at the end. */
+static int exec_block(struct p64_machine *m, int64_t n0)
+{
+    static const void *const labels[H_COUNT] = {
+#define X(name, NAME, ...) [H_##NAME] = &&L_##NAME,
+        P64_INSNS(X)
+#undef X
+        [H_INVALID] = &&L_INVALID, [H_BFAR] = &&L_BFAR, [H_JFAR] = &&L_JFAR, [H_ENTER] = &&L_ENTER,
+    };
+    if (UNLIKELY(!m)) {
+        label_table = labels;
+        return 0;
+    }
+    uint64_t *const r = m->cpu.r;
+    const unsigned cpl = (unsigned)m->cpu.cpl;
+    struct fast_set *fs = &m->fast[cpl];
+    __asm__("" : "+r"(fs)); /* opaque: keeps one register rather than rebuilding it per access */
+    struct dinsn *ip;
+    const uint64_t pc0 = m->cpu.pc;
+    uint64_t hits = 0;
+    int64_t n = n0;
+    int result;
+    /* what the end of the block needs, kept out of the registers */
+    m->block_n0 = n0;
+    m->block_step = m->cpu.flags & FLAGS_TF; /* §6.4: TF when the instruction starts */
+    m->block_paging = (m->cpu.cr0 & CR0_PG) != 0;
+    m->block_ihits = 0;
+    if (m->fetch_valid && (pc0 & (PAGE_MASK | 3)) == m->fetch_va)
+        ip = CUR_DP + ((pc0 & PAGE_OFFSET) >> 2);
+    else
+        GO(pc0);
+    NEXT();
+
+    /* ---- alu ---- */
+    OP(ADD) SET_RD(RS1 + RS2);
+    OP(SUB) SET_RD(RS1 - RS2);
+    OP(AND) SET_RD(RS1 & RS2);
+    OP(OR) SET_RD(RS1 | RS2);
+    OP(XOR) SET_RD(RS1 ^ RS2);
+    OP(SHL) SET_RD(RS1 << (RS2 & 63));
+    OP(SHR) SET_RD(RS1 >> (RS2 & 63));
+    OP(SAR) SET_RD((uint64_t)((int64_t)RS1 >> (RS2 & 63)));
+    OP(MUL) SET_RD(RS1 * RS2);
+    OP(DIV) {
+        if (divide_error(RS1, RS2))
+            RAISE(V_DE);
+        SET_RD((uint64_t)((int64_t)RS1 / (int64_t)RS2));
+    }
+    OP(DIVU) {
+        if (!RS2)
+            RAISE(V_DE);
+        SET_RD(RS1 / RS2);
+    }
+    OP(REM) {
+        if (divide_error(RS1, RS2))
+            RAISE(V_DE);
+        SET_RD((uint64_t)((int64_t)RS1 % (int64_t)RS2));
+    }
+    OP(REMU) {
+        if (!RS2)
+            RAISE(V_DE);
+        SET_RD(RS1 % RS2);
+    }
+    OP(SLT) SET_RD((int64_t)RS1 < (int64_t)RS2);
+    OP(SLTU) SET_RD(RS1 < RS2);
+    OP(ADDI) SET_RD(RS1 + IMM);
+    OP(ANDI) SET_RD(RS1 & IMM);
+    OP(ORI) SET_RD(RS1 | IMM);
+    OP(XORI) SET_RD(RS1 ^ IMM);
+    OP(SHLI) SET_RD(RS1 << ip->imm);
+    OP(SHRI) SET_RD(RS1 >> ip->imm);
+    OP(SARI) SET_RD((uint64_t)((int64_t)RS1 >> ip->imm));
+    OP(SLTI) SET_RD((int64_t)RS1 < (int64_t)IMM);
+    OP(SLTIU) SET_RD(RS1 < IMM);
+    OP(LUI) SET_RD(IMM);
+
+    /* ---- mem (§5) ---- */
+    OP(LB) LOAD_OP(int8_t);
+    OP(LBU) LOAD_OP(uint8_t);
+    OP(LH) LOAD_OP(int16_t);
+    OP(LHU) LOAD_OP(uint16_t);
+    OP(LW) LOAD_OP(int32_t);
+    OP(LWU) LOAD_OP(uint32_t);
+    OP(LD) LOAD_OP(uint64_t);
+    OP(SB) STORE_OP(uint8_t);
+    OP(SH) STORE_OP(uint16_t);
+    OP(SW) STORE_OP(uint32_t);
+    OP(SD) STORE_OP(uint64_t);
+
+    /* ---- branch: in-page targets were resolved by the decoder (§8.2) ---- */
+    OP(BEQ) BRANCH(RS1 == RS2);
+    OP(BNE) BRANCH(RS1 != RS2);
+    OP(BLT) BRANCH((int64_t)RS1 < (int64_t)RS2);
+    OP(BGE) BRANCH((int64_t)RS1 >= (int64_t)RS2);
+    OP(BLTU) BRANCH(RS1 < RS2);
+    OP(BGEU) BRANCH(RS1 >= RS2);
+    OP(BFAR) {
+        if (taken(ip->aux, RS1, RS2))
+            JUMP(PC + IMM);
+        NEXT_SEQ();
+    }
+    OP(JMP) {
+        ip += ip->imm;
+        NEXT();
+    }
+    OP(JFAR) JUMP(PC + IMM);
+    OP(CALL) {
+        uint64_t pc_ = PC;
+        PUSH(pc_ + 4);
+        JUMP(pc_ + IMM);
+    }
+    OP(JR) JUMP(RS1);
+    OP(CALLR) {
+        uint64_t t_ = RS1, pc_ = PC;
+        PUSH(pc_ + 4);
+        JUMP(t_);
+    }
+    OP(RET) {
+        uint64_t t_;
+        POP(t_);
+        JUMP(t_);
+    }
+
+    /* ---- stack ---- */
+    OP(PUSH) {
+        PUSH(RS1);
+        NEXT_SEQ();
+    }
+    OP(POP) {
+        uint64_t v_;
+        POP(v_);
+        SET_RD(v_);
+    }
+
+    /* ---- system (§4, §6) ---- */
+    OP(INT) {
+        uint64_t pc_ = PC;
+        m->cpu.pc = pc_;
+        int rc = deliver_software(m, (unsigned)ip->imm, pc_ + 4);
+        if (rc == DELIVER_FAULT)
+            goto fault; /* the int's own fault (§6.6) */
+        m->block_step = 0; /* int n raises no single-step trap (§6.4) */
+        GO(m->cpu.pc);
+        if (rc == DELIVER_EXIT)
+            goto exit_out;
+        END_BLOCK();
+    }
+    OP(IRET) {
+        REQUIRE_PRIV(P64_OP_IRET);
+        uint64_t s0 = r[SP], s1 = s0 + 8, s2 = s0 + 16, s3 = s0 + 24, pc_, cs_, flags_, sp_;
+        LOAD(uint64_t, s0, pc_);
+        LOAD(uint64_t, s1, cs_);
+        LOAD(uint64_t, s2, flags_);
+        LOAD(uint64_t, s3, sp_);
+        if ((cs_ & 3) < cpl)
+            RAISE_GP0();
+        m->cpu.flags = flags_after_pop(&m->cpu, flags_); /* judged at the old CPL (§6.4) */
+        m->cpu.cpl = cs_ & 3;
+        r[SP] = sp_;
+        GO(pc_);
+        END_BLOCK();
+    }
+    OP(HLT) {
+        REQUIRE_PRIV(P64_OP_HLT);
+        m->cpu.halted = 1;
+        ip++;
+        EXIT(P64_EXIT_HLT);
+    }
+    OP(CLI) {
+        REQUIRE_PRIV(P64_OP_CLI);
+        m->cpu.flags &= ~FLAGS_IF;
+        NEXT_SEQ();
+    }
+    OP(STI) {
+        REQUIRE_PRIV(P64_OP_STI);
+        if (!(m->cpu.flags & FLAGS_IF))
+            m->cpu.int_shadow = 1; /* sti; hlt cannot lose an interrupt (§6.5) */
+        m->cpu.flags |= FLAGS_IF;
+        ip++;
+        END_BLOCK();
+    }
+    OP(PUSHF) {
+        REQUIRE_PRIV(P64_OP_PUSHF);
+        PUSH(m->cpu.flags);
+        NEXT_SEQ();
+    }
+    OP(POPF) {
+        REQUIRE_PRIV(P64_OP_POPF);
+        uint64_t v_;
+        POP(v_);
+        m->cpu.flags = flags_after_pop(&m->cpu, v_);
+        ip++;
+        END_BLOCK();
+    }
+    OP(IN) {
+        REQUIRE_PRIV(P64_OP_IN);
+        m->exit.port = (RS1 + IMM) & 0xffff;
+        m->exit.reg = ip->aux;
+        m->ctr.port_reads++;
+        ip++;
+        EXIT(P64_EXIT_IO_IN);
+    }
+    OP(OUT) {
+        REQUIRE_PRIV(P64_OP_OUT);
+        m->exit.port = (RS1 + IMM) & 0xffff;
+        m->exit.value = RS2;
+        m->ctr.port_writes++;
+        ip++;
+        EXIT(P64_EXIT_IO_OUT);
+    }
+    OP(MTCR) {
+        REQUIRE_PRIV(P64_OP_MTCR);
+        if (!write_cr(m, ip->aux, RS1))
+            RAISE_GP0();
+        GO(PC + 4); /* translation may have changed: fetch enters again (§8.2) */
+        END_BLOCK();
+    }
+    OP(MFCR) {
+        REQUIRE_PRIV(P64_OP_MFCR);
+        SET_RD(read_cr(m, ip->aux));
+    }
+    OP(LIDT) {
+        REQUIRE_PRIV(P64_OP_LIDT);
+        m->cpu.idtr = RS1;
+        NEXT_SEQ();
+    }
+    OP(SIDT) {
+        REQUIRE_PRIV(P64_OP_SIDT);
+        SET_RD(m->cpu.idtr);
+    }
+    OP(SMSW) {
+        REQUIRE_PRIV(P64_OP_SMSW);
+        SET_RD(m->cpu.cr0 & 0xffff);
+    }
+    OP(RDCS) {
+        REQUIRE_PRIV(P64_OP_RDCS);
+        SET_RD(cpl);
+    }
+    OP(RDTSC) {
+        REQUIRE_PRIV(P64_OP_RDTSC);
+        SET_RD(NOW() + m->cpu.tsc_offset);
+    }
+    OP(RDMSR) {
+        REQUIRE_PRIV(P64_OP_RDMSR);
+        uint64_t v_;
+        if (!read_msr(m, RS1, NOW(), &v_))
+            RAISE_GP0();
+        SET_RD(v_);
+    }
+    OP(WRMSR) {
+        REQUIRE_PRIV(P64_OP_WRMSR);
+        if (!write_msr(m, RS1, RS2, NOW()))
+            RAISE_GP0();
+        GO(PC + 4);
+        END_BLOCK();
+    }
+    OP(INVLPG) {
+        REQUIRE_PRIV(P64_OP_INVLPG);
+        tlb_invlpg(m, RS1 + IMM);
+        GO(PC + 4);
+        END_BLOCK();
+    }
+    OP(VMCALL) {
+        REQUIRE_PRIV(P64_OP_VMCALL); /* #UD: P64 has no guest mode yet */
+        RAISE(V_UD);
+    }
+    OP(HCALL) {
+        REQUIRE_PRIV(P64_OP_HCALL);
+        m->exit.number = (uint64_t)ip->imm;
+        m->ctr.hcalls++;
+        ip++;
+        EXIT(P64_EXIT_HCALL);
+    }
+    OP(UD) {
+        REQUIRE_PRIV(P64_OP_UD);
+        RAISE(V_UD);
+    }
+    OP(INVALID) RAISE(V_UD);
+
+    /* §8.2: fetch enters a page (after a jump, or off the end of the last one).  The dispatch
+     * that got here took the tick of the instruction at the target. */
+    OP(ENTER) {
+        uint64_t t_ = PC;
+        const struct exec_entry *x_ = &fs->ex[(t_ >> PAGE_SHIFT) & FAST_MASK];
+        if (UNLIKELY(x_->tag != (t_ & (PAGE_MASK | 3))))
+            goto enter_slow;
+        m->block_ihits++;
+        CUR_VA = t_ & PAGE_MASK, CUR_DP = x_->dp;
+        ip = x_->dp + ((t_ & PAGE_OFFSET) >> 2);
+        goto *ip->h;
+    }
+enter_slow: {
+        uint64_t t_ = PC;
+        struct dinsn *dp_ = fetch_page(m, t_, cpl);
+        if (UNLIKELY(!dp_))
+            goto fault;
+        CUR_VA = t_ & PAGE_MASK, CUR_DP = dp_;
+        ip = dp_ + ((t_ & PAGE_OFFSET) >> 2);
+        goto *ip->h;
+    }
+
+budget_out:
+    n = 0;
+    result = BLK_BUDGET;
+    goto out;
+fault:
+    result = BLK_FAULT;
+    goto out;
+exit_out:
+    result = BLK_EXIT;
+    goto out;
+boundary:
+    result = BLK_BOUNDARY;
+out:
+    m->cpu.pc = PC;
+    m->fetch_valid = CUR_DP != &m->stub && ip < CUR_DP + DPAGE_WORDS;
+    uint64_t ticks = (uint64_t)(m->block_n0 - n), retired = ticks - (result == BLK_FAULT);
+    m->block_ticks = ticks;
+    m->ctr.ticks += ticks;
+    m->clock += ticks;
+    m->ctr.insn[0][cpl] += retired;
+    if (m->block_paging)
+        m->ctr.dtlb_hits += hits, m->ctr.itlb_hits += m->block_ihits;
+    if (m->block_step && retired)
+        m->cpu.pending_db = 1;
+    return result;
+}
+
+const void *const *handler_table(void)
+{
+    if (!label_table)
+        exec_block(NULL, 0);
+    return label_table;
+}
+
+/* §10: host writes take effect as if an instruction had loaded them. */
+static void begin_run(struct p64_machine *m)
+{
+    struct p64_cpu *c = &m->cpu;
+    m->labels = handler_table();
+    memset(&m->stub, 0, sizeof m->stub);
+    m->stub.h = m->labels[H_ENTER];
+    c->r[0] = 0;
+    memset(&m->exit, 0, sizeof m->exit);
+    if (c->cr3 != m->seen_cr3)
+        tlb_flush_nonglobal(m);
+    if (((c->cr0 ^ m->seen_cr0) & (CR0_PG | CR0_WP)) || ((c->cr4 ^ m->seen_cr4) & (CR4_PL | CR4_PGE)))
+        tlb_flush_all(m);
+    if (c->seglimit != m->seen_seglimit)
+        fast_clear_limited(m);
+    if (c->vm_tag != m->seen_vm_tag)
+        fast_clear_all(m);
+    m->fetch_valid = 0; /* every run starts by entering the page of pc (§8.2) */
+}
+
+static void end_run(struct p64_machine *m)
+{
+    m->seen_cr0 = m->cpu.cr0;
+    m->seen_cr3 = m->cpu.cr3;
+    m->seen_cr4 = m->cpu.cr4;
+    m->seen_seglimit = m->cpu.seglimit;
+    m->seen_vm_tag = m->cpu.vm_tag;
+}
+
+/* §6.5 steps 3-4: skip the shadow, or deliver the pending interrupt (a tick).  Returns -1
+ * if nothing was delivered, else DELIVER_OK or DELIVER_EXIT. */
+static int boundary_interrupt(struct p64_machine *m)
+{
+    if (m->cpu.int_shadow) {
+        m->cpu.int_shadow = 0;
+        return -1;
+    }
+    if (!interrupt_deliverable(&m->cpu))
+        return -1;
+    int rc = deliver_external(m);
+    m->ctr.ticks++;
+    m->clock++;
+    return rc;
+}
+
+/* §6.5: the order at a boundary, then a block of ticks, until an exit. */
+int p64_run(struct p64_machine *m, uint64_t budget)
+{
+    if (!check_state(m))
+        return P64_ERR_STATE;
+    begin_run(m);
+    struct p64_cpu *c = &m->cpu;
+    uint64_t left = budget;
+    for (;;) {
+        if (c->shutdown) {
+            m->exit.reason = P64_EXIT_SHUTDOWN;
+            break;
+        }
+        if (c->pending_db && deliver_single_step(m) != DELIVER_OK)
+            break;
+        if (left == 0) {
+            m->exit.reason = P64_EXIT_BUDGET;
+            break;
+        }
+        int rc = boundary_interrupt(m);
+        if (rc >= 0) {
+            left--;
+            if (rc == DELIVER_EXIT)
+                break;
+            continue;
+        }
+        if (c->halted) {
+            m->exit.reason = P64_EXIT_HLT;
+            break;
+        }
+        /* one tick at a time when the next boundary may have to deliver something */
+        int one = (c->flags & FLAGS_TF) || interrupt_deliverable(c);
+        int64_t n = one ? 1 : left > INT64_MAX ? INT64_MAX : (int64_t)left;
+        int res = exec_block(m, n);
+        left -= m->block_ticks;
+        if (res == BLK_EXIT || (res == BLK_FAULT && deliver_fault(m, c->pc) != DELIVER_OK))
+            break;
+    }
+    end_run(m);
+    return P64_OK;
+}

@@ -1,0 +1,127 @@
+"""The core against the executable spec with *large* budgets: random programs run in blocks of
+many ticks (the core's fast paths, its TLB and its decoded-code cache at work), then state,
+memory, exits and the architectural counters must be equal.  Registers often hold code
+addresses, so programs also store into their own code."""
+
+from __future__ import annotations
+
+import os
+
+from core_rig import CODE, HOST_GATE, IDT, IO_IN, MEMORY, TABLES, U64, Core
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cffi_core import spec
+from cffi_core.isa.strategies import any_words, instruction_words
+from cffi_core.pagetables import PTE_NX, PTE_U, PTE_W, PageAllocator, PageTables
+
+HANDLERS, DATA = 0x2000, 0x10000
+FIELDS = ("pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset", "halted",
+          "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db")  # fmt: skip
+COUNTERS = ("ticks", "halted_ticks", "double_faults", "triple_faults", "host_gate_exits", "hcalls", "port_reads",
+            "port_writes")  # fmt: skip
+
+_value = st.one_of(st.integers(0, 64), st.integers(0, U64), st.integers(CODE // 4, (CODE + 0x200) // 4).map(lambda w: 4 * w),
+                   st.integers(DATA // 8, 0x20000 // 8).map(lambda q: 8 * q))  # fmt: skip
+PAGE_FLAGS = [PTE_W | PTE_U, PTE_U, PTE_W, PTE_W | PTE_U | PTE_NX, None]
+_gate = st.builds(lambda p, t, d, r: p | t << 1 | d << 4 | r << 6, st.sampled_from([1, 1, 1, 0]),
+                  st.sampled_from([0, 1, 1, 2, 3]), st.integers(0, 3), st.integers(0, 3))  # fmt: skip
+
+
+@st.composite
+def machines(draw):
+    return {
+        "features": draw(st.sampled_from([0, 1, 2])),
+        "body": draw(st.lists(st.one_of(instruction_words(), any_words()), min_size=4, max_size=64)),
+        "handlers": draw(st.lists(instruction_words(), min_size=4, max_size=16)),
+        "gates": draw(st.lists(st.tuples(st.integers(0, 15), _gate), min_size=8, max_size=8)),
+        "regs": draw(st.lists(_value, min_size=15, max_size=15)),
+        "cpl": draw(st.integers(0, 3)),
+        "flags": draw(st.sampled_from([0, 1 << 9, 3 << 12, 1 << 9 | 3 << 12, 1 << 9 | 1 << 8])),
+        "seglimit": draw(st.sampled_from([U64, 0x18000, 0x2000])),
+        "paging": draw(st.sampled_from([0, 2, 3, 4])),
+        "pages": draw(st.lists(st.sampled_from(PAGE_FLAGS), min_size=32, max_size=32)),
+        "budgets": draw(st.lists(st.integers(0, 400), min_size=1, max_size=6)),
+        "vectors": draw(st.lists(st.integers(32, 255), min_size=6, max_size=6)),
+    }
+
+
+def build(d) -> tuple[bytearray, dict]:
+    mem = bytearray(MEMORY)
+    for base, words in ((CODE, d["body"]), (HANDLERS, d["handlers"])):
+        for i, w in enumerate(words):
+            mem[base + 4 * i : base + 4 * i + 4] = w.to_bytes(4, "little")
+    for v in range(256):
+        slot, attr = d["gates"][v % 8]
+        mem[IDT + 16 * v : IDT + 16 * v + 16] = (HANDLERS + 4 * slot).to_bytes(8, "little") + attr.to_bytes(8, "little")
+    state = {"r": [0, *d["regs"][:14], 0x18000], "rsp": [0x17000, 0x16000, 0x15000], "cpl": d["cpl"], "pc": CODE,
+             "flags": d["flags"], "idtr": IDT, "seglimit": d["seglimit"] if d["features"] == 2 else U64}  # fmt: skip
+    if d["paging"]:
+
+        def write(addr: int, value: int) -> None:
+            mem[addr : addr + 8] = value.to_bytes(8, "little")
+
+        pt = PageTables(write, PageAllocator(TABLES, MEMORY), levels=d["paging"])
+        for page, flags in enumerate(d["pages"]):
+            if page in (CODE >> 12, HANDLERS >> 12, IDT >> 12) or page >= 0x10:
+                flags = PTE_W | PTE_U
+            if flags is not None:
+                pt.map(page << 12, page << 12, 4096, flags=flags)
+        state |= {"cr3": pt.root, "cr4": d["paging"] - 2, "cr0": 1 | 1 << 15}
+    return mem, state
+
+
+def core_view(c: Core) -> dict:
+    out = {f: int(getattr(c.cpu, f)) for f in FIELDS}
+    out["r"] = [c.r(i) for i in range(16)]
+    out["rsp"] = [int(c.cpu.rsp[i]) for i in range(3)]
+    out["counters"] = {k: c.counters()[k] for k in COUNTERS}
+    out["insn"] = [int(c.ctr.insn[0][i]) for i in range(4)]
+    out["events"] = (c.counters()["exceptions"], c.counters()["interrupts"])
+    return out
+
+
+def spec_view(s: spec.State) -> dict:
+    out = {f: int(getattr(s, f)) for f in FIELDS}
+    out["r"] = [0, *(int(x) for x in s.r[1:16])]
+    out["rsp"] = [int(x) for x in s.rsp]
+    out["counters"] = {k: getattr(s.counters, k) for k in COUNTERS}
+    out["insn"] = list(s.counters.insn[0])
+    out["events"] = (tuple(s.counters.exceptions), tuple(s.counters.interrupts))
+    return out
+
+
+@settings(max_examples=int(os.environ.get("P64_VS_SPEC_EXAMPLES", 50)))
+@given(machines())
+def test_core_and_spec_agree_over_long_runs(d):
+    mem, init = build(d)
+    core = Core(d["features"], dtlb=(16, 4), itlb=(8, 2))
+    core.write(0, bytes(mem))
+    state = spec.State.reset(entry=CODE, features={0: set(), 1: {"classic"}, 2: {"seglimit"}}[d["features"]])
+    smem = spec.ByteMemory(bytearray(mem))
+    for k, v in init.items():
+        if k in ("r", "rsp"):
+            for i, x in enumerate(v):
+                getattr(core.cpu, k)[i] = x
+                getattr(state, k)[i] = x
+        else:
+            setattr(core.cpu, k, v)
+            setattr(state, k, v)
+    for i, budget in enumerate(d["budgets"] * 2):
+        if core.cpu.intr_vector < 0:
+            core.cpu.intr_vector = state.intr_vector = d["vectors"][i % 6]
+        reason = core.run(budget)
+        sx = spec.run(state, smem, budget)
+        assert reason == sx.reason, f"run {i}"
+        if reason == HOST_GATE:
+            assert (core.exit.vector, core.exit.error_code if core.exit.has_error else None, core.exit.address) == (
+                sx.vector, sx.error_code if sx.has_error else None, sx.address)  # fmt: skip
+        assert core_view(core) == spec_view(state), f"run {i}"
+        assert core.read(0, MEMORY) == bytes(smem.data), f"run {i}"
+        if reason == IO_IN:
+            core.cpu.r[core.exit.reg] = state.r[core.exit.reg] = core.exit.port * 7 if core.exit.reg else 0
+        elif reason == HOST_GATE:
+            core.cpu.pc = state.pc = (core.cpu.pc + 4) & U64
+        if core.cpu.halted:
+            core.cpu.flags |= 1 << 9
+            state.flags |= 1 << 9
