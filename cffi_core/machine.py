@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import TYPE_CHECKING, NamedTuple
 
 from cffi_core import _binding
 from cffi_core._binding import ffi, lib
+from cffi_core.exits import EventKind, ExitReason
 from cffi_core.profiles import DEFAULT_PROFILE, Profile, get_profile
 
 if TYPE_CHECKING:
@@ -27,28 +27,6 @@ PAGE_SIZE = 4096
 MIN_MEMORY = 64 * KiB
 MAX_MEMORY = 4 * GiB
 DEFAULT_MEMORY = 16 * MiB
-
-
-class ExitReason(IntEnum):
-    """Why ``Machine.run`` returned (docs/architecture.md §10)."""
-
-    BUDGET = lib.P64_EXIT_BUDGET
-    HOST_GATE = lib.P64_EXIT_HOST_GATE
-    IO_IN = lib.P64_EXIT_IO_IN
-    IO_OUT = lib.P64_EXIT_IO_OUT
-    HLT = lib.P64_EXIT_HLT
-    HCALL = lib.P64_EXIT_HCALL
-    SHUTDOWN = lib.P64_EXIT_SHUTDOWN
-
-
-class EventKind(IntEnum):
-    """Class of an event reported at a host gate (docs/architecture.md §6.1)."""
-
-    FAULT = lib.P64_EVENT_FAULT
-    TRAP = lib.P64_EVENT_TRAP
-    SOFTWARE = lib.P64_EVENT_SOFTWARE
-    EXTERNAL = lib.P64_EVENT_EXTERNAL
-    ABORT = lib.P64_EVENT_ABORT
 
 
 class Exit(NamedTuple):

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-PTE_P = 1 << 0
-PTE_W = 1 << 1
-PTE_U = 1 << 2
-PTE_A = 1 << 5
-PTE_D = 1 << 6
-PTE_PS = 1 << 7
-PTE_G = 1 << 8
-PTE_NX = 1 << 63
-FRAME_MASK = ((1 << 52) - 1) & ~0xFFF
+from cffi_core.spec.state import PTE_A, PTE_D, PTE_FRAME, PTE_G, PTE_NX, PTE_P, PTE_PS, PTE_U, PTE_W
+
+__all__ = ["PTE_A", "PTE_D", "PTE_G", "PTE_NX", "PTE_P", "PTE_PS", "PTE_U", "PTE_W", "PageAllocator", "PageTables"]
 
 PAGE_4K = 1 << 12
 PAGE_2M = 1 << 21
@@ -65,7 +59,7 @@ class PageTables:
             if entry is None:
                 entry = self._alloc() | PTE_P | PTE_W | PTE_U
                 self._set(table, index, entry)
-            table = entry & FRAME_MASK
+            table = entry & PTE_FRAME
         index = (va >> (12 + 9 * (leaf_level - 1))) & 511
         leaf = pa | PTE_P | flags | (PTE_PS if leaf_level > 1 else 0)
         self._set(table, index, leaf)

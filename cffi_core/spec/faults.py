@@ -3,50 +3,28 @@
 
 ``Fault`` is a Python exception that instruction bodies, the access checks and event delivery
 raise; the boundary logic (``cffi_core.spec.machine``) catches every one of them and delivers
-it, so none escapes ``step`` or ``run``.  ``Exit`` mirrors ``struct p64_exit``; the reason
-and event-kind names are those of the C enums without the ``P64_`` prefix.
+it, so none escapes ``step`` or ``run``.  ``Exit`` mirrors ``struct p64_exit``; its reasons and event
+kinds are ``cffi_core.exits``', shared with the core's wrapper.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
+from cffi_core.exits import EventKind, ExitReason
 
-class ExitReason(IntEnum):
-    """Why ``run`` (or ``step``) returned to the host (§10)."""
-
-    EXIT_BUDGET = 0
-    EXIT_HOST_GATE = 1
-    EXIT_IO_IN = 2
-    EXIT_IO_OUT = 3
-    EXIT_HLT = 4
-    EXIT_HCALL = 5
-    EXIT_SHUTDOWN = 6
-
-
-class EventKind(IntEnum):
-    """Class of an event (§6.1), reported at a host gate."""
-
-    EVENT_FAULT = 0
-    EVENT_TRAP = 1
-    EVENT_SOFTWARE = 2
-    EVENT_EXTERNAL = 3
-    EVENT_ABORT = 4
-
-
-EXIT_BUDGET = ExitReason.EXIT_BUDGET
-EXIT_HOST_GATE = ExitReason.EXIT_HOST_GATE
-EXIT_IO_IN = ExitReason.EXIT_IO_IN
-EXIT_IO_OUT = ExitReason.EXIT_IO_OUT
-EXIT_HLT = ExitReason.EXIT_HLT
-EXIT_HCALL = ExitReason.EXIT_HCALL
-EXIT_SHUTDOWN = ExitReason.EXIT_SHUTDOWN
-EVENT_FAULT = EventKind.EVENT_FAULT
-EVENT_TRAP = EventKind.EVENT_TRAP
-EVENT_SOFTWARE = EventKind.EVENT_SOFTWARE
-EVENT_EXTERNAL = EventKind.EVENT_EXTERNAL
-EVENT_ABORT = EventKind.EVENT_ABORT
+EXIT_BUDGET = ExitReason.BUDGET
+EXIT_HOST_GATE = ExitReason.HOST_GATE
+EXIT_IO_IN = ExitReason.IO_IN
+EXIT_IO_OUT = ExitReason.IO_OUT
+EXIT_HLT = ExitReason.HLT
+EXIT_HCALL = ExitReason.HCALL
+EXIT_SHUTDOWN = ExitReason.SHUTDOWN
+EVENT_FAULT = EventKind.FAULT
+EVENT_TRAP = EventKind.TRAP
+EVENT_SOFTWARE = EventKind.SOFTWARE
+EVENT_EXTERNAL = EventKind.EXTERNAL
+EVENT_ABORT = EventKind.ABORT
 
 
 class Fault(Exception):

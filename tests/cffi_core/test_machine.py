@@ -83,3 +83,13 @@ def test_run_reports_port_output():
     ex = m.run(100)
     assert (ex.reason, ex.port, ex.value) == (ExitReason.IO_OUT, 0x3F8, 42)
     assert m.run(100).reason is ExitReason.HLT
+
+
+def test_exit_and_event_names_have_the_core_values():
+    from cffi_core._binding import lib
+    from cffi_core.exits import EventKind, ExitReason
+
+    for r in ExitReason:
+        assert r == getattr(lib, f"P64_EXIT_{r.name}")
+    for k in EventKind:
+        assert k == getattr(lib, f"P64_EVENT_{k.name}")

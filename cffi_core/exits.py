@@ -1,0 +1,29 @@
+"""Exit reasons and event classes (docs/architecture.md §10, §6.1): one home for the names
+that the core's wrapper and the executable spec both report.  The values are those of the
+``P64_EXIT_*`` and ``P64_EVENT_*`` enums of ``csrc/p64.h``; a test keeps them equal."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitReason(IntEnum):
+    """Why ``run`` returned to the host (§10)."""
+
+    BUDGET = 0
+    HOST_GATE = 1
+    IO_IN = 2
+    IO_OUT = 3
+    HLT = 4
+    HCALL = 5
+    SHUTDOWN = 6
+
+
+class EventKind(IntEnum):
+    """Class of an event (§6.1), reported at a host gate."""
+
+    FAULT = 0
+    TRAP = 1
+    SOFTWARE = 2
+    EXTERNAL = 3
+    ABORT = 4
