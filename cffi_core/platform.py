@@ -1,9 +1,8 @@
 """A bare P64 computer: a Machine wired to the standard devices, run natively to the end.
 
 This is the oracle of the conformance suite — the machine as specified, with no monitor in
-between — and what ``popek run`` executes.  The run loop is the host side of
-docs/architecture.md §10: it answers port I/O with the devices of §11, presents the PIC's
-vector to the CPU, and lets time pass while the CPU is halted (§9).
+between — and what ``popek run`` executes.  The host side of docs/architecture.md §10 (port
+I/O answered by the devices of §11, the PIC's vector, halted time) is ``DeviceHost``.
 """
 
 from __future__ import annotations
@@ -12,15 +11,12 @@ from dataclasses import dataclass, field
 
 from cffi_core._binding import RangeError
 from cffi_core.devices import DMAError, standard_devices
-from cffi_core.machine import DEFAULT_MEMORY, ExitReason, Machine, TLBConfig
+from cffi_core.devices.host import DeviceHost, MachineError
+from cffi_core.machine import DEFAULT_MEMORY, Machine, TLBConfig
 from cffi_core.profiles import DEFAULT_PROFILE, Profile
 
 DEFAULT_BUDGET = 100_000_000
-FLAGS_IF = 1 << 9
-
-
-class MachineError(RuntimeError):
-    """The guest did something a bare machine cannot do (reach a host gate, ``hcall``)."""
+__all__ = ["DEFAULT_BUDGET", "MachineDMA", "MachineError", "Platform", "RunResult"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +67,8 @@ class Platform:
         self.bus, self.devices = standard_devices(
             self.machine, MachineDMA(self.machine), disk=disk, console_input=console_input
         )
+        m = self.machine
+        self._host = DeviceHost(m.cpu, self.bus, self.devices, clock=m.now, run=m.run, advance_clock=m.advance_clock)
 
     def load(self, image) -> None:
         self.machine.load(image)
@@ -78,62 +76,8 @@ class Platform:
     def run(self, budget: int = DEFAULT_BUDGET) -> RunResult:
         """Run until the guest writes the result port, shuts down, halts for good, or
         ``budget`` ticks of the clock have passed (halted time included)."""
-        m, cpu, pic = self.machine, self.machine.cpu, self.devices.pic
-        end = m.clock + budget
-        while True:
-            now = m.clock
-            deadline = self.bus.next_deadline()
-            if deadline is not None and deadline <= now:
-                self.bus.update(now)
-                continue
-            if now >= end:
-                return self._result("budget")
-            cpu.intr_vector = pic.pending_vector()
-            chunk = end - now if deadline is None else min(end, deadline) - now
-            ex = m.run(chunk)
-            acked = cpu.intr_acked
-            if acked >= 0:
-                pic.acknowledge(acked)
-                cpu.intr_acked = -1
-            reason = ex.reason
-            if reason is ExitReason.BUDGET:
-                continue
-            if reason is ExitReason.IO_IN:
-                value = self.bus.read(ex.port)
-                if ex.reg:
-                    cpu.r[ex.reg] = value
-            elif reason is ExitReason.IO_OUT:
-                self.bus.write(ex.port, ex.value)
-                if self.devices.result.stopped:
-                    return self._result("exit")
-            elif reason is ExitReason.HLT:
-                if not self._idle_until(end):
-                    return self._result("halted")
-            elif reason is ExitReason.SHUTDOWN:
-                return self._result("shutdown")
-            else:
-                raise MachineError(self._describe_error(ex))
-
-    def _idle_until(self, end: int) -> bool:
-        """Let time pass while halted; False when nothing can ever wake the CPU."""
-        cpu, now = self.machine.cpu, self.machine.clock
-        if not cpu.flags & FLAGS_IF:
-            return False  # hlt with interrupts off: halted for good
-        deadline = self.bus.next_deadline()
-        if deadline is None:
-            return False
-        self.machine.advance_clock(max(0, min(deadline, end) - now))
-        self.bus.update(self.machine.clock)
-        return True
-
-    def _describe_error(self, ex) -> str:
-        pc = self.machine.cpu.pc
-        if ex.reason is ExitReason.HOST_GATE:
-            return (
-                f"a native run reached a host gate (vector {ex.vector}, pc {pc:#x}): host gates "
-                "belong to VMMs (docs/architecture.md §10)"
-            )
-        return f"a native run executed hcall {ex.number} at pc {pc:#x}: there is no host software to call"
+        stop = self._host.run_until(self.machine.clock + budget)
+        return self._result(stop or "budget")
 
     def _result(self, stop: str) -> RunResult:
         d = self.devices

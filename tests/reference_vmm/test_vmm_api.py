@@ -1,0 +1,208 @@
+"""The VMM contract itself: observations and their diffs, loading VMMs, and misbehaving VMMs."""
+
+from __future__ import annotations
+
+import pytest
+
+from cffi_core.asm import assemble
+from conformance.api import (
+    VM,
+    Observation,
+    VMConfig,
+    VMMError,
+    VMMLoadError,
+    VMMUnsupported,
+    load_vmm,
+    observe,
+)
+from reference_vmm.emulate import EmulateVMM
+from reference_vmm.native import NativeVMM
+
+HELLO = assemble("_start: li r1, 72\n out 0x3f8, r1\n out 0x500, r0")
+SMALL = VMConfig(memory=1 << 20, budget=1000)
+
+
+# ---- Observation ----
+
+
+def test_equivalence_ignores_counters():
+    a = Observation(b"hi", 0, b"", "exit", counters={"instructions": 5})
+    b = Observation(b"hi", 0, b"", "exit", counters={"instructions": 50})
+    assert a.equivalent(b) and a.diff(b) == []
+
+
+def test_diff_names_each_difference_readably():
+    a = Observation(b"hello, world\n", 0, bytes(1024), "exit")
+    disk = bytearray(1024)
+    disk[0x205] = 0xAB
+    b = Observation(b"hello, wOrld\n", None, bytes(disk), "budget")
+    lines = a.diff(b, ("native", "vmm"))
+    assert lines == [
+        "stop: native 'exit', vmm 'budget'",
+        "exit code: native 0 (0x0), vmm none",
+        "console: differs from byte 8 (native 13 bytes, vmm 13): native b'hello, world\\n', vmm b'hello, wOrld\\n'",
+        "disk: 1 bytes differ, the first at 0x205 (sector 1): native 00 00 00 00 00 00 00 00, vmm ab 00 00 00 00 00 00 00",
+    ]
+    assert not a.equivalent(b)
+
+
+def test_diff_of_a_long_console_shows_context_around_the_first_difference():
+    a = Observation(b"x" * 100 + b"A", None, b"", "halted")
+    b = Observation(b"x" * 100, None, b"", "halted")
+    (line,) = a.diff(b)
+    assert line.startswith("console: differs from byte 100 (expected 101 bytes, actual 100): expected …b'xxx")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"stop": "crashed"}, "stop = 'crashed'"),
+        ({"console": "text"}, "console is a str"),
+        ({"exit_code": -1, "stop": "exit"}, "exit_code = -1"),
+        ({"exit_code": 3, "stop": "halted"}, "an exit code comes with stop 'exit' only"),
+    ],
+)
+def test_observation_refuses_garbage(kwargs, message):
+    fields = {"console": b"", "exit_code": None, "disk": b"", "stop": "halted", **kwargs}
+    with pytest.raises((TypeError, ValueError), match=message):
+        Observation(**fields)
+
+
+def test_the_contract_copies_the_machines_constants():
+    from cffi_core import machine, platform
+    from conformance import api
+
+    assert (api.PAGE_SIZE, api.MIN_MEMORY, api.MAX_MEMORY, api.DEFAULT_GUEST_MEMORY) == (
+        machine.PAGE_SIZE,
+        machine.MIN_MEMORY,
+        machine.MAX_MEMORY,
+        machine.DEFAULT_MEMORY,
+    )
+    assert api.DEFAULT_BUDGET == platform.DEFAULT_BUDGET
+
+
+def test_vmconfig_checks_its_fields():
+    with pytest.raises(ValueError, match="memory"):
+        VMConfig(memory=1000)
+    with pytest.raises(ValueError, match="from 64 KiB to 4 GiB"):
+        VMConfig(memory=4096)
+    with pytest.raises(ValueError, match="budget"):
+        VMConfig(budget=-1)
+    assert VMConfig(disk=bytearray(512)).disk == bytes(512)
+
+
+# ---- load_vmm ----
+
+
+def test_load_vmm_by_module_and_class():
+    assert load_vmm("reference_vmm.emulate:EmulateVMM") is EmulateVMM
+    assert load_vmm("reference_vmm.native.monitor:NativeVMM") is NativeVMM
+
+
+def test_load_vmm_by_entry_point_name():
+    assert load_vmm("native") is NativeVMM
+    assert load_vmm("emulate") is EmulateVMM
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_vmm", r"no VMM named 'no_such_vmm' in entry-point group 'popek.vmms' \(known: .*emulate.*native"),
+        ("no_such_pkg.mod:VMM", "cannot import module 'no_such_pkg.mod'"),
+        ("reference_vmm.emulate:Nope", "module 'reference_vmm.emulate' has no attribute 'Nope'"),
+        ("cffi_core.machine:Machine", "not a subclass of conformance.api.VMM"),
+        ("conformance.api:VMM", "does not implement create_vm, run"),
+        ("reference_vmm.emulate:", "expected 'pkg.module:Class'"),
+        ("  ", "give 'pkg.module:Class' or an entry-point name"),
+    ],
+)
+def test_load_vmm_errors_say_what_is_wrong(spec, message):
+    with pytest.raises(VMMLoadError, match=message):
+        load_vmm(spec)
+
+
+# ---- observe: misbehaving VMMs ----
+
+
+class _RaisesInRun(EmulateVMM):
+    name = "raises-in-run"
+
+    def run(self, budget: int) -> None:
+        raise ZeroDivisionError("the monitor divided by zero")
+
+
+class _ReturnsNoVM(EmulateVMM):
+    name = "returns-no-vm"
+
+    def create_vm(self, image, config):
+        return {"console": b""}
+
+
+class _GarbageVM(VM):
+    console = property(lambda self: "not bytes")
+    exit_code = property(lambda self: None)
+    disk = property(lambda self: b"")
+    stop = property(lambda self: "halted")
+
+
+class _ReturnsGarbageVM(EmulateVMM):
+    name = "garbage-vm"
+
+    def create_vm(self, image, config):
+        return _GarbageVM()
+
+    def run(self, budget: int) -> None:
+        pass
+
+
+class _NeedsVmx(EmulateVMM):
+    name = "needs-vmx"
+    requires = frozenset({"vmx", "ept"})
+
+
+def test_a_vmm_that_raises_in_run_is_a_vmm_error_naming_it():
+    with pytest.raises(
+        VMMError,
+        match=r"VMM 'raises-in-run' \(.*:_RaisesInRun\): run raised ZeroDivisionError: the monitor divided by zero",
+    ) as info:
+        observe(_RaisesInRun, HELLO, SMALL)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_a_vmm_returning_garbage_is_a_vmm_error():
+    with pytest.raises(VMMError, match=r"'returns-no-vm'.*create_vm returned dict, not a conformance\.api\.VM"):
+        observe(_ReturnsNoVM, HELLO, SMALL)
+    with pytest.raises(VMMError, match=r"'garbage-vm'.*observation raised TypeError: console is a str"):
+        observe(_ReturnsGarbageVM, HELLO, SMALL)
+
+
+def test_a_vmm_needing_missing_host_features_is_unsupported():
+    with pytest.raises(VMMUnsupported, match="requires host features ept, vmx, which profile 'x86-2005' lacks"):
+        observe(_NeedsVmx, HELLO, SMALL)
+
+
+def test_a_budget_overrun_is_an_observation_not_an_error():
+    spin = assemble("_start: jmp _start")
+    for vmm in (NativeVMM, EmulateVMM):
+        assert observe(vmm, spin, SMALL) == Observation(b"", None, b"", "budget")
+
+
+@pytest.mark.parametrize("vmm", [NativeVMM, EmulateVMM])
+def test_a_guest_calling_for_host_software_is_an_error_under_both(vmm):
+    # hcall needs host software a bare machine lacks: the oracle fails, and so does emulation.
+    with pytest.raises(VMMError, match=rf"'{vmm.name}'.*run raised MachineError: .*(hcall|HCALL)"):
+        observe(vmm, assemble("_start: hcall 3"), SMALL)
+
+
+def test_observe_rejects_what_is_not_a_vmm_class():
+    with pytest.raises(VMMError, match=r"not a subclass of conformance\.api\.VMM"):
+        observe(object, HELLO, SMALL)  # type: ignore[arg-type]
+
+
+def test_a_vm_that_has_not_stopped_reports_budget():
+    from cffi_core.machine import Machine
+
+    monitor = EmulateVMM(Machine("x86-2005", 1 << 20))
+    vm = monitor.create_vm(assemble("_start: jmp _start"), SMALL)
+    monitor.run(10)
+    assert not vm.stopped and vm.observation().stop == "budget"
