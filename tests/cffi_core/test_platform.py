@@ -10,6 +10,7 @@ from cffi_core.asm import assemble, assemble_file
 from cffi_core.platform import MachineError, Platform
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+GUESTS = Path(__file__).resolve().parents[1] / "guests"
 
 
 def _run(source: str, profile: str = "x86-2005", **kw):
@@ -75,38 +76,10 @@ def test_host_gate_in_a_native_run_is_a_machine_error():
 
 
 def test_timer_interrupt_wakes_a_halted_cpu():
-    src = """
-    .equ PIC_CMD, 0x20
-    .equ PIC_MASK, 0x21
-    .equ TIMER_COUNT, 0x40
-    .equ TIMER_CTRL, 0x41
-    _start: li sp, 0x9000
-            li r1, 0x8000
-            lidt r1
-            li r2, 0x8000 + 16 * 32     ; IRQ 0 -> vector 32
-            la r3, tick
-            sd r3, [r2]
-            li r3, 1                    ; present interrupt gate, ring 0
-            sd r3, [r2 + 8]
-            li r1, 0xfffe
-            out PIC_MASK, r1            ; unmask IRQ 0
-            li r1, 5000
-            out TIMER_COUNT, r1
-            li r1, 3                    ; enable, periodic
-            out TIMER_CTRL, r1
-    wait:   sti
-            hlt
-            li r5, 3
-            bltu r4, r5, wait
-            mov r2, r4
-            out 0x500, r2
-    tick:   addi r4, r4, 1
-            li r1, 0x20
-            out PIC_CMD, r1             ; EOI
-            iret
-    """
-    r = _run(src)
-    assert (r.stop, r.exit_code) == ("exit", 3)
+    p = Platform()
+    p.load(assemble_file(GUESTS / "timer_hlt.s"))
+    r = p.run(1_000_000)
+    assert (r.stop, r.exit_code, len(r.console)) == ("exit", 3, 3)
     assert r.counters["interrupt_32"] == 3
     assert r.counters["halted_ticks"] > 0
     assert 15000 <= r.clock < 16000

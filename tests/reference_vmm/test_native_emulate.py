@@ -11,6 +11,7 @@ from conformance.api import VMConfig, observe
 from reference_vmm.emulate import EmulateVMM
 from reference_vmm.native import NativeVMM
 
+GUESTS = Path(__file__).resolve().parents[1] / "guests"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PROFILES = ["x86-2005", "classic-1974"]
 SMALL = VMConfig(memory=1 << 20, budget=200_000)  # keeps the emulator's runs in milliseconds
@@ -39,43 +40,11 @@ def test_paging_kernel_is_the_same_natively_and_emulated(profile):
         assert emulated.counters[key] == native.counters[key], key
 
 
-TIMER_GUEST = """
-.equ PIC_CMD, 0x20
-.equ PIC_MASK, 0x21
-.equ TIMER_COUNT, 0x40
-.equ TIMER_CTRL, 0x41
-_start: li sp, 0x9000
-        li r1, 0x8000
-        lidt r1
-        li r2, 0x8000 + 16 * 32     ; IRQ 0 -> vector 32
-        la r3, tick
-        sd r3, [r2]
-        li r3, 1                    ; present interrupt gate, ring 0
-        sd r3, [r2 + 8]
-        li r1, 0xfffe
-        out PIC_MASK, r1            ; unmask IRQ 0
-        li r1, 5000
-        out TIMER_COUNT, r1
-        li r1, 3                    ; enable, periodic
-        out TIMER_CTRL, r1
-wait:   sti
-        hlt
-        in r6, 0x42                 ; TIMER_NOW: the guest sees its own clock
-        andi r6, r6, 0xff
-        out 0x3f8, r6
-        li r5, 3
-        bltu r4, r5, wait
-        mov r2, r4
-        out 0x500, r2
-tick:   addi r4, r4, 1
-        li r1, 0x20
-        out PIC_CMD, r1             ; EOI
-        iret
-"""
+TIMER_GUEST = GUESTS / "timer_hlt.s"
 
 
 def test_timer_interrupt_waking_hlt_is_the_same_emulated():
-    native, emulated = _both(assemble(TIMER_GUEST))
+    native, emulated = _both(assemble_file(TIMER_GUEST))
     assert (native.stop, native.exit_code, len(native.console)) == ("exit", 3, 3)
     assert emulated.counters["interrupt_32"] == 3
     assert emulated.counters["halted_ticks"] == native.counters["halted_ticks"] > 0
@@ -147,7 +116,7 @@ def test_run_in_slices_and_beside_another_vm_changes_nothing(vmm):
     from cffi_core.machine import Machine
 
     hello = assemble_file(EXAMPLES / "hello.s")
-    timer = assemble(TIMER_GUEST)
+    timer = assemble_file(TIMER_GUEST)
     monitor = vmm(Machine("x86-2005", 4 << 20))
     a = monitor.create_vm(timer, SMALL)
     b = monitor.create_vm(hello, SMALL)

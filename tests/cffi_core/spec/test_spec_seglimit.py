@@ -8,7 +8,7 @@ import pytest
 from spec_rig import CODE, DATA, HANDLER, IDT, Rig
 
 from cffi_core.isa.encoding import encode
-from cffi_core.spec import AC, DF, EXIT_BUDGET, GATE_HOST, GP, MSR_SEGLIMIT, PF, SP
+from cffi_core.spec import AC, DF, EXIT_BUDGET, GP, MSR_SEGLIMIT, PF, SP
 
 LIMIT = 0x40000  # limit | 0xfff = 0x40fff: DATA's first page is the last one allowed
 TOP = LIMIT | 0xFFF
