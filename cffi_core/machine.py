@@ -8,12 +8,13 @@ and a VMM wires its own virtual devices.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from cffi_core import _binding
 from cffi_core._binding import ffi, lib
+from cffi_core.counters import Counters, flatten
 from cffi_core.exits import EventKind, ExitReason
 from cffi_core.profiles import DEFAULT_PROFILE, Profile, get_profile
 
@@ -148,51 +149,9 @@ class _RegisterView:
         return (self[i] for i in range(self._n))
 
 
-@dataclass(frozen=True)
-class Counters(Mapping[str, int]):
-    """A snapshot of the core's counters (docs/architecture.md §13), as a flat mapping.
-
-    Keys: the scalar counters, ``instructions`` (all retired), ``insn_host_cpl0`` ..
-    ``insn_guest_cpl3``, ``exception_<v>`` and ``interrupt_<v>`` for vectors with a count.
-    """
-
-    values: dict[str, int] = field(default_factory=dict)
-
-    def __getitem__(self, key: str) -> int:
-        return self.values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    @property
-    def exceptions(self) -> dict[int, int]:
-        """Exceptions and software interrupts delivered, by vector (non-zero only)."""
-        return {int(k.split("_")[1]): v for k, v in self.values.items() if k.startswith("exception_")}
-
-    @property
-    def interrupts(self) -> dict[int, int]:
-        """External interrupts delivered, by vector (non-zero only)."""
-        return {int(k.split("_")[1]): v for k, v in self.values.items() if k.startswith("interrupt_")}
-
-
 def _read_counters(c: object) -> Counters:
-    values = {name: int(getattr(c, name)) for name in _SCALAR_COUNTERS}
-    total = 0
-    for mode, mode_name in enumerate(("host", "guest")):
-        for cpl in range(4):
-            n = int(c.insn[mode][cpl])
-            values[f"insn_{mode_name}_cpl{cpl}"] = n
-            total += n
-    values["instructions"] = total
-    for v in range(256):
-        if c.exceptions[v]:
-            values[f"exception_{v}"] = int(c.exceptions[v])
-        if c.interrupts[v]:
-            values[f"interrupt_{v}"] = int(c.interrupts[v])
-    return Counters(values)
+    scalars = {name: int(getattr(c, name)) for name in _SCALAR_COUNTERS}
+    return Counters(flatten(scalars, c.insn, c.exceptions, c.interrupts))
 
 
 @dataclass(frozen=True)

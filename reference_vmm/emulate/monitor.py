@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cffi_core import spec
+from cffi_core.counters import flatten
 from cffi_core.devices import BufferDMA, standard_devices
 from cffi_core.devices.host import DeviceHost
 from cffi_core.image import GuestImage
@@ -146,20 +147,5 @@ class EmulateVMM(VMM):
 def _flat_counters(counters: spec.Counters) -> dict[str, int]:
     """The spec's counters under the names ``Machine.counters`` uses (architecture §13), so
     that reports can put the two side by side."""
-    flat: dict[str, int] = {}
-    for name, value in counters.as_dict().items():
-        if isinstance(value, int):
-            flat[name] = value
-    total = 0
-    for mode, mode_name in enumerate(("host", "guest")):
-        for cpl in range(4):
-            n = counters.insn[mode][cpl]
-            flat[f"insn_{mode_name}_cpl{cpl}"] = n
-            total += n
-    flat["instructions"] = total
-    for v in range(256):
-        if counters.exceptions[v]:
-            flat[f"exception_{v}"] = counters.exceptions[v]
-        if counters.interrupts[v]:
-            flat[f"interrupt_{v}"] = counters.interrupts[v]
-    return flat
+    scalars = {k: v for k, v in counters.as_dict().items() if isinstance(v, int)}
+    return flatten(scalars, counters.insn, counters.exceptions, counters.interrupts)
