@@ -1,0 +1,83 @@
+"""The directed test guests (DESIGN §7): one per obstacle of docs/architecture.md §4.3 and per mechanism.
+
+Each ``<name>.s`` here includes ``lib/prelude.s`` (IDT with logging handlers, ring-3 entry)
+and ``lib/signature.s`` (the console signature: r1-r8, CR0/CR3/CR4, the FLAGS ring 3 ran
+with, the exception log; then exit code 0 on port 0x500).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from conformance.api import VMConfig
+
+if TYPE_CHECKING:
+    from cffi_core.image import GuestImage
+
+__all__ = ["DIRECTED_GUESTS", "GUEST_DIR", "DirectedGuest", "by_name"]
+
+GUEST_DIR = Path(__file__).resolve().parent
+GUEST_MEMORY = 1 << 20  # every guest's memory map fits in 1 MiB (lib/prelude.s)
+GUEST_BUDGET = 200_000  # ticks; the longest guest (disk) needs about 3,000 plus 2,000 halted
+# Sector s holds bytes (7 i + s) mod 256: a disk where every sector differs.
+DISK_IMAGE = b"".join(bytes((7 * i + s) & 0xFF for i in range(512)) for s in range(4))
+
+
+@dataclass(frozen=True)
+class DirectedGuest:
+    """One directed guest: its source, what it tests, and the VMConfig it runs with."""
+
+    name: str
+    category: str  # "obstacle" (docs/architecture.md §4.3) or "mechanism"
+    what: str
+    config: VMConfig
+
+    @property
+    def path(self) -> Path:
+        return GUEST_DIR / f"{self.name}.s"
+
+    def image(self) -> GuestImage:
+        return _assemble(self.path)
+
+    def source(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+@cache
+def _assemble(path: Path) -> GuestImage:
+    from cffi_core.asm import assemble_file  # loads the compiled core: only when a guest runs
+
+    return assemble_file(path)
+
+
+def _guest(name: str, category: str, what: str, disk: bytes | None = None) -> DirectedGuest:
+    return DirectedGuest(name, category, what, VMConfig(memory=GUEST_MEMORY, disk=disk, budget=GUEST_BUDGET))
+
+
+DIRECTED_GUESTS: tuple[DirectedGuest, ...] = (
+    _guest("smsw", "obstacle", "smsw reads CR0[15:0] at CPL 3 without trapping"),
+    _guest("sidt", "obstacle", "sidt reads the real IDTR at CPL 3 (Red Pill)"),
+    _guest("rdcs", "obstacle", "rdcs reads the real CPL (ring aliasing)"),
+    _guest("pushf", "obstacle", "pushf pushes the real FLAGS"),
+    _guest("popf", "obstacle", "popf ignores IF/IOPL changes at CPL 3 silently"),
+    _guest("iret", "obstacle", "iret ignores IF/IOPL changes at CPL 3 silently"),
+    _guest("iopl", "obstacle", "cli/sti/in/out raise #GP at CPL > IOPL, run at CPL <= IOPL"),
+    _guest("privileged", "obstacle", "privileged instructions and rdtsc with TSD raise #GP at CPL 3"),
+    _guest("paging", "mechanism", "4-level paging, A/D bits read back, invlpg after a remap"),
+    _guest("pagefault", "mechanism", "page faults at CPL 0 and CPL 3 repaired and retried"),
+    _guest("syscall", "mechanism", "ring 3 system calls through a DPL 3 gate and iret"),
+    _guest("timer", "mechanism", "periodic timer interrupts wake sti; hlt"),
+    _guest("disk", "mechanism", "disk DMA read and write completed by IRQ 14", disk=DISK_IMAGE),
+    _guest("smc", "mechanism", "self-modifying code executes the new instruction"),
+)
+
+
+def by_name(name: str) -> DirectedGuest:
+    """The directed guest called ``name``."""
+    for guest in DIRECTED_GUESTS:
+        if guest.name == name:
+            return guest
+    raise KeyError(f"no directed guest {name!r} (known: {', '.join(g.name for g in DIRECTED_GUESTS)})")

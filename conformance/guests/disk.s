@@ -1,0 +1,78 @@
+; Mechanism: disk DMA (devices.md §6): read sector 1 into memory, waiting for IRQ 14 with
+; `sti; hlt`, then write a changed copy back to sector 3 (the disk is part of the observation).
+; r1/r2 = status after each command (2 = done), r3 = checksum of the sector read,
+; r4 = its first quadword, r5 = DISK_SIZE.
+.include "lib/prelude.s"
+.equ BUF, DATA
+main:
+        gate    46, h_disk, GATE_P     ; IRQ 14 at the reset PIC base 32
+        li      r3, 0xbfff
+        out     PIC_MASK, r3
+        in      r5, DISK_SIZE
+        li      r3, 1
+        out     DISK_SECTOR, r3
+        out     DISK_COUNT, r3
+        li      r3, BUF
+        out     DISK_ADDR, r3
+        li      r3, 1
+        out     DISK_CMD, r3           ; read
+        call    wait_disk
+        mov     r1, r3
+        li      r6, BUF
+        li      r7, BUF + 512
+        li      r3, 0
+sum:    ld      r8, [r6]
+        add     r3, r3, r8
+        shli    r8, r3, 7              ; a rotate-and-add checksum of the quadwords
+        shri    r3, r3, 57
+        or      r3, r3, r8
+        addi    r6, r6, 8
+        bltu    r6, r7, sum
+        li      r6, BUF
+        ld      r4, [r6]
+        xori    r8, r4, 0xffff
+        sd      r8, [r6]
+        li      r6, 3
+        out     DISK_SECTOR, r6
+        li      r6, 2
+        out     DISK_CMD, r6           ; write
+        mov     r7, r3
+        call    wait_disk
+        mov     r2, r3
+        mov     r3, r7
+        li      r6, 0
+        li      r7, 0
+        li      r8, 0
+        jmp     finish
+
+; wait_disk: sleep until IRQ 14, then r3 = status, acknowledged.
+wait_disk:
+        sti
+        hlt
+        cli
+        la      r3, disk_irqs
+        ld      r3, [r3]
+        beqz    r3, wait_disk
+        la      r3, disk_irqs
+        sd      r0, [r3]
+        in      r3, DISK_CMD
+        out     DISK_CMD, r0
+        ret
+
+h_disk:
+        push    r13
+        li      r13, 46
+        call    log_event
+        li      r13, PIC_EOI
+        out     PIC_CMD, r13
+        push    r14
+        la      r14, disk_irqs
+        li      r13, 1
+        sd      r13, [r14]
+        pop     r14
+        pop     r13
+        iret
+
+.align 8
+disk_irqs: .quad 0
+.include "lib/signature.s"

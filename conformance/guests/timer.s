@@ -1,0 +1,32 @@
+; Mechanism: external interrupts — the periodic timer (IRQ 0, vector 32) wakes `sti; hlt`
+; three times (docs/architecture.md §6.5, devices.md §4).  r1 = interrupts counted; the log
+; holds three vector-32 entries.  No tick count is printed: equivalence allows timing to differ.
+.include "lib/prelude.s"
+main:
+        gate    32, h_timer, GATE_P
+        li      r3, 0xfffe
+        out     PIC_MASK, r3           ; unmask IRQ 0
+        li      r3, 300
+        out     TIMER_COUNT, r3
+        li      r3, 3                  ; enable, periodic
+        out     TIMER_CTRL, r3
+wait:   sti
+        hlt
+        cli
+        li      r3, 3
+        bltu    r1, r3, wait
+        out     TIMER_CTRL, r0         ; stop the timer
+        li      r3, 0xffff
+        out     PIC_MASK, r3
+        jmp     finish
+
+h_timer:
+        push    r13
+        li      r13, 32
+        call    log_event
+        li      r13, PIC_EOI
+        out     PIC_CMD, r13
+        addi    r1, r1, 1
+        pop     r13
+        iret
+.include "lib/signature.s"

@@ -1,0 +1,304 @@
+"""The popek pytest plugin (entry point ``pytest11``): VMM selection, markers, results JSON (DESIGN §9).
+
+Run the conformance suite from the repository root (the default ``python -m pytest`` collects
+only ``tests/``)::
+
+    python -m pytest conformance                                   # native and emulate, x86-2005
+    python -m pytest conformance --vmm emulate --popek-profile classic-1974
+    python -m pytest conformance --vmm mypkg.monitor:MyVMM --popek-results results/
+    python -m pytest --pyargs conformance --vmm emulate             # from anywhere, installed
+
+Options (group ``popek``):
+
+- ``--vmm NAME`` (repeatable): an entry-point name of group ``popek.vmms`` (``native``,
+  ``emulate``, ...) or ``pkg.module:Class``.  Without it, the comma-separated names in the
+  environment variable ``POPEK_VMM``; without that, ``native`` and ``emulate``.
+- ``--popek-profile NAME``: the machine profile the host and the oracle run (default
+  ``x86-2005``, docs/architecture.md §12).
+- ``--popek-results DIR``: write one JSON file per (VMM, profile) run (``conformance.results``).
+
+A test that takes the ``vmm`` fixture runs once per selected VMM (ids = VMM names) and is
+skipped, with the reason, when the profile lacks a feature the VMM ``requires``.  Markers:
+
+- ``popek_property(name, category=None)``: the property graded (equivalence, safety,
+  efficiency) and a category (obstacle, mechanism, ...), recorded in the results;
+- ``popek_requires(*features)``: skip unless the profile has every feature;
+- ``popek_deviation(technique, reason, profiles=None)``: for a VMM whose ``name`` is
+  ``technique`` (on ``profiles``, default all), the test is a strict xfail — an expected
+  deviation, named as the paper names it.
+
+Fixtures: ``vmm`` (the VMM class), ``popek_profile`` (the profile name), ``popek_record``
+(``popek_record(**counters)`` attaches integer counters to the test's result).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conformance.api import VMM, Observation, VMMError, VMMUnsupported, load_vmm
+from conformance.checks import equivalence_report
+from conformance.results import ResultsWriter, RunKey, clip
+
+__all__ = [
+    "DEFAULT_VMMS",
+    "ENV_VMM",
+    "MARK_DEVIATION",
+    "MARK_PROPERTY",
+    "MARK_REQUIRES",
+    "OPTION_PROFILE",
+    "OPTION_RESULTS",
+    "OPTION_VMM",
+    "PROPERTIES",
+    "check_supported",
+]
+
+OPTION_VMM = "--vmm"
+OPTION_PROFILE = "--popek-profile"
+OPTION_RESULTS = "--popek-results"
+ENV_VMM = "POPEK_VMM"
+DEFAULT_VMMS = ("native", "emulate")
+DEFAULT_PROFILE = "x86-2005"
+
+MARK_PROPERTY = "popek_property"
+MARK_REQUIRES = "popek_requires"
+MARK_DEVIATION = "popek_deviation"
+PROPERTIES = ("equivalence", "safety", "efficiency")  # Popek & Goldberg 1974, §2
+
+_RUN_PROPERTY = "popek"  # user_properties keys: they travel with reports across xdist workers
+_COUNTERS_PROPERTY = "popek_counters"
+
+
+@dataclass
+class _State:
+    specs: list[str]
+    profile: str
+    vmms: list[type[VMM]] | None = None
+    features: frozenset[str] = field(default_factory=frozenset)
+
+    def selected(self) -> list[type[VMM]]:
+        """The VMM classes of this run, loaded on first use (a run of ``tests/`` loads none)."""
+        if self.vmms is None:
+            self.vmms = [_load(spec) for spec in dict.fromkeys(self.specs)]
+        return self.vmms
+
+
+_STATE = pytest.StashKey[_State]()
+
+
+def _load(spec: str) -> type[VMM]:
+    try:
+        return load_vmm(spec)
+    except VMMError as e:
+        raise pytest.UsageError(f"popek: {OPTION_VMM} {spec}: {e}") from None
+
+
+def check_supported(cls: type[VMM], profile: str, features: frozenset[str]) -> None:
+    """Raise VMMUnsupported when ``profile`` (with ``features``) lacks what ``cls`` requires."""
+    missing = frozenset(cls.requires) - features
+    if missing:
+        raise VMMUnsupported(
+            f"VMM {cls.name!r} requires host features {', '.join(sorted(missing))}, which profile {profile!r} lacks"
+        )
+
+
+# ---- options and configuration ------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("popek", "popek: grade VMMs on Popek & Goldberg's properties")
+    group.addoption(
+        OPTION_VMM,
+        action="append",
+        dest="popek_vmm",
+        default=[],
+        metavar="NAME",
+        help=f"VMM under test: an entry-point name (group popek.vmms) or pkg.module:Class; repeatable. "
+        f"Default: ${ENV_VMM} (comma-separated), else {' and '.join(DEFAULT_VMMS)}.",
+    )
+    group.addoption(
+        OPTION_PROFILE,
+        dest="popek_profile",
+        default=DEFAULT_PROFILE,
+        metavar="NAME",
+        help=f"machine profile of the host and the native oracle (default {DEFAULT_PROFILE}).",
+    )
+    group.addoption(
+        OPTION_RESULTS,
+        dest="popek_results",
+        default=None,
+        metavar="DIR",
+        help="write one results JSON file per (VMM, profile) run into DIR.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{MARK_PROPERTY}(name, category=None): the property graded ({', '.join(PROPERTIES)})"
+    )
+    config.addinivalue_line("markers", f"{MARK_REQUIRES}(*features): skip unless the machine profile has them")
+    config.addinivalue_line(
+        "markers",
+        f"{MARK_DEVIATION}(technique, reason, profiles=None): strict xfail for the VMM named technique",
+    )
+    from cffi_core.profiles import ProfileError, get_profile  # pure Python: no compiled core
+
+    profile = config.getoption("popek_profile")
+    try:
+        features = get_profile(profile).features
+    except ProfileError as e:
+        raise pytest.UsageError(f"popek: {OPTION_PROFILE} {profile}: {e}") from None
+    given = list(config.getoption("popek_vmm"))
+    env = [s.strip() for s in os.environ.get(ENV_VMM, "").split(",") if s.strip()]
+    state = _State(specs=given or env or list(DEFAULT_VMMS), profile=profile, features=features)
+    if given or env:
+        state.selected()  # a VMM named by the user that does not load is a usage error, at once
+    results = config.getoption("popek_results")
+    config.stash[_STATE] = state
+    if results and not hasattr(config, "workerinput"):  # xdist: only the controller writes
+        config.pluginmanager.register(_Recorder(ResultsWriter(Path(results))), "popek-results")
+
+
+# ---- parametrization, markers, fixtures ---------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "vmm" in metafunc.fixturenames and not _parametrizes_vmm_itself(metafunc):
+        vmms = metafunc.config.stash[_STATE].selected()
+        metafunc.parametrize("vmm", vmms, ids=[cls.name for cls in vmms], indirect=True)
+
+
+def _parametrizes_vmm_itself(metafunc: pytest.Metafunc) -> bool:
+    # A test that names its VMMs itself (e.g. tests/reference_vmm) keeps them: explicit wins.
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if "vmm" in ([n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[_STATE]
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "vmm" not in callspec.params:
+            continue
+        cls: type[VMM] = callspec.params["vmm"]
+        for mark in item.iter_markers(MARK_DEVIATION):
+            technique, reason = mark.args[0], mark.args[1]
+            profiles = mark.kwargs.get("profiles")
+            if cls.name == technique and (profiles is None or state.profile in profiles):
+                item.add_marker(pytest.mark.xfail(reason=f"expected deviation of {technique}: {reason}", strict=True))
+        prop = item.get_closest_marker(MARK_PROPERTY)
+        name = prop.args[0] if prop and prop.args else None
+        if name is not None and name not in PROPERTIES:
+            raise pytest.UsageError(f"{item.nodeid}: {MARK_PROPERTY}({name!r}) is not one of {', '.join(PROPERTIES)}")
+        info = {
+            "vmm": cls.name,
+            "technique": cls.technique,
+            "vmm_class": f"{cls.__module__}:{cls.__qualname__}",
+            "profile": state.profile,
+            "property": name,
+            "category": prop.kwargs.get("category") if prop else None,
+        }
+        item.user_properties.append((_RUN_PROPERTY, info))
+
+
+@pytest.fixture
+def vmm(request: pytest.FixtureRequest) -> type[VMM]:
+    """The VMM class under test (parametrized over ``--vmm``); skipped when unsupported."""
+    state = request.config.stash[_STATE]
+    cls: type[VMM] = request.param
+    try:
+        check_supported(cls, state.profile, state.features)
+    except VMMUnsupported as e:
+        pytest.skip(str(e))
+    for mark in request.node.iter_markers(MARK_REQUIRES):
+        missing = frozenset(mark.args) - state.features
+        if missing:
+            pytest.skip(f"needs host features {', '.join(sorted(missing))}, which profile {state.profile!r} lacks")
+    return cls
+
+
+@pytest.fixture
+def popek_profile(request: pytest.FixtureRequest) -> str:
+    """The machine profile of this run (``--popek-profile``)."""
+    return request.config.stash[_STATE].profile
+
+
+@pytest.fixture
+def popek_record(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``popek_record(name=value, ...)``: attach integer counters to this test's result."""
+    counters: dict[str, int] = {}
+    request.node.user_properties.append((_COUNTERS_PROPERTY, counters))
+
+    def record(**values: int) -> None:
+        for key, value in values.items():
+            if type(value) is not int:
+                raise TypeError(f"counter {key} = {value!r}: counters are ints")
+            counters[key] = value
+
+    return record
+
+
+# ---- reporting ----------------------------------------------------------------------------
+
+
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
+    if op == "==" and isinstance(left, Observation) and isinstance(right, Observation):
+        return equivalence_report(left, right, names=("left", "right"))
+    return None
+
+
+def _reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return report.longreprtext
+
+
+class _Recorder:
+    """Registered when ``--popek-results`` is given: turns reports into ``ResultsWriter`` records
+    (on the xdist controller, reports arrive from the workers with their user properties)."""
+
+    def __init__(self, writer: ResultsWriter) -> None:
+        self.writer = writer
+        self.written: list[Path] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        info = props.get(_RUN_PROPERTY)
+        if not isinstance(info, dict):
+            return  # not a test of a VMM
+        key = RunKey(info["vmm"], info["technique"], info["vmm_class"], info["profile"])
+        result = self.writer.result(key, report.nodeid, info["property"], info["category"])
+        result.duration += report.duration
+        counters = props.get(_COUNTERS_PROPERTY)
+        if isinstance(counters, dict):
+            result.counters.update(counters)
+        wasxfail = getattr(report, "wasxfail", None)
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            if report.passed:
+                result.outcome = "xpassed" if wasxfail is not None else "passed"
+            elif report.skipped:
+                result.outcome = "xfailed" if wasxfail is not None else "skipped"
+                text = f"{wasxfail}\n{report.longreprtext}" if wasxfail is not None else _reason(report)
+                result.message = clip(text)
+            else:  # a strict xpass is reported failed, with "[XPASS(strict)]" in its text
+                result.outcome = "failed" if report.when == "call" else "error"
+                result.message = clip(report.longreprtext)
+        elif report.when == "teardown" and report.failed and result.outcome in ("passed", "xpassed"):
+            result.outcome = "error"
+            result.message = clip(report.longreprtext)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.written = self.writer.write()
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.written:
+            where = self.written[0].parent
+            terminalreporter.write_line(f"popek: wrote {len(self.written)} results file(s) to {where}")
