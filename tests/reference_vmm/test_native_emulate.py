@@ -50,41 +50,13 @@ def test_timer_interrupt_waking_hlt_is_the_same_emulated():
     assert emulated.counters["halted_ticks"] == native.counters["halted_ticks"] > 0
 
 
-DISK_GUEST = """
-_start: li r1, 1
-        out 0x1f0, r1               ; sector 1
-        li r1, 1
-        out 0x1f1, r1               ; one sector
-        li r1, 0x4000
-        out 0x1f2, r1               ; buffer
-        li r1, 1
-        out 0x1f3, r1               ; read
-poll:   in r2, 0x1f3
-        li r3, 2
-        bne r2, r3, poll
-        li r1, 0
-        out 0x1f3, r1               ; acknowledge
-        li r1, 0x4000
-        ld r2, [r1 + 8]
-        addi r2, r2, 1
-        sd r2, [r1 + 8]
-        li r1, 0
-        out 0x1f0, r1               ; write the sector back to sector 0
-        li r1, 2
-        out 0x1f3, r1
-wpoll:  in r2, 0x1f3
-        li r3, 2
-        bne r2, r3, wpoll
-        li r1, 0x4000
-        ld r2, [r1 + 8]
-        out 0x500, r2
-"""
+DISK_GUEST = GUESTS / "disk_rw.s"
 
 
 def test_disk_dma_read_and_write_are_the_same_emulated():
     disk = bytes(range(256)) * 4  # two sectors
     config = VMConfig(memory=1 << 20, disk=disk, budget=200_000)
-    native, _ = _both(assemble(DISK_GUEST), config)
+    native, _ = _both(assemble_file(DISK_GUEST), config)
     assert native.exit_code == int.from_bytes(disk[512 + 8 : 512 + 12], "little") + 1
     assert native.disk[:8] == disk[512:520] and native.disk[512:] == disk[512:]
 
