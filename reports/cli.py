@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (``popek run x.s | head``): not an error of the user's input.
+        # Point stdout at devnull so the interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (AssemblyError, ImageError, ProfileError, DeviceError, MachineError, OSError, ValueError) as e:
         print(f"popek: {e}", file=sys.stderr)
         return EXIT_USAGE
