@@ -3,10 +3,11 @@
 A file ``<vmm>--<profile>.json`` in the ``--popek-results`` directory holds::
 
     {
-      "schema": 1,
+      "format": "popek-results", "schema": 1,
       "vmm": "emulate", "technique": "...", "vmm_class": "reference_vmm.emulate:EmulateVMM",
       "profile": "x86-2005",
-      "versions": {"popek": "0.1.0", "python": "3.11.7"},
+      "hypothesis_profile": "ci",
+      "versions": {"popek": "0.1.0", "python": "3.11.7", "pytest": "9.0.3", "hypothesis": "6.155.2"},
       "summary": {"passed": 14, "failed": 0, ...},
       "tests": [
         {"nodeid": "...", "property": "equivalence", "category": "obstacle",
@@ -16,6 +17,11 @@ A file ``<vmm>--<profile>.json`` in the ``--popek-results`` directory holds::
 
 ``outcome`` is one of ``OUTCOMES``; ``message`` is the failure report (the observation diff, the
 counterexample) for failed and error outcomes, the reason for skipped and xfailed ones.
+``hypothesis_profile`` is the hypothesis settings profile the run used (null when unknown).
+
+``load_results`` reads a file back (``popek report``).  It checks ``format``, ``schema`` and the
+keys above, and ignores keys it does not know: a newer writer may add fields, and a field added
+to ``TestResult`` is read back by name.
 """
 
 from __future__ import annotations
@@ -23,13 +29,24 @@ from __future__ import annotations
 import json
 import platform
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUTCOMES", "SCHEMA", "ResultsWriter", "RunKey", "TestResult"]
+__all__ = [
+    "FORMAT",
+    "OUTCOMES",
+    "SCHEMA",
+    "ResultsError",
+    "ResultsWriter",
+    "RunKey",
+    "RunResults",
+    "TestResult",
+    "load_results",
+]
 
+FORMAT = "popek-results"  # tells a results file from any other JSON (benchmarks write JSON too)
 SCHEMA = 1
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 _MESSAGE_LIMIT = 8000  # characters of a failure report kept in the JSON
@@ -76,12 +93,24 @@ class TestResult:
 
 
 def versions() -> dict[str, str]:
-    """The versions a result depends on: popek itself and Python."""
+    """The versions a result depends on: popek, Python, pytest and hypothesis."""
+    found = {"python": platform.python_version()}
+    for dist in ("popek", "pytest", "hypothesis"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "unknown"
+    return found
+
+
+def _hypothesis_profile() -> str | None:
+    """The hypothesis settings profile loaded in this process (a rerun needs the same one)."""
     try:
-        popek = metadata.version("popek")
-    except metadata.PackageNotFoundError:
-        popek = "unknown"
-    return {"popek": popek, "python": platform.python_version()}
+        from hypothesis import settings
+
+        return settings.get_current_profile_name()
+    except (ImportError, AttributeError):  # hypothesis absent, or older than the accessor
+        return None
 
 
 class ResultsWriter:
@@ -107,11 +136,13 @@ class ResultsWriter:
             for test in tests.values():
                 summary[test.outcome] += 1
             document = {
+                "format": FORMAT,
                 "schema": SCHEMA,
                 "vmm": key.vmm,
                 "technique": key.technique,
                 "vmm_class": key.vmm_class,
                 "profile": key.profile,
+                "hypothesis_profile": _hypothesis_profile(),
                 "versions": versions(),
                 "summary": summary,
                 "tests": [t.as_json() for t in sorted(tests.values(), key=lambda t: t.nodeid)],
@@ -128,4 +159,82 @@ def clip(text: str) -> str:
         text
         if len(text) <= _MESSAGE_LIMIT
         else text[:_MESSAGE_LIMIT] + f"\n... ({len(text) - _MESSAGE_LIMIT} more characters)"
+    )
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read: the message names the file and what is wrong."""
+
+
+@dataclass
+class RunResults:
+    """One results file read back: the run, its environment and its tests."""
+
+    key: RunKey
+    tests: list[TestResult]
+    versions: dict[str, str] = field(default_factory=dict)
+    hypothesis_profile: str | None = None
+    source: Path | None = None
+
+
+_RUN_KEYS = ("vmm", "technique", "vmm_class", "profile")
+
+
+def load_results(path: Path) -> RunResults:
+    """Read one results file; ``ResultsError`` (naming ``path`` and the key) when it is missing,
+    not JSON, not a popek results file, of another schema, or lacks a required key."""
+
+    def bad(what: str) -> ResultsError:
+        return ResultsError(f"{path}: {what}")
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise bad("no such results file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise bad(f"cannot read: {e}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise bad(f"not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise bad(f'not a popek results file (no "format": "{FORMAT}")')
+    if doc.get("schema") != SCHEMA:
+        raise bad(f'"schema" is {doc.get("schema")!r}; this popek reads schema {SCHEMA}')
+    for name in _RUN_KEYS:
+        if not isinstance(doc.get(name), str):
+            raise bad(f'key "{name}" is missing or not a string')
+    raw_tests = doc.get("tests")
+    if not isinstance(raw_tests, list):
+        raise bad('key "tests" is missing or not a list')
+    known = {f.name for f in fields(TestResult)}
+    tests = []
+    for i, raw in enumerate(raw_tests):
+        where = f"tests[{i}]"
+        if not isinstance(raw, dict):
+            raise bad(f"{where} is not an object")
+        if not isinstance(raw.get("nodeid"), str):
+            raise bad(f'{where}: key "nodeid" is missing or not a string')
+        if raw.get("outcome") not in OUTCOMES:
+            raise bad(f'{where} ({raw["nodeid"]}): "outcome" {raw.get("outcome")!r} is not one of {", ".join(OUTCOMES)}')
+        for name in ("property", "category", "message"):
+            if raw.get(name) is not None and not isinstance(raw[name], str):
+                raise bad(f'{where} ({raw["nodeid"]}): "{name}" is not a string')
+        counters = raw.get("counters") or {}
+        if not isinstance(counters, dict) or not all(type(v) is int for v in counters.values()):
+            raise bad(f'{where} ({raw["nodeid"]}): "counters" is not an object of integers')
+        record = TestResult(**{k: v for k, v in raw.items() if k in known and k not in ("counters",)})
+        record.counters = dict(counters)
+        tests.append(record)
+    env = doc.get("versions")
+    hp = doc.get("hypothesis_profile")
+    return RunResults(
+        key=RunKey(*(doc[name] for name in _RUN_KEYS)),
+        tests=tests,
+        versions={str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {},
+        hypothesis_profile=hp if isinstance(hp, str) else None,
+        source=path,
     )

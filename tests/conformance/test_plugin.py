@@ -163,10 +163,10 @@ def test_results_json_has_the_documented_fields(toys, tmp_path):
     result.stdout.fnmatch_lines(["popek: wrote 2 results file(s) to *"])
     assert sorted(p.name for p in out.iterdir()) == ["broken--x86-2005.json", "native--x86-2005.json"]
     broken = json.loads((out / "broken--x86-2005.json").read_text())
-    assert broken["schema"] == 1
+    assert (broken["format"], broken["schema"]) == ("popek-results", 1)
     assert (broken["vmm"], broken["technique"], broken["profile"]) == ("broken", "a seeded bug", "x86-2005")
     assert broken["vmm_class"] == "test_toys:BrokenVMM"
-    assert set(broken["versions"]) == {"popek", "python"}
+    assert set(broken["versions"]) == {"popek", "python", "pytest", "hypothesis"}
     assert broken["summary"]["failed"] == 1 and broken["summary"]["xfailed"] == 1
     tests = {t["nodeid"].split("::")[1]: t for t in broken["tests"]}
     failed = tests["test_console_and_exit[broken]"]
