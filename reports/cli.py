@@ -1,9 +1,12 @@
-"""The ``popek`` command line: assemble, disassemble and run guest programs on P64.
+"""The ``popek`` command line: run guest programs on P64, grade VMMs, write reports.
 
-Subcommands: ``asm FILE.s -o FILE.elf``, ``disasm FILE.elf``, ``run FILE(.s|.elf)``.  Errors
-in the user's input (assembly errors, malformed images, unknown profiles) print one line,
-``popek: <message>``, and exit with status 2; a guest that does not exit cleanly makes
-``run`` exit with status 1.
+Subcommands: ``asm FILE.s -o FILE.elf``, ``disasm FILE.elf``, ``run FILE(.s|.elf)``;
+``report RESULTS... -o DIR`` (the grade sheet of results files), ``demo`` (every reference VMM
+through the conformance suite, then the report) and ``grade --vmm V`` (the same for any VMM).
+Errors in the user's input (assembly errors, malformed images or results files, unknown
+profiles or VMMs) print one line, ``popek: <message>``, and exit with status 2; a guest that
+does not exit cleanly makes ``run`` exit with status 1, and an unexpected failure of a VMM
+makes ``report``, ``demo`` and ``grade`` exit with status 1.
 """
 
 from __future__ import annotations
@@ -81,6 +84,95 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from reports.report import write_report
+
+    report = write_report([Path(p) for p in args.results], Path(args.output))
+    return _print_report(report)
+
+
+def _print_report(report) -> int:
+    headers, rows = report.summary()
+    print(tabulate(rows, headers=headers, tablefmt="simple"))
+    print(f"popek: report written to {report.markdown} and {report.html}")
+    for g in report.grades:
+        if not g.ok:
+            key = g.run.key
+            print(f"popek: {key.vmm} on {key.profile}: {len(g.failures)} unexpected failure(s)", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from reports.demo import reference_vmms
+
+    return _run_suite(args, args.vmm or reference_vmms(), "no reference VMM is registered (entry-point group popek.vmms)")
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from conformance.plugin import ENV_VMM
+
+    env = [s.strip() for s in os.environ.get(ENV_VMM, "").split(",") if s.strip()]
+    return _run_suite(args, args.vmm or env, f"grade needs a VMM: --vmm NAME or pkg.module:Class, or ${ENV_VMM}")
+
+
+def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str) -> int:
+    from reports.demo import describe, log_tail, plan_runs, run_plan
+    from reports.report import write_report
+
+    if not specs:
+        raise ValueError(none_given)
+    out = Path(args.output)
+    results = Path(args.results) if args.results else out / "results"
+    plans, notes = plan_runs(specs, args.profile)
+    for note in notes:
+        print(f"popek: {note}")
+    if not plans:
+        raise ValueError("nothing to run: no selected VMM supports a selected profile")
+    print(
+        f"popek: {len(plans)} run(s) of the conformance suite (hypothesis profile {args.hypothesis_profile}), "
+        f"{args.jobs} at a time; pytest output and results in {results}",
+        flush=True,
+    )
+    outcomes = run_plan(
+        plans,
+        results,
+        hypothesis_profile=args.hypothesis_profile,
+        jobs=args.jobs,
+        progress=lambda o: print(describe(o), flush=True),
+    )
+    for o in outcomes:
+        if not o.wrote_results:
+            print(f"popek: {o.plan.vmm.name} on {o.plan.profile} wrote no results; its log ends:", file=sys.stderr)
+            print(log_tail(o), file=sys.stderr)
+    written = [o.results for o in outcomes if o.wrote_results]
+    status = 0 if all(o.status == 0 for o in outcomes) else 1
+    if not written:
+        return 1
+    print()
+    return max(status, _print_report(write_report(written, out)))
+
+
+def _add_suite_options(p: argparse.ArgumentParser, profiles: list[str], vmm_help: str) -> None:
+    from reports.demo import DEFAULT_HYPOTHESIS_PROFILE, default_jobs
+
+    p.add_argument("--vmm", action="append", default=[], metavar="NAME", help=vmm_help)
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        choices=profiles,
+        help="a machine profile (repeatable; default: every profile each VMM supports)",
+    )
+    p.add_argument("-o", "--output", default="popek-report", help="report directory (default popek-report)")
+    p.add_argument("--results", help="results and log directory (default OUTPUT/results)")
+    p.add_argument("-j", "--jobs", type=int, default=default_jobs(), help="runs at once (default: one per CPU)")
+    p.add_argument(
+        "--hypothesis-profile",
+        default=DEFAULT_HYPOTHESIS_PROFILE,
+        help=f"hypothesis settings profile (default {DEFAULT_HYPOTHESIS_PROFILE}: derandomized)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     from cffi_core.platform import DEFAULT_BUDGET
@@ -106,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disk", help="disk image file (a multiple of 512 bytes)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="write the grade sheet (Markdown and HTML) of conformance results")
+    p.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files, or directories of them")
+    p.add_argument("-o", "--output", default="popek-report", help="report directory (default popek-report)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("demo", help="run every reference VMM through the conformance suite and write the report")
+    _add_suite_options(p, available_profiles(), "a VMM to run instead of every reference VMM (repeatable)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("grade", help="run a VMM through the conformance suite on its profiles and write the report")
+    _add_suite_options(p, available_profiles(), "the VMM: an entry-point name or pkg.module:Class (repeatable; default $POPEK_VMM)")
+    p.set_defaults(func=_cmd_grade)
     return parser
 
 
@@ -116,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cffi_core.image import ImageError
     from cffi_core.platform import MachineError
     from cffi_core.profiles import ProfileError
+    from conformance.api import VMMError
 
     args = build_parser().parse_args(argv)
     try:
@@ -125,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at devnull so the interpreter's final flush does not complain again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (AssemblyError, ImageError, ProfileError, DeviceError, MachineError, OSError, ValueError) as e:
+    except (AssemblyError, ImageError, ProfileError, DeviceError, MachineError, VMMError, OSError, ValueError) as e:
         print(f"popek: {e}", file=sys.stderr)
         return EXIT_USAGE
 

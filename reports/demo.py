@@ -1,0 +1,185 @@
+"""``popek demo`` and ``popek grade``: run VMMs through the conformance suite on every profile they
+support, one pytest process per (VMM, profile), then write the grade sheet.
+
+Each run is ``python -m pytest <conformance package> --vmm V --popek-profile P --popek-results DIR
+--hypothesis-profile=ci``: the plugin is loaded through its ``pytest11`` entry point, exactly as
+in a user's own run, and a VMM that crashes the process costs only its own run.  A run's pytest
+output goes to ``DIR/<vmm>--<profile>.log``; the console gets one line per run and the summary.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from cffi_core.profiles import PROFILES, available_profiles
+from conformance.api import ENTRY_POINT_GROUP, VMM, load_vmm
+from conformance.results import RunKey
+
+__all__ = ["DEFAULT_HYPOTHESIS_PROFILE", "Outcome", "Plan", "plan_runs", "reference_vmms", "run_plan"]
+
+DEFAULT_HYPOTHESIS_PROFILE = "ci"
+_DISTRIBUTION = "popek"  # the reference VMMs are the ones popek itself registers
+_LOG_TAIL = 15  # lines of a crashed run's log shown on the console
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One run to make: a VMM (as named on the command line) on a profile."""
+
+    spec: str
+    vmm: type[VMM]
+    profile: str
+
+    @property
+    def filename(self) -> str:
+        """The results file the plugin writes for this run."""
+        key = RunKey(self.vmm.name, self.vmm.technique, f"{self.vmm.__module__}:{self.vmm.__qualname__}", self.profile)
+        return key.filename
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run went: pytest's exit status, its wall time, and where its output went."""
+
+    plan: Plan
+    status: int
+    seconds: float
+    results: Path
+    log: Path
+
+    @property
+    def wrote_results(self) -> bool:
+        return self.results.is_file()
+
+
+def reference_vmms() -> list[str]:
+    """The entry-point names of group ``popek.vmms`` that popek registers itself, in its order."""
+    names = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        ours = dist.name == _DISTRIBUTION if dist is not None else ep.value.startswith("reference_vmm.")
+        if ours:
+            names.append(ep.name)
+    return list(dict.fromkeys(names))
+
+
+def supported_profiles(vmm: type[VMM]) -> list[str]:
+    """The profiles the core implements whose features include everything ``vmm`` requires."""
+    return [p for p in available_profiles() if frozenset(vmm.requires) <= PROFILES[p].features]
+
+
+def plan_runs(specs: Sequence[str], profiles: Sequence[str] | None) -> tuple[list[Plan], list[str]]:
+    """The runs for VMMs ``specs`` on ``profiles`` (default: every profile each VMM supports), and
+    a note for each asked-for pair left out because the profile lacks what the VMM requires."""
+    plans, notes = [], []
+    for spec in dict.fromkeys(specs):
+        cls = load_vmm(spec)
+        supported = supported_profiles(cls)
+        for profile in dict.fromkeys(profiles) if profiles else supported:
+            if profile in supported:
+                plans.append(Plan(spec, cls, profile))
+            else:
+                missing = ", ".join(sorted(frozenset(cls.requires) - PROFILES[profile].features))
+                notes.append(f"{cls.name} not run on {profile}: it requires {missing}")
+    return plans, notes
+
+
+def _command(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence[str]) -> list[str]:
+    import conformance
+
+    suite = Path(conformance.__file__).resolve().parent
+    return [
+        sys.executable, "-m", "pytest", str(suite),
+        "--vmm", plan.spec,
+        "--popek-profile", plan.profile,
+        "--popek-results", str(results),
+        f"--hypothesis-profile={hypothesis_profile}",
+        "-p", "no:cacheprovider",  # a demo leaves no .pytest_cache behind
+        "-q", *extra,
+    ]  # fmt: skip
+
+
+def _run_one(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence[str]) -> Outcome:
+    out = results / plan.filename
+    log = out.with_suffix(".log")
+    out.unlink(missing_ok=True)  # a run that dies must not leave an older file looking like its own
+    command = _command(plan, results, hypothesis_profile, extra)
+    # The suite's directory's parent is the working directory, so node ids (and the rerun
+    # commands of the report) read conformance/test_....py.
+    start = time.monotonic()
+    with log.open("w", encoding="utf-8") as sink:
+        sink.write("$ " + " ".join(command) + "\n")
+        sink.flush()
+        status = subprocess.run(
+            command,
+            cwd=Path(command[3]).parent,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        ).returncode
+    return Outcome(plan, status, time.monotonic() - start, out, log)
+
+
+def run_plan(
+    plans: Sequence[Plan],
+    results: Path,
+    *,
+    hypothesis_profile: str = DEFAULT_HYPOTHESIS_PROFILE,
+    jobs: int = 1,
+    extra: Sequence[str] = (),
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Make every run (``jobs`` at a time), calling ``progress`` as each ends; the outcomes come
+    back in plan order."""
+    results = results.resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(_run_one, plan, results, hypothesis_profile, extra) for plan in plans]
+        outcomes = []
+        for future in futures:
+            outcome = future.result()
+            if progress is not None:
+                progress(outcome)
+            outcomes.append(outcome)
+    return outcomes
+
+
+def describe(outcome: Outcome) -> str:
+    """One console line for a finished run."""
+    plan = outcome.plan
+    head = f"{plan.vmm.name} on {plan.profile}: "
+    if outcome.status == 0:
+        state = "as expected"
+    elif outcome.status == 1:
+        state = "unexpected failures"
+    elif outcome.status == 5:
+        state = "no tests ran"
+    else:
+        state = f"pytest exited with status {outcome.status}"
+    return f"{head}{state} ({outcome.seconds:.1f} s, log {outcome.log})"
+
+
+def log_tail(outcome: Outcome) -> str:
+    """The last lines of a run's log (for a run that wrote no results)."""
+    try:
+        lines = outcome.log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-_LOG_TAIL:])
+
+
+def default_jobs() -> int:
+    """Runs at once by default: one per CPU this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

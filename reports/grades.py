@@ -1,0 +1,169 @@
+"""Grades from results files: per run the property × category outcome counts, the unexpected
+failures with their rerun commands, the expected deviations, and the cross-VMM summary."""
+
+from __future__ import annotations
+
+import shlex
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conformance.results import OUTCOMES, ResultsError, RunKey, RunResults, TestResult, load_results
+
+__all__ = [
+    "UNEXPECTED",
+    "Grade",
+    "collect_files",
+    "grade",
+    "load_runs",
+    "rerun_command",
+    "summary_table",
+    "verdict",
+]
+
+UNEXPECTED = ("failed", "error")
+"""Outcomes that make a grade fail (a strict xfail that passes is reported ``failed``)."""
+
+UNCLASSIFIED = "(unclassified)"  # a test without a popek_property marker
+NO_CATEGORY = "-"
+
+# When two files hold the same test of the same run (a sharded CI matrix that overlapped), the
+# worse outcome is kept: a merge never hides a failure.
+# An outcome added to the format later ranks as the worst until it is placed here.
+_SEVERITY = {name: rank for rank, name in enumerate(("passed", "skipped", "xfailed", "xpassed", "failed", "error"))}
+
+
+def _severity(outcome: str) -> int:
+    return _SEVERITY.get(outcome, len(_SEVERITY))
+
+
+def collect_files(paths: Iterable[Path]) -> list[Path]:
+    """The results files named by ``paths``: a directory stands for every ``*.json`` in it (sorted);
+    a file stands for itself.  ``ResultsError`` names a path that does not exist or a directory
+    without results."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.glob("*.json") if p.is_file())
+            if not files:
+                raise ResultsError(f"{path}: no results files (*.json) in this directory")
+            found += files
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ResultsError(f"{path}: no such file or directory")
+    return list(dict.fromkeys(found))
+
+
+def load_runs(files: Sequence[Path]) -> list[RunResults]:
+    """Read every file and merge the files of one run (same VMM class and profile), in the order
+    first seen; tests are sorted by node id."""
+    merged: dict[RunKey, RunResults] = {}
+    for path in files:
+        run = load_results(path)
+        into = merged.get(run.key)
+        if into is None:
+            merged[run.key] = run
+            continue
+        by_id = {t.nodeid: t for t in into.tests}
+        for test in run.tests:
+            old = by_id.get(test.nodeid)
+            if old is None or _severity(test.outcome) > _severity(old.outcome):
+                by_id[test.nodeid] = test
+        into.tests = list(by_id.values())
+    for run in merged.values():
+        run.tests.sort(key=lambda t: t.nodeid)
+    return list(merged.values())
+
+
+@dataclass
+class Grade:
+    """One run graded: outcome counts per (property, category) and the tests worth showing."""
+
+    run: RunResults
+    counts: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
+    failures: list[TestResult] = field(default_factory=list)
+    deviations: list[TestResult] = field(default_factory=list)
+    xpasses: list[TestResult] = field(default_factory=list)
+    skips: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        """True when no test of the run failed unexpectedly."""
+        return not self.failures
+
+    def properties(self) -> list[str]:
+        """The properties this run has tests for, in the order of first appearance."""
+        return list(dict.fromkeys(prop for prop, _ in self.counts))
+
+    def property_counts(self, prop: str) -> Counter[str]:
+        """The outcome counts of every category of ``prop`` together."""
+        total: Counter[str] = Counter()
+        for (p, _), counts in self.counts.items():
+            if p == prop:
+                total.update(counts)
+        return total
+
+
+def grade(run: RunResults) -> Grade:
+    """Count the outcomes of ``run`` per property and category, and pick out its failures."""
+    result = Grade(run)
+    for test in sorted(run.tests, key=lambda t: (t.property or UNCLASSIFIED, t.category or NO_CATEGORY, t.nodeid)):
+        key = (test.property or UNCLASSIFIED, test.category or NO_CATEGORY)
+        result.counts.setdefault(key, Counter())[test.outcome] += 1
+        if test.outcome in UNEXPECTED:
+            result.failures.append(test)
+        elif test.outcome == "xfailed":
+            result.deviations.append(test)
+        elif test.outcome == "xpassed":
+            result.xpasses.append(test)
+        elif test.outcome == "skipped":
+            result.skips[first_line(test.message) or "no reason given"] += 1
+    return result
+
+
+def first_line(text: str | None) -> str:
+    """The first non-empty line of ``text`` (a reason's headline), or ``""``."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def verdict(counts: Counter[str]) -> str:
+    """One cell of the summary: how a property fared in one run.
+
+    ``FAIL`` when any test failed unexpectedly; ``fails as expected`` when tests are xfail (a
+    technique's documented deviation, e.g. trap-and-emulate's equivalence on x86-2005);
+    ``pass``; ``skipped`` when nothing ran.  The counts follow in parentheses."""
+    bad = counts["failed"] + counts["error"]
+    ran = sum(counts[o] for o in OUTCOMES if o != "skipped")
+    if bad:
+        return f"FAIL ({bad} of {ran})"
+    if counts["xfailed"]:
+        return f"fails as expected ({counts['xfailed']} xfail, {counts['passed']} pass)"
+    if ran:
+        extra = f", {counts['xpassed']} xpass" if counts["xpassed"] else ""
+        return f"pass ({counts['passed'] + counts['xpassed']}{extra})"
+    return f"skipped ({counts['skipped']})" if counts["skipped"] else "-"
+
+
+def summary_table(grades: Sequence[Grade]) -> tuple[list[str], list[list[str]]]:
+    """The cross-VMM summary: one row per (VMM, property), one column per profile."""
+    profiles = list(dict.fromkeys(g.run.key.profile for g in grades))
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for g in grades:
+        for prop in g.properties():
+            rows.setdefault((g.run.key.vmm, prop), {})[g.run.key.profile] = verdict(g.property_counts(prop))
+    headers = ["VMM", "property", *profiles]
+    return headers, [[vmm, prop, *(cells.get(p, "not run") for p in profiles)] for (vmm, prop), cells in rows.items()]
+
+
+def rerun_command(run: RunResults, test: TestResult) -> str:
+    """The one-line command that reruns ``test`` of ``run`` alone (from the directory the run was
+    started in: node ids are relative to pytest's rootdir)."""
+    parts = ["python", "-m", "pytest", test.nodeid, "--vmm", run.key.vmm_class, "--popek-profile", run.key.profile]
+    if run.hypothesis_profile and run.hypothesis_profile != "default":
+        parts.append(f"--hypothesis-profile={run.hypothesis_profile}")
+    return shlex.join(parts)

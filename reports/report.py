@@ -1,0 +1,132 @@
+"""The grade sheet (``popek report``): results files in, ``report.md`` and ``report.html`` out.
+
+The report opens with the cross-VMM summary (which VMM passes which property on which
+profile), then one section per run (VMM × profile): the property × category counts, every
+unexpected failure with its counterexample and a one-line rerun command, the expected
+deviations with the paper's name for them, and the reasons for skips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from conformance.results import OUTCOMES
+from reports.grades import Grade, collect_files, first_line, grade, load_runs, rerun_command, summary_table
+from reports.render import Block, Code, Heading, Mono, Paragraph, Table, to_html, to_markdown
+
+__all__ = ["TITLE", "Report", "build_blocks", "write_report"]
+
+TITLE = "popek conformance report"
+_COUNTER_LIMIT = 12  # counters shown beside a failure; the results file has them all
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``write_report`` did: the grades and the files it wrote."""
+
+    grades: list[Grade]
+    markdown: Path
+    html: Path
+
+    @property
+    def ok(self) -> bool:
+        """True when no run has an unexpected failure."""
+        return all(g.ok for g in self.grades)
+
+    def summary(self) -> tuple[list[str], list[list[str]]]:
+        """The cross-VMM summary table (headers, rows)."""
+        return summary_table(self.grades)
+
+
+def write_report(paths: Iterable[Path], out: Path) -> Report:
+    """Grade the results files under ``paths`` (files or directories) and write
+    ``out/report.md`` and ``out/report.html``; ``ResultsError`` names a bad input file."""
+    grades = [grade(run) for run in load_runs(collect_files(paths))]
+    blocks = build_blocks(grades)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown, page = out / "report.md", out / "report.html"
+    markdown.write_text(to_markdown(blocks), encoding="utf-8")
+    page.write_text(to_html(blocks, TITLE), encoding="utf-8")
+    return Report(grades, markdown, page)
+
+
+def build_blocks(grades: Sequence[Grade]) -> list[Block]:
+    """The whole report as blocks: the summary, then one section per run."""
+    failing = [g for g in grades if not g.ok]
+    blocks: list[Block] = [
+        Heading(1, TITLE),
+        Paragraph(
+            f"{len(grades)} run(s) of the conformance suite, graded on Popek & Goldberg's (1974) properties: "
+            "equivalence, safety (resource control), efficiency. "
+            + (
+                f"{len(failing)} run(s) have unexpected failures."
+                if failing
+                else "No run has an unexpected failure; expected deviations of a technique are xfail."
+            )
+        ),
+        Heading(2, "Summary"),
+        Paragraph(
+            "Per VMM and property, per profile: pass; fails as expected (the technique's documented "
+            "deviation, xfail); FAIL (an unexpected failure); skipped (the profile lacks what the VMM or "
+            "test requires)."
+        ),
+        Table(*summary_table(grades)),
+    ]
+    for g in grades:
+        blocks += _run_section(g)
+    return blocks
+
+
+def _run_section(g: Grade) -> list[Block]:
+    run = g.run
+    key = run.key
+    env = ", ".join(f"{k} {v}" for k, v in sorted(run.versions.items()))
+    facts: list[str | Mono] = ["Technique: ", key.technique, ". Class ", Mono(key.vmm_class), "."]
+    if run.hypothesis_profile:
+        facts += [" Hypothesis profile ", Mono(run.hypothesis_profile), "."]
+    if env:
+        facts += [f" Versions: {env}."]
+    if run.source is not None:
+        facts += [" Results file ", Mono(str(run.source)), "."]
+    blocks: list[Block] = [
+        Heading(2, f"{key.vmm} on {key.profile}" + ("" if g.ok else " — unexpected failures")),
+        Paragraph(*facts),
+        Table(
+            ["property", "category", *OUTCOMES, "total"],
+            [[prop, cat, *(c[o] for o in OUTCOMES), sum(c.values())] for (prop, cat), c in g.counts.items()],
+        ),
+    ]
+    if g.failures:
+        blocks.append(Heading(3, "Unexpected failures"))
+        for test in g.failures:
+            blocks += [
+                Heading(4, test.nodeid),
+                Paragraph(f"Outcome: {test.outcome}. Property: {test.property or '-'}, category {test.category or '-'}."),
+                Paragraph("Rerun:"),
+                Code(rerun_command(run, test)),
+                Paragraph("Counterexample and report:"),
+                Code(test.message or "(no report recorded)"),
+            ]
+            counters = [f"{k}={v}" for k, v in test.counters.items() if v]
+            if counters:
+                more = len(counters) - _COUNTER_LIMIT
+                shown = ", ".join(counters[:_COUNTER_LIMIT]) + (f", ... ({more} more)" if more > 0 else "")
+                blocks.append(Paragraph("Counters: ", Mono(shown)))
+    if g.deviations:
+        blocks += [
+            Heading(3, "Expected deviations (xfail)"),
+            Table(["test", "reason"], [[t.nodeid, first_line(t.message)] for t in g.deviations]),
+        ]
+    if g.xpasses:
+        blocks += [
+            Heading(3, "Unexpected passes (non-strict xpass)"),
+            Table(["test", "reason"], [[t.nodeid, first_line(t.message)] for t in g.xpasses]),
+        ]
+    if g.skips:
+        blocks += [
+            Heading(3, "Skipped"),
+            Table(["reason", "tests"], [[reason, n] for reason, n in g.skips.most_common()]),
+        ]
+    return blocks

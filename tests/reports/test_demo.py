@@ -1,0 +1,138 @@
+"""``popek demo`` and ``popek grade`` on reduced selections: runs, results, report, exit codes."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cffi_core.profiles import PROFILES, available_profiles
+from conformance.api import VMM
+from conformance.results import load_results
+from reference_vmm.native import NativeVMM
+from reports.cli import main
+from reports.demo import plan_runs, reference_vmms, supported_profiles
+from reports.grades import rerun_command
+
+# A VMM with a seeded bug (the low bit of every exit code flipped): the suite must grade it failing.
+BROKEN = '''
+from reference_vmm.native import NativeVMM
+from reference_vmm.native.monitor import NativeVM
+
+
+class _OffByOneVM(NativeVM):
+    @property
+    def exit_code(self):
+        code = super().exit_code
+        return None if code is None else code ^ 1
+
+
+class BrokenVMM(NativeVMM):
+    name = "broken"
+    technique = "a seeded bug: the exit code's low bit flipped"
+
+    def create_vm(self, image, config):
+        vm = super().create_vm(image, config)
+        vm.__class__ = _OffByOneVM
+        return vm
+'''
+
+
+class _NeedsVmx(NativeVMM):
+    name = "needs-vmx"
+    technique = "hardware assistance"
+    requires = frozenset({"vmx"})
+
+
+def test_the_reference_vmms_are_popeks_own_entry_points():
+    names = reference_vmms()
+    assert {"native", "emulate"} <= set(names)
+
+
+def test_profiles_follow_what_a_vmm_requires():
+    assert supported_profiles(NativeVMM) == available_profiles()
+    for profile in supported_profiles(_NeedsVmx):
+        assert "vmx" in PROFILES[profile].features
+    assert all(issubclass(p.vmm, VMM) for p in plan_runs(["native"], None)[0])
+
+
+def test_a_profile_the_vmm_cannot_run_on_is_left_out_with_a_note(monkeypatch, tmp_path):
+    (tmp_path / "needs_vmx_toy.py").write_text(
+        "from reference_vmm.native import NativeVMM\n\n\n"
+        "class NeedsVmx(NativeVMM):\n    name = 'needs-vmx'\n    technique = 'hw'\n    requires = frozenset({'vmx'})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plans, notes = plan_runs(["needs_vmx_toy:NeedsVmx"], ["x86-2005"])
+    assert plans == []
+    assert notes == ["needs-vmx not run on x86-2005: it requires vmx"]
+
+
+def test_demo_of_one_vmm_on_one_profile_passes_and_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["demo", "--vmm", "native", "--profile", "classic-1974", "-o", str(out), "-j", "1"]) == 0
+    console = capsys.readouterr().out
+    assert "native on classic-1974: as expected" in console
+    results = out / "results" / "native--classic-1974.json"
+    run = load_results(results)
+    assert run.key.profile == "classic-1974"
+    assert run.hypothesis_profile == "ci"
+    assert run.tests and all(t.outcome in ("passed", "skipped", "xfailed") for t in run.tests)
+    assert sorted(p.name for p in (out / "results").iterdir()) == ["native--classic-1974.json", "native--classic-1974.log"]
+    assert "## native on classic-1974" in (out / "report.md").read_text()
+    assert (out / "report.html").is_file()
+
+
+def test_grade_of_a_broken_vmm_exits_one_and_its_rerun_command_reproduces_the_failure(tmp_path, monkeypatch, capsys):
+    (tmp_path / "broken_toy.py").write_text(BROKEN)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the pytest processes import the toy from here
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("POPEK_VMM", "broken_toy:BrokenVMM")  # grade's other way of naming the VMM
+    out = tmp_path / "report"
+    status = main(["grade", "--profile", "x86-2005", "-o", str(out), "-j", "1"])
+    assert status == 1
+    captured = capsys.readouterr()
+    assert "broken on x86-2005: unexpected failures" in captured.out
+    assert "broken on x86-2005: " in captured.err
+    run = load_results(out / "results" / "broken--x86-2005.json")
+    failed = [t for t in run.tests if t.outcome == "failed"]
+    assert failed, "a flipped exit code must fail equivalence"
+    assert "exit code" in failed[0].message
+    command = rerun_command(run, failed[0])
+    assert command in (out / "report.md").read_text()
+    # The command as printed, run where the demo ran the suite: one test, failing again.
+    argv = shlex.split(command)
+    argv[0:1] = [sys.executable]
+    import conformance
+
+    rerun = subprocess.run(
+        [*argv, "-p", "no:cacheprovider"],
+        cwd=Path(conformance.__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rerun.returncode == 1, rerun.stdout[-2000:]
+    assert "1 failed" in rerun.stdout
+
+
+def test_grade_without_a_vmm_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.delenv("POPEK_VMM", raising=False)
+    assert main(["grade"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("popek: grade needs a VMM")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_vmm_is_a_clear_error(capsys, tmp_path):
+    assert main(["demo", "--vmm", "no-such-vmm", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-vmm" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_profile_is_refused_by_the_parser():
+    with pytest.raises(SystemExit):
+        main(["demo", "--profile", "pentium"])

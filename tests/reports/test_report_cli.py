@@ -1,0 +1,213 @@
+"""``popek report``: grade sheets from results files the tests write, exit codes, malformed input."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from conformance.results import ResultsWriter, RunKey, load_results
+from reports.cli import main
+from reports.grades import collect_files, grade, load_runs, rerun_command, summary_table, verdict
+
+KEY = RunKey("toy", "a toy technique", "toys.monitor:ToyVMM", "x86-2005")
+SUITE = "conformance/test_equivalence.py::test_directed_guest_is_equivalent"
+
+DIFF = """observations differ (Popek & Goldberg 1974: equivalence):
+  exit code: native 0 (0x0), toy 1 (0x1)
+guest program:
+  | _start: smsw r1
+  |         out 0x500, r1"""
+
+
+def write_run(directory: Path, key: RunKey, tests: list[tuple[str, str | None, str | None, str, str | None]]) -> Path:
+    """Write one results file with the real writer: tests are (id, property, category, outcome, message)."""
+    writer = ResultsWriter(directory)
+    for test_id, prop, category, outcome, message in tests:
+        record = writer.result(key, f"{SUITE}[{key.vmm}-{test_id}]", prop, category)
+        record.outcome = outcome
+        record.message = message
+        record.counters = {"instructions": 100, "traps": 0}
+    (path,) = writer.write()
+    return path
+
+
+CLEAN = [
+    ("smsw", "equivalence", "obstacle", "passed", None),
+    ("sidt", "equivalence", "obstacle", "passed", None),
+    ("popf", "equivalence", "obstacle", "xfailed", "expected deviation of toy: popf is sensitive\nmore"),
+    ("paging", "equivalence", "mechanism", "passed", None),
+    ("compute", "efficiency", "compute", "skipped", "needs host features vmx"),
+]
+FAILING = [*CLEAN, ("pushf", "equivalence", "obstacle", "failed", DIFF)]
+
+
+def _unexpected_only(stderr: str) -> None:
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_grade_counts_outcomes_per_property_and_category(tmp_path):
+    (run,) = load_runs([write_run(tmp_path, KEY, FAILING)])
+    g = grade(run)
+    assert g.counts[("equivalence", "obstacle")] == Counter(passed=2, xfailed=1, failed=1)
+    assert g.counts[("equivalence", "mechanism")] == Counter(passed=1)
+    assert g.counts[("efficiency", "compute")] == Counter(skipped=1)
+    assert [t.nodeid.rsplit("-", 1)[1] for t in g.failures] == ["pushf]"]
+    assert [t.nodeid.rsplit("-", 1)[1] for t in g.deviations] == ["popf]"]
+    assert g.skips == Counter({"needs host features vmx": 1})
+    assert not g.ok
+
+
+@pytest.mark.parametrize(
+    ("counts", "word"),
+    [
+        (Counter(passed=3), "pass (3)"),
+        (Counter(passed=2, xfailed=1), "fails as expected"),
+        (Counter(passed=2, xfailed=1, failed=1), "FAIL (1 of 4)"),
+        (Counter(error=1), "FAIL (1 of 1)"),
+        (Counter(skipped=4), "skipped (4)"),
+        (Counter(), "-"),
+    ],
+)
+def test_verdict_of_a_property(counts, word):
+    assert verdict(counts).startswith(word)
+
+
+def test_summary_has_a_row_per_vmm_and_property_and_a_column_per_profile(tmp_path):
+    write_run(tmp_path, KEY, CLEAN)
+    write_run(tmp_path, RunKey("toy", "a toy technique", "toys.monitor:ToyVMM", "classic-1974"), CLEAN[:2])
+    headers, rows = summary_table([grade(r) for r in load_runs(collect_files([tmp_path]))])
+    assert headers == ["VMM", "property", "classic-1974", "x86-2005"]
+    by_property = {row[1]: row[2:] for row in rows}
+    assert by_property["equivalence"][0].startswith("pass (2)")
+    assert by_property["equivalence"][1].startswith("fails as expected (1 xfail, 3 pass)")
+    assert by_property["efficiency"] == ["not run", "skipped (1)"]
+
+
+def test_clean_results_exit_zero_and_write_both_files(tmp_path, capsys):
+    write_run(tmp_path / "results", KEY, CLEAN)
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "results"), "-o", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "## toy on x86-2005" in md
+    assert "Unexpected failures" not in md
+    assert "expected deviation of toy: popf is sensitive" in md
+    assert "more" not in md.split("Expected deviations")[1].split("##")[0]  # the reason's first line only
+    assert (out / "report.html").is_file()
+    assert "equivalence" in capsys.readouterr().out  # the summary table on the console
+
+
+def test_an_unexpected_failure_exits_one_with_counterexample_and_rerun_command(tmp_path, capsys):
+    path = write_run(tmp_path, KEY, FAILING)
+    out = tmp_path / "report"
+    assert main(["report", str(path), "-o", str(out)]) == 1
+    assert "toy on x86-2005: 1 unexpected failure(s)" in capsys.readouterr().err
+    md = (out / "report.md").read_text()
+    section = md.split("### Unexpected failures", 1)[1]
+    for line in DIFF.splitlines():
+        assert line in section
+    (run,) = load_runs([path])
+    failed = next(t for t in run.tests if t.outcome == "failed")
+    command = rerun_command(run, failed)
+    assert command in section
+    argv = shlex.split(command)
+    assert argv[:4] == ["python", "-m", "pytest", failed.nodeid]
+    assert argv[argv.index("--vmm") + 1] == KEY.vmm_class
+    assert argv[argv.index("--popek-profile") + 1] == KEY.profile
+
+
+def test_html_is_well_formed_and_escapes_what_the_guest_printed(tmp_path):
+    nasty = "console: <script>alert(1)</script> & </pre>"
+    write_run(tmp_path, KEY, [("pushf", "equivalence", "obstacle", "failed", nasty)])
+    assert main(["report", str(tmp_path), "-o", str(tmp_path / "out")]) == 1
+    page = (tmp_path / "out" / "report.html").read_text()
+    checker = _TagBalance()
+    checker.feed(page)
+    checker.close()
+    assert checker.stack == []
+    assert "script" not in checker.seen
+    assert nasty in checker.text  # shown verbatim once the entities are decoded
+
+
+def test_results_of_one_run_from_two_files_merge_keeping_the_worse_outcome(tmp_path):
+    write_run(tmp_path / "a", KEY, [("smsw", "equivalence", "obstacle", "passed", None)])
+    write_run(tmp_path / "b", KEY, [("smsw", "equivalence", "obstacle", "failed", DIFF), CLEAN[1]])
+    (run,) = load_runs(collect_files([tmp_path / "a", tmp_path / "b"]))
+    assert sorted(t.outcome for t in run.tests) == ["failed", "passed"]
+
+
+def test_keys_the_reader_does_not_know_are_ignored(tmp_path, capsys):
+    path = write_run(tmp_path, KEY, CLEAN)
+    doc = json.loads(path.read_text())
+    doc["new_run_field"] = {"anything": 1}
+    for test in doc["tests"]:
+        test["new_test_field"] = [1, 2]
+    path.write_text(json.dumps(doc))
+    assert main(["report", str(path), "-o", str(tmp_path / "out")]) == 0
+    assert len(load_results(path).tests) == len(CLEAN)
+
+
+@pytest.mark.parametrize(
+    ("mangle", "words"),
+    [
+        (lambda doc: "{ not json", "not valid JSON"),
+        (lambda doc: json.dumps([1, 2]), "not a popek results file"),
+        (lambda doc: json.dumps({**doc, "schema": 99}), '"schema" is 99'),
+        (lambda doc: json.dumps({k: v for k, v in doc.items() if k != "tests"}), 'key "tests"'),
+        (lambda doc: json.dumps({k: v for k, v in doc.items() if k != "profile"}), 'key "profile"'),
+        (lambda doc: json.dumps({**doc, "tests": [{**doc["tests"][0], "outcome": "great"}]}), "'great'"),
+        (lambda doc: json.dumps({**doc, "tests": [{**doc["tests"][0], "counters": {"x": "1"}}]}), '"counters"'),
+    ],
+)
+def test_a_malformed_results_file_is_one_line_naming_it(tmp_path, capsys, mangle, words):
+    path = write_run(tmp_path, KEY, CLEAN)
+    path.write_text(mangle(json.loads(path.read_text())))
+    assert main(["report", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    _unexpected_only(err)
+    assert err.startswith(f"popek: {path}: ")
+    assert words in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_file_and_an_empty_directory_are_named(tmp_path, capsys):
+    missing = tmp_path / "nothing.json"
+    assert main(["report", str(missing), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    _unexpected_only(err)
+    assert str(missing) in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    _unexpected_only(err)
+    assert f"{empty}: no results files" in err
+
+
+class _TagBalance(HTMLParser):
+    """Checks that every opened element is closed in order (void elements aside)."""
+
+    VOID = frozenset({"meta", "br", "hr", "img", "link", "input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.seen: set[str] = set()
+        self.text = ""
+
+    def handle_starttag(self, tag, attrs):
+        self.seen.add(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.text += data
