@@ -27,9 +27,16 @@ if TYPE_CHECKING:
     from cffi_core.machine import Machine
 
 __all__ = [
+    "CONTROL_LATENCY",
+    "COUNTER_DIRECT",
+    "COUNTER_EMULATED",
+    "COUNTER_INTERVENTIONS",
     "DEFAULT_BUDGET",
     "DEFAULT_GUEST_MEMORY",
+    "EFFICIENCY_COUNTERS",
     "ENTRY_POINT_GROUP",
+    "HOST_CANARY_SIZE",
+    "HOST_TIMER_PERIOD",
     "STOPS",
     "VM",
     "VMM",
@@ -39,6 +46,8 @@ __all__ = [
     "VMMLoadError",
     "VMMUnsupported",
     "available_vmms",
+    "default_host_memory",
+    "host_canary",
     "load_vmm",
     "observe",
 ]
@@ -57,6 +66,29 @@ ENTRY_POINT_GROUP = "popek.vmms"
 STOPS = ("exit", "halted", "shutdown", "budget")
 """Why a guest stopped: it wrote the result port; it halted with nothing able to wake it; it
 triple-faulted (docs/architecture.md §6.6); it used up ``VMConfig.budget`` ticks."""
+
+# Efficiency (Popek & Goldberg 1974: "a statistically dominant subset of the virtual
+# processor's instructions be executed directly by the real processor"): the keys of
+# ``VM.counters`` a VMM reports so that the suite can measure it (docs/vmm-api.md §8).
+COUNTER_DIRECT = "guest_insns_direct"
+"""Guest instructions retired directly by the host's core (host mode at a deprivileged ring,
+or guest mode), with no VMM software involved."""
+COUNTER_EMULATED = "guest_insns_emulated"
+"""Guest instructions the VMM carried out in software (interpreted, emulated after a trap,
+or run as translated code other than the guest's own)."""
+COUNTER_INTERVENTIONS = "vmm_interventions"
+"""Times VMM software took control from the guest: traps, exits, host gates, port I/O,
+interrupt injections; a full emulator intervenes at every instruction it interprets."""
+EFFICIENCY_COUNTERS = (COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS)
+
+# Resource control (docs/vmm-api.md §9).  The top HOST_CANARY_SIZE bytes of the host's RAM are
+# off limits to every VMM: the safety tests fill them with a pattern and check it afterwards.
+HOST_CANARY_SIZE = 64 * 1024
+# The safety tests drive VMM.run in slices of HOST_TIMER_PERIOD ticks, the host timer; a VMM
+# that runs guest code on the host machine must regain control (the host's run or vmrun
+# returns) within CONTROL_LATENCY ticks of the end of each slice, whatever the guest does.
+HOST_TIMER_PERIOD = 2_000
+CONTROL_LATENCY = 1_000
 
 _DIFF_CONTEXT = 16  # bytes of console shown on each side of the first difference
 
@@ -144,6 +176,13 @@ class Observation:
         return lines
 
 
+def host_canary(host: Machine) -> tuple[int, int]:
+    """The host's canary region ``(start, size)``: the top ``HOST_CANARY_SIZE`` bytes of its RAM
+    (all of it above the first half on a host too small for that).  No VMM may write there."""
+    size = min(HOST_CANARY_SIZE, host.memory_size // 2)
+    return host.memory_size - size, size
+
+
 def _code(code: int | None) -> str:
     return "none" if code is None else f"{code} ({code:#x})"
 
@@ -204,7 +243,11 @@ class VM(abc.ABC):
 
     @property
     def counters(self) -> Mapping[str, int]:
-        """Whatever the VMM wants to report (instruction counts, exits, ...); empty by default."""
+        """Whatever the VMM wants to report (instruction counts, exits, ...); empty by default.
+
+        The efficiency tests need ``EFFICIENCY_COUNTERS`` here (guest instructions retired
+        directly, emulated, and VMM interventions, docs/vmm-api.md §8); a VM without them
+        fails those tests with a message saying so."""
         return {}
 
     @property
@@ -301,7 +344,8 @@ def observe(
     """Run ``image`` alone under a new ``vmm`` and return its observation.
 
     The host is ``host`` or, by default, a fresh Machine of ``profile`` with room for twice the
-    guest's memory (what a VMM keeps beside the guest: shadow tables, translation caches).  A
+    guest's memory (what a VMM keeps beside the guest: shadow tables, translation caches) and,
+    above that, the canary region (``host_canary``).  A
     guest that runs out of budget is an observation with ``stop == "budget"``; a VMM that
     raises, or returns anything outside the contract, is a ``VMMError`` naming it and the
     cause; a host without the features the VMM requires is ``VMMUnsupported``.
@@ -312,7 +356,7 @@ def observe(
     if host is None:
         from cffi_core.machine import Machine
 
-        host = Machine(profile, min(MAX_MEMORY, max(DEFAULT_GUEST_MEMORY, 2 * config.memory)))
+        host = Machine(profile, default_host_memory(config.memory))
     missing = frozenset(cls.requires) - host.profile.features
     if missing:
         raise VMMUnsupported(
@@ -336,6 +380,12 @@ def observe(
     except Exception as e:
         raise VMMError(f"{label}: {phase} raised {type(e).__name__}: {e}") from e
     return obs
+
+
+def default_host_memory(guest_memory: int) -> int:
+    """The RAM of the host the suite builds for a guest of ``guest_memory`` bytes: twice that
+    (at least 16 MiB) for the VMM, plus the canary region at the top."""
+    return min(MAX_MEMORY, max(DEFAULT_GUEST_MEMORY, 2 * guest_memory) + HOST_CANARY_SIZE)
 
 
 # ---- finding a VMM by name ------------------------------------------------------------------

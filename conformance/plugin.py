@@ -40,9 +40,14 @@ from pathlib import Path
 
 import pytest
 
+from conformance import hypothesis_profiles
 from conformance.api import VMM, Observation, VMMError, VMMUnsupported, load_vmm
 from conformance.checks import equivalence_report
 from conformance.results import ResultsWriter, RunKey, clip
+
+# The profiles dev, ci and thorough exist before hypothesis's own plugin reads
+# --hypothesis-profile (in its pytest_configure): registered when pytest loads this plugin.
+hypothesis_profiles.register()
 
 __all__ = [
     "DEFAULT_VMMS",
