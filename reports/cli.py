@@ -138,6 +138,7 @@ def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str) -> i
         results,
         hypothesis_profile=args.hypothesis_profile,
         jobs=args.jobs,
+        extra=["-k", args.keyword] if args.keyword else [],
         progress=lambda o: print(describe(o), flush=True),
     )
     for o in outcomes:
@@ -166,6 +167,7 @@ def _add_suite_options(p: argparse.ArgumentParser, profiles: list[str], vmm_help
     p.add_argument("-o", "--output", default="popek-report", help="report directory (default popek-report)")
     p.add_argument("--results", help="results and log directory (default OUTPUT/results)")
     p.add_argument("-j", "--jobs", type=int, default=default_jobs(), help="runs at once (default: one per CPU)")
+    p.add_argument("-k", dest="keyword", metavar="EXPR", help="only the conformance tests matching EXPR (pytest -k)")
     p.add_argument(
         "--hypothesis-profile",
         default=DEFAULT_HYPOTHESIS_PROFILE,
@@ -200,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("report", help="write the grade sheet (Markdown and HTML) of conformance results")
-    p.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files, or directories of them")
+    p.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS",
+        help="results JSON files (--popek-results), directories of them, or JUnit XML files (--junitxml)",
+    )
     p.add_argument("-o", "--output", default="popek-report", help="report directory (default popek-report)")
     p.set_defaults(func=_cmd_report)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.results import OUTCOMES, ResultsError, RunKey, RunResults, TestResult, load_results
+from reports.junit import load_junit
 
 __all__ = [
     "UNEXPECTED",
@@ -40,8 +41,8 @@ def _severity(outcome: str) -> int:
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:
     """The results files named by ``paths``: a directory stands for every ``*.json`` in it (sorted);
-    a file stands for itself.  ``ResultsError`` names a path that does not exist or a directory
-    without results."""
+    a file stands for itself (``*.xml`` is read as JUnit XML, anything else as results JSON).
+    ``ResultsError`` names a path that does not exist or a directory without results."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -60,8 +61,8 @@ def load_runs(files: Sequence[Path]) -> list[RunResults]:
     """Read every file and merge the files of one run (same VMM class and profile), in the order
     first seen; tests are sorted by node id."""
     merged: dict[RunKey, RunResults] = {}
-    for path in files:
-        run = load_results(path)
+    runs = [run for path in files for run in (load_junit(path) if path.suffix == ".xml" else [load_results(path)])]
+    for run in runs:
         into = merged.get(run.key)
         if into is None:
             merged[run.key] = run

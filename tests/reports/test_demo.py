@@ -17,6 +17,9 @@ from reports.cli import main
 from reports.demo import plan_runs, reference_vmms, supported_profiles
 from reports.grades import rerun_command
 
+# The demo's tests run only the directed equivalence guests: the whole suite is the demo's own job.
+FAST = ["-k", "directed_guest_is_equivalent", "-j", "1"]
+
 # A VMM with a seeded bug (the low bit of every exit code flipped): the suite must grade it failing.
 BROKEN = '''
 from reference_vmm.native import NativeVMM
@@ -72,7 +75,7 @@ def test_a_profile_the_vmm_cannot_run_on_is_left_out_with_a_note(monkeypatch, tm
 
 def test_demo_of_one_vmm_on_one_profile_passes_and_writes_the_report(tmp_path, capsys):
     out = tmp_path / "report"
-    assert main(["demo", "--vmm", "native", "--profile", "classic-1974", "-o", str(out), "-j", "1"]) == 0
+    assert main(["demo", "--vmm", "native", "--profile", "classic-1974", "-o", str(out), *FAST]) == 0
     console = capsys.readouterr().out
     assert "native on classic-1974: as expected" in console
     results = out / "results" / "native--classic-1974.json"
@@ -91,7 +94,7 @@ def test_grade_of_a_broken_vmm_exits_one_and_its_rerun_command_reproduces_the_fa
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("POPEK_VMM", "broken_toy:BrokenVMM")  # grade's other way of naming the VMM
     out = tmp_path / "report"
-    status = main(["grade", "--profile", "x86-2005", "-o", str(out), "-j", "1"])
+    status = main(["grade", "--profile", "x86-2005", "-o", str(out), *FAST])
     assert status == 1
     captured = capsys.readouterr()
     assert "broken on x86-2005: unexpected failures" in captured.out

@@ -211,3 +211,73 @@ class _TagBalance(HTMLParser):
 
     def handle_data(self, data):
         self.text += data
+
+
+def test_junit_xml_of_a_conformance_run_reads_like_its_results_json(tmp_path):
+    import subprocess
+    import sys
+
+    import conformance
+
+    xml, results = tmp_path / "run.xml", tmp_path / "results"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "conformance", "--vmm", "native", "--popek-profile", "classic-1974",
+         "-k", "smsw or paging or disk", "-p", "no:cacheprovider", "-q",
+         f"--junitxml={xml}", f"--popek-results={results}"],
+        cwd=Path(conformance.__file__).resolve().parents[1], check=True, capture_output=True,
+    )  # fmt: skip
+    (from_xml,) = load_runs([xml])
+    (from_json,) = load_runs(collect_files([results]))
+    assert from_xml.key == from_json.key
+    assert [(t.nodeid, t.property, t.category, t.outcome) for t in from_xml.tests] == [
+        (t.nodeid, t.property, t.category, t.outcome) for t in from_json.tests
+    ]
+    assert [t.counters for t in from_xml.tests] == [t.counters for t in from_json.tests]
+    assert main(["report", str(xml), "-o", str(tmp_path / "out")]) == 0
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="3">
+<testcase classname="conformance.test_equivalence" name="test_g[toy-smsw]" time="0.5">
+  <properties><property name="popek" value="{prop}" /></properties>
+  <failure message="observations differ">observations differ (Popek &amp; Goldberg 1974: equivalence)</failure>
+</testcase>
+<testcase classname="conformance.test_equivalence" name="test_g[toy-popf]" time="0.1">
+  <properties><property name="popek" value="{prop}" /></properties>
+  <skipped type="pytest.xfail" message="expected deviation of toy: popf" />
+</testcase>
+<testcase classname="tests.test_other" name="test_not_a_vmm_test" time="0.1" />
+</testsuite></testsuites>
+"""
+PROP = repr({**{k: getattr(KEY, k) for k in ("vmm", "technique", "vmm_class", "profile")},
+             "property": "equivalence", "category": "obstacle"}).replace("'", "&apos;")  # fmt: skip
+
+
+def test_junit_failures_count_and_exit_one(tmp_path, capsys):
+    xml = tmp_path / "toy.xml"
+    xml.write_text(JUNIT.format(prop=PROP))
+    (run,) = load_runs([xml])
+    assert run.key == KEY
+    assert [(t.nodeid, t.outcome) for t in run.tests] == [
+        ("conformance/test_equivalence.py::test_g[toy-popf]", "xfailed"),
+        ("conformance/test_equivalence.py::test_g[toy-smsw]", "failed"),
+    ]
+    assert main(["report", str(xml), "-o", str(tmp_path / "out")]) == 1
+    assert "Popek & Goldberg 1974: equivalence" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("<testsuites><testcase", "not readable JUnit XML"),
+        ("<html></html>", "root element <html>"),
+        (JUNIT.format(prop="{not a dict"), "property popek is not a dict literal"),
+    ],
+)
+def test_malformed_junit_xml_is_one_line_naming_it(tmp_path, capsys, text, words):
+    xml = tmp_path / "bad.xml"
+    xml.write_text(text)
+    assert main(["report", str(xml), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    _unexpected_only(err)
+    assert err.startswith(f"popek: {xml}: ") and words in err
