@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cffi_core.isa.table import table_hash
 
-ABI_VERSION = 1  # must equal P64_ABI_VERSION in cffi_core/csrc/core.h
+ABI_VERSION = 2  # must equal P64_ABI_VERSION in cffi_core/csrc/core.h
 
 REBUILD = "rebuild the C core: run `pip install -e .` (or `python setup.py build_ext --inplace`)"
 
@@ -57,7 +57,13 @@ class SnapshotError(CoreError, ValueError):
     """A snapshot of the wrong size or of another machine shape (P64_ERR_SNAPSHOT)."""
 
 
+class VMXError(CoreError, ValueError):
+    """vmx refused: the profile lacks the feature, or a VMCS field is invalid (P64_ERR_VMX;
+    the message names the field, docs/vmx.md V.8)."""
+
+
 _ERRORS: dict[int, type[CoreError]] = {
+    lib.P64_ERR_VMX: VMXError,
     lib.P64_ERR_CONFIG: ConfigError,
     lib.P64_ERR_STATE: StateError,
     lib.P64_ERR_RANGE: RangeError,

@@ -13,9 +13,12 @@ def flatten(
     insn: Sequence[Sequence[int]],
     exceptions: Sequence[int],
     interrupts: Sequence[int],
+    vm_exits: Sequence[int] = (),
 ) -> dict[str, int]:
     """The flat names: the scalar counters as they are, ``insn_<mode>_cpl<n>`` and their sum
-    ``instructions``, and ``exception_<v>``/``interrupt_<v>`` for vectors with a count."""
+    ``instructions``, ``exception_<v>``/``interrupt_<v>`` for vectors with a count, and
+    ``vm_exit_<reason>`` for VM exit reasons with a count (docs/vmx.md V.11) with their sum
+    ``vm_exits``."""
     flat = {name: int(value) for name, value in scalars.items()}
     total = 0
     for mode, mode_name in enumerate(("host", "guest")):
@@ -29,6 +32,11 @@ def flatten(
             flat[f"exception_{v}"] = int(exceptions[v])
         if interrupts[v]:
             flat[f"interrupt_{v}"] = int(interrupts[v])
+    flat["vm_exits"] = 0
+    for reason, n in enumerate(vm_exits):
+        if n:
+            flat[f"vm_exit_{reason}"] = int(n)
+            flat["vm_exits"] += int(n)
     return flat
 
 
@@ -54,6 +62,11 @@ class Counters(Mapping[str, int]):
     def exceptions(self) -> dict[int, int]:
         """Exceptions and software interrupts delivered, by vector (non-zero only)."""
         return {int(k.split("_")[1]): v for k, v in self.values.items() if k.startswith("exception_")}
+
+    @property
+    def vm_exits(self) -> dict[int, int]:
+        """VM exits by reason number (non-zero only; docs/vmx.md V.4)."""
+        return {int(k.rsplit("_", 1)[1]): v for k, v in self.values.items() if k.startswith("vm_exit_")}
 
     @property
     def interrupts(self) -> dict[int, int]:

@@ -17,6 +17,7 @@ class ExitReason(IntEnum):
     HLT = 4
     HCALL = 5
     SHUTDOWN = 6
+    VM = 7  # Machine.vmrun only: a VM exit (docs/vmx.md V.4); Exit.number is the VmExitReason
 
 
 class EventKind(IntEnum):

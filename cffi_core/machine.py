@@ -20,6 +20,7 @@ from cffi_core.profiles import DEFAULT_PROFILE, Profile, get_profile
 
 if TYPE_CHECKING:
     from cffi_core.image import GuestImage
+    from cffi_core.vmx import IommuFault, Vmcs
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -86,6 +87,8 @@ _SCALAR_COUNTERS = (
     "ticks", "halted_ticks", "double_faults", "triple_faults", "host_gate_exits", "hcalls", "vmcalls",
     "port_reads", "port_writes", "itlb_hits", "itlb_misses", "dtlb_hits", "dtlb_misses", "tlb_flushes",
     "tlb_full_flushes", "invlpgs", "walks", "walk_refs", "ad_updates", "pages_decoded", "code_invalidations",
+    "vm_entries", "vmcs_reads", "vmcs_writes", "vm_transition_flushes", "walks_2d", "walk_refs_2d", "pwc_hits",
+    "ntlb_hits", "ntlb_misses", "iommu_translations", "iommu_faults",
 )  # fmt: skip
 
 
@@ -151,7 +154,7 @@ class _RegisterView:
 
 def _read_counters(c: object) -> Counters:
     scalars = {name: int(getattr(c, name)) for name in _SCALAR_COUNTERS}
-    return Counters(flatten(scalars, c.insn, c.exceptions, c.interrupts))
+    return Counters(flatten(scalars, c.insn, c.exceptions, c.interrupts, c.vm_exits))
 
 
 @dataclass(frozen=True)
@@ -250,7 +253,10 @@ class Machine:
         rc = lib.p64_run(self._m, budget)
         if rc:
             _binding.check(rc, self._m)
-        e = self._exit
+        return self._exit_of(self._exit)
+
+    @staticmethod
+    def _exit_of(e: object) -> Exit:
         reason = _REASONS[e.reason]
         # Read only the fields the reason gives: each cffi field access costs tens of ns.
         if reason is ExitReason.BUDGET:
@@ -270,6 +276,69 @@ class Machine:
         if reason is ExitReason.HCALL:
             return Exit(reason, number=e.number)
         return Exit(reason)
+
+    # -- vmx (docs/vmx.md) ----------------------------------------------------------------
+    def vmcs(self) -> Vmcs:
+        """A new VMCS for this machine, its guest state at reset (needs the ``vmx`` feature)."""
+        from cffi_core.vmx import Vmcs
+
+        return Vmcs(self)
+
+    def vmrun(self, vmcs: Vmcs, budget: int) -> Exit:
+        """Enter guest mode with ``vmcs`` for at most ``budget`` ticks (docs/vmx.md V.1).
+
+        Returns at a VM exit (``ExitReason.VM``, ``number`` = the ``VmExitReason``; the rest of
+        the exit information is in the VMCS) or at a host exit that guest mode keeps (budget,
+        port I/O let through, ``hlt`` without HLT exiting): the guest's state is then in the
+        VMCS (an ``in`` fills ``vmcs.regs[exit.reg]``), and the next ``vmrun`` resumes it."""
+        if budget < 0:
+            raise ValueError(f"budget = {budget}: must be >= 0")
+        if vmcs._machine is not self:
+            raise ValueError("vmrun: the VMCS belongs to another machine")
+        rc = lib.p64_vmrun(self._m, vmcs._v, budget)
+        if rc:
+            _binding.check(rc, self._m)
+        e = self._exit
+        if e.reason == _VM:
+            return Exit(ExitReason.VM, number=_vm_reason(e.number))
+        return self._exit_of(e)
+
+    def invept(self) -> None:
+        """Drop every translation derived from nested tables (INVEPT; docs/vmx.md V.6)."""
+        self._check(lib.p64_invept(self._m))
+
+    def invvpid(self, vpid: int) -> None:
+        """Drop every TLB entry tagged ``vpid`` (INVVPID; docs/vmx.md V.7)."""
+        if not 1 <= vpid <= 0xFFFF:
+            raise ValueError(f"vpid = {vpid}: must be 1..65535")
+        self._check(lib.p64_invvpid(self._m, vpid))
+
+    def iommu_attach(self, device: int, root: int) -> None:
+        """Remap device ``device``'s DMA through nested tables at ``root`` (EPT-pointer
+        format: bits 51:12 the table, bits 1:0 levels - 2; docs/vmx.md V.10)."""
+        self._check(lib.p64_iommu_attach(self._m, device, root))
+
+    def iommu_detach(self, device: int) -> None:
+        self._check(lib.p64_iommu_detach(self._m, device))
+
+    def dma_read(self, device: int, addr: int, size: int) -> bytes | None:
+        """Device ``device`` reads memory: the bytes, or None when the IOMMU refused the DMA."""
+        buf = ffi.new("uint8_t[]", max(size, 1))
+        refused = ffi.new("uint32_t *")
+        self._check(lib.p64_dma(self._m, device, addr, buf, size, 0, refused))
+        return None if refused[0] else bytes(ffi.buffer(buf, size))
+
+    def dma_write(self, device: int, addr: int, data: bytes) -> bool:
+        """Device ``device`` writes memory; False when the IOMMU refused the DMA (nothing written)."""
+        refused = ffi.new("uint32_t *")
+        self._check(lib.p64_dma(self._m, device, addr, ffi.from_buffer(bytes(data)), len(data), 1, refused))
+        return not refused[0]
+
+    def iommu_faults(self) -> list[IommuFault]:
+        """The DMAs refused since the last call, oldest first (the newest 64 are kept)."""
+        from cffi_core.vmx import _take_faults
+
+        return _take_faults(self._m)
 
     @property
     def clock(self) -> int:
@@ -342,5 +411,15 @@ class Machine:
 
 
 _BUDGET_EXIT = Exit(ExitReason.BUDGET)
+_VM = int(ExitReason.VM)
+
+
+def _vm_reason(n: int) -> int:
+    from cffi_core.vmx import VmExitReason
+
+    try:
+        return VmExitReason(n)
+    except ValueError:  # pragma: no cover - the core reports only the reasons of V.4
+        return int(n)
 _REASONS = {int(r): r for r in ExitReason}
 _KINDS = {int(k): k for k in EventKind}

@@ -11,7 +11,27 @@ from collections.abc import Callable
 
 from cffi_core.spec.state import PTE_A, PTE_D, PTE_FRAME, PTE_G, PTE_NX, PTE_P, PTE_PS, PTE_U, PTE_W
 
-__all__ = ["PTE_A", "PTE_D", "PTE_G", "PTE_NX", "PTE_P", "PTE_PS", "PTE_U", "PTE_W", "PageAllocator", "PageTables"]
+__all__ = [
+    "EPT_R", "EPT_RWX", "EPT_W", "EPT_X", "PTE_A", "PTE_D", "PTE_G", "PTE_NX", "PTE_P", "PTE_PS", "PTE_U", "PTE_W",
+    "PageAllocator", "PageTables", "ept_pointer",
+]  # fmt: skip
+
+# Nested tables (docs/vmx.md V.6) have the paging format with R, W, X in the P, W, U
+# positions, so PageTables builds them too: map(gpa, hpa, size, flags=EPT_W | EPT_X); R is
+# the P bit the builder always sets, and intermediate entries get R|W|X.
+EPT_R = PTE_P
+EPT_W = PTE_W
+EPT_X = PTE_U
+EPT_RWX = EPT_R | EPT_W | EPT_X
+
+
+def ept_pointer(root: int, levels: int) -> int:
+    """The EPT_POINTER (or IOMMU root) value for nested tables at ``root`` with ``levels``."""
+    if levels not in (2, 3, 4):
+        raise ValueError(f"levels = {levels}: nested tables have 2, 3 or 4 levels")
+    if root % PAGE_4K:
+        raise ValueError(f"root = {root:#x}: must be 4 KiB aligned")
+    return root | (levels - 2)
 
 PAGE_4K = 1 << 12
 PAGE_2M = 1 << 21

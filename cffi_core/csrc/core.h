@@ -19,7 +19,7 @@
 #define NOINLINE __attribute__((noinline))
 #define COLD __attribute__((cold, noinline))
 
-#define P64_ABI_VERSION 1u
+#define P64_ABI_VERSION 2u
 
 /* ---- §2: registers ---- */
 #define SP 15                          /* r15 is the stack pointer */
@@ -139,6 +139,9 @@ struct fast_set {
 #define PERM_W 1u
 #define PERM_U 2u
 #define PERM_NX 4u
+#define PERM_NO_NW 8u   /* the nested translation forbids writes (docs/vmx.md V.6) */
+#define PERM_NO_NX 16u  /* the nested translation forbids fetches */
+#define PERM_ALL 31u
 
 struct tlb_entry {
     uint64_t vpn;     /* linear page number of the 4 KiB piece */
@@ -156,11 +159,82 @@ struct tlb {
     int is_data;
 };
 
+/* An event being delivered (§6.3). */
+struct event {
+    uint32_t vector, kind, has_error;
+    uint64_t pc, error, address;
+};
+
+/* fault.vector of an access that failed with a VM exit pending (an EPT violation or
+ * misconfiguration, docs/vmx.md V.6): not a vector of the guest's. */
+#define VEC_VMEXIT 0x100u
+
 struct fault {
     uint32_t vector;
     uint32_t has_error;
     uint64_t error;
     uint64_t address; /* #PF: the linear address (CR2) */
+};
+
+/* ---- vmx (docs/vmx.md) ---- */
+#define GUEST_TAG_BASE 0x10000u /* TLB tags of guest mode: GUEST_TAG_BASE | VPID (V.7) */
+#define EPT_R 1ull
+#define EPT_W 2ull
+#define EPT_X 4ull
+#define PWC_ENTRIES 24
+#define NTLB_ENTRIES 16
+
+struct p64_vmcs {
+    uint64_t f[P64_VMCS_FIELDS];
+    uint64_t regs[17];
+    struct p64_machine *owner;
+    uint64_t seen_cr0, seen_cr3, seen_cr4, seen_eptp, seen_seglimit; /* guest state at the last exit */
+    uint32_t launched, pad;
+};
+
+/* The VM exit being made (written to the VMCS when the run ends). */
+struct vmx_exit {
+    uint32_t reason, insn_len;
+    uint64_t qual, linear, physical, intr_info, intr_error, vect_info, vect_error, insn_word;
+};
+
+/* A page-walk cache entry (V.6, pwc): an upper-level entry of one dimension. */
+struct pwc_entry {
+    uint64_t key;     /* the address bits that select the entry (address >> shift of its level) */
+    uint64_t tag;     /* guest dimension: the TLB tag; nested: the EPT pointer */
+    uint64_t value;   /* the entry */
+    uint8_t valid, dim, level, perm; /* perm: W, U, NX (guest, combined down to here) or R, W, X */
+    uint32_t pad;
+};
+
+struct ntlb_entry {
+    uint64_t gpn, hpn, eptp;
+    uint32_t valid, perm; /* combined R, W, X */
+};
+
+/* State that lives across runs and belongs in snapshots: the nested caches and the IOMMU. */
+struct vmx_persist {
+    struct pwc_entry pwc[PWC_ENTRIES];
+    struct ntlb_entry ntlb[NTLB_ENTRIES];
+    uint32_t pwc_next, ntlb_next;
+    uint64_t iommu_root[P64_IOMMU_DEVICES]; /* EPT-pointer format */
+    uint32_t iommu_attached;                /* bit per device */
+    struct p64_iommu_fault faults[P64_IOMMU_FAULT_LOG];
+    uint32_t nfaults, pad;
+};
+
+/* Guest mode: what one p64_vmrun needs (valid while m->guest). */
+struct vmx_state {
+    struct p64_vmcs *v;
+    uint64_t pin, proc;
+    int ept, tpr_shadow, intr_exiting, window_exiting;
+    unsigned ept_levels;
+    uint64_t ept_root, eptp;
+    uint32_t fast_owner;         /* the guest tag the guest fast set holds (0: none) */
+    struct p64_cpu host;         /* the host's state, saved at entry */
+    struct vmx_exit x;
+    struct event vectoring;      /* the event whose delivery failed (V.5 IDT-vectoring) */
+    int vectoring_valid;
 };
 
 struct p64_machine {
@@ -173,7 +247,8 @@ struct p64_machine {
     struct p64_config config;
     struct tlb dtlb, itlb;
     uint64_t tlb_stamp;
-    struct fast_set fast[4]; /* by CPL: the limit of §5.3 and U/S differ */
+    struct fast_set *fast;   /* the current row of fast_sets: by CPL (the limit of §5.3 and U/S differ) */
+    struct fast_set fast_sets[2][4]; /* host, guest (V.7) */
     struct dpage **dpages;   /* by physical page number; NULL when not decoded */
     uint64_t *dlist;         /* physical page numbers of the decoded pages */
     uint32_t ndecoded;
@@ -191,6 +266,10 @@ struct p64_machine {
     int block_paging;          /* CR0.PG when it started */
     uint64_t seen_cr0, seen_cr3, seen_cr4, seen_seglimit; /* to notice host writes (§10) */
     uint32_t seen_vm_tag;
+    int guest;                 /* inside p64_vmrun (docs/vmx.md V.1) */
+    int translating;           /* CR0.PG, or guest mode with ept: accesses go through the TLB */
+    struct vmx_state vmx;
+    struct vmx_persist nested;
     char error[256];
 };
 
@@ -213,6 +292,11 @@ void fast_clear_limited(struct p64_machine *m);
 void fast_forget_code_page(struct p64_machine *m, uint64_t ppn);
 void fast_forget_dpage(struct p64_machine *m, const struct dinsn *dp);
 void phys_write(struct p64_machine *m, uint64_t pa, unsigned size, uint64_t value);
+void tlb_flush_tag(struct p64_machine *m, uint32_t tag, int all_guest);
+void fast_enter_set(struct p64_machine *m, int guest);
+void pwc_flush(struct p64_machine *m, int dim, int by_tag, uint64_t tag);
+int nested_walk(struct p64_machine *m, uint64_t root_ptr, uint64_t gpa, unsigned need, uint64_t *hpa,
+                unsigned *perm, uint64_t *refs);
 
 /* decode.c: the predecoded page cache */
 void decode_word(struct dinsn *d, uint32_t word, unsigned idx, const void *const *labels);
@@ -224,6 +308,7 @@ void dcache_free(struct p64_machine *m);
 
 /* events.c: §6 delivery */
 enum { DELIVER_OK = 0, DELIVER_EXIT = 1, DELIVER_FAULT = 2 };
+int deliver_event(struct p64_machine *m, const struct event *ev);
 void set_fault(struct p64_machine *m, uint32_t vector, uint32_t has_error, uint64_t error, uint64_t address);
 int deliver_fault(struct p64_machine *m, uint64_t pc);
 int deliver_single_step(struct p64_machine *m);
@@ -242,6 +327,31 @@ const char *cr_write_error(unsigned crn, uint64_t value);
 
 /* run.c */
 const void *const *handler_table(void);
+void run_loop(struct p64_machine *m, uint64_t budget);
+void begin_run(struct p64_machine *m);
+void end_run(struct p64_machine *m);
+
+/* vmx.c: guest mode (docs/vmx.md) */
+enum { CR_ACCESS_MTCR = 0, CR_ACCESS_MFCR = 1 };
+int vmx_exit(struct p64_machine *m, uint32_t reason, uint64_t qual);
+int vmx_exit_pending(struct p64_machine *m);
+int vmx_exception_exits(const struct p64_machine *m, const struct event *ev);
+int vmx_exception_exit(struct p64_machine *m, const struct event *ev);
+int vmx_boundary(struct p64_machine *m);
+int vmx_io_exits(const struct p64_machine *m, uint64_t port);
+int vmx_msr_exits(const struct p64_machine *m, uint64_t index, int write);
+uint64_t vmx_read_cr(const struct p64_machine *m, unsigned crn);
+int vmx_ept_fault(struct p64_machine *m, uint32_t reason, uint64_t qual, uint64_t gpa, uint64_t va, int va_valid);
+void vmx_pwc_insert(struct p64_machine *m, int dim, unsigned level, uint64_t key, uint64_t tag, uint64_t value,
+                    unsigned perm);
+const struct pwc_entry *vmx_pwc_find(const struct p64_machine *m, int dim, unsigned level, uint64_t key, uint64_t tag);
+
+static inline uint64_t bit(unsigned n) { return 1ull << n; }
+static inline void update_translating(struct p64_machine *m)
+{
+    m->translating = (m->cpu.cr0 & CR0_PG) || (m->guest && m->vmx.ept);
+}
+static inline int proc(const struct p64_machine *m, unsigned b) { return (m->vmx.proc >> b) & 1; }
 
 static inline int has_feature(const struct p64_machine *m, uint32_t f)
 {

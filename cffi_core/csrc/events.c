@@ -10,11 +10,6 @@
 #define GATE_SIZE 16
 #define STACK_ALIGN 0xfull
 
-struct event {
-    uint32_t vector, kind, has_error;
-    uint64_t pc, error, address;
-};
-
 void set_fault(struct p64_machine *m, uint32_t vector, uint32_t has_error, uint64_t error, uint64_t address)
 {
     m->fault.vector = vector, m->fault.has_error = has_error;
@@ -73,8 +68,8 @@ static int deliver(struct p64_machine *m, const struct event *ev)
     if (!load_slow(m, entry, 8, 0, &handler) || !load_slow(m, entry + 8, 8, 0, &attr))
         return DELIVER_FAULT; /* step 1: supervisor reads, never limited (§5.3) */
     unsigned type = (attr >> 1) & 3, dpl = (attr >> 4) & 3, ring = (attr >> 6) & 3;
-    if (!(attr & GATE_P) || type == GATE_RESERVED)
-        return fail(m, V_GP, selector + ext); /* step 2 */
+    if (!(attr & GATE_P) || type == GATE_RESERVED || (type == GATE_HOST && m->guest))
+        return fail(m, V_GP, selector + ext); /* step 2; a host gate is reserved in guest mode (V.2) */
     if (ev->kind == P64_EVENT_SOFTWARE && c->cpl > dpl)
         return fail(m, V_GP, selector); /* step 3 */
     if (type == GATE_HOST)
@@ -93,6 +88,16 @@ static int deliver(struct p64_machine *m, const struct event *ev)
     return DELIVER_OK;
 }
 
+/* deliver, remembering in guest mode the event whose delivery failed (V.5). */
+static int deliver_tracked(struct p64_machine *m, const struct event *ev)
+{
+    m->vmx.vectoring_valid = 0;
+    int rc = deliver(m, ev);
+    if (rc == DELIVER_FAULT && m->guest)
+        m->vmx.vectoring = *ev, m->vmx.vectoring_valid = 1;
+    return rc;
+}
+
 /* §7.5, §6.6: a #PF leaves its address in CR2, nested ones too. */
 static void record_fault(struct p64_machine *m)
 {
@@ -100,33 +105,95 @@ static void record_fault(struct p64_machine *m)
         m->cpu.cr2 = m->fault.address;
 }
 
-/* §6.6: an exception; a fault in its delivery makes #DF, one in #DF's shuts down. */
-static int deliver_exception(struct p64_machine *m, const struct event *ev)
+/* The fault in m->fault as an event at pc. */
+static struct event fault_event(const struct p64_machine *m, uint64_t pc)
 {
-    m->fetch_valid = 0;
-    int rc = deliver(m, ev);
+    struct event ev = {m->fault.vector, P64_EVENT_FAULT, m->fault.has_error, pc, m->fault.error,
+                       m->fault.address};
+    return ev;
+}
+
+/* A fault in the delivery of ev (in m->fault) that guest mode turns into a VM exit: a nested
+ * table failure, or an exception the bitmap selects (V.5: ev is the IDT-vectoring event). */
+static int nested_fault_exits(struct p64_machine *m, uint64_t pc)
+{
+    if (!m->guest)
+        return 0;
+    if (m->fault.vector == VEC_VMEXIT)
+        return 1;
+    struct event f = fault_event(m, pc);
+    return vmx_exception_exits(m, &f);
+}
+
+static int nested_fault_exit(struct p64_machine *m, uint64_t pc)
+{
+    if (m->fault.vector == VEC_VMEXIT)
+        return vmx_exit_pending(m);
+    struct event f = fault_event(m, pc);
+    return vmx_exception_exit(m, &f);
+}
+
+/* §6.6 after the first delivery: a fault in it makes #DF, one in #DF's shuts down. */
+static int deliver_nested(struct p64_machine *m, const struct event *ev)
+{
+    int rc = deliver_tracked(m, ev);
     if (rc != DELIVER_FAULT)
         return rc;
+    if (nested_fault_exits(m, ev->pc))
+        return nested_fault_exit(m, ev->pc);
     record_fault(m);
     m->ctr.double_faults++;
     struct event df = {V_DF, P64_EVENT_ABORT, 1, ev->pc, 0, 0};
-    rc = deliver(m, &df);
+    if (m->guest && vmx_exception_exits(m, &df))
+        return vmx_exception_exit(m, &df);
+    rc = deliver_tracked(m, &df);
     if (rc != DELIVER_FAULT)
         return rc;
+    if (m->guest && m->fault.vector == VEC_VMEXIT)
+        return vmx_exit_pending(m);
     record_fault(m);
     m->cpu.shutdown = 1;
     m->ctr.triple_faults++;
+    if (m->guest) {
+        m->vmx.vectoring_valid = 0; /* a triple fault has no IDT-vectoring information (V.5) */
+        return vmx_exit(m, P64_VMEXIT_TRIPLE_FAULT, 0);
+    }
     m->exit.reason = P64_EXIT_SHUTDOWN;
     return DELIVER_EXIT;
 }
 
-/* §6.1: the fault in m->fault, raised by the instruction at pc. */
+/* §6.6: an exception; in guest mode, first the exception bitmap (V.4). */
+static int deliver_exception(struct p64_machine *m, const struct event *ev)
+{
+    m->fetch_valid = 0;
+    if (m->guest && vmx_exception_exits(m, ev))
+        return vmx_exception_exit(m, ev);
+    return deliver_nested(m, ev);
+}
+
+/* §6.1: the fault in m->fault, raised by the instruction at pc.  A fault that guest mode
+ * turns into a VM exit leaves CR2 alone (V.5). */
 int deliver_fault(struct p64_machine *m, uint64_t pc)
 {
-    struct event ev = {m->fault.vector, P64_EVENT_FAULT, m->fault.has_error, pc, m->fault.error,
-                       m->fault.address};
+    struct event ev = fault_event(m, pc);
+    m->fetch_valid = 0;
+    if (nested_fault_exits(m, pc))
+        return nested_fault_exit(m, pc);
     record_fault(m);
-    return deliver_exception(m, &ev);
+    return deliver_nested(m, &ev);
+}
+
+/* docs/vmx.md V.9: an event injected at VM entry, delivered as §6.3 delivers it natively;
+ * a fault in its delivery is handled as §6.6 (the event is the IDT-vectoring event). */
+int deliver_event(struct p64_machine *m, const struct event *ev)
+{
+    m->fetch_valid = 0;
+    if (ev->kind == P64_EVENT_FAULT)
+        return deliver_nested(m, ev);
+    int rc = deliver_tracked(m, ev);
+    if (rc == DELIVER_FAULT)
+        return deliver_fault(m, ev->pc);
+    return rc;
 }
 
 /* §6.4: the pending #DB, a trap whose pushed pc is the next instruction. */
@@ -150,7 +217,7 @@ int deliver_external(struct p64_machine *m)
     m->cpu.intr_acked = m->cpu.intr_vector;
     m->cpu.intr_vector = -1;
     m->fetch_valid = 0;
-    int rc = deliver(m, &ev);
+    int rc = deliver_tracked(m, &ev);
     if (rc == DELIVER_FAULT)
         return deliver_fault(m, ev.pc);
     return rc;
@@ -161,5 +228,5 @@ int deliver_software(struct p64_machine *m, unsigned vector, uint64_t next_pc)
 {
     struct event ev = {vector, P64_EVENT_SOFTWARE, 0, next_pc, 0, 0};
     m->fetch_valid = 0;
-    return deliver(m, &ev);
+    return deliver_tracked(m, &ev);
 }

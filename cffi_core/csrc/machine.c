@@ -10,7 +10,8 @@
 #define MEM_MAX (4ull << 30)
 #define TLB_MIN 4u
 #define TLB_MAX 4096u
-#define IMPLEMENTED_FEATURES (P64_F_CLASSIC | P64_F_SEGLIMIT)
+#define KNOWN_FEATURES (P64_F_CLASSIC | P64_F_SEGLIMIT | P64_F_VMX | P64_F_EPT | P64_F_VPID | P64_F_TPR_SHADOW | P64_F_IOMMU | P64_F_PWC)
+#define VMX_FEATURES (P64_F_EPT | P64_F_VPID | P64_F_TPR_SHADOW | P64_F_PWC)
 
 /* The error of a p64_create that returned no machine (read with p64_last_error(NULL)). */
 static _Thread_local char create_error[256];
@@ -66,9 +67,15 @@ static int check_config(const struct p64_config *c)
         return p64_error(NULL, P64_ERR_CONFIG,
                          "config.mem_size = %llu: must be a multiple of 4096 from 64 KiB to 4 GiB",
                          (unsigned long long)c->mem_size);
-    if (c->features & ~(uint32_t)IMPLEMENTED_FEATURES)
+    if (c->features & ~(uint32_t)KNOWN_FEATURES)
+        return p64_error(NULL, P64_ERR_CONFIG, "config.features = %#x: unknown feature bits %#x", c->features,
+                         c->features & ~(uint32_t)KNOWN_FEATURES);
+    if ((c->features & VMX_FEATURES) && !(c->features & P64_F_VMX))
         return p64_error(NULL, P64_ERR_CONFIG,
-                         "config.features = %#x: only classic (1) and seglimit (2) are implemented",
+                         "config.features = %#x: ept, vpid, tpr_shadow and pwc extend vmx (4), which is missing",
+                         c->features);
+    if ((c->features & P64_F_PWC) && !(c->features & P64_F_EPT))
+        return p64_error(NULL, P64_ERR_CONFIG, "config.features = %#x: pwc caches ept walks: it needs ept (8)",
                          c->features);
     int rc = check_tlb("dtlb", c->dtlb_entries, c->dtlb_ways);
     return rc ? rc : check_tlb("itlb", c->itlb_entries, c->itlb_ways);
@@ -86,6 +93,7 @@ int p64_create(const struct p64_config *config, struct p64_machine **out)
     if (!m)
         return p64_error(NULL, P64_ERR_NOMEM, "out of memory for the machine");
     m->config = *config;
+    m->fast = m->fast_sets[0];
     m->mem_size = config->mem_size;
     m->mem_pages = config->mem_size >> PAGE_SHIFT;
     m->mem = calloc(1, (size_t)m->mem_size);
@@ -189,7 +197,10 @@ int p64_reset(struct p64_machine *m)
     cpu_reset(m);
     memset(&m->exit, 0, sizeof m->exit);
     memset(&m->ctr, 0, sizeof m->ctr);
+    memset(&m->nested, 0, sizeof m->nested);
     m->clock = 0;
+    m->guest = 0;
+    m->fast = m->fast_sets[0];
     tlb_clear(m);
     fast_clear_all(m);
     dcache_clear(m);
@@ -215,7 +226,7 @@ static int bad_hex(struct p64_machine *m, const char *field, uint64_t value, con
 /* The common case of check_state in one expression: every field possible. */
 static int state_plausible(const struct p64_cpu *c)
 {
-    return c->cpl <= 3 && !(c->flags & ~FLAGS_MASK) && (c->cr0 & CR0_PE) && !(c->cr0 & ~CR0_MASK) &&
+    return c->cpl <= 3 && c->vm_tag < GUEST_TAG_BASE && !(c->flags & ~FLAGS_MASK) && (c->cr0 & CR0_PE) && !(c->cr0 & ~CR0_MASK) &&
            !(c->cr3 & ~CR3_FRAME) && !(c->cr4 & ~CR4_MASK) && (c->cr4 & CR4_PL) != CR4_PL &&
            c->cr8 <= CR8_MAX && (uint32_t)(c->intr_vector + 1) <= 256 && (uint32_t)(c->intr_acked + 1) <= 256 &&
            (c->halted | c->int_shadow | c->shutdown | c->pending_db) <= 1;
@@ -232,6 +243,8 @@ int check_state(struct p64_machine *m)
     const uint64_t cr_values[] = {c->cr0, c->cr3, c->cr4, c->cr8};
     if (c->cpl > 3)
         return bad(m, "cpl", (long long)c->cpl, "must be 0..3");
+    if (c->vm_tag >= GUEST_TAG_BASE)
+        return bad_hex(m, "vm_tag", c->vm_tag, "host tags are 0..0xffff (larger ones are guest mode's, vmx.md V.7)");
     if (c->flags & ~FLAGS_MASK)
         return bad_hex(m, "flags", c->flags, "reserved bits set (only TF, IF and IOPL exist)");
     for (unsigned i = 0; i < 4; i++) {
@@ -257,7 +270,7 @@ int check_state(struct p64_machine *m)
 /* ---- snapshots ---- */
 
 #define SNAP_MAGIC 0x50414e5334365050ull /* "PP64SNAP" */
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u
 
 struct snap_header {
     uint64_t magic;
@@ -272,6 +285,7 @@ struct snap_state {
     uint64_t clock, tlb_stamp;
     uint64_t seen_cr0, seen_cr3, seen_cr4, seen_seglimit;
     uint32_t seen_vm_tag, pad;
+    struct vmx_persist nested;
 };
 
 static uint64_t tlb_bytes(const struct tlb *t)
@@ -312,6 +326,7 @@ int p64_snapshot(struct p64_machine *m, uint8_t *buf, uint64_t len)
     s.cpu = m->cpu, s.exit = m->exit, s.ctr = m->ctr, s.clock = m->clock, s.tlb_stamp = m->tlb_stamp;
     s.seen_cr0 = m->seen_cr0, s.seen_cr3 = m->seen_cr3, s.seen_cr4 = m->seen_cr4;
     s.seen_seglimit = m->seen_seglimit, s.seen_vm_tag = m->seen_vm_tag;
+    s.nested = m->nested;
     snap_header(m, &h);
     dcache_clear(m);
     uint8_t *p = buf;
@@ -338,7 +353,7 @@ static int tlb_sane(const struct tlb *t)
         const struct tlb_entry *e = &t->e[i];
         if (e->valid > 1)
             return 0;
-        if (e->valid && (e->level < 1 || e->level > 3 || e->global > 1 || e->dirty > 1 || e->perm > 7 || e->fast > 15 ||
+        if (e->valid && (e->level < 1 || e->level > 3 || e->global > 1 || e->dirty > 1 || e->perm > PERM_ALL || e->fast > 15 ||
                          (e->vpn & (t->sets - 1)) != i / t->ways))
             return 0;
     }
@@ -369,6 +384,10 @@ int p64_restore(struct p64_machine *m, const uint8_t *buf, uint64_t len)
     m->cpu = s.cpu, m->exit = s.exit, m->ctr = s.ctr, m->clock = s.clock, m->tlb_stamp = s.tlb_stamp;
     m->seen_cr0 = s.seen_cr0, m->seen_cr3 = s.seen_cr3, m->seen_cr4 = s.seen_cr4;
     m->seen_seglimit = s.seen_seglimit, m->seen_vm_tag = s.seen_vm_tag;
+    m->nested = s.nested;
+    m->nested.pwc_next %= PWC_ENTRIES, m->nested.ntlb_next %= NTLB_ENTRIES;
+    if (m->nested.nfaults > P64_IOMMU_FAULT_LOG)
+        m->nested.nfaults = P64_IOMMU_FAULT_LOG;
     m->dtlb.large = count_large(&m->dtlb);
     m->itlb.large = count_large(&m->itlb);
     fast_clear_all(m);

@@ -25,8 +25,11 @@ static int permitted(const struct p64_machine *m, unsigned perm, unsigned access
 {
     if (cpl == 3 && !(perm & PERM_U))
         return 0;
-    if (access == P64_ACCESS_WRITE && !(perm & PERM_W) && (cpl == 3 || (m->cpu.cr0 & CR0_WP)))
+    if (access == P64_ACCESS_WRITE && (!(perm & PERM_W) && (cpl == 3 || (m->cpu.cr0 & CR0_WP))))
         return 0;
+    if (perm & (PERM_NO_NW | PERM_NO_NX)) /* the nested half of a combined translation (vmx.md V.6) */
+        if ((access == P64_ACCESS_WRITE && (perm & PERM_NO_NW)) || (access == P64_ACCESS_FETCH && (perm & PERM_NO_NX)))
+            return 0;
     return !(access == P64_ACCESS_FETCH && (perm & PERM_NX));
 }
 
@@ -85,6 +88,208 @@ static unsigned walk_tables(struct p64_machine *m, uint64_t va, unsigned access,
     return 0;
 }
 
+/* ---- docs/vmx.md V.6: nested tables and the two-dimensional walk ---- */
+
+static unsigned ept_levels_of(uint64_t eptp)
+{
+    return (unsigned)(eptp & 3) + 2;
+}
+
+/* V.6: the bits of a nested entry that make it a misconfiguration (reserved, or W without R). */
+static int nested_misconfigured(uint64_t entry, unsigned level)
+{
+    return (entry & (EPT_R | EPT_W)) == EPT_W || (entry & reserved_bits(entry, level)) != 0;
+}
+
+/* Walk the nested tables of root_ptr (EPT-pointer format) for gpa.  Returns 0 with hpa and the
+ * combined R/W/X in perm; 1 not mapped; 2 mapped without the permission `need`; 3 a
+ * misconfiguration (also a table or frame beyond RAM).  refs counts the entries read. */
+int nested_walk(struct p64_machine *m, uint64_t root_ptr, uint64_t gpa, unsigned need, uint64_t *hpa,
+                unsigned *perm, uint64_t *refs)
+{
+    unsigned level = ept_levels_of(root_ptr), p = (unsigned)(EPT_R | EPT_W | EPT_X);
+    uint64_t table = root_ptr & CR3_FRAME, entry = 0;
+    *perm = 0;
+    if (gpa >> (PAGE_SHIFT + INDEX_BITS * level))
+        return 1; /* beyond what the nested tables map */
+    const int cache = m->guest && root_ptr == m->vmx.eptp && has_feature(m, P64_F_PWC);
+    if (cache) {
+        for (unsigned l = 2; l <= level; l++) {
+            const struct pwc_entry *c = vmx_pwc_find(m, 1, l, gpa >> (PAGE_SHIFT + INDEX_BITS * (l - 1)), root_ptr);
+            if (c) {
+                m->ctr.pwc_hits++;
+                table = c->value & PTE_FRAME, p = c->perm, level = l - 1;
+                break;
+            }
+        }
+    }
+    for (;; level--) {
+        uint64_t addr = table + 8 * ((gpa >> (PAGE_SHIFT + INDEX_BITS * (level - 1))) & INDEX_MASK);
+        if (addr >= m->mem_size)
+            return 3;
+        entry = rd64(m->mem + addr);
+        (*refs)++;
+        if (nested_misconfigured(entry, level))
+            return 3;
+        if (!(entry & EPT_R))
+            return 1;
+        p &= (unsigned)(entry & (EPT_R | EPT_W | EPT_X));
+        if (level == 1 || (entry & PTE_PS))
+            break;
+        if (cache)
+            vmx_pwc_insert(m, 1, level, gpa >> (PAGE_SHIFT + INDEX_BITS * (level - 1)), root_ptr, entry, p);
+        table = entry & PTE_FRAME;
+    }
+    uint64_t offset = (1ull << (PAGE_SHIFT + INDEX_BITS * (level - 1))) - 1;
+    *hpa = (entry & PTE_FRAME & ~offset) | (gpa & offset);
+    *perm = p;
+    if (*hpa >= m->mem_size)
+        return 3;
+    return (p & need) == need ? 0 : 2;
+}
+
+static unsigned need_of(unsigned access)
+{
+    return access == P64_ACCESS_WRITE ? (unsigned)EPT_W : access == P64_ACCESS_FETCH ? (unsigned)EPT_X : (unsigned)EPT_R;
+}
+
+/* One guest-physical reference of guest mode with ept: the nested TLB (pwc), else a nested
+ * walk.  final: the access is to the final address (V.5 bit 8), else to a guest paging entry.
+ * 0 with the fault set to VEC_VMEXIT and the exit described. */
+static int nested_translate(struct p64_machine *m, uint64_t gpa, unsigned access, int final, uint64_t va,
+                            int va_valid, uint64_t *hpa, unsigned *perm, uint64_t *refs)
+{
+    const unsigned need = need_of(access);
+    const uint64_t eptp = m->vmx.eptp, gpn = gpa >> PAGE_SHIFT;
+    struct ntlb_entry *n = NULL;
+    if (has_feature(m, P64_F_PWC)) {
+        n = &m->nested.ntlb[gpn % NTLB_ENTRIES];
+        for (unsigned i = 0; i < NTLB_ENTRIES; i++) {
+            struct ntlb_entry *e = &m->nested.ntlb[i];
+            if (e->valid && e->gpn == gpn && e->eptp == eptp && (e->perm & need) == need) {
+                m->ctr.ntlb_hits++;
+                *hpa = (e->hpn << PAGE_SHIFT) | (gpa & PAGE_OFFSET);
+                *perm = e->perm;
+                return 1;
+            }
+        }
+        m->ctr.ntlb_misses++;
+    }
+    unsigned p = 0;
+    int rc = nested_walk(m, eptp, gpa, need, hpa, &p, refs);
+    if (rc == 0) {
+        *perm = p;
+        if (n) { /* FIFO over the whole nested TLB */
+            n = &m->nested.ntlb[m->nested.ntlb_next++ % NTLB_ENTRIES];
+            n->valid = 1, n->gpn = gpn, n->hpn = *hpa >> PAGE_SHIFT, n->eptp = eptp, n->perm = p;
+        }
+        return 1;
+    }
+    if (rc == 3)
+        return vmx_ept_fault(m, P64_VMEXIT_EPT_MISCONFIG, 0, gpa, va, va_valid), 0;
+    uint64_t qual = (access == P64_ACCESS_WRITE ? 2u : access == P64_ACCESS_FETCH ? 4u : 1u) |
+                    ((uint64_t)(rc == 2 ? p : 0) << 3) | ((uint64_t)(va_valid != 0) << 7) | ((uint64_t)(final != 0) << 8);
+    return vmx_ept_fault(m, P64_VMEXIT_EPT_VIOLATION, qual, gpa, va, va_valid), 0;
+}
+
+/* V.6: the walk of guest mode with ept, each guest-physical reference through the nested
+ * tables: n*m + n + m references without caches (Bhargava et al. 2008).  Order of checks:
+ * guest entries (each read needs nested R), the guest's permissions (#PF), the final
+ * address (nested R, W or X), then the A/D writes (nested W on the entry's page).  Returns 0,
+ * V_PF or VEC_VMEXIT; nested_perm gets the final address's nested R/W/X. */
+static unsigned walk_2d(struct p64_machine *m, uint64_t va, unsigned access, unsigned cpl, int set_ad,
+                        struct p64_walk *w, unsigned *nested_perm)
+{
+    uint64_t refs = 0, hpa = 0, anded = ~0ull, ored = 0, entry = 0;
+    unsigned np = 0, f = 0, entry_np[4] = {0, 0, 0, 0};
+    memset(w, 0, sizeof *w);
+    w->writable = w->user = 1;
+    m->ctr.walks_2d++;
+    if (!(m->cpu.cr0 & CR0_PG)) { /* guest paging off: the linear address is guest-physical */
+        if (!nested_translate(m, va, access, 1, va, 0, &hpa, &np, &refs))
+            f = VEC_VMEXIT;
+        w->physical = hpa, w->page_level = 1, *nested_perm = np;
+        m->ctr.walk_refs_2d += refs;
+        return f;
+    }
+    const uint64_t tag = m->cpu.vm_tag;
+    unsigned level = levels_of(m);
+    uint64_t table = m->cpu.cr3 & CR3_FRAME;
+    if (has_feature(m, P64_F_PWC))
+        for (unsigned l = 2; l <= level; l++) {
+            const struct pwc_entry *c = vmx_pwc_find(m, 0, l, va >> (PAGE_SHIFT + INDEX_BITS * (l - 1)), tag);
+            if (c) {
+                m->ctr.pwc_hits++;
+                table = c->value & PTE_FRAME, level = l - 1;
+                anded = (c->perm & PERM_W ? PTE_W : 0) | (c->perm & PERM_U ? PTE_U : 0) | ~(PTE_W | PTE_U);
+                ored = c->perm & PERM_NX ? PTE_NX : 0;
+                break;
+            }
+        }
+    for (;; level--) {
+        uint64_t gpa = table + 8 * ((va >> (PAGE_SHIFT + INDEX_BITS * (level - 1))) & INDEX_MASK);
+        if (!nested_translate(m, gpa, P64_ACCESS_READ, 0, va, 1, &hpa, &np, &refs)) {
+            f = VEC_VMEXIT;
+            goto out;
+        }
+        entry = rd64(m->mem + hpa);
+        refs++;
+        entry_np[w->levels] = np;
+        w->entry_addr[w->levels] = hpa;
+        w->entry[w->levels++] = entry;
+        if (!(entry & PTE_P)) {
+            f = page_fault(w, access, cpl, 0);
+            goto out;
+        }
+        if (entry & reserved_bits(entry, level)) {
+            f = page_fault(w, access, cpl, PF_P | PF_RSVD);
+            goto out;
+        }
+        anded &= entry;
+        ored |= entry;
+        if (level == 1 || (entry & PTE_PS))
+            break;
+        if (has_feature(m, P64_F_PWC)) {
+            unsigned perm = (anded & PTE_W ? PERM_W : 0) | (anded & PTE_U ? PERM_U : 0) | (ored & PTE_NX ? PERM_NX : 0);
+            vmx_pwc_insert(m, 0, level, va >> (PAGE_SHIFT + INDEX_BITS * (level - 1)), tag, entry | PTE_A, perm);
+        }
+        table = entry & PTE_FRAME;
+    }
+    unsigned perm = (anded & PTE_W ? PERM_W : 0) | (anded & PTE_U ? PERM_U : 0) | (ored & PTE_NX ? PERM_NX : 0);
+    if (!permitted(m, perm, access, cpl)) {
+        f = page_fault(w, access, cpl, PF_P);
+        goto out;
+    }
+    uint64_t offset = (1ull << (PAGE_SHIFT + INDEX_BITS * (level - 1))) - 1;
+    uint64_t gpa = (entry & PTE_FRAME & ~offset) | (va & offset);
+    if (!nested_translate(m, gpa, access, 1, va, 1, &hpa, &np, &refs)) {
+        f = VEC_VMEXIT;
+        goto out;
+    }
+    *nested_perm = np;
+    w->physical = hpa;
+    w->page_level = level;
+    w->writable = !!(perm & PERM_W), w->user = !!(perm & PERM_U), w->nx = !!(perm & PERM_NX);
+    if (set_ad)
+        for (uint32_t i = 0; i < w->levels; i++) {
+            uint64_t now = w->entry[i] | PTE_A | (access == P64_ACCESS_WRITE && i + 1 == w->levels ? PTE_D : 0);
+            if (now == w->entry[i])
+                continue;
+            if (!(entry_np[i] & EPT_W)) { /* the walker's write to a guest paging entry (V.6) */
+                uint64_t q = 2u | ((uint64_t)entry_np[i] << 3) | (1u << 7);
+                vmx_ept_fault(m, P64_VMEXIT_EPT_VIOLATION, q, 0, va, 1);
+                f = VEC_VMEXIT;
+                goto out;
+            }
+            phys_write(m, w->entry_addr[i], 8, now);
+            w->entry[i] = now;
+            m->ctr.ad_updates++;
+        }
+out:
+    m->ctr.walk_refs_2d += refs;
+    return f;
+}
+
 /* §7.5: set A in every entry used whose A is clear, and D in the leaf on a write. */
 static void set_accessed_dirty(struct p64_machine *m, const struct p64_walk *w, int write, int count)
 {
@@ -136,33 +341,57 @@ int p64_walk(struct p64_machine *m, uint64_t va, uint32_t access, uint32_t cpl, 
     return P64_OK;
 }
 
-/* ---- the host fast arrays (§15): only ever translations the modeled TLB holds ---- */
+/* ---- the host fast arrays (§15): only ever translations the modeled TLB holds ----
+ * Two rows of four sets: the host's and guest mode's (docs/vmx.md V.7).  The guest row holds
+ * the translations of one guest tag at a time (vmx.fast_owner). */
 
-static void fast_clear_cpls(struct p64_machine *m, unsigned from)
+static void fast_clear_row(struct fast_set *row, unsigned from)
 {
     for (unsigned c = from; c < 4; c++)
         for (unsigned i = 0; i < FAST_N; i++)
-            m->fast[c].rd[i].tag = m->fast[c].wr[i].tag = m->fast[c].ex[i].tag = FAST_EMPTY;
+            row[c].rd[i].tag = row[c].wr[i].tag = row[c].ex[i].tag = FAST_EMPTY;
 }
 
 void fast_clear_all(struct p64_machine *m)
 {
-    fast_clear_cpls(m, 0);
+    fast_clear_row(m->fast_sets[0], 0);
+    fast_clear_row(m->fast_sets[1], 0);
+    m->vmx.fast_owner = 0;
 }
 
 /* The segment limit changed: drop what CPL 1..3 may reach (§5.3 step 2). */
 void fast_clear_limited(struct p64_machine *m)
 {
-    fast_clear_cpls(m, 1);
+    fast_clear_row(m->fast, 1);
+}
+
+static struct fast_set *row_of(struct p64_machine *m, uint32_t tag)
+{
+    return m->fast_sets[tag >= GUEST_TAG_BASE];
+}
+
+/* Switch to the host's or the guest's row; a guest row filled for another tag is emptied. */
+void fast_enter_set(struct p64_machine *m, int guest)
+{
+    m->fast = m->fast_sets[guest != 0];
+    if (!guest || m->vmx.fast_owner == m->cpu.vm_tag)
+        return;
+    fast_clear_row(m->fast_sets[1], 0);
+    struct tlb *tlbs[2] = {&m->dtlb, &m->itlb};
+    for (unsigned t = 0; t < 2; t++)
+        for (uint32_t i = 0; i < tlbs[t]->entries; i++)
+            if (tlbs[t]->e[i].tag >= GUEST_TAG_BASE)
+                tlbs[t]->e[i].fast = 0;
+    m->vmx.fast_owner = m->cpu.vm_tag;
 }
 
 /* Drop what the fast arrays of the CPLs in mask hold for page vpn. */
-static void fast_forget_vpn(struct p64_machine *m, uint64_t vpn, int data, unsigned mask)
+static void fast_forget_vpn(struct fast_set *row, uint64_t vpn, int data, unsigned mask)
 {
     uint64_t page = vpn << PAGE_SHIFT;
     unsigned i = (unsigned)vpn & FAST_MASK;
     for (unsigned c = 0; c < 4; c++) {
-        struct fast_set *s = &m->fast[c];
+        struct fast_set *s = &row[c];
         if (!(mask & (1u << c)))
             continue;
         if (!data && s->ex[i].tag == page)
@@ -177,22 +406,26 @@ static void fast_forget_vpn(struct p64_machine *m, uint64_t vpn, int data, unsig
 /* A decoded page is about to be reused: no exec entry may point to it. */
 void fast_forget_dpage(struct p64_machine *m, const struct dinsn *dp)
 {
-    for (unsigned c = 0; c < 4; c++)
-        for (unsigned i = 0; i < FAST_N; i++)
-            if (m->fast[c].ex[i].dp == dp)
-                m->fast[c].ex[i].tag = FAST_EMPTY, m->fast[c].ex[i].dp = NULL;
+    for (unsigned r = 0; r < 2; r++)
+        for (unsigned c = 0; c < 4; c++)
+            for (unsigned i = 0; i < FAST_N; i++) {
+                struct exec_entry *x = &m->fast_sets[r][c].ex[i];
+                if (x->dp == dp)
+                    x->tag = FAST_EMPTY, x->dp = NULL;
+            }
 }
 
 /* A physical page now holds decoded code: stores to it must take the slow path. */
 void fast_forget_code_page(struct p64_machine *m, uint64_t ppn)
 {
     uintptr_t host = (uintptr_t)(m->mem + (ppn << PAGE_SHIFT));
-    for (unsigned c = 0; c < 4; c++)
-        for (unsigned i = 0; i < FAST_N; i++) {
-            struct fast_entry *e = &m->fast[c].wr[i];
-            if (e->tag != FAST_EMPTY && e->addend + e->tag == host)
-                e->tag = FAST_EMPTY;
-        }
+    for (unsigned r = 0; r < 2; r++)
+        for (unsigned c = 0; c < 4; c++)
+            for (unsigned i = 0; i < FAST_N; i++) {
+                struct fast_entry *e = &m->fast_sets[r][c].wr[i];
+                if (e->tag != FAST_EMPTY && e->addend + e->tag == host)
+                    e->tag = FAST_EMPTY;
+            }
 }
 
 static void fast_install(struct p64_machine *m, uint64_t va, uint64_t pa, unsigned cpl, int writable)
@@ -233,7 +466,8 @@ static void tlb_drop(struct p64_machine *m, struct tlb *t, struct tlb_entry *e)
 {
     t->large -= e->level > 1;
     e->valid = 0;
-    fast_forget_vpn(m, e->vpn, t->is_data, e->fast);
+    if (e->fast)
+        fast_forget_vpn(row_of(m, e->tag), e->vpn, t->is_data, e->fast);
     e->fast = 0;
 }
 
@@ -254,7 +488,7 @@ static struct tlb_entry *tlb_victim(struct p64_machine *m, struct tlb *t, uint64
 static void tlb_fill(struct p64_machine *m, struct tlb *t, struct tlb_entry *e, uint64_t va,
                      const struct p64_walk *w, unsigned access)
 {
-    uint64_t leaf = w->entry[w->levels - 1];
+    uint64_t leaf = w->levels ? w->entry[w->levels - 1] : PTE_D; /* guest paging off (vmx.md V.6) */
     e->vpn = va >> PAGE_SHIFT;
     e->pfn = w->physical >> PAGE_SHIFT;
     e->tag = m->cpu.vm_tag;
@@ -273,7 +507,8 @@ static void tlb_fill(struct p64_machine *m, struct tlb *t, struct tlb_entry *e, 
 static struct tlb_entry *translate(struct p64_machine *m, struct tlb *t, uint64_t va, unsigned access,
                                    unsigned cpl)
 {
-    if (!canonical(va, levels_of(m))) {
+    const int paging = (m->cpu.cr0 & CR0_PG) != 0;
+    if (paging && !canonical(va, levels_of(m))) {
         set_fault(m, V_GP, 1, 0, 0);
         return NULL;
     }
@@ -285,19 +520,25 @@ static struct tlb_entry *translate(struct p64_machine *m, struct tlb *t, uint64_
     }
     *(t->is_data ? &m->ctr.dtlb_misses : &m->ctr.itlb_misses) += 1;
     struct p64_walk w;
-    unsigned f = walk(m, va, access, cpl, 1, 1, &w);
+    unsigned f, nested_perm = 0;
+    if (m->guest && m->vmx.ept)
+        f = walk_2d(m, va, access, cpl, 1, &w, &nested_perm);
+    else
+        f = walk(m, va, access, cpl, 1, 1, &w);
     if (e)
         tlb_drop(m, t, e);
     if (f) {
-        set_fault(m, f, f == V_PF, w.error_code, f == V_PF ? va : 0);
+        if (f != VEC_VMEXIT)
+            set_fault(m, f, f == V_PF, w.error_code, f == V_PF ? va : 0);
         return NULL;
     }
-    if (e)
-        tlb_fill(m, t, e, va, &w, access); /* same way, same place in the FIFO */
-    else {
+    if (!e) {
         e = tlb_victim(m, t, vpn);
-        tlb_fill(m, t, e, va, &w, access);
         e->stamp = ++m->tlb_stamp;
+    } /* else: the same way, the same place in the FIFO */
+    tlb_fill(m, t, e, va, &w, access);
+    if (m->guest && m->vmx.ept) {
+        e->perm |= (uint8_t)((nested_perm & EPT_W ? 0 : PERM_NO_NW) | (nested_perm & EPT_X ? 0 : PERM_NO_NX));
     }
     return e;
 }
@@ -311,12 +552,42 @@ static void flush(struct p64_machine *m, struct tlb *t, int all)
     }
 }
 
-/* §2 CR3: every write drops the non-global entries of the current context. */
+/* docs/vmx.md V.6: the page-walk cache of one dimension (0 guest, 1 nested); by_tag: only
+ * the entries of that tag. */
+void pwc_flush(struct p64_machine *m, int dim, int by_tag, uint64_t tag)
+{
+    for (unsigned i = 0; i < PWC_ENTRIES; i++) {
+        struct pwc_entry *c = &m->nested.pwc[i];
+        if (c->valid && c->dim == dim && (!by_tag || c->tag == tag))
+            c->valid = 0;
+    }
+}
+
+/* §2 CR3: every write drops the non-global entries of the current context (and its cached
+ * guest paging entries, vmx.md V.6). */
 void tlb_flush_nonglobal(struct p64_machine *m)
 {
     flush(m, &m->dtlb, 0);
     flush(m, &m->itlb, 0);
+    pwc_flush(m, 0, 1, m->cpu.vm_tag);
     m->ctr.tlb_flushes++;
+}
+
+/* Every entry of one tag, global ones included; all_guest: of every guest tag (vmx.md V.6,
+ * V.7: INVEPT, INVVPID, guest CR0/CR4 paging changes). */
+void tlb_flush_tag(struct p64_machine *m, uint32_t tag, int all_guest)
+{
+    struct tlb *tlbs[2] = {&m->dtlb, &m->itlb};
+    for (unsigned t = 0; t < 2; t++)
+        for (uint32_t i = 0; i < tlbs[t]->entries; i++) {
+            struct tlb_entry *e = &tlbs[t]->e[i];
+            if (e->valid && (all_guest ? e->tag >= GUEST_TAG_BASE : e->tag == tag))
+                tlb_drop(m, tlbs[t], e);
+        }
+    if (all_guest)
+        pwc_flush(m, 0, 0, 0);
+    else
+        pwc_flush(m, 0, 1, tag);
 }
 
 /* Everything, global entries and other contexts included (and every fast entry, since the
@@ -328,6 +599,7 @@ void tlb_clear(struct p64_machine *m)
     for (uint32_t i = 0; i < m->itlb.entries; i++)
         m->itlb.e[i].valid = 0;
     m->dtlb.large = m->itlb.large = 0;
+    pwc_flush(m, 0, 0, 0);
     fast_clear_all(m);
 }
 
@@ -363,6 +635,7 @@ void tlb_invlpg(struct p64_machine *m, uint64_t va)
 {
     invlpg_in(m, &m->dtlb, va >> PAGE_SHIFT);
     invlpg_in(m, &m->itlb, va >> PAGE_SHIFT);
+    pwc_flush(m, 0, 1, m->cpu.vm_tag); /* x86: invlpg drops the paging-structure caches */
     m->ctr.invlpgs++;
 }
 
@@ -380,7 +653,7 @@ static uint8_t *data_ptr(struct p64_machine *m, uint64_t va, unsigned size, unsi
     }
     uint64_t pa = va;
     int writable = 1;
-    if (m->cpu.cr0 & CR0_PG) {
+    if (m->translating) {
         struct tlb_entry *e = translate(m, &m->dtlb, va, access, cpl);
         if (!e)
             return NULL;
@@ -437,7 +710,7 @@ struct dinsn *fetch_page(struct p64_machine *m, uint64_t va, unsigned cpl)
         return NULL;
     }
     uint64_t pa = va;
-    if (m->cpu.cr0 & CR0_PG) {
+    if (m->translating) {
         struct tlb_entry *e = translate(m, &m->itlb, va, P64_ACCESS_FETCH, cpl);
         if (!e)
             return NULL;

@@ -8,7 +8,8 @@ enum {
     P64_ERR_CONFIG = 2,     /* invalid configuration (p64_last_error says which field) */
     P64_ERR_STATE = 3,      /* host-written CPU state is impossible (p64_last_error names it) */
     P64_ERR_RANGE = 4,      /* physical address range outside RAM */
-    P64_ERR_SNAPSHOT = 5    /* snapshot buffer of the wrong size or machine shape */
+    P64_ERR_SNAPSHOT = 5,   /* snapshot buffer of the wrong size or machine shape */
+    P64_ERR_VMX = 6         /* vmx refused: no feature, invalid VMCS contents (p64_last_error names the field) */
 };
 
 /* Exit reasons of p64_run (docs/architecture.md §10). */
@@ -19,7 +20,120 @@ enum {
     P64_EXIT_IO_OUT = 3,
     P64_EXIT_HLT = 4,
     P64_EXIT_HCALL = 5,
-    P64_EXIT_SHUTDOWN = 6
+    P64_EXIT_SHUTDOWN = 6,
+    P64_EXIT_VM = 7         /* p64_vmrun only: a VM exit; exit.number is the VM exit reason (docs/vmx.md V.4) */
+};
+
+/* VM exit reasons (docs/vmx.md V.4): VT-x's numbers. */
+enum {
+    P64_VMEXIT_EXCEPTION = 0,
+    P64_VMEXIT_EXTERNAL_INTERRUPT = 1,
+    P64_VMEXIT_TRIPLE_FAULT = 2,
+    P64_VMEXIT_INTERRUPT_WINDOW = 7,
+    P64_VMEXIT_HLT = 12,
+    P64_VMEXIT_INVLPG = 14,
+    P64_VMEXIT_RDTSC = 16,
+    P64_VMEXIT_VMCALL = 18,
+    P64_VMEXIT_CR_ACCESS = 28,
+    P64_VMEXIT_IO_INSTRUCTION = 30,
+    P64_VMEXIT_RDMSR = 31,
+    P64_VMEXIT_WRMSR = 32,
+    P64_VMEXIT_TPR_BELOW_THRESHOLD = 43,
+    P64_VMEXIT_DESCRIPTOR_TABLE = 46,
+    P64_VMEXIT_EPT_VIOLATION = 48,
+    P64_VMEXIT_EPT_MISCONFIG = 49,
+    P64_VMEXIT_REASONS = 64     /* size of counters.vm_exits */
+};
+
+/* VMCS fields (docs/vmx.md V.2), read and written with p64_vmcs_read/p64_vmcs_write (counted).
+ * The fields from P64_VMCS_EXIT_REASON on are exit information: read-only to the host. */
+enum {
+    P64_VMCS_GUEST_PC = 0,
+    P64_VMCS_GUEST_FLAGS = 1,
+    P64_VMCS_GUEST_CPL = 2,
+    P64_VMCS_GUEST_CR0 = 3,
+    P64_VMCS_GUEST_CR2 = 4,
+    P64_VMCS_GUEST_CR3 = 5,
+    P64_VMCS_GUEST_CR4 = 6,
+    P64_VMCS_GUEST_CR8 = 7,
+    P64_VMCS_GUEST_IDTR = 8,
+    P64_VMCS_GUEST_RSP0 = 9,
+    P64_VMCS_GUEST_RSP1 = 10,
+    P64_VMCS_GUEST_RSP2 = 11,
+    P64_VMCS_GUEST_SEGLIMIT = 12,
+    P64_VMCS_GUEST_INTERRUPTIBILITY = 13,
+    P64_VMCS_GUEST_ACTIVITY = 14,
+    P64_VMCS_GUEST_PENDING_DB = 15,
+    P64_VMCS_PIN_CONTROLS = 16,
+    P64_VMCS_PROC_CONTROLS = 17,
+    P64_VMCS_EXCEPTION_BITMAP = 18,
+    P64_VMCS_PF_ERROR_CODE_MASK = 19,
+    P64_VMCS_PF_ERROR_CODE_MATCH = 20,
+    P64_VMCS_CR0_GUEST_HOST_MASK = 21,
+    P64_VMCS_CR0_READ_SHADOW = 22,
+    P64_VMCS_CR4_GUEST_HOST_MASK = 23,
+    P64_VMCS_CR4_READ_SHADOW = 24,
+    P64_VMCS_IO_BITMAP = 25,
+    P64_VMCS_MSR_BITMAP = 26,
+    P64_VMCS_TSC_OFFSET = 27,
+    P64_VMCS_VIRTUAL_TPR = 28,
+    P64_VMCS_TPR_THRESHOLD = 29,
+    P64_VMCS_EPT_POINTER = 30,
+    P64_VMCS_VPID = 31,
+    P64_VMCS_ENTRY_INTR_INFO = 32,
+    P64_VMCS_ENTRY_ERROR_CODE = 33,
+    P64_VMCS_EXIT_REASON = 34,
+    P64_VMCS_EXIT_QUALIFICATION = 35,
+    P64_VMCS_GUEST_LINEAR_ADDRESS = 36,
+    P64_VMCS_GUEST_PHYSICAL_ADDRESS = 37,
+    P64_VMCS_EXIT_INTR_INFO = 38,
+    P64_VMCS_EXIT_INTR_ERROR_CODE = 39,
+    P64_VMCS_IDT_VECTORING_INFO = 40,
+    P64_VMCS_IDT_VECTORING_ERROR_CODE = 41,
+    P64_VMCS_EXIT_INSTRUCTION_LENGTH = 42,
+    P64_VMCS_EXIT_INSTRUCTION_WORD = 43,
+    P64_VMCS_FIELDS = 44
+};
+
+/* PIN_CONTROLS and PROC_CONTROLS: bit numbers (docs/vmx.md V.2; VT-x's, the secondary
+ * controls from bit 32). */
+enum {
+    P64_PIN_EXTERNAL_INTERRUPT_EXITING = 0
+};
+enum {
+    P64_PROC_INTERRUPT_WINDOW_EXITING = 2,
+    P64_PROC_USE_TSC_OFFSET = 3,
+    P64_PROC_HLT_EXITING = 7,
+    P64_PROC_INVLPG_EXITING = 9,
+    P64_PROC_RDTSC_EXITING = 12,
+    P64_PROC_CR3_LOAD_EXITING = 15,
+    P64_PROC_CR3_STORE_EXITING = 16,
+    P64_PROC_CR8_LOAD_EXITING = 19,
+    P64_PROC_CR8_STORE_EXITING = 20,
+    P64_PROC_USE_TPR_SHADOW = 21,
+    P64_PROC_UNCONDITIONAL_IO_EXITING = 24,
+    P64_PROC_USE_IO_BITMAPS = 25,
+    P64_PROC_DESCRIPTOR_TABLE_EXITING = 26,
+    P64_PROC_USE_MSR_BITMAPS = 28,
+    P64_PROC_ENABLE_EPT = 33,
+    P64_PROC_ENABLE_VPID = 37
+};
+
+/* Event information fields: ENTRY_INTR_INFO, EXIT_INTR_INFO, IDT_VECTORING_INFO (docs/vmx.md
+ * V.5): bits 7:0 the vector, 10:8 the type, bit 11 error code valid, bit 31 valid. */
+enum {
+    P64_INTR_TYPE_EXTERNAL = 0,
+    P64_INTR_TYPE_HARDWARE_EXCEPTION = 3,
+    P64_INTR_TYPE_SOFTWARE_INTERRUPT = 4,
+    P64_INTR_TYPE_SHIFT = 8,
+    P64_INTR_ERROR_CODE_BIT = 11,
+    P64_INTR_VALID_BIT = 31
+};
+
+/* The IOMMU (docs/vmx.md V.10). */
+enum {
+    P64_IOMMU_DEVICES = 16,     /* device ids 0..15 */
+    P64_IOMMU_FAULT_LOG = 64    /* faults kept until the host takes them */
 };
 
 /* Event classes (docs/architecture.md §6.1). */
@@ -129,6 +243,28 @@ struct p64_counters {
     uint64_t ad_updates;        /* A/D bit writes by the walker */
     uint64_t pages_decoded;     /* not architectural */
     uint64_t code_invalidations;/* not architectural */
+    /* vmx (docs/vmx.md V.11) */
+    uint64_t vm_entries;
+    uint64_t vm_exits[64];      /* by VM exit reason */
+    uint64_t vmcs_reads;
+    uint64_t vmcs_writes;
+    uint64_t vm_transition_flushes; /* whole-TLB flushes made by VM entries and exits (no vpid) */
+    uint64_t walks_2d;          /* page walks of guest mode with ept */
+    uint64_t walk_refs_2d;      /* their memory references, guest and nested */
+    uint64_t pwc_hits;          /* page-walk cache lookups that hit (pwc) */
+    uint64_t ntlb_hits;         /* nested TLB lookups that hit (pwc) */
+    uint64_t ntlb_misses;
+    uint64_t iommu_translations;/* DMA pages translated */
+    uint64_t iommu_faults;      /* DMAs refused */
+};
+
+/* One refused DMA (docs/vmx.md V.10). */
+struct p64_iommu_fault {
+    uint32_t device;
+    uint32_t write;         /* 1: the device wrote memory; 0: it read */
+    uint64_t address;       /* the device address (guest-physical) that failed */
+    uint32_t reason;        /* 0 not mapped, 1 not permitted, 2 misconfigured entry */
+    uint32_t reserved;
 };
 
 /* Result of p64_walk: a translation made without touching the TLB. */
@@ -173,3 +309,22 @@ int p64_reset(struct p64_machine *m);
 uint64_t p64_snapshot_size(struct p64_machine *m);
 int p64_snapshot(struct p64_machine *m, uint8_t *buf, uint64_t len);
 int p64_restore(struct p64_machine *m, const uint8_t *buf, uint64_t len);
+
+/* vmx (docs/vmx.md): a VMCS belongs to the machine that created it. */
+struct p64_vmcs;
+int p64_vmcs_create(struct p64_machine *m, struct p64_vmcs **out);
+void p64_vmcs_destroy(struct p64_vmcs *v);
+uint64_t *p64_vmcs_regs(struct p64_vmcs *v);   /* the guest's r0..r15 (+ the sink): not counted */
+int p64_vmcs_read(struct p64_machine *m, struct p64_vmcs *v, uint32_t field, uint64_t *out);
+int p64_vmcs_write(struct p64_machine *m, struct p64_vmcs *v, uint32_t field, uint64_t value);
+int p64_vmcs_copy(struct p64_machine *m, struct p64_vmcs *dst, const struct p64_vmcs *src);
+int p64_vmrun(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget);
+int p64_invept(struct p64_machine *m);
+int p64_invvpid(struct p64_machine *m, uint32_t vpid);
+
+/* iommu (docs/vmx.md V.10) */
+int p64_iommu_attach(struct p64_machine *m, uint32_t device, uint64_t root);
+int p64_iommu_detach(struct p64_machine *m, uint32_t device);
+int p64_dma(struct p64_machine *m, uint32_t device, uint64_t addr, uint8_t *buf, uint64_t len, uint32_t write,
+            uint32_t *refused);
+uint32_t p64_iommu_take_faults(struct p64_machine *m, struct p64_iommu_fault *out, uint32_t max);

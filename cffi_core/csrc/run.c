@@ -2,7 +2,7 @@
  * over predecoded pages that holds the body of every instruction of the table (§3-§6). */
 #include "core.h"
 
-enum { BLK_BUDGET, BLK_BOUNDARY, BLK_FAULT, BLK_EXIT };
+enum { BLK_BUDGET, BLK_BOUNDARY, BLK_FAULT, BLK_EXIT, BLK_VMEXIT };
 
 /* ---- the vocabulary of instruction bodies ---- */
 
@@ -55,6 +55,19 @@ enum { BLK_BUDGET, BLK_BOUNDARY, BLK_FAULT, BLK_EXIT };
     } while (0)
 #define END_BLOCK() goto boundary /* the boundary has to look again (§6.5) */
 #define EXIT(why) do { m->exit.reason = (why); goto exit_out; } while (0)
+
+/* Guest mode (docs/vmx.md V.3): an instruction that exits does so before it executes. */
+#define GUEST (UNLIKELY(m->guest))
+#define INSN_WORD() rd32(m->mem + (((const struct dpage *)(const void *)CUR_DP)->ppn << PAGE_SHIFT) + (uint64_t)(ip - CUR_DP) * 4)
+#define VM_EXIT(reason, qual)                                                                      \
+    do {                                                                                           \
+        vmx_exit(m, (reason), (qual));                                                             \
+        m->vmx.x.insn_word = INSN_WORD();                                                          \
+        m->vmx.x.insn_len = 4;                                                                     \
+        goto vm_exit_out;                                                                          \
+    } while (0)
+#define EXITS(b) proc(m, P64_PROC_##b)
+#define REG(i) ((uint64_t)((i) & 15) << 8) /* the register field of a qualification (V.5) */
 
 /* Data accesses: the fast arrays, else the slow path of §5.3 (which counts its own TLB use). */
 #define LOAD(T, addr, out)                                                                         \
@@ -133,7 +146,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     /* what the end of the block needs, kept out of the registers */
     m->block_n0 = n0;
     m->block_step = m->cpu.flags & FLAGS_TF; /* §6.4: TF when the instruction starts */
-    m->block_paging = (m->cpu.cr0 & CR0_PG) != 0;
+    m->block_paging = m->translating;
     m->block_ihits = 0;
     if (m->fetch_valid && (pc0 & (PAGE_MASK | 3)) == m->fetch_va)
         ip = CUR_DP + ((pc0 & PAGE_OFFSET) >> 2);
@@ -272,6 +285,8 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     }
     OP(HLT) {
         REQUIRE_PRIV(P64_OP_HLT);
+        if (GUEST && EXITS(HLT_EXITING))
+            VM_EXIT(P64_VMEXIT_HLT, 0);
         m->cpu.halted = 1;
         ip++;
         EXIT(P64_EXIT_HLT);
@@ -304,6 +319,8 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     }
     OP(IN) {
         REQUIRE_PRIV(P64_OP_IN);
+        if (GUEST && vmx_io_exits(m, (RS1 + IMM) & 0xffff))
+            VM_EXIT(P64_VMEXIT_IO_INSTRUCTION, 8u | REG(ip->aux) | (((RS1 + IMM) & 0xffff) << 16));
         m->exit.port = (RS1 + IMM) & 0xffff;
         m->exit.reg = ip->aux;
         m->ctr.port_reads++;
@@ -312,6 +329,8 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     }
     OP(OUT) {
         REQUIRE_PRIV(P64_OP_OUT);
+        if (GUEST && vmx_io_exits(m, (RS1 + IMM) & 0xffff))
+            VM_EXIT(P64_VMEXIT_IO_INSTRUCTION, REG(ip->rs2) | (((RS1 + IMM) & 0xffff) << 16));
         m->exit.port = (RS1 + IMM) & 0xffff;
         m->exit.value = RS2;
         m->ctr.port_writes++;
@@ -320,26 +339,55 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     }
     OP(MTCR) {
         REQUIRE_PRIV(P64_OP_MTCR);
-        if (!write_cr(m, ip->aux, RS1))
+        uint64_t v_ = RS1;
+        if (GUEST) { /* V.3: CR3/CR8 exiting, the CR0/CR4 masks, the TPR shadow */
+            uint64_t q_ = ip->aux | (CR_ACCESS_MTCR << 4) | REG(ip->rs1);
+            if ((ip->aux == 3 && EXITS(CR3_LOAD_EXITING)) || (ip->aux == 8 && EXITS(CR8_LOAD_EXITING)))
+                VM_EXIT(P64_VMEXIT_CR_ACCESS, q_);
+            if (ip->aux == 0 || ip->aux == 4) {
+                uint64_t mask_ = ip->aux ? m->vmx.v->f[P64_VMCS_CR4_GUEST_HOST_MASK] : m->vmx.v->f[P64_VMCS_CR0_GUEST_HOST_MASK];
+                uint64_t shadow_ = ip->aux ? m->vmx.v->f[P64_VMCS_CR4_READ_SHADOW] : m->vmx.v->f[P64_VMCS_CR0_READ_SHADOW];
+                if ((v_ ^ shadow_) & mask_)
+                    VM_EXIT(P64_VMEXIT_CR_ACCESS, q_);
+                v_ = (v_ & ~mask_) | (read_cr(m, ip->aux) & mask_);
+            }
+        }
+        if (!write_cr(m, ip->aux, v_))
             RAISE_GP0();
+        if (GUEST && ip->aux == 8 && m->vmx.tpr_shadow && v_ < m->vmx.v->f[P64_VMCS_TPR_THRESHOLD]) {
+            ip++; /* V.3: trap-like, after the write retired */
+            vmx_exit(m, P64_VMEXIT_TPR_BELOW_THRESHOLD, 0);
+            goto exit_out;
+        }
         GO(PC + 4); /* translation may have changed: fetch enters again (§8.2) */
         END_BLOCK();
     }
     OP(MFCR) {
         REQUIRE_PRIV(P64_OP_MFCR);
+        if (GUEST) {
+            if ((ip->aux == 3 && EXITS(CR3_STORE_EXITING)) || (ip->aux == 8 && EXITS(CR8_STORE_EXITING)))
+                VM_EXIT(P64_VMEXIT_CR_ACCESS, ip->aux | (CR_ACCESS_MFCR << 4) | REG(ip->rd));
+            SET_RD(vmx_read_cr(m, ip->aux));
+        }
         SET_RD(read_cr(m, ip->aux));
     }
     OP(LIDT) {
         REQUIRE_PRIV(P64_OP_LIDT);
+        if (GUEST && EXITS(DESCRIPTOR_TABLE_EXITING))
+            VM_EXIT(P64_VMEXIT_DESCRIPTOR_TABLE, REG(ip->rs1));
         m->cpu.idtr = RS1;
         NEXT_SEQ();
     }
     OP(SIDT) {
         REQUIRE_PRIV(P64_OP_SIDT);
+        if (GUEST && EXITS(DESCRIPTOR_TABLE_EXITING))
+            VM_EXIT(P64_VMEXIT_DESCRIPTOR_TABLE, 1u | REG(ip->rd));
         SET_RD(m->cpu.idtr);
     }
     OP(SMSW) {
         REQUIRE_PRIV(P64_OP_SMSW);
+        if (GUEST)
+            SET_RD(vmx_read_cr(m, 0) & 0xffff); /* V.3: the read shadow removes smsw's obstacle */
         SET_RD(m->cpu.cr0 & 0xffff);
     }
     OP(RDCS) {
@@ -348,10 +396,14 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     }
     OP(RDTSC) {
         REQUIRE_PRIV(P64_OP_RDTSC);
+        if (GUEST && EXITS(RDTSC_EXITING))
+            VM_EXIT(P64_VMEXIT_RDTSC, 0);
         SET_RD(NOW() + m->cpu.tsc_offset);
     }
     OP(RDMSR) {
         REQUIRE_PRIV(P64_OP_RDMSR);
+        if (GUEST && vmx_msr_exits(m, RS1, 0))
+            VM_EXIT(P64_VMEXIT_RDMSR, RS1);
         uint64_t v_;
         if (!read_msr(m, RS1, NOW(), &v_))
             RAISE_GP0();
@@ -359,6 +411,8 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     }
     OP(WRMSR) {
         REQUIRE_PRIV(P64_OP_WRMSR);
+        if (GUEST && vmx_msr_exits(m, RS1, 1))
+            VM_EXIT(P64_VMEXIT_WRMSR, RS1);
         if (!write_msr(m, RS1, RS2, NOW()))
             RAISE_GP0();
         GO(PC + 4);
@@ -366,15 +420,23 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     }
     OP(INVLPG) {
         REQUIRE_PRIV(P64_OP_INVLPG);
+        if (GUEST && EXITS(INVLPG_EXITING))
+            VM_EXIT(P64_VMEXIT_INVLPG, RS1 + IMM);
         tlb_invlpg(m, RS1 + IMM);
         GO(PC + 4);
         END_BLOCK();
     }
     OP(VMCALL) {
-        REQUIRE_PRIV(P64_OP_VMCALL); /* #UD: P64 has no guest mode yet */
+        if (GUEST) { /* V.2: always exits in guest mode, at any CPL */
+            m->ctr.vmcalls++;
+            VM_EXIT(P64_VMEXIT_VMCALL, (uint64_t)ip->imm);
+        }
+        REQUIRE_PRIV(P64_OP_VMCALL); /* #UD outside guest mode */
         RAISE(V_UD);
     }
     OP(HCALL) {
+        if (GUEST)
+            RAISE(V_UD); /* V.2: host software is not reachable from guest mode */
         REQUIRE_PRIV(P64_OP_HCALL);
         m->exit.number = (uint64_t)ip->imm;
         m->ctr.hcalls++;
@@ -413,6 +475,9 @@ budget_out:
     n = 0;
     result = BLK_BUDGET;
     goto out;
+vm_exit_out:
+    result = BLK_VMEXIT;
+    goto out;
 fault:
     result = BLK_FAULT;
     goto out;
@@ -424,11 +489,11 @@ boundary:
 out:
     m->cpu.pc = PC;
     m->fetch_valid = CUR_DP != &m->stub && ip < CUR_DP + DPAGE_WORDS;
-    uint64_t ticks = (uint64_t)(m->block_n0 - n), retired = ticks - (result == BLK_FAULT);
+    uint64_t ticks = (uint64_t)(m->block_n0 - n), retired = ticks - (result == BLK_FAULT || result == BLK_VMEXIT);
     m->block_ticks = ticks;
     m->ctr.ticks += ticks;
     m->clock += ticks;
-    m->ctr.insn[0][cpl] += retired;
+    m->ctr.insn[m->guest][cpl] += retired;
     if (m->block_paging)
         m->ctr.dtlb_hits += hits, m->ctr.itlb_hits += m->block_ihits;
     if (m->block_step && retired)
@@ -444,7 +509,7 @@ const void *const *handler_table(void)
 }
 
 /* §10: host writes take effect as if an instruction had loaded them. */
-static void begin_run(struct p64_machine *m)
+void begin_run(struct p64_machine *m)
 {
     struct p64_cpu *c = &m->cpu;
     m->labels = handler_table();
@@ -460,10 +525,11 @@ static void begin_run(struct p64_machine *m)
         fast_clear_limited(m);
     if (c->vm_tag != m->seen_vm_tag)
         fast_clear_all(m);
+    update_translating(m);
     m->fetch_valid = 0; /* every run starts by entering the page of pc (§8.2) */
 }
 
-static void end_run(struct p64_machine *m)
+void end_run(struct p64_machine *m)
 {
     m->seen_cr0 = m->cpu.cr0;
     m->seen_cr3 = m->cpu.cr3;
@@ -473,14 +539,15 @@ static void end_run(struct p64_machine *m)
 }
 
 /* §6.5 steps 3-4: skip the shadow, or deliver the pending interrupt (a tick).  Returns -1
- * if nothing was delivered, else DELIVER_OK or DELIVER_EXIT. */
+ * if nothing was delivered, else DELIVER_OK or DELIVER_EXIT.  With external-interrupt
+ * exiting, guest mode never takes the vector itself (docs/vmx.md V.3). */
 static int boundary_interrupt(struct p64_machine *m)
 {
     if (m->cpu.int_shadow) {
         m->cpu.int_shadow = 0;
         return -1;
     }
-    if (!interrupt_deliverable(&m->cpu))
+    if (m->vmx.intr_exiting || !interrupt_deliverable(&m->cpu))
         return -1;
     int rc = deliver_external(m);
     m->ctr.ticks++;
@@ -488,17 +555,23 @@ static int boundary_interrupt(struct p64_machine *m)
     return rc;
 }
 
-/* §6.5: the order at a boundary, then a block of ticks, until an exit. */
-int p64_run(struct p64_machine *m, uint64_t budget)
+/* Guest mode: could the next boundary make a VM exit (V.3)?  Then blocks are one tick. */
+static int guest_watch(const struct p64_machine *m)
 {
-    if (!check_state(m))
-        return P64_ERR_STATE;
-    begin_run(m);
+    return (m->vmx.intr_exiting && m->cpu.intr_vector >= 0) || (m->vmx.window_exiting && (m->cpu.flags & FLAGS_IF));
+}
+
+/* §6.5: the order at a boundary, then a block of ticks, until an exit (host or guest mode). */
+void run_loop(struct p64_machine *m, uint64_t budget)
+{
     struct p64_cpu *c = &m->cpu;
     uint64_t left = budget;
     for (;;) {
         if (c->shutdown) {
-            m->exit.reason = P64_EXIT_SHUTDOWN;
+            if (m->guest)
+                vmx_exit(m, P64_VMEXIT_TRIPLE_FAULT, 0);
+            else
+                m->exit.reason = P64_EXIT_SHUTDOWN;
             break;
         }
         if (c->pending_db && deliver_single_step(m) != DELIVER_OK)
@@ -507,6 +580,8 @@ int p64_run(struct p64_machine *m, uint64_t budget)
             m->exit.reason = P64_EXIT_BUDGET;
             break;
         }
+        if (m->guest && vmx_boundary(m))
+            break;
         int rc = boundary_interrupt(m);
         if (rc >= 0) {
             left--;
@@ -519,13 +594,22 @@ int p64_run(struct p64_machine *m, uint64_t budget)
             break;
         }
         /* one tick at a time when the next boundary may have to deliver something */
-        int one = (c->flags & FLAGS_TF) || interrupt_deliverable(c);
+        int one = (c->flags & FLAGS_TF) || (!m->vmx.intr_exiting && interrupt_deliverable(c)) ||
+                  (m->guest && guest_watch(m));
         int64_t n = one ? 1 : left > INT64_MAX ? INT64_MAX : (int64_t)left;
         int res = exec_block(m, n);
         left -= m->block_ticks;
-        if (res == BLK_EXIT || (res == BLK_FAULT && deliver_fault(m, c->pc) != DELIVER_OK))
+        if (res == BLK_EXIT || res == BLK_VMEXIT || (res == BLK_FAULT && deliver_fault(m, c->pc) != DELIVER_OK))
             break;
     }
+}
+
+int p64_run(struct p64_machine *m, uint64_t budget)
+{
+    if (!check_state(m))
+        return P64_ERR_STATE;
+    begin_run(m);
+    run_loop(m, budget);
     end_run(m);
     return P64_OK;
 }

@@ -52,6 +52,17 @@ const char *cr_write_error(unsigned crn, uint64_t value)
     }
 }
 
+/* A paging-mode change flushes everything (§2); in guest mode, everything of the guest's tag
+ * (docs/vmx.md V.7). */
+static void flush_context(struct p64_machine *m)
+{
+    if (m->guest) {
+        tlb_flush_tag(m, m->cpu.vm_tag, 0);
+        m->ctr.tlb_full_flushes++;
+    } else
+        tlb_flush_all(m);
+}
+
 /* mtcr: 0 if the value raises #GP(0).  Flushes as §2 and §8.1 say. */
 int write_cr(struct p64_machine *m, unsigned crn, uint64_t value)
 {
@@ -62,8 +73,9 @@ int write_cr(struct p64_machine *m, unsigned crn, uint64_t value)
     case 0: {
         int changed = ((c->cr0 ^ value) & (CR0_PG | CR0_WP)) != 0;
         c->cr0 = value;
+        update_translating(m);
         if (changed)
-            tlb_flush_all(m);
+            flush_context(m);
         break;
     }
     case 2: c->cr2 = value; break;
@@ -75,7 +87,7 @@ int write_cr(struct p64_machine *m, unsigned crn, uint64_t value)
         int changed = ((c->cr4 ^ value) & (CR4_PL | CR4_PGE)) != 0;
         c->cr4 = value;
         if (changed)
-            tlb_flush_all(m);
+            flush_context(m);
         break;
     }
     default: c->cr8 = value; break;

@@ -8,7 +8,7 @@ from cffi_core._binding import RangeError, StateError
 from cffi_core.asm import assemble
 from cffi_core.machine import ExitReason, Machine, MiB, TLBConfig
 from cffi_core.pagetables import PAGE_2M, PTE_U, PTE_W, PageAllocator, PageTables
-from cffi_core.profiles import ProfileError
+from cffi_core.profiles import PROFILES, ProfileError
 
 
 def test_unknown_profile_is_refused_with_the_known_ones():
@@ -16,9 +16,13 @@ def test_unknown_profile_is_refused_with_the_known_ones():
         Machine("pentium")
 
 
-def test_profile_with_coming_features_says_so():
-    with pytest.raises(ProfileError, match=r"vmx.*does not implement yet"):
-        Machine("vtx-2006")
+def test_profiles_add_features_by_name():
+    m = Machine("vtx-2009+iommu", memory=1 << 20)
+    assert m.profile.features == PROFILES["vtx-2009"].features | {"iommu"}
+    with pytest.raises(ProfileError, match=r"unknown features.*'mmx'"):
+        Machine("vtx-2006+mmx")
+    with pytest.raises(ProfileError, match="unknown profile 'vtx-2010'"):
+        Machine("vtx-2010")
 
 
 @pytest.mark.parametrize("size", [0, 4095, 1000 * 4096 + 1, 8 * 1024**3, -4096])

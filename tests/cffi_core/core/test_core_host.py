@@ -281,7 +281,7 @@ def make(mem=MEMORY, features=0, dtlb=(64, 4), itlb=(32, 4)):
 
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"mem": 4096 * 15}, "mem_size"), ({"mem": MEMORY + 1}, "mem_size"), ({"mem": (4 << 30) + 4096}, "mem_size"),
-    ({"features": 4}, "features"), ({"features": 1 << 20}, "features"), ({"dtlb": (48, 4)}, "dtlb_entries"),
+    ({"features": 8}, "features"), ({"features": 1 << 20}, "features"), ({"dtlb": (48, 4)}, "dtlb_entries"),
     ({"dtlb": (2, 2)}, "dtlb_entries"), ({"dtlb": (8192, 4)}, "dtlb_entries"), ({"dtlb": (64, 3)}, "dtlb_ways"),
     ({"itlb": (4, 8)}, "itlb_ways"), ({"itlb": (32, 0)}, "itlb_ways"),
 ])  # fmt: skip

@@ -1,0 +1,172 @@
+"""The vmx extension as Python sees it (docs/vmx.md): VMCS fields, controls, VM exit reasons and
+event-information encodings, read from the core's boundary header (``csrc/p64.h`` is their one
+home), and ``Vmcs``, the handle of one virtual machine control structure.
+
+>>> from cffi_core.machine import Machine
+>>> m = Machine("vtx-2006", memory=1 << 20)
+>>> v = m.vmcs()
+>>> v[VmcsField.PROC_CONTROLS] = ProcControl.HLT_EXITING
+>>> m.counters["vmcs_writes"]
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from typing import TYPE_CHECKING
+
+from cffi_core import _binding
+from cffi_core._binding import ffi, lib
+
+if TYPE_CHECKING:
+    from cffi_core.machine import Machine
+
+__all__ = [
+    "READ_ONLY_FIELDS", "EventInfo", "IntrType", "IommuFault", "PinControl", "ProcControl", "VmExitReason",
+    "Vmcs", "VmcsField", "intr_info",
+]  # fmt: skip
+
+
+def _members(prefix: str, exclude: frozenset[str] = frozenset()) -> dict[str, int]:
+    names = sorted(n for n in dir(lib) if n.startswith(prefix) and n not in exclude)
+    return {n[len(prefix) :]: int(getattr(lib, n)) for n in sorted(names, key=lambda n: int(getattr(lib, n)))}
+
+
+# Built from the header's enums so that the names cannot drift from the core's.
+VmcsField = IntEnum("VmcsField", _members("P64_VMCS_", frozenset({"P64_VMCS_FIELDS"})))  # type: ignore[misc]
+VmcsField.__doc__ = "The fields of a VMCS (docs/vmx.md V.2)."
+VmExitReason = IntEnum("VmExitReason", _members("P64_VMEXIT_", frozenset({"P64_VMEXIT_REASONS"})))  # type: ignore[misc]
+VmExitReason.__doc__ = "Why a VM exit happened: VT-x's basic exit reasons (docs/vmx.md V.4)."
+ProcControl = IntFlag("ProcControl", {k: 1 << b for k, b in _members("P64_PROC_").items()})  # type: ignore[misc]
+ProcControl.__doc__ = "Bits of PROC_CONTROLS (docs/vmx.md V.2)."
+PinControl = IntFlag("PinControl", {k: 1 << b for k, b in _members("P64_PIN_").items()})  # type: ignore[misc]
+PinControl.__doc__ = "Bits of PIN_CONTROLS (docs/vmx.md V.2)."
+
+READ_ONLY_FIELDS = frozenset(f for f in VmcsField if f >= VmcsField.EXIT_REASON)  # type: ignore[attr-defined]
+
+
+class IntrType(IntEnum):
+    """The type of an event-information field (docs/vmx.md V.5, V.9)."""
+
+    EXTERNAL = lib.P64_INTR_TYPE_EXTERNAL
+    HARDWARE_EXCEPTION = lib.P64_INTR_TYPE_HARDWARE_EXCEPTION
+    SOFTWARE_INTERRUPT = lib.P64_INTR_TYPE_SOFTWARE_INTERRUPT
+
+
+_VALID = 1 << lib.P64_INTR_VALID_BIT
+_HAS_ERROR = 1 << lib.P64_INTR_ERROR_CODE_BIT
+
+
+def intr_info(vector: int, kind: IntrType, has_error: bool = False) -> int:
+    """Encode ENTRY_INTR_INFO (valid bit set) for an event to inject (docs/vmx.md V.9)."""
+    if not 0 <= vector <= 255:
+        raise ValueError(f"vector = {vector}: must be 0..255")
+    return vector | int(kind) << lib.P64_INTR_TYPE_SHIFT | (_HAS_ERROR if has_error else 0) | _VALID
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """A decoded EXIT_INTR_INFO or IDT_VECTORING_INFO (docs/vmx.md V.5)."""
+
+    valid: bool
+    vector: int
+    kind: int
+    has_error: bool
+
+    @classmethod
+    def decode(cls, info: int) -> EventInfo:
+        return cls(bool(info & _VALID), info & 0xFF, (info >> lib.P64_INTR_TYPE_SHIFT) & 7, bool(info & _HAS_ERROR))
+
+
+@dataclass(frozen=True)
+class IommuFault:
+    """A DMA the IOMMU refused (docs/vmx.md V.10)."""
+
+    device: int
+    write: bool
+    address: int
+    reason: str  # "not mapped", "not permitted", "misconfigured"
+
+
+_FAULT_REASONS = ("not mapped", "not permitted", "misconfigured")
+
+
+def _take_faults(m: object) -> list[IommuFault]:
+    out = ffi.new("struct p64_iommu_fault[]", lib.P64_IOMMU_FAULT_LOG)
+    n = int(lib.p64_iommu_take_faults(m, out, lib.P64_IOMMU_FAULT_LOG))
+    return [
+        IommuFault(int(f.device), bool(f.write), int(f.address), _FAULT_REASONS[min(int(f.reason), 2)])
+        for f in (out[i] for i in range(n))
+    ]
+
+
+class _GuestRegisters:
+    """The guest's r0..r15 in a VMCS: a plain array, read and written without counting (V.2)."""
+
+    __slots__ = ("_a",)
+
+    def __init__(self, array: object) -> None:
+        self._a = array
+
+    def __getitem__(self, i: int) -> int:
+        if not 0 <= i < 16:
+            raise IndexError(f"register index {i} out of range 0..15")
+        return 0 if i == 0 else int(self._a[i])
+
+    def __setitem__(self, i: int, value: int) -> None:
+        if not 0 <= i < 16:
+            raise IndexError(f"register index {i} out of range 0..15")
+        if i:
+            self._a[i] = value & 0xFFFF_FFFF_FFFF_FFFF
+
+    def __len__(self) -> int:
+        return 16
+
+    def __iter__(self) -> Iterator[int]:
+        return (self[i] for i in range(16))
+
+
+class Vmcs:
+    """One VMCS of a machine (``Machine.vmcs()``): fields through ``read``/``write`` (or
+    indexing), each access counted in ``vmcs_reads``/``vmcs_writes`` (Adams & Agesen 2006);
+    the guest's general registers in ``regs``, not counted."""
+
+    __slots__ = ("_m", "_machine", "_v", "regs")
+
+    def __init__(self, machine: Machine) -> None:
+        out = ffi.new("struct p64_vmcs **")
+        m = machine._m
+        rc = lib.p64_vmcs_create(m, out)
+        if rc != lib.P64_OK:
+            _binding.check(rc, m)
+        self._machine = machine  # keeps the machine (hence the core) alive as long as the VMCS
+        self._m = m
+        # SAFETY: destroyed exactly once by the gc hook; it only frees the VMCS's own memory.
+        self._v = ffi.gc(out[0], lib.p64_vmcs_destroy)
+        self.regs = _GuestRegisters(lib.p64_vmcs_regs(self._v))
+
+    def read(self, field: int) -> int:
+        """Read one field (counted)."""
+        out = ffi.new("uint64_t *")
+        rc = lib.p64_vmcs_read(self._m, self._v, int(field), out)
+        if rc != lib.P64_OK:
+            _binding.check(rc, self._m)
+        return int(out[0])
+
+    def write(self, field: int, value: int) -> None:
+        """Write one field (counted); exit-information fields are read-only."""
+        rc = lib.p64_vmcs_write(self._m, self._v, int(field), int(value) & 0xFFFF_FFFF_FFFF_FFFF)
+        if rc != lib.P64_OK:
+            _binding.check(rc, self._m)
+
+    __getitem__ = read
+    __setitem__ = write
+
+    def copy_from(self, other: Vmcs) -> None:
+        """Make this VMCS a copy of ``other`` (guest state, controls, registers): a VMM's
+        snapshot of a VM, not counted as field accesses."""
+        rc = lib.p64_vmcs_copy(self._m, self._v, other._v)
+        if rc != lib.P64_OK:
+            _binding.check(rc, self._m)
