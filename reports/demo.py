@@ -1,5 +1,6 @@
-"""``popek demo`` and ``popek grade``: run VMMs through the conformance suite on every profile they
-support, one pytest process per (VMM, profile), then write the grade sheet.
+"""``popek demo`` and ``popek grade``: run VMMs through the conformance suite on the profiles that
+matter to them (``relevant_profiles``), one pytest process per (VMM, profile), then write the
+grade sheet.
 
 Each run is ``python -m pytest <conformance package> --vmm V --popek-profile P --popek-results DIR
 --hypothesis-profile=ci``: the plugin is loaded through its ``pytest11`` entry point, exactly as
@@ -19,15 +20,28 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from cffi_core.profiles import PROFILES, available_profiles
+from cffi_core.profiles import FEATURE_BITS, PROFILES, available_profiles
 from conformance.api import ENTRY_POINT_GROUP, VMM, load_vmm
 from conformance.results import RunKey
 
-__all__ = ["DEFAULT_HYPOTHESIS_PROFILE", "Outcome", "Plan", "plan_runs", "reference_vmms", "run_plan"]
+__all__ = [
+    "DEFAULT_HYPOTHESIS_PROFILE",
+    "Outcome",
+    "Plan",
+    "plan_runs",
+    "reference_vmms",
+    "relevant_profiles",
+    "run_plan",
+    "supported_profiles",
+]
 
 DEFAULT_HYPOTHESIS_PROFILE = "ci"
 _DISTRIBUTION = "popek"  # the reference VMMs are the ones popek itself registers
 _LOG_TAIL = 15  # lines of a crashed run's log shown on the console
+# The base machine's flavours (classic-1974's trapping sensitive instructions, x86-2005's
+# segment limits) change what every VMM faces; every other feature is a hardware assist
+# (Fisher-Ogden 2006 §3) that changes only what a VMM using it can do.
+_ASSISTS = frozenset(FEATURE_BITS) - {"classic", "seglimit"}
 
 
 @dataclass(frozen=True)
@@ -76,14 +90,23 @@ def supported_profiles(vmm: type[VMM]) -> list[str]:
     return [p for p in available_profiles() if frozenset(vmm.requires) <= PROFILES[p].features]
 
 
+def relevant_profiles(vmm: type[VMM]) -> list[str]:
+    """The profiles a VMM is graded on by default: those it supports, less the profiles with
+    hardware assists (vmx and what builds on it) when it uses none.  A VMM that never executes
+    ``vmrun`` sees an assisted machine as the machine without the assist, so the run would say
+    nothing new; a VMM that uses assists is graded on every profile that offers what it needs."""
+    uses_assists = bool(frozenset(vmm.requires) & _ASSISTS)
+    return [p for p in supported_profiles(vmm) if uses_assists or not PROFILES[p].features & _ASSISTS]
+
+
 def plan_runs(specs: Sequence[str], profiles: Sequence[str] | None) -> tuple[list[Plan], list[str]]:
-    """The runs for VMMs ``specs`` on ``profiles`` (default: every profile each VMM supports), and
-    a note for each asked-for pair left out because the profile lacks what the VMM requires."""
+    """The runs for VMMs ``specs`` on ``profiles`` (default: each VMM's ``relevant_profiles``),
+    and a note for each asked-for pair left out because the profile lacks what the VMM requires."""
     plans, notes = [], []
     for spec in dict.fromkeys(specs):
         cls = load_vmm(spec)
         supported = supported_profiles(cls)
-        for profile in dict.fromkeys(profiles) if profiles else supported:
+        for profile in dict.fromkeys(profiles) if profiles else relevant_profiles(cls):
             if profile in supported:
                 plans.append(Plan(spec, cls, profile))
             else:
