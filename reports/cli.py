@@ -130,7 +130,7 @@ def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str) -> i
         raise ValueError("nothing to run: no selected VMM supports a selected profile")
     print(
         f"popek: {len(plans)} run(s) of the conformance suite (hypothesis profile {args.hypothesis_profile}), "
-        f"{args.jobs} at a time; pytest output and results in {results}",
+        f"{min(args.jobs, len(plans))} at a time; pytest output and results in {results}",
         flush=True,
     )
     outcomes = run_plan(

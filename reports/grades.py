@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cffi_core.profiles import PROFILES
 from conformance.results import OUTCOMES, ResultsError, RunKey, RunResults, TestResult, load_results
 from reports.junit import load_junit
 
@@ -75,7 +76,14 @@ def load_runs(files: Sequence[Path]) -> list[RunResults]:
         into.tests = list(by_id.values())
     for run in merged.values():
         run.tests.sort(key=lambda t: t.nodeid)
-    return list(merged.values())
+    # Runs of one VMM together (VMMs in the order first seen), profiles in the manual's order.
+    vmms = list(dict.fromkeys(key.vmm for key in merged))
+    return sorted(merged.values(), key=lambda r: (vmms.index(r.key.vmm), _profile_rank(r.key.profile)))
+
+
+def _profile_rank(profile: str) -> int:
+    order = list(PROFILES)
+    return order.index(profile) if profile in order else len(order)
 
 
 @dataclass
@@ -152,7 +160,7 @@ def verdict(counts: Counter[str]) -> str:
 
 def summary_table(grades: Sequence[Grade]) -> tuple[list[str], list[list[str]]]:
     """The cross-VMM summary: one row per (VMM, property), one column per profile."""
-    profiles = list(dict.fromkeys(g.run.key.profile for g in grades))
+    profiles = sorted(dict.fromkeys(g.run.key.profile for g in grades), key=_profile_rank)
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for g in grades:
         for prop in g.properties():
