@@ -1,0 +1,121 @@
+"""Guest-physical RAM as a region of host RAM: the spec's memory accessor and the devices' DMA.
+
+A VMM that runs its guest on the host ``Machine`` gives each guest a contiguous region of
+host-physical memory: guest-physical address ``g`` lives at host-physical ``base + g``
+(the "single register translation" of VM/ESA zones, Fisher-Ogden 2006 §2.2.3).  This class is
+the one way into that region for everything that is not the guest itself:
+
+- the executable spec, when the VMM emulates a trapped instruction (``PhysicalMemory``
+  protocol of ``cffi_core.spec.memory``);
+- the virtual devices' DMA (``GuestMemory.dma()``, the ``DMA`` protocol of
+  ``cffi_core.devices``): a disk transfer lands in guest-physical memory, never outside;
+- shadow paging, which must hear of every write to a page the guest uses as a page table
+  (``watched`` frames; ``reference_vmm.shadow.pager``).
+
+Writes go through ``Machine.write`` so that the core's decoded-instruction cache stays coherent
+(docs/architecture.md §15): a guest that loads code by DMA or through an emulated store runs
+the new code.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from cffi_core.devices import DMAError
+from cffi_core.machine import PAGE_SIZE, Machine
+
+__all__ = ["GuestDMA", "GuestMemory", "WriteHook"]
+
+WriteHook = Callable[[int, int, int], None]
+"""``hook(gpa, old, new)``: the quadword at guest-physical ``gpa`` (8-byte aligned) of a watched
+frame changed from ``old`` to ``new``."""
+
+_QUAD = struct.Struct("<Q")
+_FORMATS = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 8: _QUAD}
+PAGE_SHIFT = 12
+
+
+class GuestMemory:
+    """Guest-physical addresses ``[0, size)`` stored at host-physical ``[base, base + size)``."""
+
+    def __init__(self, host: Machine, base: int, size: int) -> None:
+        if base % PAGE_SIZE or size % PAGE_SIZE or size <= 0:
+            raise ValueError(f"guest region at {base:#x} of {size:#x} bytes: must be whole 4 KiB pages")
+        if base < 0 or base + size > host.memory_size:
+            raise ValueError(
+                f"guest region [{base:#x}, {base + size:#x}) is outside host RAM [0, {host.memory_size:#x})"
+            )
+        self.host = host
+        self.base = base
+        self.size = size
+        self._view = host.memory
+        self.watched: set[int] = set()
+        """Guest frame numbers whose writes are reported to ``on_write`` (shadow paging's traced pages)."""
+        self.on_write: WriteHook | None = None
+
+    def hpa(self, gpa: int) -> int:
+        """The host-physical address of guest-physical ``gpa`` (which must be in range)."""
+        return self.base + gpa
+
+    # -- the spec's PhysicalMemory protocol (the spec checks the range before it calls) --------
+    def read(self, addr: int, size: int) -> int:
+        return _FORMATS[size].unpack_from(self._view, self.base + addr)[0]
+
+    def write(self, addr: int, size: int, value: int) -> None:
+        self.write_bytes(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+    def read_bytes(self, addr: int, length: int) -> bytes:
+        self._check(addr, length, "read")
+        return bytes(self._view[self.base + addr : self.base + addr + length])
+
+    def write_bytes(self, addr: int, data: bytes) -> None:
+        """Store ``data`` at guest-physical ``addr``; watched quadwords that change are reported."""
+        self._check(addr, len(data), "write")
+        if not data:
+            return
+        first, last = addr >> PAGE_SHIFT, (addr + len(data) - 1) >> PAGE_SHIFT
+        touched = [f for f in range(first, last + 1) if f in self.watched] if self.watched else []
+        if not touched or self.on_write is None:
+            self.host.write(self.base + addr, data)
+            return
+        lo, hi = addr & ~7, (addr + len(data) + 7) & ~7
+        before = self.read_bytes(lo, hi - lo)
+        self.host.write(self.base + addr, data)
+        after = self.read_bytes(lo, hi - lo)
+        for off in range(0, hi - lo, 8):
+            gpa = lo + off
+            if (gpa >> PAGE_SHIFT) in self.watched:
+                old, new = _QUAD.unpack_from(before, off)[0], _QUAD.unpack_from(after, off)[0]
+                if old != new:
+                    self.on_write(gpa, old, new)
+
+    def dma(self) -> GuestDMA:
+        """The DMA accessor of this guest's devices."""
+        return GuestDMA(self)
+
+    def _check(self, addr: int, length: int, what: str) -> None:
+        if addr < 0 or length < 0 or addr + length > self.size:
+            raise IndexError(
+                f"guest-physical {what} of {length} bytes at {addr:#x}: outside guest RAM [0, {self.size:#x})"
+            )
+
+
+class GuestDMA:
+    """Device DMA into guest-physical memory: all or nothing, never outside the guest's region
+    (docs/devices.md: a transfer outside RAM ends in the disk's error status)."""
+
+    def __init__(self, memory: GuestMemory) -> None:
+        self._mem = memory
+
+    def read(self, addr: int, size: int) -> bytes:
+        try:
+            return self._mem.read_bytes(addr, size)
+        except IndexError as e:
+            raise DMAError(f"DMA read: {e}") from None
+
+    def write(self, addr: int, data: bytes) -> None:
+        try:
+            self._mem.write_bytes(addr, data)
+        except IndexError as e:
+            raise DMAError(f"DMA write: {e}") from None
