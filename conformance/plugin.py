@@ -18,7 +18,10 @@ Options (group ``popek``):
 - ``--popek-results DIR``: write one JSON file per (VMM, profile) run (``conformance.results``).
 
 A test that takes the ``vmm`` fixture runs once per selected VMM (ids = VMM names) and is
-skipped, with the reason, when the profile lacks a feature the VMM ``requires``.  Markers:
+skipped, with the reason, when the profile lacks a feature the VMM ``requires``.  A test may
+name its VMM instead (``@pytest.mark.parametrize("vmm", ["trap-and-emulate"], indirect=True)``,
+as the theorem test does): it runs whatever ``--vmm`` selects, is recorded under that VMM, and
+is skipped with the reason while the VMM cannot be loaded.  Markers:
 
 - ``popek_property(name, category=None)``: the property graded (equivalence, safety,
   efficiency) and a category (obstacle, mechanism, ...), recorded in the results;
@@ -192,7 +195,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         if callspec is None or "vmm" not in callspec.params:
             continue
-        cls: type[VMM] = callspec.params["vmm"]
+        cls = callspec.params["vmm"]
+        if isinstance(cls, str):  # a test that names its VMM (the theorem: "trap-and-emulate")
+            try:
+                cls = load_vmm(cls)
+            except VMMError as e:
+                item.add_marker(pytest.mark.skip(reason=f"needs the VMM {callspec.params['vmm']!r}: {e}"))
+                continue
         for mark in item.iter_markers(MARK_DEVIATION):
             technique, reason = mark.args[0], mark.args[1]
             profiles = mark.kwargs.get("profiles")
@@ -215,9 +224,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def vmm(request: pytest.FixtureRequest) -> type[VMM]:
-    """The VMM class under test (parametrized over ``--vmm``); skipped when unsupported."""
+    """The VMM class under test (parametrized over ``--vmm``, or by a test that names its VMM:
+    ``@pytest.mark.parametrize("vmm", ["trap-and-emulate"], indirect=True)``, which runs whatever
+    ``--vmm`` says and is skipped, with the reason, while that VMM cannot be loaded); skipped
+    when unsupported."""
     state = request.config.stash[_STATE]
-    cls: type[VMM] = request.param
+    cls: type[VMM] | str = request.param
+    if isinstance(cls, str):
+        try:
+            cls = load_vmm(cls)
+        except VMMError as e:
+            pytest.skip(f"needs the VMM {request.param!r}: {e}")
     try:
         check_supported(cls, state.profile, state.features)
     except VMMUnsupported as e:

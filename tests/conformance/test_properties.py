@@ -1,0 +1,145 @@
+"""The property tests graded against seeded bugs: toy VMMs that break safety and efficiency fail, readably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+CONFORMANCE = Path(__file__).resolve().parents[2] / "conformance"
+
+# Toy VMMs with seeded bugs (aesthetics-anchors E, "quality"):
+# - BareMetalVMM runs every guest on the host machine itself at real CPL 0, all at the same
+#   addresses, each to the end of its budget in one host run, and keeps its VM table at the top
+#   of host RAM: it breaks every rule of resource control at once;
+# - UncountedVMM is the native oracle without the efficiency counters;
+# - SlowVMM is the full emulator under another name (no documented deviation covers it).
+TOYS = """
+from cffi_core.devices import standard_devices
+from cffi_core.devices.host import DeviceHost
+from cffi_core.platform import MachineDMA
+from conformance.api import VM, VMM
+from reference_vmm.emulate import EmulateVMM
+from reference_vmm.native import NativeVMM
+from reference_vmm.native.monitor import NativeVM
+
+
+class BareMetalVM(VM):
+    def __init__(self, host, image, config):
+        self.config = config
+        host.load(image)
+        self.bus, self.devices = standard_devices(host, MachineDMA(host), disk=config.disk,
+                                                  console_input=config.console_input)
+        self._host = DeviceHost(host.cpu, self.bus, self.devices, clock=host.now, run=host.run,
+                                advance_clock=host.advance_clock)
+        self._stop = None
+
+    console = property(lambda self: self.devices.console.output)
+    exit_code = property(lambda self: self.devices.result.exit_code if self.devices.result.stopped else None)
+    disk = property(lambda self: self.devices.disk.data if self.devices.disk is not None else b"")
+    stop = property(lambda self: self._stop)
+
+    def run_to_the_end(self):
+        if self._stop is None:
+            self._stop = self._host.run_until(self.config.budget) or "budget"
+
+
+class BareMetalVMM(VMM):
+    name = "bare-metal"
+    technique = "none: guests on the host at real CPL 0 (a seeded bug)"
+
+    def create_vm(self, image, config):
+        self.host.write_u64(self.host.memory_size - 8, len(self.vms) + 1)
+        vm = BareMetalVM(self.host, image, config)
+        self.vms.append(vm)
+        return vm
+
+    def run(self, budget):
+        for vm in self.vms:
+            vm.run_to_the_end()
+
+
+class UncountedVM(NativeVM):
+    @property
+    def counters(self):
+        return {}
+
+
+class UncountedVMM(NativeVMM):
+    name = "uncounted"
+    technique = "native without efficiency counters (a seeded bug)"
+
+    def create_vm(self, image, config):
+        vm = super().create_vm(image, config)
+        vm.__class__ = UncountedVM
+        return vm
+
+
+class SlowVMM(EmulateVMM):
+    name = "slow"
+    technique = "full emulation under another name (a seeded bug)"
+"""
+
+
+# A hypothesis profile for the inner runs: a few examples, no shrinking — the failure and its
+# message are the point here, and shrinking a seeded bug that fails everywhere only costs time.
+TOY_PROFILE = """
+from hypothesis import HealthCheck, Phase, settings
+
+settings.register_profile("toy", max_examples=5, deadline=None, derandomize=True, database=None,
+                          phases=[Phase.explicit, Phase.generate],
+                          suppress_health_check=[HealthCheck.too_slow])
+"""
+
+
+@pytest.fixture
+def toys(pytester: pytest.Pytester) -> pytest.Pytester:
+    # The inner run sees the outer one's xdist worker environment; pytest-benchmark would warn.
+    pytester.makeini(
+        "[pytest]\naddopts = -p no:benchmark -p no:cacheprovider -p toy_profile --hypothesis-profile=toy\n"
+    )
+    pytester.makepyfile(toys=TOYS, toy_profile=TOY_PROFILE)
+    pytester.syspathinsert()
+    return pytester
+
+
+def test_bare_metal_vmm_fails_every_safety_check(toys):
+    result = toys.runpytest(str(CONFORMANCE / "test_safety.py"), "--vmm", "toys:BareMetalVMM")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*resource control violated under bare-metal (Popek & Goldberg 1974):*",
+            "*host canary region damaged: 1 quadwords of *",
+            "*instructions retired at real CPL 0 in host mode while guests ran (insn_host_cpl0)*",
+            "*one host run lasted * ticks: the VMM must regain control within 1000 ticks of each host timer tick*",
+            "*the victim's observation beside the adversary differs from its solo run:*",
+            "*adversary:*",
+        ]
+    )
+
+
+def test_reference_vmms_pass_the_safety_checks(toys):
+    result = toys.runpytest(str(CONFORMANCE / "test_safety.py"), "--vmm", "native", "--vmm", "emulate", "-k", "cli_jmp")
+    result.assert_outcomes(passed=2)
+
+
+def test_vmm_without_counters_fails_efficiency_saying_which_keys_are_missing(toys):
+    result = toys.runpytest(str(CONFORMANCE / "test_efficiency.py"), "--vmm", "toys:UncountedVMM")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        ["*the VM reports no guest_insns_direct, guest_insns_emulated, vmm_interventions in VM.counters*"]
+    )
+
+
+def test_emulator_without_a_documented_deviation_fails_efficiency_with_the_figures(toys):
+    result = toys.runpytest(str(CONFORMANCE / "test_efficiency.py"), "--vmm", "toys:SlowVMM", "--vmm", "emulate")
+    result.assert_outcomes(failed=2, xfailed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*efficiency (Popek & Goldberg 1974) not met by slow on the compute guest:*",
+            "*0 of * guest instructions (0.0%) ran directly on the core; the compute guest needs at least 99%*",
+            "* VMM interventions in * guest instructions (1000.0 per 1,000); the compute guest allows at most 5 per 1,000*",
+        ]
+    )
