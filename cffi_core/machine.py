@@ -299,8 +299,8 @@ class Machine:
         if rc:
             _binding.check(rc, self._m)
         e = self._exit
-        if e.reason == _VM:
-            return Exit(ExitReason.VM, number=_vm_reason(e.number))
+        if e.reason == _VM:  # one shared, immutable Exit per reason: the round trip is hot (V.1)
+            return _vm_exit(e.number)
         return self._exit_of(e)
 
     def invept(self) -> None:
@@ -412,14 +412,16 @@ class Machine:
 
 _BUDGET_EXIT = Exit(ExitReason.BUDGET)
 _VM = int(ExitReason.VM)
+_VM_EXITS: dict[int, Exit] = {}
 
 
-def _vm_reason(n: int) -> int:
-    from cffi_core.vmx import VmExitReason
-
+def _vm_exit(n: int) -> Exit:
     try:
-        return VmExitReason(n)
-    except ValueError:  # pragma: no cover - the core reports only the reasons of V.4
-        return int(n)
+        return _VM_EXITS[n]
+    except KeyError:
+        from cffi_core.vmx import VmExitReason
+
+        _VM_EXITS.update({int(r): Exit(ExitReason.VM, number=r) for r in VmExitReason})
+        return _VM_EXITS.get(n) or Exit(ExitReason.VM, number=int(n))
 _REASONS = {int(r): r for r in ExitReason}
 _KINDS = {int(k): k for k in EventKind}

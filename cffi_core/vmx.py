@@ -55,6 +55,8 @@ class IntrType(IntEnum):
     SOFTWARE_INTERRUPT = lib.P64_INTR_TYPE_SOFTWARE_INTERRUPT
 
 
+_vmcs_read = lib.p64_vmcs_read
+_vmcs_write = lib.p64_vmcs_write
 _VALID = 1 << lib.P64_INTR_VALID_BIT
 _HAS_ERROR = 1 << lib.P64_INTR_ERROR_CODE_BIT
 
@@ -133,7 +135,7 @@ class Vmcs:
     indexing), each access counted in ``vmcs_reads``/``vmcs_writes`` (Adams & Agesen 2006);
     the guest's general registers in ``regs``, not counted."""
 
-    __slots__ = ("_m", "_machine", "_v", "regs")
+    __slots__ = ("_m", "_machine", "_out", "_v", "regs")
 
     def __init__(self, machine: Machine) -> None:
         out = ffi.new("struct p64_vmcs **")
@@ -145,21 +147,19 @@ class Vmcs:
         self._m = m
         # SAFETY: destroyed exactly once by the gc hook; it only frees the VMCS's own memory.
         self._v = ffi.gc(out[0], lib.p64_vmcs_destroy)
+        self._out = ffi.new("uint64_t *")  # reused by read: a VMM reads ~10 fields per exit
         self.regs = _GuestRegisters(lib.p64_vmcs_regs(self._v))
 
     def read(self, field: int) -> int:
         """Read one field (counted)."""
-        out = ffi.new("uint64_t *")
-        rc = lib.p64_vmcs_read(self._m, self._v, int(field), out)
-        if rc != lib.P64_OK:
-            _binding.check(rc, self._m)
-        return int(out[0])
+        if _vmcs_read(self._m, self._v, field, self._out):
+            _binding.check(lib.P64_ERR_VMX, self._m)
+        return self._out[0]
 
     def write(self, field: int, value: int) -> None:
         """Write one field (counted); exit-information fields are read-only."""
-        rc = lib.p64_vmcs_write(self._m, self._v, int(field), int(value) & 0xFFFF_FFFF_FFFF_FFFF)
-        if rc != lib.P64_OK:
-            _binding.check(rc, self._m)
+        if _vmcs_write(self._m, self._v, field, value & 0xFFFF_FFFF_FFFF_FFFF):
+            _binding.check(lib.P64_ERR_VMX, self._m)
 
     __getitem__ = read
     __setitem__ = write

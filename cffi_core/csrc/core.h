@@ -249,6 +249,7 @@ struct p64_machine {
     uint64_t tlb_stamp;
     struct fast_set *fast;   /* the current row of fast_sets: by CPL (the limit of §5.3 and U/S differ) */
     struct fast_set fast_sets[2][4]; /* host, guest (V.7) */
+    uint32_t fast_dirty;     /* bit 4 * row + CPL: the set may hold entries */
     struct dpage **dpages;   /* by physical page number; NULL when not decoded */
     uint64_t *dlist;         /* physical page numbers of the decoded pages */
     uint32_t ndecoded;

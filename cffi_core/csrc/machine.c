@@ -94,6 +94,7 @@ int p64_create(const struct p64_config *config, struct p64_machine **out)
         return p64_error(NULL, P64_ERR_NOMEM, "out of memory for the machine");
     m->config = *config;
     m->fast = m->fast_sets[0];
+    m->fast_dirty = 0xff; /* calloc'ed tags are 0, not FAST_EMPTY: the first clear empties all */
     m->mem_size = config->mem_size;
     m->mem_pages = config->mem_size >> PAGE_SHIFT;
     m->mem = calloc(1, (size_t)m->mem_size);

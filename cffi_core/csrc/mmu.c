@@ -345,24 +345,33 @@ int p64_walk(struct p64_machine *m, uint64_t va, uint32_t access, uint32_t cpl, 
  * Two rows of four sets: the host's and guest mode's (docs/vmx.md V.7).  The guest row holds
  * the translations of one guest tag at a time (vmx.fast_owner). */
 
-static void fast_clear_row(struct fast_set *row, unsigned from)
+/* Empty the sets of CPLs from..3 of a row that were filled since they were last emptied
+ * (fast_dirty: a bit per row and CPL), so that the flushes of every VM entry and exit without
+ * vpid (docs/vmx.md V.7) cost only what was used. */
+static void fast_clear_row(struct p64_machine *m, unsigned r, unsigned from)
 {
-    for (unsigned c = from; c < 4; c++)
+    struct fast_set *row = m->fast_sets[r];
+    for (unsigned c = from; c < 4; c++) {
+        unsigned bit = 1u << (4 * r + c);
+        if (!(m->fast_dirty & bit))
+            continue;
+        m->fast_dirty &= ~bit;
         for (unsigned i = 0; i < FAST_N; i++)
             row[c].rd[i].tag = row[c].wr[i].tag = row[c].ex[i].tag = FAST_EMPTY;
+    }
 }
 
 void fast_clear_all(struct p64_machine *m)
 {
-    fast_clear_row(m->fast_sets[0], 0);
-    fast_clear_row(m->fast_sets[1], 0);
+    fast_clear_row(m, 0, 0);
+    fast_clear_row(m, 1, 0);
     m->vmx.fast_owner = 0;
 }
 
 /* The segment limit changed: drop what CPL 1..3 may reach (§5.3 step 2). */
 void fast_clear_limited(struct p64_machine *m)
 {
-    fast_clear_row(m->fast, 1);
+    fast_clear_row(m, m->fast == m->fast_sets[1], 1);
 }
 
 static struct fast_set *row_of(struct p64_machine *m, uint32_t tag)
@@ -376,7 +385,7 @@ void fast_enter_set(struct p64_machine *m, int guest)
     m->fast = m->fast_sets[guest != 0];
     if (!guest || m->vmx.fast_owner == m->cpu.vm_tag)
         return;
-    fast_clear_row(m->fast_sets[1], 0);
+    fast_clear_row(m, 1, 0);
     struct tlb *tlbs[2] = {&m->dtlb, &m->itlb};
     for (unsigned t = 0; t < 2; t++)
         for (uint32_t i = 0; i < tlbs[t]->entries; i++)
@@ -428,8 +437,14 @@ void fast_forget_code_page(struct p64_machine *m, uint64_t ppn)
             }
 }
 
+static void mark_dirty(struct p64_machine *m, unsigned cpl)
+{
+    m->fast_dirty |= 1u << (4 * (m->fast == m->fast_sets[1]) + cpl);
+}
+
 static void fast_install(struct p64_machine *m, uint64_t va, uint64_t pa, unsigned cpl, int writable)
 {
+    mark_dirty(m, cpl);
     struct fast_set *s = &m->fast[cpl];
     unsigned i = (unsigned)(va >> PAGE_SHIFT) & FAST_MASK;
     uint64_t page = va & PAGE_MASK;
@@ -724,5 +739,6 @@ struct dinsn *fetch_page(struct p64_machine *m, uint64_t va, unsigned cpl)
     struct dinsn *dp = dcache_page(m, pa >> PAGE_SHIFT);
     struct exec_entry *x = &m->fast[cpl].ex[(va >> PAGE_SHIFT) & FAST_MASK];
     x->tag = va & PAGE_MASK, x->dp = dp;
+    mark_dirty(m, cpl);
     return dp;
 }
