@@ -1,6 +1,7 @@
 /* Guest mode (docs/vmx.md): the VMCS and its counted accesses, the entry checks, p64_vmrun
  * with entry, event injection and exit, the exit conditions the interpreter asks about, the
  * page-walk caches, INVEPT/INVVPID and DMA remapping through the IOMMU. */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "core.h"
@@ -316,6 +317,24 @@ static int vpid_on(const struct p64_machine *m)
     return proc(m, P64_PROC_ENABLE_VPID);
 }
 
+/* The guest-state fields that are a CPU register as they stand (V.2). */
+static const struct {
+    uint32_t field;
+    size_t offset;
+} guest_registers[] = {
+    {P64_VMCS_GUEST_PC, offsetof(struct p64_cpu, pc)},       {P64_VMCS_GUEST_FLAGS, offsetof(struct p64_cpu, flags)},
+    {P64_VMCS_GUEST_CPL, offsetof(struct p64_cpu, cpl)},     {P64_VMCS_GUEST_CR0, offsetof(struct p64_cpu, cr0)},
+    {P64_VMCS_GUEST_CR2, offsetof(struct p64_cpu, cr2)},     {P64_VMCS_GUEST_CR3, offsetof(struct p64_cpu, cr3)},
+    {P64_VMCS_GUEST_CR4, offsetof(struct p64_cpu, cr4)},     {P64_VMCS_GUEST_IDTR, offsetof(struct p64_cpu, idtr)},
+    {P64_VMCS_GUEST_RSP0, offsetof(struct p64_cpu, rsp[0])}, {P64_VMCS_GUEST_RSP1, offsetof(struct p64_cpu, rsp[1])},
+    {P64_VMCS_GUEST_RSP2, offsetof(struct p64_cpu, rsp[2])}, {P64_VMCS_GUEST_SEGLIMIT, offsetof(struct p64_cpu, seglimit)},
+};
+
+static uint64_t *cpu_register(struct p64_cpu *c, size_t offset)
+{
+    return (uint64_t *)(void *)((char *)c + offset);
+}
+
 static void enter_guest(struct p64_machine *m, struct p64_vmcs *v)
 {
     struct vmx_state *x = &m->vmx;
@@ -333,19 +352,9 @@ static void enter_guest(struct p64_machine *m, struct p64_vmcs *v)
     x->vectoring_valid = 0;
     memcpy(c->r, v->regs, sizeof c->r);
     c->r[0] = 0;
-    c->pc = f[P64_VMCS_GUEST_PC];
-    c->flags = f[P64_VMCS_GUEST_FLAGS];
-    c->cpl = f[P64_VMCS_GUEST_CPL];
-    c->cr0 = f[P64_VMCS_GUEST_CR0];
-    c->cr2 = f[P64_VMCS_GUEST_CR2];
-    c->cr3 = f[P64_VMCS_GUEST_CR3];
-    c->cr4 = f[P64_VMCS_GUEST_CR4];
+    for (size_t i = 0; i < sizeof guest_registers / sizeof guest_registers[0]; i++)
+        *cpu_register(c, guest_registers[i].offset) = f[guest_registers[i].field];
     c->cr8 = x->tpr_shadow ? f[P64_VMCS_VIRTUAL_TPR] : f[P64_VMCS_GUEST_CR8];
-    c->idtr = f[P64_VMCS_GUEST_IDTR];
-    c->rsp[0] = f[P64_VMCS_GUEST_RSP0];
-    c->rsp[1] = f[P64_VMCS_GUEST_RSP1];
-    c->rsp[2] = f[P64_VMCS_GUEST_RSP2];
-    c->seglimit = f[P64_VMCS_GUEST_SEGLIMIT];
     /* V.3: the guest's TSC is the machine's plus the offset */
     c->tsc_offset = x->host.tsc_offset + (proc(m, P64_PROC_USE_TSC_OFFSET) ? f[P64_VMCS_TSC_OFFSET] : 0);
     c->halted = f[P64_VMCS_GUEST_ACTIVITY] == ACTIVITY_HLT;
@@ -376,19 +385,9 @@ static void leave_guest(struct p64_machine *m, struct p64_vmcs *v)
     struct vmx_state *x = &m->vmx;
     struct p64_cpu *c = &m->cpu;
     uint64_t *f = v->f;
-    f[P64_VMCS_GUEST_PC] = c->pc;
-    f[P64_VMCS_GUEST_FLAGS] = c->flags;
-    f[P64_VMCS_GUEST_CPL] = c->cpl;
-    f[P64_VMCS_GUEST_CR0] = c->cr0;
-    f[P64_VMCS_GUEST_CR2] = c->cr2;
-    f[P64_VMCS_GUEST_CR3] = c->cr3;
-    f[P64_VMCS_GUEST_CR4] = c->cr4;
+    for (size_t i = 0; i < sizeof guest_registers / sizeof guest_registers[0]; i++)
+        f[guest_registers[i].field] = *cpu_register(c, guest_registers[i].offset);
     f[x->tpr_shadow ? P64_VMCS_VIRTUAL_TPR : P64_VMCS_GUEST_CR8] = c->cr8;
-    f[P64_VMCS_GUEST_IDTR] = c->idtr;
-    f[P64_VMCS_GUEST_RSP0] = c->rsp[0];
-    f[P64_VMCS_GUEST_RSP1] = c->rsp[1];
-    f[P64_VMCS_GUEST_RSP2] = c->rsp[2];
-    f[P64_VMCS_GUEST_SEGLIMIT] = c->seglimit;
     f[P64_VMCS_GUEST_ACTIVITY] = c->shutdown ? ACTIVITY_SHUTDOWN : c->halted ? ACTIVITY_HLT : 0;
     f[P64_VMCS_GUEST_INTERRUPTIBILITY] = c->int_shadow;
     f[P64_VMCS_GUEST_PENDING_DB] = c->pending_db;
