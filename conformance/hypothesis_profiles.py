@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 PROFILES = ("dev", "ci", "thorough")
 
@@ -24,6 +24,10 @@ def register() -> None:
         derandomize=True,
         database=None,
         print_blob=True,
+        # No explain phase: it re-runs a failing example a hundred times and more to annotate
+        # it, and a conformance failure (a guest run natively and under a VMM) is the costly
+        # kind; the shrunk example and its observation diff are the report.
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
         suppress_health_check=[HealthCheck.too_slow],
     )
     settings.register_profile(

@@ -15,6 +15,7 @@ CONFORMANCE = Path(__file__).resolve().parents[2] / "conformance"
 #   addresses, each to the end of its budget in one host run, and keeps its VM table at the top
 #   of host RAM: it breaks every rule of resource control at once;
 # - UncountedVMM is the native oracle without the efficiency counters;
+# - RestartingVMM reboots a VM once it has exited (its console starts over);
 # - SlowVMM is the full emulator under another name (no documented deviation covers it).
 TOYS = """
 from cffi_core.devices import standard_devices
@@ -77,6 +78,24 @@ class UncountedVMM(NativeVMM):
         return vm
 
 
+class RestartingVMM(NativeVMM):
+    name = "restarting"
+    technique = "native that reboots a VM once it exits (a seeded bug)"
+
+    def create_vm(self, image, config):
+        vm = super().create_vm(image, config)
+        vm.image = image
+        return vm
+
+    def run(self, budget):
+        super().run(budget)
+        for vm in self.vms:
+            if vm.stop == "exit":
+                fresh = super().create_vm(vm.image, vm.config)
+                self.vms.pop()
+                vm.platform, vm._stop = fresh.platform, None
+
+
 class SlowVMM(EmulateVMM):
     name = "slow"
     technique = "full emulation under another name (a seeded bug)"
@@ -94,19 +113,28 @@ settings.register_profile("toy", max_examples=5, deadline=None, derandomize=True
 """
 
 
+# The inner runs take the repository's configuration (their test files live in conformance/),
+# so their options are given here: the toy profile, no benchmark warnings under xdist.
+OPTIONS = ("-p", "toy_profile", "--hypothesis-profile=toy", "-p", "no:benchmark", "-p", "no:cacheprovider")
+
+
+class _Toys:
+    def __init__(self, pytester: pytest.Pytester) -> None:
+        self.pytester = pytester
+
+    def run(self, test_file: str, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest(str(CONFORMANCE / test_file), *OPTIONS, *args)
+
+
 @pytest.fixture
-def toys(pytester: pytest.Pytester) -> pytest.Pytester:
-    # The inner run sees the outer one's xdist worker environment; pytest-benchmark would warn.
-    pytester.makeini(
-        "[pytest]\naddopts = -p no:benchmark -p no:cacheprovider -p toy_profile --hypothesis-profile=toy\n"
-    )
+def toys(pytester: pytest.Pytester) -> _Toys:
     pytester.makepyfile(toys=TOYS, toy_profile=TOY_PROFILE)
     pytester.syspathinsert()
-    return pytester
+    return _Toys(pytester)
 
 
 def test_bare_metal_vmm_fails_every_safety_check(toys):
-    result = toys.runpytest(str(CONFORMANCE / "test_safety.py"), "--vmm", "toys:BareMetalVMM")
+    result = toys.run("test_safety.py", "--vmm", "toys:BareMetalVMM")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines_random(
         [
@@ -121,12 +149,12 @@ def test_bare_metal_vmm_fails_every_safety_check(toys):
 
 
 def test_reference_vmms_pass_the_safety_checks(toys):
-    result = toys.runpytest(str(CONFORMANCE / "test_safety.py"), "--vmm", "native", "--vmm", "emulate", "-k", "cli_jmp")
+    result = toys.run("test_safety.py", "--vmm", "native", "--vmm", "emulate", "-k", "cli_jmp")
     result.assert_outcomes(passed=2)
 
 
 def test_vmm_without_counters_fails_efficiency_saying_which_keys_are_missing(toys):
-    result = toys.runpytest(str(CONFORMANCE / "test_efficiency.py"), "--vmm", "toys:UncountedVMM")
+    result = toys.run("test_efficiency.py", "--vmm", "toys:UncountedVMM")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         ["*the VM reports no guest_insns_direct, guest_insns_emulated, vmm_interventions in VM.counters*"]
@@ -134,7 +162,7 @@ def test_vmm_without_counters_fails_efficiency_saying_which_keys_are_missing(toy
 
 
 def test_emulator_without_a_documented_deviation_fails_efficiency_with_the_figures(toys):
-    result = toys.runpytest(str(CONFORMANCE / "test_efficiency.py"), "--vmm", "toys:SlowVMM", "--vmm", "emulate")
+    result = toys.run("test_efficiency.py", "--vmm", "toys:SlowVMM", "--vmm", "emulate")
     result.assert_outcomes(failed=2, xfailed=2)
     result.stdout.fnmatch_lines_random(
         [
@@ -142,4 +170,12 @@ def test_emulator_without_a_documented_deviation_fails_efficiency_with_the_figur
             "*0 of * guest instructions (0.0%) ran directly on the core; the compute guest needs at least 99%*",
             "* VMM interventions in * guest instructions (1000.0 per 1,000); the compute guest allows at most 5 per 1,000*",
         ]
+    )
+
+
+def test_vmm_that_restarts_stopped_vms_fails_the_stateful_test(toys):
+    result = toys.run("test_stateful.py", "--vmm", "toys:RestartingVMM", "--vmm", "native")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*VM * console shrank or changed: console: differs from byte 0*", "*state.create_vm(guest=*"]
     )

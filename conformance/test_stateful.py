@@ -1,0 +1,147 @@
+"""Hypothesis stateful tests over the VMM API: create VMs, run slices, look at them, in any order.
+
+The state machine drives one VMM through a random sequence of ``create_vm`` and ``run(n)``
+calls (DESIGN §9), and checks after every step what the contract promises (docs/vmm-api.md §3,
+§4): a VM's console only grows; once stopped a VM stays stopped, with the same observation; a
+VM never runs past its own budget; and at the end, the same sequence on a fresh VMM gives the
+same observations (determinism: time is the guest's clock, never the host's).  The contract has
+no call to inject an interrupt or destroy a VM, so the machine does neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from conformance.api import VM, VMM, Observation, VMConfig, default_host_memory
+from conformance.guests import DISK_IMAGE, GUEST_DIR, by_name
+
+MAX_VMS = 4
+SLICES = (1, 37, 500, 3000)  # ticks per VMM.run call, odd sizes included
+
+
+@dataclass(frozen=True)
+class _Guest:
+    name: str
+    config: VMConfig
+
+    def image(self):
+        from cffi_core.asm import assemble, assemble_file
+
+        if self.name == "spin":
+            return assemble("_start: cli\nspin: jmp spin\n")
+        if self.name == "victim":
+            return assemble_file(GUEST_DIR / "victim.s")
+        return by_name(self.name).image()
+
+
+# Guests that stop in different ways and at different times: a quick exit with console output,
+# a timer-driven guest that halts between interrupts, the victim (disk DMA, timer, paging), and
+# one that spins with interrupts off until its budget ends it.
+GUESTS = {
+    g.name: g
+    for g in (
+        _Guest("smsw", VMConfig(memory=1 << 20, budget=20_000)),
+        _Guest("timer", VMConfig(memory=1 << 20, budget=20_000)),
+        _Guest("victim", VMConfig(memory=1 << 20, disk=DISK_IMAGE, budget=30_000)),
+        _Guest("spin", VMConfig(memory=1 << 16, budget=7_000)),
+    )
+}
+
+
+@cache
+def _image(name: str):
+    return GUESTS[name].image()
+
+
+class VMMMachine(RuleBasedStateMachine):
+    """One VMM on one host; the steps taken are kept so that the run can be replayed."""
+
+    def __init__(self, vmm: type[VMM], profile: str) -> None:
+        super().__init__()
+        self.vmm_cls, self.profile = vmm, profile
+        self.vmm, self.vms = _fresh(vmm, profile)
+        self.names: list[str] = []
+        self.seen: list[Observation] = []
+        self.stopped: list[bool] = []  # which VMs had stopped at the previous check
+        self.steps: list[tuple[str, object]] = []
+
+    @precondition(lambda self: len(self.vms) < MAX_VMS)
+    @rule(guest=st.sampled_from(sorted(GUESTS)))
+    def create_vm(self, guest: str) -> None:
+        vm = self.vmm.create_vm(_image(guest), GUESTS[guest].config)
+        assert isinstance(vm, VM), f"create_vm returned {type(vm).__name__}, not a VM"
+        assert vm.stop is None, f"a new VM is already stopped ({vm.stop!r}) before it ran"
+        self.vms.append(vm)
+        self.names.append(guest)
+        self.seen.append(vm.observation())
+        self.steps.append(("create_vm", guest))
+
+    @rule(ticks=st.sampled_from(SLICES))
+    def run(self, ticks: int) -> None:
+        self.vmm.run(ticks)
+        self.steps.append(("run", ticks))
+
+    @invariant()
+    def observations_only_grow(self) -> None:
+        for i, vm in enumerate(self.vms):
+            before, now = self.seen[i], vm.observation()
+            where = f"VM {i} ({self.names[i]})"
+            assert now.console.startswith(before.console), f"{where}: console shrank or changed: " + "; ".join(
+                before.diff(now, ("before", "now"))
+            )
+            if before.exit_code is not None:
+                assert now.exit_code == before.exit_code, f"{where}: exit code changed after it was written"
+            if vm.stopped:
+                assert now.stop in ("exit", "halted", "shutdown", "budget"), f"{where}: stop {now.stop!r}"
+            if i < len(self.stopped) and self.stopped[i]:
+                assert vm.stopped and now == before, f"{where} ran again after it stopped: " + "; ".join(
+                    before.diff(now, ("before", "now"))
+                )
+            ticks = now.counters.get("ticks")
+            if isinstance(ticks, int):
+                assert ticks <= GUESTS[self.names[i]].config.budget, f"{where} ran {ticks} ticks, past its budget"
+            self.seen[i] = now
+        self.stopped = [vm.stopped for vm in self.vms]
+
+    def teardown(self) -> None:
+        if not self.steps:
+            return
+        vmm, vms = _fresh(self.vmm_cls, self.profile)
+        for step, arg in self.steps:
+            if step == "create_vm":
+                vms.append(vmm.create_vm(_image(arg), GUESTS[arg].config))
+            else:
+                vmm.run(arg)
+        for i, (a, b) in enumerate(zip(self.vms, vms, strict=True)):
+            first, again = a.observation(), b.observation()
+            assert first == again, f"VM {i} ({self.names[i]}): the same steps gave another observation: " + "; ".join(
+                first.diff(again, ("first", "replayed"))
+            )
+
+
+def _fresh(vmm: type[VMM], profile: str) -> tuple[VMM, list[VM]]:
+    from cffi_core.machine import Machine
+
+    host = Machine(profile, default_host_memory(sum(g.config.memory for g in GUESTS.values())))
+    return vmm(host), []
+
+
+@pytest.mark.popek_property("safety", category="stateful")
+def test_vmm_api_in_any_order_keeps_the_contract(vmm, popek_profile):
+    # A fraction of the profile's examples: each is a sequence of up to 12 steps.
+    base = settings.default
+    run_state_machine_as_test(
+        lambda: VMMMachine(vmm, popek_profile),
+        settings=settings(
+            base,
+            max_examples=max(5, base.max_examples // 5),
+            stateful_step_count=12,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
