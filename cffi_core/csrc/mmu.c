@@ -201,6 +201,7 @@ static unsigned walk_2d(struct p64_machine *m, uint64_t va, unsigned access, uns
                         struct p64_walk *w, unsigned *nested_perm)
 {
     uint64_t refs = 0, hpa = 0, anded = ~0ull, ored = 0, entry = 0;
+    uint64_t entry_gpa[4] = {0, 0, 0, 0}; /* guest-physical address of each entry read */
     unsigned np = 0, f = 0, entry_np[4] = {0, 0, 0, 0};
     memset(w, 0, sizeof *w);
     w->writable = w->user = 1;
@@ -234,7 +235,7 @@ static unsigned walk_2d(struct p64_machine *m, uint64_t va, unsigned access, uns
         }
         entry = rd64(m->mem + hpa);
         refs++;
-        entry_np[w->levels] = np;
+        entry_np[w->levels] = np, entry_gpa[w->levels] = gpa;
         w->entry_addr[w->levels] = hpa;
         w->entry[w->levels++] = entry;
         if (!(entry & PTE_P)) {
@@ -277,7 +278,7 @@ static unsigned walk_2d(struct p64_machine *m, uint64_t va, unsigned access, uns
                 continue;
             if (!(entry_np[i] & EPT_W)) { /* the walker's write to a guest paging entry (V.6) */
                 uint64_t q = 2u | ((uint64_t)entry_np[i] << 3) | (1u << 7);
-                vmx_ept_fault(m, P64_VMEXIT_EPT_VIOLATION, q, 0, va, 1);
+                vmx_ept_fault(m, P64_VMEXIT_EPT_VIOLATION, q, entry_gpa[i], va, 1); /* V.5: the entry's address */
                 f = VEC_VMEXIT;
                 goto out;
             }
