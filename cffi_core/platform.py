@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cffi_core._binding import RangeError
+from cffi_core._binding import RangeError, lib
 from cffi_core.devices import DMAError, standard_devices
 from cffi_core.devices.host import DeviceHost, MachineError
 from cffi_core.machine import DEFAULT_MEMORY, Machine, TLBConfig
@@ -33,22 +33,33 @@ class RunResult:
 
 
 class MachineDMA:
-    """DMA into the machine's physical memory, keeping decoded code coherent."""
+    """DMA into the machine's physical memory as device ``device``, keeping decoded code
+    coherent.  A device the host attached to an IOMMU domain is remapped (docs/vmx.md V.10): a
+    DMA its domain refuses transfers nothing and raises ``DMAError``, so the device fails the
+    command (the disk ends it with status error)."""
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: Machine, device: int = 0) -> None:
+        if not 0 <= device < lib.P64_IOMMU_DEVICES:
+            raise ValueError(f"device = {device}: device ids are 0..{lib.P64_IOMMU_DEVICES - 1}")
         self._m = machine
+        self.device = device
 
     def read(self, addr: int, size: int) -> bytes:
         try:
-            return self._m.read(addr, size)
+            data = self._m.dma_read(self.device, addr, size)
         except (RangeError, ValueError) as e:
             raise DMAError(f"DMA read of {size} bytes at {addr:#x}: {e}") from None
+        if data is None:
+            raise DMAError(f"DMA read of {size} bytes at {addr:#x}: refused by the IOMMU (device {self.device})")
+        return data
 
     def write(self, addr: int, data: bytes) -> None:
         try:
-            self._m.write(addr, data)
+            done = self._m.dma_write(self.device, addr, data)
         except (RangeError, ValueError) as e:
             raise DMAError(f"DMA write of {len(data)} bytes at {addr:#x}: {e}") from None
+        if not done:
+            raise DMAError(f"DMA write of {len(data)} bytes at {addr:#x}: refused by the IOMMU (device {self.device})")
 
 
 class Platform:
