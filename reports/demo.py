@@ -11,8 +11,10 @@ output goes to ``DIR/<vmm>--<profile>.log``; the console gets one line per run a
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -134,21 +136,28 @@ def _run_one(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence
     out = results / plan.filename
     log = out.with_suffix(".log")
     out.unlink(missing_ok=True)  # a run that dies must not leave an older file looking like its own
-    command = _command(plan, results, hypothesis_profile, extra)
-    # The suite's directory's parent is the working directory, so node ids (and the rerun
-    # commands of the report) read conformance/test_....py.
     start = time.monotonic()
-    with log.open("w", encoding="utf-8") as sink:
-        sink.write("$ " + " ".join(command) + "\n")
-        sink.flush()
-        status = subprocess.run(
-            command,
-            cwd=Path(command[3]).parent,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        ).returncode
+    # Each run writes into a private directory, and only its own VMM's file is kept: a test that
+    # names its VMM (the theorem test names trap-and-emulate) runs in every run and is recorded
+    # under that VMM, and runs side by side must not overwrite each other's files.
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}-", dir=results) as private:
+        command = _command(plan, Path(private), hypothesis_profile, extra)
+        with log.open("w", encoding="utf-8") as sink:
+            sink.write("$ " + shlex.join(command) + "\n")
+            sink.flush()
+            # The suite's directory's parent is the working directory, so node ids (and the
+            # rerun commands of the report) read conformance/test_....py.
+            status = subprocess.run(
+                command,
+                cwd=Path(command[3]).parent,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            ).returncode
+        written = Path(private) / plan.filename
+        if written.is_file():
+            written.replace(out)
     return Outcome(plan, status, time.monotonic() - start, out, log)
 
 
