@@ -224,11 +224,14 @@ class ShadowPager:
     def guest_wrote(self, gpa: int, old: int, new: int) -> None:
         """A traced guest entry at ``gpa`` changed from ``old`` to ``new`` (``GuestMemory``'s
         hook): drop every shadow entry derived from it, unless the change only set A or D."""
-        self.counters["traced_writes"] += 1
         if old | new == new and (old ^ new) & ~_AD == 0:
             return  # the walker's own A/D updates: every shadow made from the entry stays right
-        for root, level, va in self._derived.pop(gpa, ()):
-            self._clear(root, level, va)
+        self.counters["traced_writes"] += 1
+        try:
+            for root, level, va in self._derived.pop(gpa, ()):
+                self._clear(root, level, va)
+        except _PoolExhausted:
+            self.flush()  # re-mapping the reserved range found no page: start afresh
 
     def invlpg(self, va: int) -> None:
         """The guest invalidated the page of ``va`` (§8.1): drop its entry in the current shadow."""

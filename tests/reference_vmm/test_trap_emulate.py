@@ -57,7 +57,7 @@ def test_disk_dma_lands_in_the_guests_region():
 def test_a_guest_that_rewrites_its_page_tables_is_shadowed_by_tracing():
     _, trapped = _both(assemble_file(GUESTS / "pt_churn.s"))
     c = trapped.counters
-    assert c["traced_writes"] >= 64  # every remap of the window is a traced write
+    assert c["traced_writes"] >= 63  # every remap once the window's table is traced (first walk)
     assert c["hidden_page_faults"] > 0
     assert c["shadow_invlpgs"] == 64
     assert c["shadow_roots"] >= 3  # paging off, then the guest's two address spaces
