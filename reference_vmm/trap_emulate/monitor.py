@@ -10,15 +10,24 @@ The pieces, in the order a trap meets them:
 
 - **Deprivileging** (``rings.py``): guest CPL 0 runs at real ring 1 (``x86-2005``, protected
   by the segment limit; ``x86-64-2005``, protected by paging) or at real ring 3 with a separate
-  shadow address space for the guest kernel (ring compression, ``classic-1974``).  Real IOPL is
-  0, so ``cli``, ``sti``, ``in`` and ``out`` trap too.
+  shadow address space for the guest kernel (ring compression, ``classic-1974``).  Every
+  privileged instruction of the guest kernel traps; guest ring 3's ``cli``, ``sti``, ``in``,
+  ``out`` trap unless the guest gave it IOPL 3.
+- **Interrupts** (§2.3.1, "interrupt virtualization"): the VMM keeps the guest's IF, TPR and
+  pending vector, and loads them into the real CPU while the guest runs, so the real CPU takes
+  the guest's interrupt at the very boundary where the guest's IF, interrupt shadow and TPR
+  allow it — and exits to the VMM through its host gate.  Under ``0/1/3`` the real IOPL is at
+  least 1, so the guest kernel's ``cli``/``sti``/``popf``/``iret`` change that real IF
+  directly (no trap: the frequent masking the survey worries about costs nothing) and its port
+  I/O exits straight to the VMM's devices; IOPL itself stays the VMM's (a change at real ring
+  1 is silently dropped — the obstacle).
 - **The VMM's IDT** is a real table of 256 *host gates* (docs/architecture.md §6.2, §6.3 step
   4) in a host page no guest can write, mapped at ``RESERVED_VA`` in every shadow address space
   (address-space compression).  Every exception, fault and ``int n`` of the guest ends the real
   CPU's ``run`` there; nothing is pushed on the guest's stack.
 - **The virtual CPU** is a ``cffi_core.spec.State``: virtual IF, IOPL, CPL, IDTR, CR0/2/3/4/8,
   the RSPn MSRs, the TSC offset.  While the guest runs directly, the real CPU holds its
-  registers, pc and TF; the rest is the VMM's.
+  registers, pc, TF and IF; the rest is the VMM's.
 - **Emulation** of a trapped instruction is the executable spec's (``spec.machine.tick``): it
   executes that one instruction on the virtual CPU over guest-physical memory — a privileged
   instruction does what it would at the guest's CPL, a guest fault is delivered through the
@@ -33,7 +42,8 @@ The pieces, in the order a trap meets them:
 - **Time** is the guest's own clock: every tick the guest would spend natively (an instruction
   run directly, an emulated one, an interrupt delivery), none for hidden faults or VMM work.
   Several VMs share the host CPU in slices of ``SLICE`` guest ticks (the host timer): whatever
-  a guest does — ``cli; jmp .`` included — the VMM is back after at most that many host ticks.
+  a guest does — ``cli; jmp .`` included — each real ``run`` lasts at most that many host
+  ticks, and hidden faults (host ticks that are no guest's) are bounded per slice.
 
 On ``classic-1974`` every sensitive instruction traps, and the VMM is equivalent to the real
 machine (Popek & Goldberg's Theorem 1).  On the x86-like profiles ``smsw``, ``sidt``, ``rdcs``
@@ -252,7 +262,7 @@ class TrapEmulateVM(VM):
                 # An interrupt to deliver through the guest's IDT, or a halted CPU: one tick of
                 # the spec.
                 self._stats["virtual_interrupts"] += interrupt
-                self._stats[COUNTER_INTERVENTIONS] += not v.halted
+                self._stats[COUNTER_INTERVENTIONS] += interrupt or not v.halted
                 ex = self._emulate()
                 if ex is not None:
                     return ex
