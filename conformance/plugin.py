@@ -20,8 +20,9 @@ Options (group ``popek``):
 A test that takes the ``vmm`` fixture runs once per selected VMM (ids = VMM names) and is
 skipped, with the reason, when the profile lacks a feature the VMM ``requires``.  A test may
 name its VMM instead (``@pytest.mark.parametrize("vmm", ["trap-and-emulate"], indirect=True)``,
-as the theorem test does): it runs whatever ``--vmm`` selects, is recorded under that VMM, and
-is skipped with the reason while the VMM cannot be loaded.  Markers:
+as the theorem test does): it runs whatever ``--vmm`` selects, is recorded in the results of
+that VMM's run when ``--vmm`` selects it too, and is skipped with the reason while the VMM
+cannot be loaded.  Markers:
 
 - ``popek_property(name, category=None)``: the property graded (equivalence, safety,
   efficiency) and a category (obstacle, mechanism, ...), recorded in the results;
@@ -201,6 +202,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 cls = load_vmm(cls)
             except VMMError as e:
                 item.add_marker(pytest.mark.skip(reason=f"needs the VMM {callspec.params['vmm']!r}: {e}"))
+                continue
+            if cls not in state.selected():
+                # It runs, but is recorded only in a run of that VMM: a results file is one
+                # process's account of one (VMM, profile), and another run must not replace it.
                 continue
         for mark in item.iter_markers(MARK_DEVIATION):
             technique, reason = mark.args[0], mark.args[1]

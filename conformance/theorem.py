@@ -11,10 +11,10 @@ unprivileged one (the instruction table's class).  ``conformance/test_theorem.py
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
-from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
-from hypothesis.errors import NoSuchExample
 
 from conformance.api import VMM, VMMError, observe
 from conformance.strategies import GuestProgram, guest_programs
@@ -49,26 +49,57 @@ def difference(vmm: type[VMM], profile: str, program: GuestProgram) -> list[str]
     return lines or None
 
 
+class _Wrong(Exception):
+    """Raised inside the search for a program the predicate holds for."""
+
+
 def smallest_counterexample(
     wrong: Callable[[GuestProgram], bool],
     *,
     max_examples: int,
     programs: st.SearchStrategy[GuestProgram] | None = None,
 ) -> GuestProgram | None:
-    """The simplest generated guest for which ``wrong`` holds, after hypothesis's shrinking
-    (derandomized: the same answer every run), or None if ``max_examples`` found none."""
-    search = settings(
+    """The simplest generated guest for which ``wrong`` holds, or None if ``max_examples``
+    found none.  Derandomized: the same answer every run.
+
+    The search is a ``@given`` test that fails on such a guest: hypothesis shrinks the failure
+    and replays the smallest one last.  Its shrinker sometimes cannot delete a whole block
+    (the choices after it no longer line up), so single blocks are then dropped while ``wrong``
+    still holds — the deletion pass of TestRIG's shrinker (conformance-anchors §2)."""
+    found: list[GuestProgram] = []
+
+    @settings(
         max_examples=max_examples,
         database=None,
         derandomize=True,
         deadline=None,
         phases=(Phase.generate, Phase.shrink),
         suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
     )
+    @given(program=programs or guest_programs())
+    def search(program: GuestProgram) -> None:
+        if wrong(program):
+            found.append(program)
+            raise _Wrong
+
     try:
-        return find(programs or guest_programs(), wrong, settings=search)
-    except NoSuchExample:
-        return None
+        search()
+    except _Wrong:
+        return _drop_blocks(found[-1], wrong)
+    return None
+
+
+def _drop_blocks(program: GuestProgram, wrong: Callable[[GuestProgram], bool]) -> GuestProgram:
+    """Remove single body blocks, first to last, as long as ``wrong`` still holds."""
+    i = 0
+    while i < len(program.body):
+        candidate = replace(program, body=program.body[:i] + program.body[i + 1 :])
+        if wrong(candidate):
+            program = candidate
+        else:
+            i += 1
+    return program
 
 
 def is_theorem_counterexample(program: GuestProgram) -> bool:
