@@ -129,6 +129,15 @@ int nested_walk(struct p64_machine *m, uint64_t root_ptr, uint64_t gpa, unsigned
             return 3;
         entry = rd64(m->mem + addr);
         (*refs)++;
+        if (LIKELY((entry & (PTE_RESERVED | PTE_PS | EPT_R)) == EPT_R)) { /* the common case, checked at once */
+            p &= (unsigned)(entry & (EPT_R | EPT_W | EPT_X));
+            if (level == 1)
+                break;
+            if (cache)
+                vmx_pwc_insert(m, 1, level, gpa >> (PAGE_SHIFT + INDEX_BITS * (level - 1)), root_ptr, entry, p);
+            table = entry & PTE_FRAME;
+            continue;
+        }
         if (nested_misconfigured(entry, level))
             return 3;
         if (!(entry & EPT_R))
@@ -203,7 +212,9 @@ static unsigned walk_2d(struct p64_machine *m, uint64_t va, unsigned access, uns
     uint64_t refs = 0, hpa = 0, anded = ~0ull, ored = 0, entry = 0;
     uint64_t entry_gpa[4] = {0, 0, 0, 0}; /* guest-physical address of each entry read */
     unsigned np = 0, f = 0, entry_np[4] = {0, 0, 0, 0};
-    memset(w, 0, sizeof *w);
+    /* the scalar fields only: the entries are read up to w->levels (a memset is a rep stos here) */
+    w->physical = w->error_code = 0;
+    w->fault = w->levels = w->page_level = w->nx = 0;
     w->writable = w->user = 1;
     m->ctr.walks_2d++;
     if (!(m->cpu.cr0 & CR0_PG)) { /* guest paging off: the linear address is guest-physical */
