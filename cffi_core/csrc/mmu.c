@@ -129,7 +129,7 @@ int nested_walk(struct p64_machine *m, uint64_t root_ptr, uint64_t gpa, unsigned
             return 3;
         entry = rd64(m->mem + addr);
         (*refs)++;
-        if (LIKELY((entry & (PTE_RESERVED | PTE_PS | EPT_R)) == EPT_R)) { /* the common case, checked at once */
+        if (LIKELY((entry & (PTE_RESERVED | PTE_PS | EPT_R)) == EPT_R)) { /* V.6: present, clean, not large, at once */
             p &= (unsigned)(entry & (EPT_R | EPT_W | EPT_X));
             if (level == 1)
                 break;
