@@ -632,3 +632,54 @@ def test_host_tlb_entries_survive_guest_runs_only_with_vpid(vpid, survive):
     assert host_run(g) == MISS
     run_from_code(g)
     assert host_run(g) == (HIT if survive else MISS)
+
+
+@pytest.mark.parametrize("dropper", ["cr3", "invlpg"])
+def test_guest_cr3_writes_and_invlpg_drop_the_current_tags_entries_only(dropper):
+    """V.7: "Guest CR3 writes and invlpg drop entries of the current tag only" (§8.1)."""
+    g, a, b = two_vms()
+    host_paging(g)
+    host_run(g)
+    run_vm(g, a), run_vm(g, b)
+    a[VmcsField.GUEST_PC] = CODE + 8  # VM 1 runs the dropper, then `vmcall 3`
+    a.regs[5] = a[VmcsField.GUEST_CR3]
+    dropper_insn = I("mtcr", crn=3, rs1=5) if dropper == "cr3" else I("invlpg", rs1=1)
+    g.code(dropper_insn, I("vmcall", imm=3), at=CODE + 8)
+    assert g.m.vmrun(a, 100).number is VmExitReason.VMCALL
+    assert run_vm(g, b) == (222, HIT)  # VM 2's entries of the same pages are kept
+    assert host_run(g) == HIT  # and the host's
+    assert run_vm(g, a)[1]["dtlb_misses"] == 1  # VM 1's own entry of DATA is gone
+
+
+def test_invept_drops_every_guest_tags_entries_and_keeps_the_hosts():
+    g, a, b = two_vms()
+    host_paging(g)
+    host_run(g)
+    run_vm(g, a), run_vm(g, b)
+    g.m.invept()
+    assert run_vm(g, a) == (111, MISS)
+    assert run_vm(g, b) == (222, MISS)
+    assert host_run(g) == HIT
+
+
+def test_the_nested_tlb_holds_16_pages_first_in_first_out():
+    """V.6: a nested TLB of 16 entries (FIFO), consulted for every guest-physical address."""
+    pages = [DATA + PAGE_4K * i for i in range(17)]
+    g = Guest("vtx-2009")  # pwc; no vpid, so every vmrun starts with an empty TLB (V.7)
+    g.set(GUEST_CR0=CR0_PE)  # guest paging off: one guest-physical address per access
+    for r in range(5):  # r1..r5 point at pages 0, 4, 8, 12, 16
+        g.v.regs[1 + r] = pages[4 * r]
+
+    def load(i: int) -> int:
+        return I("ld", rd=8, rs1=1 + i // 4, imm=pages[i] - pages[4 * (i // 4)])
+
+    g.code(*[load(i) for i in range(17)], I("vmcall", imm=1))
+    g.run(100)  # nested TLB fills: CODE's page, then the 17 pages: it holds pages[1:]
+    g.code(load(2), load(0), I("vmcall", imm=2), at=CODE + 0x800)
+    g.set(GUEST_PC=CODE + 0x800)
+    before = g.counters()
+    g.run(100)
+    d = delta(before, g.counters(), "ntlb_hits", "ntlb_misses")
+    # CODE's page was evicted (a miss, which evicts pages[1]); pages[2] is held (a hit);
+    # pages[0] was evicted by pages[16] (a miss)
+    assert d == {"ntlb_hits": 1, "ntlb_misses": 2}
