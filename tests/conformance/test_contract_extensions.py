@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from cffi_core.asm import assemble
 from cffi_core.machine import Machine
 from conformance.api import (
