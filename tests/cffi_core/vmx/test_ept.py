@@ -175,6 +175,27 @@ def test_with_guest_paging_off_the_linear_address_is_translated_as_guest_physica
     assert (g.get("GUEST_PHYSICAL_ADDRESS"), g.pc) == (gpa, linear if access == "fetch" else CODE + 4)
 
 
+@pytest.mark.parametrize(
+    ("perm", "first", "then", "qual"),
+    [
+        ("R", I("ld", rd=3, rs1=1, imm=8), I("sd", rs2=2, rs1=1, imm=8), Q_WRITE | q_found(EPT_R)),
+        ("RX", I("ld", rd=3, rs1=1, imm=8), I("sd", rs2=2, rs1=1, imm=8), Q_WRITE | q_found(EPT_R | EPT_X)),
+        ("RW", I("ld", rd=3, rs1=1, imm=8), I("jr", rs1=1), Q_FETCH | q_found(EPT_R | EPT_W)),
+    ],
+)
+def test_a_cached_translation_keeps_the_nested_permissions(perm, first, then, qual):
+    """V.6: the TLB caches the combined translation; an access the nested half forbids is not
+    served from it (§8.2: it walks again and exits)."""
+    g, linear, _ = matrix_guest("4K/4", PERMS[perm], "read")
+    g.code(first, then, I("vmcall", imm=ACCESS_DONE))
+    ex = g.run(100)
+    assert ex.number is VmExitReason.EPT_VIOLATION
+    assert g.get("EXIT_QUALIFICATION") == qual | Q_LINEAR | Q_FINAL
+    assert g.pc == (linear if then == I("jr", rs1=1) else CODE + 4)
+    assert g.v.regs[3] == OLD  # the first access was done, from the same page
+    assert g.m.read_u64(GUEST_BASE + TARGET + 8) == OLD
+
+
 # V.6: "an entry with W = 1 and R = 0, or reserved bits set, is a misconfiguration";
 # reserved as §7.2: bits 62:52, PS at level 1, the low frame bits of a large page.
 MISCONFIGS = {
