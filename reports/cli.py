@@ -99,6 +99,10 @@ def _print_report(report) -> int:
         if not g.ok:
             key = g.run.key
             print(f"popek: {key.vmm} on {key.profile}: {len(g.failures)} unexpected failure(s)", file=sys.stderr)
+    for headline, detail in report.problems:
+        print(f"popek: {headline}", file=sys.stderr)
+        if detail:
+            print(detail, file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -116,7 +120,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str) -> int:
-    from reports.demo import describe, log_tail, plan_runs, run_plan
+    from reports.demo import describe, log_tail, plan_runs, problem, run_plan
     from reports.report import write_report
 
     if not specs:
@@ -146,11 +150,11 @@ def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str) -> i
             print(f"popek: {o.plan.vmm.name} on {o.plan.profile} wrote no results; its log ends:", file=sys.stderr)
             print(log_tail(o), file=sys.stderr)
     written = [o.results for o in outcomes if o.wrote_results]
-    status = 0 if all(o.status == 0 for o in outcomes) else 1
     if not written:
         return 1
+    problems = [p for p in map(problem, outcomes) if p is not None]
     print()
-    return max(status, _print_report(write_report(written, out)))
+    return _print_report(write_report(written, out, problems))
 
 
 def _add_suite_options(p: argparse.ArgumentParser, profiles: list[str], vmm_help: str) -> None:

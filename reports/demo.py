@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cffi_core.profiles import FEATURE_BITS, PROFILES, available_profiles
 from conformance.api import ENTRY_POINT_GROUP, VMM, load_vmm
-from conformance.results import RunKey
+from conformance.results import RunKey, load_results
 
 __all__ = [
     "DEFAULT_HYPOTHESIS_PROFILE",
@@ -128,7 +128,7 @@ def _command(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence
         "--popek-results", str(results),
         f"--hypothesis-profile={hypothesis_profile}",
         "-p", "no:cacheprovider",  # a demo leaves no .pytest_cache behind
-        "-q", *extra,
+        "-q", "-ra", *extra,  # -ra: the FAILED lines the report quotes for a run that failed
     ]  # fmt: skip
 
 
@@ -198,6 +198,27 @@ def describe(outcome: Outcome) -> str:
     else:
         state = f"pytest exited with status {outcome.status}"
     return f"{head}{state} ({outcome.seconds:.1f} s, log {outcome.log})"
+
+
+def problem(outcome: Outcome) -> tuple[str, str] | None:
+    """What went wrong in a run beyond what its results file shows, for the report: ``None`` for
+    a run that passed, or that failed only in tests its results file records; else a headline and
+    the other ``FAILED``/``ERROR`` lines of pytest's summary (a test that names its VMM runs in
+    every run and is recorded under that VMM), or the log's tail when there are none."""
+    if outcome.status == 0:
+        return None
+    try:
+        lines = outcome.log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    recorded = set()
+    if outcome.wrote_results:
+        recorded = {t.nodeid for t in load_results(outcome.results).tests if t.outcome in ("failed", "error")}
+    summary = [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    others = [line for line in summary if line.split(" ", 2)[1] not in recorded]
+    if outcome.status == 1 and summary and not others:
+        return None
+    return f"{describe(outcome)}.", "\n".join(others or lines[-_LOG_TAIL:])
 
 
 def log_tail(outcome: Outcome) -> str:

@@ -29,31 +29,36 @@ class Report:
     grades: list[Grade]
     markdown: Path
     html: Path
+    problems: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
-        """True when no run has an unexpected failure."""
-        return all(g.ok for g in self.grades)
+        """True when no run has an unexpected failure and nothing else went wrong."""
+        return all(g.ok for g in self.grades) and not self.problems
 
     def summary(self) -> tuple[list[str], list[list[str]]]:
         """The cross-VMM summary table (headers, rows)."""
         return summary_table(self.grades)
 
 
-def write_report(paths: Iterable[Path], out: Path) -> Report:
+def write_report(paths: Iterable[Path], out: Path, problems: Sequence[tuple[str, str]] = ()) -> Report:
     """Grade the results files under ``paths`` (files or directories) and write
-    ``out/report.md`` and ``out/report.html``; ``ResultsError`` names a bad input file."""
+    ``out/report.md`` and ``out/report.html``; ``ResultsError`` names a bad input file.
+
+    ``problems`` are (headline, detail) pairs of what went wrong outside the results files (a
+    pytest run that failed in a test recorded under another VMM, or crashed): the report shows
+    them after the summary, and they make it fail."""
     grades = [grade(run) for run in load_runs(collect_files(paths))]
-    blocks = build_blocks(grades)
+    blocks = build_blocks(grades, problems)
     out.mkdir(parents=True, exist_ok=True)
     markdown, page = out / "report.md", out / "report.html"
     markdown.write_text(to_markdown(blocks), encoding="utf-8")
     page.write_text(to_html(blocks, TITLE), encoding="utf-8")
-    return Report(grades, markdown, page)
+    return Report(grades, markdown, page, tuple(problems))
 
 
-def build_blocks(grades: Sequence[Grade]) -> list[Block]:
-    """The whole report as blocks: the summary, then one section per run."""
+def build_blocks(grades: Sequence[Grade], problems: Sequence[tuple[str, str]] = ()) -> list[Block]:
+    """The whole report as blocks: the summary, the problems, then one section per run."""
     failing = [g for g in grades if not g.ok]
     blocks: list[Block] = [
         Heading(1, TITLE),
@@ -65,6 +70,9 @@ def build_blocks(grades: Sequence[Grade]) -> list[Block]:
                 if failing
                 else "No run has an unexpected failure; expected deviations of a technique are xfail."
             )
+            + (
+                f" {len(problems)} run(s) did not end cleanly (below)." if problems else ""
+            )
         ),
         Heading(2, "Summary"),
         Paragraph(
@@ -74,6 +82,12 @@ def build_blocks(grades: Sequence[Grade]) -> list[Block]:
         ),
         Table(*summary_table(grades)),
     ]
+    if problems:
+        blocks.append(Heading(2, "Runs that did not end cleanly"))
+        for headline, detail in problems:
+            blocks.append(Paragraph(headline))
+            if detail:
+                blocks.append(Code(detail))
     for g in grades:
         blocks += _run_section(g)
     return blocks

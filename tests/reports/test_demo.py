@@ -13,7 +13,7 @@ from cffi_core.profiles import PROFILES, available_profiles
 from conformance.results import load_results
 from reference_vmm.native import NativeVMM
 from reports.cli import main
-from reports.demo import plan_runs, reference_vmms, relevant_profiles, supported_profiles
+from reports.demo import Outcome, Plan, plan_runs, problem, reference_vmms, relevant_profiles, supported_profiles
 from reports.grades import rerun_command
 
 # The demo's tests run only the directed equivalence guests: the whole suite is the demo's own job.
@@ -145,3 +145,38 @@ def test_an_unknown_vmm_is_a_clear_error(capsys, tmp_path):
 def test_an_unknown_profile_is_refused_by_the_parser():
     with pytest.raises(SystemExit):
         main(["demo", "--profile", "pentium"])
+
+
+def _outcome(tmp_path: Path, status: int, log: str, failed_nodeid: str | None) -> Outcome:
+    from conformance.results import ResultsWriter, RunKey
+
+    plan = Plan("native", NativeVMM, "x86-2005")
+    key = RunKey("native", NativeVMM.technique, "reference_vmm.native.monitor:NativeVMM", "x86-2005")
+    writer = ResultsWriter(tmp_path)
+    writer.result(key, "conformance/test_a.py::test_a[native]", "equivalence", None)
+    if failed_nodeid:
+        writer.result(key, failed_nodeid, "equivalence", None).outcome = "failed"
+    (results,) = writer.write()
+    (tmp_path / "run.log").write_text(log)
+    return Outcome(plan, status, 1.0, results, tmp_path / "run.log")
+
+
+OTHER = "FAILED conformance/test_theorem.py::test_t[trap-and-emulate] - AssertionError: boom"
+OWN = "FAILED conformance/test_a.py::test_b[native] - AssertionError: exit code"
+
+
+def test_a_failure_recorded_under_another_vmm_is_a_problem_of_the_run(tmp_path):
+    found = problem(_outcome(tmp_path, 1, f"....F\n{OTHER}\n1 failed", None))
+    assert found is not None
+    assert found[0].startswith("native on x86-2005: unexpected failures")
+    assert found[1] == OTHER
+
+
+def test_a_failure_the_results_file_records_is_no_extra_problem(tmp_path):
+    assert problem(_outcome(tmp_path, 1, f"F\n{OWN}\n1 failed", "conformance/test_a.py::test_b[native]")) is None
+    assert problem(_outcome(tmp_path, 0, "1 passed", None)) is None
+
+
+def test_a_crashed_run_shows_its_log_tail(tmp_path):
+    found = problem(_outcome(tmp_path, 3, "INTERNALERROR> something broke", None))
+    assert found is not None and "status 3" in found[0] and "INTERNALERROR> something broke" in found[1]

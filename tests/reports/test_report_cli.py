@@ -283,3 +283,13 @@ def test_malformed_junit_xml_is_one_line_naming_it(tmp_path, capsys, text, words
     err = capsys.readouterr().err
     _unexpected_only(err)
     assert err.startswith(f"popek: {xml}: ") and words in err
+
+
+def test_problems_beyond_the_results_files_are_shown_and_fail_the_report(tmp_path):
+    from reports.report import write_report
+
+    path = write_run(tmp_path, KEY, CLEAN)
+    report = write_report([path], tmp_path / "out", [("toy on x86-2005: pytest exited with status 3", "INTERNALERROR> x")])
+    assert not report.ok and all(g.ok for g in report.grades)
+    md = report.markdown.read_text()
+    assert "## Runs that did not end cleanly" in md and "INTERNALERROR> x" in md
