@@ -3,7 +3,7 @@
 Run the conformance suite from the repository root (the default ``python -m pytest`` collects
 only ``tests/``)::
 
-    python -m pytest conformance                                   # native and emulate, x86-2005
+    python -m pytest conformance                                   # the reference VMMs, x86-2005
     python -m pytest conformance --vmm emulate --popek-profile classic-1974
     python -m pytest conformance --vmm mypkg.monitor:MyVMM --popek-results results/
     python -m pytest --pyargs conformance --vmm emulate             # from anywhere, installed
@@ -12,7 +12,8 @@ Options (group ``popek``):
 
 - ``--vmm NAME`` (repeatable): an entry-point name of group ``popek.vmms`` (``native``,
   ``emulate``, ...) or ``pkg.module:Class``.  Without it, the comma-separated names in the
-  environment variable ``POPEK_VMM``; without that, ``native`` and ``emulate``.
+  environment variable ``POPEK_VMM``; without that, the reference VMMs ``DEFAULT_VMMS``
+  (``native``, ``emulate``, ``trap-and-emulate``).
 - ``--popek-profile NAME``: the machine profile the host and the oracle run (default
   ``x86-2005``, docs/architecture.md §12).
 - ``--popek-results DIR``: write one JSON file per (VMM, profile) run (``conformance.results``).
@@ -70,7 +71,7 @@ OPTION_VMM = "--vmm"
 OPTION_PROFILE = "--popek-profile"
 OPTION_RESULTS = "--popek-results"
 ENV_VMM = "POPEK_VMM"
-DEFAULT_VMMS = ("native", "emulate")
+DEFAULT_VMMS = ("native", "emulate", "trap-and-emulate")
 DEFAULT_PROFILE = "x86-2005"
 
 MARK_PROPERTY = "popek_property"
@@ -127,7 +128,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="NAME",
         help=f"VMM under test: an entry-point name (group popek.vmms) or pkg.module:Class; repeatable. "
-        f"Default: ${ENV_VMM} (comma-separated), else {' and '.join(DEFAULT_VMMS)}.",
+        f"Default: ${ENV_VMM} (comma-separated), else {', '.join(DEFAULT_VMMS)}.",
     )
     group.addoption(
         OPTION_PROFILE,
