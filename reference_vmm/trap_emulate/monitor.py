@@ -415,9 +415,11 @@ class TrapEmulateVMM(VMM):
     technique = "trap-and-emulate with shadow paging (Fisher-Ogden 2006 §2.1-§2.2)"
     requires = frozenset()
 
-    def __init__(self, host: Machine) -> None:
+    def __init__(self, host: Machine, plan: RingPlan | None = None) -> None:
+        """``plan`` overrides the ring plan of the host's profile (``rings.ring_plan``), e.g. to
+        see ring compression fail on ``x86-64-2005`` (``rings.RING_COMPRESSION``)."""
         super().__init__(host)
-        self.plan = ring_plan(host.profile.features)
+        self.plan = plan or ring_plan(host.profile.features)
         self.map = _HostMap(host)
         self.idt = self.map.vmm_pages(PAGE_SIZE)
         host.write(self.idt, host_gate_idt())

@@ -35,7 +35,15 @@ from dataclasses import dataclass
 
 from reference_vmm.shadow import Space
 
-__all__ = ["RESERVED_VA", "SEGLIMIT_BELOW_RESERVED", "RingPlan", "ring_plan"]
+__all__ = [
+    "RESERVED_VA",
+    "RING_1_PAGING",
+    "RING_1_SEGLIMIT",
+    "RING_COMPRESSION",
+    "SEGLIMIT_BELOW_RESERVED",
+    "RingPlan",
+    "ring_plan",
+]
 
 RESERVED_VA = 0xFFFF_FFFF_FFFF_F000
 SEGLIMIT_BELOW_RESERVED = RESERVED_VA - 1
@@ -82,10 +90,15 @@ class RingPlan:
         return Space.USER if cpl == 3 else Space.KERNEL
 
 
+RING_1_SEGLIMIT = RingPlan("0/1/3, segment limit", compression=False, seglimit=True)
+RING_COMPRESSION = RingPlan("0/3/3, ring compression", compression=True, seglimit=False)
+RING_1_PAGING = RingPlan("0/1/3, paging-protected", compression=False, seglimit=False)
+
+
 def ring_plan(features: frozenset[str]) -> RingPlan:
     """The plan for a host with ``features`` (docs/architecture.md §12)."""
     if "seglimit" in features:
-        return RingPlan("0/1/3, segment limit", compression=False, seglimit=True)
+        return RING_1_SEGLIMIT
     if "classic" in features:
-        return RingPlan("0/3/3, ring compression", compression=True, seglimit=False)
-    return RingPlan("0/1/3, paging-protected", compression=False, seglimit=False)
+        return RING_COMPRESSION
+    return RING_1_PAGING

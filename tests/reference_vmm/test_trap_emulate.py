@@ -14,6 +14,7 @@ from conformance.guests import by_name
 from reference_vmm.native import NativeVMM
 from reference_vmm.trap_emulate import RESERVED_VA, TrapEmulateVMM, ring_plan
 from reference_vmm.trap_emulate.monitor import host_gate_idt
+from reference_vmm.trap_emulate.rings import RING_COMPRESSION
 
 GUESTS = Path(__file__).resolve().parents[1] / "guests"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -159,3 +160,18 @@ def test_hcall_in_the_guest_kernel_is_a_machine_error_as_on_a_bare_machine():
     for vmm in (NativeVMM, TrapEmulateVMM):
         with pytest.raises(VMMError, match="hcall"):
             observe(vmm, image, CONFIG)
+
+
+def test_ring_compression_without_classic_loses_the_guest_kernels_return_to_ring_3():
+    # Why x86-64-2005 gets the paging-protected 0/1/3 plan (rings.py): with the guest kernel at
+    # ring 3, its iret to ring 3 does not trap, the VMM keeps believing the guest is at CPL 0,
+    # and the user's system call is delivered with a CPL 0 frame (the guest prints its cs).
+    g = by_name("syscall")
+    host = Machine("x86-64-2005", default_host_memory(g.config.memory))
+    monitor = TrapEmulateVMM(host, plan=RING_COMPRESSION)
+    vm = monitor.create_vm(g.image(), g.config)
+    monitor.run(g.config.budget)
+    native = observe(NativeVMM, g.image(), g.config, profile="x86-64-2005")
+    assert b"r2=0000000000000003" in native.console
+    assert b"r2=0000000000000000" in vm.console
+    assert observe(TrapEmulateVMM, g.image(), g.config, profile="x86-64-2005") == native
