@@ -114,12 +114,15 @@ static void unlink_page(struct p64_machine *m, struct dpage *p)
     m->free_pages = p;
 }
 
-/* Drop every decoded page (they go back to the free list). */
+/* Drop every decoded page (they go back to the free list).  No exec entry of either row of fast
+ * sets may keep pointing at one: the row not in use (guest mode's, or the host's during a
+ * vmrun) is used again by the next entry or exit (docs/vmx.md V.7). */
 void dcache_clear(struct p64_machine *m)
 {
-    for (unsigned c = 0; c < 4; c++)
-        for (unsigned i = 0; i < FAST_N; i++)
-            m->fast[c].ex[i].tag = FAST_EMPTY, m->fast[c].ex[i].dp = NULL;
+    for (unsigned r = 0; r < 2; r++)
+        for (unsigned c = 0; c < 4; c++)
+            for (unsigned i = 0; i < FAST_N; i++)
+                m->fast_sets[r][c].ex[i].tag = FAST_EMPTY, m->fast_sets[r][c].ex[i].dp = NULL;
     while (m->ndecoded) {
         struct dpage *p = m->dpages[m->dlist[--m->ndecoded]];
         m->dpages[p->ppn] = NULL;
