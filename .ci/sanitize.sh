@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the C core with ASan + UBSan in a private copy of the tree and runs the core's tests
-# and the fuzz test against it there, leaving the normal build untouched.
+# and the fuzz tests (the core's, and guest mode's with random VMCS contents) against it there,
+# leaving the normal build untouched.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -19,4 +20,6 @@ LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.s
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" \
-    python -m pytest -q -p no:cacheprovider tests/cffi_core/core tests/cffi_core/test_fuzz_core.py "$@"
+    python -m pytest -q -p no:cacheprovider tests/cffi_core/core tests/cffi_core/test_fuzz_core.py \
+        tests/cffi_core/vmx/test_fuzz_vmx.py tests/cffi_core/vmx/test_entry.py \
+        tests/cffi_core/vmx/test_guest_equivalence.py "$@"

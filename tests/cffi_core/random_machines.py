@@ -1,9 +1,9 @@
-"""Random P64 machines for tick-by-tick comparisons: a profile, a body of random instruction words,
-an IDT of random gates with skip handlers, random registers, paging with random page permissions,
-interrupts to inject.  Shared by the core-vs-spec differential test and the vmx guest-vs-native
-equivalence test.  Page tables live outside every mapping, so no program can change a cached
-translation (the one undefined behaviour, manual §8.1); every mapping is the identity.
-"""
+"""Random P64 machines (hypothesis strategy) shared by the tick-by-tick differential tests."""
+
+# A scenario is a profile, a body of random instruction words, an IDT of random gates with skip
+# handlers, random registers, paging with random page permissions and interrupts to inject.
+# Every mapping is the identity and the page tables live outside every mapping, so no program
+# can change a cached translation (the one undefined behaviour, manual §8.1).
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from cffi_core.asm import assemble
 from cffi_core.isa.strategies import instruction_words
 from cffi_core.pagetables import PTE_NX, PTE_U, PTE_W, PageAllocator, PageTables
-from cffi_core.profiles import PROFILES, available_profiles
+from cffi_core.profiles import available_profiles, get_profile
 
 MEMORY = 256 * 1024
 CODE, HANDLERS, IDT, DATA, DATA_END, TABLES = 0x1000, 0x2000, 0x8000, 0x10000, 0x30000, 0x30000
@@ -79,7 +79,7 @@ def scenarios(draw: st.DrawFn, profiles: Sequence[str] | None = None) -> Scenari
     """A random machine on one of ``profiles`` (default: every named profile)."""
     profile = draw(st.sampled_from(list(profiles) if profiles is not None else available_profiles()))
     seglimit = U64
-    if "seglimit" in PROFILES[profile].features and draw(st.booleans()):
+    if "seglimit" in get_profile(profile).features and draw(st.booleans()):
         seglimit = draw(st.integers(0, DATA_END))
     return Scenario(
         profile=profile,

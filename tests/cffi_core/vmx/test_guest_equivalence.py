@@ -1,0 +1,288 @@
+"""Guest mode against native runs, tick by tick: same program, same architectural result when no control exits."""
+
+# Issue 3: "a guest-mode run and the native run of the same program give the same architectural
+# result when no control causes an exit".  Each example draws a random machine (the strategy the
+# core-vs-spec differential test uses), runs it natively with Machine.run on one machine and in
+# guest mode with Machine.vmrun on another (the same state in the VMCS, docs/vmx.md V.1, V.2),
+# both with a budget of one tick, and compares the architectural state after every tick, then
+# memory and the counters.  Guest memory is [0, MEMORY); above it, host RAM holds the nested
+# tables (identity, V.6) and an all-zero MSR bitmap (V.3: without MSR bitmaps every MSR access
+# would exit).  Both machines start with the same RAM, so without ept the two are identical.
+#
+# What differs by definition is not compared: host gates are a reserved gate type in guest mode
+# (V.2), so the scenario's gates are interrupt or trap gates, and a run stops comparing when the
+# program writes a host gate into its IDT; `hcall` is #UD in guest mode (V.2), so a run stops
+# before one executes; `vmcall` and MSRs above 16383 always exit (V.2, V.3) and guest-physical
+# addresses beyond guest memory are EPT violations (V.6), so a run stops at the first VM exit.
+# A program that loads other translation structures (CR3, CR4.PL, CR0.PG) may use entries it
+# changed without invalidation, which is undefined (manual §8.1) and differs with the TLB flushes
+# of VM entries (V.7): the comparison stops there too.  hypothesis `event` counts every stop.
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from cffi_core.exits import ExitReason
+from cffi_core.isa.encoding import decode
+from cffi_core.machine import Exit, Machine, TLBConfig
+from cffi_core.pagetables import EPT_W, EPT_X, PageAllocator, PageTables, ept_pointer
+from cffi_core.profiles import get_profile
+from cffi_core.vmx import ProcControl, Vmcs, VmcsField, VmExitReason
+from tests.cffi_core.random_machines import (
+    MEMORY,
+    STEPS,
+    TABLES,
+    U64,
+    Scenario,
+    initial_memory,
+    initial_state,
+    scenarios,
+)
+
+PROFILES = ("vtx-2009", "vtx-2006+ept", "vtx-2006")
+HOST_MEMORY = MEMORY + 0x10000
+NESTED_TABLES = (MEMORY, MEMORY + 0x8000)  # V.6: host-only pages, outside guest memory
+MSR_BITMAP = MEMORY + 0x8000  # V.3: all zero, so no MSR below 16384 exits
+TLB = TLBConfig(16, 4, 8, 2)
+GATE_TYPE = 0b110  # architecture.md §6.2: bits 2:1 of a gate's attributes
+HOST_GATE = 2 << 1
+# V.3: instructions that exit before they execute ("nothing of it has happened").
+INSTRUCTION_EXITS = (VmExitReason.VMCALL, VmExitReason.RDMSR, VmExitReason.WRMSR)
+G = VmcsField
+STATE_FIELDS = (
+    "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset",
+    "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db",
+)  # fmt: skip
+SAME_COUNTERS = ("double_faults", "triple_faults", "port_reads", "port_writes", "halted_ticks")
+
+
+@dataclass
+class Setup:
+    scenario: Scenario
+    ept: bool
+    nested_levels: int
+    vpid: int  # 0: without ENABLE_VPID
+
+
+def _non_host(attr: int, kind: int) -> int:
+    """A host gate made an interrupt (kind 0) or trap (kind 1) gate: V.2 reserves host gates."""
+    return attr & ~GATE_TYPE | kind << 1 if attr & GATE_TYPE == HOST_GATE else attr
+
+
+@st.composite
+def setups(draw: st.DrawFn) -> Setup:
+    s = draw(scenarios(profiles=PROFILES))
+    kinds = draw(st.lists(st.integers(0, 1), min_size=len(s.gates), max_size=len(s.gates)))
+    s = replace(s, gates=[(slot, _non_host(attr, k)) for (slot, attr), k in zip(s.gates, kinds, strict=True)])
+    features = get_profile(s.profile).features
+    ept = "ept" in features and draw(st.booleans())
+    vpid = draw(st.integers(1, 0xFFFF)) if "vpid" in features and draw(st.booleans()) else 0
+    return Setup(s, ept, draw(st.integers(2, 4)), vpid)
+
+
+def _host_memory(setup: Setup) -> tuple[bytearray, int, int]:
+    """RAM of both machines: the scenario's guest memory, then the nested tables mapping it."""
+    mem, cr3 = initial_memory(setup.scenario)
+    mem += bytes(HOST_MEMORY - MEMORY)
+    eptp = 0
+    if setup.ept:
+
+        def write(addr: int, value: int) -> None:
+            mem[addr : addr + 8] = value.to_bytes(8, "little")
+
+        nested = PageTables(write, PageAllocator(*NESTED_TABLES), levels=setup.nested_levels)
+        nested.map(0, 0, MEMORY, flags=EPT_W | EPT_X)  # V.6: identity, read/write/execute
+        eptp = ept_pointer(nested.root, setup.nested_levels)
+    return mem, cr3, eptp
+
+
+def _native(setup: Setup, mem: bytes, init: dict[str, object]) -> Machine:
+    m = Machine(setup.scenario.profile, memory=HOST_MEMORY, tlb=TLB)
+    m.write(0, bytes(mem))
+    for k, v in init.items():
+        if k == "r":
+            for i, x in enumerate(v):
+                m.cpu.r[i] = x
+        elif k == "rsp":
+            for i, x in enumerate(v):
+                m.cpu.rsp[i] = x
+        else:
+            setattr(m.cpu, k, v)
+    return m
+
+
+def _guest(setup: Setup, mem: bytes, init: dict[str, object], eptp: int) -> tuple[Machine, Vmcs]:
+    m = Machine(setup.scenario.profile, memory=HOST_MEMORY, tlb=TLB)
+    m.write(0, bytes(mem))
+    v = m.vmcs()
+    for i, x in enumerate(init["r"]):
+        v.regs[i] = x
+    for name in ("pc", "flags", "cpl", "cr0", "cr3", "cr4", "cr8", "idtr", "seglimit"):
+        v[G[f"GUEST_{name.upper()}"]] = init[name]
+    for i, x in enumerate(init["rsp"]):
+        v[G[f"GUEST_RSP{i}"]] = x
+    # V.2: no exiting control; MSR bitmaps so that MSR accesses do not exit
+    controls = ProcControl.USE_MSR_BITMAPS
+    v[G.MSR_BITMAP] = MSR_BITMAP
+    if setup.ept:
+        controls |= ProcControl.ENABLE_EPT
+        v[G.EPT_POINTER] = eptp
+    if setup.vpid:
+        controls |= ProcControl.ENABLE_VPID
+        v[G.VPID] = setup.vpid
+    v[G.PROC_CONTROLS] = controls
+    return m, v
+
+
+def _native_state(m: Machine) -> dict[str, object]:
+    s = m.cpu.state()
+    return {f: s[f] for f in (*STATE_FIELDS, "r", "rsp")} | {"clock": m.clock}
+
+
+def _guest_state(m: Machine, v: Vmcs) -> dict[str, object]:
+    """The guest's architectural state: the VMCS (V.2, each read counted), its registers, and
+    what guest mode shares with the machine: the interrupt line, the clock and the TSC (V.3)."""
+    activity = v[G.GUEST_ACTIVITY]
+    return {
+        "pc": v[G.GUEST_PC], "flags": v[G.GUEST_FLAGS], "cpl": v[G.GUEST_CPL], "cr0": v[G.GUEST_CR0],
+        "cr2": v[G.GUEST_CR2], "cr3": v[G.GUEST_CR3], "cr4": v[G.GUEST_CR4], "cr8": v[G.GUEST_CR8],
+        "idtr": v[G.GUEST_IDTR], "seglimit": v[G.GUEST_SEGLIMIT], "tsc_offset": m.cpu.tsc_offset,
+        "halted": int(activity == 1), "int_shadow": v[G.GUEST_INTERRUPTIBILITY],
+        "intr_vector": m.cpu.intr_vector, "intr_acked": m.cpu.intr_acked, "shutdown": int(activity == 2),
+        "pending_db": v[G.GUEST_PENDING_DB], "r": list(v.regs),
+        "rsp": [v[G.GUEST_RSP0], v[G.GUEST_RSP1], v[G.GUEST_RSP2]], "clock": m.clock,
+    }  # fmt: skip
+
+
+def _host_state(m: Machine) -> dict[str, object]:
+    """The machine's own state, which guest mode saves and restores (V.1)."""
+    s = m.cpu.state()
+    return {k: x for k, x in s.items() if k not in ("tsc_offset", "intr_vector", "intr_acked")}
+
+
+def _exit_tuple(ex: Exit) -> tuple:
+    if ex.reason in (ExitReason.IO_IN, ExitReason.IO_OUT):
+        return (ex.reason, ex.port, ex.value if ex.reason is ExitReason.IO_OUT else 0, ex.reg)
+    if ex.reason is ExitReason.HOST_GATE:
+        return (ex.reason, ex.vector, int(ex.kind), ex.error_code, ex.address)
+    if ex.reason is ExitReason.VM:
+        return (ex.reason, int(ex.number))
+    return (ex.reason,)
+
+
+def _u64(m: Machine, addr: int) -> int | None:
+    return m.read_u64(addr) if addr % 8 == 0 and addr + 8 <= HOST_MEMORY else None
+
+
+def _is_hcall(m: Machine, pc: int | None) -> bool:
+    """Is the word at pc `hcall`?  Every mapping is the identity, so pc is also physical."""
+    if pc is None or pc % 4 or pc + 4 > HOST_MEMORY:
+        return False
+    d = decode(int.from_bytes(m.read(pc, 4), "little"))
+    return d is not None and d.insn.mnemonic == "hcall"
+
+
+def _may_run_hcall(m: Machine) -> bool:
+    """Could the next tick execute `hcall`?  The word at pc; with a single-step trap pending,
+    the words at the #DB and #DF handlers too, since that delivery takes no tick (§6.5)."""
+    c = m.cpu
+    if _is_hcall(m, c.pc):
+        return True
+    return bool(c.pending_db) and any(_is_hcall(m, _u64(m, (c.idtr + 16 * v) & U64)) for v in (1, 8))
+
+
+def _has_host_gate(m: Machine) -> bool:
+    """Does the IDT hold a present host gate (the program wrote one)?"""
+    idtr = m.cpu.idtr
+    if idtr % 8 or idtr >= HOST_MEMORY:
+        return False
+    table = memoryview(m.read(idtr, min(4096, HOST_MEMORY - idtr))).cast("Q")
+    return any(attr & (1 | GATE_TYPE) == 1 | HOST_GATE for attr in table[1::2])
+
+
+def _own_tables(m: Machine, s: Scenario, cr3: int) -> bool:
+    """Does paging use the scenario's tables, which no program can write (§8.1)?"""
+    c = m.cpu
+    return not c.cr0 >> 15 & 1 or (s.paging != 0 and c.cr3 == cr3 and (c.cr4 & 3) == s.paging - 2)
+
+
+def _compare_counters(native: Machine, guest: Machine, *, ticks: bool = True) -> None:
+    n, g = native.counters, guest.counters
+    for cpl in range(4):
+        # V.1, V.11: guest-mode instructions count in insn[guest][cpl]; the host ran none
+        assert g[f"insn_guest_cpl{cpl}"] == n[f"insn_host_cpl{cpl}"], f"insn at CPL {cpl}"
+        assert g[f"insn_host_cpl{cpl}"] == 0 and n[f"insn_guest_cpl{cpl}"] == 0
+    assert g.exceptions == n.exceptions
+    assert g.interrupts == n.interrupts
+    for name in SAME_COUNTERS:
+        assert g[name] == n[name], name
+    if ticks:
+        assert g["ticks"] == n["ticks"]
+
+
+@given(setups())
+def test_guest_mode_and_native_runs_agree_tick_by_tick(setup: Setup):
+    s = setup.scenario
+    mem, cr3, eptp = _host_memory(setup)
+    init = initial_state(s, cr3)
+    native = _native(setup, mem, init)
+    gm, v = _guest(setup, mem, init, eptp)
+    host = _host_state(gm)
+    assert _guest_state(gm, v) == _native_state(native)
+
+    stop, synchronized = "", True
+    for step in range(STEPS):
+        vector = s.interrupts.get(step)
+        if vector is not None and native.cpu.intr_vector < 0:
+            native.cpu.intr_vector = gm.cpu.intr_vector = vector  # V.3: guest mode shares the line
+        if _may_run_hcall(native):
+            stop = "hcall next"
+        elif _has_host_gate(native):
+            stop = "host gate written"
+        elif not _own_tables(native, s, cr3):
+            stop = "translation structures changed"
+        if stop:
+            break
+        before = _native_state(native)
+        db_pending = native.cpu.pending_db
+        gx = gm.vmrun(v, 1)
+        where = f"step {step}, pc {before['pc']:#x}"
+        assert _host_state(gm) == host, f"{where}: the host state was not restored (V.1)"
+        if gx.reason is ExitReason.VM and gx.number != VmExitReason.TRIPLE_FAULT:
+            stop = f"VM exit {VmExitReason(gx.number).name}"
+            synchronized = False
+            if gx.number in INSTRUCTION_EXITS and not db_pending:
+                # V.3: the exiting instruction has had no effect: the guest is where native is
+                after = _guest_state(gm, v)
+                assert {k: x for k, x in after.items() if k != "clock"} == {
+                    k: x for k, x in before.items() if k != "clock"
+                }, where
+                # ... but its fetch walked the guest tables, setting A bits (§6.1): memory
+                # outside the page tables is unchanged
+                for lo, hi in ((0, TABLES), (MEMORY, HOST_MEMORY)):
+                    assert gm.read(lo, hi - lo) == native.read(lo, hi - lo), where
+                _compare_counters(native, gm, ticks=False)
+            break
+        nx = native.run(1)
+        if gx.reason is ExitReason.VM:  # a triple fault: the native machine shuts down (V.4)
+            assert nx.reason is ExitReason.SHUTDOWN, where
+        else:
+            assert _exit_tuple(gx) == _exit_tuple(nx), where
+        assert _guest_state(gm, v) == _native_state(native), where
+        if native.cpu.intr_acked >= 0:
+            native.cpu.intr_acked = gm.cpu.intr_acked = -1
+        if nx.reason is ExitReason.IO_IN and nx.reg:
+            value = (nx.port * 0x9E3779B97F4A7C15) & U64
+            native.cpu.r[nx.reg] = v.regs[nx.reg] = value  # V.1: an `in` fills vmcs.regs
+        elif nx.reason in (ExitReason.SHUTDOWN, ExitReason.HLT):
+            stop = nx.reason.name
+            break
+    event(f"stopped: {stop or 'steps done'}")
+    event(f"{s.profile}, {'ept' if setup.ept else 'no ept'}, {'vpid' if setup.vpid else 'no vpid'}")
+    event(f"ticks compared: {'0' if not native.clock else '1-9' if native.clock < 10 else '10+'}")
+    if synchronized:
+        assert gm.read(0, HOST_MEMORY) == native.read(0, HOST_MEMORY), "memory differs"
+        _compare_counters(native, gm)
