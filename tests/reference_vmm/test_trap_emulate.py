@@ -9,11 +9,19 @@ import pytest
 
 from cffi_core.asm import assemble, assemble_file
 from cffi_core.machine import Machine
-from conformance.api import VMConfig, VMMError, default_host_memory, host_canary, observe
+from conformance.api import (
+    CONTROL_LATENCY,
+    HOST_TIMER_PERIOD,
+    VMConfig,
+    VMMError,
+    default_host_memory,
+    host_canary,
+    observe,
+)
 from conformance.guests import by_name
 from reference_vmm.native import NativeVMM
 from reference_vmm.trap_emulate import RESERVED_VA, TrapEmulateVMM, ring_plan
-from reference_vmm.trap_emulate.monitor import host_gate_idt
+from reference_vmm.trap_emulate.monitor import HIDDEN_FAULTS_PER_SLICE, host_gate_idt
 from reference_vmm.trap_emulate.rings import RING_COMPRESSION
 
 GUESTS = Path(__file__).resolve().parents[1] / "guests"
@@ -175,3 +183,23 @@ def test_ring_compression_without_classic_loses_the_guest_kernels_return_to_ring
     assert b"r2=0000000000000003" in native.console
     assert b"r2=0000000000000000" in vm.console
     assert observe(TrapEmulateVMM, g.image(), g.config, profile="x86-64-2005") == native
+
+
+def test_hidden_faults_cannot_stretch_a_slice_beyond_the_control_bound():
+    # Hidden faults cost host ticks that are no guest's; past HIDDEN_FAULTS_PER_SLICE in one
+    # slice the rest of it runs in the spec, so VMM.run(HOST_TIMER_PERIOD) keeps the host within
+    # HOST_TIMER_PERIOD + CONTROL_LATENCY ticks (docs/vmm-api.md §9).
+    image = assemble_file(GUESTS / "page_sweep.s")
+    config = VMConfig(memory=16 << 20, budget=400_000)
+    host = Machine("x86-2005", default_host_memory(config.memory))
+    monitor = TrapEmulateVMM(host)
+    vm = monitor.create_vm(image, config)
+    longest = 0
+    while not vm.stopped:
+        before = host.clock
+        monitor.run(HOST_TIMER_PERIOD)
+        longest = max(longest, host.clock - before)
+    assert longest <= HOST_TIMER_PERIOD + CONTROL_LATENCY
+    assert vm.counters["hidden_page_faults"] >= 2 * HIDDEN_FAULTS_PER_SLICE
+    assert vm.observation() == observe(NativeVMM, image, config)
+    assert vm.exit_code == 3000
