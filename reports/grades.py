@@ -4,6 +4,7 @@ failures with their rerun commands, the expected deviations, and the cross-VMM s
 from __future__ import annotations
 
 import shlex
+import textwrap
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ __all__ = [
     "UNEXPECTED",
     "Grade",
     "collect_files",
+    "counterexample",
     "grade",
     "load_runs",
     "rerun_command",
@@ -138,6 +140,16 @@ def first_line(text: str | None) -> str:
         if line.strip():
             return line.strip()
     return ""
+
+
+def counterexample(message: str | None) -> str:
+    """The part of a failure report that explains it: the lines pytest marks ``E`` (the
+    assertion's text: observation diff, guest program, hypothesis's falsifying example), without
+    the traceback around them; the whole report when it has no such lines."""
+    if not message:
+        return "(no report recorded)"
+    marked = [line[1:] for line in message.splitlines() if line == "E" or line.startswith("E ")]
+    return textwrap.dedent("\n".join(marked)).strip("\n") if marked else message
 
 
 def verdict(counts: Counter[str]) -> str:

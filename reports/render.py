@@ -1,4 +1,4 @@
-"""A report as a list of blocks (headings, paragraphs, tables, code), rendered to Markdown and HTML.
+"""A report as a list of blocks (headings, paragraphs, tables, code, folded code), rendered to Markdown and HTML.
 
 The report is built once and rendered twice, so the two files always say the same thing.
 Tables go through tabulate (``github`` for Markdown, ``html`` for HTML, which escapes cells);
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-__all__ = ["Block", "Code", "Heading", "Mono", "Paragraph", "Table", "to_html", "to_markdown"]
+__all__ = ["Block", "Code", "Details", "Heading", "Mono", "Paragraph", "Table", "to_html", "to_markdown"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,16 @@ class Code:
     text: str
 
 
-Block = Heading | Paragraph | Table | Code
+@dataclass(frozen=True)
+class Details:
+    """A preformatted block shown folded under a one-line summary (an expected deviation's
+    counterexample: there to read, not to skim past)."""
+
+    summary: str
+    text: str
+
+
+Block = Heading | Paragraph | Table | Code | Details
 
 
 # ---- Markdown -------------------------------------------------------------------------------
@@ -82,6 +91,11 @@ def _md_cell(value: object) -> object:
     return value.replace("|", "\\|") if isinstance(value, str) else value
 
 
+def _md_fenced(text: str) -> str:
+    fence = "`" * max(3, max((len(m) + 1 for m in re.findall(r"`+", text)), default=0))
+    return f"{fence}\n{text.rstrip()}\n{fence}"
+
+
 def to_markdown(blocks: Sequence[Block]) -> str:
     """The blocks as a GitHub-flavoured Markdown document."""
     out: list[str] = []
@@ -94,8 +108,12 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             rows = [[_md_cell(c) for c in row] for row in block.rows]
             out.append(tabulate(rows, headers=[_md_cell(h) for h in block.headers], tablefmt="github"))
         elif isinstance(block, Code):
-            fence = "`" * max(3, max((len(m) + 1 for m in re.findall(r"`+", block.text)), default=0))
-            out.append(f"{fence}\n{block.text.rstrip()}\n{fence}")
+            out.append(_md_fenced(block.text))
+        elif isinstance(block, Details):
+            # GitHub renders an HTML details element in Markdown; the blank lines let the fence
+            # inside it be Markdown again.
+            summary = html.escape(block.summary)
+            out.append(f"<details><summary>{summary}</summary>\n\n{_md_fenced(block.text)}\n\n</details>")
         else:  # pragma: no cover - the Block union is closed
             raise TypeError(f"not a report block: {block!r}")
     return "\n\n".join(out) + "\n"
@@ -130,6 +148,11 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             body.append(str(tabulate(block.rows, headers=list(block.headers), tablefmt="html")))
         elif isinstance(block, Code):
             body.append(f"<pre><code>{html.escape(block.text.rstrip())}</code></pre>")
+        elif isinstance(block, Details):
+            body.append(
+                f"<details><summary>{html.escape(block.summary)}</summary>"
+                f"<pre><code>{html.escape(block.text.rstrip())}</code></pre></details>"
+            )
         else:  # pragma: no cover - the Block union is closed
             raise TypeError(f"not a report block: {block!r}")
     return (

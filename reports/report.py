@@ -3,7 +3,8 @@
 The report opens with the cross-VMM summary (which VMM passes which property on which
 profile), then one section per run (VMM × profile): the property × category counts, every
 unexpected failure with its counterexample and a one-line rerun command, the expected
-deviations with the paper's name for them, and the reasons for skips.
+deviations with the paper's name for them (their counterexamples folded), and the reasons
+for skips.
 """
 
 from __future__ import annotations
@@ -13,8 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conformance.results import OUTCOMES
-from reports.grades import Grade, collect_files, first_line, grade, load_runs, rerun_command, summary_table
-from reports.render import Block, Code, Heading, Mono, Paragraph, Table, to_html, to_markdown
+from reports.grades import (
+    Grade,
+    collect_files,
+    counterexample,
+    first_line,
+    grade,
+    load_runs,
+    rerun_command,
+    summary_table,
+)
+from reports.render import Block, Code, Details, Heading, Mono, Paragraph, Table, to_html, to_markdown
 
 __all__ = ["TITLE", "Report", "build_blocks", "write_report"]
 
@@ -120,8 +130,8 @@ def _run_section(g: Grade) -> list[Block]:
                 Paragraph(f"Outcome: {test.outcome}. Property: {test.property or '-'}, category {test.category or '-'}."),
                 Paragraph("Rerun:"),
                 Code(rerun_command(run, test)),
-                Paragraph("Counterexample and report:"),
-                Code(test.message or "(no report recorded)"),
+                Paragraph("Counterexample (the full report is in the results file):"),
+                Code(counterexample(test.message)),
             ]
             counters = [f"{k}={v}" for k, v in test.counters.items() if v]
             if counters:
@@ -133,6 +143,11 @@ def _run_section(g: Grade) -> list[Block]:
             Heading(3, "Expected deviations (xfail)"),
             Table(["test", "reason"], [[t.nodeid, first_line(t.message)] for t in g.deviations]),
         ]
+        # The reason is the message's first line; what follows is the failure that was expected.
+        for t in g.deviations:
+            rest = "\n".join((t.message or "").splitlines()[1:])
+            if rest.strip():
+                blocks.append(Details(f"counterexample: {t.nodeid}", counterexample(rest)))
     if g.xpasses:
         blocks += [
             Heading(3, "Unexpected passes (non-strict xpass)"),

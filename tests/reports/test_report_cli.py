@@ -13,7 +13,7 @@ import pytest
 from cffi_core.profiles import PROFILES
 from conformance.results import ResultsWriter, RunKey, load_results
 from reports.cli import main
-from reports.grades import collect_files, grade, load_runs, rerun_command, summary_table, verdict
+from reports.grades import collect_files, counterexample, grade, load_runs, rerun_command, summary_table, verdict
 
 KEY = RunKey("toy", "a toy technique", "toys.monitor:ToyVMM", "x86-2005")
 SUITE = "conformance/test_equivalence.py::test_directed_guest_is_equivalent"
@@ -98,8 +98,10 @@ def test_clean_results_exit_zero_and_write_both_files(tmp_path, capsys):
     md = (out / "report.md").read_text()
     assert "## toy on x86-2005" in md
     assert "Unexpected failures" not in md
-    assert "expected deviation of toy: popf is sensitive" in md
-    assert "more" not in md.split("Expected deviations")[1].split("##")[0]  # the reason's first line only
+    deviations = md.split("### Expected deviations (xfail)")[1].split("\n## ")[0]
+    table, folded = deviations.split("<details>", 1)
+    assert "| expected deviation of toy: popf is sensitive" in table and "more" not in table  # the reason alone
+    assert "more" in folded  # the rest of the report, folded beneath
     assert (out / "report.html").is_file()
     assert "equivalence" in capsys.readouterr().out  # the summary table on the console
 
@@ -123,15 +125,22 @@ def test_an_unexpected_failure_exits_one_with_counterexample_and_rerun_command(t
     assert argv[argv.index("--popek-profile") + 1] == KEY.profile
 
 
+def test_the_counterexample_is_the_assertion_text_without_the_traceback():
+    report = "    def test():\n>       assert_equivalent(a, b)\n\nconformance/checks.py:42: in f\nE   AssertionError: differ\nE     console: x\nE\nE   Falsifying example: f(x=1)\n"
+    assert counterexample(report) == "AssertionError: differ\n  console: x\n\nFalsifying example: f(x=1)"
+    assert counterexample("a skip reason") == "a skip reason"
+
+
 def test_html_is_well_formed_and_escapes_what_the_guest_printed(tmp_path):
     nasty = "console: <script>alert(1)</script> & </pre>"
-    write_run(tmp_path, KEY, [("pushf", "equivalence", "obstacle", "failed", nasty)])
+    write_run(tmp_path, KEY, [*CLEAN, ("pushf", "equivalence", "obstacle", "failed", nasty)])
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "out")]) == 1
     page = (tmp_path / "out" / "report.html").read_text()
     checker = _TagBalance()
     checker.feed(page)
     checker.close()
     assert checker.stack == []
+    assert {"table", "pre", "details"} <= checker.seen  # the grade sheet, the failure, the folded deviation
     assert "script" not in checker.seen
     assert nasty in checker.text  # shown verbatim once the entities are decoded
 
