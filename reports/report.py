@@ -128,7 +128,7 @@ def _run_section(g: Grade) -> list[Block]:
             blocks += [
                 Heading(4, test.nodeid),
                 Paragraph(f"Outcome: {test.outcome}. Property: {test.property or '-'}, category {test.category or '-'}."),
-                Paragraph("Rerun:"),
+                Paragraph("Rerun (from the directory the suite ran in; popek demo runs it beside conformance/):"),
                 Code(rerun_command(run, test)),
                 Paragraph("Counterexample (the full report is in the results file):"),
                 Code(counterexample(test.message)),
