@@ -46,11 +46,13 @@ PROFILES = ("vtx-2009", "vtx-2006+ept", "vtx-2006")
 HOST_MEMORY = MEMORY + 0x10000
 NESTED_TABLES = (MEMORY, MEMORY + 0x8000)  # V.6: host-only pages, outside guest memory
 MSR_BITMAP = MEMORY + 0x8000  # V.3: all zero, so no MSR below 16384 exits
+IO_BITMAP = MEMORY + 0xA000  # V.3: 8 KiB, all zero, so no port exits
 TLB = TLBConfig(16, 4, 8, 2)
 GATE_TYPE = 0b110  # architecture.md §6.2: bits 2:1 of a gate's attributes
 HOST_GATE = 2 << 1
 # V.3: instructions that exit before they execute ("nothing of it has happened").
-INSTRUCTION_EXITS = (VmExitReason.VMCALL, VmExitReason.RDMSR, VmExitReason.WRMSR)
+INSTRUCTION_EXITS = (VmExitReason.VMCALL, VmExitReason.RDMSR, VmExitReason.WRMSR, VmExitReason.CR_ACCESS)
+WAKE_VECTOR = 0xE0  # presented once to a halted CPU (architecture.md §6.5), to both machines
 G = VmcsField
 STATE_FIELDS = (
     "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset",
@@ -61,10 +63,18 @@ SAME_COUNTERS = ("double_faults", "triple_faults", "port_reads", "port_writes", 
 
 @dataclass
 class Setup:
+    """A scenario and the guest-mode controls it runs under, none of which exits by itself."""
+
     scenario: Scenario
     ept: bool
     nested_levels: int
     vpid: int  # 0: without ENABLE_VPID
+    tsc_offset: int | None  # V.3: USE_TSC_OFFSET with this offset (native: the same TSC offset)
+    cr0_mask: int  # V.3: owned CR0/CR4 bits, read shadows equal to the real registers: an
+    cr4_mask: int  # mtcr that would change an owned bit exits, and the run stops there
+    tpr_shadow: bool  # V.3: VIRTUAL_TPR holds CR8, TPR_THRESHOLD 0 (never exits)
+    io_bitmaps: bool  # V.3: an all-zero I/O bitmap: every port passes through
+    pf_never: bool  # V.4: #PF selected with a mask/match that never matches: no #PF exits
 
 
 def _non_host(attr: int, kind: int) -> int:
@@ -80,7 +90,15 @@ def setups(draw: st.DrawFn) -> Setup:
     features = get_profile(s.profile).features
     ept = "ept" in features and draw(st.booleans())
     vpid = draw(st.integers(1, 0xFFFF)) if "vpid" in features and draw(st.booleans()) else 0
-    return Setup(s, ept, draw(st.integers(2, 4)), vpid)
+    return Setup(
+        s, ept, draw(st.integers(2, 4)), vpid,
+        tsc_offset=draw(st.one_of(st.none(), st.integers(0, U64))),
+        cr0_mask=draw(st.one_of(st.just(0), st.integers(0, 0xFFFF))),
+        cr4_mask=draw(st.one_of(st.just(0), st.integers(0, 0xFF))),
+        tpr_shadow="tpr_shadow" in features and draw(st.booleans()),
+        io_bitmaps=draw(st.booleans()),
+        pf_never=draw(st.booleans()),
+    )  # fmt: skip
 
 
 def _host_memory(setup: Setup) -> tuple[bytearray, int, int]:
@@ -111,6 +129,7 @@ def _native(setup: Setup, mem: bytes, init: dict[str, object]) -> Machine:
                 m.cpu.rsp[i] = x
         else:
             setattr(m.cpu, k, v)
+    m.cpu.tsc_offset = setup.tsc_offset or 0
     return m
 
 
@@ -133,6 +152,19 @@ def _guest(setup: Setup, mem: bytes, init: dict[str, object], eptp: int) -> tupl
     if setup.vpid:
         controls |= ProcControl.ENABLE_VPID
         v[G.VPID] = setup.vpid
+    if setup.tsc_offset is not None:
+        controls |= ProcControl.USE_TSC_OFFSET
+        v[G.TSC_OFFSET] = setup.tsc_offset
+    v[G.CR0_GUEST_HOST_MASK], v[G.CR0_READ_SHADOW] = setup.cr0_mask, init["cr0"]
+    v[G.CR4_GUEST_HOST_MASK], v[G.CR4_READ_SHADOW] = setup.cr4_mask, init["cr4"]
+    if setup.tpr_shadow:
+        controls |= ProcControl.USE_TPR_SHADOW
+        v[G.VIRTUAL_TPR], v[G.TPR_THRESHOLD] = init["cr8"], 0
+    if setup.io_bitmaps:
+        controls |= ProcControl.USE_IO_BITMAPS
+        v[G.IO_BITMAP] = IO_BITMAP
+    if setup.pf_never:
+        v[G.EXCEPTION_BITMAP], v[G.PF_ERROR_CODE_MASK], v[G.PF_ERROR_CODE_MATCH] = 1 << 14, 0, 1
     v[G.PROC_CONTROLS] = controls
     return m, v
 
@@ -142,14 +174,18 @@ def _native_state(m: Machine) -> dict[str, object]:
     return {f: s[f] for f in (*STATE_FIELDS, "r", "rsp")} | {"clock": m.clock}
 
 
-def _guest_state(m: Machine, v: Vmcs) -> dict[str, object]:
+def _guest_state(m: Machine, v: Vmcs, setup: Setup) -> dict[str, object]:
     """The guest's architectural state: the VMCS (V.2, each read counted), its registers, and
-    what guest mode shares with the machine: the interrupt line, the clock and the TSC (V.3)."""
+    what guest mode shares with the machine: the interrupt line, the clock and the TSC (V.3:
+    the guest's TSC offset is the machine's plus TSC_OFFSET; its CR8 is VIRTUAL_TPR with the
+    TPR shadow)."""
     activity = v[G.GUEST_ACTIVITY]
+    cr8 = v[G.VIRTUAL_TPR] if setup.tpr_shadow else v[G.GUEST_CR8]
+    tsc_offset = m.cpu.tsc_offset + (setup.tsc_offset or 0) & U64
     return {
         "pc": v[G.GUEST_PC], "flags": v[G.GUEST_FLAGS], "cpl": v[G.GUEST_CPL], "cr0": v[G.GUEST_CR0],
-        "cr2": v[G.GUEST_CR2], "cr3": v[G.GUEST_CR3], "cr4": v[G.GUEST_CR4], "cr8": v[G.GUEST_CR8],
-        "idtr": v[G.GUEST_IDTR], "seglimit": v[G.GUEST_SEGLIMIT], "tsc_offset": m.cpu.tsc_offset,
+        "cr2": v[G.GUEST_CR2], "cr3": v[G.GUEST_CR3], "cr4": v[G.GUEST_CR4], "cr8": cr8,
+        "idtr": v[G.GUEST_IDTR], "seglimit": v[G.GUEST_SEGLIMIT], "tsc_offset": tsc_offset,
         "halted": int(activity == 1), "int_shadow": v[G.GUEST_INTERRUPTIBILITY],
         "intr_vector": m.cpu.intr_vector, "intr_acked": m.cpu.intr_acked, "shutdown": int(activity == 2),
         "pending_db": v[G.GUEST_PENDING_DB], "r": list(v.regs),
@@ -231,9 +267,9 @@ def test_guest_mode_and_native_runs_agree_tick_by_tick(setup: Setup):
     native = _native(setup, mem, init)
     gm, v = _guest(setup, mem, init, eptp)
     host = _host_state(gm)
-    assert _guest_state(gm, v) == _native_state(native)
+    assert _guest_state(gm, v, setup) == _native_state(native)
 
-    stop, synchronized = "", True
+    stop, synchronized, woken = "", True, False
     for step in range(STEPS):
         vector = s.interrupts.get(step)
         if vector is not None and native.cpu.intr_vector < 0:
@@ -256,7 +292,7 @@ def test_guest_mode_and_native_runs_agree_tick_by_tick(setup: Setup):
             synchronized = False
             if gx.number in INSTRUCTION_EXITS and not db_pending:
                 # V.3: the exiting instruction has had no effect: the guest is where native is
-                after = _guest_state(gm, v)
+                after = _guest_state(gm, v, setup)
                 assert {k: x for k, x in after.items() if k != "clock"} == {
                     k: x for k, x in before.items() if k != "clock"
                 }, where
@@ -271,17 +307,26 @@ def test_guest_mode_and_native_runs_agree_tick_by_tick(setup: Setup):
             assert nx.reason is ExitReason.SHUTDOWN, where
         else:
             assert _exit_tuple(gx) == _exit_tuple(nx), where
-        assert _guest_state(gm, v) == _native_state(native), where
+        assert _guest_state(gm, v, setup) == _native_state(native), where
         if native.cpu.intr_acked >= 0:
             native.cpu.intr_acked = gm.cpu.intr_acked = -1
         if nx.reason is ExitReason.IO_IN and nx.reg:
             value = (nx.port * 0x9E3779B97F4A7C15) & U64
             native.cpu.r[nx.reg] = v.regs[nx.reg] = value  # V.1: an `in` fills vmcs.regs
+        elif nx.reason is ExitReason.HLT and not woken:
+            woken = True  # V.2: the halted state goes through GUEST_ACTIVITY to the next entry
+            if native.cpu.intr_vector < 0:
+                native.cpu.intr_vector = gm.cpu.intr_vector = WAKE_VECTOR
         elif nx.reason in (ExitReason.SHUTDOWN, ExitReason.HLT):
             stop = nx.reason.name
             break
     event(f"stopped: {stop or 'steps done'}")
     event(f"{s.profile}, {'ept' if setup.ept else 'no ept'}, {'vpid' if setup.vpid else 'no vpid'}")
+    for option in ("tsc_offset", "cr0_mask", "cr4_mask", "tpr_shadow", "io_bitmaps", "pf_never"):
+        if getattr(setup, option) not in (None, 0, False):
+            event(f"with {option}")
+    if woken:
+        event("a halted guest was woken")
     event(f"ticks compared: {'0' if not native.clock else '1-9' if native.clock < 10 else '10+'}")
     if synchronized:
         assert gm.read(0, HOST_MEMORY) == native.read(0, HOST_MEMORY), "memory differs"
