@@ -46,10 +46,12 @@ __all__ = [
     "VMMLoadError",
     "VMMUnsupported",
     "available_vmms",
+    "check_vmm_class",
     "default_host_memory",
     "host_canary",
     "load_vmm",
     "observe",
+    "vmm_label",
 ]
 
 # Copies of cffi_core.machine's and cffi_core.platform's values (a test keeps them equal):
@@ -313,6 +315,17 @@ class VMMLoadError(VMMError):
 
 class VMMUnsupported(VMMError):
     """The host lacks features the VMM ``requires`` (the suite skips such a test)."""
+
+
+def vmm_label(cls: type) -> str:
+    """How errors name a VMM class: ``VMM 'name' (module:Class)``."""
+    return _label(cls)
+
+
+def check_vmm_class(cls: object, origin: str) -> type[VMM]:
+    """``cls`` if it is a complete VMM class (a ``VMM`` subclass, nothing abstract, ``name``
+    and ``technique`` set); else ``VMMLoadError`` naming ``origin`` and what is missing."""
+    return _check_vmm_class(cls, origin)
 
 
 def _label(cls: type) -> str:

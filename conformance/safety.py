@@ -31,10 +31,10 @@ from conformance.api import (
     Observation,
     VMConfig,
     VMMError,
-    _check_vmm_class,
-    _label,
+    check_vmm_class,
     default_host_memory,
     host_canary,
+    vmm_label,
 )
 
 if TYPE_CHECKING:
@@ -142,8 +142,8 @@ def run_side_by_side(
     what the VMM does (its exceptions are recorded in ``SideBySide.error``)."""
     from cffi_core.machine import Machine
 
-    cls = _check_vmm_class(vmm, "the VMM given")
-    label = _label(cls)
+    cls = check_vmm_class(vmm, "the VMM given")
+    label = vmm_label(cls)
     host = Machine(profile, default_host_memory(sum(c.memory for _, c in guests)))
     start, size = host_canary(host)
     pattern = canary_pattern(start, size)
