@@ -47,8 +47,9 @@ The pieces, in the order a trap meets them:
 
 On ``classic-1974`` every sensitive instruction traps, and the VMM is equivalent to the real
 machine (Popek & Goldberg's Theorem 1).  On the x86-like profiles ``smsw``, ``sidt``, ``rdcs``
-and ``pushf`` run directly and show the real machine, and ``popf``/``iret`` fail silently
-(Fisher-Ogden §2.3.1): the conformance suite shows this VMM failing exactly there.
+and ``pushf`` run directly and show the real machine, and ``popf``/``iret`` drop a change of
+IOPL silently (Fisher-Ogden §2.3.1) — an ``iret`` that gives ring 3 IOPL 3 included: the
+conformance suite shows this VMM failing exactly there.
 """
 
 from __future__ import annotations
