@@ -71,8 +71,9 @@ class RingPlan:
         so that the guest kernel's ``cli``, ``sti``, ``popf`` and ``iret`` change the real IF —
         which then *is* the guest's IF, and the real CPU takes the guest's interrupts exactly
         when the guest would — and its ``in``/``out`` exit straight to the VMM's devices; guest
-        ring 3 still traps on them unless the guest gave it IOPL 3.  Under ring compression
-        (``classic``) they trap at every real ring > 0 anyway."""
+        ring 3 still traps on them unless the guest gave it IOPL 3.  (Guest CPL 1, which shares
+        real ring 1 with guest CPL 0, is allowed them too: ring aliasing.)  Under ring
+        compression (``classic``) they trap at every real ring > 0 anyway."""
         return iopl if self.compression else max(iopl, 1)
 
     def guest_cpl(self, real: int, before: int) -> int:
