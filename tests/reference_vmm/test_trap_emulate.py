@@ -203,3 +203,14 @@ def test_hidden_faults_cannot_stretch_a_slice_beyond_the_control_bound():
     assert vm.counters["hidden_page_faults"] >= 2 * HOST_TIMER_PERIOD // HIDDEN_FAULT_SHARE
     assert vm.observation() == observe(NativeVMM, image, config)
     assert vm.exit_code == 3000
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_true_page_faults_reach_the_guest_with_its_cr2_and_error_code(profile):
+    # The guest logs each #PF's error code and prints CR2 (conformance/guests/pagefault.s): a
+    # not-present write at CPL 0 (PF_W) and a user write to a read-only page (PF_P|PF_W|PF_U).
+    g = by_name("pagefault")
+    native, trapped = _both(g.image(), g.config, profile=profile)
+    assert b"event=000000000000020e" in native.console and b"event=000000000000070e" in native.console
+    assert trapped.counters["true_page_faults"] == 2
+    assert trapped.counters["hidden_page_faults"] > 0
