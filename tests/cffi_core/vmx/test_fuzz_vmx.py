@@ -48,7 +48,11 @@ ERROR_CODE_VECTORS = (8, 13, 14, 17)  # architecture.md §6.1
 SYSTEM = tuple(i for i in INSTRUCTIONS if i.mnemonic in {
     "mtcr", "mfcr", "hlt", "invlpg", "rdtsc", "rdmsr", "wrmsr", "in", "out", "lidt", "sidt", "smsw", "vmcall",
     "hcall", "int", "iret", "sti", "cli", "popf", "pushf"})  # fmt: skip
-NEEDS_FEATURE = {ProcControl.USE_TPR_SHADOW: "tpr_shadow", ProcControl.ENABLE_EPT: "ept", ProcControl.ENABLE_VPID: "vpid"}
+NEEDS_FEATURE = {
+    ProcControl.USE_TPR_SHADOW: "tpr_shadow",
+    ProcControl.ENABLE_EPT: "ept",
+    ProcControl.ENABLE_VPID: "vpid",
+}
 CPU_FIELD_NAMES = ("cpl", "flags", "cr0", "cr3", "cr4", "cr8", "intr_vector", "intr_acked", "halted", "int_shadow",
                    "shutdown", "pending_db", "vm_tag")  # fmt: skip
 # A refusal names a VMCS field (V.8) or an unknown field's number, a CPU field (§10), the
@@ -357,7 +361,6 @@ def test_random_vmcs_and_guest_code_never_break_the_core(profile, seed, n_ops):
     x = draw_example(profile, seed, n_ops)
     first = play(x)
     assert play(x) == first, "the same inputs gave another result on a fresh machine"
-
 
 
 @pytest.mark.parametrize("vpid", [0, 1])
