@@ -184,6 +184,8 @@ class ShadowPager:
     def fault(self, cpu: spec.State, va: int, access: int) -> Resolution:
         """Answer a real #PF at ``va`` (access kind ``spec.ACCESS_*``) taken while the guest ran
         in the shadow ``root`` last returned, at the guest CPL ``cpu.cpl``."""
+        if self._current is None:
+            raise RuntimeError("ShadowPager.fault before root(): no shadow is current")
         va &= MASK64
         page = va & ~(PAGE_SIZE - 1)
         if page in self.reserved:
@@ -237,7 +239,7 @@ class ShadowPager:
         """The guest invalidated the page of ``va`` (§8.1): drop its entry in the current shadow."""
         self.counters["shadow_invlpgs"] += 1
         page = va & MASK64 & ~(PAGE_SIZE - 1)
-        if page not in self.reserved:
+        if page not in self.reserved and self._current is not None:
             self._clear(self._current, 1, page)
 
     def flush(self) -> None:
@@ -247,6 +249,8 @@ class ShadowPager:
 
     def lookup(self, va: int) -> int:
         """The current shadow's leaf entry for ``va`` (0 when there is none): for tests and reports."""
+        if self._current is None:
+            return 0
         table = self._table(self._current, va, 1, create=False)
         return 0 if table is None else self._read(table + 8 * ((va >> 12) & 511))
 
@@ -355,7 +359,7 @@ class ShadowPager:
         self._derived: dict[int, set[tuple[int, int, int]]] = {}
         self._writers: dict[int, set[tuple[int, int]]] = {}
         self.guest.watched.clear()
-        self._current = 0
+        self._current: int | None = None  # no shadow is current until root() is called
         self._space = Space.SHARED
         self.needs_flush = True
 
