@@ -17,8 +17,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
+
+if TYPE_CHECKING:
+    from reports.report import Report
 
 EXIT_USAGE = 2
 
@@ -91,7 +95,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return _print_report(report)
 
 
-def _print_report(report) -> int:
+def _print_report(report: Report) -> int:
     headers, rows = report.summary()
     print(tabulate(rows, headers=headers, tablefmt="simple"))
     print(f"popek: report written to {report.markdown} and {report.html}")
@@ -157,6 +161,13 @@ def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str) -> i
     return _print_report(write_report(written, out, problems))
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def _add_suite_options(p: argparse.ArgumentParser, profiles: list[str], vmm_help: str) -> None:
     from reports.demo import DEFAULT_HYPOTHESIS_PROFILE, default_jobs
 
@@ -166,11 +177,12 @@ def _add_suite_options(p: argparse.ArgumentParser, profiles: list[str], vmm_help
         action="append",
         default=[],
         choices=profiles,
-        help="a machine profile (repeatable; default: every profile each VMM supports)",
+        help="a machine profile (repeatable; default: each VMM's profiles, those with hardware assists only "
+        "for a VMM that uses them)",
     )
     p.add_argument("-o", "--output", default="popek-report", help="report directory (default popek-report)")
     p.add_argument("--results", help="results and log directory (default OUTPUT/results)")
-    p.add_argument("-j", "--jobs", type=int, default=default_jobs(), help="runs at once (default: one per CPU)")
+    p.add_argument("-j", "--jobs", type=_positive, default=default_jobs(), help="runs at once (default: one per CPU)")
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="only the conformance tests matching EXPR (pytest -k)")
     p.add_argument(
         "--hypothesis-profile",
