@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cffi_core.profiles import PROFILES
+from conformance.plugin import PROPERTIES
 from conformance.results import OUTCOMES, ResultsError, RunKey, RunResults, TestResult, load_results
 from reports.junit import load_junit
 
@@ -120,7 +121,7 @@ class Grade:
 def grade(run: RunResults) -> Grade:
     """Count the outcomes of ``run`` per property and category, and pick out its failures."""
     result = Grade(run)
-    for test in sorted(run.tests, key=lambda t: (t.property or UNCLASSIFIED, t.category or NO_CATEGORY, t.nodeid)):
+    for test in sorted(run.tests, key=lambda t: (_property_rank(t.property), t.category or NO_CATEGORY, t.nodeid)):
         key = (test.property or UNCLASSIFIED, test.category or NO_CATEGORY)
         result.counts.setdefault(key, Counter())[test.outcome] += 1
         if test.outcome in UNEXPECTED:
@@ -132,6 +133,13 @@ def grade(run: RunResults) -> Grade:
         elif test.outcome == "skipped":
             result.skips[first_line(test.message) or "no reason given"] += 1
     return result
+
+
+def _property_rank(prop: str | None) -> tuple[int, str]:
+    # Popek & Goldberg's order (equivalence, safety, efficiency), then any other, then none.
+    if prop is None:
+        return (len(PROPERTIES) + 1, "")
+    return (PROPERTIES.index(prop), "") if prop in PROPERTIES else (len(PROPERTIES), prop)
 
 
 def first_line(text: str | None) -> str:

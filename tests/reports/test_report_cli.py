@@ -61,6 +61,7 @@ def test_grade_counts_outcomes_per_property_and_category(tmp_path):
     assert [t.nodeid.rsplit("-", 1)[1] for t in g.failures] == ["pushf]"]
     assert [t.nodeid.rsplit("-", 1)[1] for t in g.deviations] == ["popf]"]
     assert g.skips == Counter({"needs host features vmx": 1})
+    assert g.properties() == ["equivalence", "efficiency"]  # Popek & Goldberg's order, not the files'
     assert not g.ok
 
 
