@@ -218,7 +218,7 @@ static unsigned walk_2d(struct p64_machine *m, uint64_t va, unsigned access, uns
     w->writable = w->user = 1;
     m->ctr.walks_2d++;
     if (!(m->cpu.cr0 & CR0_PG)) { /* guest paging off: the linear address is guest-physical */
-        if (!nested_translate(m, va, access, 1, va, 0, &hpa, &np, &refs))
+        if (!nested_translate(m, va, access, 1, va, 1, &hpa, &np, &refs))
             f = VEC_VMEXIT;
         w->physical = hpa, w->page_level = 1, *nested_perm = np;
         m->ctr.walk_refs_2d += refs;
