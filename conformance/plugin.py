@@ -21,9 +21,8 @@ Options (group ``popek``):
 A test that takes the ``vmm`` fixture runs once per selected VMM (ids = VMM names) and is
 skipped, with the reason, when the profile lacks a feature the VMM ``requires``.  A test may
 name its VMM instead (``@pytest.mark.parametrize("vmm", ["trap-and-emulate"], indirect=True)``,
-as the theorem test does): it runs whatever ``--vmm`` selects, is recorded in the results of
-that VMM's run when ``--vmm`` selects it too, and is skipped with the reason while the VMM
-cannot be loaded.  Markers:
+as the theorem test does): it runs, and is recorded, in a run that selects that VMM (the default
+selection does), and is skipped with the reason otherwise or while the VMM cannot be loaded.  Markers:
 
 - ``popek_property(name, category=None)``: the property graded (equivalence, safety,
   efficiency) and a category (obstacle, mechanism, ...), recorded in the results;
@@ -205,8 +204,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"needs the VMM {callspec.params['vmm']!r}: {e}"))
                 continue
             if cls not in state.selected():
-                # It runs, but is recorded only in a run of that VMM: a results file is one
-                # process's account of one (VMM, profile), and another run must not replace it.
+                # It belongs to a run of that VMM: a results file is one process's account of
+                # one (VMM, profile), and the search costs seconds that other runs need not pay.
+                item.add_marker(pytest.mark.skip(reason=f"about {cls.name}, which this run does not select"))
                 continue
         for mark in item.iter_markers(MARK_DEVIATION):
             technique, reason = mark.args[0], mark.args[1]
@@ -231,8 +231,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def vmm(request: pytest.FixtureRequest) -> type[VMM]:
     """The VMM class under test (parametrized over ``--vmm``, or by a test that names its VMM:
-    ``@pytest.mark.parametrize("vmm", ["trap-and-emulate"], indirect=True)``, which runs whatever
-    ``--vmm`` says and is skipped, with the reason, while that VMM cannot be loaded); skipped
+    ``@pytest.mark.parametrize("vmm", ["trap-and-emulate"], indirect=True)``, which runs when
+    ``--vmm`` selects it and is skipped, with the reason, while that VMM cannot be loaded); skipped
     when unsupported."""
     state = request.config.stash[_STATE]
     cls: type[VMM] | str = request.param

@@ -1,8 +1,8 @@
 """The theorem, shown: trap-and-emulate passes equivalence on classic-1974 and fails it on x86-2005.
 
 These tests are about the reference VMM ``trap-and-emulate`` (``conformance.theorem``), so they
-run whatever ``--vmm`` selects and are recorded under that VMM; they are skipped, with the
-reason, while it is not installed.  Both profiles are fixed here, whatever ``--popek-profile``
+run, recorded under that VMM, in a run that selects it (the default selection does); they are
+skipped, with the reason, in other runs and while it is not installed.  Both profiles are fixed here, whatever ``--popek-profile``
 says: the theorem compares them.
 """
 
