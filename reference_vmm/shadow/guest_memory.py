@@ -24,8 +24,9 @@ from collections.abc import Callable
 
 from cffi_core.devices import DMAError
 from cffi_core.machine import PAGE_SIZE, Machine
+from conformance.api import host_canary
 
-__all__ = ["GuestDMA", "GuestMemory", "WriteHook"]
+__all__ = ["GuestDMA", "GuestMemory", "HostMap", "WriteHook"]
 
 WriteHook = Callable[[int, int, int], None]
 """``hook(gpa, old, new)``: the quadword at guest-physical ``gpa`` (8-byte aligned) of a watched
@@ -119,3 +120,35 @@ class GuestDMA:
             self._mem.write_bytes(addr, data)
         except IndexError as e:
             raise DMAError(f"DMA write: {e}") from None
+
+
+class HostMap:
+    """The VMM's use of host-physical memory: guest regions from the bottom up, the VMM's own
+    pages (IDT, shadow tables) from the top down, below the host's canary region
+    (``conformance.api.host_canary``), which no VMM may touch."""
+
+    def __init__(self, host: Machine) -> None:
+        self.size = host.memory_size
+        self.low = 0
+        self.high = host_canary(host)[0] // PAGE_SIZE * PAGE_SIZE
+
+    def guest_region(self, size: int, align: int = PAGE_SIZE) -> int:
+        """A region of ``size`` bytes for a guest's RAM, its base a multiple of ``align`` (2 MiB
+        lets nested tables map it with large pages)."""
+        start = -(-self.low // align) * align
+        self._check(start - self.low + size, "guest RAM")
+        base, self.low = start, start + size
+        return base
+
+    def vmm_pages(self, size: int) -> int:
+        """``size`` bytes (whole pages) for the VMM's own structures, out of every guest's reach."""
+        self._check(size, "VMM tables")
+        self.high -= size
+        return self.high
+
+    def _check(self, size: int, what: str) -> None:
+        if self.low + size > self.high:
+            raise ValueError(
+                f"host RAM of {self.size:#x} bytes cannot hold {size:#x} more bytes of {what} "
+                f"({self.high - self.low:#x} free): give the host Machine more memory"
+            )

@@ -85,9 +85,8 @@ from conformance.api import (
     VM,
     VMM,
     VMConfig,
-    host_canary,
 )
-from reference_vmm.shadow import GuestMemory, Resolution, ShadowPager
+from reference_vmm.shadow import GuestMemory, HostMap, Resolution, ShadowPager
 from reference_vmm.trap_emulate.rings import RESERVED_VA, SEGLIMIT_BELOW_RESERVED, RingPlan, ring_plan
 
 __all__ = ["SLICE", "TrapEmulateVM", "TrapEmulateVMM", "host_gate_idt"]
@@ -115,34 +114,6 @@ def host_gate_idt() -> bytes:
     """The VMM's IDT: 256 present host gates (handler 0, unused: a host gate exits to the VMM)."""
     gate = (0).to_bytes(8, "little") + _HOST_GATE.to_bytes(8, "little")
     return gate * 256
-
-
-class _HostMap:
-    """The VMM's use of host-physical memory: guest regions from the bottom up, the VMM's own
-    pages (IDT, shadow tables) from the top down, below the host's canary region
-    (``conformance.api.host_canary``), which no VMM may touch."""
-
-    def __init__(self, host: Machine) -> None:
-        self.size = host.memory_size
-        self.low = 0
-        self.high = host_canary(host)[0] // PAGE_SIZE * PAGE_SIZE
-
-    def guest_region(self, size: int) -> int:
-        self._check(size, "guest RAM")
-        base, self.low = self.low, self.low + size
-        return base
-
-    def vmm_pages(self, size: int) -> int:
-        self._check(size, "VMM tables")
-        self.high -= size
-        return self.high
-
-    def _check(self, size: int, what: str) -> None:
-        if self.low + size > self.high:
-            raise ValueError(
-                f"host RAM of {self.size:#x} bytes cannot hold {size:#x} more bytes of {what} "
-                f"({self.high - self.low:#x} free): give the host Machine more memory"
-            )
 
 
 def _pool_size(guest_memory: int) -> int:
@@ -425,7 +396,7 @@ class TrapEmulateVMM(VMM):
         see ring compression fail on ``x86-64-2005`` (``rings.RING_COMPRESSION``)."""
         super().__init__(host)
         self.plan = plan or ring_plan(host.profile.features)
-        self.map = _HostMap(host)
+        self.map = HostMap(host)
         self.idt = self.map.vmm_pages(PAGE_SIZE)
         host.write(self.idt, host_gate_idt())
 
