@@ -1,0 +1,371 @@
+"""What the hardware-assisted VMMs share (Fisher-Ogden 2006 §3.1): a guest in guest mode.
+
+With ``vmx`` the guest runs at its own CPL in guest mode (docs/vmx.md); the VMM is the code
+that answers VM exits.  This module holds what both reference VMMs of the technique need,
+whatever they do about memory:
+
+- ``GuestModeVM``: one guest — its VMCS, its region of host RAM (``reference_vmm.shadow``'s
+  ``GuestMemory``, shared with trap-and-emulate), the standard devices over its own clock,
+  driven by ``DeviceHost`` exactly as a native run drives them, with ``vmrun`` as the CPU;
+- **virtual interrupts** by event injection (V.9): the PIC's vector is injected at the first
+  entry where the guest's IF, interrupt shadow and TPR let it in, interrupt-window exiting
+  (V.3) and the TPR threshold (or CR8-load exits) say when that is;
+- **time**: the guest's clock counts the ticks it would spend natively — every guest-mode tick
+  (an exiting instruction's included: it is the tick the emulated instruction takes), minus the
+  tick of an injected *exception*, whose delivery natively belongs to the faulting tick; its
+  TSC is that clock plus its own offset (``TSC_OFFSET``, rewritten at each entry);
+- the **exit handlers** every such VMM needs, one function per exit reason (``COMMON_HANDLERS``);
+  a VMM's ``monitor.py`` adds its own and dispatches by the table.
+
+Ports: every port exits (an all-ones I/O bitmap, V.3) and reaches the virtual devices. MSRs:
+only writes of the TSC exit (the MSR bitmap); the stack MSRs are guest state, an unknown MSR
+raises #GP in the guest as natively.  ``vmcall`` raises #UD in the guest, as on a bare machine
+(a paravirtual VMM would answer it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import ClassVar
+
+from cffi_core.devices import standard_devices
+from cffi_core.devices.host import DeviceHost
+from cffi_core.exits import ExitReason
+from cffi_core.image import GuestImage
+from cffi_core.isa.encoding import Decoded, decode
+from cffi_core.machine import Exit, Machine
+from cffi_core.vmx import EventInfo, IntrType, ProcControl, VmcsField, VmExitReason, intr_info
+from conformance.api import (
+    COUNTER_DIRECT,
+    COUNTER_EMULATED,
+    COUNTER_INTERVENTIONS,
+    HOST_TIMER_PERIOD,
+    VM,
+    VMM,
+    VMConfig,
+)
+from reference_vmm.shadow import GuestMemory, HostMap
+
+__all__ = ["COMMON_HANDLERS", "MSR_TSC", "SLICE", "GuestModeVM", "GuestModeVMM", "Handler", "io_bitmap", "msr_bitmap"]
+
+F = VmcsField
+FLAGS_IF = 1 << 9  # architecture §2
+V_UD, V_DF, V_MC = 6, 8, 18  # architecture §6.1
+MSR_TSC = 0x10
+_BUDGET = Exit(ExitReason.BUDGET)
+_SHUTDOWN = Exit(ExitReason.SHUTDOWN)
+_INSN = 4  # every P64 instruction is one word
+SLICE = HOST_TIMER_PERIOD
+"""Guest ticks a VM runs per turn when several share the host: vmrun's budget is the host's
+timer, so the VMM is back within a slice whatever the guest does (docs/vmm-api.md §9)."""
+
+Handler = Callable[["GuestModeVM"], "Exit | None"]
+"""An exit handler: None resumes the guest; an Exit goes to the device loop (port I/O,
+shutdown)."""
+
+
+def io_bitmap() -> bytes:
+    """Every port exits: the guest's devices are the VMM's (docs/vmx.md V.3)."""
+    return b"\xff" * 8192
+
+
+def msr_bitmap() -> bytes:
+    """Only writes of the TSC exit: reads of it see the offset TSC, the rest is guest state."""
+    bitmap = bytearray(4096)
+    bitmap[2048 + MSR_TSC // 8] |= 1 << (MSR_TSC % 8)
+    return bytes(bitmap)
+
+
+class _Clock:
+    """The devices' clock: the guest's own ticks (architecture §9)."""
+
+    def __init__(self, vm: GuestModeVM) -> None:
+        self._vm = vm
+
+    def now(self) -> int:
+        return self._vm.clock
+
+
+class _DeviceCPU:
+    """The CPU as ``DeviceHost`` sees it: the PIC's vector to offer, the one taken, FLAGS and pc
+    (read from the VMCS), and the guest's registers (``vmcs.regs``, where ``in`` lands)."""
+
+    def __init__(self, vm: GuestModeVM) -> None:
+        self._vm = vm
+        self.intr_vector = -1
+        self.intr_acked = -1
+        self.r = vm.vmcs.regs
+
+    @property
+    def flags(self) -> int:
+        return self._vm.vmcs[F.GUEST_FLAGS]
+
+    @property
+    def pc(self) -> int:
+        return self._vm.vmcs[F.GUEST_PC]
+
+
+class GuestModeVM(VM):
+    """One guest in guest mode: a VMCS, a region of host RAM, devices, a clock."""
+
+    handlers: ClassVar[Mapping[int, Handler]]
+    """Exit reason -> handler: ``COMMON_HANDLERS`` plus the VMM's own (its ``monitor.py``)."""
+
+    def __init__(self, monitor: GuestModeVMM, image: GuestImage, config: VMConfig, base: int) -> None:
+        host = monitor.host
+        self.monitor = monitor
+        self.host: Machine = host
+        self.config = config
+        for seg in image.segments:
+            if seg.end > config.memory:
+                raise ValueError(
+                    f"image {image.name}: segment at {seg.address:#x}..{seg.end:#x} does not fit in "
+                    f"{config.memory:#x} bytes of guest RAM"
+                )
+        self.memory = GuestMemory(host, base, config.memory)
+        host.memory[base : base + config.memory] = bytes(config.memory)
+        host.code_written(base, config.memory)
+        for seg in image.segments:
+            self.memory.write_bytes(seg.address, seg.data)
+        self.vmcs = host.vmcs()  # the reset state of architecture §2
+        self.vmcs[F.GUEST_PC] = image.entry
+        self.clock = 0
+        self.tsc_offset = 0  # the guest's own: what its TSC writes set
+        self.bus, self.devices = standard_devices(
+            _Clock(self), self.memory.dma(), disk=config.disk, console_input=config.console_input
+        )
+        self.cpu = _DeviceCPU(self)
+        self._loop = DeviceHost(
+            self.cpu, self.bus, self.devices, clock=lambda: self.clock, run=self._run_guest,
+            advance_clock=self._idle,
+        )  # fmt: skip
+        self._stop: str | None = None
+        self._proc = 0
+        self._tsc_written: int | None = None
+        self._stats = dict.fromkeys((COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS, "injections"), 0)
+
+    # -- the outside ----------------------------------------------------------------------------
+    @property
+    def console(self) -> bytes:
+        return self.devices.console.output
+
+    @property
+    def exit_code(self) -> int | None:
+        result = self.devices.result
+        return result.exit_code if result.stopped else None
+
+    @property
+    def disk(self) -> bytes:
+        return self.devices.disk.data if self.devices.disk is not None else b""
+
+    @property
+    def stop(self) -> str | None:
+        return self._stop
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """The efficiency keys (guest-mode retirements; instructions the VMM emulated; VM exits
+        and injections), VM exits by reason name, and the guest's ticks."""
+        out = dict(self._stats)
+        out["guest_ticks"] = self.clock
+        return out
+
+    # -- controls -------------------------------------------------------------------------------
+    def set_controls(self, proc: int) -> None:
+        """PROC_CONTROLS, written only when they change (each VMCS write is counted)."""
+        if proc != self._proc:
+            self._proc = proc
+            self.vmcs[F.PROC_CONTROLS] = proc
+
+    # -- the run loop ---------------------------------------------------------------------------
+    def run_slice(self, budget: int) -> None:
+        """Run at most ``budget`` guest ticks, never past ``config.budget``."""
+        if self._stop is not None:
+            return
+        end = min(self.clock + budget, self.config.budget)
+        self._stop = self._loop.run_until(end)
+        if self._stop is None and self.clock >= self.config.budget:
+            self._stop = "budget"
+
+    def _idle(self, ticks: int) -> None:
+        self.clock += ticks
+
+    def _run_guest(self, ticks: int) -> Exit:
+        """The CPU of the device loop: enter the guest until ``ticks`` guest ticks have passed,
+        answering VM exits; port I/O, a halt and a shutdown go back to the loop."""
+        end = self.clock + ticks
+        while True:
+            if self.clock >= end:
+                return _BUDGET
+            self._offer_interrupt()
+            ex = self._enter(end - self.clock)
+            if ex.reason is ExitReason.VM:
+                self._stats[COUNTER_INTERVENTIONS] += 1
+                key = f"vm_exit_{ex.number.name.lower()}"
+                self._stats[key] = self._stats.get(key, 0) + 1
+                out = self.handlers[ex.number](self)
+                if out is not None:
+                    return out
+            elif ex.reason is not ExitReason.BUDGET:
+                return ex  # hlt without HLT exiting: the guest halts as natively
+
+    def _enter(self, ticks: int) -> Exit:
+        host, v = self.host, self.vmcs
+        # The guest's TSC is its own clock plus its offset (V.3: TSC_OFFSET adds to the machine's).
+        offset = (self.clock + self.tsc_offset - host.clock - host.cpu.tsc_offset) & ((1 << 64) - 1)
+        if offset != self._tsc_written:
+            v[F.TSC_OFFSET] = self._tsc_written = offset
+        start, retired = host.clock, host.retired(guest=True)
+        ex = host.vmrun(v, ticks)
+        self.clock += host.clock - start
+        self._stats[COUNTER_DIRECT] += host.retired(guest=True) - retired
+        return ex
+
+    # -- virtual interrupts (V.9) -----------------------------------------------------------------
+    def tpr(self) -> int:
+        """The guest's TPR (CR8): its VIRTUAL_TPR with the TPR shadow, else GUEST_CR8."""
+        return self.vmcs[F.VIRTUAL_TPR if self._proc & ProcControl.USE_TPR_SHADOW else F.GUEST_CR8]
+
+    def _offer_interrupt(self) -> None:
+        """Inject the PIC's vector if the guest can take it now (architecture §6.5: IF, no sti
+        shadow, vector >> 4 above the TPR); else ask for an exit when it can."""
+        proc = self._proc & ~ProcControl.INTERRUPT_WINDOW_EXITING
+        vector = self.cpu.intr_vector
+        if vector >= 0:
+            v = self.vmcs
+            if not v[F.GUEST_FLAGS] & FLAGS_IF or v[F.GUEST_INTERRUPTIBILITY] & 1:
+                proc |= ProcControl.INTERRUPT_WINDOW_EXITING
+            elif vector >> 4 <= self.tpr():
+                self.wait_for_tpr(vector >> 4)
+            else:
+                v[F.ENTRY_INTR_INFO] = intr_info(vector, IntrType.EXTERNAL)
+                self.cpu.intr_acked, self.cpu.intr_vector = vector, -1
+                self._stats["injections"] += 1
+                self._stats[COUNTER_INTERVENTIONS] += 1
+        self.set_controls(proc)
+
+    def wait_for_tpr(self, priority: int) -> None:
+        """Arrange an exit when the guest lowers its TPR below ``priority``: the TPR threshold
+        with the TPR shadow (V.3).  A VMM without it exits on every CR8 load instead."""
+        if self._proc & ProcControl.USE_TPR_SHADOW:
+            self.vmcs[F.TPR_THRESHOLD] = priority
+
+    # -- helpers of the handlers ------------------------------------------------------------------
+    def skip(self) -> None:
+        """The exiting instruction is done (emulated): the guest resumes after it."""
+        self.vmcs[F.GUEST_PC] = self.vmcs[F.GUEST_PC] + _INSN
+        self._stats[COUNTER_EMULATED] += 1
+
+    def instruction(self) -> Decoded | None:
+        """The exiting instruction, decoded (``EXIT_INSTRUCTION_WORD``, docs/vmx.md V.2)."""
+        return decode(self.vmcs[F.EXIT_INSTRUCTION_WORD])
+
+    def reflect(self, vector: int, error_code: int | None = None) -> None:
+        """Deliver an exception to the guest, raised by the instruction at GUEST_PC.  The
+        injection's tick is not the guest's: natively the delivery is the faulting tick's."""
+        v = self.vmcs
+        v[F.ENTRY_INTR_INFO] = intr_info(vector, IntrType.HARDWARE_EXCEPTION, error_code is not None)
+        if error_code is not None:
+            v[F.ENTRY_ERROR_CODE] = error_code
+        self.clock -= 1
+
+    def reflect_delivery_fault(self, vector: int) -> Exit | None:
+        """A fault (``vector``, no error code) raised while the guest was delivering the event
+        of IDT_VECTORING_INFO, or by its instruction: architecture §6.6 — a fault in an
+        exception's delivery is #DF, in #DF's a shutdown."""
+        info = EventInfo.decode(self.vmcs[F.IDT_VECTORING_INFO])
+        if info.valid and info.kind == IntrType.HARDWARE_EXCEPTION:
+            if info.vector == V_DF:
+                return _SHUTDOWN
+            self.reflect(V_DF, 0)
+            return None
+        self.reflect(vector)
+        return None
+
+
+# -- the handlers every guest-mode VMM shares ---------------------------------------------------
+
+
+def on_io(vm: GuestModeVM) -> Exit:
+    """V.5: bit 3 in, bits 11:8 the register, bits 31:16 the port: the device loop answers it."""
+    q = vm.vmcs[F.EXIT_QUALIFICATION]
+    port, reg = q >> 16 & 0xFFFF, q >> 8 & 15
+    vm.skip()
+    if q & 8:
+        return Exit(ExitReason.IO_IN, port=port, reg=reg)
+    return Exit(ExitReason.IO_OUT, port=port, value=vm.vmcs.regs[reg])
+
+
+def on_wrmsr(vm: GuestModeVM) -> None:
+    """A TSC write (the only MSR write that exits): the guest's TSC reads ``value`` now — the
+    ticks before this one (architecture §9)."""
+    insn = vm.instruction()
+    assert insn is not None and insn.insn.mnemonic == "wrmsr", insn
+    value = vm.vmcs.regs[insn.rs2]
+    vm.tsc_offset = (value - (vm.clock - 1)) & ((1 << 64) - 1)
+    vm.skip()
+
+
+def on_vmcall(vm: GuestModeVM) -> None:
+    """No hypercalls: #UD, as on a bare machine."""
+    vm.reflect(V_UD)
+
+
+def on_interrupt_window(vm: GuestModeVM) -> None:
+    """The guest can take an interrupt now: the loop injects it (``_offer_interrupt``)."""
+
+
+def on_tpr_below_threshold(vm: GuestModeVM) -> None:
+    vm.vmcs[F.TPR_THRESHOLD] = 0
+
+
+def on_external_interrupt(vm: GuestModeVM) -> None:
+    """An interrupt of the host's own, not the guest's: nothing to give the guest."""
+
+
+def on_triple_fault(vm: GuestModeVM) -> Exit:
+    return _SHUTDOWN
+
+
+COMMON_HANDLERS: dict[int, Handler] = {
+    VmExitReason.IO_INSTRUCTION: on_io,
+    VmExitReason.WRMSR: on_wrmsr,
+    VmExitReason.VMCALL: on_vmcall,
+    VmExitReason.INTERRUPT_WINDOW: on_interrupt_window,
+    VmExitReason.TPR_BELOW_THRESHOLD: on_tpr_below_threshold,
+    VmExitReason.EXTERNAL_INTERRUPT: on_external_interrupt,
+    VmExitReason.TRIPLE_FAULT: on_triple_fault,
+}
+
+
+class GuestModeVMM(VMM):
+    """The monitor half: host memory for guests and for its own pages (the I/O and MSR
+    bitmaps), VPIDs, and the round robin of VMs in slices."""
+
+    vm_class: ClassVar[type[GuestModeVM]]
+    guest_alignment: ClassVar[int] = 4096
+
+    def __init__(self, host: Machine) -> None:
+        super().__init__(host)
+        self.map = HostMap(host)
+        self.io_bitmap = self.map.vmm_pages(8192)
+        host.write(self.io_bitmap, io_bitmap())
+        self.msr_bitmap = self.map.vmm_pages(4096)
+        host.write(self.msr_bitmap, msr_bitmap())
+
+    def create_vm(self, image: GuestImage, config: VMConfig) -> GuestModeVM:
+        base = self.map.guest_region(config.memory, self.guest_alignment)
+        vm = self.vm_class(self, image, config, base)
+        self.vms.append(vm)
+        return vm
+
+    def run(self, budget: int) -> None:
+        # Round robin in slices: each VM's clock is its own, so the interleaving changes no
+        # observation (docs/vmm-api.md §3).
+        ends = {id(vm): vm.clock + budget for vm in self.vms}
+        while True:
+            running = [vm for vm in self.vms if vm.stop is None and vm.clock < ends[id(vm)]]
+            if not running:
+                return
+            for vm in running:
+                vm.run_slice(min(SLICE, ends[id(vm)] - vm.clock))
