@@ -183,16 +183,17 @@ int deliver_fault(struct p64_machine *m, uint64_t pc)
     return deliver_nested(m, &ev);
 }
 
-/* docs/vmx.md V.9: an event injected at VM entry, delivered as §6.3 delivers it natively;
- * a fault in its delivery is handled as §6.6 (the event is the IDT-vectoring event). */
+/* docs/vmx.md V.9: an event injected at VM entry, delivered as §6.3 delivers it natively (an
+ * injected software interrupt as if the `int n` at pc executed); a fault in its delivery is
+ * handled as §6.6, at pc (the event is the IDT-vectoring event). */
 int deliver_event(struct p64_machine *m, const struct event *ev)
 {
     m->fetch_valid = 0;
     if (ev->kind == P64_EVENT_FAULT)
         return deliver_nested(m, ev);
     int rc = deliver_tracked(m, ev);
-    if (rc == DELIVER_FAULT)
-        return deliver_fault(m, ev->pc);
+    if (rc == DELIVER_FAULT) /* the interrupted instruction's, or the injected int n's own */
+        return deliver_fault(m, m->cpu.pc);
     return rc;
 }
 

@@ -441,6 +441,8 @@ static int inject(struct p64_machine *m, struct p64_vmcs *v)
                        : type == INTR_TYPE_SOFTWARE ? P64_EVENT_SOFTWARE
                                                     : P64_EVENT_FAULT,
                        (info & INTR_HAS_ERROR) != 0, m->cpu.pc, v->f[P64_VMCS_ENTRY_ERROR_CODE], 0};
+    if (type == INTR_TYPE_SOFTWARE)
+        ev.pc += 4; /* as if the `int n` at GUEST_PC executed: it pushes the next pc (V.9) */
     v->f[P64_VMCS_ENTRY_INTR_INFO] = info & ~INTR_VALID;
     m->ctr.ticks++;
     m->clock++;
@@ -480,6 +482,8 @@ static int finish_exit(struct p64_machine *m)
     if (m->vmx.vectoring_valid) {
         x->vect_info = intr_info(&m->vmx.vectoring);
         x->vect_error = m->vmx.vectoring.has_error ? m->vmx.vectoring.error : 0;
+        if (m->vmx.vectoring.kind == P64_EVENT_SOFTWARE)
+            x->insn_len = 4; /* the `int n` at GUEST_PC (VT-x: its length, for re-injection) */
     }
     m->vmx.vectoring_valid = 0;
     m->exit.reason = P64_EXIT_VM;

@@ -46,14 +46,14 @@ from conformance.api import (
 )
 from reference_vmm.shadow import GuestMemory, HostMap
 
-__all__ = ["COMMON_HANDLERS", "MSR_TSC", "SLICE", "GuestModeVM", "GuestModeVMM", "Handler", "io_bitmap", "msr_bitmap"]
+__all__ = ["COMMON_HANDLERS", "MSR_TSC", "SHUTDOWN", "SLICE", "GuestModeVM", "GuestModeVMM", "Handler", "io_bitmap", "msr_bitmap"]
 
 F = VmcsField
 FLAGS_IF = 1 << 9  # architecture §2
 V_UD, V_DF, V_MC = 6, 8, 18  # architecture §6.1
 MSR_TSC = 0x10
 _BUDGET = Exit(ExitReason.BUDGET)
-_SHUTDOWN = Exit(ExitReason.SHUTDOWN)
+SHUTDOWN = Exit(ExitReason.SHUTDOWN)
 _INSN = 4  # every P64 instruction is one word
 SLICE = HOST_TIMER_PERIOD
 """Guest ticks a VM runs per turn when several share the host: vmrun's budget is the host's
@@ -269,17 +269,18 @@ class GuestModeVM(VM):
             v[F.ENTRY_ERROR_CODE] = error_code
         self.clock -= 1
 
-    def reflect_delivery_fault(self, vector: int) -> Exit | None:
-        """A fault (``vector``, no error code) raised while the guest was delivering the event
-        of IDT_VECTORING_INFO, or by its instruction: architecture §6.6 — a fault in an
-        exception's delivery is #DF, in #DF's a shutdown."""
+    def reflect_delivery_fault(self, vector: int, error_code: int | None = None) -> Exit | None:
+        """A fault raised by the guest's instruction at GUEST_PC, or while the guest was
+        delivering the event of IDT_VECTORING_INFO: architecture §6.6 — a fault in an
+        exception's delivery is #DF, in #DF's a shutdown; in an ``int n``'s or an external
+        interrupt's, the fault itself."""
         info = EventInfo.decode(self.vmcs[F.IDT_VECTORING_INFO])
         if info.valid and info.kind == IntrType.HARDWARE_EXCEPTION:
             if info.vector == V_DF:
-                return _SHUTDOWN
+                return SHUTDOWN
             self.reflect(V_DF, 0)
             return None
-        self.reflect(vector)
+        self.reflect(vector, error_code)
         return None
 
 
@@ -324,7 +325,7 @@ def on_external_interrupt(vm: GuestModeVM) -> None:
 
 
 def on_triple_fault(vm: GuestModeVM) -> Exit:
-    return _SHUTDOWN
+    return SHUTDOWN
 
 
 COMMON_HANDLERS: dict[int, Handler] = {

@@ -1,0 +1,241 @@
+"""``HardwareVMM``: first-generation VT-x with shadow paging, Fisher-Ogden (2006) §3.1 — the P4 of Adams & Agesen (2006).
+
+Read ``reference_vmm/trap_emulate`` first: this VMM does the same job with the hardware's
+help.  The guest runs in guest mode (docs/vmx.md) at its *own* CPL, so nothing needs
+deprivileging, no instruction of the x86-like obstacle list misbehaves (``smsw`` reads the CR0
+read shadow, ``pushf`` the guest's own FLAGS...), and the VMM's IDT disappears: the guest
+mode's IDT is the guest's (Fisher-Ogden §3.1.1).  What the first generation lacked is MMU
+support — so the guest's memory is still virtualized by shadow page tables
+(``reference_vmm.shadow``, shared with trap-and-emulate), and everything shadow paging must see
+becomes a VM exit:
+
+- every guest **#PF** exits (the exception bitmap, V.4): a *hidden* fault is fixed in the shadow
+  and the guest resumes; a *true* one is injected into the guest with its CR2 and error code;
+  a store to a traced page-table page is emulated with the executable spec (``cffi_core.spec``,
+  the emulator trap-and-emulate uses), which tells the pager what changed;
+- **CR3 loads and stores** exit (the guest's CR3 is the VMM's, the real one a shadow root), and
+  so does **invlpg** (the shadow entry must go);
+- **CR0.PG/WP and CR4.PL/PGE** belong to the host (guest/host masks, V.3): the guest reads its
+  own values from the read shadows and a write that changes them exits;
+- there is **no TPR shadow**, so every CR8 load exits (Adams & Agesen's ``cr8wr``), and **no
+  VPID**, so every entry and exit flushes the TLB (V.7) — the costs the paper measured.
+
+The rest — port I/O to the virtual devices, interrupts by injection, the guest's clock and TSC,
+``vmcall`` — is ``guest_mode``'s, shared with ``hardware-ept``.  One handler per exit reason,
+dispatched by ``HANDLERS``.
+"""
+
+from __future__ import annotations
+
+from cffi_core import spec
+from cffi_core.image import GuestImage
+from cffi_core.machine import Exit
+from cffi_core.spec.events import deliver_interrupt
+from cffi_core.spec.state import CR0_PE, CR0_PG, CR0_TS, CR0_WP, CR4_PGE, CR4_PL, CR4_TSD, cr_write_error
+from cffi_core.vmx import EventInfo, IntrType, PinControl, ProcControl, VmcsField, VmExitReason, intr_info
+from conformance.api import COUNTER_EMULATED, VMConfig
+from reference_vmm.hardware.guest_mode import (
+    COMMON_HANDLERS,
+    SHUTDOWN,
+    GuestModeVM,
+    GuestModeVMM,
+    Handler,
+)
+from reference_vmm.shadow import Resolution, ShadowPager, Space
+
+__all__ = ["HANDLERS", "HardwareVM", "HardwareVMM"]
+
+F = VmcsField
+V_GP, V_PF = 13, 14
+PF_W, PF_I = 2, 16  # architecture §7.5
+CR0_OWNED = CR0_PG | CR0_WP  # what shadow paging depends on (V.3 masks)
+CR4_OWNED = CR4_PL | CR4_PGE
+CONTROLS = (
+    ProcControl.USE_IO_BITMAPS | ProcControl.USE_MSR_BITMAPS | ProcControl.USE_TSC_OFFSET
+    | ProcControl.CR3_LOAD_EXITING | ProcControl.CR3_STORE_EXITING | ProcControl.CR8_LOAD_EXITING
+    | ProcControl.INVLPG_EXITING
+)  # fmt: skip
+MTCR, MFCR = 0, 1  # V.5 CR_ACCESS bits 5:4
+
+
+def _pool_size(guest_memory: int) -> int:
+    """Shadow-table pages: 1/16 of the guest's RAM, at least 64 pages (recycled when full)."""
+    return max(64 * 4096, guest_memory // 16 // 4096 * 4096)
+
+
+class HardwareVM(GuestModeVM):
+    """One guest in guest mode on shadow page tables."""
+
+    def __init__(self, monitor: HardwareVMM, image: GuestImage, config: VMConfig, base: int) -> None:
+        super().__init__(monitor, image, config, base)
+        size = _pool_size(config.memory)
+        pool = monitor.map.vmm_pages(size)
+        self.shadow = ShadowPager(self.host, self.memory, (pool, pool + size))
+        self.memory.on_write = self.shadow.guest_wrote  # the guest's stores that the VMM makes
+        # The guest's view of what the host owns, and the registers the spec emulates with.
+        self.vcpu = spec.State.reset(entry=image.entry, features=self.host.profile.features)
+        v = self.vmcs
+        v[F.IO_BITMAP] = monitor.io_bitmap
+        v[F.MSR_BITMAP] = monitor.msr_bitmap
+        v[F.PIN_CONTROLS] = PinControl.EXTERNAL_INTERRUPT_EXITING
+        v[F.EXCEPTION_BITMAP] = 1 << V_PF  # mask 0, match 0: every #PF exits (V.4)
+        v[F.CR0_GUEST_HOST_MASK] = CR0_OWNED
+        v[F.CR4_GUEST_HOST_MASK] = CR4_OWNED
+        self.set_controls(CONTROLS)
+        self.load_paging()
+
+    @property
+    def counters(self):
+        out = dict(super().counters)
+        out.update(self.shadow.counters)
+        return out
+
+    # -- the host's half of the guest's paging state ------------------------------------------
+    def load_paging(self) -> None:
+        """Give the real CPU the shadow of the guest's current address space: the real CR3 is a
+        shadow root, the real CR0 has paging and WP on, the real CR4.PL is the shadow's; the
+        read shadows show the guest its own CR0 and CR4 (V.3)."""
+        c, v = self.vcpu, self.vmcs
+        v[F.GUEST_CR3] = self.shadow.root(c, Space.SHARED)
+        v[F.GUEST_CR0] = CR0_PE | CR0_PG | CR0_WP | (c.cr0 & CR0_TS)
+        v[F.GUEST_CR4] = self.shadow.real_cr4_pl | (c.cr4 & CR4_TSD)
+        v[F.CR0_READ_SHADOW] = c.cr0
+        v[F.CR4_READ_SHADOW] = c.cr4
+
+    def write_cr(self, crn: int, value: int) -> None:
+        """The guest wrote a control register the host owns (part of): a bad value is the
+        guest's #GP(0), as natively; otherwise the shadows follow it."""
+        if cr_write_error(crn, value):
+            self.reflect(V_GP, 0)
+            return
+        c = self.vcpu
+        if crn == 0:
+            c.cr0 = value
+        elif crn == 3:
+            c.cr3 = value
+        else:
+            c.cr4 = value
+        self.load_paging()
+        self.skip()
+
+    # -- the executable spec as emulator -------------------------------------------------------
+    _SPEC_FIELDS = (("pc", F.GUEST_PC), ("flags", F.GUEST_FLAGS), ("cpl", F.GUEST_CPL), ("cr2", F.GUEST_CR2),
+                    ("cr8", F.GUEST_CR8), ("idtr", F.GUEST_IDTR), ("seglimit", F.GUEST_SEGLIMIT))  # fmt: skip
+
+    def emulate(self) -> Exit | None:
+        """Run the instruction at GUEST_PC (or finish the event delivery the exit interrupted)
+        in the spec, over guest-physical memory: the way to make a guest store that no shadow
+        entry may allow (a traced page table) and tell the pager."""
+        c, v = self.vcpu, self.vmcs
+        for name, field in self._SPEC_FIELDS:
+            setattr(c, name, v[field])
+        c.cr0 = (v[F.GUEST_CR0] & ~CR0_OWNED) | (c.cr0 & CR0_OWNED)
+        c.cr4 = (v[F.GUEST_CR4] & ~CR4_OWNED) | (c.cr4 & CR4_OWNED)
+        c.r[:] = list(v.regs)
+        c.rsp[:] = [v[F.GUEST_RSP0], v[F.GUEST_RSP1], v[F.GUEST_RSP2]]
+        c.int_shadow, c.halted, c.pending_db, c.shutdown = False, False, False, False
+        c.clock, c.tsc_offset = self.clock - 1, self.tsc_offset
+        mem = self.memory
+        info = EventInfo.decode(v[F.IDT_VECTORING_INFO])
+        if not info.valid or info.kind == IntrType.SOFTWARE_INTERRUPT:
+            ex = spec.execute_instruction(c, mem)  # an `int n` is simply executed again
+        elif info.kind == IntrType.EXTERNAL:
+            c.intr_vector = info.vector
+            ex = deliver_interrupt(c, mem)
+        else:
+            code = v[F.IDT_VECTORING_ERROR_CODE] if info.has_error else None
+            ex = spec.deliver_exception(c, mem, spec.Event(info.vector, spec.EVENT_FAULT, c.pc, code))
+        if ex is not None and ex.reason == spec.EXIT_SHUTDOWN:
+            return SHUTDOWN
+        for name, field in self._SPEC_FIELDS:
+            v[field] = getattr(c, name)
+        for i in range(1, 16):
+            v.regs[i] = c.r[i]
+        v[F.GUEST_RSP0], v[F.GUEST_RSP1], v[F.GUEST_RSP2] = c.rsp
+        self.load_paging()
+        self._stats[COUNTER_EMULATED] += 1
+        return None
+
+
+# -- the exit handlers of shadow paging ---------------------------------------------------------
+
+
+def on_page_fault(vm: HardwareVM) -> Exit | None:
+    """V.4: a #PF (qualification: the address; error code in EXIT_INTR_ERROR_CODE)."""
+    v = vm.vmcs
+    info = EventInfo.decode(v[F.EXIT_INTR_INFO])
+    if info.vector != V_PF:
+        raise RuntimeError(f"unexpected exception exit, vector {info.vector}")
+    va, code = v[F.EXIT_QUALIFICATION], v[F.EXIT_INTR_ERROR_CODE]
+    access = spec.ACCESS_FETCH if code & PF_I else spec.ACCESS_WRITE if code & PF_W else spec.ACCESS_READ
+    c = vm.vcpu
+    c.cpl = v[F.GUEST_CPL]
+    resolution = vm.shadow.fault(c, va, access)
+    if resolution is Resolution.HIDDEN:
+        vm.clock -= 1  # the guest never saw this tick: its instruction runs again
+        vectoring = v[F.IDT_VECTORING_INFO]
+        if vectoring >> 31:  # the exit cut an event's delivery short: deliver it again (V.5)
+            event = EventInfo.decode(vectoring)  # an int n: GUEST_PC is the int (V.5, V.9)
+            v[F.ENTRY_INTR_INFO] = intr_info(event.vector, event.kind, event.has_error)
+            if event.has_error:
+                v[F.ENTRY_ERROR_CODE] = v[F.IDT_VECTORING_ERROR_CODE]
+        if vm.shadow.needs_flush:
+            vm.shadow.needs_flush = False  # without VPID every entry flushes the TLB anyway (V.7)
+        return None
+    if resolution is Resolution.EMULATE:
+        return vm.emulate()
+    # A true fault: what the guest's own MMU says (architecture §5.3, §7.5).
+    w = spec.walk(c, vm.memory, va, access, c.cpl)
+    if w.fault == V_PF:
+        v[F.GUEST_CR2] = va
+        return vm.reflect_delivery_fault(V_PF, w.error_code)
+    return vm.reflect_delivery_fault(w.fault, 0 if w.fault == V_GP else None)
+
+
+def on_cr_access(vm: HardwareVM) -> None:
+    """V.5: bits 3:0 the CR, 5:4 the access, 11:8 the register."""
+    v = vm.vmcs
+    q = v[F.EXIT_QUALIFICATION]
+    crn, access, reg = q & 15, q >> 4 & 3, q >> 8 & 15
+    if access == MFCR:  # only CR3 stores exit: the guest's CR3 is the VMM's
+        v.regs[reg] = vm.vcpu.cr3
+        vm.skip()
+    elif crn == 8:  # no TPR shadow: the VMM keeps the guest's TPR in its CR8 field
+        value = v.regs[reg]
+        if value > 15:
+            vm.reflect(V_GP, 0)
+        else:
+            v[F.GUEST_CR8] = value
+            vm.skip()
+    else:
+        vm.write_cr(crn, v.regs[reg])
+
+
+def on_invlpg(vm: HardwareVM) -> None:
+    vm.shadow.invlpg(vm.vmcs[F.EXIT_QUALIFICATION])
+    vm.skip()
+
+
+def on_ept(vm: HardwareVM) -> None:
+    raise RuntimeError("an EPT exit in a VMM that does not enable ept")
+
+
+HANDLERS: dict[int, Handler] = {
+    **COMMON_HANDLERS,
+    VmExitReason.EXCEPTION: on_page_fault,
+    VmExitReason.CR_ACCESS: on_cr_access,
+    VmExitReason.INVLPG: on_invlpg,
+    VmExitReason.EPT_VIOLATION: on_ept,
+    VmExitReason.EPT_MISCONFIG: on_ept,
+}
+HardwareVM.handlers = HANDLERS
+
+
+class HardwareVMM(GuestModeVMM):
+    """First-generation VT-x: guest mode, shadow paging, no TPR shadow, no VPID."""
+
+    name = "hardware"
+    technique = "hardware-assisted, shadow paging (Fisher-Ogden 2006 §3.1; Adams & Agesen 2006)"
+    requires = frozenset({"vmx"})
+    vm_class = HardwareVM
+
