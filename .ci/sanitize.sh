@@ -22,4 +22,4 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" \
     python -m pytest -q -p no:cacheprovider tests/cffi_core/core tests/cffi_core/test_fuzz_core.py \
         tests/cffi_core/vmx/test_fuzz_vmx.py tests/cffi_core/vmx/test_entry.py \
-        tests/cffi_core/vmx/test_guest_equivalence.py "$@"
+        tests/cffi_core/vmx/test_guest_equivalence.py tests/cffi_core/vmx/test_guest_isolation.py "$@"
