@@ -29,6 +29,7 @@ NEEDS_FEATURE = {21: "tpr_shadow", 33: "ept", 37: "vpid"}
 EXIT_FIELDS = (
     "EXIT_REASON", "EXIT_QUALIFICATION", "GUEST_LINEAR_ADDRESS", "GUEST_PHYSICAL_ADDRESS", "EXIT_INTR_INFO",
     "EXIT_INTR_ERROR_CODE", "IDT_VECTORING_INFO", "IDT_VECTORING_ERROR_CODE", "EXIT_INSTRUCTION_LENGTH",
+    "EXIT_INSTRUCTION_WORD",
 )  # fmt: skip
 # V.2: the guest-state, execution-control and entry-control fields, written by the host.
 WRITABLE_FIELDS = (
@@ -552,8 +553,15 @@ def test_well_formed_injected_events_are_accepted():
 
 
 def test_malformed_event_without_the_valid_bit_is_not_injected_nor_checked():
-    # V.9: only an event with bit 31 set is injected; V.8 refuses *injected* malformed events
-    for event in (info(3, 7) & ~VALID, info(5, EXTERNAL) & ~VALID, info(14, HARDWARE) & ~VALID):
+    # V.9: only an event with bit 31 set is injected; V.8 checks its bits "when valid"
+    invalid = (
+        info(3, 7),
+        info(5, EXTERNAL),
+        info(14, HARDWARE),
+        info(32, EXTERNAL) | 1 << 20,
+        info(3, SOFTWARE) | 1 << 40,
+    )
+    for event in (x & ~VALID for x in invalid):
         g = guest()
         g.set(ENTRY_INTR_INFO=event)
         assert g.run(1).reason is ExitReason.BUDGET
@@ -565,8 +573,16 @@ def test_malformed_event_without_the_valid_bit_is_not_injected_nor_checked():
 
 
 def test_the_manuals_fields_exist_and_only_exit_information_is_read_only():
-    assert {VmcsField[n] for n in EXIT_FIELDS} <= READ_ONLY_FIELDS
-    assert not {VmcsField[n] for n in WRITABLE_FIELDS} & READ_ONLY_FIELDS
+    assert {VmcsField[n] for n in EXIT_FIELDS} == READ_ONLY_FIELDS
+    assert {VmcsField[n] for n in WRITABLE_FIELDS} | READ_ONLY_FIELDS == set(VmcsField)
+
+
+def test_a_new_vmcs_holds_the_reset_state():
+    # V.2: GUEST_CR0 = PE, GUEST_CR4 = 2, GUEST_SEGLIMIT all ones, everything else 0
+    v = Machine("vtx-2006", memory=MEMORY).vmcs()
+    special = {VmcsField.GUEST_CR0: CR0_PE, VmcsField.GUEST_CR4: 2, VmcsField.GUEST_SEGLIMIT: U64}
+    assert {f: v[f] for f in VmcsField} == {f: special.get(f, 0) for f in VmcsField}
+    assert list(v.regs) == [0] * 16
 
 
 @pytest.mark.parametrize("name", EXIT_FIELDS)
