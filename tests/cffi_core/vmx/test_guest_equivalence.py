@@ -403,7 +403,9 @@ def test_guest_mode_and_native_runs_agree_tick_by_tick(setup: Setup):
 # ---- nested tables filled on demand (V.5, V.6, V.9) -----------------------------------------
 #
 # The same comparison with nested tables that map guest memory only partly and with partial
-# permissions: at each EPT violation the host maps the page read/write/execute, calls invept,
+# permissions, and a host that now and then takes a page's W away (then invept: no later write
+# may reach the page until the host grants W again after the violation it causes).  At each
+# EPT violation the host maps the page read/write/execute, calls invept,
 # re-injects the event whose delivery the violation interrupted (IDT_VECTORING_INFO, V.5) and
 # enters again.  The exit and the retry must be invisible to the guest: its state after the tick
 # that finally completes is native's.  Every retry takes ticks natively absent, so the host hides
@@ -419,6 +421,7 @@ NESTED_FLAGS = (None, 0, EPT_X, EPT_W, EPT_W | EPT_X)  # absent, R, RX, RW, RWX 
 class Demand:
     setup: Setup
     pages: list[int | None]  # nested flags of each guest page at the start
+    revocations: dict[int, int]  # step -> a guest page whose W the host takes away (then invept)
 
 
 @st.composite
@@ -426,7 +429,8 @@ def demands(draw: st.DrawFn) -> Demand:
     setup = draw(setups(ept_only=True))
     setup = replace(setup, tsc_offset=setup.tsc_offset or 0)
     pages = draw(st.lists(st.sampled_from(NESTED_FLAGS), min_size=MEMORY >> 12, max_size=MEMORY >> 12))
-    return Demand(setup, pages)
+    revocations = draw(st.dictionaries(st.integers(0, STEPS), st.integers(0, (MEMORY >> 12) - 1), max_size=6))
+    return Demand(setup, pages, revocations)
 
 
 @given(demands())
@@ -453,11 +457,22 @@ def test_nested_tables_filled_on_demand_stay_invisible_to_the_guest(d: Demand):
         state["clock"] -= lost
         return state
 
-    lost, fills, stop = 0, 0, ""
+    def check_revoked() -> None:
+        # V.6: after invept, no write reaches a page whose nested W was taken away
+        for page, content in revoked.items():
+            assert gm.read(setup.base + page, 4096) == content, f"a write through revoked W at {page:#x}"
+
+    lost, fills, stop, revoked = 0, 0, "", {}
     for step in range(STEPS):
         vector = s.interrupts.get(step)
         if vector is not None and native.cpu.intr_vector < 0:
             native.cpu.intr_vector = gm.cpu.intr_vector = vector
+        if step in d.revocations:  # the host write-protects a guest page (R and X stay)
+            page = d.revocations[step] << 12
+            nested.map(page, setup.base + page, 4096, flags=EPT_X)
+            gm.invept()
+            revoked[page] = gm.read(setup.base + page, 4096)
+            event("the host took a page's W away")
         if _may_run_hcall(native):
             stop = "hcall next"
         elif _has_host_gate(native):
@@ -470,6 +485,7 @@ def test_nested_tables_filled_on_demand_stay_invisible_to_the_guest(d: Demand):
         for _ in range(2 * 64):  # each retry fills a page or re-injects
             clock = gm.clock
             gx = gm.vmrun(v, 1)
+            check_revoked()
             if gx.reason is not ExitReason.VM or gx.number != VmExitReason.EPT_VIOLATION:
                 break
             gpa = v[G.GUEST_PHYSICAL_ADDRESS]
@@ -482,6 +498,8 @@ def test_nested_tables_filled_on_demand_stay_invisible_to_the_guest(d: Demand):
             page = gpa & ~0xFFF
             nested.map(page, setup.base + page, 4096, flags=EPT_W | EPT_X)
             gm.invept()
+            if revoked.pop(page, None) is not None:
+                event("a write to a write-protected page exited")
             fills += 1
             lost += gm.clock - clock
             vect = v[G.IDT_VECTORING_INFO]
@@ -493,6 +511,7 @@ def test_nested_tables_filled_on_demand_stay_invisible_to_the_guest(d: Demand):
                     v[G.TSC_OFFSET] = (setup.tsc_offset - lost - 1) & U64
                     clock = gm.clock
                     gx = gm.vmrun(v, 1)
+                    check_revoked()
                     lost += gm.clock - clock
                     if gx.reason is not ExitReason.BUDGET:
                         stop = "an exit at a re-injected #DB"
