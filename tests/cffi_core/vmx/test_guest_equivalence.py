@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -33,6 +33,7 @@ from cffi_core.pagetables import EPT_W, EPT_X, PageAllocator, PageTables, ept_po
 from cffi_core.profiles import get_profile
 from cffi_core.vmx import ProcControl, Vmcs, VmcsField, VmExitReason
 from tests.cffi_core.random_machines import (
+    DATA_END,
     MEMORY,
     STEPS,
     TABLES,
@@ -77,6 +78,10 @@ class Setup:
     io_bitmaps: bool  # V.3: an all-zero I/O bitmap: every port passes through
     pf_never: bool  # V.4: #PF selected with a mask/match that never matches: no #PF exits
     relocated: bool = False  # V.6: with ept, guest-physical 0 at host-physical HOST_MEMORY
+    # step -> (page, level, bit): the host flips P, W, U or NX in one entry of the guest's walk
+    # of that page, then drops the cached translations: natively a TLB flush, in guest mode
+    # invvpid (V.7; without vpid the next entry flushes everything)
+    edits: dict[int, tuple[int, int, int]] = field(default_factory=dict)
 
     @property
     def base(self) -> int:
@@ -106,6 +111,8 @@ def setups(draw: st.DrawFn, ept_only: bool = False) -> Setup:
         io_bitmaps=draw(st.booleans()),
         pf_never=draw(st.booleans()),
         relocated=ept and draw(st.booleans()),
+        edits=draw(st.dictionaries(st.integers(0, STEPS), st.tuples(
+            st.integers(0, DATA_END // 4096 - 1), st.integers(0, 3), st.sampled_from([0, 1, 2, 63])), max_size=4)),
     )  # fmt: skip
 
 
@@ -229,6 +236,21 @@ def _memory(m: Machine, setup: Setup | None = None) -> tuple[bytes, bytes]:
     return m.read(base, MEMORY), m.read(MEMORY, HOST_MEMORY - MEMORY)
 
 
+def _edit_guest_tables(native: Machine, gm: Machine, setup: Setup, page: int, level: int, bit: int) -> None:
+    """The host flips a bit of an entry the walk of ``page`` reads (§7.2), in both machines, and
+    drops the translations that may cache it (§8.1: then the change is defined)."""
+    entries = native.walk(page << 12).entries
+    if not entries:
+        return
+    addr, value = entries[level % len(entries)]
+    native.write_u64(addr, value ^ 1 << bit)
+    gm.write_u64(setup.base + addr, value ^ 1 << bit)
+    native.tlb_flush()
+    if setup.vpid:
+        gm.invvpid(setup.vpid)  # V.7: every entry of the guest's tag, its walk caches too
+    event("the host edited the guest's page tables")
+
+
 def _in_value(port: int) -> int:
     """What the host answers to an `in` (the same natively and in guest mode)."""
     return (port * 0x9E3779B97F4A7C15) & U64
@@ -325,6 +347,9 @@ def test_guest_mode_and_native_runs_agree_tick_by_tick(setup: Setup):
             stop = "translation structures changed"
         if stop:
             break
+        if step in setup.edits and native.cpu.cr0 >> 15 & 1:
+            _edit_guest_tables(native, gm, setup, *setup.edits[step])
+            presented = True  # a host action the whole runs below do not repeat
         before = _native_state(native)
         db_pending = native.cpu.pending_db
         gx = gm.vmrun(v, 1)
