@@ -5,9 +5,14 @@
 # core-vs-spec differential test uses), runs it natively with Machine.run on one machine and in
 # guest mode with Machine.vmrun on another (the same state in the VMCS, docs/vmx.md V.1, V.2),
 # both with a budget of one tick, and compares the architectural state after every tick, then
-# memory and the counters.  Guest memory is [0, MEMORY); above it, host RAM holds the nested
-# tables (identity, V.6) and an all-zero MSR bitmap (V.3: without MSR bitmaps every MSR access
-# would exit).  Both machines start with the same RAM, so without ept the two are identical.
+# memory and the counters; then, when the host did nothing between ticks, the same ticks again in
+# runs as long as possible.  Guest memory is [0, MEMORY); above it, host RAM holds the nested
+# tables (V.6: identity, or guest memory relocated above host RAM) and all-zero MSR and I/O
+# bitmaps (V.3: without MSR bitmaps every MSR access would exit).  Controls that exit only on a
+# change are drawn too (CR0/CR4 masks with matching read shadows, the TPR shadow with threshold
+# 0, #PF selected with a mask/match that never matches, a TSC offset), and the host may edit the
+# guest's page tables between ticks, dropping their translations (a TLB flush natively, invvpid
+# in guest mode).  A second test fills the nested tables on demand (below).
 #
 # What differs by definition is not compared: host gates are a reserved gate type in guest mode
 # (V.2), so the scenario's gates are interrupt or trap gates, and a run stops comparing when the
