@@ -294,7 +294,7 @@ class Machine:
         if budget < 0:
             raise ValueError(f"budget = {budget}: must be >= 0")
         if vmcs._machine is not self:
-            raise ValueError("vmrun: the VMCS belongs to another machine")
+            raise _binding.VMXError("vmrun: the VMCS belongs to another machine")
         rc = lib.p64_vmrun(self._m, vmcs._v, budget)
         if rc:
             _binding.check(rc, self._m)

@@ -235,6 +235,7 @@ struct vmx_state {
     struct vmx_exit x;
     struct event vectoring;      /* the event whose delivery failed (V.5 IDT-vectoring) */
     int vectoring_valid;
+    int shadow_held;             /* the boundary consumed an sti shadow and nothing retired since */
 };
 
 struct p64_machine {

@@ -84,6 +84,7 @@ static int deliver(struct p64_machine *m, const struct event *ev)
     c->pc = handler;
     c->flags &= ~(type == GATE_INTERRUPT ? FLAGS_TF | FLAGS_IF : FLAGS_TF);
     c->halted = 0;
+    m->vmx.shadow_held = 0;
     count(m, ev);
     return DELIVER_OK;
 }

@@ -451,7 +451,7 @@ void fast_forget_code_page(struct p64_machine *m, uint64_t ppn)
 
 static void mark_dirty(struct p64_machine *m, unsigned cpl)
 {
-    m->fast_dirty |= 1u << (4 * (m->fast == m->fast_sets[1]) + cpl);
+    m->fast_dirty |= 1u << (4u * (unsigned)(m->fast == m->fast_sets[1]) + cpl);
 }
 
 static void fast_install(struct p64_machine *m, uint64_t va, uint64_t pa, unsigned cpl, int writable)

@@ -494,6 +494,8 @@ out:
     m->ctr.ticks += ticks;
     m->clock += ticks;
     m->ctr.insn[m->guest][cpl] += retired;
+    if (retired)
+        m->vmx.shadow_held = 0;
     if (m->block_paging)
         m->ctr.dtlb_hits += hits, m->ctr.itlb_hits += m->block_ihits;
     if (m->block_step && retired)
@@ -545,6 +547,7 @@ static int boundary_interrupt(struct p64_machine *m)
 {
     if (m->cpu.int_shadow) {
         m->cpu.int_shadow = 0;
+        m->vmx.shadow_held = m->guest; /* kept if the next instruction exits fault-like (V.2) */
         return -1;
     }
     if (m->vmx.intr_exiting || !interrupt_deliverable(&m->cpu))

@@ -350,6 +350,7 @@ static void enter_guest(struct p64_machine *m, struct p64_vmcs *v)
     x->intr_exiting = (int)(x->pin >> P64_PIN_EXTERNAL_INTERRUPT_EXITING & 1);
     x->window_exiting = proc(m, P64_PROC_INTERRUPT_WINDOW_EXITING);
     x->vectoring_valid = 0;
+    x->shadow_held = 0;
     memcpy(c->r, v->regs, sizeof c->r);
     c->r[0] = 0;
     for (size_t i = 0; i < sizeof guest_registers / sizeof guest_registers[0]; i++)
@@ -389,7 +390,9 @@ static void leave_guest(struct p64_machine *m, struct p64_vmcs *v)
         f[guest_registers[i].field] = *cpu_register(c, guest_registers[i].offset);
     f[x->tpr_shadow ? P64_VMCS_VIRTUAL_TPR : P64_VMCS_GUEST_CR8] = c->cr8;
     f[P64_VMCS_GUEST_ACTIVITY] = c->shutdown ? ACTIVITY_SHUTDOWN : c->halted ? ACTIVITY_HLT : 0;
-    f[P64_VMCS_GUEST_INTERRUPTIBILITY] = c->int_shadow;
+    /* an instruction that exits fault-like runs again: the shadow it ran in is still owed */
+    f[P64_VMCS_GUEST_INTERRUPTIBILITY] = c->int_shadow | (m->exit.reason == P64_EXIT_VM && x->shadow_held);
+    x->shadow_held = 0;
     f[P64_VMCS_GUEST_PENDING_DB] = c->pending_db;
     memcpy(v->regs, c->r, sizeof v->regs);
     v->regs[0] = 0;

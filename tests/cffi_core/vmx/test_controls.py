@@ -521,3 +521,19 @@ def test_idt_is_the_guests():
     assert g.get("EXIT_QUALIFICATION") == HANDLER_VMCALL
     assert g.m.read_u64(IDT + 16 * UD) == HANDLER, "the gate the guest used"
     assert g.m.cpu.idtr == 0, "the host's IDTR is not the guest's"
+
+
+def test_a_fault_like_exit_keeps_the_sti_shadow_it_ran_in():
+    """sti; hlt with the hlt exiting: re-entered, the hlt still runs in the shadow (no lost wakeup)."""
+    g = Guest()
+    g.controls("HLT_EXITING")
+    g.code(I("sti"), I("hlt"))
+    assert g.run().number == R.HLT
+    assert g.get("GUEST_INTERRUPTIBILITY") == 1 and g.pc == CODE + 4
+    g.m.cpu.intr_vector = 0x41
+    g.controls()
+    g.set(PROC_CONTROLS=g.get("PROC_CONTROLS") & ~(1 << 7))
+    assert g.run().reason is ExitReason.HLT, "the hlt ran before the interrupt could be taken"
+    assert g.m.cpu.intr_vector == 0x41
+    e = g.run()
+    assert e.number == R.VMCALL and g.m.counters.interrupts == {0x41: 1}, "the halt is woken by it"
