@@ -6,6 +6,7 @@ from functools import cache
 
 import pytest
 
+from cffi_core.profiles import PROFILES
 from conformance.api import Observation, observe
 from conformance.checks import assert_equivalent
 from conformance.guests import DIRECTED_GUESTS, DirectedGuest
@@ -14,7 +15,9 @@ from conformance.guests import DIRECTED_GUESTS, DirectedGuest
 # wrongly under trap-and-emulate on the x86-like profiles: sensitive, unprivileged
 # instructions, for which Popek & Goldberg's Theorem 1 (1974) does not hold (§4.3).
 SENSITIVE_UNPRIVILEGED = frozenset({"smsw", "sidt", "rdcs", "pushf", "popf", "iret"})
-X86_PROFILES = ("x86-2005", "x86-64-2005")
+# Every profile without `classic` is x86-like to a VMM that does not use vmx (the vtx profiles
+# are x86-64-2005 plus assists trap-and-emulate ignores).
+X86_PROFILES = tuple(name for name, profile in PROFILES.items() if "classic" not in profile.features)
 # The iopl guest enters ring 3 with IOPL 3 by an iret from CPL 0.  Under trap-and-emulate that
 # iret runs unprivileged at the guest kernel's real ring, where the IOPL change is silently
 # dropped (Fisher-Ogden 2006 §2.3.1, silent privilege failure), so ring 3's cli/sti/in/out trap.

@@ -34,7 +34,8 @@ from cffi_core.counters import flatten
 from cffi_core.devices import BufferDMA, standard_devices
 from cffi_core.devices.host import DeviceHost
 from cffi_core.image import GuestImage
-from conformance.api import COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS, VM, VMM, VMConfig
+from conformance.api import COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS, VMM, VMConfig
+from reference_vmm.standard_vm import StandardDevicesVM
 
 
 class _GuestClock:
@@ -52,7 +53,7 @@ class _GuestClock:
         return self._cpu.clock
 
 
-class EmulatedVM(VM):
+class EmulatedVM(StandardDevicesVM):
     """One emulated machine: a spec ``State`` (the virtual CPU), its RAM and its devices."""
 
     def __init__(self, image: GuestImage, config: VMConfig, features: frozenset[str]) -> None:
@@ -87,23 +88,6 @@ class EmulatedVM(VM):
         )
 
     # -- the outside ----------------------------------------------------------------------
-    @property
-    def console(self) -> bytes:
-        return self.devices.console.output
-
-    @property
-    def exit_code(self) -> int | None:
-        result = self.devices.result
-        return result.exit_code if result.stopped else None
-
-    @property
-    def disk(self) -> bytes:
-        return self.devices.disk.data if self.devices.disk is not None else b""
-
-    @property
-    def stop(self) -> str | None:
-        return self._stop
-
     @property
     def counters(self) -> Mapping[str, int]:
         counters = _flat_counters(self.cpu.counters)

@@ -40,11 +40,11 @@ from conformance.api import (
     COUNTER_EMULATED,
     COUNTER_INTERVENTIONS,
     HOST_TIMER_PERIOD,
-    VM,
     VMM,
     VMConfig,
 )
 from reference_vmm.shadow import GuestMemory, HostMap
+from reference_vmm.standard_vm import StandardDevicesVM
 
 __all__ = ["COMMON_HANDLERS", "MSR_TSC", "SHUTDOWN", "SLICE", "GuestModeVM", "GuestModeVMM", "Handler", "io_bitmap", "msr_bitmap"]
 
@@ -105,7 +105,7 @@ class _DeviceCPU:
         return self._vm.vmcs[F.GUEST_PC]
 
 
-class GuestModeVM(VM):
+class GuestModeVM(StandardDevicesVM):
     """One guest in guest mode: a VMCS, a region of host RAM, devices, a clock."""
 
     handlers: ClassVar[Mapping[int, Handler]]
@@ -145,23 +145,6 @@ class GuestModeVM(VM):
         self._stats = dict.fromkeys((COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS, "injections"), 0)
 
     # -- the outside ----------------------------------------------------------------------------
-    @property
-    def console(self) -> bytes:
-        return self.devices.console.output
-
-    @property
-    def exit_code(self) -> int | None:
-        result = self.devices.result
-        return result.exit_code if result.stopped else None
-
-    @property
-    def disk(self) -> bytes:
-        return self.devices.disk.data if self.devices.disk is not None else b""
-
-    @property
-    def stop(self) -> str | None:
-        return self._stop
-
     @property
     def counters(self) -> Mapping[str, int]:
         """The efficiency keys (guest-mode retirements; instructions the VMM emulated; VM exits

@@ -82,11 +82,11 @@ from conformance.api import (
     COUNTER_EMULATED,
     COUNTER_INTERVENTIONS,
     HOST_TIMER_PERIOD,
-    VM,
     VMM,
     VMConfig,
 )
 from reference_vmm.shadow import GuestMemory, HostMap, Resolution, ShadowPager
+from reference_vmm.standard_vm import StandardDevicesVM
 from reference_vmm.trap_emulate.rings import RESERVED_VA, SEGLIMIT_BELOW_RESERVED, RingPlan, ring_plan
 
 __all__ = ["SLICE", "TrapEmulateVM", "TrapEmulateVMM", "host_gate_idt"]
@@ -132,7 +132,7 @@ class _GuestClock:
         return self._cpu.clock
 
 
-class TrapEmulateVM(VM):
+class TrapEmulateVM(StandardDevicesVM):
     """One guest: its virtual CPU, its region of host RAM, its shadow pager and devices."""
 
     def __init__(
@@ -177,23 +177,6 @@ class TrapEmulateVM(VM):
         )
 
     # -- the outside ----------------------------------------------------------------------
-    @property
-    def console(self) -> bytes:
-        return self.devices.console.output
-
-    @property
-    def exit_code(self) -> int | None:
-        result = self.devices.result
-        return result.exit_code if result.stopped else None
-
-    @property
-    def disk(self) -> bytes:
-        return self.devices.disk.data if self.devices.disk is not None else b""
-
-    @property
-    def stop(self) -> str | None:
-        return self._stop
-
     @property
     def counters(self) -> Mapping[str, int]:
         """The efficiency keys of the contract (guest instructions retired directly by the core
