@@ -211,7 +211,7 @@ static unsigned walk_2d(struct p64_machine *m, uint64_t va, unsigned access, uns
 {
     uint64_t refs = 0, hpa = 0, anded = ~0ull, ored = 0, entry = 0;
     uint64_t entry_gpa[4] = {0, 0, 0, 0}; /* guest-physical address of each entry read */
-    unsigned np = 0, f = 0, entry_np[4] = {0, 0, 0, 0};
+    unsigned np = 0, f = 0, entry_np[4] = {0, 0, 0, 0}, upper_perm[4] = {0, 0, 0, 0}, upper_level[4] = {0, 0, 0, 0};
     /* the scalar fields only: the entries are read up to w->levels (a memset is a rep stos here) */
     w->physical = w->error_code = 0;
     w->fault = w->levels = w->page_level = w->nx = 0;
@@ -261,10 +261,10 @@ static unsigned walk_2d(struct p64_machine *m, uint64_t va, unsigned access, uns
         ored |= entry;
         if (level == 1 || (entry & PTE_PS))
             break;
-        if (has_feature(m, P64_F_PWC)) {
-            unsigned perm = (anded & PTE_W ? PERM_W : 0) | (anded & PTE_U ? PERM_U : 0) | (ored & PTE_NX ? PERM_NX : 0);
-            vmx_pwc_insert(m, 0, level, va >> (PAGE_SHIFT + INDEX_BITS * (level - 1)), tag, entry | PTE_A, perm);
-        }
+        /* what the page-walk cache may keep, once the walk has set A in it (below) */
+        upper_perm[w->levels - 1] = (anded & PTE_W ? PERM_W : 0) | (anded & PTE_U ? PERM_U : 0) |
+                                    (ored & PTE_NX ? PERM_NX : 0);
+        upper_level[w->levels - 1] = level;
         table = entry & PTE_FRAME;
     }
     unsigned perm = (anded & PTE_W ? PERM_W : 0) | (anded & PTE_U ? PERM_U : 0) | (ored & PTE_NX ? PERM_NX : 0);
@@ -297,6 +297,12 @@ static unsigned walk_2d(struct p64_machine *m, uint64_t va, unsigned access, uns
             w->entry[i] = now;
             m->ctr.ad_updates++;
         }
+    /* Only a completed walk fills the page-walk cache: an entry cached before its A bit was
+     * written would let later walks skip the write the native walker makes (§7.5). */
+    if (set_ad && has_feature(m, P64_F_PWC))
+        for (uint32_t i = 0; i + 1 < w->levels; i++)
+            vmx_pwc_insert(m, 0, upper_level[i], va >> (PAGE_SHIFT + INDEX_BITS * (upper_level[i] - 1)), tag,
+                           w->entry[i], upper_perm[i]);
 out:
     m->ctr.walk_refs_2d += refs;
     return f;

@@ -391,7 +391,8 @@ static void leave_guest(struct p64_machine *m, struct p64_vmcs *v)
     f[x->tpr_shadow ? P64_VMCS_VIRTUAL_TPR : P64_VMCS_GUEST_CR8] = c->cr8;
     f[P64_VMCS_GUEST_ACTIVITY] = c->shutdown ? ACTIVITY_SHUTDOWN : c->halted ? ACTIVITY_HLT : 0;
     /* an instruction that exits fault-like runs again: the shadow it ran in is still owed */
-    f[P64_VMCS_GUEST_INTERRUPTIBILITY] = c->int_shadow | (m->exit.reason == P64_EXIT_VM && x->shadow_held);
+    f[P64_VMCS_GUEST_INTERRUPTIBILITY] =
+        c->int_shadow | (m->exit.reason == P64_EXIT_VM && x->x.reason != P64_VMEXIT_TRIPLE_FAULT && x->shadow_held);
     x->shadow_held = 0;
     f[P64_VMCS_GUEST_PENDING_DB] = c->pending_db;
     memcpy(v->regs, c->r, sizeof v->regs);
@@ -449,7 +450,10 @@ static int inject(struct p64_machine *m, struct p64_vmcs *v)
     v->f[P64_VMCS_ENTRY_INTR_INFO] = info & ~INTR_VALID;
     m->ctr.ticks++;
     m->clock++;
-    return deliver_event(m, &ev);
+    int rc = deliver_event(m, &ev);
+    if (rc == DELIVER_OK)
+        m->cpu.int_shadow = 0; /* a shadow an exit kept is spent once an event is delivered */
+    return rc;
 }
 
 int p64_vmrun(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget)
