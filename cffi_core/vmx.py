@@ -30,8 +30,8 @@ __all__ = [
 
 
 def _members(prefix: str, exclude: frozenset[str] = frozenset()) -> dict[str, int]:
-    names = sorted(n for n in dir(lib) if n.startswith(prefix) and n not in exclude)
-    return {n[len(prefix) :]: int(getattr(lib, n)) for n in sorted(names, key=lambda n: int(getattr(lib, n)))}
+    values = {n[len(prefix) :]: int(getattr(lib, n)) for n in dir(lib) if n.startswith(prefix) and n not in exclude}
+    return dict(sorted(values.items(), key=lambda item: item[1]))
 
 
 # Built from the header's enums so that the names cannot drift from the core's.

@@ -170,9 +170,8 @@ static int nested_translate(struct p64_machine *m, uint64_t gpa, unsigned access
 {
     const unsigned need = need_of(access);
     const uint64_t eptp = m->vmx.eptp, gpn = gpa >> PAGE_SHIFT;
-    struct ntlb_entry *n = NULL;
-    if (has_feature(m, P64_F_PWC)) {
-        n = &m->nested.ntlb[gpn % NTLB_ENTRIES];
+    const int cached = has_feature(m, P64_F_PWC);
+    if (cached) {
         for (unsigned i = 0; i < NTLB_ENTRIES; i++) {
             struct ntlb_entry *e = &m->nested.ntlb[i];
             if (e->valid && e->gpn == gpn && e->eptp == eptp && (e->perm & need) == need) {
@@ -188,8 +187,8 @@ static int nested_translate(struct p64_machine *m, uint64_t gpa, unsigned access
     int rc = nested_walk(m, eptp, gpa, need, hpa, &p, refs);
     if (rc == 0) {
         *perm = p;
-        if (n) { /* FIFO over the whole nested TLB */
-            n = &m->nested.ntlb[m->nested.ntlb_next++ % NTLB_ENTRIES];
+        if (cached) { /* FIFO over the whole nested TLB */
+            struct ntlb_entry *n = &m->nested.ntlb[m->nested.ntlb_next++ % NTLB_ENTRIES];
             n->valid = 1, n->gpn = gpn, n->hpn = *hpa >> PAGE_SHIFT, n->eptp = eptp, n->perm = p;
         }
         return 1;

@@ -41,7 +41,7 @@ from reference_vmm.hardware.guest_mode import (
     GuestModeVMM,
     Handler,
 )
-from reference_vmm.shadow import Resolution, ShadowPager, Space
+from reference_vmm.shadow import Resolution, ShadowPager, Space, pool_size
 
 __all__ = ["HANDLERS", "HardwareVM", "HardwareVMM"]
 
@@ -58,17 +58,12 @@ CONTROLS = (
 MTCR, MFCR = 0, 1  # V.5 CR_ACCESS bits 5:4
 
 
-def _pool_size(guest_memory: int) -> int:
-    """Shadow-table pages: 1/16 of the guest's RAM, at least 64 pages (recycled when full)."""
-    return max(64 * 4096, guest_memory // 16 // 4096 * 4096)
-
-
 class HardwareVM(GuestModeVM):
     """One guest in guest mode on shadow page tables."""
 
     def __init__(self, monitor: HardwareVMM, image: GuestImage, config: VMConfig, base: int) -> None:
         super().__init__(monitor, image, config, base)
-        size = _pool_size(config.memory)
+        size = pool_size(config.memory)
         pool = monitor.map.vmm_pages(size)
         self.shadow = ShadowPager(self.host, self.memory, (pool, pool + size))
         self.memory.on_write = self.shadow.guest_wrote  # the guest's stores that the VMM makes

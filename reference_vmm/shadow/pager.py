@@ -57,7 +57,7 @@ from cffi_core.machine import PAGE_SIZE, Machine
 from cffi_core.spec.state import CR0_PG, CR0_WP, CR3_FRAME, CR4_PL, MASK64, PTE_FRAME
 from reference_vmm.shadow.guest_memory import GuestMemory
 
-__all__ = ["MAX_ROOTS", "Resolution", "ShadowPager", "Space"]
+__all__ = ["MAX_ROOTS", "Resolution", "ShadowPager", "Space", "pool_size"]
 
 _QUAD = struct.Struct("<Q")
 _ENTRIES = 512
@@ -92,6 +92,12 @@ class Resolution(enum.Enum):
     EMULATE = "emulate"
     """The guest's MMU allows the access but no shadow entry can: a write to a traced page, a
     supervisor write with the guest's CR0.WP clear, the reserved range.  Emulate the instruction."""
+
+
+def pool_size(guest_memory: int) -> int:
+    """Shadow-table bytes for a guest of ``guest_memory`` bytes: 1/16 of its RAM, at least 64
+    pages (the pool is recycled when it runs out, so this bounds memory, not correctness)."""
+    return max(64 * PAGE_SIZE, guest_memory // 16 // PAGE_SIZE * PAGE_SIZE)
 
 
 class _PoolExhausted(Exception):

@@ -85,7 +85,7 @@ from conformance.api import (
     VMM,
     VMConfig,
 )
-from reference_vmm.shadow import GuestMemory, HostMap, Resolution, ShadowPager
+from reference_vmm.shadow import GuestMemory, HostMap, Resolution, ShadowPager, pool_size
 from reference_vmm.standard_vm import StandardDevicesVM
 from reference_vmm.trap_emulate.rings import RESERVED_VA, SEGLIMIT_BELOW_RESERVED, RingPlan, ring_plan
 
@@ -114,12 +114,6 @@ def host_gate_idt() -> bytes:
     """The VMM's IDT: 256 present host gates (handler 0, unused: a host gate exits to the VMM)."""
     gate = (0).to_bytes(8, "little") + _HOST_GATE.to_bytes(8, "little")
     return gate * 256
-
-
-def _pool_size(guest_memory: int) -> int:
-    """Shadow-table pages for a guest: 1/16 of its RAM, at least 64 pages (the pool is recycled
-    when it runs out, so this bounds memory, not correctness)."""
-    return max(64 * PAGE_SIZE, guest_memory // 16 // PAGE_SIZE * PAGE_SIZE)
 
 
 class _GuestClock:
@@ -384,7 +378,7 @@ class TrapEmulateVMM(VMM):
         host.write(self.idt, host_gate_idt())
 
     def create_vm(self, image: GuestImage, config: VMConfig) -> TrapEmulateVM:
-        pool_bytes = _pool_size(config.memory)
+        pool_bytes = pool_size(config.memory)
         base = self.map.guest_region(config.memory)
         pool = self.map.vmm_pages(pool_bytes)
         vm = TrapEmulateVM(self, image, config, base, (pool, pool + pool_bytes))
