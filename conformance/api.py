@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, ClassVar
 
+from cffi_core.devices.disk import SECTOR_SIZE
 from cffi_core.profiles import DEFAULT_PROFILE
 
 if TYPE_CHECKING:
@@ -100,7 +101,11 @@ _DIFF_CONTEXT = 16  # bytes of console shown on each side of the first differenc
 
 @dataclass(frozen=True)
 class VMConfig:
-    """How to build one VM: its RAM, disk image, console input and tick budget.
+    """How to build one VM: its RAM, disk images, console input and tick budget.
+
+    ``disk2`` is the image of the second disk (architecture §11, ports 0x170-0x174): a VMM may
+    emulate it like the first or pass it through to the guest (``hardware-ept`` does, through
+    the IOMMU, on profiles with ``iommu``).
 
     ``budget`` counts the guest's own ticks (docs/architecture.md §9), halted time included,
     exactly like ``Platform.run(budget)`` does for a native run: a VM whose clock reaches it
@@ -111,6 +116,7 @@ class VMConfig:
     disk: bytes | None = None
     console_input: bytes = b""
     budget: int = DEFAULT_BUDGET
+    disk2: bytes | None = None
 
     def __post_init__(self) -> None:
         # The bounds of a Machine: every guest must also run natively, on the oracle.
@@ -118,8 +124,12 @@ class VMConfig:
             raise ValueError(f"memory = {self.memory!r}: must be a multiple of {PAGE_SIZE} bytes from 64 KiB to 4 GiB")
         if type(self.budget) is not int or self.budget < 0:
             raise ValueError(f"budget = {self.budget!r}: must be an int >= 0")
-        if self.disk is not None:
-            object.__setattr__(self, "disk", bytes(self.disk))
+        for name in ("disk", "disk2"):
+            image = getattr(self, name)
+            if image is not None:
+                if not isinstance(image, bytes | bytearray | memoryview) or len(image) % SECTOR_SIZE:
+                    raise ValueError(f"{name}: must be bytes of whole {SECTOR_SIZE}-byte sectors")
+                object.__setattr__(self, name, bytes(image))
         object.__setattr__(self, "console_input", bytes(self.console_input))
 
 
@@ -127,8 +137,8 @@ class VMConfig:
 class Observation:
     """What the outside sees of one guest run.
 
-    Equivalence (Popek & Goldberg 1974) compares ``console``, ``exit_code``, ``disk`` and
-    ``stop``; ``counters`` are the VMM's own report (for efficiency and benchmarks) and take no
+    Equivalence (Popek & Goldberg 1974) compares ``console``, ``exit_code``, ``disk``,
+    ``disk2`` and ``stop``; ``counters`` are the VMM's own report (for efficiency and benchmarks) and take no
     part in equality.
     """
 
@@ -137,13 +147,15 @@ class Observation:
     disk: bytes
     stop: str
     counters: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    disk2: bytes = b""
 
     def __post_init__(self) -> None:
         # Checked here so that a VMM returning garbage fails at the boundary, with a message.
         if not isinstance(self.console, bytes | bytearray):
             raise TypeError(f"console is a {type(self.console).__name__}, not bytes")
-        if not isinstance(self.disk, bytes | bytearray):
-            raise TypeError(f"disk is a {type(self.disk).__name__}, not bytes")
+        for name in ("disk", "disk2"):
+            if not isinstance(getattr(self, name), bytes | bytearray):
+                raise TypeError(f"{name} is a {type(getattr(self, name)).__name__}, not bytes")
         if self.exit_code is not None and (type(self.exit_code) is not int or not 0 <= self.exit_code < 1 << 32):
             raise TypeError(f"exit_code = {self.exit_code!r}: must be None or an unsigned 32-bit int")
         if self.stop not in STOPS:
@@ -156,6 +168,7 @@ class Observation:
             raise TypeError(f"counters is a {type(self.counters).__name__}, not a mapping")
         object.__setattr__(self, "console", bytes(self.console))
         object.__setattr__(self, "disk", bytes(self.disk))
+        object.__setattr__(self, "disk2", bytes(self.disk2))
         object.__setattr__(self, "counters", dict(self.counters))  # a copy: picklable, unshared
 
     def equivalent(self, other: Observation) -> bool:
@@ -173,8 +186,10 @@ class Observation:
             lines.append(f"exit code: {a} {_code(self.exit_code)}, {b} {_code(other.exit_code)}")
         if self.console != other.console:
             lines.append(_console_diff(self.console, other.console, a, b))
-        if self.disk != other.disk:
-            lines.append(_disk_diff(self.disk, other.disk, a, b))
+        for name in ("disk", "disk2"):
+            x, y = getattr(self, name), getattr(other, name)
+            if x != y:
+                lines.append(_disk_diff(name, x, y, a, b))
         return lines
 
 
@@ -203,13 +218,13 @@ def _console_diff(x: bytes, y: bytes, a: str, b: str) -> str:
     )
 
 
-def _disk_diff(x: bytes, y: bytes, a: str, b: str) -> str:
+def _disk_diff(name: str, x: bytes, y: bytes, a: str, b: str) -> str:
     if len(x) != len(y):
-        return f"disk: {a} {len(x)} bytes, {b} {len(y)} bytes"
+        return f"{name}: {a} {len(x)} bytes, {b} {len(y)} bytes"
     differing = [i for i, (p, q) in enumerate(zip(x, y, strict=True)) if p != q]
     i = differing[0]
     return (
-        f"disk: {len(differing)} bytes differ, the first at {i:#x} (sector {i // 512}): "
+        f"{name}: {len(differing)} bytes differ, the first at {i:#x} (sector {i // 512}): "
         f"{a} {x[i : i + 8].hex(' ')}, {b} {y[i : i + 8].hex(' ')}"
     )
 
@@ -239,6 +254,12 @@ class VM(abc.ABC):
         """The guest's disk image now (``b""`` when it was given none)."""
 
     @property
+    def disk2(self) -> bytes:
+        """The guest's second disk now (``b""`` when it was given none).  A VMM that models no
+        second disk keeps this default, and a guest that uses one shows the difference."""
+        return b""
+
+    @property
     @abc.abstractmethod
     def stop(self) -> str | None:
         """Why the guest stopped (one of ``STOPS``), or None while it can still run."""
@@ -266,6 +287,7 @@ class VM(abc.ABC):
             disk=self.disk,
             stop=self.stop or "budget",
             counters=self.counters,
+            disk2=self.disk2,
         )
 
 
@@ -283,6 +305,9 @@ class VMM(abc.ABC):
     """Free label of the technique, e.g. ``"Fisher-Ogden §2.2 trap-and-emulate"``."""
     requires: ClassVar[frozenset[str]] = frozenset()
     """Host features needed (docs/architecture.md §12), e.g. ``{"vmx", "ept"}``."""
+    optional: ClassVar[frozenset[str]] = frozenset()
+    """Host features used when the host has them, e.g. ``{"iommu"}`` for device passthrough:
+    ``popek demo``/``grade`` grade the VMM on its profiles both without and with them."""
     guest_abi: ClassVar[str] = "native"
     """Which build of a guest it runs: ``"native"`` or ``"paravirt"``."""
 

@@ -7,7 +7,9 @@ wild addresses, page tables and DMA pointing anywhere, IDT overwrites, ``cli; jm
 on one VMM, and checks (``conformance.safety``): the victim's observation equals its solo run;
 the host's canary region is intact; nothing retired at real CPL 0 in host mode; the VMM
 regained control within ``CONTROL_LATENCY`` ticks of every host timer tick; the VMM did not
-raise.  Thresholds are in docs/vmm-api.md §9.
+raise.  Thresholds are in docs/vmm-api.md §9.  A directed adversary (``dma_sweep.s``) points
+both disks' DMA at every 64 KiB past its RAM — the device path to other memory, which a VMM that
+passes a disk through must close with the IOMMU (docs/vmx.md V.10).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from conformance.safety import SideBySide, run_side_by_side
 from conformance.strategies import GuestProgram, adversary_programs
 
 VICTIM_CONFIG = VMConfig(memory=1 << 20, disk=DISK_IMAGE, budget=60_000)
+# Whole 64 KiB commands need 128 sectors; every byte differs from its neighbours, so a DMA that
+# landed anywhere would show.
+_SWEEP_DISK = bytes((13 * i + 5) & 0xFF for i in range(128 * 512))
+SWEEP_CONFIG = VMConfig(memory=1 << 20, disk=_SWEEP_DISK, disk2=_SWEEP_DISK, budget=1_500_000)
 _SETTINGS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -81,6 +87,24 @@ def test_adversary_cannot_disturb_the_victim_or_the_host(vmm, popek_profile, adv
         # no program for a bare machine: the contract lets a VMM refuse it (docs/vmm-api.md §5).
         assume(_valid_on_bare_machine(adversary, popek_profile))
     _judge(vmm, popek_profile, run, 1 if adversary_first else 0, adversary.listing())
+
+
+@pytest.mark.popek_property("safety", category="dma")
+def test_dma_past_its_ram_cannot_reach_the_victim_or_the_host(vmm, popek_profile):
+    """Every DMA past the adversary's RAM ends as on a bare machine — in error, moving nothing,
+    into memory or onto its own disks — and the victim and the host's canary are untouched."""
+    from cffi_core.asm import assemble_file
+    from reference_vmm.native import NativeVMM
+
+    path = GUEST_DIR / "dma_sweep.s"
+    sweep = assemble_file(path)
+    run = run_side_by_side(vmm, [(_victim(), VICTIM_CONFIG), (sweep, SWEEP_CONFIG)], popek_profile)
+    _judge(vmm, popek_profile, run, 0, path.read_text(encoding="utf-8"))
+    native = observe(NativeVMM, sweep, SWEEP_CONFIG, profile=popek_profile)
+    adversary = run.observations[1]
+    assert adversary == native, "\n".join(
+        ["the DMA adversary's own run differs from the bare machine's:", *native.diff(adversary, ("native", vmm.name))]
+    )
 
 
 HOG = """

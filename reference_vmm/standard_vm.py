@@ -11,7 +11,7 @@ __all__ = ["StandardDevicesVM"]
 
 class StandardDevicesVM(VM):
     """What the suite observes of a guest wired to ``cffi_core.devices.standard_devices``: the
-    console's output, the result port's exit code, the disk image; ``stop`` is the device
+    console's output, the result port's exit code, the disk images; ``stop`` is the device
     loop's verdict (``DeviceHost.run_until``), kept by the subclass in ``_stop``."""
 
     devices: Any  # cffi_core.devices.standard.Devices
@@ -29,6 +29,10 @@ class StandardDevicesVM(VM):
     @property
     def disk(self) -> bytes:
         return self.devices.disk.data if self.devices.disk is not None else b""
+
+    @property
+    def disk2(self) -> bytes:
+        return self.devices.disk2.data if self.devices.disk2 is not None else b""
 
     @property
     def stop(self) -> str | None:

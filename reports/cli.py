@@ -63,8 +63,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cffi_core.platform import Platform
 
     image = _load_image(Path(args.program))
-    disk = Path(args.disk).read_bytes() if args.disk else None
-    platform = Platform(args.profile, args.memory * MiB, disk=disk)
+    disk, disk2 = (Path(name).read_bytes() if name else None for name in (args.disk, args.disk2))
+    platform = Platform(args.profile, args.memory * MiB, disk=disk, disk2=disk2)
     platform.load(image)
     result = platform.run(args.budget)
     ok = result.stop == "exit" and result.exit_code == 0
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="ticks before the run is stopped")
     p.add_argument("--memory", type=int, default=16, help="RAM in MiB (default 16)")
     p.add_argument("--disk", help="disk image file (a multiple of 512 bytes)")
+    p.add_argument("--disk2", help="the second disk's image file (ports 0x170-0x174, IRQ 15)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_run)
 

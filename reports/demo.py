@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from cffi_core.profiles import FEATURE_BITS, PROFILES, available_profiles
+from cffi_core.profiles import FEATURE_BITS, PROFILES, available_profiles, get_profile
 from conformance.api import ENTRY_POINT_GROUP, VMM, load_vmm
 from conformance.results import RunKey, load_results
 
@@ -100,9 +100,17 @@ def relevant_profiles(vmm: type[VMM]) -> list[str]:
     """The profiles a VMM is graded on by default: those it supports, less the profiles with
     hardware assists (vmx and what builds on it) when it uses none.  A VMM that never executes
     ``vmrun`` sees an assisted machine as the machine without the assist, so the run would say
-    nothing new; a VMM that uses assists is graded on every profile that offers what it needs."""
+    nothing new; a VMM that uses assists is graded on every profile that offers what it needs,
+    and again with the ``optional`` features it uses when present (``vtx-2009+iommu``)."""
     uses_assists = bool(frozenset(vmm.requires) & _ASSISTS)
-    return [p for p in supported_profiles(vmm) if uses_assists or not PROFILES[p].features & _ASSISTS]
+    out = []
+    for p in supported_profiles(vmm):
+        if uses_assists or not PROFILES[p].features & _ASSISTS:
+            out.append(p)
+            extra = sorted(frozenset(vmm.optional) - PROFILES[p].features)
+            if extra:
+                out.append("+".join((p, *extra)))
+    return out
 
 
 def plan_runs(specs: Sequence[str], profiles: Sequence[str] | None) -> tuple[list[Plan], list[str]]:
@@ -111,13 +119,12 @@ def plan_runs(specs: Sequence[str], profiles: Sequence[str] | None) -> tuple[lis
     plans, notes = [], []
     for spec in dict.fromkeys(specs):
         cls = load_vmm(spec)
-        supported = supported_profiles(cls)
         for profile in dict.fromkeys(profiles) if profiles else relevant_profiles(cls):
-            if profile in supported:
-                plans.append(Plan(spec, cls, profile))
-            else:
-                missing = ", ".join(sorted(frozenset(cls.requires) - PROFILES[profile].features))
+            missing = ", ".join(sorted(frozenset(cls.requires) - get_profile(profile).features))
+            if missing:
                 notes.append(f"{cls.name} not run on {profile}: it requires {missing}")
+            else:
+                plans.append(Plan(spec, cls, profile))
     return plans, notes
 
 

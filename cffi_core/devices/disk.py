@@ -1,7 +1,9 @@
-"""The disk: whole-sector DMA transfers between a disk image and memory, one command at a time.
+"""The disk controller: whole-sector DMA transfers between a disk image and memory, one command at a time.
 
 A command completes a fixed ``DISK_LATENCY`` ticks after it is issued, and the transfer happens
-then, all or nothing; completion raises IRQ 14 whether it succeeded or not.
+then, all or nothing; completion raises the disk's IRQ whether it succeeded or not.  The
+platform has two of them (docs/architecture.md §11): the disk at 0x1f0, IRQ 14, DMA device 0,
+and the second disk at 0x170, IRQ 15, DMA device 1 — one register layout, at two bases.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ DISK_COUNT = 0x1F1  # sectors to transfer, 1..DISK_MAX_COUNT
 DISK_ADDR = 0x1F2  # physical address of the memory buffer
 DISK_CMD = 0x1F3  # write: a command (DISK_CMD_*); read: the status (DISK_STATUS_*)
 DISK_SIZE = 0x1F4  # read: the size of the disk in sectors
+DISK2_BASE = 0x170  # the second disk: the same registers at 0x170..0x174 (DISK2_SECTOR...)
+DISK2_IRQ = 15
+DISK2_DMA_DEVICE = 1  # its DMA requester id (docs/vmx.md V.10); the disk's is 0
 
 DISK_CMD_ACK = 0  # done/error -> idle
 DISK_CMD_READ = 1  # disk -> memory
@@ -29,10 +34,12 @@ SECTOR_SIZE = 512
 DISK_MAX_COUNT = 128  # sectors per command (64 KiB)
 DISK_LATENCY = 1000  # ticks from command to completion: the modeled device latency, fixed
 DISK_IRQ = 14  # the PIC line of the disk
+DISK_DMA_DEVICE = 0
+_REGISTERS = 5  # DISK_SECTOR..DISK_SIZE, at base + 0..4
 
 
 class Disk(Device):
-    """Disk controller (ports 0x1f0-0x1f4) over an in-memory image.
+    """Disk controller (ports ``base``..``base + 4``, 0x1f0-0x1f4 by default) over an in-memory image.
 
     Writing DISK_CMD_READ or DISK_CMD_WRITE in state idle, done or error latches DISK_SECTOR,
     DISK_COUNT and DISK_ADDR, makes the disk busy and sets its deadline ``DISK_LATENCY`` ticks
@@ -44,14 +51,22 @@ class Disk(Device):
     ``ignored_commands``.
     """
 
-    ports = (DISK_SECTOR, DISK_COUNT, DISK_ADDR, DISK_CMD, DISK_SIZE)
-
     def __init__(
-        self, clock: Clock, irq: IrqLine, dma: DMA, image: bytes, *, line: int = DISK_IRQ, name: str = "disk"
+        self,
+        clock: Clock,
+        irq: IrqLine,
+        dma: DMA,
+        image: bytes,
+        *,
+        line: int = DISK_IRQ,
+        name: str = "disk",
+        base: int = DISK_SECTOR,
     ) -> None:
         if len(image) % SECTOR_SIZE:
-            raise ValueError(f"disk image of {len(image)} bytes: not a whole number of {SECTOR_SIZE}-byte sectors")
+            raise ValueError(f"{name} image of {len(image)} bytes: not a whole number of {SECTOR_SIZE}-byte sectors")
         self.name = name
+        self.ports = tuple(range(base, base + _REGISTERS))
+        self._base = base
         self._clock = clock
         self._irq = irq
         self._dma = dma
@@ -86,16 +101,11 @@ class Disk(Device):
     # -- registers ------------------------------------------------------------------------
     def _read(self, port: int) -> int:
         """The registers as last written; DISK_CMD reads the status, DISK_SIZE the size."""
-        return {
-            DISK_SECTOR: self._sector,
-            DISK_COUNT: self._count,
-            DISK_ADDR: self._addr,
-            DISK_CMD: self._status,
-            DISK_SIZE: self.sectors,
-        }[port]
+        return (self._sector, self._count, self._addr, self._status, self.sectors)[port - self._base]
 
     def _write(self, port: int, value: int) -> None:
         """DISK_SECTOR, DISK_COUNT, DISK_ADDR store ``value``; DISK_CMD runs a command; DISK_SIZE is read-only."""
+        port += DISK_SECTOR - self._base  # the register, named by the first disk's port
         if port == DISK_SECTOR:
             self._sector = value
         elif port == DISK_COUNT:

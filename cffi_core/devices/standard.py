@@ -1,7 +1,7 @@
 """The platform's device set of docs/architecture.md §11, wired together on one port bus.
 
-The PIC takes the timer's IRQ 0 and the disk's IRQ 14; the disk exists only when an image is
-given (without one its ports are unclaimed and read all ones).
+The PIC takes the timer's IRQ 0, the disk's IRQ 14 and the second disk's IRQ 15; each disk
+exists only when its image is given (without one its ports are unclaimed and read all ones).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cffi_core.devices.base import DMA, Clock
 from cffi_core.devices.bus import PortBus
 from cffi_core.devices.console import Console
-from cffi_core.devices.disk import Disk
+from cffi_core.devices.disk import DISK2_BASE, DISK2_IRQ, Disk
 from cffi_core.devices.pic import PIC
 from cffi_core.devices.result import ResultPort
 from cffi_core.devices.timer import Timer
@@ -26,12 +26,21 @@ class StandardDevices:
     console: Console
     disk: Disk | None
     result: ResultPort
+    disk2: Disk | None = None
 
 
 def standard_devices(
-    clock: Clock, dma: DMA, *, disk: bytes | None = None, console_input: bytes = b""
+    clock: Clock,
+    dma: DMA,
+    *,
+    disk: bytes | None = None,
+    console_input: bytes = b"",
+    disk2: bytes | None = None,
+    dma2: DMA | None = None,
 ) -> tuple[PortBus, StandardDevices]:
-    """Build the §11 devices on a new bus: PIC, timer, console, disk (if ``disk``), result port."""
+    """Build the §11 devices on a new bus: PIC, timer, console, disk (if ``disk``), result port,
+    second disk (if ``disk2``).  The second disk's DMA goes through ``dma2`` (default ``dma``):
+    a host gives it its own requester id, a VMM may pass it through to the guest."""
     pic = PIC()
     devices = StandardDevices(
         pic=pic,
@@ -39,9 +48,14 @@ def standard_devices(
         console=Console(console_input),
         disk=None if disk is None else Disk(clock, pic.raise_irq, dma, disk),
         result=ResultPort(),
+        disk2=None
+        if disk2 is None
+        else Disk(
+            clock, pic.raise_irq, dma if dma2 is None else dma2, disk2, line=DISK2_IRQ, name="disk2", base=DISK2_BASE
+        ),
     )
     bus = PortBus()
-    for device in (devices.pic, devices.timer, devices.console, devices.disk, devices.result):
+    for device in (devices.pic, devices.timer, devices.console, devices.disk, devices.result, devices.disk2):
         if device is not None:
             bus.attach(device)
     return bus, devices

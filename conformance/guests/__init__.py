@@ -53,8 +53,12 @@ def _assemble(path: Path) -> GuestImage:
     return assemble_file(path)
 
 
-def _guest(name: str, category: str, what: str, disk: bytes | None = None) -> DirectedGuest:
-    return DirectedGuest(name, category, what, VMConfig(memory=GUEST_MEMORY, disk=disk, budget=GUEST_BUDGET))
+def _guest(
+    name: str, category: str, what: str, disk: bytes | None = None, disk2: bytes | None = None
+) -> DirectedGuest:
+    return DirectedGuest(
+        name, category, what, VMConfig(memory=GUEST_MEMORY, disk=disk, disk2=disk2, budget=GUEST_BUDGET)
+    )
 
 
 DIRECTED_GUESTS: tuple[DirectedGuest, ...] = (
@@ -71,6 +75,12 @@ DIRECTED_GUESTS: tuple[DirectedGuest, ...] = (
     _guest("syscall", "mechanism", "ring 3 system calls through a DPL 3 gate and iret"),
     _guest("timer", "mechanism", "periodic timer interrupts wake sti; hlt"),
     _guest("disk", "mechanism", "disk DMA read and write completed by IRQ 14", disk=DISK_IMAGE),
+    _guest(
+        "disk2",
+        "mechanism",
+        "second-disk DMA completed by IRQ 15; DMA past the end of RAM refused, nothing moved",
+        disk2=DISK_IMAGE,
+    ),
     _guest("smc", "mechanism", "self-modifying code executes the new instruction"),
 )
 

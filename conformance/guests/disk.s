@@ -3,6 +3,7 @@
 ; r1/r2 = status after each command (2 = done), r3 = checksum of the sector read,
 ; r4 = its first quadword, r5 = DISK_SIZE.
 .include "lib/prelude.s"
+.include "lib/disk.s"
 .equ BUF, DATA
 main:
         gate    46, h_disk, GATE_P     ; IRQ 14 at the reset PIC base 32
@@ -45,34 +46,5 @@ sum:    ld      r8, [r6]
         li      r8, 0
         jmp     finish
 
-; wait_disk: sleep until IRQ 14, then r3 = status, acknowledged.
-wait_disk:
-        sti
-        hlt
-        cli
-        la      r3, disk_irqs
-        ld      r3, [r3]
-        beqz    r3, wait_disk
-        la      r3, disk_irqs
-        sd      r0, [r3]
-        in      r3, DISK_CMD
-        out     DISK_CMD, r0
-        ret
-
-h_disk:
-        push    r13
-        li      r13, 46
-        call    log_event
-        li      r13, PIC_EOI
-        out     PIC_CMD, r13
-        push    r14
-        la      r14, disk_irqs
-        li      r13, 1
-        sd      r13, [r14]
-        pop     r14
-        pop     r13
-        iret
-
-.align 8
-disk_irqs: .quad 0
+        disk_driver wait_disk, h_disk, disk_irqs, 46, DISK_CMD
 .include "lib/signature.s"

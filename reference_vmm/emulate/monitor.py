@@ -76,6 +76,7 @@ class EmulatedVM(StandardDevicesVM):
             BufferDMA(self.memory.data),
             disk=config.disk,
             console_input=config.console_input,
+            disk2=config.disk2,
         )
         self._stop: str | None = None
         self._host = DeviceHost(

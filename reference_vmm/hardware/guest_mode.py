@@ -17,7 +17,11 @@ whatever they do about memory:
 - the **exit handlers** every such VMM needs, one function per exit reason (``COMMON_HANDLERS``);
   a VMM's ``monitor.py`` adds its own and dispatches by the table.
 
-Ports: every port exits (an all-ones I/O bitmap, V.3) and reaches the virtual devices. MSRs:
+Ports: every port exits (an all-ones I/O bitmap, V.3) and reaches the virtual devices — the
+second disk too, emulated like the first, unless the VMM passes it through (``disk2_dma``,
+``hardware-ept`` with an IOMMU): then its ports are clear in the VM's I/O bitmap and the run
+returns them without a VM exit, as a bare machine's port I/O (V.3), counted in
+``passthrough_io``. MSRs:
 only writes of the TSC exit (the MSR bitmap); the stack MSRs are guest state, an unknown MSR
 raises #GP in the guest as natively.  ``vmcall`` raises #UD in the guest, as on a bare machine
 (a paravirtual VMM would answer it).
@@ -25,10 +29,10 @@ raises #GP in the guest as natively.  ``vmcall`` raises #UD in the guest, as on 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import ClassVar
 
-from cffi_core.devices import standard_devices
+from cffi_core.devices import DMA, standard_devices
 from cffi_core.devices.host import DeviceHost
 from cffi_core.exits import ExitReason
 from cffi_core.image import GuestImage
@@ -64,9 +68,13 @@ Handler = Callable[["GuestModeVM"], "Exit | None"]
 shutdown)."""
 
 
-def io_bitmap() -> bytes:
-    """Every port exits: the guest's devices are the VMM's (docs/vmx.md V.3)."""
-    return b"\xff" * 8192
+def io_bitmap(passthrough: Iterable[int] = ()) -> bytes:
+    """Every port exits — the guest's devices are the VMM's (docs/vmx.md V.3) — but the ports of
+    a device passed through to the guest."""
+    bitmap = bytearray(b"\xff" * 8192)
+    for port in passthrough:
+        bitmap[port // 8] &= ~(1 << port % 8)
+    return bytes(bitmap)
 
 
 def msr_bitmap() -> bytes:
@@ -132,8 +140,9 @@ class GuestModeVM(StandardDevicesVM):
         self.clock = 0
         self.tsc_offset = 0  # the guest's own: what its TSC writes set
         self.bus, self.devices = standard_devices(
-            _Clock(self), self.memory.dma(), disk=config.disk, console_input=config.console_input
-        )
+            _Clock(self), self.memory.dma(), disk=config.disk, console_input=config.console_input,
+            disk2=config.disk2, dma2=self.disk2_dma() if config.disk2 is not None else None,
+        )  # fmt: skip
         self.cpu = _DeviceCPU(self)
         self._loop = DeviceHost(
             self.cpu, self.bus, self.devices, clock=lambda: self.clock, run=self._run_guest,
@@ -142,7 +151,14 @@ class GuestModeVM(StandardDevicesVM):
         self._stop: str | None = None
         self._proc = 0
         self._tsc_written: int | None = None
-        self._stats = dict.fromkeys((COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS, "injections"), 0)
+        self._stats = dict.fromkeys(
+            (COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS, "injections", "passthrough_io"), 0
+        )
+
+    def disk2_dma(self) -> DMA:
+        """The second disk's DMA: into the guest's memory by the VMM, like the first disk's.  A
+        VMM that passes the disk through gives the device's own remapped DMA instead."""
+        return self.memory.dma()
 
     # -- the outside ----------------------------------------------------------------------------
     @property
@@ -190,7 +206,11 @@ class GuestModeVM(StandardDevicesVM):
                 if out is not None:
                     return out
             elif ex.reason is not ExitReason.BUDGET:
-                return ex  # hlt without HLT exiting: the guest halts as natively
+                # Port I/O the I/O bitmap lets through reaches the device assigned to the guest
+                # with no VM exit (V.3); a hlt without HLT exiting halts the guest as natively.
+                if ex.reason in (ExitReason.IO_IN, ExitReason.IO_OUT):
+                    self._stats["passthrough_io"] += 1
+                return ex
 
     def _enter(self, ticks: int) -> Exit:
         host, v = self.host, self.vmcs
@@ -332,10 +352,14 @@ class GuestModeVMM(VMM):
     def __init__(self, host: Machine) -> None:
         super().__init__(host)
         self.map = HostMap(host)
-        self.io_bitmap = self.map.vmm_pages(8192)
-        host.write(self.io_bitmap, io_bitmap())
-        self.msr_bitmap = self.map.vmm_pages(4096)
-        host.write(self.msr_bitmap, msr_bitmap())
+        self.io_bitmap = self.vmm_page_with(io_bitmap())
+        self.msr_bitmap = self.vmm_page_with(msr_bitmap())
+
+    def vmm_page_with(self, data: bytes) -> int:
+        """Host-physical address of new VMM pages holding ``data`` (a bitmap the VMCS names)."""
+        address = self.map.vmm_pages(len(data))
+        self.host.write(address, data)
+        return address
 
     def create_vm(self, image: GuestImage, config: VMConfig) -> GuestModeVM:
         base = self.map.guest_region(config.memory, self.guest_alignment)

@@ -9,6 +9,16 @@ never exit (Adams & Agesen 2006 measured exactly these exits as the cost of the 
 generation) — and with ``vpid`` (V.7) entries and exits keep the TLB.  With the TPR shadow
 (V.3) CR8 writes do not exit either; the TPR threshold says when a blocked interrupt may go in.
 
+**Device passthrough** (V.10), on a profile with ``iommu``: the second disk is not emulated but
+*assigned* to the guest — a device of its own (requester id 1..15), its ports clear in the
+VM's I/O bitmap, so the guest's driver programs it directly with no VM exit; its DMA carries
+guest-physical addresses, and the IOMMU translates them through the guest's own nested tables
+(one mapping serves the CPU and the device).  A DMA outside the guest's RAM is not mapped, so
+the IOMMU refuses it: nothing moves, the disk ends the command with status error, as a DMA
+beyond RAM does on a bare machine — and the host's memory and other guests are untouched.
+Its completion interrupt reaches the guest as every interrupt does, by injection; the device
+keeps the guest's time (the model's devices have no clock of their own).
+
 What is left to the VMM, one handler per exit reason (``HANDLERS``):
 
 - port I/O, to the virtual devices (``guest_mode.on_io``); TSC writes;
@@ -25,10 +35,13 @@ guest mode makes the machine classically virtualizable (Fisher-Ogden §3.1.1).
 
 from __future__ import annotations
 
+from cffi_core._binding import lib
+from cffi_core.devices import DISK2_DMA_DEVICE, DMA
 from cffi_core.machine import Exit
 from cffi_core.pagetables import EPT_W, EPT_X, PAGE_2M, PAGE_4K, PageAllocator, PageTables, ept_pointer
+from cffi_core.platform import MachineDMA
 from cffi_core.vmx import PinControl, ProcControl, VmcsField, VmExitReason
-from reference_vmm.hardware.guest_mode import COMMON_HANDLERS, V_MC, GuestModeVM, GuestModeVMM, Handler
+from reference_vmm.hardware.guest_mode import COMMON_HANDLERS, V_MC, GuestModeVM, GuestModeVMM, Handler, io_bitmap
 
 __all__ = ["HANDLERS", "HardwareEptVM", "HardwareEptVMM"]
 
@@ -68,7 +81,10 @@ class HardwareEptVM(GuestModeVM):
 
     handlers = HANDLERS
 
+    monitor: HardwareEptVMM
+
     def __init__(self, monitor: HardwareEptVMM, image, config, base: int) -> None:
+        self.assigned_device: int | None = None  # the IOMMU requester id of a passed-through disk
         super().__init__(monitor, image, config, base)
         host = self.host
         pool = monitor.map.vmm_pages(NESTED_POOL_PAGES * PAGE_4K)
@@ -82,10 +98,23 @@ class HardwareEptVM(GuestModeVM):
         v[F.EPT_POINTER] = ept_pointer(nested.root, NESTED_LEVELS)
         v[F.VPID] = len(monitor.vms) + 1
         v[F.IO_BITMAP] = monitor.io_bitmap
+        if self.assigned_device is not None:
+            # The device's domain is the guest's memory: its nested tables (V.10 takes the same
+            # format), attached before the guest can start a DMA.
+            host.iommu_attach(self.assigned_device, v[F.EPT_POINTER])
+            v[F.IO_BITMAP] = monitor.vmm_page_with(io_bitmap(self.devices.disk2.ports))
         v[F.MSR_BITMAP] = monitor.msr_bitmap
         v[F.PIN_CONTROLS] = PinControl.EXTERNAL_INTERRUPT_EXITING  # the host's interrupts stay the host's
         self.set_controls(CONTROLS)
         host.invvpid(v[F.VPID])  # a VPID may have served an earlier VM on this host
+
+    def disk2_dma(self) -> DMA:
+        """With an IOMMU the second disk is passed through: the device's own DMA, remapped by
+        its domain (attached in ``__init__``); without one, emulated as ``guest_mode`` does."""
+        if "iommu" not in self.host.profile.features:
+            return super().disk2_dma()
+        self.assigned_device = self.monitor.assign_device()
+        return MachineDMA(self.host, self.assigned_device)
 
 
 class HardwareEptVMM(GuestModeVMM):
@@ -94,6 +123,20 @@ class HardwareEptVMM(GuestModeVMM):
     name = "hardware-ept"
     technique = "hardware-assisted, nested paging (Fisher-Ogden 2006 §3.1.2)"
     requires = frozenset({"vmx", "ept", "vpid", "tpr_shadow"})
+    optional = frozenset({"iommu"})
     vm_class = HardwareEptVM
     guest_alignment = PAGE_2M
+
+    def __init__(self, host) -> None:
+        super().__init__(host)
+        self._free_devices = list(range(DISK2_DMA_DEVICE, lib.P64_IOMMU_DEVICES))
+
+    def assign_device(self) -> int:
+        """A requester id for one VM's passed-through disk (id 0 is the host's own disk)."""
+        if not self._free_devices:
+            raise RuntimeError(
+                f"no IOMMU requester id left for a passed-through disk: at most "
+                f"{lib.P64_IOMMU_DEVICES - DISK2_DMA_DEVICE} VMs with a second disk on one host"
+            )
+        return self._free_devices.pop(0)
 

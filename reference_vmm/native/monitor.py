@@ -16,37 +16,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from cffi_core.devices import StandardDevices
 from cffi_core.image import GuestImage
 from cffi_core.platform import Platform
-from conformance.api import COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS, VM, VMM, VMConfig
+from conformance.api import COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS, VMM, VMConfig
+from reference_vmm.standard_vm import StandardDevicesVM
 
 
-class NativeVM(VM):
-    """A guest on its own bare platform; the platform's devices *are* its outside."""
+class NativeVM(StandardDevicesVM):
+    """A guest on its own bare platform; the platform's devices *are* its outside (read live
+    from them, so it is right between ``run`` slices too)."""
 
     def __init__(self, platform: Platform, config: VMConfig) -> None:
         self.platform = platform
         self.config = config
         self._stop: str | None = None
 
-    # The outside is read live from the devices, so it is right between ``run`` slices too.
     @property
-    def console(self) -> bytes:
-        return self.platform.devices.console.output
-
-    @property
-    def exit_code(self) -> int | None:
-        result = self.platform.devices.result
-        return result.exit_code if result.stopped else None
-
-    @property
-    def disk(self) -> bytes:
-        disk = self.platform.devices.disk
-        return disk.data if disk is not None else b""
-
-    @property
-    def stop(self) -> str | None:
-        return self._stop
+    def devices(self) -> StandardDevices:
+        return self.platform.devices
 
     @property
     def counters(self) -> Mapping[str, int]:
@@ -87,6 +75,7 @@ class NativeVMM(VMM):
             disk=config.disk,
             console_input=config.console_input,
             tlb=self.host.tlb,
+            disk2=config.disk2,
         )
         platform.load(image)
         vm = NativeVM(platform, config)

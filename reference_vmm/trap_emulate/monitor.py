@@ -155,8 +155,9 @@ class TrapEmulateVM(StandardDevicesVM):
         self.cpu = spec.State.reset(entry=image.entry, features=host.profile.features)
         self.shadow = ShadowPager(host, self.memory, pool, reserved={RESERVED_VA: monitor.idt})
         self.bus, self.devices = standard_devices(
-            _GuestClock(self.cpu), self.memory.dma(), disk=config.disk, console_input=config.console_input
-        )
+            _GuestClock(self.cpu), self.memory.dma(), disk=config.disk, console_input=config.console_input,
+            disk2=config.disk2,
+        )  # fmt: skip
         self._stop: str | None = None
         self._stats = dict.fromkeys((COUNTER_DIRECT, COUNTER_INTERVENTIONS, "virtual_interrupts", "host_ticks"), 0)
         self._hidden_left = 0

@@ -93,3 +93,38 @@ def test_disk_dma_reads_and_writes_back():
     assert (r.stop, r.exit_code) == ("exit", int.from_bytes(disk[512 + 8 : 512 + 12], "little") + 1)
     assert r.disk[:8] == disk[512:520]
     assert "interrupt_46" not in r.counters  # IRQ 14 stays masked: the guest polls
+
+
+SECOND_DISK_READ = """
+; read sector 0 of the second disk to 0x8000 by polling, then exit with the status
+        li      r1, 1
+        out     0x171, r1
+        li      r1, 0x8000
+        out     0x172, r1
+        li      r1, 1
+        out     0x173, r1
+wait:   in      r2, 0x173
+        li      r3, 1
+        beq     r2, r3, wait
+        out     0x500, r2
+"""
+
+
+def test_the_second_disk_dmas_as_device_1_and_an_iommu_domain_confines_it():
+    from cffi_core.pagetables import EPT_R, EPT_W, PageAllocator, PageTables, ept_pointer
+
+    image = bytes(range(256)) * 2
+    p = Platform("vtx-2009+iommu", 1 << 20, disk2=image)
+    p.load(assemble(SECOND_DISK_READ))
+    r = p.run(100_000)
+    assert (r.stop, r.exit_code) == ("exit", 2) and p.machine.read(0x8000, 512) == image
+    # Device 1 attached to an empty domain: the same read is refused, device 0 is unaffected.
+    q = Platform("vtx-2009+iommu", 1 << 20, disk2=image)
+    tables = PageTables(q.machine.write_u64, PageAllocator(0x80000, 0x90000), 4)
+    tables.map(0x9000, 0x9000, 0x1000, flags=EPT_R | EPT_W)  # not the buffer's page
+    q.machine.iommu_attach(1, ept_pointer(tables.root, 4))
+    q.load(assemble(SECOND_DISK_READ))
+    r = q.run(100_000)
+    assert (r.stop, r.exit_code) == ("exit", 3) and q.machine.read(0x8000, 512) == bytes(512)
+    assert [(f.device, f.address) for f in q.machine.iommu_faults()] == [(1, 0x8000)]
+    assert r.disk2 == image

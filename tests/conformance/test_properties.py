@@ -135,7 +135,7 @@ def toys(pytester: pytest.Pytester) -> _Toys:
 
 def test_bare_metal_vmm_fails_every_safety_check(toys):
     result = toys.run("test_safety.py", "--vmm", "toys:BareMetalVMM")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines_random(
         [
             "*resource control violated under bare-metal (Popek & Goldberg 1974):*",

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from cffi_core.asm import assemble_file
+from cffi_core.devices import DISK_STATUS_IDLE
 from cffi_core.machine import Machine
 from cffi_core.vmx import VmExitReason
 from conformance.api import COUNTER_DIRECT, COUNTER_EMULATED, VMConfig, default_host_memory, observe
+from conformance.guests import by_name
 from reference_vmm.hardware import HardwareVMM
 from reference_vmm.hardware_ept import HardwareEptVMM
 from reference_vmm.native import NativeVMM
@@ -67,3 +69,69 @@ def test_the_hardware_vmm_runs_on_later_hardware_too_without_using_it():
     _, host, stop = run(HardwareVMM, "vtx-2009", PT_CHURN)
     assert stop == "exit"
     assert host["walks_2d"] == 0 and host["vm_transition_flushes"] == 2 * host["vm_entries"]
+
+
+# -- device passthrough (docs/vmx.md V.10) ----------------------------------------------------------
+
+RAM_END = 1 << 20  # the directed guests' RAM (conformance/guests GUEST_MEMORY)
+
+
+def _disk2_run(profile: str, *, attach: bool = True):
+    """hardware-ept running the second-disk guest; ``attach=False`` makes the VMM pass the disk
+    through without attaching its IOMMU domain — the mistake the IOMMU exists to catch."""
+    guest = by_name("disk2")
+    host = Machine(profile, default_host_memory(guest.config.memory))
+    if not attach:
+        host.iommu_attach = lambda device, root: None
+    monitor = HardwareEptVMM(host)
+    vm = monitor.create_vm(guest.image(), guest.config)
+    monitor.run(guest.config.budget)
+    native = observe(NativeVMM, guest.image(), guest.config, profile=profile)
+    return vm, host, native
+
+
+def test_with_an_iommu_the_second_disk_is_passed_through_and_its_port_io_never_exits():
+    vm, host, native = _disk2_run("vtx-2009+iommu")
+    assert vm.observation() == native
+    assert vm.assigned_device is not None
+    emulated, emulated_host, _ = _disk2_run("vtx-2009")
+    assert emulated.assigned_device is None and emulated.counters["passthrough_io"] == 0
+    io_exit = f"vm_exit_{int(VmExitReason.IO_INSTRUCTION)}"
+    # The same guest, the same port accesses: the ones that exit when the disk is emulated are
+    # exactly those that reach the assigned disk directly when it is passed through.
+    passed = vm.counters["passthrough_io"]
+    assert passed > 0
+    assert emulated_host.counters[io_exit] - host.counters[io_exit] == passed
+
+
+def test_the_iommu_refuses_the_passed_through_disk_s_dma_outside_the_guest():
+    vm, host, native = _disk2_run("vtx-2009+iommu")
+    faults = host.iommu_faults()
+    # disk2.s: a read straddling the end of RAM (its first page past RAM fails), one far beyond,
+    # and a write (the device reads memory) from just past RAM.
+    assert [(f.device, f.write, f.address, f.reason) for f in faults] == [
+        (vm.assigned_device, True, RAM_END, "not mapped"),
+        (vm.assigned_device, True, 0x4000_0000, "not mapped"),
+        (vm.assigned_device, False, RAM_END, "not mapped"),
+    ]
+    assert host.counters["iommu_faults"] == 3
+    assert vm.devices.disk2.status == DISK_STATUS_IDLE and vm.observation() == native
+
+
+def test_without_the_iommu_domain_the_passed_through_disk_would_write_outside_the_guest():
+    """The control of the test above: the same VMM with the attach left out lets the device's
+    DMA reach host-physical addresses the guest does not own, and the guest can tell."""
+    vm, host, native = _disk2_run("vtx-2009+iommu", attach=False)
+    assert host.counters["iommu_faults"] == 0
+    assert vm.observation() != native
+    assert any(line.startswith("console") for line in native.diff(vm.observation()))
+
+
+def test_each_passed_through_disk_has_its_own_requester_id_until_none_is_left():
+    guest = by_name("disk2")
+    config = VMConfig(memory=1 << 16, disk2=guest.config.disk2, budget=guest.config.budget)
+    monitor = HardwareEptVMM(Machine("vtx-2009+iommu", 48 << 20))
+    ids = [monitor.create_vm(guest.image(), config).assigned_device for _ in range(15)]
+    assert sorted(ids) == list(range(1, 16))
+    with pytest.raises(RuntimeError, match="no IOMMU requester id left"):
+        monitor.create_vm(guest.image(), config)

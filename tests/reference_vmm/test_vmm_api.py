@@ -46,6 +46,16 @@ def test_diff_names_each_difference_readably():
     assert not a.equivalent(b)
 
 
+def test_the_second_disk_is_compared_and_named_in_the_diff():
+    a = Observation(b"", 0, b"", "exit", disk2=bytes(512))
+    b = Observation(b"", 0, b"", "exit", disk2=b"\x01" + bytes(511))
+    assert not a.equivalent(b)
+    assert a.diff(b) == [
+        "disk2: 1 bytes differ, the first at 0x0 (sector 0): expected 00 00 00 00 00 00 00 00, actual 01 00 00 00 00 00 00 00"
+    ]
+    assert Observation(b"", 0, b"", "exit").disk2 == b""
+
+
 def test_diff_of_a_long_console_shows_context_around_the_first_difference():
     a = Observation(b"x" * 100 + b"A", None, b"", "halted")
     b = Observation(b"x" * 100, None, b"", "halted")
@@ -89,6 +99,12 @@ def test_vmconfig_checks_its_fields():
     with pytest.raises(ValueError, match="budget"):
         VMConfig(budget=-1)
     assert VMConfig(disk=bytearray(512)).disk == bytes(512)
+    assert VMConfig(disk2=bytearray(1024)).disk2 == bytes(1024)
+    for name in ("disk", "disk2"):
+        with pytest.raises(ValueError, match=f"{name}: must be bytes of whole 512-byte sectors"):
+            VMConfig(**{name: bytes(100)})
+        with pytest.raises(ValueError, match=name):
+            VMConfig(**{name: "not bytes"})
 
 
 # ---- load_vmm ----

@@ -68,6 +68,14 @@ def test_a_vmm_without_hardware_assists_is_graded_on_the_unassisted_profiles():
     assert [p.profile for p in plans] == relevant and notes == []
 
 
+def test_a_vmm_is_graded_again_with_the_optional_features_it_uses():
+    from reference_vmm.hardware_ept import HardwareEptVMM
+
+    assert relevant_profiles(HardwareEptVMM) == ["vtx-2009", "vtx-2009+iommu"]
+    plans, notes = plan_runs(["hardware-ept"], None)
+    assert [p.profile for p in plans] == ["vtx-2009", "vtx-2009+iommu"] and notes == []
+
+
 def test_a_profile_the_vmm_cannot_run_on_is_left_out_with_a_note(monkeypatch, tmp_path):
     (tmp_path / "needs_vmx_toy.py").write_text(
         "from reference_vmm.native import NativeVMM\n\n\n"

@@ -15,6 +15,12 @@
 .equ DISK_ADDR, 0x1f2
 .equ DISK_CMD, 0x1f3
 .equ DISK_SIZE, 0x1f4
+.equ DISK2_SECTOR, 0x170               ; the second disk: the same registers at 0x170
+.equ DISK2_COUNT, 0x171
+.equ DISK2_ADDR, 0x172
+.equ DISK2_CMD, 0x173
+.equ DISK2_SIZE, 0x174
+.equ RAM_END, 0x100000                 ; the guests' RAM: GUEST_MEMORY in conformance/guests
 
 .equ FLAGS_IF, 1 << 9                  ; §2
 .equ FLAGS_IOPL3, 3 << 12

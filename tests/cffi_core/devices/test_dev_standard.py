@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from cffi_core.devices import (
     ALL_ONES,
     CONSOLE_DATA,
+    DISK2_BASE,
+    DISK2_IRQ,
     DISK_CMD,
     DISK_CMD_READ,
     DISK_COUNT,
@@ -120,3 +122,29 @@ def test_snapshot_restore_of_the_whole_set_continues_identically(before, after):
     second[1][:] = first[1]
     assert _play(second, after) == _play(first, after)
     assert (second[1], second[2].snapshot()) == (first[1], first[2].snapshot())
+
+
+def test_the_second_disk_is_the_disk_at_0x170_on_irq_15_through_its_own_dma():
+    clock, ram, ram2 = ManualClock(), bytearray(0x1000), bytearray(0x1000)
+    image = bytes(range(256)) * 2
+    bus, devices = standard_devices(clock, BufferDMA(ram), disk2=image, dma2=BufferDMA(ram2))
+    assert devices.disk is None and devices.disk2 is not None
+    assert bus.read(DISK_SIZE) == ALL_ONES and bus.read(DISK2_BASE + 4) == 1
+    devices.pic.write(PIC_MASK, 0)
+    bus.write(DISK2_BASE + 1, 1)  # DISK2_COUNT
+    bus.write(DISK2_BASE + 2, 0x200)  # DISK2_ADDR
+    bus.write(DISK2_BASE + 3, DISK_CMD_READ)
+    clock.advance(DISK_LATENCY)
+    bus.update(clock.now())
+    assert ram2[0x200:0x400] == image and not any(ram)  # through dma2, not dma
+    assert devices.pic.pending_vector() == 32 + DISK2_IRQ
+
+
+def test_without_dma2_the_second_disk_uses_the_sets_dma():
+    clock, ram = ManualClock(), bytearray(0x1000)
+    bus, _ = standard_devices(clock, BufferDMA(ram), disk2=b"\x5a" * SECTOR_SIZE)
+    bus.write(DISK2_BASE + 1, 1)
+    bus.write(DISK2_BASE + 3, DISK_CMD_READ)
+    clock.advance(DISK_LATENCY)
+    bus.update(clock.now())
+    assert ram[:SECTOR_SIZE] == b"\x5a" * SECTOR_SIZE
