@@ -168,7 +168,24 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_suite_options(p: argparse.ArgumentParser, profiles: list[str], vmm_help: str) -> None:
+def _profile_name(name: str) -> str:
+    """A profile name as ``Machine`` takes it: a named profile, perhaps with ``+FEATURE``s."""
+    from cffi_core.profiles import ProfileError, get_profile
+
+    try:
+        get_profile(name)
+    except ProfileError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return name
+
+
+def _profiles_help() -> str:
+    from cffi_core.profiles import available_profiles
+
+    return f"{', '.join(available_profiles())}, or one of them plus features (vtx-2009+iommu)"
+
+
+def _add_suite_options(p: argparse.ArgumentParser, vmm_help: str) -> None:
     from reports.demo import DEFAULT_HYPOTHESIS_PROFILE, default_jobs
 
     p.add_argument("--vmm", action="append", default=[], metavar="NAME", help=vmm_help)
@@ -176,9 +193,9 @@ def _add_suite_options(p: argparse.ArgumentParser, profiles: list[str], vmm_help
         "--profile",
         action="append",
         default=[],
-        choices=profiles,
-        help="a machine profile (repeatable; default: each VMM's profiles, those with hardware assists only "
-        "for a VMM that uses them)",
+        type=_profile_name,
+        help=f"a machine profile: {_profiles_help()} (repeatable; default: each VMM's profiles, those with "
+        "hardware assists only for a VMM that uses them, and with the features it uses when present)",
     )
     p.add_argument("-o", "--output", default="popek-report", help="report directory (default popek-report)")
     p.add_argument("--results", help="results and log directory (default OUTPUT/results)")
@@ -194,7 +211,7 @@ def _add_suite_options(p: argparse.ArgumentParser, profiles: list[str], vmm_help
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     from cffi_core.platform import DEFAULT_BUDGET
-    from cffi_core.profiles import DEFAULT_PROFILE, available_profiles
+    from cffi_core.profiles import DEFAULT_PROFILE
 
     parser = argparse.ArgumentParser(prog="popek", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a program natively on a bare P64 machine")
     p.add_argument("program", help="a .s source or an ELF64 image")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=available_profiles())
+    p.add_argument("--profile", default=DEFAULT_PROFILE, type=_profile_name, help=_profiles_help())
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="ticks before the run is stopped")
     p.add_argument("--memory", type=int, default=16, help="RAM in MiB (default 16)")
     p.add_argument("--disk", help="disk image file (a multiple of 512 bytes)")
@@ -229,11 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="run every reference VMM through the conformance suite and write the report")
-    _add_suite_options(p, available_profiles(), "a VMM to run instead of every reference VMM (repeatable)")
+    _add_suite_options(p, "a VMM to run instead of every reference VMM (repeatable)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("grade", help="run a VMM through the conformance suite on its profiles and write the report")
-    _add_suite_options(p, available_profiles(), "the VMM: an entry-point name or pkg.module:Class (repeatable; default $POPEK_VMM)")
+    _add_suite_options(p, "the VMM: an entry-point name or pkg.module:Class (repeatable; default $POPEK_VMM)")
     p.set_defaults(func=_cmd_grade)
     return parser
 

@@ -60,3 +60,23 @@ def test_garbled_elf_is_a_clear_error(tmp_path, capsys):
 def test_unknown_profile_is_refused_by_the_parser():
     with pytest.raises(SystemExit):
         main(["run", str(EXAMPLES / "hello.s"), "--profile", "pentium"])
+
+
+def test_a_profile_with_added_features_is_accepted_and_a_bad_feature_named(capsys):
+    assert main(["run", str(EXAMPLES / "hello.s"), "--profile", "vtx-2009+iommu"]) == 0
+    with pytest.raises(SystemExit):
+        main(["run", str(EXAMPLES / "hello.s"), "--profile", "vtx-2009+warp"])
+    assert "unknown features ['warp']" in capsys.readouterr().err
+
+
+def test_run_takes_a_second_disk_image(tmp_path, capsys):
+    image, program = tmp_path / "disk2.img", tmp_path / "read2.s"
+    image.write_bytes(b"Z" + bytes(511))
+    program.write_text(
+        "; read sector 0 of the second disk, poll until done, print its first byte\n"
+        "_start: li r1, 1\n out 0x171, r1\n li r1, 0x8000\n out 0x172, r1\n li r1, 1\n out 0x173, r1\n"
+        "wait: in r2, 0x173\n li r3, 1\n beq r2, r3, wait\n li r1, 0x8000\n ld r1, [r1]\n"
+        " out 0x3f8, r1\n out 0x500, r0\n"
+    )
+    assert main(["run", str(program), "--disk2", str(image), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["console"] == "Z"
