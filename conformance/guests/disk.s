@@ -19,16 +19,7 @@ main:
         out     DISK_CMD, r3           ; read
         call    wait_disk
         mov     r1, r3
-        li      r6, BUF
-        li      r7, BUF + 512
-        li      r3, 0
-sum:    ld      r8, [r6]
-        add     r3, r3, r8
-        shli    r8, r3, 7              ; a rotate-and-add checksum of the quadwords
-        shri    r3, r3, 57
-        or      r3, r3, r8
-        addi    r6, r6, 8
-        bltu    r6, r7, sum
+        checksum_sector BUF, r8
         li      r6, BUF
         ld      r4, [r6]
         xori    r8, r4, 0xffff

@@ -22,16 +22,7 @@ main:
         out     DISK2_CMD, r3          ; read sector 1
         call    wait_disk2
         mov     r1, r3
-        li      r6, BUF
-        li      r7, BUF + 512
-        li      r3, 0
-sum:    ld      r4, [r6]
-        add     r3, r3, r4
-        shli    r4, r3, 7              ; a rotate-and-add checksum of the quadwords
-        shri    r3, r3, 57
-        or      r3, r3, r4
-        addi    r6, r6, 8
-        bltu    r6, r7, sum
+        checksum_sector BUF, r4
         li      r6, BUF
         ld      r4, [r6]
         xori    r4, r4, 0x5a5a

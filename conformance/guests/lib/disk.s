@@ -1,7 +1,8 @@
 ; The directed guests' disk driver (docs/devices.md §6): one macro that makes, for one disk,
 ; a routine that sleeps until the disk's interrupt and returns its status, and the interrupt
-; handler that logs the vector and wakes it.  Include after lib/prelude.s; install the handler
-; with `gate` and unmask the disk's PIC line before the first command.
+; handler that logs the vector and wakes it; another that checksums a sector in memory.
+; Include after lib/prelude.s; install the handler with `gate` and unmask the disk's PIC line
+; before the first command.
 ;
 ; disk_driver wait, handler, flag, vector, cmd:
 ;   wait    — `call wait`: sleep (sti; hlt) until the interrupt has come (perhaps already,
@@ -36,4 +37,19 @@ got\@:  la      r3, \flag
         iret
 .align 8
 \flag:  .quad 0
+.endm
+
+; checksum_sector buf, tmp: r3 = a rotate-and-add checksum of the 64 quadwords at `buf`
+; (uses r6, r7 and `tmp`).
+.macro checksum_sector buf, tmp
+        li      r6, \buf
+        li      r7, \buf + 512
+        li      r3, 0
+sum\@:  ld      \tmp, [r6]
+        add     r3, r3, \tmp
+        shli    \tmp, r3, 7
+        shri    r3, r3, 57
+        or      r3, r3, \tmp
+        addi    r6, r6, 8
+        bltu    r6, r7, sum\@
 .endm
