@@ -23,7 +23,7 @@ second disk too, emulated like the first, unless the VMM passes it through (``di
 returns them without a VM exit, as a bare machine's port I/O (V.3), counted in
 ``passthrough_io``. MSRs:
 only writes of the TSC exit (the MSR bitmap); the stack MSRs are guest state, an unknown MSR
-raises #GP in the guest as natively.  ``vmcall`` raises #UD in the guest, as on a bare machine
+raises #GP in the guest as natively — by the CPU, or by the VMM for an index above the bitmap.  ``vmcall`` raises #UD in the guest, as on a bare machine
 (a paravirtual VMM would answer it).
 """
 
@@ -54,8 +54,9 @@ __all__ = ["COMMON_HANDLERS", "MSR_TSC", "SHUTDOWN", "SLICE", "GuestModeVM", "Gu
 
 F = VmcsField
 FLAGS_IF = 1 << 9  # architecture §2
-V_UD, V_DF, V_MC = 6, 8, 18  # architecture §6.1
+V_UD, V_DF, V_GP, V_MC = 6, 8, 13, 18  # architecture §6.1
 MSR_TSC = 0x10
+_MSR_BITMAP_LAST = 16383  # V.3: MSRs above it always exit
 _BUDGET = Exit(ExitReason.BUDGET)
 SHUTDOWN = Exit(ExitReason.SHUTDOWN)
 _INSN = 4  # every P64 instruction is one word
@@ -79,8 +80,8 @@ def io_bitmap(passthrough: Iterable[int] = ()) -> bytes:
 
 def msr_bitmap() -> bytes:
     """Only writes of the TSC exit: reads of it see the offset TSC, the rest is guest state."""
-    bitmap = bytearray(4096)
-    bitmap[2048 + MSR_TSC // 8] |= 1 << (MSR_TSC % 8)
+    bitmap = bytearray((_MSR_BITMAP_LAST + 1) // 8 * 2)
+    bitmap[(_MSR_BITMAP_LAST + 1) // 8 + MSR_TSC // 8] |= 1 << (MSR_TSC % 8)
     return bytes(bitmap)
 
 
@@ -300,14 +301,21 @@ def on_io(vm: GuestModeVM) -> Exit:
     return Exit(ExitReason.IO_OUT, port=port, value=vm.vmcs.regs[reg])
 
 
-def on_wrmsr(vm: GuestModeVM) -> None:
-    """A TSC write (the only MSR write that exits): the guest's TSC reads ``value`` now — the
-    ticks before this one (architecture §9)."""
+def on_msr(vm: GuestModeVM) -> None:
+    """What the MSR bitmap sends here (V.3): a TSC write — the only bit set: the guest's TSC
+    reads ``value`` now, the ticks before this one (architecture §9) — or any access to an MSR
+    above the bitmap's 16383, where P64 has none: #GP(0), as natively (architecture §2)."""
     insn = vm.instruction()
-    assert insn is not None and insn.insn.mnemonic == "wrmsr", insn
-    value = vm.vmcs.regs[insn.rs2]
-    vm.tsc_offset = (value - (vm.clock - 1)) & ((1 << 64) - 1)
-    vm.skip()
+    assert insn is not None and insn.insn.mnemonic in ("rdmsr", "wrmsr"), insn
+    index = vm.vmcs.regs[insn.rs1]
+    if insn.insn.mnemonic == "wrmsr" and index == MSR_TSC:
+        value = vm.vmcs.regs[insn.rs2]
+        vm.tsc_offset = (value - (vm.clock - 1)) & ((1 << 64) - 1)
+        vm.skip()
+    elif index <= _MSR_BITMAP_LAST:
+        raise RuntimeError(f"{insn.insn.mnemonic} of MSR {index:#x} exited, but the MSR bitmap lets it through")
+    else:
+        vm.reflect(V_GP, 0)
 
 
 def on_vmcall(vm: GuestModeVM) -> None:
@@ -333,7 +341,8 @@ def on_triple_fault(vm: GuestModeVM) -> Exit:
 
 COMMON_HANDLERS: dict[int, Handler] = {
     VmExitReason.IO_INSTRUCTION: on_io,
-    VmExitReason.WRMSR: on_wrmsr,
+    VmExitReason.RDMSR: on_msr,
+    VmExitReason.WRMSR: on_msr,
     VmExitReason.VMCALL: on_vmcall,
     VmExitReason.INTERRUPT_WINDOW: on_interrupt_window,
     VmExitReason.TPR_BELOW_THRESHOLD: on_tpr_below_threshold,

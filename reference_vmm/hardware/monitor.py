@@ -31,7 +31,7 @@ from cffi_core import spec
 from cffi_core.image import GuestImage
 from cffi_core.machine import Exit
 from cffi_core.spec.events import deliver_interrupt
-from cffi_core.spec.state import CR0_PE, CR0_PG, CR0_TS, CR0_WP, CR4_PGE, CR4_PL, CR4_TSD, cr_write_error
+from cffi_core.spec.state import CR0_PE, CR0_PG, CR0_WP, CR4_PGE, CR4_PL, cr_write_error
 from cffi_core.vmx import EventInfo, IntrType, PinControl, ProcControl, VmcsField, VmExitReason, intr_info
 from conformance.api import COUNTER_EMULATED, VMConfig
 from reference_vmm.hardware.guest_mode import (
@@ -47,7 +47,7 @@ __all__ = ["HANDLERS", "HardwareVM", "HardwareVMM"]
 
 F = VmcsField
 V_GP, V_PF = 13, 14
-PF_W, PF_I = 2, 16  # architecture §7.5
+PF_W, PF_U, PF_I = 2, 4, 16  # architecture §7.5
 CR0_OWNED = CR0_PG | CR0_WP  # what shadow paging depends on (V.3 masks)
 CR4_OWNED = CR4_PL | CR4_PGE
 CONTROLS = (
@@ -92,10 +92,17 @@ class HardwareVM(GuestModeVM):
         read shadows show the guest its own CR0 and CR4 (V.3)."""
         c, v = self.vcpu, self.vmcs
         v[F.GUEST_CR3] = self.shadow.root(c, Space.SHARED)
-        v[F.GUEST_CR0] = CR0_PE | CR0_PG | CR0_WP | (c.cr0 & CR0_TS)
-        v[F.GUEST_CR4] = self.shadow.real_cr4_pl | (c.cr4 & CR4_TSD)
+        v[F.GUEST_CR0] = CR0_PE | CR0_PG | CR0_WP | (c.cr0 & ~CR0_OWNED)
+        v[F.GUEST_CR4] = self.shadow.real_cr4_pl | (c.cr4 & ~CR4_OWNED)
         v[F.CR0_READ_SHADOW] = c.cr0
         v[F.CR4_READ_SHADOW] = c.cr4
+
+    def pull_registers(self) -> None:
+        """The vcpu's CR0 and CR4 from the VMCS: the guest writes the bits the host does not own
+        (TS, TSD) without an exit (V.3), so the VMCS has them and the vcpu only the owned ones."""
+        c, v = self.vcpu, self.vmcs
+        c.cr0 = (v[F.GUEST_CR0] & ~CR0_OWNED) | (c.cr0 & CR0_OWNED)
+        c.cr4 = (v[F.GUEST_CR4] & ~CR4_OWNED) | (c.cr4 & CR4_OWNED)
 
     def write_cr(self, crn: int, value: int) -> None:
         """The guest wrote a control register the host owns (part of): a bad value is the
@@ -103,6 +110,7 @@ class HardwareVM(GuestModeVM):
         if cr_write_error(crn, value):
             self.reflect(V_GP, 0)
             return
+        self.pull_registers()  # a CR3 load keeps the guest's TS and TSD
         c = self.vcpu
         if crn == 0:
             c.cr0 = value
@@ -124,8 +132,7 @@ class HardwareVM(GuestModeVM):
         c, v = self.vcpu, self.vmcs
         for name, field in self._SPEC_FIELDS:
             setattr(c, name, v[field])
-        c.cr0 = (v[F.GUEST_CR0] & ~CR0_OWNED) | (c.cr0 & CR0_OWNED)
-        c.cr4 = (v[F.GUEST_CR4] & ~CR4_OWNED) | (c.cr4 & CR4_OWNED)
+        self.pull_registers()
         c.r[:] = list(v.regs)
         c.rsp[:] = [v[F.GUEST_RSP0], v[F.GUEST_RSP1], v[F.GUEST_RSP2]]
         c.int_shadow, c.halted, c.pending_db, c.shutdown = False, False, False, False
@@ -164,7 +171,9 @@ def on_page_fault(vm: HardwareVM) -> Exit | None:
     va, code = v[F.EXIT_QUALIFICATION], v[F.EXIT_INTR_ERROR_CODE]
     access = spec.ACCESS_FETCH if code & PF_I else spec.ACCESS_WRITE if code & PF_W else spec.ACCESS_READ
     c = vm.vcpu
-    c.cpl = v[F.GUEST_CPL]
+    # The access's privilege is the error code's, not GUEST_CPL's: an event's delivery reads
+    # the IDT and pushes a ring-0 frame as a supervisor even from CPL 3 (§6.3, §7.5).
+    c.cpl = 3 if code & PF_U else 0
     resolution = vm.shadow.fault(c, va, access)
     if resolution is Resolution.HIDDEN:
         vm.clock -= 1  # the guest never saw this tick: its instruction runs again

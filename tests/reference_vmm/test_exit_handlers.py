@@ -193,7 +193,7 @@ def test_on_io_returns_an_in_naming_the_guest_register_and_steps_over_it(kind):
 
 
 @BOTH
-def test_on_wrmsr_sets_the_tsc_the_guest_reads_next(kind):
+def test_on_msr_sets_the_tsc_the_guest_reads_next(kind):
     """Architecture §9 (a wrmsr MSR_TSC of v reads back v + 1 at the next rdtsc), docs/vmx.md V.3 TSC."""
     g = guest(
         kind,
@@ -353,11 +353,6 @@ on_gp:  ld      r5, [sp + 8]
 
 
 @BOTH
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="guest_mode.COMMON_HANDLERS has no RDMSR handler, but MSRs above 16383 always exit (V.3)",
-)
 def test_rdmsr_of_an_msr_beyond_the_bitmap_raises_gp_in_the_guest(kind):
     """Architecture §2 MSRs (any other index raises #GP(0)); docs/vmx.md V.3: MSRs above 16383 always exit."""
     g = guest(kind, MSR_BEYOND.format(insn="rdmsr r3, r1"))
@@ -365,7 +360,6 @@ def test_rdmsr_of_an_msr_beyond_the_bitmap_raises_gp_in_the_guest(kind):
 
 
 @BOTH
-@pytest.mark.xfail(strict=True, reason="guest_mode.on_wrmsr takes every WRMSR exit for a TSC write")
 def test_wrmsr_of_an_msr_beyond_the_bitmap_raises_gp_and_leaves_the_tsc(kind):
     """Architecture §2 MSRs (any other index raises #GP(0)); docs/vmx.md V.3: MSRs above 16383 always exit."""
     g = guest(kind, MSR_BEYOND.format(insn="wrmsr r1, r2"))
@@ -727,12 +721,6 @@ def test_on_page_fault_rejects_an_exception_other_than_pf():
         g.handle()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on_page_fault walks the guest's tables at GUEST_CPL, but a fault in an event's delivery to a "
-    "ring-0 handler (IDT read, frame push) is a supervisor access (PF_U clear): a CPL 3 int n through a "
-    "supervisor IDT page is taken for a true fault",
-)
 def test_on_page_fault_judges_a_supervisor_access_from_cpl3_as_supervisor():
     """Architecture §6.3 step 1 (IDT reads are supervisor reads), §7.4; V.5 EXIT_INTR_ERROR_CODE (PF_U clear)."""
     g = guest(
@@ -868,12 +856,6 @@ def test_on_cr_access_mov_to_cr8_sets_the_guests_tpr():
     assert g.mark() == 5, "mfcr cr8 reads it without an exit"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HardwareVM.load_paging rebuilds GUEST_CR0/GUEST_CR4 from the vcpu's CR0.TS and CR4.TSD, which "
-    "on_cr_access never refreshes from the VMCS: guest writes of those unowned bits made without an exit are "
-    "undone by the next CR3 load",
-)
 def test_on_cr_access_mov_to_cr3_keeps_the_guests_unowned_cr0_and_cr4_bits():
     """docs/vmx.md V.3: bits not owned read and write the guest's real register — a CR3 load must not undo them."""
     g = guest(
@@ -1021,7 +1003,7 @@ def test_on_unexpected_raises_naming_the_reason(reason):
 # ---- the tables this file covers ----------------------------------------------------------------
 
 COMMON_NAMES = {
-    R.IO_INSTRUCTION: "on_io", R.WRMSR: "on_wrmsr", R.VMCALL: "on_vmcall", R.INTERRUPT_WINDOW: "on_interrupt_window",
+    R.IO_INSTRUCTION: "on_io", R.RDMSR: "on_msr", R.WRMSR: "on_msr", R.VMCALL: "on_vmcall", R.INTERRUPT_WINDOW: "on_interrupt_window",
     R.TPR_BELOW_THRESHOLD: "on_tpr_below_threshold", R.EXTERNAL_INTERRUPT: "on_external_interrupt",
     R.TRIPLE_FAULT: "on_triple_fault",
 }  # fmt: skip
