@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the C core with ASan + UBSan in a private copy of the tree and runs the core's tests
-# and the fuzz tests (the core's, and guest mode's with random VMCS contents) against it there,
-# leaving the normal build untouched.
+# Builds the C core with ASan + UBSan in a private copy of the tree and runs against it there
+# the core's tests, the fuzz tests (the core's, and guest mode's with random VMCS contents),
+# every guest-mode test and the passthrough DMA of the platform and of hardware-ept, leaving
+# the normal build untouched.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -21,5 +22,4 @@ ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" \
     python -m pytest -q -p no:cacheprovider tests/cffi_core/core tests/cffi_core/test_fuzz_core.py \
-        tests/cffi_core/vmx/test_fuzz_vmx.py tests/cffi_core/vmx/test_entry.py \
-        tests/cffi_core/vmx/test_guest_equivalence.py tests/cffi_core/vmx/test_guest_isolation.py "$@"
+        tests/cffi_core/vmx tests/cffi_core/test_platform.py tests/reference_vmm/test_hardware.py "$@"
