@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cffi_core._binding import RangeError, lib
-from cffi_core.devices import DMAError, standard_devices
+from cffi_core.devices import DISK2_DMA_DEVICE, DISK_DMA_DEVICE, DMAError, standard_devices
 from cffi_core.devices.host import DeviceHost, MachineError
 from cffi_core.machine import DEFAULT_MEMORY, Machine, TLBConfig
 from cffi_core.profiles import DEFAULT_PROFILE, Profile
@@ -30,6 +30,7 @@ class RunResult:
     clock: int
     counters: dict[str, int] = field(default_factory=dict)
     console_truncated: bool = False
+    disk2: bytes = b""
 
 
 class MachineDMA:
@@ -38,7 +39,7 @@ class MachineDMA:
     DMA its domain refuses transfers nothing and raises ``DMAError``, so the device fails the
     command (the disk ends it with status error)."""
 
-    def __init__(self, machine: Machine, device: int = 0) -> None:
+    def __init__(self, machine: Machine, device: int = DISK_DMA_DEVICE) -> None:
         if not 0 <= device < lib.P64_IOMMU_DEVICES:
             raise ValueError(f"device = {device}: device ids are 0..{lib.P64_IOMMU_DEVICES - 1}")
         self._m = machine
@@ -63,7 +64,10 @@ class MachineDMA:
 
 
 class Platform:
-    """A Machine plus PIC, timer, console, disk and result port, run until the guest stops."""
+    """A Machine plus PIC, timer, console, disks and result port, run until the guest stops.
+
+    The disk is DMA device 0, the second disk device 1 (docs/vmx.md V.10): on a bare platform
+    no IOMMU domain is attached, so both reach physical memory directly."""
 
     def __init__(
         self,
@@ -73,10 +77,16 @@ class Platform:
         disk: bytes | None = None,
         console_input: bytes = b"",
         tlb: TLBConfig | None = None,
+        disk2: bytes | None = None,
     ) -> None:
         self.machine = Machine(profile, memory, tlb)
         self.bus, self.devices = standard_devices(
-            self.machine, MachineDMA(self.machine), disk=disk, console_input=console_input
+            self.machine,
+            MachineDMA(self.machine, DISK_DMA_DEVICE),
+            disk=disk,
+            console_input=console_input,
+            disk2=disk2,
+            dma2=MachineDMA(self.machine, DISK2_DMA_DEVICE),
         )
         m = self.machine
         self._host = DeviceHost(m.cpu, self.bus, self.devices, clock=m.now, run=m.run, advance_clock=m.advance_clock)
@@ -100,4 +110,5 @@ class Platform:
             clock=self.machine.clock,
             counters=dict(self.machine.counters),
             console_truncated=d.console.truncated,
+            disk2=bytes(d.disk2.data) if d.disk2 is not None else b"",
         )
