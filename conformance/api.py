@@ -138,8 +138,8 @@ class Observation:
     """What the outside sees of one guest run.
 
     Equivalence (Popek & Goldberg 1974) compares ``console``, ``exit_code``, ``disk``,
-    ``disk2`` and ``stop``; ``counters`` are the VMM's own report (for efficiency and benchmarks) and take no
-    part in equality.
+    ``disk2`` and ``stop``; ``counters`` are the VMM's own report (for efficiency and
+    benchmarks) and take no part in equality.
     """
 
     console: bytes
@@ -224,7 +224,7 @@ def _disk_diff(name: str, x: bytes, y: bytes, a: str, b: str) -> str:
     differing = [i for i, (p, q) in enumerate(zip(x, y, strict=True)) if p != q]
     i = differing[0]
     return (
-        f"{name}: {len(differing)} bytes differ, the first at {i:#x} (sector {i // 512}): "
+        f"{name}: {len(differing)} bytes differ, the first at {i:#x} (sector {i // SECTOR_SIZE}): "
         f"{a} {x[i : i + 8].hex(' ')}, {b} {y[i : i + 8].hex(' ')}"
     )
 

@@ -21,10 +21,10 @@ Ports: every port exits (an all-ones I/O bitmap, V.3) and reaches the virtual de
 second disk too, emulated like the first, unless the VMM passes it through (``disk2_dma``,
 ``hardware-ept`` with an IOMMU): then its ports are clear in the VM's I/O bitmap and the run
 returns them without a VM exit, as a bare machine's port I/O (V.3), counted in
-``passthrough_io``. MSRs:
-only writes of the TSC exit (the MSR bitmap); the stack MSRs are guest state, an unknown MSR
-raises #GP in the guest as natively — by the CPU, or by the VMM for an index above the bitmap.  ``vmcall`` raises #UD in the guest, as on a bare machine
-(a paravirtual VMM would answer it).
+``passthrough_io``. MSRs: only writes of the TSC exit (the MSR bitmap); the stack MSRs are guest
+state, an unknown MSR raises #GP in the guest as natively — by the CPU, or by the VMM for an
+index above the bitmap.  ``vmcall`` raises #UD in the guest, as on a bare machine (a
+paravirtual VMM would answer it).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ FLAGS_IF = 1 << 9  # architecture §2
 V_UD, V_DF, V_GP, V_MC = 6, 8, 13, 18  # architecture §6.1
 MSR_TSC = 0x10
 _MSR_BITMAP_LAST = 16383  # V.3: MSRs above it always exit
+_MSR_BITMAP_HALF = (_MSR_BITMAP_LAST + 1) // 8  # bytes of read bits, then as many of write bits
 _BUDGET = Exit(ExitReason.BUDGET)
 SHUTDOWN = Exit(ExitReason.SHUTDOWN)
 _INSN = 4  # every P64 instruction is one word
@@ -80,8 +81,8 @@ def io_bitmap(passthrough: Iterable[int] = ()) -> bytes:
 
 def msr_bitmap() -> bytes:
     """Only writes of the TSC exit: reads of it see the offset TSC, the rest is guest state."""
-    bitmap = bytearray((_MSR_BITMAP_LAST + 1) // 8 * 2)
-    bitmap[(_MSR_BITMAP_LAST + 1) // 8 + MSR_TSC // 8] |= 1 << (MSR_TSC % 8)
+    bitmap = bytearray(2 * _MSR_BITMAP_HALF)
+    bitmap[_MSR_BITMAP_HALF + MSR_TSC // 8] |= 1 << (MSR_TSC % 8)
     return bytes(bitmap)
 
 

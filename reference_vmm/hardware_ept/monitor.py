@@ -97,8 +97,9 @@ class HardwareEptVM(GuestModeVM):
         v = self.vmcs
         v[F.EPT_POINTER] = ept_pointer(nested.root, NESTED_LEVELS)
         v[F.VPID] = len(monitor.vms) + 1
-        v[F.IO_BITMAP] = monitor.io_bitmap
-        if self.assigned_device is not None:
+        if self.assigned_device is None:
+            v[F.IO_BITMAP] = monitor.io_bitmap
+        else:
             # The device's domain is the guest's memory: its nested tables (V.10 takes the same
             # format), attached before the guest can start a DMA.
             host.iommu_attach(self.assigned_device, v[F.EPT_POINTER])

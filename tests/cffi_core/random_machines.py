@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from cffi_core.asm import assemble
 from cffi_core.isa.strategies import instruction_words
 from cffi_core.pagetables import PTE_NX, PTE_U, PTE_W, PageAllocator, PageTables
 from cffi_core.profiles import available_profiles, get_profile
+from cffi_core.vmx import VmcsField
 
 MEMORY = 256 * 1024
 CODE, HANDLERS, IDT, DATA, DATA_END, TABLES = 0x1000, 0x2000, 0x8000, 0x10000, 0x30000, 0x30000
@@ -148,3 +150,23 @@ def initial_state(s: Scenario, cr3: int) -> dict[str, object]:
         "rsp": s.rsp,
         "seglimit": s.seglimit,
     }
+
+
+def load_cpu(cpu: Any, init: dict[str, object]) -> None:
+    """Give a core CPU (``Machine.cpu``) the state of ``initial_state``."""
+    for k, v in init.items():
+        if k in ("r", "rsp"):
+            for i, x in enumerate(v):  # type: ignore[arg-type]
+                getattr(cpu, k)[i] = x
+        else:
+            setattr(cpu, k, v)
+
+
+def load_guest_state(vmcs: Any, init: dict[str, object]) -> None:
+    """Write the state of ``initial_state`` into a VMCS's guest-state area (docs/vmx.md V.2)."""
+    for i, x in enumerate(init["r"]):  # type: ignore[arg-type]
+        vmcs.regs[i] = x
+    for name in ("pc", "flags", "cpl", "cr0", "cr3", "cr4", "cr8", "idtr", "seglimit"):
+        vmcs[VmcsField[f"GUEST_{name.upper()}"]] = init[name]
+    for i, x in enumerate(init["rsp"]):  # type: ignore[arg-type]
+        vmcs[VmcsField[f"GUEST_RSP{i}"]] = x

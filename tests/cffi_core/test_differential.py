@@ -15,7 +15,7 @@ from hypothesis import event, given, settings
 from cffi_core import spec
 from cffi_core.machine import ExitReason, Machine, TLBConfig
 from cffi_core.profiles import PROFILES
-from tests.cffi_core.random_machines import CODE, MEMORY, STEPS, U64, initial_memory, initial_state, scenarios
+from tests.cffi_core.random_machines import CODE, MEMORY, STEPS, U64, initial_memory, initial_state, load_cpu, scenarios
 
 STATE_FIELDS = (
     "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset",
@@ -61,15 +61,7 @@ def test_core_and_spec_agree_tick_by_tick(s):
 
     core = Machine(s.profile, memory=MEMORY, tlb=TLBConfig(16, 4, 8, 2))
     core.write(0, bytes(mem))
-    for k, v in init.items():
-        if k == "r":
-            for i, x in enumerate(v):
-                core.cpu.r[i] = x
-        elif k == "rsp":
-            for i, x in enumerate(v):
-                core.cpu.rsp[i] = x
-        else:
-            setattr(core.cpu, k, v)
+    load_cpu(core.cpu, init)
 
     state = spec.State.reset(entry=CODE, features=PROFILES[s.profile].features)
     smem = spec.ByteMemory(bytearray(mem))

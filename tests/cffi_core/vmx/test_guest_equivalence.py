@@ -46,6 +46,8 @@ from tests.cffi_core.random_machines import (
     Scenario,
     initial_memory,
     initial_state,
+    load_cpu,
+    load_guest_state,
     scenarios,
 )
 
@@ -141,15 +143,7 @@ def _host_memory(setup: Setup) -> tuple[bytearray, int, int]:
 def _native(setup: Setup, mem: bytes, init: dict[str, object]) -> Machine:
     m = Machine(setup.scenario.profile, memory=HOST_MEMORY, tlb=TLB)
     m.write(0, bytes(mem))
-    for k, v in init.items():
-        if k == "r":
-            for i, x in enumerate(v):
-                m.cpu.r[i] = x
-        elif k == "rsp":
-            for i, x in enumerate(v):
-                m.cpu.rsp[i] = x
-        else:
-            setattr(m.cpu, k, v)
+    load_cpu(m.cpu, init)
     m.cpu.tsc_offset = setup.tsc_offset or 0
     return m
 
@@ -159,12 +153,7 @@ def _guest(setup: Setup, mem: bytes, init: dict[str, object], eptp: int) -> tupl
     m.write(0, bytes(mem))
     m.write(setup.base, bytes(mem[:MEMORY]))
     v = m.vmcs()
-    for i, x in enumerate(init["r"]):
-        v.regs[i] = x
-    for name in ("pc", "flags", "cpl", "cr0", "cr3", "cr4", "cr8", "idtr", "seglimit"):
-        v[G[f"GUEST_{name.upper()}"]] = init[name]
-    for i, x in enumerate(init["rsp"]):
-        v[G[f"GUEST_RSP{i}"]] = x
+    load_guest_state(v, init)
     # V.2: no exiting control; MSR bitmaps so that MSR accesses do not exit
     controls = ProcControl.USE_MSR_BITMAPS
     v[G.MSR_BITMAP] = MSR_BITMAP
@@ -314,6 +303,17 @@ def _own_tables(m: Machine, s: Scenario, cr3: int) -> bool:
     return not c.cr0 >> 15 & 1 or (s.paging != 0 and c.cr3 == cr3 and (c.cr4 & 3) == s.paging - 2)
 
 
+def _beyond_comparison(m: Machine, s: Scenario, cr3: int) -> str:
+    """Why the native run can go no further as a comparison, or "" while it can."""
+    if _may_run_hcall(m):
+        return "hcall next"
+    if _has_host_gate(m):
+        return "host gate written"
+    if not _own_tables(m, s, cr3):
+        return "translation structures changed"
+    return ""
+
+
 def _compare_counters(native: Machine, guest: Machine, *, ticks: bool = True) -> None:
     n, g = native.counters, guest.counters
     for cpl in range(4):
@@ -344,12 +344,7 @@ def test_guest_mode_and_native_runs_agree_tick_by_tick(setup: Setup):
         if vector is not None and native.cpu.intr_vector < 0:
             native.cpu.intr_vector = gm.cpu.intr_vector = vector  # V.3: guest mode shares the line
             presented = True
-        if _may_run_hcall(native):
-            stop = "hcall next"
-        elif _has_host_gate(native):
-            stop = "host gate written"
-        elif not _own_tables(native, s, cr3):
-            stop = "translation structures changed"
+        stop = _beyond_comparison(native, s, cr3)
         if stop:
             break
         if step in setup.edits and native.cpu.cr0 >> 15 & 1:
@@ -503,12 +498,7 @@ def test_nested_tables_filled_on_demand_stay_invisible_to_the_guest(d: Demand):
             gm.invept()
             revoked[page] = gm.read(setup.base + page, 4096)
             event("the host took a page's W away")
-        if _may_run_hcall(native):
-            stop = "hcall next"
-        elif _has_host_gate(native):
-            stop = "host gate written"
-        elif not _own_tables(native, s, cr3):
-            stop = "translation structures changed"
+        stop = _beyond_comparison(native, s, cr3)
         if stop:
             break
         shadow, where = native.cpu.int_shadow, f"step {step}, pc {native.cpu.pc:#x}"

@@ -22,7 +22,16 @@ from cffi_core.exits import ExitReason
 from cffi_core.machine import Machine, TLBConfig
 from cffi_core.pagetables import EPT_W, EPT_X, PageAllocator, PageTables, ept_pointer
 from cffi_core.vmx import ProcControl, Vmcs, VmcsField
-from tests.cffi_core.random_machines import MEMORY, STEPS, U64, Scenario, initial_memory, initial_state, scenarios
+from tests.cffi_core.random_machines import (
+    MEMORY,
+    STEPS,
+    U64,
+    Scenario,
+    initial_memory,
+    initial_state,
+    load_guest_state,
+    scenarios,
+)
 
 G = VmcsField
 BASES = (0, MEMORY)  # host-physical address of each guest's guest-physical 0
@@ -77,12 +86,7 @@ def _ram(p: Pair) -> tuple[bytes, list[int], list[dict[str, object]]]:
 
 def _vmcs(m: Machine, init: dict[str, object], eptp: int, vpid: int) -> Vmcs:
     v = m.vmcs()
-    for i, x in enumerate(init["r"]):
-        v.regs[i] = x
-    for name in ("pc", "flags", "cpl", "cr0", "cr3", "cr4", "cr8", "idtr", "seglimit"):
-        v[G[f"GUEST_{name.upper()}"]] = init[name]
-    for i, x in enumerate(init["rsp"]):
-        v[G[f"GUEST_RSP{i}"]] = x
+    load_guest_state(v, init)
     controls = ProcControl.USE_MSR_BITMAPS | ProcControl.ENABLE_EPT | ProcControl.USE_TSC_OFFSET
     v[G.MSR_BITMAP], v[G.EPT_POINTER] = MSR_BITMAP, eptp
     if vpid:
