@@ -134,24 +134,9 @@ static int nested_fault_exit(struct p64_machine *m, uint64_t pc)
     return vmx_exception_exit(m, &f);
 }
 
-/* §6.6 after the first delivery: a fault in it makes #DF, one in #DF's shuts down. */
-static int deliver_nested(struct p64_machine *m, const struct event *ev)
+/* §6.6: a fault in #DF's delivery shuts the CPU down. */
+static int shut_down(struct p64_machine *m)
 {
-    int rc = deliver_tracked(m, ev);
-    if (rc != DELIVER_FAULT)
-        return rc;
-    if (nested_fault_exits(m, ev->pc))
-        return nested_fault_exit(m, ev->pc);
-    record_fault(m);
-    m->ctr.double_faults++;
-    struct event df = {V_DF, P64_EVENT_ABORT, 1, ev->pc, 0, 0};
-    if (m->guest && vmx_exception_exits(m, &df))
-        return vmx_exception_exit(m, &df);
-    rc = deliver_tracked(m, &df);
-    if (rc != DELIVER_FAULT)
-        return rc;
-    if (m->guest && m->fault.vector == VEC_VMEXIT)
-        return vmx_exit_pending(m);
     record_fault(m);
     m->cpu.shutdown = 1;
     m->ctr.triple_faults++;
@@ -161,6 +146,31 @@ static int deliver_nested(struct p64_machine *m, const struct event *ev)
     }
     m->exit.reason = P64_EXIT_SHUTDOWN;
     return DELIVER_EXIT;
+}
+
+/* §6.6 after the first delivery: a fault in it makes #DF, one in #DF's shuts down; in guest
+ * mode each such fault may exit first (V.5).  A #DF the host injected (V.9) is #DF's delivery
+ * already: a fault in it shuts down, counting no second #DF. */
+static int deliver_nested(struct p64_machine *m, const struct event *ev)
+{
+    int rc = deliver_tracked(m, ev);
+    if (rc != DELIVER_FAULT)
+        return rc;
+    if (nested_fault_exits(m, ev->pc))
+        return nested_fault_exit(m, ev->pc);
+    if (ev->vector == V_DF && ev->kind != P64_EVENT_SOFTWARE)
+        return shut_down(m);
+    record_fault(m);
+    m->ctr.double_faults++;
+    struct event df = {V_DF, P64_EVENT_ABORT, 1, ev->pc, 0, 0};
+    if (m->guest && vmx_exception_exits(m, &df))
+        return vmx_exception_exit(m, &df);
+    rc = deliver_tracked(m, &df);
+    if (rc != DELIVER_FAULT)
+        return rc;
+    if (nested_fault_exits(m, ev->pc))
+        return nested_fault_exit(m, ev->pc);
+    return shut_down(m);
 }
 
 /* §6.6: an exception; in guest mode, first the exception bitmap (V.4). */

@@ -451,8 +451,11 @@ static int inject(struct p64_machine *m, struct p64_vmcs *v)
     m->ctr.ticks++;
     m->clock++;
     int rc = deliver_event(m, &ev);
-    if (rc == DELIVER_OK)
-        m->cpu.int_shadow = 0; /* a shadow an exit kept is spent once an event is delivered */
+    /* A shadow an exit kept is spent once an event is delivered — except by a #DB: P64's only
+     * #DB is the pending single-step trap, delivered at §6.5 step 2, which natively leaves the
+     * shadow to step 3 (an injected #DB replays that delivery). */
+    if (rc == DELIVER_OK && !(type == INTR_TYPE_HARDWARE && ev.vector == V_DB))
+        m->cpu.int_shadow = 0;
     return rc;
 }
 

@@ -462,6 +462,51 @@ def test_injection_wakes_a_halted_guest():
     assert g.r64(STACK - 32) == CODE + 4
 
 
+@pytest.mark.parametrize(
+    ("vector", "kind", "kept"),
+    [(DB, IntrType.HARDWARE_EXCEPTION, 1), (GP, IntrType.HARDWARE_EXCEPTION, 0), (0x70, IntrType.EXTERNAL, 0)],
+)
+def test_an_injected_db_keeps_the_sti_shadow_and_every_other_event_spends_it(vector, kind, kept):
+    """Architecture §6.5: a pending #DB is delivered at step 2, before step 3 spends the shadow;
+    every other event comes after it (V.9: an injected event replays its native delivery)."""
+    g = Guest()
+    g.set(GUEST_INTERRUPTIBILITY=1, ENTRY_INTR_INFO=intr_info(vector, kind, kind == IntrType.HARDWARE_EXCEPTION and vector == GP))
+    g.code(I("addi", rd=1, rs1=1, imm=1))
+    assert g.run(1).reason is ExitReason.BUDGET and g.pc == HANDLER
+    assert g.get("GUEST_INTERRUPTIBILITY") == kept
+
+
+UNMAPPED_STACK = 0x100000  # above the guest tables' identity map: a frame pushed here faults
+
+
+def test_a_fault_in_a_double_faults_delivery_is_checked_against_the_bitmap_before_it_shuts_down():
+    """docs/vmx.md V.5: #GP for the missing #UD gate makes #DF; #DF's frame push faults (#PF)
+    — the bitmap takes it, with #DF as the vectoring event; without the bit, a triple fault."""
+    for bitmap, reason in ((1 << PF, R.EXCEPTION), (0, R.TRIPLE_FAULT)):
+        g = Guest()
+        g.paging()  # maps [0, GUEST_TABLES) only
+        g.v.regs[15] = UNMAPPED_STACK
+        g.gate(UD, present=False)
+        g.set(EXCEPTION_BITMAP=bitmap)
+        g.code(I("ud"))
+        assert g.run().number == reason
+        assert g.m.counters["double_faults"] == 1
+        if reason == R.EXCEPTION:
+            assert EventInfo.decode(g.get("IDT_VECTORING_INFO")).vector == DF
+            assert g.get("EXIT_QUALIFICATION") == UNMAPPED_STACK - 8
+
+
+def test_a_fault_in_an_injected_double_faults_delivery_shuts_the_guest_down():
+    """Architecture §6.6: a fault in #DF's delivery shuts down — an injected #DF's too, with no
+    second #DF counted (V.9)."""
+    g = Guest()
+    g.gate(DF, present=False)
+    g.set(ENTRY_INTR_INFO=intr_info(DF, IntrType.HARDWARE_EXCEPTION, has_error=True), ENTRY_ERROR_CODE=0)
+    g.code(I("addi", rd=1, rs1=1, imm=1))
+    assert g.run().number == R.TRIPLE_FAULT and g.get("GUEST_ACTIVITY") == 2
+    assert (g.m.counters["double_faults"], g.m.counters["triple_faults"]) == (0, 1)
+
+
 # -- V.1: the host's state is the machine's, restored at every exit --------------------------------
 
 
