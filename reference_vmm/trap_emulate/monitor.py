@@ -286,6 +286,8 @@ class TrapEmulateVM(StandardDevicesVM):
         # emulated instruction's, or nobody's if the fault was hidden.
         v.clock += elapsed - 1
         self._stats[COUNTER_DIRECT] += elapsed - 1
+        if ex.kind is not EventKind.EXTERNAL:
+            self._restore_shadow(v)
         if ex.kind is EventKind.SOFTWARE:
             v.pc = (v.pc - 4) & MASK64  # back to the `int`: the spec executes it for the guest
         elif ex.kind is EventKind.FAULT and ex.vector == spec.PF:
@@ -312,6 +314,20 @@ class TrapEmulateVM(StandardDevicesVM):
             raise RuntimeError(f"{self.monitor.name}: unexpected {ex.kind.name} event {ex.vector} at a host gate")
         self._repeat = None
         return self._emulate()
+
+    @staticmethod
+    def _restore_shadow(v: spec.State) -> None:
+        """Give back the ``sti`` interrupt shadow (docs/architecture.md §6.5) of the boundary
+        before an instruction that faulted or ran `int n` on the real CPU.
+
+        The real CPU spent the shadow at that boundary (step 3) and a fault leaves no trace of
+        it, yet the instruction has not executed: it is either retried directly (a hidden page
+        fault) or executed by the spec, and both pass that boundary again.  Whether the shadow
+        was there is known without a record: the real CPU held the guest's IF, TPR and pending
+        vector, and a fault leaves them as they were before the instruction, so if the interrupt
+        is deliverable now it was deliverable at that boundary, and only a shadow can have held
+        it back.  Where it is not deliverable the shadow changes nothing."""
+        v.int_shadow = interrupt_deliverable(v)
 
     def _enter(self, host: Machine) -> None:
         """Load the real CPU with this guest's state, deprivileged: the ring plan's ring and
