@@ -40,6 +40,10 @@ How the shadows follow the guest (docs/architecture.md §7, §8):
   every guest address space, such as its IDT: address-space compression, §2.3.1) are mapped
   supervisor-only, read-only and not executable in every shadow; a guest access there is
   answered ``Resolution.EMULATE`` so that the caller gives the guest its own memory instead.
+  No path that drops shadow entries drops them: ``invlpg`` of any address whose translated
+  bits name a reserved page's slot (0x7fff_ffff_ffff_ffff is the top page's with 4 levels)
+  keeps it, a dropped table above one is rebuilt with it, and every new root (a CR3 switch,
+  a recycled pool) starts with them.
 
 After the pager removes or downgrades a shadow entry, ``needs_flush`` is set: the caller must
 flush the host TLB before the guest runs again (entries are only ever added or upgraded
@@ -194,7 +198,7 @@ class ShadowPager:
             raise RuntimeError("ShadowPager.fault before root(): no shadow is current")
         va &= MASK64
         page = va & ~(PAGE_SIZE - 1)
-        if page in self.reserved:
+        if self._reserved_slot(page, PAGE_SIZE):
             self.counters["emulated_page_faults"] += 1
             return Resolution.EMULATE
         # §7: the guest's MMU decides first (without touching A/D: a refused access sets nothing).
@@ -244,9 +248,8 @@ class ShadowPager:
     def invlpg(self, va: int) -> None:
         """The guest invalidated the page of ``va`` (§8.1): drop its entry in the current shadow."""
         self.counters["shadow_invlpgs"] += 1
-        page = va & MASK64 & ~(PAGE_SIZE - 1)
-        if page not in self.reserved and self._current is not None:
-            self._clear(self._current, 1, page)
+        if self._current is not None:
+            self._clear(self._current, 1, va & MASK64 & ~(PAGE_SIZE - 1))
 
     def flush(self) -> None:
         """Drop every shadow and forget every traced page."""
@@ -320,7 +323,15 @@ class ShadowPager:
         return table
 
     def _clear(self, root: int, level: int, va: int) -> None:
-        """Drop the shadow entry at ``level`` for ``va`` in ``root``, and the tables below it."""
+        """Drop the shadow entry at ``level`` for ``va`` in ``root``, and the tables below it.
+
+        Every path that drops shadow entries (``invlpg``, traced writes) comes here, and the
+        reserved pages are never lost: a leaf whose slot is a reserved page's — compared on the
+        translated bits only, so that an address such as 0x7fff_ffff_ffff_ffff, which the
+        guest may name in ``invlpg`` (§3: it never faults), is the top page's slot too — is
+        kept, and a table dropped above a reserved page is rebuilt with it at once."""
+        if level == 1 and self._reserved_slot(va, 1 << _LEVEL_SHIFT[1]):
+            return
         table = self._table(root, va, level, create=False)
         if table is None:
             return
@@ -333,11 +344,13 @@ class ShadowPager:
         self.needs_flush = True
         if level > 1:
             self._free_table(entry & PTE_FRAME, level - 1)
-            span = 1 << _LEVEL_SHIFT[level]
-            base = va & ~(span - 1) & MASK64
-            for rva, frame in self.reserved.items():
-                if _same_region(rva, base, span, self.levels):
-                    self._map_reserved(root, rva, frame)
+            for rva, frame in self._reserved_slot(va, 1 << _LEVEL_SHIFT[level]):
+                self._map_reserved(root, rva, frame)
+
+    def _reserved_slot(self, va: int, span: int) -> list[tuple[int, int]]:
+        """The reserved pages (address, frame) inside the ``span`` bytes of shadow slot of ``va``."""
+        base = va & ~(span - 1) & MASK64
+        return [(rva, frame) for rva, frame in self.reserved.items() if _same_region(rva, base, span, self.levels)]
 
     def _free_table(self, table: int, level: int) -> None:
         if level > 1:

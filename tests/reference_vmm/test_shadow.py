@@ -8,7 +8,7 @@ from cffi_core import spec
 from cffi_core.machine import Machine
 from cffi_core.pagetables import PAGE_2M, PageAllocator, PageTables
 from cffi_core.spec.state import PTE_FRAME
-from reference_vmm.shadow import GuestMemory, Resolution, ShadowPager, Space
+from reference_vmm.shadow import MAX_ROOTS, GuestMemory, Resolution, ShadowPager, Space
 
 MiB = 1 << 20
 GUEST_BASE = 2 * MiB  # guest-physical 0 is host-physical 2 MiB
@@ -280,3 +280,33 @@ def test_the_pool_must_not_overlap_the_guest():
         ShadowPager(host, mem, (GUEST_BASE, GUEST_BASE + 16 * 4096))
     with pytest.raises(ValueError, match="outside host RAM"):
         GuestMemory(host, 15 * MiB, 2 * MiB)
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4])
+@pytest.mark.parametrize("va", [0x7FFF_FFFF_FFFF_FFFF, 0x0000_FFFF_FFFF_F000, RESERVED + 8, 0x3FFF_F000])
+def test_invlpg_never_drops_the_reserved_page_whatever_the_untranslated_bits(levels, va):
+    # invlpg never faults on its address (docs/architecture.md §3): a non-canonical one whose
+    # translated bits name the reserved page's slot drops the guest's (non-existent) entry only.
+    g = Guest()
+    g.cpu.cr4 = (g.cpu.cr4 & ~spec.CR4_PL) | (levels - 2)
+    g.pager.root(g.cpu, g.space)
+    flushes = g.pager.counters["shadow_invalidations"]
+    g.pager.invlpg(va)
+    assert g.pager.lookup(RESERVED) & FRAME == IDT_FRAME
+    assert g.pager.counters["shadow_invalidations"] == flushes
+
+
+def test_every_root_maps_the_reserved_page_after_recycling_and_cr3_switches():
+    small = (POOL[0], POOL[0] + 16 * 4096)
+    g = Guest(pool=small)
+    pages = [VA + i * PAGE_2M for i in range(24)]
+    for va in pages:
+        g.tables.map(va, DATA, 4096, spec.PTE_W)
+    for va in pages:
+        g.fault(va)  # recycles the pool on the way (test_an_exhausted_pool_is_recycled)
+        g.pager.root(g.cpu, g.space)  # what the caller does before it runs the guest again
+        assert g.pager.lookup(RESERVED) & FRAME == IDT_FRAME
+    for i in range(MAX_ROOTS + 2):  # more address spaces than the root cache holds
+        g.cpu.cr3 = TABLES + 4096 * (i % 40)
+        g.pager.root(g.cpu, g.space)
+        assert g.pager.lookup(RESERVED) & FRAME == IDT_FRAME
