@@ -1,19 +1,27 @@
 """Hypothesis strategies for generated guest programs (DESIGN §7): prelude, shrinkable body, signature.
 
 A generated guest is ``lib/prelude.s`` and ``lib/generated.s`` (the IDT with logging handlers
-that resume, stacks, register seeds; optionally 4-level paging and a drop to ring 3), then a
-*body* of instruction blocks drawn from the instruction table (``cffi_core.isa.table``), then
-the signature epilogue of ``lib/signature.s`` (registers, CRs read at CPL 0, the exception log,
-a checksum of the data page).  The prelude is fixed text: only its options are drawn.  The body
-is a list of blocks, each one instruction or a short self-contained idiom (``pushf; pop r1``,
-an ``iret`` frame, a bounded loop), so hypothesis shrinks a failure by deleting whole blocks and
-then by simplifying the one left: toward the first block kinds (plain ALU) and small operands.
+that resume, stacks, register seeds; optionally 4-level paging with two address spaces, and a
+drop to ring 1, 2 or 3), then a *body* of instruction blocks drawn from the instruction table
+(``cffi_core.isa.table``), then the signature epilogue of ``lib/signature.s`` (registers, CRs
+and CR8 read at CPL 0, the exception log, a checksum of the data page, the clock).  The prelude
+is fixed text: only its options are drawn (the CPL, paging, the FLAGS the body starts with —
+TF included, so that bodies run single-stepped — and the console's input).  The body is a list
+of blocks, each one instruction or a short self-contained idiom (``pushf; pop r1``, an ``iret``
+frame, a bounded loop, a timer armed then ``sti; hlt``), so hypothesis shrinks a failure by
+deleting whole blocks and then by simplifying the one left: toward the first block kinds (plain
+ALU) and small operands.
 
 Body blocks include the x86 obstacles of docs/architecture.md §4.3 (``smsw sidt rdcs pushf
-popf iret``), the IOPL-sensitive and privileged instructions, at the guest CPL the prelude
-chose (0 or 3).  Programs are well defined by construction: no branch leaves its block, no
-instruction reads the clock (``rdtsc``, ``TIMER_NOW``) or starts a device, no ``hcall``/``vmcall``
-(a bare machine has no host software to answer them), so any two correct runs agree.
+popf iret``), the IOPL-sensitive and privileged instructions (with invalid operands too), at
+the guest CPL the prelude chose; ``vmcall`` (#UD on a bare machine); clock reads (``rdtsc``,
+``TIMER_NOW``) and TSC writes; the one-shot timer with ``hlt``, the TPR and the interrupt
+shadow; loads and stores at the end of RAM (#MC); CR3 switches between two live address
+spaces and remaps of pages a body already used (through system calls, so that ring 3 can ask).
+Programs are well defined by construction: no branch leaves its block, every changed paging
+entry is invalidated before use (§8.1, §14), no ``hlt`` can sleep forever, no ``hcall`` (a bare
+machine has no host software to answer it), no disk.  Time is counted in retired instructions
+(§9), so reading the clock is well defined: any two correct runs agree, on the time too.
 
 ``adversary_programs()`` draws the hostile guests of the safety tests: random words, wild
 physical addresses, page tables pointing anywhere, DMA anywhere, IDT overwrites, ``cli; jmp .``.
@@ -21,6 +29,7 @@ physical addresses, page tables pointing anywhere, DMA anywhere, IDT overwrites,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -43,7 +52,7 @@ __all__ = [
 ]
 
 GENERATED_MEMORY = 1 << 20  # the directed guests' memory map (lib/prelude.s) fits in 1 MiB
-GENERATED_BUDGET = 40_000  # ticks: the signature takes about 3,500, a body at most a few thousand
+GENERATED_BUDGET = 60_000  # ticks: the signature takes about 4,000, a body single-stepped at most ~25,000
 ADVERSARY_BUDGET = 12_000  # ticks an adversary may burn beside its victim
 ADVERSARY_DISK = bytes(range(256)) * 8  # four sectors, so that DMA commands reach the device
 MAX_BODY_BLOCKS = 24
@@ -53,14 +62,24 @@ _DATA = 0x50000
 _IDT = 0x20000
 _PT = 0x13000
 _PAGED_VA = 0x200000
+_PT_B = 0x17000  # lib/paging.s paging_spaces: address space B
+_PML4, _PML4_B = 0x10000, 0x14000
+_PD, _PD_B = 0x12000, 0x16000
+_RAM_END = GENERATED_MEMORY
 _FLAGS_TF, _FLAGS_IF, _FLAGS_IOPL = 1 << 8, 1 << 9, 3 << 12
+_MSR_TSC = 0x10
+_VEC_REMAP, _VEC_SPACE = 0x42, 0x43  # lib/generated.s system calls
+_TIMER_COUNT, _TIMER_CTRL, _TIMER_NOW, _PIC_MASK = 0x40, 0x41, 0x42, 0x21
 
 _BODY_REGS = tuple(f"r{i}" for i in range(1, 9))  # r1-r8: printed by the signature
 _SRC_REGS = ("r0", *_BODY_REGS)
-# Ports a body may touch: the console (output is observed), the PIC's mask and IRR, an
-# unclaimed port.  Never the timer or the disk: their timing would make runs disagree.
-_PORTS_IN = (0x3F9, 0x21, 0x22, 0x99)
+# Ports a body may touch: the console (output is observed; input read), the PIC's mask and
+# IRR, an unclaimed port, the clock.  The timer is armed by its own block (one-shot, short:
+# _timer); the disk never (the content of a buffer in flight is undefined, §14).
+_PORTS_IN = (0x3F9, 0x21, 0x22, 0x99, 0x3F8, _TIMER_NOW)
 _PORTS_OUT = (0x3F8, 0x99, 0x21)
+# Console input a guest may be given (VMConfig.console_input, docs/devices.md §5).
+CONSOLE_INPUTS = (b"", b"popek\n", bytes(range(256)))
 
 
 # ---- programs ---------------------------------------------------------------------------------
@@ -83,20 +102,25 @@ class Block:
 class GuestProgram:
     """A generated guest: prelude options, the body, and the VMConfig it runs with."""
 
-    cpl: int  # the CPL the body runs at: 0 (the guest kernel) or 3 (ring 3 via iret)
-    paging: bool  # 4-level paging on (lib/paging.s) before the body
-    flags: int  # FLAGS the body starts with at CPL 3 (IF, IOPL)
+    cpl: int  # the CPL the body runs at: 0 (the guest kernel) or 1-3 (an outer ring via iret)
+    paging: bool  # 4-level paging on (lib/paging.s paging_on, paging_spaces) before the body
+    flags: int  # FLAGS the body starts with (TF; IF, IOPL at CPL 1-3): popf at CPL 0, else iret
     body: tuple[Block, ...]
     budget: int = GENERATED_BUDGET
     disk: bytes | None = None
     name: str = field(default="generated", compare=False)
+    console_input: bytes = b""
 
     def __repr__(self) -> str:
-        return f"GuestProgram(cpl={self.cpl}, paging={self.paging}, flags={self.flags:#x}, body={list(self.body)!r})"
+        extra = f", console_input={self.console_input!r}" if self.console_input else ""
+        return (
+            f"GuestProgram(cpl={self.cpl}, paging={self.paging}, flags={self.flags:#x}{extra}, "
+            f"body={list(self.body)!r})"
+        )
 
     @property
     def config(self) -> VMConfig:
-        return VMConfig(memory=GENERATED_MEMORY, disk=self.disk, budget=self.budget)
+        return VMConfig(memory=GENERATED_MEMORY, disk=self.disk, budget=self.budget, console_input=self.console_input)
 
     def body_source(self) -> list[str]:
         """The body's lines, labels made unique."""
@@ -110,7 +134,7 @@ class GuestProgram:
         """The whole program as assembly text (includes resolved against conformance/guests)."""
         head = [
             f"; generated guest: body at CPL {self.cpl}, paging {'on' if self.paging else 'off'}, "
-            f"ring-3 FLAGS {self.flags:#x}",
+            f"FLAGS {self.flags:#x}",
             '.include "lib/prelude.s"',
             '.include "lib/generated.s"',
         ]
@@ -118,13 +142,15 @@ class GuestProgram:
             head.append('.include "lib/paging.s"')
         main = ["main:", "        call    gen_setup"]
         if self.paging:
-            main.append("        call    paging_on")
-        if self.cpl == 3:
-            main.append(f"        enter_user {self.flags:#x}, back")
+            main += ["        call    paging_on", "        call    paging_spaces"]
+        if self.cpl:
+            main.append(f"        enter_ring {self.flags:#x}, {self.cpl}, back")
         else:
             # The end returns through h_back like a ring-3 body does, so that the signature's
             # FLAGS line shows the FLAGS the body left (read from the frame, not with pushf).
             main += ["        la      r13, back", "        la      r14, resume", "        sd      r13, [r14]"]
+            if self.flags:  # TF set by popf traps after the body's first instruction (§6.4)
+                main += [f"        li      r13, {self.flags:#x}", "        push    r13", "        popf"]
         body = [
             "body:",
             *(f"        {line.strip()}" if not line.endswith(":") else line for line in self.body_source()),
@@ -163,11 +189,12 @@ class GuestProgram:
 
         lines = [
             f"generated guest: body at CPL {self.cpl}, paging {'on' if self.paging else 'off'}, "
-            f"ring-3 FLAGS {self.flags:#x}, budget {self.budget} ticks"
-            f"{', with a disk' if self.disk is not None else ''}",
+            f"FLAGS {self.flags:#x}, budget {self.budget} ticks"
+            f"{', with a disk' if self.disk is not None else ''}"
+            f"{f', console input {self.console_input!r}' if self.console_input else ''}",
             "prelude: conformance/guests/lib/prelude.s + lib/generated.s"
-            + (" + lib/paging.s (paging_on)" if self.paging else "")
-            + ("; enter_user" if self.cpl == 3 else ""),
+            + (" + lib/paging.s (paging_on, paging_spaces)" if self.paging else "")
+            + (f"; enter_ring {self.cpl}" if self.cpl else "; popf" if self.flags else ""),
             "body (source):",
             *(f"    {line.strip()}" for line in self.body_source()),
             "body (disassembled):",
@@ -194,7 +221,18 @@ _imm = {
 # Data offsets from r12 (= DATA): mostly inside the page and aligned, sometimes misaligned
 # (#AC) or just outside it.
 _data_offset = st.one_of(st.integers(0, 63).map(lambda q: 8 * q), st.integers(-16, 4096 + 16))
-_flags_value = st.sampled_from([0, _FLAGS_IF, _FLAGS_IOPL, _FLAGS_IF | _FLAGS_IOPL, _FLAGS_TF, 1 << 12])
+_flags_value = st.sampled_from(
+    [
+        0,
+        _FLAGS_IF,
+        _FLAGS_IOPL,
+        _FLAGS_IF | _FLAGS_IOPL,
+        _FLAGS_TF,
+        1 << 12,
+        _FLAGS_TF | _FLAGS_IF,
+        _FLAGS_TF | _FLAGS_IOPL,
+    ]
+)
 
 
 def _rows(*mnemonics: str) -> list[Insn]:
@@ -298,8 +336,14 @@ def _control(draw: st.DrawFn) -> Block:
 @st.composite
 def _int(draw: st.DrawFn) -> Block:
     # Vectors without an error code in their handler: the gates of lib/generated.s, and others
-    # that have no gate (#GP(8v + 2), logged).  Never VEC_BACK (0x80): it ends the body.
-    vec = draw(st.one_of(st.sampled_from([0x40, 0x41, 3, 0x50]), st.integers(32, 255).filter(lambda v: v != 0x80)))
+    # that have no gate (#GP(8v + 2), logged).  Never VEC_BACK (0x80): it ends the body; nor
+    # the system calls, whose arguments only their own blocks set up.
+    vec = draw(
+        st.one_of(
+            st.sampled_from([0x40, 0x41, 3, 0x50]),
+            st.integers(32, 255).filter(lambda v: v not in (0x80, _VEC_REMAP, _VEC_SPACE)),
+        )
+    )
     return _one(f"int {vec:#x}")
 
 
@@ -340,6 +384,199 @@ def _pte_edit(draw: st.DrawFn) -> Block:
     )
 
 
+# ---- blocks of the blind spots: time, invalid operands, vmcall, the end of RAM, interrupts,
+# ---- address spaces -------------------------------------------------------------------------
+
+
+@st.composite
+def _clock(draw: st.DrawFn) -> Block:
+    """Read the clock (§9: retired instructions, so the same under any correct VMM): the TSC
+    (#GP at CPL > 0 with CR4.TSD, or always there on classic) or the timer's TIMER_NOW."""
+    if draw(st.booleans()):
+        return _one(f"rdtsc {draw(_rd)}")
+    return _one(f"in {draw(_rd)}, {_TIMER_NOW:#x}")
+
+
+@st.composite
+def _vmcall(draw: st.DrawFn) -> Block:
+    """``vmcall`` is #UD outside guest mode (§3, §4.2): under a VMM it is its exit to handle."""
+    return _one(f"vmcall {draw(st.one_of(st.integers(0, 3), st.integers(0, 0xFFFF)))}")
+
+
+# Invalid operands of the privileged instructions (§2): each write raises #GP(0) natively, so
+# that a VMM that emulates them must inject the same fault.
+_CR0_BAD = (1 << 1, 1 << 5, 1 << 16, 1 << 63)  # bits beyond PE, TS, WP, PG
+_CR4_BAD = (3, 2 | 1 << 3, 2 | 1 << 8, 2 | 1 << 63)  # PL = 3, reserved bits
+_CR3_BAD = (_PML4 | 1, _PML4 | 0x800, _PML4 | 1 << 52, _PML4 | 1 << 63)
+_CR8_BAD = (16, 0x1F, 1 << 63, -1)
+# Unknown MSRs, beyond a 16,384-entry bitmap, and aliases of real ones in bits a VMM might drop.
+_MSR_BAD = (0, 0x11, 0x103, 0x3FFF, 0x4000, 0xFFFF_FFFF, 1 << 32 | _MSR_TSC, 1 << 32 | 0x100, 1 << 63 | 0x101)
+
+
+@st.composite
+def _bad_control(draw: st.DrawFn) -> Block:
+    """A privileged instruction with an invalid operand (§2): #GP(0) at CPL 0 as anywhere."""
+    kind = draw(st.sampled_from(["cr0", "cr0_pe", "cr4", "cr3", "cr8", "rdmsr", "wrmsr"]))
+    if kind == "cr0":
+        bit = draw(st.sampled_from(_CR0_BAD))
+        return Block(("mfcr r9, cr0", f"li r10, {bit:#x}", "or r9, r9, r10", "mtcr cr0, r9"))
+    if kind == "cr0_pe":  # PE cleared (PG kept as it is): "writing 0 raises #GP(0)"
+        return Block(("mfcr r9, cr0", "andi r9, r9, 0xfffe", "mtcr cr0, r9"))
+    if kind == "cr4":
+        return Block((f"li r9, {draw(st.sampled_from(_CR4_BAD)):#x}", "mtcr cr4, r9"))
+    if kind == "cr3":
+        return Block((f"li r9, {draw(st.sampled_from(_CR3_BAD)):#x}", "mtcr cr3, r9"))
+    if kind == "cr8":
+        return Block((f"li r9, {draw(st.sampled_from(_CR8_BAD))}", "mtcr cr8, r9"))
+    # MSR_SEGLIMIT (0x200) exists with the seglimit feature only: read, never written here.
+    index = draw(st.sampled_from(_MSR_BAD + ((0x200,) if kind == "rdmsr" else ())))
+    if kind == "rdmsr":
+        return Block((f"li r9, {index:#x}", f"rdmsr {draw(_rd)}, r9"))
+    return Block((f"li r9, {index:#x}", f"wrmsr r9, {draw(_rs)}"))
+
+
+@st.composite
+def _tsc_write(draw: st.DrawFn) -> Block:
+    """``wrmsr MSR_TSC`` (§2: the TSC reads the value written, plus the ticks since), then
+    ``rdtsc`` — after an exit to the host (port I/O) when drawn, which a VMM's TSC offset
+    must survive."""
+    value = draw(st.sampled_from([0, 1, 1 << 40, -1, 1 << 63, -5]))
+    lines = [f"li r9, {_MSR_TSC:#x}", f"li r10, {value:#x}" if value >= 0 else f"li r10, {value}", "wrmsr r9, r10"]
+    if draw(st.booleans()):
+        lines.append("out 0x99, r0")
+    lines.append(f"rdtsc {draw(_rd)}")
+    return Block(tuple(lines))
+
+
+@st.composite
+def _shadowed(draw: st.DrawFn) -> str:
+    """An instruction that exits to a VMM or traps, for the boundary right after ``sti``."""
+    return draw(
+        st.sampled_from(
+            [
+                "out 0x99, r0",
+                f"in {draw(_rd)}, 0x3f9",
+                f"mfcr {draw(_rd)}, cr8",
+                "mtcr cr8, r0",
+                f"rdtsc {draw(_rd)}",
+                "int 0x40",
+                "vmcall 0",
+                "ud",
+                f"rdmsr {draw(_rd)}, r12",
+                "invlpg [r12]",
+                "cli",
+                "sd r0, [r12 + 4]",
+            ]
+        )
+    )
+
+
+@st.composite
+def _sti_then(draw: st.DrawFn) -> Block:
+    """``cli; sti; X``: X, which exits or traps, runs in sti's interrupt shadow (§6.5)."""
+    return Block(("cli", "sti", draw(_shadowed())))
+
+
+@st.composite
+def _timer(draw: st.DrawFn) -> Block:
+    """Arm the timer one-shot and short (devices.md §4), unmasked, with IF clear; then either
+    ``sti; hlt`` (the TPR lowered first, so the interrupt wakes it: never an endless halt),
+    ``sti; X`` with X in the shadow, or the TPR raised over the pending interrupt, read back,
+    and lowered (§6.5).  A spin first lets the interrupt be pending while IF = 0.  At CPL > 0
+    the privileged steps raise #GP and the rest goes on (at IOPL 3 the timer is armed)."""
+    mode = draw(st.sampled_from(["hlt", "shadow", "tpr"]))
+    count = draw(st.integers(1, 64))
+    lines = [
+        "cli",
+        f"li r9, {count}",
+        f"out {_TIMER_COUNT:#x}, r9",
+        "li r9, 1",
+        f"out {_TIMER_CTRL:#x}, r9",
+        "li r9, 0xfffe",
+        f"out {_PIC_MASK:#x}, r9",
+    ]
+    spin = draw(st.integers(0, 48))
+    spin_lines = [f"li r11, {spin}", "{L}:", "addi r11, r11, -1", "bnez r11, {L}"] if spin else []
+    if mode == "hlt":
+        return Block((*lines, *spin_lines, "mtcr cr8, r0", "sti", "hlt"))
+    if mode == "shadow":
+        return Block((*lines, *spin_lines, "sti", draw(_shadowed())))
+    tpr = draw(st.integers(2, 15))  # vector 32 is class 2: held back while CR8 >= 2
+    return Block(
+        (*lines, f"li r9, {tpr}", "mtcr cr8, r9", "sti", *spin_lines, f"mfcr {draw(_rd)}, cr8", "mtcr cr8, r0")
+    )
+
+
+@st.composite
+def _beyond_ram(draw: st.DrawFn) -> Block:
+    """A load or store by the CPU at or beyond the end of RAM (§5.1: #MC), or just inside it."""
+    addr = draw(
+        st.sampled_from([_RAM_END - 8, _RAM_END - 1, _RAM_END, _RAM_END + 8, _RAM_END + 4096, 1 << 32, _RAM_END - 4096])
+    )
+    insn = draw(st.sampled_from(["ld", "lbu", "sd", "sb"]))
+    return Block((f"li r9, {addr:#x}", f"{insn} {draw(_rd)}, [r9]"))
+
+
+_page_index = st.integers(0, 7)
+
+
+@st.composite
+def _paged_access(draw: st.DrawFn) -> Block:
+    """Use a page of PAGED_VA (its mark at offset 8 tells which frame the space maps there)."""
+    va = _PAGED_VA + 4096 * draw(_page_index)
+    insn = draw(st.sampled_from(["ld", "sd", "lbu"]))
+    return Block((f"li r9, {va:#x}", f"{insn} {draw(_rd)}, [r9 + {8 * draw(st.integers(0, 2))}]"))
+
+
+# Frames a remap may give a page: data frames, the last page of RAM, frames beyond RAM (#MC on
+# use: §5.1), and an entry with a reserved bit (#PF with RSVD: §7.2).
+_REMAP_FRAMES = (
+    *(0x50000 + 4096 * k for k in range(8)),
+    _RAM_END - 4096,
+    _RAM_END,
+    _RAM_END + 4096,
+    1 << 32,
+    1 << 52 | 0x50000,
+)
+
+
+@st.composite
+def _remap(draw: st.DrawFn) -> Block:
+    """Through the VEC_REMAP system call (lib/generated.s), at any CPL: give a page of either
+    address space a drawn frame and permissions, or point PD[2] of either space (VA 0x400000)
+    at a page table beyond RAM (the walk's read is #MC) or at PT_B; the handler invalidates
+    the page, then the block uses it."""
+    if draw(st.integers(0, 3)) == 0:
+        table = draw(st.sampled_from([_PD, _PD_B]))
+        frame = draw(st.sampled_from([_RAM_END, _RAM_END + 4096, 1 << 32, _PT_B]))
+        entry, slot, va = frame | 7, table + 16, 0x400000
+    else:
+        table = draw(st.sampled_from([0x13000, _PT_B]))
+        i = draw(_page_index)
+        flags = draw(st.sampled_from([7, 5, 3, 1, 0, 0x67]))  # P|W|U, P|U, P|W, P, absent, + A|D
+        entry, slot, va = draw(st.sampled_from(_REMAP_FRAMES)) | flags, table + 8 * i, _PAGED_VA + 4096 * i
+    insn = draw(st.sampled_from(["ld", "sd", "lbu"]))
+    return Block(
+        (
+            f"li r9, {slot:#x}",
+            f"li r10, {entry:#x}",
+            f"li r11, {va:#x}",
+            f"int {_VEC_REMAP:#x}",
+            f"{insn} {draw(_rd)}, [r11 + {8 * draw(st.integers(0, 2))}]",
+        )
+    )
+
+
+@st.composite
+def _space_switch(draw: st.DrawFn, cpl: int) -> Block:
+    """Load CR3 with either address space (by ``mtcr`` at CPL 0, else the VEC_SPACE system
+    call), then use a page the two map differently."""
+    root = draw(st.sampled_from([_PML4_B, _PML4]))
+    load = ["mtcr cr3, r9"] if cpl == 0 and draw(st.booleans()) else [f"int {_VEC_SPACE:#x}"]
+    va = _PAGED_VA + 4096 * draw(_page_index)
+    return Block((f"li r9, {root:#x}", *load, f"li r10, {va:#x}", f"ld {draw(_rd)}, [r10 + 8]"))
+
+
 def body_blocks(cpl: int, paging: bool) -> st.SearchStrategy[Block]:
     """One body block for a body at ``cpl``; simplest kinds first (what shrinking goes to)."""
     kinds: list[st.SearchStrategy[Block]] = [
@@ -360,26 +597,43 @@ def body_blocks(cpl: int, paging: bool) -> st.SearchStrategy[Block]:
         _loop(),
         _wild_access(),
     ]
+    # The blind spots of earlier versions, after the kinds above so that shrinking prefers those.
+    kinds += [_clock(), _vmcall(), _bad_control(), _tsc_write(), _sti_then(), _timer(), _beyond_ram()]
+    if paging:
+        kinds += [_paged_access(), _space_switch(cpl), _remap()]
     if paging and cpl == 0:
-        # Only the guest kernel: at CPL 3 the invlpg raises #GP and the edited entry would be
-        # used without invalidation, which the manual leaves undefined (§8.1).
+        # Only the guest kernel: at CPL > 0 the invlpg raises #GP and the edited entry would be
+        # used without invalidation, which the manual leaves undefined (§8.1).  Other CPLs
+        # change their pages through the VEC_REMAP system call (_remap).
         kinds.append(_pte_edit())
     return st.one_of(kinds)
 
 
 @st.composite
 def guest_programs(
-    draw: st.DrawFn, cpl: int | None = None, paging: bool | None = None, max_blocks: int = MAX_BODY_BLOCKS
+    draw: st.DrawFn,
+    cpl: int | Sequence[int] | None = None,
+    paging: bool | None = None,
+    max_blocks: int = MAX_BODY_BLOCKS,
 ) -> GuestProgram:
-    """A generated guest for the equivalence tests; ``cpl``/``paging`` fix a prelude option."""
-    c = draw(st.sampled_from([0, 3])) if cpl is None else cpl
+    """A generated guest for the equivalence tests.  ``cpl`` fixes the body's CPL (or the CPLs
+    to draw it from; default 0 or 3), ``paging`` the paging option."""
+    cpls = (0, 3) if cpl is None else (cpl,) if isinstance(cpl, int) else tuple(cpl)
+    c = draw(st.sampled_from(cpls))
     p = draw(st.booleans()) if paging is None else paging
+    # TF may be set from the start at every CPL (iret and popf write it at any CPL, §6.4), so
+    # that whole bodies run single-stepped.  Ring 3 starts with IF = IOPL = 0: the prelude's
+    # iret is the guest kernel's, and an iret that changed IF or IOPL would itself be the
+    # obstacle (§4.3, silent privilege failure) — in the fixed prelude, where shrinking cannot
+    # show it; bodies change FLAGS themselves (popf and iret blocks).  Rings 1 and 2 may start
+    # with IOPL 3 (their cli/sti/in/out then run), an obstacle only where rings 1-2 are one.
+    flag_choices = [0, _FLAGS_TF]
+    if c in (1, 2):
+        flag_choices += [_FLAGS_IOPL, _FLAGS_IOPL | _FLAGS_IF | _FLAGS_TF]
+    flags = draw(st.sampled_from(flag_choices))
+    console_input = draw(st.sampled_from(CONSOLE_INPUTS))
     body = draw(st.lists(body_blocks(c, p), min_size=0, max_size=max_blocks))
-    # Ring 3 starts with FLAGS 0: the prelude's iret is the guest kernel's, and an iret that
-    # changed IF or IOPL would itself be the obstacle (§4.3, silent privilege failure) — in the
-    # fixed prelude, where shrinking cannot show it.  Bodies change FLAGS themselves (popf and
-    # iret blocks).
-    return GuestProgram(cpl=c, paging=p, flags=0, body=tuple(body))
+    return GuestProgram(cpl=c, paging=p, flags=flags, body=tuple(body), console_input=console_input)
 
 
 # ---- adversaries (safety) ---------------------------------------------------------------------

@@ -9,6 +9,9 @@
 .equ VEC_USER0, 0x40                   ; DPL 3 trap gates a body may `int` at any CPL
 .equ VEC_USER1, 0x41
 .equ VEC_KERNEL, 0x50                  ; a DPL 0 gate: `int` from CPL 3 raises #GP
+.equ VEC_REMAP, 0x42                   ; DPL 3 system calls of a body at any CPL (below)
+.equ VEC_SPACE, 0x43
+.equ VEC_TIMER, 32                     ; IRQ 0 at the reset PIC_BASE (devices.md §3)
 .equ DATA_SIZE, 4096
 
 gen_setup:
@@ -20,6 +23,9 @@ gen_setup:
         gate    VEC_USER0, h_user0, GATE_P | GATE_TRAP | GATE_DPL3
         gate    VEC_USER1, h_user1, GATE_P | GATE_DPL3
         gate    VEC_KERNEL, h_kernel, GATE_P
+        gate    VEC_REMAP, h_remap, GATE_P | GATE_DPL3
+        gate    VEC_SPACE, h_space, GATE_P | GATE_DPL3
+        gate    VEC_TIMER, h_timer, GATE_P
         li      r1, 0                  ; seeds: zero, one, all ones, the sign bit, ...
         li      r2, 1
         li      r3, -1
@@ -45,6 +51,29 @@ log_stub h_mc_skip, 18, skip_noerr
 resume_noerr:                          ; stack: r13, pc, cs, FLAGS, sp
         call    log_event
         pop     r13
+        iret
+
+; The timer's interrupt (a body arms it one-shot): log it, EOI, resume the interrupted code.
+h_timer:
+        push    r13
+        li      r13, VEC_TIMER
+        call    log_event
+        li      r13, PIC_EOI
+        out     PIC_CMD, r13
+        pop     r13
+        iret
+
+; System calls that let a body at any CPL change what its pages map, the way a kernel does
+; for its processes: `int VEC_REMAP` stores r10 at the page-table entry r9 and drops the
+; translation of r11 (invlpg), so that a mapping ring 3 has used changes under it, defined
+; (docs/architecture.md §8.1); `int VEC_SPACE` loads CR3 = r9 (another address space).
+; Not logged: the registers the body prints show what the new mapping gives.
+h_remap:
+        sd      r10, [r9]
+        invlpg  [r11]
+        iret
+h_space:
+        mtcr    cr3, r9
         iret
 
 ; gen_end: print "data=<sum>" (a checksum of the data page: sum of its quadwords, each

@@ -24,3 +24,47 @@ paging_on:
         li      r13, CR0_PE | CR0_PG
         mtcr    cr0, r13
         ret
+
+; paging_spaces (after paging_on): a second live address space, B, for guests that switch
+; CR3 (docs/architecture.md §8.1: a CR3 load drops the non-global translations).  B maps the
+; first 2 MiB like A (code, IDT and stacks stay put) but its own table PT_B for PAGED_VA, and
+; both tables come filled: PAGED_VA + 4 KiB * i is frame DATA + 4 KiB * i in A and
+; DATA + 4 KiB * (7 - i) in B, each frame marked with its number at offset 8.  So one
+; virtual address reads differently in the two spaces.  Clobbers r13, r14.
+.equ PML4_B, 0x14000
+.equ PDPT_B, 0x15000
+.equ PD_B, 0x16000
+.equ PT_B, 0x17000
+paging_spaces:
+        li      r13, PML4_B
+        li      r14, PDPT_B | PTE_PWU
+        sd      r14, [r13]
+        li      r13, PDPT_B
+        li      r14, PD_B | PTE_PWU
+        sd      r14, [r13]
+        li      r13, PD_B
+        li      r14, PTE_PS | PTE_PWU
+        sd      r14, [r13]
+        li      r14, PT_B | PTE_PWU
+        sd      r14, [r13 + 8]
+        push    r12
+        li      r12, 0
+ps_fill:                               ; i = r12 / 8
+        shli    r13, r12, 9            ; 4 KiB * i
+        li      r14, DATA
+        add     r14, r14, r13          ; the frame
+        shri    r13, r12, 3
+        addi    r13, r13, 0x70         ; its mark: 0x70 + i
+        sd      r13, [r14 + 8]
+        ori     r14, r14, PTE_PWU
+        li      r13, PT
+        add     r13, r13, r12
+        sd      r14, [r13]             ; A: PT[i] -> DATA + 4 KiB * i
+        li      r13, PT_B + 56
+        sub     r13, r13, r12
+        sd      r14, [r13]             ; B: PT_B[7 - i] -> the same frame
+        addi    r12, r12, 8
+        li      r13, 64
+        bltu    r12, r13, ps_fill
+        pop     r12
+        ret

@@ -10,6 +10,7 @@
 .equ PIC_EOI, 0x20
 .equ TIMER_COUNT, 0x40
 .equ TIMER_CTRL, 0x41
+.equ TIMER_NOW, 0x42                   ; read: the clock (devices.md §4)
 .equ DISK_SECTOR, 0x1f0
 .equ DISK_COUNT, 0x1f1
 .equ DISK_ADDR, 0x1f2
@@ -22,13 +23,15 @@
 .equ DISK2_SIZE, 0x174
 .equ RAM_END, 0x100000                 ; the guests' RAM: GUEST_MEMORY in conformance/guests
 
-.equ FLAGS_IF, 1 << 9                  ; §2
+.equ FLAGS_TF, 1 << 8                  ; §2
+.equ FLAGS_IF, 1 << 9
 .equ FLAGS_IOPL3, 3 << 12
 .equ CR0_PE, 1
 .equ CR0_TS, 1 << 3
 .equ CR0_WP, 1 << 4
 .equ CR0_PG, 1 << 15
 .equ CR4_TSD, 1 << 2
+.equ MSR_TSC, 0x10                    ; §2: a write sets the TSC offset
 .equ MSR_RSP0, 0x100
 .equ GATE_P, 1                         ; §6.2; type 0 = interrupt gate, ring 0 handler
 .equ GATE_DPL3, 3 << 4
@@ -58,6 +61,12 @@
 ; kernel stack and the FLAGS ring 3 ran with in `user_flags` (read from the int frame, so no
 ; sensitive instruction is needed to see them).
 .macro enter_user flags, back
+        enter_ring \flags, 3, \back
+.endm
+
+; enter_ring flags, ring, back: the same for any outer ring 1-3 (§4.1: rings 1 and 2 make
+; supervisor accesses, so they see the pages ring 0 sees, and return with `int VEC_BACK` too).
+.macro enter_ring flags, ring, back
         la      r13, \back
         la      r14, resume
         sd      r13, [r14]
@@ -65,12 +74,12 @@
         push    r13
         li      r13, \flags
         push    r13
-        li      r13, 3
+        li      r13, \ring
         push    r13
-        la      r13, user\@
+        la      r13, ring\@
         push    r13
         iret
-user\@:
+ring\@:
 .endm
 
 ; log_stub name, vector, tail: a handler that loads its vector into r13 and joins `tail`.

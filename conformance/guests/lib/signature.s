@@ -1,6 +1,8 @@
 ; The common end of every directed guest: `finish` (jumped to at CPL 0) dumps the signature —
-; r1-r8, CR0/CR3/CR4, the FLAGS ring 3 last ran with, and the exception log — on the console,
-; then writes the exit code (0 unless a fatal handler ran) to RESULT_EXIT.  It uses only
+; r1-r8, CR0/CR3/CR4/CR8, the FLAGS ring 3 last ran with, the exception log, and the guest's
+; clock (the TSC and TIMER_NOW: time is counted in retired instructions, docs/architecture.md
+; §9, so it is the same under any correct VMM) — on the console, then writes the exit code (0
+; unless a fatal handler ran) to RESULT_EXIT.  It uses only
 ; innocuous and privileged instructions, so a correct trap-and-emulate VMM reproduces it and
 ; only the obstacle a guest provokes on purpose can make the signatures differ.
 finish:
@@ -41,6 +43,10 @@ sig_reg:                               ; "rN=<hex>\n" for N = 1..8
         call    print_str
         mfcr    r10, cr4
         call    print_hex_nl
+        la      r10, s_cr8                 ; the TPR (§6.5): a VMM that shadows it shows here
+        call    print_str
+        mfcr    r10, cr8
+        call    print_hex_nl
         la      r10, s_uflags
         call    print_str
         la      r10, user_flags
@@ -68,6 +74,14 @@ sig_log_next:
         addi    r13, r13, 8
         jmp     sig_log_next
 sig_exit:
+        la      r10, s_tsc                 ; the clock last: everything before it counted in it
+        call    print_str
+        rdtsc   r10
+        call    print_hex_nl
+        la      r10, s_now
+        call    print_str
+        in      r10, TIMER_NOW
+        call    print_hex_nl
         la      r10, exit_code
         ld      r10, [r10]
         out     RESULT_EXIT, r10
@@ -107,6 +121,9 @@ s_eq:     .asciz "="
 s_cr0:    .asciz "cr0="
 s_cr3:    .asciz "cr3="
 s_cr4:    .asciz "cr4="
+s_cr8:    .asciz "cr8="
+s_tsc:    .asciz "tsc="
+s_now:    .asciz "now="
 s_uflags: .asciz "user flags="
 s_exc:    .asciz "exceptions="
 s_event:  .asciz "  event="
