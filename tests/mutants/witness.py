@@ -1,0 +1,153 @@
+"""Witnesses of the mutants: a guest program whose run differs from native, or a measured fact about the host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from conformance.api import VM, VMM, Observation, VMConfig, VMMError, default_host_memory, observe
+from conformance.guests import GUEST_DIR
+
+__all__ = [
+    "WITNESS_CONFIG",
+    "Fact",
+    "Program",
+    "Witness",
+    "host_run",
+]
+
+WITNESS_CONFIG = VMConfig(memory=1 << 20, budget=200_000)
+"""The directed guests' machine (1 MiB, lib/prelude.s's memory map) with their budget."""
+
+
+@cache
+def _image(source: str):
+    from cffi_core.asm import assemble
+
+    # Includes ("lib/prelude.s") resolve against the conformance guests, as a generated guest's do.
+    return assemble(source, filename=str(GUEST_DIR / "witness.s"))
+
+
+def _observe(vmm: type[VMM], source: str, config: VMConfig, profile: str) -> Observation | str:
+    try:
+        return observe(vmm, _image(source), config, profile=profile)
+    except VMMError as e:
+        return f"VMMError: {e}"
+
+
+@dataclass(frozen=True)
+class Program:
+    """A tiny guest (assembly text; ``.include "lib/prelude.s"`` and friends resolve against
+    conformance/guests) whose observation under a buggy VMM differs from its native run."""
+
+    source: str
+    config: VMConfig = WITNESS_CONFIG
+
+    def problem(self, vmm: type[VMM], profile: str) -> str | None:
+        """How ``vmm``'s run of the program differs from the native oracle's; None when it
+        does not (or when the VMM raised: that is reported as the difference)."""
+        from reference_vmm.native import NativeVMM
+
+        native = _observe(NativeVMM, self.source, self.config, profile)
+        if isinstance(native, str):
+            raise AssertionError(f"the witness does not run natively: {native}")
+        actual = _observe(vmm, self.source, self.config, profile)
+        if isinstance(actual, str):
+            return actual
+        return "; ".join(native.diff(actual, ("native", vmm.name))) or None
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A measured fact about a VMM's use of the host (memory written outside every VM, host
+    entries per guest instruction, ...): ``measure`` returns the problem it found, or None."""
+
+    what: str
+    measure: Callable[[type[VMM], str], str | None]
+
+    def problem(self, vmm: type[VMM], profile: str) -> str | None:
+        return self.measure(vmm, profile)
+
+
+Witness = Program | Fact
+
+
+# ---- driving a VMM by hand, for the facts -----------------------------------------------------
+
+
+@dataclass
+class HostRun:
+    """What ``host_run`` saw: the VMs' observations (or the error), the host, the monitor, the
+    host's memory before the VMM was built, and how often the VMM entered the host's core."""
+
+    observations: list[Observation]
+    error: str | None
+    host: object
+    monitor: VMM | None
+    before: bytes
+    entries: int
+
+
+def host_run(
+    vmm: type[VMM],
+    guests: Sequence[tuple[str, VMConfig]],
+    profile: str,
+    *,
+    slice_ticks: int = 2_000,
+    max_slices: int = 2_000,
+    fill: bool = True,
+) -> HostRun:
+    """Run the guests (assembly sources) side by side on one new ``vmm`` over a fresh host of
+    ``profile`` whose RAM is first filled with a pattern (``fill``), counting the VMM's calls of
+    the host's ``run``/``vmrun``; stops after ``max_slices`` slices (a VMM that never lets its
+    guests stop is not waited for)."""
+    from cffi_core.machine import Machine
+
+    host = Machine(profile, default_host_memory(sum(c.memory for _, c in guests)))
+    if fill:
+        host.write(0, _pattern(host.memory_size))
+    before = bytes(host.memory)
+    counts = [0]
+    for name in ("run", "vmrun"):
+        original = getattr(host, name, None)
+        if original is not None:
+            setattr(host, name, _counting(original, counts))
+    monitor: VMM | None = None
+    vms: list[VM] = []
+    error = None
+    try:
+        monitor = vmm(host)
+        vms = [monitor.create_vm(_image(src), config) for src, config in guests]
+        for _ in range(max_slices):
+            if all(vm.stopped for vm in vms):
+                break
+            monitor.run(slice_ticks)
+    except Exception as e:  # the VMM's failure is a finding, not an error of the witness
+        error = f"{type(e).__name__}: {e}"
+    observations = [vm.observation() for vm in vms] if error is None else []
+    return HostRun(observations, error, host, monitor, before, counts[0])
+
+
+def _counting(original: Callable[..., object], counts: list[int]) -> Callable[..., object]:
+    def counted(*args: object, **kwargs: object) -> object:
+        counts[0] += 1
+        return original(*args, **kwargs)
+
+    return counted
+
+
+def _pattern(size: int) -> bytes:
+    # Every quadword differs from its neighbours and from zero: any write shows.
+    unit = b"".join(((0x5EED_0000_0000_0000 | q) ^ 0xA5A5).to_bytes(8, "little") for q in range(512))
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def kernel(main: str, handlers: str = "", *, paging: bool = False) -> str:
+    """A directed-style guest: lib/prelude.s (IDT with logging handlers, stacks), ``main`` at
+    CPL 0 (optionally after lib/paging.s's ``paging_on``), then ``jmp finish`` and the signature
+    (r1-r8, CR0/CR3/CR4, the exception log, exit code 0 unless a fatal handler ran).
+    ``handlers`` is code placed after the jump: the guest's own handlers."""
+    head = ['.include "lib/prelude.s"'] + (['.include "lib/paging.s"'] if paging else [])
+    start = ["main:"] + (["        call    paging_on"] if paging else [])
+    return "\n".join([*head, *start, main.rstrip("\n"), "        jmp     finish", handlers, '.include "lib/signature.s"', ""])
