@@ -49,7 +49,11 @@ On ``classic-1974`` every sensitive instruction traps, and the VMM is equivalent
 machine (Popek & Goldberg's Theorem 1).  On the x86-like profiles ``smsw``, ``sidt``, ``rdcs``
 and ``pushf`` run directly and show the real machine, and ``popf``/``iret`` drop a change of
 IOPL silently (Fisher-Ogden §2.3.1) — an ``iret`` that gives ring 3 IOPL 3 included: the
-conformance suite shows this VMM failing exactly there.
+conformance suite shows this VMM failing exactly there.  Guest code at CPL 1 and 2 runs at
+real ring 1 and 2 with the guest's own IOPL and has exactly its rights when the VMM saw it get
+there (a gate to ring 1/2, delivered by the spec; an ``iret`` to ring 2); but the guest
+kernel's ``iret`` to ring 1 is not seen (``rings.RingPlan.guest_cpl``: ring aliasing), and
+ring 1 then keeps CPL 0's rights until the next emulated change of ring.
 """
 
 from __future__ import annotations
@@ -342,7 +346,7 @@ class TrapEmulateVM(StandardDevicesVM):
         for i in range(1, 16):
             r[i] = v.r[i]
         cpu.pc = v.pc
-        cpu.flags = (v.flags & (FLAGS_TF | FLAGS_IF)) | (plan.real_iopl(v.iopl) << FLAGS_IOPL_SHIFT)
+        cpu.flags = (v.flags & (FLAGS_TF | FLAGS_IF)) | (plan.real_iopl(v.iopl, v.cpl) << FLAGS_IOPL_SHIFT)
         cpu.cpl = plan.real_ring(v.cpl)
         cpu.cr0 = _REAL_CR0
         cpu.cr4 = self.shadow.real_cr4_pl | (v.cr4 & CR4_TSD)

@@ -66,20 +66,33 @@ class RingPlan:
             return 3
         return 1 if cpl <= 1 else cpl
 
-    def real_iopl(self, iopl: int) -> int:
-        """The real IOPL for a guest whose IOPL is ``iopl``.  Under ``0/1/3`` it is at least 1,
-        so that the guest kernel's ``cli``, ``sti``, ``popf`` and ``iret`` change the real IF —
-        which then *is* the guest's IF, and the real CPU takes the guest's interrupts exactly
-        when the guest would — and its ``in``/``out`` exit straight to the VMM's devices; guest
-        ring 3 still traps on them unless the guest gave it IOPL 3.  (Guest CPL 1, which shares
-        real ring 1 with guest CPL 0, is allowed them too: ring aliasing.)  Under ring
-        compression (``classic``) they trap at every real ring > 0 anyway."""
-        return iopl if self.compression else max(iopl, 1)
+    def real_iopl(self, iopl: int, cpl: int = 0) -> int:
+        """The real IOPL for a guest at ``cpl`` whose IOPL is ``iopl``.  Under ``0/1/3`` it is at
+        least 1 for the guest kernel, so that its ``cli``, ``sti``, ``popf`` and ``iret`` change
+        the real IF — which then *is* the guest's IF, and the real CPU takes the guest's
+        interrupts exactly when the guest would — and its ``in``/``out`` exit straight to the
+        VMM's devices; guest ring 3 still traps on them unless the guest gave it IOPL 3 (IOPL 1
+        or 0 is the same there, but ``pushf`` shows which: the obstacle of §4.3).  Guest CPL 1
+        and 2 run at real ring = their CPL (``real_ring``) with the guest's own IOPL, which gives
+        them exactly their rights (docs/architecture.md §4.2): an IOPL-sensitive instruction
+        they may not run traps and is emulated (the guest's #GP), and ``popf``/``iret`` drop a
+        change of IF where the guest's would.  (A guest CPL 1 the VMM did not see arrive — the
+        guest kernel's ``iret`` to ring 1, see ``guest_cpl`` — keeps the kernel's real IOPL:
+        ring aliasing.)  Under ring compression (``classic``) they trap at every real ring > 0
+        anyway (§4.4)."""
+        if self.compression or cpl in (1, 2):
+            return iopl
+        return max(iopl, 1)
 
     def guest_cpl(self, real: int, before: int) -> int:
         """The guest CPL after direct execution left the real CPU at ring ``real``; ``before`` is
         the guest CPL when it started.  Only ``iret`` changes the ring without trapping, and only
-        outward: to ring 3 (seen), or to ring 1 from guest CPL 0 (aliased: stays ``before``)."""
+        outward, to the popped CPL, which becomes the real ring as it is: to ring 2 or 3 it is
+        seen; to ring 1 from guest CPL 0 it is *not*, since guest CPL 0 runs at real ring 1 too,
+        and the guest stays at ``before`` = 0 for the VMM (ring aliasing: the inherent deviation
+        of this plan, Popek & Goldberg 1974 Theorem 1 — ``iret`` is sensitive and unprivileged
+        on the x86-like machine, and no choice of real rings avoids it: whichever ring guest
+        CPL 0 runs at, the guest's ``iret`` can pop exactly that ring without trapping)."""
         if self.compression or real == 1:
             return before
         return real

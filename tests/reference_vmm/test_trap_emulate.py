@@ -138,6 +138,10 @@ def test_ring_plans():
     assert classic.compression and classic.real_ring(0) == 3
     assert classic.space(0) != classic.space(3)
     assert ring_plan(frozenset()).real_ring(0) == 1
+    x86 = ring_plan(frozenset({"seglimit"}))
+    assert x86.real_iopl(0, cpl=0) == 1  # the guest kernel's cli/sti/popf change the real IF
+    assert [x86.real_iopl(0, cpl) for cpl in (1, 2)] == [0, 0]  # rings 1-2 keep their rights
+    assert x86.guest_cpl(2, before=0) == 2 and x86.guest_cpl(1, before=0) == 0  # ring aliasing
 
 
 def test_several_vms_share_the_host_and_each_sees_its_solo_run():
