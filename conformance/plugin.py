@@ -27,12 +27,21 @@ selection does), and is skipped with the reason otherwise or while the VMM canno
 - ``popek_property(name, category=None)``: the property graded (equivalence, safety,
   efficiency) and a category (obstacle, mechanism, ...), recorded in the results;
 - ``popek_requires(*features)``: skip unless the profile has every feature;
-- ``popek_deviation(technique, reason, profiles=None)``: for a VMM whose ``name`` is
-  ``technique`` (on ``profiles``, default all), the test is a strict xfail — an expected
-  deviation, named as the paper names it.
+- ``popek_deviation(technique, reason, profiles=None, raises=ExpectedDeviation)``: an expected
+  deviation of a technique, named as the paper names it.  It applies to a VMM whose ``name`` is
+  ``technique`` (on ``profiles``, default all): the technique is recognised by name, and the name
+  buys nothing but the deviation's own failures, because the test is a strict
+  ``xfail(raises=raises)``: only a failure the test has shown to be explained by the deviation
+  (raised as ``conformance.checks.ExpectedDeviation``) is excused; a plain ``AssertionError``
+  (a different difference), a ``VMMError`` (the VMM raised) or anything else is a failure.
+  While such a test runs, ``conformance.checks.deviation_explained`` notes explained failures
+  instead of raising them, so that hypothesis goes on searching for unexplained ones; the test
+  then ends in ``ExpectedDeviation`` (docs/vmm-api.md §10).
 
 Fixtures: ``vmm`` (the VMM class), ``popek_profile`` (the profile name), ``popek_record``
-(``popek_record(**counters)`` attaches integer counters to the test's result).
+(``popek_record(**counters)`` attaches integer counters to the test's result).  The coverage
+cells a test's generated guests exercised (``conformance.coverage.note``) are attached to its
+result the same way, as ``coverage``.
 """
 
 from __future__ import annotations
@@ -44,9 +53,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import hypothesis_profiles
+from conformance import coverage, hypothesis_profiles
 from conformance.api import VMM, Observation, VMMError, VMMUnsupported, load_vmm
-from conformance.checks import equivalence_report
+from conformance.checks import ExpectedDeviation, equivalence_report, expecting_deviation
 from conformance.results import ResultsWriter, RunKey, clip
 
 # The profiles dev, ci and thorough exist before hypothesis's own plugin reads
@@ -80,6 +89,8 @@ PROPERTIES = ("equivalence", "safety", "efficiency")  # Popek & Goldberg 1974, �
 
 _RUN_PROPERTY = "popek"  # user_properties keys: they travel with reports across xdist workers
 _COUNTERS_PROPERTY = "popek_counters"
+_COVERAGE_PROPERTY = "popek_coverage"
+_DEVIATION = pytest.StashKey[tuple[str, str]]()  # (technique, reason) of the deviation that applies
 
 
 @dataclass
@@ -152,7 +163,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARK_REQUIRES}(*features): skip unless the machine profile has them")
     config.addinivalue_line(
         "markers",
-        f"{MARK_DEVIATION}(technique, reason, profiles=None): strict xfail for the VMM named technique",
+        f"{MARK_DEVIATION}(technique, reason, profiles=None, raises=ExpectedDeviation): for the VMM named "
+        "technique, a strict xfail that accepts only the failures the deviation explains",
     )
     from cffi_core.profiles import ProfileError, get_profile  # pure Python: no compiled core
 
@@ -211,8 +223,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for mark in item.iter_markers(MARK_DEVIATION):
             technique, reason = mark.args[0], mark.args[1]
             profiles = mark.kwargs.get("profiles")
+            raises = mark.kwargs.get("raises", ExpectedDeviation)
             if cls.name == technique and (profiles is None or state.profile in profiles):
-                item.add_marker(pytest.mark.xfail(reason=f"expected deviation of {technique}: {reason}", strict=True))
+                item.add_marker(
+                    pytest.mark.xfail(reason=f"expected deviation of {technique}: {reason}", strict=True, raises=raises)
+                )
+                item.stash[_DEVIATION] = (technique, reason)
         prop = item.get_closest_marker(MARK_PROPERTY)
         name = prop.args[0] if prop and prop.args else None
         if name is not None and name not in PROPERTIES:
@@ -273,6 +289,28 @@ def popek_record(request: pytest.FixtureRequest) -> Callable[..., None]:
     return record
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Run the test with its deviation's ledger (when one applies) and a coverage tally; a
+    test that noted explained failures and raised nothing else ends in ``ExpectedDeviation``,
+    and the coverage cells its guests exercised go into its user properties."""
+    __tracebackhide__ = True  # the report shows the test's failure, not this wrapper
+    deviation = item.stash.get(_DEVIATION, None)
+    with coverage.tally() as cells:
+        try:
+            if deviation is None:
+                result = yield
+            else:
+                with expecting_deviation(*deviation) as ledger:
+                    result = yield
+                if ledger.explained:
+                    raise ledger.exception()
+        finally:
+            if cells:
+                item.user_properties.append((_COVERAGE_PROPERTY, dict(sorted(cells.items()))))
+    return result
+
+
 # ---- reporting ----------------------------------------------------------------------------
 
 
@@ -308,6 +346,9 @@ class _Recorder:
         counters = props.get(_COUNTERS_PROPERTY)
         if isinstance(counters, dict):
             result.counters.update(counters)
+        cells = props.get(_COVERAGE_PROPERTY)
+        if isinstance(cells, dict):
+            result.coverage.update(cells)
         wasxfail = getattr(report, "wasxfail", None)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             if report.passed:

@@ -11,13 +11,17 @@ A file ``<vmm>--<profile>.json`` in the ``--popek-results`` directory holds::
       "summary": {"passed": 14, "failed": 0, ...},
       "tests": [
         {"nodeid": "...", "property": "equivalence", "category": "obstacle",
-         "outcome": "passed", "duration": 0.01, "message": null, "counters": {...}}
+         "outcome": "passed", "duration": 0.01, "message": null, "counters": {...},
+         "coverage": {"insn/smsw/cpl0/flat/tf0": 12, "adjacent/exit-after-sti": 3, ...}}
       ]
     }
 
 ``outcome`` is one of ``OUTCOMES``; ``message`` is the failure report (the observation diff, the
 counterexample) for failed and error outcomes, the reason for skipped and xfailed ones.
 ``hypothesis_profile`` is the hypothesis settings profile the run used (null when unknown).
+``coverage`` counts, per cell of ``conformance.coverage``, the generated examples of the test
+that exercised it (empty for a test without generated guests; absent in files written before it
+existed, read back as empty).
 
 ``load_results`` reads a file back (``popek report``).  It checks ``format``, ``schema`` and the
 keys above, and ignores keys it does not know: a newer writer may add fields, and a field added
@@ -79,6 +83,7 @@ class TestResult:
     duration: float = 0.0
     message: str | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    coverage: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +94,7 @@ class TestResult:
             "duration": round(self.duration, 6),
             "message": self.message,
             "counters": dict(sorted(self.counters.items())),
+            "coverage": dict(sorted(self.coverage.items())),
         }
 
 
@@ -226,8 +232,12 @@ def load_results(path: Path) -> RunResults:
         counters = raw.get("counters") or {}
         if not isinstance(counters, dict) or not all(type(v) is int for v in counters.values()):
             raise bad(f'{where} ({raw["nodeid"]}): "counters" is not an object of integers')
-        record = TestResult(**{k: v for k, v in raw.items() if k in known and k not in ("counters",)})
+        cover = raw.get("coverage") or {}
+        if not isinstance(cover, dict) or not all(type(v) is int for v in cover.values()):
+            raise bad(f'{where} ({raw["nodeid"]}): "coverage" is not an object of integers')
+        record = TestResult(**{k: v for k, v in raw.items() if k in known and k not in ("counters", "coverage")})
         record.counters = dict(counters)
+        record.coverage = dict(cover)
         tests.append(record)
     env = doc.get("versions")
     hp = doc.get("hypothesis_profile")
