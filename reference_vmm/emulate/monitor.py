@@ -28,6 +28,7 @@ privileged architecture whatsoever.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 from cffi_core import spec
 from cffi_core.counters import flatten
@@ -122,9 +123,12 @@ class EmulateVMM(VMM):
     name = "emulate"
     technique = "full emulation (Fisher-Ogden 2006 §2.1)"
     requires = frozenset()
+    vm_class: ClassVar[type[EmulatedVM]] = EmulatedVM
+    """The class of this VMM's VMs, built as ``vm_class(image, config, features)``: a subclass
+    names its own."""
 
     def create_vm(self, image: GuestImage, config: VMConfig) -> EmulatedVM:
-        vm = EmulatedVM(image, config, self.host.profile.features)
+        vm = self.vm_class(image, config, self.host.profile.features)
         self.vms.append(vm)
         return vm
 

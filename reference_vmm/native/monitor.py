@@ -15,6 +15,7 @@ answers the outside's questions (console, exit code, disk, why it stopped).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 from cffi_core.devices import StandardDevices
 from cffi_core.image import GuestImage
@@ -67,6 +68,9 @@ class NativeVMM(VMM):
     name = "native"
     technique = "none: a bare machine (the oracle of Popek & Goldberg's equivalence)"
     requires = frozenset()
+    vm_class: ClassVar[type[NativeVM]] = NativeVM
+    """The class of this VMM's VMs, built as ``vm_class(platform, config)``: a subclass names
+    its own."""
 
     def create_vm(self, image: GuestImage, config: VMConfig) -> NativeVM:
         platform = Platform(
@@ -78,7 +82,7 @@ class NativeVMM(VMM):
             disk2=config.disk2,
         )
         platform.load(image)
-        vm = NativeVM(platform, config)
+        vm = self.vm_class(platform, config)
         self.vms.append(vm)
         return vm
 

@@ -59,6 +59,7 @@ ring 1 then keeps CPL 0's rights until the next emulated change of ring.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 from cffi_core import spec
 from cffi_core.devices import standard_devices
@@ -157,7 +158,8 @@ class TrapEmulateVM(StandardDevicesVM):
         for seg in image.segments:
             self.memory.write_bytes(seg.address, seg.data)
         self.cpu = spec.State.reset(entry=image.entry, features=host.profile.features)
-        self.shadow = ShadowPager(host, self.memory, pool, reserved={RESERVED_VA: monitor.idt})
+        self.pool = pool
+        self.shadow = self.make_pager()
         self.bus, self.devices = standard_devices(
             _GuestClock(self.cpu), self.memory.dma(), disk=config.disk, console_input=config.console_input,
             disk2=config.disk2,
@@ -174,6 +176,11 @@ class TrapEmulateVM(StandardDevicesVM):
             run=self._run_guest,
             advance_clock=lambda ticks: spec.advance_clock(self.cpu, ticks),
         )
+
+    def make_pager(self) -> ShadowPager:
+        """The shadow pager of this guest (a hook: a variant subclass returns its own): over the
+        guest's RAM, in the VM's pool, with the VMM's IDT reserved in every shadow."""
+        return ShadowPager(self.monitor.host, self.memory, self.pool, reserved={RESERVED_VA: self.monitor.idt})
 
     # -- the outside ----------------------------------------------------------------------
     @property
@@ -388,6 +395,9 @@ class TrapEmulateVMM(VMM):
     name = "trap-and-emulate"
     technique = "trap-and-emulate with shadow paging (Fisher-Ogden 2006 §2.1-§2.2)"
     requires = frozenset()
+    vm_class: ClassVar[type[TrapEmulateVM]] = TrapEmulateVM
+    """The class of this VMM's VMs, built as ``vm_class(monitor, image, config, base, pool)``:
+    a subclass (a one-bug variant, a student's extension) names its own."""
 
     def __init__(self, host: Machine, plan: RingPlan | None = None) -> None:
         """``plan`` overrides the ring plan of the host's profile (``rings.ring_plan``), e.g. to
@@ -402,7 +412,7 @@ class TrapEmulateVMM(VMM):
         pool_bytes = pool_size(config.memory)
         base = self.map.guest_region(config.memory)
         pool = self.map.vmm_pages(pool_bytes)
-        vm = TrapEmulateVM(self, image, config, base, (pool, pool + pool_bytes))
+        vm = self.vm_class(self, image, config, base, (pool, pool + pool_bytes))
         self.vms.append(vm)
         return vm
 

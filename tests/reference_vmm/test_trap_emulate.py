@@ -20,7 +20,7 @@ from conformance.api import (
 )
 from conformance.guests import by_name
 from reference_vmm.native import NativeVMM
-from reference_vmm.trap_emulate import RESERVED_VA, TrapEmulateVMM, ring_plan
+from reference_vmm.trap_emulate import RESERVED_VA, TrapEmulateVM, TrapEmulateVMM, ring_plan
 from reference_vmm.trap_emulate.monitor import HIDDEN_FAULT_SHARE, host_gate_idt
 from reference_vmm.trap_emulate.rings import RING_COMPRESSION
 
@@ -218,3 +218,43 @@ def test_true_page_faults_reach_the_guest_with_its_cr2_and_error_code(profile):
     assert b"event=000000000000020e" in native.console and b"event=000000000000070e" in native.console
     assert trapped.counters["true_page_faults"] == 2
     assert trapped.counters["hidden_page_faults"] > 0
+
+
+def test_subclasses_choose_their_vms_and_pagers_without_touching_the_parents():
+    # The hooks of READING_GUIDE.md: every reference VMM builds its VMs through `vm_class`,
+    # and trap-and-emulate builds the shadow pager through `TrapEmulateVM.make_pager`.
+    from reference_vmm.emulate import EmulatedVM, EmulateVMM
+    from reference_vmm.native import NativeVM
+    from reference_vmm.shadow import ShadowPager
+
+    made = []
+
+    class CountingPager(ShadowPager):
+        pass
+
+    class VariantVM(TrapEmulateVM):
+        def make_pager(self) -> ShadowPager:
+            made.append(self)
+            return CountingPager(self.monitor.host, self.memory, self.pool, reserved={RESERVED_VA: self.monitor.idt})
+
+    class VariantVMM(TrapEmulateVMM):
+        vm_class = VariantVM
+
+    class LoggedNative(NativeVMM):
+        vm_class = type("LoggedNativeVM", (NativeVM,), {})
+
+    class LoggedEmulate(EmulateVMM):
+        vm_class = type("LoggedEmulatedVM", (EmulatedVM,), {})
+
+    image = assemble_file(GUESTS / "pt_churn.s")
+    native = observe(NativeVMM, image, CONFIG)
+    for vmm in (VariantVMM, LoggedNative, LoggedEmulate):
+        host = Machine("x86-2005", default_host_memory(CONFIG.memory))
+        monitor = vmm(host)
+        vm = monitor.create_vm(image, CONFIG)
+        assert type(vm) is vmm.vm_class
+        monitor.run(CONFIG.budget)
+        assert vm.observation() == native
+    assert len(made) == 1 and isinstance(made[0].shadow, CountingPager)
+    assert TrapEmulateVMM.vm_class is TrapEmulateVM and NativeVMM.vm_class is NativeVM
+    assert EmulateVMM.vm_class is EmulatedVM
