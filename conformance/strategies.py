@@ -104,7 +104,7 @@ class GuestProgram:
 
     cpl: int  # the CPL the body runs at: 0 (the guest kernel) or 1-3 (an outer ring via iret)
     paging: bool  # 4-level paging on (lib/paging.s paging_on, paging_spaces) before the body
-    flags: int  # FLAGS the body starts with (TF; IF, IOPL at CPL 1-3): popf at CPL 0, else iret
+    flags: int  # FLAGS the body starts with (0 or TF): popf at CPL 0, else the iret to its ring
     body: tuple[Block, ...]
     budget: int = GENERATED_BUDGET
     disk: bytes | None = None
@@ -622,15 +622,11 @@ def guest_programs(
     c = draw(st.sampled_from(cpls))
     p = draw(st.booleans()) if paging is None else paging
     # TF may be set from the start at every CPL (iret and popf write it at any CPL, §6.4), so
-    # that whole bodies run single-stepped.  Ring 3 starts with IF = IOPL = 0: the prelude's
-    # iret is the guest kernel's, and an iret that changed IF or IOPL would itself be the
-    # obstacle (§4.3, silent privilege failure) — in the fixed prelude, where shrinking cannot
-    # show it; bodies change FLAGS themselves (popf and iret blocks).  Rings 1 and 2 may start
-    # with IOPL 3 (their cli/sti/in/out then run), an obstacle only where rings 1-2 are one.
-    flag_choices = [0, _FLAGS_TF]
-    if c in (1, 2):
-        flag_choices += [_FLAGS_IOPL, _FLAGS_IOPL | _FLAGS_IF | _FLAGS_TF]
-    flags = draw(st.sampled_from(flag_choices))
+    # that whole bodies run single-stepped.  IF and IOPL start clear: the prelude's iret is the
+    # guest kernel's, and an iret that changed IF or IOPL would itself be the obstacle (§4.3,
+    # silent privilege failure) — in the fixed prelude, where shrinking cannot show it; bodies
+    # change FLAGS themselves (popf and iret blocks).
+    flags = draw(st.sampled_from([0, _FLAGS_TF]))
     console_input = draw(st.sampled_from(CONSOLE_INPUTS))
     body = draw(st.lists(body_blocks(c, p), min_size=0, max_size=max_blocks))
     return GuestProgram(cpl=c, paging=p, flags=flags, body=tuple(body), console_input=console_input)

@@ -1,8 +1,8 @@
 """The directed test guests (DESIGN §7): one per obstacle of docs/architecture.md §4.3 and per mechanism.
 
 Each ``<name>.s`` here includes ``lib/prelude.s`` (IDT with logging handlers, ring-3 entry)
-and ``lib/signature.s`` (the console signature: r1-r8, CR0/CR3/CR4, the FLAGS ring 3 ran
-with, the exception log; then exit code 0 on port 0x500).
+and ``lib/signature.s`` (the console signature: r1-r8, CR0/CR3/CR4/CR8, the FLAGS ring 3 ran
+with, the exception log, the clock; then exit code 0 on port 0x500).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ GUEST_MEMORY = 1 << 20  # every guest's memory map fits in 1 MiB (lib/prelude.s)
 GUEST_BUDGET = 200_000  # ticks; the longest guest (disk) needs about 3,000 plus 2,000 halted
 # Sector s holds bytes (7 i + s) mod 256: a disk where every sector differs.
 DISK_IMAGE = b"".join(bytes((7 * i + s) & 0xFF for i in range(512)) for s in range(4))
+CONSOLE_INPUT = b"popek reads its console\n\x00\xff"  # a NUL and 0xff too: bytes, not text
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,15 @@ def _assemble(path: Path) -> GuestImage:
 
 
 def _guest(
-    name: str, category: str, what: str, disk: bytes | None = None, disk2: bytes | None = None
+    name: str,
+    category: str,
+    what: str,
+    disk: bytes | None = None,
+    disk2: bytes | None = None,
+    console_input: bytes = b"",
 ) -> DirectedGuest:
-    return DirectedGuest(
-        name, category, what, VMConfig(memory=GUEST_MEMORY, disk=disk, disk2=disk2, budget=GUEST_BUDGET)
-    )
+    config = VMConfig(memory=GUEST_MEMORY, disk=disk, disk2=disk2, budget=GUEST_BUDGET, console_input=console_input)
+    return DirectedGuest(name, category, what, config)
 
 
 DIRECTED_GUESTS: tuple[DirectedGuest, ...] = (
@@ -82,6 +87,12 @@ DIRECTED_GUESTS: tuple[DirectedGuest, ...] = (
         disk2=DISK_IMAGE,
     ),
     _guest("smc", "mechanism", "self-modifying code executes the new instruction"),
+    _guest("spaces", "mechanism", "CR3 switches between two live address spaces; a page ring 3 used is remapped"),
+    _guest("tpr", "mechanism", "CR8 holds back a pending interrupt until lowered; sti; hlt and sti's shadow"),
+    _guest("console", "mechanism", "console input polled, read and echoed", console_input=CONSOLE_INPUT),
+    _guest("tsc", "mechanism", "wrmsr MSR_TSC, rdtsc after exits and after a halt; TIMER_NOW"),
+    _guest("beyond_ram", "mechanism", "CPU accesses at or beyond the end of RAM (paging off, PTE, page table) are #MC"),
+    _guest("vmcall", "mechanism", "vmcall outside guest mode is #UD at CPL 0, in sti's shadow and at CPL 3"),
 )
 
 

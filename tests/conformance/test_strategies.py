@@ -24,7 +24,7 @@ def test_listing_shows_the_body_as_written_and_disassembled():
 
     program = GuestProgram(cpl=3, paging=True, flags=0x200, body=(Block(("pushf", "pop r2")),))
     listing = program.listing()
-    assert "body at CPL 3, paging on, ring-3 FLAGS 0x200" in listing
+    assert "body at CPL 3, paging on, FLAGS 0x200" in listing
     assert "    pushf\n    pop r2\n" in listing
     assert program.body_mnemonics() == ["pushf", "pop"]
     assert program.sensitive_unprivileged() == ["pushf"]
