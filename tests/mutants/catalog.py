@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from conformance.api import VMConfig
 from conformance.mutation import Mutant
 from tests.mutants import facts
 from tests.mutants.witness import Fact, Program, Witness, kernel
@@ -217,6 +218,144 @@ TIMER_WAKES_HLT = kernel(
     _TIMER_HANDLER,
 )
 
+# rdtsc before and after a hlt that waits for the timer: halted time counts (architecture §9).
+TSC_ACROSS_HLT = TIMER_WAKES_HLT.replace(
+    "        sti\n        hlt\n        cli\n",
+    "        rdtsc   r7\n        sti\n        hlt\n        cli\n        rdtsc   r1\n        sub     r1, r1, r7\n"
+    "        li      r7, 0\n",
+)
+
+LOAD_PAST_RAM = kernel(
+    """
+        li      r3, RAM_END
+        ld      r1, [r3]
+        li      r2, 1
+"""
+)
+
+# The kernel irets to ring 1 (frame cs = 1), where mfcr is privileged: #GP(0) natively (§4.2).
+RING1_PRIVILEGED = kernel(
+    """
+        la      r13, back1
+        la      r14, resume
+        sd      r13, [r14]
+        li      r13, USTACK_TOP
+        push    r13
+        push    r0                     ; FLAGS 0
+        li      r13, 1
+        push    r13                    ; cs = 1
+        la      r13, ring1
+        push    r13
+        iret
+ring1:  mfcr    r1, cr0
+        li      r2, 7
+        int     VEC_BACK
+back1:  li      sp, KSTACK_TOP
+"""
+)
+
+# invlpg names the top page (never faults, §3); an exception after it still reaches the guest.
+INVLPG_TOP_PAGE = kernel(
+    """
+        li      r3, -4096
+        invlpg  [r3]
+        ud
+        li      r1, 1
+"""
+)
+
+# Ring 3 reads PAGED_VA (-> DATA), the kernel remaps it to DATA + 4 KiB and invlpg's it, ring 3
+# reads again: the new frame natively (§8.1).
+REMAP_AFTER_USER_READ = kernel(
+    """
+        li      r13, DATA
+        li      r14, 0x11
+        sd      r14, [r13]
+        li      r14, 0x22
+        sd      r14, [r13 + 4096]
+        li      r13, PT
+        li      r14, DATA | PTE_PWU
+        sd      r14, [r13]
+        enter_user 0, back_a
+        li      r6, PAGED_VA
+        ld      r1, [r6]
+        int     VEC_BACK
+back_a: li      r13, PT
+        li      r14, (DATA + 4096) | PTE_PWU
+        sd      r14, [r13]
+        li      r6, PAGED_VA
+        invlpg  [r6]
+        enter_user 0, back_b
+        li      r6, PAGED_VA
+        ld      r2, [r6]
+        int     VEC_BACK
+back_b: li      sp, KSTACK_TOP
+""",
+    paging=True,
+)
+
+# PAGED_VA mapped to a frame past RAM: the walk completes (A set in every entry, §7.5), then the
+# access is #MC (§5.3 step 5), logged and skipped here; r1 = the PTE, r2 = the PD entry after.
+ACCESSED_BITS_ON_MC = kernel(
+    """
+        gate    18, h_mc_skip1, GATE_P
+        li      r13, PT
+        li      r14, RAM_END | PTE_PWU
+        sd      r14, [r13]
+        li      r6, PAGED_VA
+        ld      r3, [r6]
+        li      r13, PT
+        ld      r1, [r13]
+        li      r13, PD
+        ld      r2, [r13 + 8]
+""",
+    """
+log_stub h_mc_skip1, 18, skip_noerr
+""",
+    paging=True,
+)
+
+# A timer interrupt pending while IF = 0, then `sti; hlt`: natively the interrupt is delivered
+# after the hlt and wakes it (§6.5); the handler counts it in r5.
+STI_HLT_WITH_PENDING_IRQ = kernel(
+    _ARM_TIMER_AND_WAIT
+    + """
+        sti
+        hlt
+        cli
+        li      r1, 1
+""",
+    _TIMER_HANDLER,
+)
+
+# A 16-bit port value: the PIC mask of both chips (docs/devices.md).
+PORT_VALUE_WIDTH = kernel(
+    """
+        li      r3, 0x1ff
+        out     PIC_MASK, r3
+        in      r1, PIC_MASK
+        li      r3, 0xffff
+        out     PIC_MASK, r3
+"""
+)
+
+SAR_NEGATIVE = kernel(
+    """
+        li      r3, -16
+        sari    r1, r3, 2
+        li      r4, 1
+        sar     r2, r3, r4
+"""
+)
+
+CONSOLE_INPUT = kernel(
+    """
+        in      r1, CONSOLE_STATUS
+        in      r2, CONSOLE_DATA
+        in      r3, CONSOLE_DATA
+"""
+)
+
 # ---- the catalog ---------------------------------------------------------------------------------
 
 ENTRIES: tuple[Entry, ...] = (
@@ -299,7 +438,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         _m("hw-hlt-exiting", "HltExiting", "hardware", "efficiency", HW,
            "sets HLT exiting: every guest hlt is a VM exit"),
-        Fact("VM exits on hlt in a guest that waits for its timer", facts.counter_positive("vm_exit_hlt")),
+        Fact("VM exits on hlt in a guest that waits for its timer", facts.counter_positive("vm_exit_hlt", TIMER_WAKES_HLT)),
     ),
     Entry(
         _m("hw-dma-unbounded", "UnboundedDma", "hardware", "safety", HW,
@@ -310,5 +449,104 @@ ENTRIES: tuple[Entry, ...] = (
         _m("hw-scratch-page", "ScratchPageInHostRam", "hardware", "safety", HW,
            "writes a scratch page at a fixed host address outside every region it owns"),
         Fact("host memory written outside every VM and the VMM's own pages", facts.quiet_guest_writes_host),
+    ),
+    # -- hardware-ept --
+    Entry(
+        _m("ept-gp-instead-of-mc", "GpInsteadOfMc", "hardware-ept", "equivalence", EPT,
+           "reflects an access past the guest's RAM as #GP(0) instead of #MC"),
+        Program(LOAD_PAST_RAM),
+    ),
+    Entry(
+        _m("ept-nested-map-rounded-up", "NestedMapRoundedUp", "hardware-ept", "safety", EPT,
+           "maps the guest's RAM rounded up to 2 MiB pages: its stores past RAM land in host memory"),
+        Fact("host memory written outside every VM and the VMM's own pages", facts.store_past_ram_writes_host),
+    ),
+    Entry(
+        _m("ept-tpr-shadow-ignored", "TprShadowIgnored", "hardware-ept", "equivalence", EPT,
+           "injects interrupts whatever the guest's virtual TPR"),
+        Program(TPR_HOLDS_THE_INTERRUPT),
+    ),
+    Entry(
+        _m("ept-tsc-offset-stale", "TscOffsetStale", "hardware-ept", "equivalence", EPT,
+           "writes TSC_OFFSET at the first entry only: halted time and TSC writes are lost to the guest's TSC"),
+        Program(TSC_ACROSS_HLT),
+    ),
+    Entry(
+        _m("ept-rdtsc-exiting", "RdtscExiting", "hardware-ept", "efficiency", EPT,
+           "sets RDTSC exiting though TSC offsetting makes it needless"),
+        Fact("VM exits on rdtsc", facts.counter_positive("vm_exit_rdtsc", TSC_ACROSS_EXITS)),
+    ),
+    Entry(
+        _m("ept-cr8-exiting", "Cr8ExitingDespiteTprShadow", "hardware-ept", "efficiency", EPT,
+           "sets CR8 load exiting though the TPR shadow handles CR8 loads"),
+        Fact("VM exits on CR8 loads", facts.counter_positive("vm_exit_cr_access", CR8_READS_BACK)),
+    ),
+    Entry(
+        _m("ept-passthrough-not-confined", "PassthroughNotConfined", "hardware-ept", "safety", ("vtx-2009+iommu",),
+           "passes the second disk through without attaching it to the guest's IOMMU domain"),
+        Fact("host memory written outside every VM and the VMM's own pages",
+             facts.passthrough_dma_past_ram_writes_host),
+    ),
+    # -- trap-and-emulate --
+    Entry(
+        _m("te-ring1-keeps-kernel-rights", "Ring1KeepsKernelRights", "trap-and-emulate", "equivalence", CLASSIC,
+           "takes guest CPL 1-2 back as CPL 0 after direct execution: ring 1 runs privileged instructions"),
+        Program(RING1_PRIVILEGED),
+    ),
+    Entry(
+        _m("te-guest-kernel-at-ring0", "GuestKernelAtRing0", "trap-and-emulate", "safety", X86,
+           "runs the guest kernel at real ring 0: no deprivileging"),
+        Fact("instructions retired at real CPL 0 in host mode", facts.kernel_runs_at_host_cpl0),
+    ),
+    Entry(
+        _m("te-invlpg-drops-reserved-page", "InvlpgDropsReservedPage", "trap-and-emulate", "equivalence", X86,
+           "lets invlpg of the top page unmap the VMM's IDT from the shadow"),
+        Program(INVLPG_TOP_PAGE),
+    ),
+    Entry(
+        _m("te-stale-user-shadow", "StaleUserShadow", "trap-and-emulate", "equivalence", CLASSIC,
+           "drops a changed page-table entry's shadows in the current shadow only: ring 3 keeps the old mapping"),
+        Program(REMAP_AFTER_USER_READ),
+    ),
+    Entry(
+        _m("te-cr3-switch-keeps-shadow", "Cr3SwitchKeepsShadow", "trap-and-emulate", "equivalence", CLASSIC,
+           "keeps the first address space's shadow across a CR3 switch to another"),
+        Program(CR3_SWITCH),
+    ),
+    Entry(
+        _m("te-no-accessed-bits-on-mc-walk", "NoAccessedBitsOnMcWalk", "trap-and-emulate", "equivalence", CLASSIC,
+           "reflects the #MC of a completed walk by hand, without setting the walk's A bits"),
+        Program(ACCESSED_BITS_ON_MC),
+    ),
+    Entry(
+        _m("te-lost-interrupt-sti-hlt", "LostInterruptStiHlt", "trap-and-emulate", "equivalence", CLASSIC,
+           "wakes a trapped hlt with the pending interrupt but never delivers it: after `sti; hlt` it is lost"),
+        Program(STI_HLT_WITH_PENDING_IRQ),
+    ),
+    Entry(
+        _m("te-tsc-ignores-guest-wrmsr", "TscIgnoresGuestWrmsr", "trap-and-emulate", "equivalence", X86,
+           "loads the real TSC offset without the guest's own: rdtsc ignores the guest's wrmsr TSC"),
+        Program(TSC_AFTER_WRMSR),
+    ),
+    Entry(
+        _m("te-out-truncated-to-byte", "OutTruncatedToByte", "trap-and-emulate", "equivalence", X86,
+           "truncates the guest kernel's port output to 8 bits (not a sensitive instruction: no deviation hides it)"),
+        Program(PORT_VALUE_WIDTH),
+    ),
+    Entry(
+        _m("te-slice-ignored", "SliceIgnored", "trap-and-emulate", "safety", X86,
+           "runs each VM to its whole budget per turn: a `cli; jmp .` guest keeps the host"),
+        Fact("the longest single host run", facts.host_run_longer_than(3_000)),
+    ),
+    # -- emulate --
+    Entry(
+        _m("emu-sar-as-shr", "SarAsShr", "emulate", "equivalence", X86,
+           "emulates sar/sari as a logical shift"),
+        Program(SAR_NEGATIVE),
+    ),
+    Entry(
+        _m("emu-console-input-dropped", "ConsoleInputDropped", "emulate", "equivalence", X86,
+           "never gives the console's input to the guest"),
+        Program(CONSOLE_INPUT, VMConfig(memory=1 << 20, budget=200_000, console_input=b"hi")),
     ),
 )

@@ -12,12 +12,17 @@ __all__ = [
     "counter_positive",
     "dma_past_ram_writes_host",
     "host_entries_per_mille",
+    "host_run_longer_than",
+    "kernel_runs_at_host_cpl0",
     "outside_writes",
+    "passthrough_dma_past_ram_writes_host",
     "quiet_guest_writes_host",
+    "store_past_ram_writes_host",
 ]
 
 Measure = Callable[[type[VMM], str], "str | None"]
 SMALL = VMConfig(memory=1 << 20, budget=200_000)
+_DISK = bytes((7 * i + 1) & 0xFF or 1 for i in range(2048))  # no zero byte: every DMA'd byte shows
 
 # A disk read of one sector into the first bytes past the guest's RAM: on a bare machine the
 # disk ends the command in error and moves nothing (docs/devices.md §6).
@@ -75,8 +80,47 @@ def _writes_host(source: str, config: VMConfig) -> Measure:
     return measure
 
 
-dma_past_ram_writes_host: Measure = _writes_host(DMA_PAST_RAM, VMConfig(memory=1 << 20, disk=bytes(2048), budget=50_000))
+dma_past_ram_writes_host: Measure = _writes_host(DMA_PAST_RAM, VMConfig(memory=1 << 20, disk=_DISK, budget=50_000))
 quiet_guest_writes_host: Measure = _writes_host(QUIET, SMALL)
+store_past_ram_writes_host: Measure = _writes_host(
+    kernel(
+        """
+        li      r3, RAM_END + 0x100
+        li      r4, 0x1234
+        sd      r4, [r3]
+"""
+    ),
+    SMALL,
+)
+passthrough_dma_past_ram_writes_host: Measure = _writes_host(
+    DMA_PAST_RAM.replace("DISK_", "DISK2_"), VMConfig(memory=1 << 20, disk2=_DISK, budget=50_000)
+)
+
+
+def kernel_runs_at_host_cpl0(vmm: type[VMM], profile: str) -> str | None:
+    """Instructions retired at real CPL 0 in host mode while a quiet guest ran."""
+    run = host_run(vmm, [(QUIET, SMALL)], profile)
+    return f"insn_host_cpl0 = {run.host_cpl0}" if run.host_cpl0 else None
+
+
+# `cli; jmp .`: a guest that never gives the CPU back on its own (docs/vmm-api.md §9).
+HOG = """
+_start: cli
+spin:   jmp     spin
+"""
+
+
+def host_run_longer_than(limit: int) -> Measure:
+    """A single host run longer than ``limit`` ticks while ``VMM.run`` is called in slices of
+    2,000 ticks (the host timer) with a ``cli; jmp .`` guest."""
+
+    def measure(vmm: type[VMM], profile: str) -> str | None:
+        run = host_run(vmm, [(HOG, VMConfig(memory=1 << 16, budget=50_000))], profile, max_slices=30)
+        if run.error is not None:
+            return f"the VMM raised: {run.error}"
+        return f"one host run lasted {run.longest} ticks" if run.longest > limit else None
+
+    return measure
 
 
 def host_entries_per_mille(limit: int) -> Measure:
@@ -99,12 +143,11 @@ def host_entries_per_mille(limit: int) -> Measure:
     return measure
 
 
-def counter_positive(key: str) -> Measure:
-    """The VM's counter ``key`` is above 0 after a guest that waits for its timer with hlt."""
-    from tests.mutants.catalog import TIMER_WAKES_HLT
+def counter_positive(key: str, source: str) -> Measure:
+    """The VM's counter ``key`` is above 0 after the guest ``source`` ran."""
 
     def measure(vmm: type[VMM], profile: str) -> str | None:
-        run = host_run(vmm, [(TIMER_WAKES_HLT, SMALL)], profile)
+        run = host_run(vmm, [(source, SMALL)], profile)
         if run.error is not None:
             return f"the VMM raised: {run.error}"
         value = run.observations[0].counters.get(key, 0)

@@ -87,6 +87,10 @@ class HostRun:
     monitor: VMM | None
     before: bytes
     entries: int
+    longest: int = 0
+    """Ticks of the longest single ``run``/``vmrun`` call."""
+    host_cpl0: int = 0
+    """Instructions the host's core retired at CPL 0 in host mode (counter ``insn_host_cpl0``)."""
 
 
 def host_run(
@@ -96,10 +100,11 @@ def host_run(
     *,
     slice_ticks: int = 2_000,
     max_slices: int = 2_000,
-    fill: bool = True,
+    fill: bool = False,
 ) -> HostRun:
     """Run the guests (assembly sources) side by side on one new ``vmm`` over a fresh host of
-    ``profile`` whose RAM is first filled with a pattern (``fill``), counting the VMM's calls of
+    ``profile`` (its RAM first filled with a pattern with ``fill``: only for VMMs that clear
+    every page they use, which the reference VMMs' page-table allocators do not), counting the VMM's calls of
     the host's ``run``/``vmrun``; stops after ``max_slices`` slices (a VMM that never lets its
     guests stop is not waited for)."""
     from cffi_core.machine import Machine
@@ -108,11 +113,12 @@ def host_run(
     if fill:
         host.write(0, _pattern(host.memory_size))
     before = bytes(host.memory)
-    counts = [0]
+    counts = [0, 0]  # calls, longest call in ticks
+    cpl0 = host.counters["insn_host_cpl0"]
     for name in ("run", "vmrun"):
         original = getattr(host, name, None)
         if original is not None:
-            setattr(host, name, _counting(original, counts))
+            setattr(host, name, _counting(host, original, counts))
     monitor: VMM | None = None
     vms: list[VM] = []
     error = None
@@ -126,13 +132,18 @@ def host_run(
     except Exception as e:  # the VMM's failure is a finding, not an error of the witness
         error = f"{type(e).__name__}: {e}"
     observations = [vm.observation() for vm in vms] if error is None else []
-    return HostRun(observations, error, host, monitor, before, counts[0])
+    cpl0 = host.counters["insn_host_cpl0"] - cpl0
+    return HostRun(observations, error, host, monitor, before, counts[0], counts[1], cpl0)
 
 
-def _counting(original: Callable[..., object], counts: list[int]) -> Callable[..., object]:
+def _counting(host, original: Callable[..., object], counts: list[int]) -> Callable[..., object]:
     def counted(*args: object, **kwargs: object) -> object:
         counts[0] += 1
-        return original(*args, **kwargs)
+        start = host.clock
+        try:
+            return original(*args, **kwargs)
+        finally:
+            counts[1] = max(counts[1], host.clock - start)
 
     return counted
 
