@@ -1,7 +1,13 @@
-"""The hypothesis profiles every popek test run chooses from: dev, ci and thorough.
+"""The hypothesis profiles every popek test run chooses from: dev, ci, ci-random and thorough.
 
 ``ci`` is derandomized and keeps no example database, so a CI failure reproduces exactly;
 tox does not pass the ``CI`` variable, so tox selects it with ``--hypothesis-profile=ci``.
+``ci-random`` is ``ci`` with a random seed: CI's second pass of the generated tests draws the
+seed per run and prints it (``--hypothesis-seed=N`` replays it), so that over many runs the
+search covers more than one fixed set of examples (a fixed seed once hid real bugs).
+The generated-guest equivalence tests take more examples than the rest
+(``generated_max_examples``): they are where VMM bugs are found, and an example costs
+milliseconds.
 """
 
 from __future__ import annotations
@@ -10,15 +16,16 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
-PROFILES = ("dev", "ci", "thorough")
+PROFILES = ("dev", "ci", "ci-random", "thorough")
+# Examples of each generated-guest equivalence test per profile (at least the profile's own).
+_GENERATED_EXAMPLES = {"ci": 500, "ci-random": 500}
 
 
 def register() -> None:
-    """Register the three profiles and load the one the environment asks for (default dev;
-    ``ci`` when the CI variable is set; ``HYPOTHESIS_PROFILE`` overrides both)."""
+    """Register the profiles and load the one the environment asks for (default dev; ``ci``
+    when the CI variable is set; ``HYPOTHESIS_PROFILE`` overrides both)."""
     settings.register_profile("dev", max_examples=50, deadline=None)
-    settings.register_profile(
-        "ci",
+    ci = settings(
         max_examples=100,
         deadline=None,
         derandomize=True,
@@ -30,8 +37,17 @@ def register() -> None:
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
         suppress_health_check=[HealthCheck.too_slow],
     )
+    settings.register_profile("ci", ci)
+    settings.register_profile("ci-random", ci, derandomize=False)
     settings.register_profile(
         "thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
     )
     default = "ci" if os.environ.get("CI") else "dev"
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", default))
+
+
+def generated_max_examples() -> int:
+    """The examples a generated-guest equivalence test runs under the loaded profile: the
+    profile's ``max_examples``, raised to 500 under ``ci`` and ``ci-random``."""
+    current = settings.get_current_profile_name()
+    return max(settings.default.max_examples, _GENERATED_EXAMPLES.get(current, 0))

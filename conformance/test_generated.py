@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, event, given, settings
 from conformance import coverage
 from conformance.api import observe
 from conformance.checks import deviation_explained, equivalence_report, explained_by_sensitive_unprivileged
+from conformance.hypothesis_profiles import generated_max_examples
 from conformance.strategies import GuestProgram, guest_programs
 from conformance.test_equivalence import X86_PROFILES
 
@@ -23,8 +24,12 @@ _DEVIATION = pytest.mark.popek_deviation(
     profiles=X86_PROFILES,
 )
 # The vmm fixture is a class chosen at collection: the same for every example, so sharing it
-# across examples is exactly what is meant.
-_SETTINGS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# across examples is exactly what is meant.  More examples than other tests under ci: this is
+# where VMM bugs are found (conformance.hypothesis_profiles).
+_SETTINGS = settings(
+    max_examples=generated_max_examples(),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def _check(vmm, profile: str, program: GuestProgram) -> None:

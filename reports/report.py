@@ -3,17 +3,20 @@
 The report opens with the cross-VMM summary (which VMM passes which property on which
 profile), then one section per run (VMM × profile): the property × category counts, every
 unexpected failure with its counterexample and a one-line rerun command, the expected
-deviations with the paper's name for them (their counterexamples folded), and the reasons
-for skips.
+deviations with the paper's name for them (their counterexamples folded), the reasons
+for skips, and the coverage of the generated guests (instruction × CPL × paging × TF, and
+exits next to pending events, ``conformance.coverage``) with the cells no example reached.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.results import OUTCOMES
+from conformance import coverage
+from conformance.results import OUTCOMES, RunResults
 from reports.grades import (
     Grade,
     collect_files,
@@ -26,7 +29,7 @@ from reports.grades import (
 )
 from reports.render import Block, Code, Details, Heading, Mono, Paragraph, Table, to_html, to_markdown
 
-__all__ = ["TITLE", "Report", "build_blocks", "write_report"]
+__all__ = ["TITLE", "Report", "build_blocks", "coverage_blocks", "write_report"]
 
 TITLE = "popek conformance report"
 _COUNTER_LIMIT = 12  # counters shown beside a failure; the results file has them all
@@ -158,4 +161,48 @@ def _run_section(g: Grade) -> list[Block]:
             Heading(3, "Skipped"),
             Table(["reason", "tests"], [[reason, n] for reason, n in g.skips.most_common()]),
         ]
-    return blocks
+    return blocks + coverage_blocks(run)
+
+
+def _column(cpl: int, paging: bool, tf: bool) -> str:
+    return f"CPL {cpl} {'paged' if paging else 'flat'}{' TF' if tf else ''}"
+
+
+def coverage_blocks(run: RunResults) -> list[Block]:
+    """The coverage section of a run: examples per cell summed over its tests, the cells no
+    example reached; nothing when no test of the run recorded coverage."""
+    from cffi_core.isa.table import INSTRUCTIONS
+
+    counts: Counter[str] = Counter()
+    for test in run.tests:
+        counts.update(test.coverage)
+    if not counts:
+        return []
+    columns = coverage.mode_columns()
+    rows = []
+    uncovered: list[str] = []
+    for insn in INSTRUCTIONS:
+        cells = [counts.get(coverage.instruction_cell(insn.mnemonic, *col), 0) for col in columns]
+        rows.append([insn.mnemonic, *cells])
+        missing = [_column(*col) for col, n in zip(columns, cells, strict=True) if not n]
+        if len(missing) == len(columns):
+            uncovered.append(f"{insn.mnemonic}: never generated")
+        elif missing:
+            uncovered.append(f"{insn.mnemonic}: {', '.join(missing)}")
+    adjacent = [[kind, counts.get(coverage.adjacent_cell(kind), 0)] for kind in coverage.ADJACENT_KINDS]
+    uncovered += [f"{kind}: never" for kind, n in adjacent if not n]
+    total = len(coverage.all_cells())
+    reached = sum(1 for cell in coverage.all_cells() if counts.get(cell))
+    tests = sum(1 for t in run.tests if t.coverage)
+    return [
+        Heading(3, "Coverage of the generated guests"),
+        Paragraph(
+            f"Examples (shrinking included) of the {tests} test(s) with generated guests that exercised each cell, "
+            f"read statically from each guest: {reached} of {total} cells reached. An instruction counts at the "
+            "CPL and paging mode of its body and with the TF its preceding instructions left."
+        ),
+        Table(["instruction", *(_column(*col) for col in columns)], rows),
+        Table(["exit adjacent to an event", "examples"], adjacent),
+        Paragraph(f"Uncovered cells ({total - reached}):"),
+        Code("\n".join(uncovered) if uncovered else "none"),
+    ]

@@ -328,3 +328,13 @@ def test_explanations_need_the_sensitive_instructions():
     assert explained_directed(TrapEmulateVMM, "x86-2005", guest.image(), guest.config)
     timer = by_name("timer")  # no sensitive instruction of its own: nothing to explain with
     assert not explained_directed(TrapEmulateVMM, "x86-2005", timer.image(), timer.config)
+
+
+def test_generated_tests_put_their_coverage_in_the_results_json(impostors, tmp_path):
+    out = tmp_path / "results"
+    result = _suite(impostors, "test_generated", "native", "-k", "kernel", "-n", "2", "--popek-results", str(out))
+    result.assert_outcomes(passed=1)
+    (test,) = json.loads((out / "native--x86-2005.json").read_text())["tests"]
+    cells = test["coverage"]
+    assert cells and all(type(n) is int and 1 <= n <= 25 for n in cells.values())  # at most one per example
+    assert all((key.startswith("insn/") and "/cpl0/" in key) or key.startswith("adjacent/") for key in cells)

@@ -303,3 +303,44 @@ def test_problems_beyond_the_results_files_are_shown_and_fail_the_report(tmp_pat
     assert not report.ok and all(g.ok for g in report.grades)
     md = report.markdown.read_text()
     assert "## Runs that did not end cleanly" in md and "INTERNALERROR> x" in md
+
+
+def test_coverage_travels_from_the_results_file_to_both_reports(tmp_path):
+    from conformance import coverage
+
+    writer = ResultsWriter(tmp_path / "results")
+    record = writer.result(KEY, f"{SUITE}[toy-generated]", "equivalence", "generated-kernel")
+    smsw = coverage.instruction_cell("smsw", 0, False, False)
+    record.coverage = {smsw: 7, coverage.adjacent_cell("exit-after-sti"): 2}
+    other = writer.result(KEY, f"{SUITE}[toy-generated-user]", "equivalence", "generated-user")
+    other.coverage = {smsw: 5}
+    (path,) = writer.write()
+    read = {t.nodeid: t.coverage for t in load_results(path).tests}
+    assert read[f"{SUITE}[toy-generated]"][smsw] == 7  # read back
+    out = tmp_path / "report"
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    section = md.split("### Coverage of the generated guests")[1]
+    smsw_row = next(line for line in section.splitlines() if line.startswith("| smsw "))
+    assert smsw_row.split("|")[2].strip() == "12"  # CPL 0 flat, summed over the two tests
+    assert "| exit-after-sti " in section and "exit-with-pending-db: never" in section
+    assert "sidt: never generated" in section and "smsw: CPL 0 flat TF," in section
+    assert f"2 of {len(coverage.all_cells())} cells reached" in section
+    page = (out / "report.html").read_text()
+    assert "Coverage of the generated guests" in page and "sidt: never generated" in page
+
+
+def test_a_run_without_generated_guests_has_no_coverage_section(tmp_path):
+    write_run(tmp_path / "results", KEY, CLEAN)
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "results"), "-o", str(out)]) == 0
+    assert "Coverage of the generated guests" not in (out / "report.md").read_text()
+
+
+def test_coverage_that_is_not_integers_is_a_malformed_file(tmp_path, capsys):
+    path = write_run(tmp_path, KEY, CLEAN)
+    doc = json.loads(path.read_text())
+    doc["tests"][0]["coverage"] = {"insn/add/cpl0/flat/tf0": "many"}
+    path.write_text(json.dumps(doc))
+    assert main(["report", str(path), "-o", str(tmp_path / "out")]) != 0
+    assert '"coverage" is not an object of integers' in capsys.readouterr().err
