@@ -16,16 +16,16 @@ depends on what protects the VMM from the guest kernel (docs/architecture.md §4
   because the guest kernel's ``iret`` to ring 3 executes at ring 3 without trapping and the VMM
   would never learn that it must switch to the user shadow.  So guest CPL 0 runs at ring 1 and
   the reserved range is protected by paging: supervisor-only, read-only (real CR0.WP = 1), not
-  executable.  The price is address-space compression made visible: guest kernel *reads* of the
-  reserved page see the VMM's IDT.
+  executable.  The price is address-space compression made visible: *reads* of the reserved
+  page at guest CPL 0-2 (supervisor rings, real ring 1-2) see the VMM's IDT.
 
 **The reserved range** is the top 4 KiB page of the linear address space, ``RESERVED_VA`` =
 0xffff_ffff_ffff_f000 (canonical with 2, 3 and 4 paging levels).  The VMM's IDT — 256 host
 gates — is mapped there in every shadow address space, and the real IDTR points at it
 (address-space compression, §2.3.1).  A guest that touches that page sees its *own* memory
 there, as on hardware: each access traps (segment limit, or a supervisor/read-only page) and is
-emulated — except for guest-kernel reads under the paging-protected ``0/1/3`` plan, which read
-the VMM's IDT.  ``sidt`` at CPL 0 on the x86-like profiles returns ``RESERVED_VA`` (the "Red
+emulated — except for reads at guest CPL 0-2 under the paging-protected ``0/1/3`` plan, which
+read the VMM's IDT.  ``sidt`` at CPL 0 on the x86-like profiles returns ``RESERVED_VA`` (the "Red
 Pill").
 """
 
