@@ -17,7 +17,7 @@ retired when it runs guests on the host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 import pytest
@@ -31,7 +31,7 @@ from conformance.api import (
     default_host_memory,
     observe,
 )
-from conformance.checks import assert_equivalent
+from conformance.checks import ExpectedDeviation, assert_equivalent
 from conformance.guests import GUEST_DIR
 
 
@@ -138,7 +138,13 @@ def test_most_guest_instructions_run_directly(guest, vmm, popek_profile, popek_r
         dict(actual.counters), guest, expected.counters["instructions"], host_instructions
     )
     popek_record(**figures)
-    assert not problems, "\n".join(
+    message = "\n".join(
         [f"efficiency (Popek & Goldberg 1974) not met by {vmm.name} on the {guest.name} guest:"]
         + [f"  {p}" for p in problems]
     )
+    # Only a shortfall of the thresholds is emulate's deviation (docs/vmm-api.md §10): counters
+    # that do not add up fail for every VMM.
+    lenient = replace(guest, min_direct=0.0, max_interventions=float("inf"))
+    if problems and not efficiency_problems(dict(actual.counters), lenient, expected.counters["instructions"], host_instructions)[0]:
+        raise ExpectedDeviation(message)
+    assert not problems, message
