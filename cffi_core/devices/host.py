@@ -23,11 +23,14 @@ class MachineError(RuntimeError):
 
 
 class _CPU(Protocol):
-    """What the loop needs of a CPU: the interrupt fields of §6.5, FLAGS, pc and r."""
+    """What the loop needs of a CPU: the interrupt fields of §6.5, FLAGS, CR8 (the TPR), the
+    pending single-step #DB (§6.4), pc and r."""
 
     intr_vector: int
     intr_acked: int
     flags: int
+    cr8: int
+    pending_db: int
     pc: int
     r: Any
 
@@ -96,9 +99,20 @@ class DeviceHost:
         raise MachineError(self._describe(ex))
 
     def _idle_until(self, end: int) -> bool:
-        """Let time pass while halted (§9); False when nothing can ever wake the CPU."""
-        if not self.cpu.flags & FLAGS_IF:
+        """Let time pass while halted (§9); False when nothing can ever wake the CPU.
+
+        A halted CPU with an event to deliver now is not idle (§6.5): a pending single-step #DB
+        (the trap of the ``hlt`` itself) or an interrupt it can take — the PIC presents a vector,
+        IF = 1 and the TPR lets the vector's class in (``sti; hlt`` with the IRQ already raised).
+        The next run delivers it at once, with no halted tick."""
+        cpu = self.cpu
+        if cpu.pending_db:
+            return True
+        vector = self.devices.pic.pending_vector()
+        if not cpu.flags & FLAGS_IF:
             return False  # hlt with interrupts off: halted for good
+        if vector >= 0 and vector >> 4 > cpu.cr8:
+            return True
         deadline = self.bus.next_deadline()
         if deadline is None:
             return False
