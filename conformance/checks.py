@@ -28,6 +28,7 @@ __all__ = [
     "DeviationLedger",
     "ExpectedDeviation",
     "assert_equivalent",
+    "deviation_expected",
     "deviation_explained",
     "equivalence_report",
     "expecting_deviation",
@@ -217,6 +218,13 @@ def expecting_deviation(technique: str, reason: str) -> Iterator[DeviationLedger
         yield _ledger
     finally:
         _ledger = outer
+
+
+def deviation_expected() -> bool:
+    """True while the running test expects a deviation of its VMM: only then is it worth
+    running a failing example again to see whether the deviation explains it (for any other
+    VMM every failure fails alike)."""
+    return _ledger is not None
 
 
 def deviation_explained(report: list[str], *, size: int = 0) -> None:
