@@ -37,6 +37,7 @@ __all__ = [
     "PROPERTIES",
     "Mutant",
     "Verdict",
+    "baseline",
     "grade",
     "load_catalog",
     "main",
@@ -99,17 +100,21 @@ def load_catalog(name: str = DEFAULT_CATALOG) -> tuple[Mutant, ...]:
 # ---- one run of the suite ------------------------------------------------------------------------
 
 
-def _run_suite(mutant: Mutant, profile: str, timeout: float, extra: Sequence[str]) -> dict:
-    """Run the conformance suite on ``mutant`` over ``profile`` in a subprocess; the outcomes
-    of its tests as the in-run plugin (this module) recorded them."""
+def _run_suite(
+    vmm: str, target: str | None, profile: str, timeout: float, extra: Sequence[str], *, stop_first: bool = True
+) -> dict:
+    """Run the conformance suite on ``vmm`` over ``profile`` in a subprocess, the tests of
+    property ``target`` first; the outcomes of its tests as the in-run plugin (this module)
+    recorded them."""
     with tempfile.TemporaryDirectory(prefix="popek-mutant-") as tmp:
         report = Path(tmp) / "outcomes.json"
-        env = dict(os.environ, **{_ENV_TARGET: mutant.property, _ENV_REPORT: str(report)})
+        env = dict(os.environ, **{_ENV_TARGET: target or "", _ENV_REPORT: str(report)})
         root = str(Path.cwd())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         command = [
             sys.executable, "-m", "pytest", "conformance", "-p", "conformance.mutation", "-p", "no:cacheprovider",
-            "-q", "-x", "--vmm", mutant.vmm, "--popek-profile", profile, "--hypothesis-profile=ci", *extra,
+            "-q", *(["-x"] if stop_first else []), "--vmm", vmm, "--popek-profile", profile,
+            "--hypothesis-profile=ci", *extra,
         ]  # fmt: skip
         start = time.monotonic()
         try:
@@ -125,11 +130,31 @@ def _run_suite(mutant: Mutant, profile: str, timeout: float, extra: Sequence[str
         }  # fmt: skip
 
 
-def grade(mutant: Mutant, *, timeout: float = DEFAULT_TIMEOUT, extra: Sequence[str] = ()) -> Verdict:
-    """Run the suite against ``mutant`` on each of its profiles (stopping at the first kill)."""
+def baseline(base: str, profile: str, *, timeout: float = DEFAULT_TIMEOUT, extra: Sequence[str] = ()) -> list[str]:
+    """The tests the base VMM itself fails on ``profile`` (a bug of the base, or the suite ahead
+    of it): a mutant failing them has not been killed, so its runs deselect them."""
+    run = _run_suite(base, None, profile, timeout, extra, stop_first=False)
+    if run["status"] != "ran":
+        raise RuntimeError(f"the suite did not finish on the base VMM {base} ({profile}) in {timeout:g} s")
+    return [o["nodeid"] for o in run["outcomes"] if o["outcome"] in ("failed", "error")]
+
+
+def grade(
+    mutant: Mutant,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    extra: Sequence[str] = (),
+    base_failures: dict[str, list[str]] | None = None,
+) -> Verdict:
+    """Run the suite against ``mutant`` on each of its profiles (stopping at the first kill).
+    ``base_failures`` (profile -> node ids, from ``baseline``) are deselected: only a failure
+    the base VMM does not have kills."""
     verdict = Verdict(mutant)
     for profile in mutant.profiles:
-        run = _run_suite(mutant, profile, timeout, extra)
+        known = (base_failures or {}).get(profile, [])
+        deselect = [arg for nodeid in known for arg in ("--deselect", nodeid)]
+        run = _run_suite(mutant.vmm, mutant.property, profile, timeout, [*extra, *deselect])
+        run["base_failures"] = known
         verdict.runs.append(run)
         if run["status"] == "timeout":
             # The suite hung on the mutant: a person would notice, so it counts as killed —
@@ -156,6 +181,23 @@ def grade(mutant: Mutant, *, timeout: float = DEFAULT_TIMEOUT, extra: Sequence[s
 def _property_of(item) -> str | None:
     mark = item.get_closest_marker("popek_property")
     return mark.args[0] if mark and mark.args else None
+
+
+def pytest_configure(config) -> None:
+    """In a mutation run, the chosen hypothesis profile without its shrink phase: a kill needs
+    one failing example, not the smallest (shrinking a failure costs minutes per test)."""
+    if not os.environ.get(_ENV_REPORT):
+        return
+    from hypothesis import Phase, settings
+
+    from conformance import hypothesis_profiles
+
+    hypothesis_profiles.register()
+    name = config.getoption("hypothesis_profile", None) or "ci"
+    profile = settings.get_profile(name)
+    phases = [p for p in profile.phases if p not in (Phase.shrink, Phase.explain)]
+    settings.register_profile(name, profile, phases=phases)
+    settings.load_profile(name)
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
@@ -215,6 +257,10 @@ def summary_table(verdicts: Sequence[Verdict]) -> str:
     return "\n".join(lines)
 
 
+def _known_for(mutant: Mutant, known: dict[tuple[str, str], list[str]]) -> dict[str, list[str]]:
+    return {p: known.get((mutant.base, p), []) for p in mutant.profiles}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m conformance.mutation",
@@ -226,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S", help="seconds per suite run")
     parser.add_argument("--json", metavar="FILE", help="also write the verdicts as JSON")
     parser.add_argument("--list", action="store_true", help="list the catalog and exit")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="do not run the base VMMs first (their own failures then kill)"
+    )
     args, extra = parser.parse_known_args(argv)
     mutants = load_catalog(args.catalog)
     if args.only:
@@ -240,7 +289,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                        headers=["mutant", "base", "property", "profiles", "bug"]))  # fmt: skip
         return 0
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(grade, m, timeout=args.timeout, extra=extra) for m in mutants]
+        pairs = sorted({(m.base, p) for m in mutants for p in m.profiles})
+        known: dict[tuple[str, str], list[str]] = {}
+        if not args.no_baseline:
+            runs = {pair: pool.submit(baseline, *pair, timeout=args.timeout, extra=extra) for pair in pairs}
+            for (base, profile), future in runs.items():
+                known[base, profile] = future.result()
+                failing = known[base, profile]
+                print(f"baseline {base} [{profile}]: {len(failing)} failing test(s)"
+                      + (": " + ", ".join(n.split("::", 1)[-1] for n in failing) if failing else ""), flush=True)  # fmt: skip
+        futures = [
+            pool.submit(grade, m, timeout=args.timeout, extra=extra, base_failures=_known_for(m, known))
+            for m in mutants
+        ]
         verdicts = []
         for m, f in zip(mutants, futures, strict=True):
             v = f.result()
@@ -258,4 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module the catalogs import (``conformance.mutation``), not as ``__main__``: its
+    # ``Mutant`` is the class their records are instances of.
+    from conformance.mutation import main as _main
+
+    sys.exit(_main())
