@@ -1,6 +1,6 @@
 ; Mechanism: external interrupts — the periodic timer (IRQ 0, vector 32) wakes `sti; hlt`
 ; three times (docs/architecture.md §6.5, devices.md §4).  r1 = interrupts counted; the log
-; holds three vector-32 entries.  No tick count is printed: equivalence allows timing to differ.
+; holds three vector-32 entries; the signature's clock shows the halted ticks (§9).
 .include "lib/prelude.s"
 main:
         gate    32, h_timer, GATE_P
