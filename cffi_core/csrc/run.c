@@ -435,9 +435,9 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         RAISE(V_UD);
     }
     OP(HCALL) {
+        REQUIRE_PRIV(P64_OP_HCALL); /* §4.2: the privilege check comes first, in guest mode too (V.3) */
         if (GUEST)
             RAISE(V_UD); /* V.2: host software is not reachable from guest mode */
-        REQUIRE_PRIV(P64_OP_HCALL);
         m->exit.number = (uint64_t)ip->imm;
         m->ctr.hcalls++;
         ip++;

@@ -53,7 +53,7 @@ from reference_vmm.standard_vm import StandardDevicesVM
 __all__ = ["COMMON_HANDLERS", "MSR_TSC", "SHUTDOWN", "SLICE", "GuestModeVM", "GuestModeVMM", "Handler", "io_bitmap", "msr_bitmap"]
 
 F = VmcsField
-FLAGS_IF = 1 << 9  # architecture §2
+FLAGS_TF, FLAGS_IF = 1 << 8, 1 << 9  # architecture §2
 V_UD, V_DF, V_GP, V_MC = 6, 8, 13, 18  # architecture §6.1
 MSR_TSC = 0x10
 _MSR_BITMAP_LAST = 16383  # V.3: MSRs above it always exit
@@ -114,12 +114,27 @@ class _DeviceCPU:
     def pc(self) -> int:
         return self._vm.vmcs[F.GUEST_PC]
 
+    @property
+    def cr8(self) -> int:
+        return self._vm.tpr()
+
+    @property
+    def pending_db(self) -> int:
+        return self._vm.vmcs[F.GUEST_PENDING_DB]
+
 
 class GuestModeVM(StandardDevicesVM):
     """One guest in guest mode: a VMCS, a region of host RAM, devices, a clock."""
 
-    handlers: ClassVar[Mapping[int, Handler]]
-    """Exit reason -> handler: ``COMMON_HANDLERS`` plus the VMM's own (its ``monitor.py``)."""
+    handlers: ClassVar[dict[int, Handler]]
+    """Exit reason -> handler: ``COMMON_HANDLERS`` plus the VMM's own (its ``monitor.py``).  Each
+    class has its own table: a subclass that does not define one gets a copy of its parent's
+    (``__init_subclass__``), so ``MyVM.handlers[reason] = my_handler`` changes ``MyVM`` alone."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "handlers" not in cls.__dict__:
+            cls.handlers = dict(cls.handlers)
 
     def __init__(self, monitor: GuestModeVMM, image: GuestImage, config: VMConfig, base: int) -> None:
         host = monitor.host
@@ -233,12 +248,15 @@ class GuestModeVM(StandardDevicesVM):
 
     def _offer_interrupt(self) -> None:
         """Inject the PIC's vector if the guest can take it now (architecture §6.5: IF, no sti
-        shadow, vector >> 4 above the TPR); else ask for an exit when it can."""
+        shadow, vector >> 4 above the TPR); else ask for an exit when it can.  A pending #DB
+        goes first (§6.5 step 2), and an injected event would go before it (V.9): the entry
+        delivers the #DB itself, and the interrupt window says whether the interrupt may follow
+        at the same boundary (a trap gate keeps IF) or later."""
         proc = self._proc & ~ProcControl.INTERRUPT_WINDOW_EXITING
         vector = self.cpu.intr_vector
         if vector >= 0:
             v = self.vmcs
-            if not v[F.GUEST_FLAGS] & FLAGS_IF or v[F.GUEST_INTERRUPTIBILITY] & 1:
+            if not v[F.GUEST_FLAGS] & FLAGS_IF or v[F.GUEST_INTERRUPTIBILITY] & 1 or v[F.GUEST_PENDING_DB]:
                 proc |= ProcControl.INTERRUPT_WINDOW_EXITING
             elif vector >> 4 <= self.tpr():
                 self.wait_for_tpr(vector >> 4)
@@ -257,8 +275,17 @@ class GuestModeVM(StandardDevicesVM):
 
     # -- helpers of the handlers ------------------------------------------------------------------
     def skip(self) -> None:
-        """The exiting instruction is done (emulated): the guest resumes after it."""
-        self.vmcs[F.GUEST_PC] = self.vmcs[F.GUEST_PC] + _INSN
+        """The exiting instruction is done (emulated): the guest resumes after it, as after an
+        instruction that retired natively.  The exit was fault-like (V.3), so the guest state is
+        the one the instruction started with: TF then makes the single-step #DB pending
+        (architecture §6.4), and an sti shadow it ran in is spent (§6.5) — KVM's
+        skip_emulated_instruction does both.  Every handler completes its instruction here."""
+        v = self.vmcs
+        v[F.GUEST_PC] = v[F.GUEST_PC] + _INSN
+        if v[F.GUEST_FLAGS] & FLAGS_TF:
+            v[F.GUEST_PENDING_DB] = 1
+        if v[F.GUEST_INTERRUPTIBILITY]:
+            v[F.GUEST_INTERRUPTIBILITY] = 0
         self._stats[COUNTER_EMULATED] += 1
 
     def instruction(self) -> Decoded | None:
@@ -350,6 +377,7 @@ COMMON_HANDLERS: dict[int, Handler] = {
     VmExitReason.EXTERNAL_INTERRUPT: on_external_interrupt,
     VmExitReason.TRIPLE_FAULT: on_triple_fault,
 }
+GuestModeVM.handlers = COMMON_HANDLERS
 
 
 class GuestModeVMM(VMM):

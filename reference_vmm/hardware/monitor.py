@@ -63,9 +63,7 @@ class HardwareVM(GuestModeVM):
 
     def __init__(self, monitor: HardwareVMM, image: GuestImage, config: VMConfig, base: int) -> None:
         super().__init__(monitor, image, config, base)
-        size = pool_size(config.memory)
-        pool = monitor.map.vmm_pages(size)
-        self.shadow = ShadowPager(self.host, self.memory, (pool, pool + size))
+        self.shadow = self.make_pager()
         self.memory.on_write = self.shadow.guest_wrote  # the guest's stores that the VMM makes
         # The guest's view of what the host owns, and the registers the spec emulates with.
         self.vcpu = spec.State.reset(entry=image.entry, features=self.host.profile.features)
@@ -73,11 +71,18 @@ class HardwareVM(GuestModeVM):
         v[F.IO_BITMAP] = monitor.io_bitmap
         v[F.MSR_BITMAP] = monitor.msr_bitmap
         v[F.PIN_CONTROLS] = PinControl.EXTERNAL_INTERRUPT_EXITING
-        v[F.EXCEPTION_BITMAP] = 1 << V_PF  # mask 0, match 0: every #PF exits (V.4)
+        self._exception_bitmap = -1  # written by load_paging
         v[F.CR0_GUEST_HOST_MASK] = CR0_OWNED
         v[F.CR4_GUEST_HOST_MASK] = CR4_OWNED
         self.set_controls(CONTROLS)
         self.load_paging()
+
+    def make_pager(self) -> ShadowPager:
+        """The shadow pager of this guest, over a pool of VMM pages taken here.  A hook: a
+        subclass returns a pager of its own (a variant, a student's) built the same way."""
+        size = pool_size(self.config.memory)
+        pool = self.monitor.map.vmm_pages(size)
+        return ShadowPager(self.host, self.memory, (pool, pool + size))
 
     @property
     def counters(self):
@@ -96,6 +101,12 @@ class HardwareVM(GuestModeVM):
         v[F.GUEST_CR4] = self.shadow.real_cr4_pl | (c.cr4 & ~CR4_OWNED)
         v[F.CR0_READ_SHADOW] = c.cr0
         v[F.CR4_READ_SHADOW] = c.cr4
+        # Every #PF exits (mask 0, match 0, V.4).  With the guest's paging off the real CPU still
+        # pages, on identity shadow tables, and so checks that addresses are canonical, which a
+        # bare machine does only with paging on (architecture §5.3 step 3): its #GP exits too.
+        bitmap = 1 << V_PF | (0 if c.cr0 & CR0_PG else 1 << V_GP)
+        if bitmap != self._exception_bitmap:
+            v[F.EXCEPTION_BITMAP] = self._exception_bitmap = bitmap
 
     def pull_registers(self) -> None:
         """The vcpu's CR0 and CR4 from the VMCS: the guest writes the bits the host does not own
@@ -139,7 +150,8 @@ class HardwareVM(GuestModeVM):
         c.clock, c.tsc_offset = self.clock - 1, self.tsc_offset
         mem = self.memory
         info = EventInfo.decode(v[F.IDT_VECTORING_INFO])
-        if not info.valid or info.kind == IntrType.SOFTWARE_INTERRUPT:
+        instruction = not info.valid or info.kind == IntrType.SOFTWARE_INTERRUPT
+        if instruction:
             ex = spec.execute_instruction(c, mem)  # an `int n` is simply executed again
         elif info.kind == IntrType.EXTERNAL:
             c.intr_vector = info.vector
@@ -154,6 +166,12 @@ class HardwareVM(GuestModeVM):
         for i in range(1, 16):
             v.regs[i] = c.r[i]
         v[F.GUEST_RSP0], v[F.GUEST_RSP1], v[F.GUEST_RSP2] = c.rsp
+        if instruction:
+            # What the instruction left for the next boundary, as ``skip`` does for the
+            # handlers' instructions: its single-step #DB (§6.4), an sti shadow it set or spent.
+            if c.pending_db:
+                v[F.GUEST_PENDING_DB] = 1
+            v[F.GUEST_INTERRUPTIBILITY] = int(c.int_shadow)
         self.load_paging()
         self._stats[COUNTER_EMULATED] += 1
         return None
@@ -162,12 +180,32 @@ class HardwareVM(GuestModeVM):
 # -- the exit handlers of shadow paging ---------------------------------------------------------
 
 
+def on_exception(vm: HardwareVM) -> Exit | None:
+    """V.4 EXCEPTION: the vectors of the exception bitmap, #PF and (guest paging off) #GP."""
+    vector = EventInfo.decode(vm.vmcs[F.EXIT_INTR_INFO]).vector
+    if vector == V_PF:
+        return on_page_fault(vm)
+    if vector == V_GP:
+        return on_general_protection(vm)
+    raise RuntimeError(f"unexpected exception exit, vector {vector}")
+
+
+def on_general_protection(vm: HardwareVM) -> Exit | None:
+    """A #GP while the guest's paging is off.  One with an error code is a gate's (architecture
+    §6.3 steps 2, 3, 5: 8v + 2 + EXT), raised as natively: it goes to the guest by the nested
+    fault rules (§6.6).  One with error code 0 may be the real CPU's canonical check: the
+    instruction (or the delivery it was in) runs again in the spec over guest-physical memory,
+    which faults as a bare machine does — a non-canonical address is beyond RAM there, #MC
+    (§5.1, §5.3) — and raises and delivers a genuine #GP(0) as it was."""
+    code = vm.vmcs[F.EXIT_INTR_ERROR_CODE]
+    if code:
+        return vm.reflect_delivery_fault(V_GP, code)
+    return vm.emulate()
+
+
 def on_page_fault(vm: HardwareVM) -> Exit | None:
     """V.4: a #PF (qualification: the address; error code in EXIT_INTR_ERROR_CODE)."""
     v = vm.vmcs
-    info = EventInfo.decode(v[F.EXIT_INTR_INFO])
-    if info.vector != V_PF:
-        raise RuntimeError(f"unexpected exception exit, vector {info.vector}")
     va, code = v[F.EXIT_QUALIFICATION], v[F.EXIT_INTR_ERROR_CODE]
     access = spec.ACCESS_FETCH if code & PF_I else spec.ACCESS_WRITE if code & PF_W else spec.ACCESS_READ
     c = vm.vcpu
@@ -188,8 +226,10 @@ def on_page_fault(vm: HardwareVM) -> Exit | None:
         return None
     if resolution is Resolution.EMULATE:
         return vm.emulate()
-    # A true fault: what the guest's own MMU says (architecture §5.3, §7.5).
-    w = spec.walk(c, vm.memory, va, access, c.cpl)
+    # A true fault: what the guest's own MMU says (architecture §5.3, §7.5).  A walk that
+    # completes to a frame beyond RAM sets its A (and D) bits before the access takes #MC, as
+    # natively: the shadow maps no such frame, so the walk's writes are the VMM's to make.
+    w = spec.walk(c, vm.memory, va, access, c.cpl, set_ad=True)
     if w.fault == V_PF:
         v[F.GUEST_CR2] = va
         return vm.reflect_delivery_fault(V_PF, w.error_code)
@@ -226,7 +266,7 @@ def on_ept(vm: HardwareVM) -> None:
 
 HANDLERS: dict[int, Handler] = {
     **COMMON_HANDLERS,
-    VmExitReason.EXCEPTION: on_page_fault,
+    VmExitReason.EXCEPTION: on_exception,
     VmExitReason.CR_ACCESS: on_cr_access,
     VmExitReason.INVLPG: on_invlpg,
     VmExitReason.EPT_VIOLATION: on_ept,

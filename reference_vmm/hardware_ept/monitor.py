@@ -35,11 +35,13 @@ guest mode makes the machine classically virtualizable (Fisher-Ogden §3.1.1).
 
 from __future__ import annotations
 
+from cffi_core import spec
 from cffi_core._binding import lib
 from cffi_core.devices import DISK2_DMA_DEVICE, DMA
 from cffi_core.machine import Exit
 from cffi_core.pagetables import EPT_W, EPT_X, PAGE_2M, PAGE_4K, PageAllocator, PageTables, ept_pointer
 from cffi_core.platform import MachineDMA
+from cffi_core.spec.state import CR0_PG
 from cffi_core.vmx import PinControl, ProcControl, VmcsField, VmExitReason
 from reference_vmm.hardware.guest_mode import COMMON_HANDLERS, V_MC, GuestModeVM, GuestModeVMM, Handler, io_bitmap
 
@@ -47,6 +49,8 @@ __all__ = ["HANDLERS", "HardwareEptVM", "HardwareEptVMM"]
 
 F = VmcsField
 NESTED_LEVELS = 4
+EPT_Q_FINAL_LINEAR = 1 << 7 | 1 << 8  # V.5: the linear address is valid, the access was the final one
+EPT_Q_ACCESS = {1: spec.ACCESS_READ, 2: spec.ACCESS_WRITE, 4: spec.ACCESS_FETCH}  # V.5 bits 2:0
 NESTED_POOL_PAGES = 16  # a root, a PDPT, PDs for up to 4 GiB, a table for a ragged end
 CONTROLS = (
     ProcControl.ENABLE_EPT | ProcControl.ENABLE_VPID | ProcControl.USE_TPR_SHADOW | ProcControl.USE_IO_BITMAPS
@@ -56,11 +60,30 @@ CONTROLS = (
 
 def on_ept_violation(vm: GuestModeVM) -> Exit | None:
     """The nested tables map all of the guest's RAM, so a violation is an access beyond it:
-    #MC on a bare machine (a fault in an event's delivery: architecture §6.6)."""
-    gpa = vm.vmcs[F.GUEST_PHYSICAL_ADDRESS]
+    #MC on a bare machine (a fault in an event's delivery: architecture §6.6).
+
+    Natively a walk that completes to a frame beyond RAM has set its A (and D) bits before the
+    access takes #MC (architecture §5.3, §7.5); under nested paging the final address is
+    translated before the walker's A/D writes (V.6), so the violation comes first and the
+    writes are the VMM's to make."""
+    v = vm.vmcs
+    gpa = v[F.GUEST_PHYSICAL_ADDRESS]
     if gpa < vm.config.memory:
         raise RuntimeError(f"EPT violation at guest-physical {gpa:#x}, inside the guest's RAM: nested tables broken")
+    q = v[F.EXIT_QUALIFICATION]
+    if q & EPT_Q_FINAL_LINEAR == EPT_Q_FINAL_LINEAR and v[F.GUEST_CR0] & CR0_PG:
+        set_walk_accessed_dirty(vm, v[F.GUEST_LINEAR_ADDRESS], EPT_Q_ACCESS[q & 7])
     return vm.reflect_delivery_fault(V_MC)
+
+
+def set_walk_accessed_dirty(vm: GuestModeVM, va: int, access: int) -> None:
+    """Make the A/D writes of the guest's walk of ``va`` (architecture §7.5) in guest-physical
+    memory.  The walk already passed the guest's checks in the CPU, so it is replayed as a
+    supervisor access, which every access that passed them also passes (§7.4)."""
+    v = vm.vmcs
+    state = spec.State.reset(entry=0, features=vm.host.profile.features)
+    state.cr0, state.cr3, state.cr4 = v[F.GUEST_CR0], v[F.GUEST_CR3], v[F.GUEST_CR4]
+    spec.walk(state, vm.memory, va, access, 0, set_ad=True)
 
 
 def on_unexpected(vm: GuestModeVM) -> Exit | None:
@@ -87,15 +110,9 @@ class HardwareEptVM(GuestModeVM):
         self.assigned_device: int | None = None  # the IOMMU requester id of a passed-through disk
         super().__init__(monitor, image, config, base)
         host = self.host
-        pool = monitor.map.vmm_pages(NESTED_POOL_PAGES * PAGE_4K)
-        nested = PageTables(host.write_u64, PageAllocator(pool, pool + NESTED_POOL_PAGES * PAGE_4K), NESTED_LEVELS)
-        large = config.memory // PAGE_2M * PAGE_2M if base % PAGE_2M == 0 else 0
-        if large:
-            nested.map(0, base, large, flags=EPT_W | EPT_X, page=PAGE_2M)
-        if config.memory > large:
-            nested.map(large, base + large, config.memory - large, flags=EPT_W | EPT_X)
+        self.nested = self.make_nested_tables(base)
         v = self.vmcs
-        v[F.EPT_POINTER] = ept_pointer(nested.root, NESTED_LEVELS)
+        v[F.EPT_POINTER] = ept_pointer(self.nested.root, self.nested.levels)
         v[F.VPID] = len(monitor.vms) + 1
         if self.assigned_device is None:
             v[F.IO_BITMAP] = monitor.io_bitmap
@@ -108,6 +125,20 @@ class HardwareEptVM(GuestModeVM):
         v[F.PIN_CONTROLS] = PinControl.EXTERNAL_INTERRUPT_EXITING  # the host's interrupts stay the host's
         self.set_controls(CONTROLS)
         host.invvpid(v[F.VPID])  # a VPID may have served an earlier VM on this host
+
+    def make_nested_tables(self, base: int) -> PageTables:
+        """The nested tables (V.6) mapping the guest's RAM, guest-physical [0, memory), to its
+        region of host RAM at ``base``, with 2 MiB pages where alignment allows, from a pool of
+        VMM pages taken here.  A hook: a subclass maps otherwise (4 KiB pages, on demand...)."""
+        memory = self.config.memory
+        pool = self.monitor.map.vmm_pages(NESTED_POOL_PAGES * PAGE_4K)
+        nested = PageTables(self.host.write_u64, PageAllocator(pool, pool + NESTED_POOL_PAGES * PAGE_4K), NESTED_LEVELS)
+        large = memory // PAGE_2M * PAGE_2M if base % PAGE_2M == 0 else 0
+        if large:
+            nested.map(0, base, large, flags=EPT_W | EPT_X, page=PAGE_2M)
+        if memory > large:
+            nested.map(large, base + large, memory - large, flags=EPT_W | EPT_X)
+        return nested
 
     def disk2_dma(self) -> DMA:
         """With an IOMMU the second disk is passed through: the device's own DMA, remapped by

@@ -297,8 +297,9 @@ on_irq: li      r1, 0x40
 
 @BOTH
 def test_on_triple_fault_shuts_the_guest_down(kind):
-    """docs/vmx.md V.4 TRIPLE_FAULT; architecture §6.6: #UD with no gates present -> #DF -> shutdown."""
-    body = "main: li r1, 0x80000\n lidt r1\n ud\n"
+    """docs/vmx.md V.4 TRIPLE_FAULT; architecture §6.6: #UD, its IDT read misaligned (#AC) -> #DF, the same ->
+    shutdown.  (Not a gate's #GP: with the guest's paging off HardwareVMM intercepts #GP, on_general_protection.)"""
+    body = "main: li r1, 0x80004\n lidt r1\n ud\n"
     g = guest(kind, body)
     g.run_to(R.TRIPLE_FAULT)
     assert g.v[F.GUEST_ACTIVITY] == 2
@@ -721,6 +722,36 @@ def test_on_page_fault_rejects_an_exception_other_than_pf():
         g.handle()
 
 
+def test_the_exception_bitmap_has_gp_exactly_while_the_guests_paging_is_off():
+    """HardwareVMM: with the guest's paging off the real CPU pages on identity shadows and checks canonical
+    addresses, which a bare machine does not (architecture §5.3 step 3), so #GP exits then; #PF always (V.4)."""
+    g = guest(SHADOW, "main: call paging_on\n out MARK, r0\n")
+    assert g.v[F.EXCEPTION_BITMAP] == 1 << V_PF | 1 << V_GP
+    g.run_to(R.CR_ACCESS, until=lambda: g.v[F.EXIT_QUALIFICATION] & 15 == 0)
+    assert g.handle() is None and g.vm.vcpu.cr0 & CR0_PG
+    assert g.v[F.EXCEPTION_BITMAP] == 1 << V_PF
+
+
+def test_on_general_protection_makes_a_non_canonical_access_with_paging_off_a_machine_check():
+    """Architecture §5.1, §5.3: with paging off the address is physical, beyond RAM: #MC, as the spec emulates it."""
+    g = guest(SHADOW, BEYOND_RAM.replace(f"li      r1, {MEMORY:#x}", "li      r1, 1 << 63"))
+    g.run_to(R.EXCEPTION, until=lambda: EventInfo.decode(g.v[F.EXIT_INTR_INFO]).vector == V_GP)
+    assert g.pc == g.sym["at"] and g.v[F.EXIT_INTR_ERROR_CODE] == 0
+    assert g.handle() is None
+    assert g.pc == g.sym["on_mc"], "delivered by the emulation: the guest is at its #MC handler"
+    assert g.mark() == g.sym["at"]
+
+
+def test_on_general_protection_reflects_a_gates_gp_by_the_nested_fault_rules():
+    """Architecture §6.3 step 2 (#GP(8v + 2) for int n through a gate not present), §6.6: the int's own fault."""
+    g = guest(SHADOW, "main: gate 13, on_gp, GATE\nat: int 0x41\n out MARK, r0\non_gp: ld r5, [sp + 8]\n out MARK, r5\n")
+    g.run_to(R.EXCEPTION, until=lambda: EventInfo.decode(g.v[F.EXIT_INTR_INFO]).vector == V_GP)
+    assert EventInfo.decode(g.v[F.IDT_VECTORING_INFO]).vector == 0x41
+    assert g.handle() is None
+    assert g.injected() == intr_info(V_GP, HW, True) and g.v[F.ENTRY_ERROR_CODE] == 8 * 0x41 + 2
+    assert g.mark() == g.sym["at"]
+
+
 def test_on_page_fault_judges_a_supervisor_access_from_cpl3_as_supervisor():
     """Architecture §6.3 step 1 (IDT reads are supervisor reads), §7.4; V.5 EXIT_INTR_ERROR_CODE (PF_U clear)."""
     g = guest(
@@ -1009,7 +1040,7 @@ COMMON_NAMES = {
 }  # fmt: skip
 OWN_NAMES = {
     SHADOW: {
-        R.EXCEPTION: "on_page_fault", R.CR_ACCESS: "on_cr_access", R.INVLPG: "on_invlpg",
+        R.EXCEPTION: "on_exception", R.CR_ACCESS: "on_cr_access", R.INVLPG: "on_invlpg",
         R.EPT_VIOLATION: "on_ept", R.EPT_MISCONFIG: "on_ept",
     },
     NESTED: {R.EPT_VIOLATION: "on_ept_violation", R.EPT_MISCONFIG: "on_unexpected", R.EXCEPTION: "on_unexpected"},

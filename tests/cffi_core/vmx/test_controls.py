@@ -115,6 +115,21 @@ def test_vmcall_exits_at_every_cpl_and_hcall_is_ud_in_guest_mode():
     assert g.m.counters["hcalls"] == 0 and g.m.counters["vmcalls"] == 1
 
 
+@pytest.mark.parametrize(("cpl", "vector"), [(0, UD), (1, UD), (2, GP), (3, GP)])
+def test_hcall_in_guest_mode_checks_its_privilege_before_its_ud(cpl, vector):
+    """docs/vmx.md V.2, V.3: hcall's privilege check (#GP(0) at CPL > 1, architecture §4.2)
+    comes first, as for every privileged-class instruction; only then guest mode's #UD."""
+    g = Guest()
+    g.set(GUEST_CPL=cpl, EXCEPTION_BITMAP=1 << UD | 1 << GP)
+    g.code(I("hcall", imm=1))
+    assert g.run().number == R.EXCEPTION
+    info = EventInfo(True, vector, IntrType.HARDWARE_EXCEPTION, vector == GP)
+    assert EventInfo.decode(g.get("EXIT_INTR_INFO")) == info
+    assert g.pc == CODE and g.m.counters["hcalls"] == 0
+    if vector == GP:
+        assert g.get("EXIT_INTR_ERROR_CODE") == 0
+
+
 def test_privilege_faults_come_before_exits():
     """VT-x: faults based on privilege level take priority over VM exits."""
     g = Guest()
