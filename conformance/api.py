@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cffi_core.devices.disk import SECTOR_SIZE
 from cffi_core.profiles import DEFAULT_PROFILE
@@ -38,9 +38,12 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "HOST_CANARY_SIZE",
     "HOST_TIMER_PERIOD",
+    "OBSERVE_SLICE",
     "STOPS",
     "VM",
     "VMM",
+    "HostWatch",
+    "NoProgress",
     "Observation",
     "VMConfig",
     "VMMError",
@@ -49,6 +52,7 @@ __all__ = [
     "available_vmms",
     "check_vmm_class",
     "default_host_memory",
+    "drive",
     "host_canary",
     "load_vmm",
     "observe",
@@ -92,6 +96,17 @@ HOST_CANARY_SIZE = 64 * 1024
 # returns) within CONTROL_LATENCY ticks of the end of each slice, whatever the guest does.
 HOST_TIMER_PERIOD = 2_000
 CONTROL_LATENCY = 1_000
+
+# Progress (docs/vmm-api.md §5): ``observe`` drives VMM.run in slices of OBSERVE_SLICE guest
+# ticks.  A slice may enter the host at most ENTRIES_PER_TICK times per tick of the slice (plus
+# ENTRY_SLACK) and run the host's clock at most HOST_TICKS_PER_TICK times the slice (plus
+# CONTROL_LATENCY); a VM whose clock stands still for STALL_SLICES slices in a row, or that
+# has not stopped after its budget's worth of slices (and two more), makes no progress.
+OBSERVE_SLICE = HOST_TIMER_PERIOD
+ENTRIES_PER_TICK = 20
+ENTRY_SLACK = 1_000
+HOST_TICKS_PER_TICK = 2
+STALL_SLICES = 8
 
 _DIFF_CONTEXT = 16  # bytes of console shown on each side of the first difference
 
@@ -274,6 +289,32 @@ class VM(abc.ABC):
         return {}
 
     @property
+    def ticks(self) -> int | None:
+        """The guest's clock now (docs/architecture.md §9: its ticks, halted time included), or
+        None when the VM does not say.  It serves only to name a VM that stops making progress
+        (docs/vmm-api.md §5); no verdict of equivalence, safety or efficiency rests on it."""
+        return None
+
+    @property
+    def pc(self) -> int | None:
+        """The guest's pc now, or None: named in a "no progress" error when the host's own
+        state cannot tell it (docs/vmm-api.md §5)."""
+        return None
+
+    def ram(self) -> bytes | None:
+        """The guest-physical RAM now, all ``VMConfig.memory`` bytes of it; None (the default)
+        when the VM cannot show it.  The safety tests compare a victim's whole RAM at the end
+        with its native run's (docs/vmm-api.md §9)."""
+        return None
+
+    @property
+    def host_regions(self) -> Sequence[tuple[int, int]] | None:
+        """The host-physical ranges ``(start, size)`` holding this VM: its RAM and the VMM's
+        structures kept for it alone (shadow or nested tables, VMCS pages, bitmaps); None (the
+        default) when the VMM does not say (docs/vmm-api.md §9)."""
+        return None
+
+    @property
     def stopped(self) -> bool:
         """True once the guest can run no further."""
         return self.stop is not None
@@ -315,6 +356,14 @@ class VMM(abc.ABC):
         self.host = host
         self.vms: list[VM] = []  # in creation order; subclasses append in create_vm
 
+    @property
+    def host_regions(self) -> Sequence[tuple[int, int]] | None:
+        """The host-physical ranges ``(start, size)`` of the VMM's structures shared by all its
+        VMs (its IDT of host gates, I/O and MSR bitmaps...); ``()`` when it keeps none in host
+        RAM.  None (the default): the VMM does not say, and the suite takes every byte of host
+        RAM below the canary region as possibly its own (docs/vmm-api.md §9)."""
+        return None
+
     @abc.abstractmethod
     def create_vm(self, image: GuestImage, config: VMConfig) -> VM:
         """Build a VM with ``config``, load ``image`` into its memory (pc = the entry point, CPU
@@ -340,6 +389,150 @@ class VMMLoadError(VMMError):
 
 class VMMUnsupported(VMMError):
     """The host lacks features the VMM ``requires`` (the suite skips such a test)."""
+
+
+class NoProgress(VMMError):
+    """A VMM stopped making progress (docs/vmm-api.md §5): it entered the host far more often,
+    or ran the host's clock far longer, than its guests' ticks justify, or its guests' clocks
+    stood still; the message starts with ``no progress:`` and names the VMM and, when it can
+    be known, the guest's pc."""
+
+
+class HostWatch:
+    """What a VMM does with its host, measured from the host's side: every call of the host
+    Machine's ``run`` and ``vmrun`` (a *host entry*) is counted, with the host ticks it lasted
+    and the exit it ended with (``exits``, by ``ExitReason`` name: ``HOST_GATE`` returns, ``VM``
+    exits, ...).  One watch per host (``HostWatch.of``): the efficiency and safety tests and
+    ``observe`` read the same figures.
+
+    ``begin_slice`` sets how many entries and host ticks the next ``VMM.run`` slice may take;
+    the entry that would pass either raises ``NoProgress`` inside the VMM, and every later
+    entry raises it again (a VMM that swallows the first cannot go on)."""
+
+    _ATTRIBUTE = "_popek_host_watch"
+
+    def __init__(self, host: Machine) -> None:
+        self.host = host
+        self.entries = 0
+        """Host entries (``run`` and ``vmrun`` calls) so far."""
+        self.host_ticks = 0
+        """Host ticks spent inside them."""
+        self.longest = 0
+        """Ticks of the longest single entry."""
+        self.exits: dict[str, int] = {}
+        """Entries by the exit that ended them (``ExitReason`` names)."""
+        self.max_slice_entries = 0
+        """The most entries one slice took (for calibrating the bounds)."""
+        self.failure: str | None = None
+        self.label = "the VMM"
+        self._last: tuple[str, Any] | None = None  # ("run", None) or ("vmrun", the VMCS)
+        self._last_exit = ""
+        self._slice_entries = 0
+        self._slice_start = host.clock
+        self._slice_ticks = 0
+        self._limits: tuple[int, int] | None = None
+        for name in ("run", "vmrun"):
+            original = getattr(host, name, None)
+            if original is not None:
+                setattr(host, name, self._wrap(name, original))
+        setattr(host, self._ATTRIBUTE, self)
+
+    @classmethod
+    def of(cls, host: Machine) -> HostWatch:
+        """The watch of ``host``, made on first use."""
+        watch = getattr(host, cls._ATTRIBUTE, None)
+        return watch if isinstance(watch, HostWatch) else cls(host)
+
+    # -- slices ---------------------------------------------------------------------------------
+    def begin_slice(self, ticks: int, *, entries: int | None = None, host_ticks: int | None = None) -> None:
+        """A ``VMM.run`` slice of ``ticks`` guest ticks begins: it may enter the host at most
+        ``entries`` times and run the host's clock at most ``host_ticks`` ticks (by default
+        the bounds of docs/vmm-api.md §5)."""
+        self._slice_entries = 0
+        self._slice_start = self.host.clock
+        self._slice_ticks = ticks
+        self._limits = (
+            ENTRIES_PER_TICK * ticks + ENTRY_SLACK if entries is None else entries,
+            HOST_TICKS_PER_TICK * ticks + CONTROL_LATENCY if host_ticks is None else host_ticks,
+        )
+
+    def end_slice(self) -> None:
+        """The slice is over: no bound until the next ``begin_slice``; a bound passed by the
+        slice's last entry is reported now (``failure``)."""
+        self.max_slice_entries = max(self.max_slice_entries, self._slice_entries)
+        if self._limits is not None and self.failure is None:
+            self._check(after=True)
+        self._limits = None
+
+    @property
+    def slice_entries(self) -> int:
+        """Entries of the current (or last) slice."""
+        return self._slice_entries
+
+    @property
+    def guest_pc(self) -> int | None:
+        """The guest's pc as the host holds it after the last exit: the host CPU's pc after a
+        ``run``, GUEST_PC of the VMCS after a ``vmrun`` (docs/vmx.md V.2); None before any."""
+        if self._last is None:
+            return None
+        name, vmcs = self._last
+        if name == "run":
+            return int(self.host.cpu.pc)
+        from cffi_core.vmx import VmcsField
+
+        return int(vmcs[VmcsField.GUEST_PC])
+
+    def where(self) -> str:
+        """``"the guest's pc is 0x1234 (last exit: VM exit EXCEPTION)"``, or ``""`` before any entry."""
+        pc = self.guest_pc
+        return "" if pc is None else f"the guest's pc is {pc:#x} (last exit: {self._last_exit})"
+
+    # -- the wrapper ------------------------------------------------------------------------------
+    def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        host = self.host
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            if self.failure is not None:
+                raise NoProgress(self.failure)
+            if self._limits is not None:
+                self._check(after=False)
+            start = host.clock
+            try:
+                ex = original(*args, **kwargs)
+            finally:
+                spent = host.clock - start
+                self.entries += 1
+                self._slice_entries += 1
+                self.host_ticks += spent
+                self.longest = max(self.longest, spent)
+            self._last = (name, args[0] if name == "vmrun" and args else kwargs.get("vmcs"))
+            reason = ex.reason.name
+            self.exits[reason] = self.exits.get(reason, 0) + 1
+            if reason == "VM":
+                self._last_exit = f"VM exit {getattr(ex.number, 'name', ex.number)}"
+            elif reason == "HOST_GATE":
+                self._last_exit = f"HOST_GATE vector {ex.vector}"
+            else:
+                self._last_exit = reason
+            return ex
+
+        return watched
+
+    def _check(self, *, after: bool) -> None:
+        assert self._limits is not None
+        max_entries, max_ticks = self._limits
+        entries = self._slice_entries + (0 if after else 1)
+        ticks = self.host.clock - self._slice_start
+        if entries > max_entries:
+            what = f"entered the host {entries} times in one slice of {self._slice_ticks} guest ticks (at most {max_entries})"
+        elif ticks > max_ticks:
+            what = f"ran the host for {ticks} ticks in one slice of {self._slice_ticks} guest ticks (at most {max_ticks})"
+        else:
+            return
+        where = self.where()
+        self.failure = f"no progress: {self.label} {what}" + (f"; {where}" if where else "")
+        if not after:
+            raise NoProgress(self.failure)
 
 
 def vmm_label(cls: type) -> str:
@@ -387,6 +580,10 @@ def observe(
     guest that runs out of budget is an observation with ``stop == "budget"``; a VMM that
     raises, or returns anything outside the contract, is a ``VMMError`` naming it and the
     cause; a host without the features the VMM requires is ``VMMUnsupported``.
+
+    ``VMM.run`` is called in slices of ``OBSERVE_SLICE`` ticks, each bounded (docs/vmm-api.md
+    §5): a VMM that stops making progress is a ``NoProgress`` error, never a hang.  The host's
+    ``HostWatch`` keeps what the VMM did with the host (``HostWatch.of(host)``).
     """
     config = config or VMConfig()
     cls = _check_vmm_class(vmm, "the VMM given")
@@ -400,6 +597,8 @@ def observe(
         raise VMMUnsupported(
             f"{label} requires host features {', '.join(sorted(missing))}, which profile {host.profile.name!r} lacks"
         )
+    watch = HostWatch.of(host)
+    watch.label = label
     phase = "construction"
     try:
         monitor = cls(host)
@@ -408,7 +607,7 @@ def observe(
         if not isinstance(vm, VM):
             raise VMMError(f"{label}: create_vm returned {type(vm).__name__}, not a conformance.api.VM")
         phase = "run"
-        monitor.run(config.budget)
+        drive(monitor, [vm], watch, period=OBSERVE_SLICE, budget=config.budget)
         phase = "observation"
         obs = vm.observation()
         if not isinstance(obs, Observation):
@@ -416,8 +615,63 @@ def observe(
     except VMMError:
         raise
     except Exception as e:
+        if watch.failure is not None:  # the VMM turned our NoProgress into its own exception
+            raise NoProgress(watch.failure) from e
         raise VMMError(f"{label}: {phase} raised {type(e).__name__}: {e}") from e
+    finally:
+        watch.end_slice()
     return obs
+
+
+def drive(monitor: VMM, vms: Sequence[VM], watch: HostWatch, *, period: int, budget: int) -> None:
+    """Call ``monitor.run(period)`` until every VM of ``vms`` has stopped, each slice bounded by
+    ``watch`` (docs/vmm-api.md §5); ``budget`` is the largest ``VMConfig.budget`` of the VMs.
+
+    ``NoProgress`` when a slice enters the host or runs its clock beyond its bounds, when a
+    running VM's clock (``VM.ticks``, or what its counters say) stands still for
+    ``STALL_SLICES`` slices, or when a VM still runs after ``budget // period + 2`` slices."""
+    from conformance.host_view import guest_ticks
+
+    label = watch.label
+    max_slices = budget // period + 2
+    stalled = 0
+    before = [guest_ticks(vm) for vm in vms]
+    for _ in range(max_slices):
+        if all(vm.stopped for vm in vms):
+            return
+        watch.begin_slice(period * sum(not vm.stopped for vm in vms))
+        monitor.run(period)
+        watch.end_slice()
+        if watch.failure is not None:
+            raise NoProgress(watch.failure)
+        now = [guest_ticks(vm) for vm in vms]
+        frozen = [
+            vm for vm, a, b in zip(vms, before, now, strict=True) if not vm.stopped and a is not None and a == b
+        ]
+        stalled = stalled + 1 if frozen and len(frozen) == sum(not vm.stopped for vm in vms) else 0
+        if stalled >= STALL_SLICES:
+            raise NoProgress(
+                f"no progress: {label}: the guest's clock stood at {guest_ticks(frozen[0])} ticks for {stalled} "
+                f"calls of run({period}) in a row; {_where(watch, frozen[0])}"
+            )
+        before = now
+    if not all(vm.stopped for vm in vms):
+        vm = next(vm for vm in vms if not vm.stopped)
+        raise NoProgress(
+            f"no progress: {label}: a VM still runs after {max_slices} calls of run({period}), beyond its budget "
+            f"of {budget} ticks; {_where(watch, vm)}"
+        )
+
+
+def _where(watch: HostWatch, vm: VM) -> str:
+    where = watch.where()
+    if where:
+        return where
+    try:
+        pc = vm.pc
+    except Exception:
+        pc = None
+    return f"the guest's pc is {pc:#x}" if isinstance(pc, int) else "the guest's pc is unknown"
 
 
 def default_host_memory(guest_memory: int) -> int:

@@ -222,3 +222,119 @@ def test_a_vm_that_has_not_stopped_reports_budget():
     vm = monitor.create_vm(assemble("_start: jmp _start"), SMALL)
     monitor.run(10)
     assert not vm.stopped and vm.observation().stop == "budget"
+
+
+# ---- observe: no test can hang (docs/vmm-api.md §5) ----
+# Each misbehaving VMM below loops forever on a common mistake; observe must end it with a
+# "no progress" error naming it and the guest's pc, within a second or so of host work.
+
+
+def _unreflecting_hardware_vmm():
+    """First-generation VT-x that drops a true page fault: the guest faults again, forever."""
+    from types import MappingProxyType
+
+    from cffi_core import spec
+    from cffi_core.vmx import VmcsField, VmExitReason
+    from reference_vmm.hardware.monitor import HANDLERS, HardwareVM, HardwareVMM, on_page_fault
+    from reference_vmm.shadow import Resolution
+
+    def resume_instead(vm):
+        code = vm.vmcs[VmcsField.EXIT_INTR_ERROR_CODE]
+        vm.vcpu.cpl = 3 if code & 4 else 0  # PF_U
+        access = spec.ACCESS_WRITE if code & 2 else spec.ACCESS_READ  # PF_W (no fetch faults here)
+        if vm.shadow.fault(vm.vcpu, vm.vmcs[VmcsField.EXIT_QUALIFICATION], access) is Resolution.TRUE:
+            vm.clock -= 1  # taken for hidden: resume, and the guest faults at the same pc again
+            return None
+        return on_page_fault(vm)
+
+    class VM_(HardwareVM):
+        handlers = MappingProxyType({**HANDLERS, VmExitReason.EXCEPTION: resume_instead})
+
+    class Unreflecting(HardwareVMM):
+        name = "unreflecting"
+        vm_class = VM_
+
+    return Unreflecting
+
+
+def _sleepless_ept_vmm():
+    """Nested paging whose idle loop never advances the guest's clock: hlt, re-enter, hlt..."""
+    from reference_vmm.hardware_ept.monitor import HardwareEptVM, HardwareEptVMM
+
+    class VM_(HardwareEptVM):
+        def _idle(self, ticks):
+            pass
+
+    class Sleepless(HardwareEptVMM):
+        name = "sleepless"
+        vm_class = VM_
+
+    return Sleepless
+
+
+class _Idle(NativeVMM):
+    """run returns at once and never runs the guest: its clock stands still."""
+
+    name = "idle"
+
+    def run(self, budget: int) -> None:
+        pass
+
+
+class _Swallowing(EmulateVMM):
+    """Catches every exception of its host calls and tries again: a spinner that hides."""
+
+    name = "swallowing"
+
+    def run(self, budget: int) -> None:
+        while True:
+            try:
+                self.host.run(1)
+            except Exception:
+                continue
+
+
+def test_a_vmm_that_does_not_reflect_a_true_page_fault_fails_with_no_progress_quickly():
+    import time
+
+    from conformance.guests import by_name
+
+    guest = by_name("pagefault")
+    start = time.process_time()
+    with pytest.raises(VMMError, match=r"^no progress: VMM 'unreflecting' \(.*\) ran the host for 5001 ticks in one "
+                       r"slice of 2000 guest ticks \(at most 5000\); the guest's pc is 0x[0-9a-f]+ "
+                       r"\(last exit: VM exit EXCEPTION\)"):  # fmt: skip
+        observe(_unreflecting_hardware_vmm(), guest.image(), guest.config, profile="vtx-2006")
+    assert time.process_time() - start < 20
+
+
+def test_a_vmm_whose_idle_loop_never_advances_the_clock_fails_with_no_progress():
+    from conformance.guests import by_name
+
+    guest = by_name("timer")
+    with pytest.raises(VMMError, match=r"^no progress: VMM 'sleepless' .* entered the host \d+ times .*"
+                       r"the guest's pc is 0x[0-9a-f]+ \(last exit: HLT\)"):  # fmt: skip
+        observe(_sleepless_ept_vmm(), guest.image(), guest.config, profile="vtx-2009")
+
+
+def test_a_vmm_whose_guest_clock_stands_still_fails_with_no_progress():
+    with pytest.raises(VMMError, match=r"^no progress: VMM 'idle' .*: the guest's clock stood at 0 ticks for 8 calls "
+                       r"of run\(2000\) in a row; the guest's pc is unknown"):  # fmt: skip
+        observe(_Idle, HELLO, VMConfig(memory=1 << 20))
+
+
+def test_a_vmm_that_swallows_the_error_still_fails_with_no_progress():
+    with pytest.raises(VMMError, match=r"^no progress: VMM 'swallowing' .* entered the host 41001 times"):
+        observe(_Swallowing, assemble("_start: jmp _start"), VMConfig(memory=1 << 20))
+
+
+def test_observe_records_the_host_entries_of_a_run():
+    from cffi_core.machine import Machine
+    from conformance.api import HostWatch, default_host_memory
+    from reference_vmm.trap_emulate import TrapEmulateVMM
+
+    host = Machine("x86-2005", default_host_memory(1 << 20))
+    assert observe(TrapEmulateVMM, HELLO, SMALL, host=host).console == b"H"
+    watch = HostWatch.of(host)
+    assert watch.entries == sum(watch.exits.values()) >= 2  # the two outs exit to the VMM
+    assert watch.exits["IO_OUT"] == 2
