@@ -13,6 +13,9 @@ becomes a VM exit:
   and the guest resumes; a *true* one is injected into the guest with its CR2 and error code;
   a store to a traced page-table page is emulated with the executable spec (``cffi_core.spec``,
   the emulator trap-and-emulate uses), which tells the pager what changed;
+- with the guest's paging off the real CPU still pages (identity shadows) and so checks that
+  addresses are canonical, which a bare machine does not: **#GP** exits then too, and an
+  access the check refused runs in the spec, where it is beyond RAM (#MC) as natively;
 - **CR3 loads and stores** exit (the guest's CR3 is the VMM's, the real one a shadow root), and
   so does **invlpg** (the shadow entry must go);
 - **CR0.PG/WP and CR4.PL/PGE** belong to the host (guest/host masks, V.3): the guest reads its

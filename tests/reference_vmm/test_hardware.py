@@ -10,11 +10,14 @@ import pytest
 from cffi_core.asm import assemble_file
 from cffi_core.devices import DISK_STATUS_IDLE
 from cffi_core.machine import Machine
+from cffi_core.pagetables import EPT_W, EPT_X, PAGE_4K, PageAllocator, PageTables
 from cffi_core.vmx import VmExitReason
 from conformance.api import COUNTER_DIRECT, COUNTER_EMULATED, VMConfig, default_host_memory, observe
 from conformance.guests import by_name
-from reference_vmm.hardware import HardwareVMM
-from reference_vmm.hardware_ept import HardwareEptVMM
+from reference_vmm.hardware import HardwareVM, HardwareVMM
+from reference_vmm.hardware.guest_mode import COMMON_HANDLERS
+from reference_vmm.hardware.monitor import HANDLERS
+from reference_vmm.hardware_ept import HardwareEptVM, HardwareEptVMM
 from reference_vmm.native import NativeVMM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,3 +138,55 @@ def test_each_passed_through_disk_has_its_own_requester_id_until_none_is_left():
     assert sorted(ids) == list(range(1, 16))
     with pytest.raises(RuntimeError, match="no IOMMU requester id left"):
         monitor.create_vm(guest.image(), config)
+
+
+# -- hooks for variants (reference_vmm/READING_GUIDE.md) --------------------------------------------
+
+
+def test_a_subclass_edits_its_own_handler_table_and_its_vmm_builds_its_vms():
+    seen = []
+
+    def counting_io(vm):
+        seen.append(vm)
+        return HANDLERS[VmExitReason.IO_INSTRUCTION](vm)
+
+    class CountingVM(HardwareVM):
+        pass
+
+    class CountingVMM(HardwareVMM):
+        vm_class = CountingVM
+
+    CountingVM.handlers[VmExitReason.IO_INSTRUCTION] = counting_io
+    assert HardwareVM.handlers is HANDLERS and HANDLERS[VmExitReason.IO_INSTRUCTION] is COMMON_HANDLERS[
+        VmExitReason.IO_INSTRUCTION
+    ], "the parent's table is untouched"
+    cfg = VMConfig()
+    monitor = CountingVMM(Machine("vtx-2006", default_host_memory(cfg.memory)))
+    vm = monitor.create_vm(assemble_file(COMPUTE), cfg)
+    monitor.run(cfg.budget)
+    assert type(vm) is CountingVM and vm.stop == "exit"
+    assert seen and all(v is vm for v in seen)
+    assert len(seen) == vm.counters["vm_exit_io_instruction"]
+
+
+def test_the_pager_and_the_nested_tables_are_built_by_overridable_methods():
+    made = []
+
+    class PagerVM(HardwareVM):
+        def make_pager(self):
+            made.append("pager")
+            return super().make_pager()
+
+    class SmallPagesVM(HardwareEptVM):
+        def make_nested_tables(self, base):
+            made.append("nested")  # 4 KiB pages only: the same guest, more nested entries
+            pool = self.monitor.map.vmm_pages(64 * PAGE_4K)
+            nested = PageTables(self.host.write_u64, PageAllocator(pool, pool + 64 * PAGE_4K), 4)
+            nested.map(0, base, self.config.memory, flags=EPT_W | EPT_X)
+            return nested
+
+    for vmm, vm_class, profile in ((HardwareVMM, PagerVM, "vtx-2006"), (HardwareEptVMM, SmallPagesVM, "vtx-2009")):
+        variant = type("Variant", (vmm,), {"vm_class": vm_class})
+        obs = observe(variant, assemble_file(PT_CHURN), VMConfig(), profile=profile)
+        assert obs == observe(NativeVMM, assemble_file(PT_CHURN), VMConfig(), profile=profile)
+    assert made == ["pager", "nested"]
