@@ -66,7 +66,8 @@ def guest_ram(vm: VM) -> bytes | None:
 
 
 def vm_host_regions(vm: VM) -> Sequence[Region] | None:
-    """``VM.host_regions``, else the host region of its ``GuestMemory``, else None."""
+    """``VM.host_regions``, else the host region of its ``GuestMemory``, else ``()`` for a VM
+    whose RAM is not in host RAM at all, else None."""
     regions = vm.host_regions
     if regions is not None:
         return [(int(a), int(n)) for a, n in regions]
@@ -76,7 +77,18 @@ def vm_host_regions(vm: VM) -> Sequence[Region] | None:
 
         if isinstance(memory, GuestMemory):
             return [(memory.base, memory.size)]
+    if _outside_the_host(vm):
+        return ()
     return None
+
+
+def _outside_the_host(vm: VM) -> bool:
+    """A VM whose RAM is a spec ``ByteMemory`` or a ``Platform`` of its own keeps nothing in
+    host RAM (the emulator, the oracle)."""
+    from cffi_core.platform import Platform
+    from cffi_core.spec import ByteMemory
+
+    return isinstance(getattr(vm, "memory", None), ByteMemory) or isinstance(getattr(vm, "platform", None), Platform)
 
 
 def vmm_host_regions(vmm: VMM) -> Sequence[Region] | None:

@@ -1,12 +1,18 @@
 """Resource control checked from outside (Popek & Goldberg 1974, §2): VMs side by side on one host.
 
-``run_side_by_side`` builds a host Machine of the profile, fills its canary region
-(``conformance.api.host_canary``), watches every ``run``/``vmrun`` the VMM makes on it, creates
-the VMs and drives ``VMM.run`` in slices of ``HOST_TIMER_PERIOD`` ticks — the host timer —
-until every VM has stopped.  It returns what the safety tests judge (``SideBySide``):
+``run_side_by_side`` builds a host Machine of the profile, fills ALL its RAM with the canary
+pattern (``canary_pattern``), watches every ``run``/``vmrun`` the VMM makes on it
+(``conformance.api.HostWatch``), creates the VMs and drives ``VMM.run`` in slices of
+``HOST_TIMER_PERIOD`` ticks — the host timer — until every VM has stopped.  It returns what
+the safety tests judge (``SideBySide``):
 
-- each VM's observation (the victim's is compared with its solo run by the test);
-- the canary region's damage, if any;
+- each VM's observation, and its guest-physical RAM at the end when it can be read
+  (``conformance.host_view.guest_ram``): the test compares the victim's with its solo and
+  native runs;
+- the damage to host memory that belongs to no VM and to no structure of the VMM
+  (``VM.host_regions``, ``VMM.host_regions``, docs/vmm-api.md §9) — the top canary region
+  (``conformance.api.host_canary``) always, every other such byte when the VMM says where it
+  keeps what; and regions that overlap each other or the canary region;
 - instructions the host core retired at CPL 0 in host mode: guest code must never run there
   (the VMM's own code is Python; a deprivileged guest runs at CPL 1-3 or in guest mode);
 - the longest stretch of ticks one host run lasted, against the bound ``HOST_TIMER_PERIOD +
@@ -19,15 +25,19 @@ separate machines) passes the host-machine checks trivially: it gave the guest n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from conformance.api import (
     CONTROL_LATENCY,
     HOST_TIMER_PERIOD,
     VM,
     VMM,
+    HostWatch,
+    NoProgress,
     Observation,
     VMConfig,
     VMMError,
@@ -36,60 +46,91 @@ from conformance.api import (
     host_canary,
     vmm_label,
 )
+from conformance.host_view import guest_ram, vm_host_regions, vmm_host_regions
 
 if TYPE_CHECKING:
     from cffi_core.image import GuestImage
     from cffi_core.machine import Machine
 
-__all__ = ["HostWatch", "Runaway", "SideBySide", "canary_pattern", "run_side_by_side"]
+__all__ = ["HostWatch", "Runaway", "SideBySide", "canary_pattern", "host_memory_damage", "run_side_by_side"]
 
 # A VMM may make many short host runs per slice (one per exit); this many without the guests'
 # clocks getting through their slice means it is spinning (a livelock), and the run is ended.
 _RUNS_PER_TICK = 20
+# The canary pattern's quadword at address a is a + _CANARY_TAG: distinct everywhere below
+# 4 GiB (the largest host, docs/architecture.md §5.1), and never zero, so that a VMM that
+# zeroes or copies host memory where it should not shows.
+_CANARY_TAG = 0xC0FFEE << 40
 
-
-class Runaway(VMMError):
-    """Raised inside a VMM's host run when it has run far more than its slices allow."""
+Runaway = NoProgress
+"""The error a VMM's host run raises when it has run far more than its slices allow."""
 
 
 def canary_pattern(start: int, size: int) -> bytes:
-    """The bytes the canary region holds: each quadword is its own address, xor a constant."""
-    return b"".join(
-        ((a ^ 0xC0FFEE_CA4A_4100) & (2**64 - 1)).to_bytes(8, "little") for a in range(start, start + size, 8)
-    )
+    """The bytes the host's unused RAM holds: each quadword is its own address plus a tag."""
+    return _pattern(start - start % 8, -(-(start % 8 + size) // 8))[start % 8 : start % 8 + size]
 
 
-class HostWatch:
-    """Wraps ``run`` (and ``vmrun``, when the machine has it) of one host Machine, measuring
-    each call's ticks with the machine's clock; counts calls to catch a spinning VMM."""
+@lru_cache(maxsize=4)
+def _pattern(start: int, quads: int) -> bytes:
+    words = array("Q", range(start + _CANARY_TAG, start + _CANARY_TAG + 8 * quads, 8))
+    if array("H", [1]).tobytes() != b"\x01\x00":
+        words.byteswap()  # the machine's memory is little-endian (architecture §5.1)
+    return words.tobytes()
 
-    def __init__(self, host: Machine) -> None:
-        self.host = host
-        self.longest = 0  # ticks of the longest single run
-        self.calls = 0
-        self.call_limit: int | None = None
-        for name in ("run", "vmrun"):
-            original = getattr(host, name, None)
-            if original is not None:
-                setattr(host, name, self._wrap(name, original))
 
-    def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        host = self.host
+def host_memory_damage(host: Machine, owned: Sequence[tuple[int, int]]) -> list[str]:
+    """Where the host's RAM outside ``owned`` ranges no longer holds the canary pattern: one
+    line per damaged stretch between owned ranges (the canary region named as such)."""
+    size = host.memory_size
+    canary = host_canary(host)
+    pattern = _pattern(0, size // 8)
+    now = host.read(0, size)
+    out = []
+    for lo, hi in _gaps(owned, size):
+        if now[lo:hi] == pattern[lo:hi]:
+            continue
+        changed = [a for a in range(lo - lo % 8, hi, 8) if now[a : a + 8] != pattern[a : a + 8]]
+        first = changed[0]
+        what = "host canary region damaged" if lo >= canary[0] else "host memory outside every VM's region changed"
+        out.append(
+            f"{what}: {len(changed)} quadwords of [{lo:#x}, {hi:#x}) changed, the first at {first:#x}: "
+            f"{now[first : first + 8].hex(' ')}"
+        )
+    return out
 
-        def watched(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            if self.call_limit is not None and self.calls > self.call_limit:
-                raise Runaway(
-                    f"the VMM called host.{name} {self.calls} times in one slice of {HOST_TIMER_PERIOD} ticks: "
-                    "it is spinning without its guests making progress"
-                )
-            start = host.clock
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.longest = max(self.longest, host.clock - start)
 
-        return watched
+def _gaps(owned: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """The stretches of [0, size) outside every owned range."""
+    out, at = [], 0
+    for start, length in sorted(owned):
+        if start > at:
+            out.append((at, start))
+        at = max(at, start + length)
+    if at < size:
+        out.append((at, size))
+    return out
+
+
+def _region_problems(host: Machine, named: list[tuple[str, int, int]]) -> list[str]:
+    """Declared host regions that fall outside host RAM, overlap the canary region, or overlap
+    each other (docs/vmm-api.md §9)."""
+    canary_start, canary_size = host_canary(host)
+    out = []
+    for name, start, size in named:
+        if size < 0 or start < 0 or start + size > host.memory_size:
+            out.append(f"{name} [{start:#x}, {start + size:#x}) is not inside host RAM [0, {host.memory_size:#x})")
+        elif start < canary_start + canary_size and canary_start < start + size:
+            out.append(f"{name} [{start:#x}, {start + size:#x}) overlaps the canary region at {canary_start:#x}")
+    ordered = sorted((s, s + n, name) for name, s, n in named if n > 0)
+    reach: tuple[int, int, str] | None = None  # the range reaching furthest so far
+    for s2, e2, n2 in ordered:
+        if reach is not None and s2 < reach[1]:
+            s1, e1, n1 = reach
+            out.append(f"{n1} [{s1:#x}, {e1:#x}) overlaps {n2} [{s2:#x}, {e2:#x})")
+        if reach is None or e2 > reach[1]:
+            reach = (s2, e2, n2)
+    return out
 
 
 @dataclass
@@ -100,10 +141,15 @@ class SideBySide:
     observations: list[Observation | None]
     error: str | None = None
     canary_damage: list[str] = field(default_factory=list)
+    region_problems: list[str] = field(default_factory=list)
     host_cpl0_instructions: int = 0
     longest_host_run: int = 0
     slices: int = 0
     overrun: str | None = None  # a slice in which the host ran longer than the VMs could
+    rams: list[bytes | None] = field(default_factory=list, repr=False)
+    """Each VM's guest-physical RAM at the end (None: not checkable, docs/vmm-api.md §9)."""
+    checked_bytes: int = 0
+    """Bytes of host RAM checked for the canary pattern (all that no VM or VMM structure holds)."""
 
     @property
     def control_bound(self) -> int:
@@ -114,7 +160,8 @@ class SideBySide:
         out = []
         if self.error is not None:
             out.append(f"the VMM failed (the host survived): {self.error}")
-        out += [f"host canary region damaged: {d}" for d in self.canary_damage]
+        out += [f"host regions declared by the VMM are inconsistent: {p}" for p in self.region_problems]
+        out += self.canary_damage
         if self.host_cpl0_instructions:
             out.append(
                 f"{self.host_cpl0_instructions} instructions retired at real CPL 0 in host mode while guests ran "
@@ -145,13 +192,15 @@ def run_side_by_side(
     cls = check_vmm_class(vmm, "the VMM given")
     label = vmm_label(cls)
     host = Machine(profile, default_host_memory(sum(c.memory for _, c in guests)))
-    start, size = host_canary(host)
-    pattern = canary_pattern(start, size)
-    host.write(start, pattern)
-    watch = HostWatch(host)
+    # All of host RAM, not only the canary region: memory a VMM leaves alone keeps the pattern,
+    # and a VMM cannot count on RAM it did not clear being zero (a real machine's is not).
+    host.write(0, _pattern(0, host.memory_size // 8))
+    watch = HostWatch.of(host)
+    watch.label = label
     cpl0_before = host.counters["insn_host_cpl0"]
     result = SideBySide(cls.name, [None] * len(guests))
     vms: list[VM] = []
+    monitor: VMM | None = None
     phase = "construction"
     try:
         monitor = cls(host)
@@ -172,10 +221,17 @@ def run_side_by_side(
                 )
                 break
             running = sum(not vm.stopped for vm in vms)
-            watch.calls = 0
-            watch.call_limit = _RUNS_PER_TICK * running * (period + CONTROL_LATENCY) + 1000
+            # The host-tick bound of a slice is checked below, as the rule of §9 says it.
+            watch.begin_slice(
+                period * running,
+                entries=_RUNS_PER_TICK * running * (period + CONTROL_LATENCY) + 1000,
+                host_ticks=1 << 62,
+            )
             clock = host.clock
             monitor.run(period)
+            watch.end_slice()
+            if watch.failure is not None:
+                raise NoProgress(watch.failure)
             result.slices += 1
             spent = host.clock - clock
             if spent > running * (period + CONTROL_LATENCY):
@@ -186,17 +242,39 @@ def run_side_by_side(
                 break
         phase = "observation"
         result.observations = [vm.observation() for vm in vms]
+        result.rams = [guest_ram(vm) for vm in vms]
     except Exception as e:
+        if watch.failure is not None and not isinstance(e, NoProgress):
+            e = NoProgress(watch.failure)
         result.error = f"{label}: {phase} raised {type(e).__name__}: {e}"
     finally:
-        watch.call_limit = None
+        watch.end_slice()
     result.longest_host_run = watch.longest
     result.host_cpl0_instructions = host.counters["insn_host_cpl0"] - cpl0_before
-    now = host.read(start, size)
-    if now != pattern:
-        changed = [i for i in range(0, size, 8) if now[i : i + 8] != pattern[i : i + 8]]
-        result.canary_damage.append(
-            f"{len(changed)} quadwords of [{start:#x}, {start + size:#x}) changed, the first at {start + changed[0]:#x}: "
-            f"{now[changed[0] : changed[0] + 8].hex(' ')}"
-        )
+    owned = _owned_regions(host, monitor, vms, result)
+    result.checked_bytes = sum(hi - lo for lo, hi in _gaps(owned, host.memory_size))
+    result.canary_damage = host_memory_damage(host, owned)
     return result
+
+
+def _owned_regions(host: Machine, monitor: VMM | None, vms: Sequence[VM], result: SideBySide) -> list[tuple[int, int]]:
+    """The host RAM the VMM may have written: its VMs' and its own declared regions; all of it
+    below the canary region when any is not declared (the safe default, docs/vmm-api.md §9)."""
+    canary_start = host_canary(host)[0]
+    everything = [(0, canary_start)]
+    try:
+        shared = vmm_host_regions(monitor) if monitor is not None else None
+        per_vm = [vm_host_regions(vm) for vm in vms]
+    except Exception as e:
+        result.region_problems.append(f"reading them raised {type(e).__name__}: {e}")
+        return everything
+    if monitor is None or shared is None or any(r is None for r in per_vm):
+        return everything
+    named = [("the VMM's region", a, n) for a, n in shared]
+    for i, regions in enumerate(per_vm):
+        named += [(f"VM {i}'s region", a, n) for a, n in regions or ()]
+    problems = _region_problems(host, named)
+    if problems:
+        result.region_problems += problems
+        return everything
+    return [(a, n) for _, a, n in named]

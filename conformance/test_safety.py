@@ -1,15 +1,18 @@
 """Safety (resource control): adversarial generated guests beside a victim VM on the same VMM.
 
 Popek & Goldberg (1974) ask that a VMM keep control of the machine's resources whatever a guest
-does.  Each example runs the victim (``conformance/guests/victim.s``: paging, its IDT, timer
-interrupts, disk DMA) and a hostile guest (``strategies.adversary_programs``: random words,
-wild addresses, page tables and DMA pointing anywhere, IDT overwrites, ``cli; jmp .``) together
-on one VMM, and checks (``conformance.safety``): the victim's observation equals its solo run;
-the host's canary region is intact; nothing retired at real CPL 0 in host mode; the VMM
-regained control within ``CONTROL_LATENCY`` ticks of every host timer tick; the VMM did not
-raise.  Thresholds are in docs/vmm-api.md §9.  A directed adversary (``dma_sweep.s``) points
-both disks' DMA at every 64 KiB past its RAM — the device path to other memory, which a VMM that
-passes a disk through must close with the IOMMU (docs/vmx.md V.10).
+does.  Each example runs the victim (``conformance/guests/victim_ram.s``: paging, its IDT, timer
+interrupts, disk DMA, a word in every page of its RAM) and a hostile guest
+(``strategies.adversary_programs``: random words, wild addresses, page tables and DMA pointing
+anywhere, IDT overwrites, ``cli; jmp .``) together on one VMM, and checks
+(``conformance.safety``): the victim's observation equals its solo run and its native run; its
+whole guest RAM at the end equals its native run's (when the VM can show it); the host memory
+that holds no VM and no structure of the VMM still holds the canary pattern it was filled
+with; nothing retired at real CPL 0 in host mode; the VMM regained control within
+``CONTROL_LATENCY`` ticks of every host timer tick; the VMM did not raise.  Thresholds are in
+docs/vmm-api.md §9.  A directed adversary (``dma_sweep.s``) points both disks' DMA at every
+64 KiB past its RAM — the device path to other memory, which a VMM that passes a disk through
+must close with the IOMMU (docs/vmx.md V.10).
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ SWEEP_CONFIG = VMConfig(memory=1 << 20, disk=_SWEEP_DISK, disk2=_SWEEP_DISK, bud
 _SETTINGS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+VICTIM = "victim_ram.s"
+
+
 @cache
 def _victim():
     from cffi_core.asm import assemble_file
 
-    return assemble_file(GUEST_DIR / "victim.s")
+    return assemble_file(GUEST_DIR / VICTIM)
 
 
 @cache
@@ -45,14 +51,57 @@ def _solo(vmm, profile: str) -> SideBySide:
     return run_side_by_side(vmm, [(_victim(), VICTIM_CONFIG)], profile)
 
 
+@cache
+def _native(profile: str) -> SideBySide:
+    from reference_vmm.native import NativeVMM
+
+    return run_side_by_side(NativeVMM, [(_victim(), VICTIM_CONFIG)], profile)
+
+
+def ram_diff(expected: bytes, actual: bytes, names: tuple[str, str]) -> list[str]:
+    """What differs between two guest RAMs, readably: how many bytes and pages, and the first
+    differing quadword of each side."""
+    a, b = names
+    if len(expected) != len(actual):
+        return [f"guest RAM: {a} {len(expected)} bytes, {b} {len(actual)} bytes"]
+    pages = [p for p in range(0, len(expected), 4096) if expected[p : p + 4096] != actual[p : p + 4096]]
+    if not pages:
+        return []
+    first = pages[0] + next(i for i in range(4096) if expected[pages[0] + i] != actual[pages[0] + i])
+    q = first & ~7
+    return [
+        f"guest RAM: {len(pages)} pages differ, the first byte at guest-physical {first:#x}: "
+        f"{a} {expected[q : q + 8].hex(' ')}, {b} {actual[q : q + 8].hex(' ')} (quadword at {q:#x})"
+    ]
+
+
+def _victim_problems(run: SideBySide, index: int, where: str, profile: str, solo: SideBySide | None) -> list[str]:
+    """The victim's observation and RAM in ``run`` against its native run (and its solo run)."""
+    native = _native(profile)
+    victim: Observation | None = run.observations[index] if run.observations else None
+    out = []
+    references = [("native", native.observations[0])]
+    if solo is not None:
+        references.append(("alone", solo.observations[0]))
+    for name, reference in references:
+        if victim is not None and reference is not None and victim != reference:
+            out.append(f"the victim's observation {where} differs from its {name} run:")
+            out += [f"  {line}" for line in reference.diff(victim, (name, where))]
+    ram = run.rams[index] if len(run.rams) > index else None
+    if ram is not None and native.rams and native.rams[0] is not None:
+        lines = ram_diff(native.rams[0], ram, ("native", where))
+        if lines:
+            out.append(f"the victim's guest RAM at the end {where} differs from its native run's:")
+            out += [f"  {line}" for line in lines]
+    return out
+
+
 def _judge(vmm, profile: str, run: SideBySide, victim_index: int, adversary: str) -> None:
     solo = _solo(vmm, profile)
     problems = [f"(victim alone) {v}" for v in solo.violations()]
+    problems += [f"(victim alone) {p}" for p in _victim_problems(solo, 0, "alone", profile, None)]
     problems += run.violations()
-    victim: Observation | None = run.observations[victim_index]
-    if victim is not None and solo.observations[0] is not None and victim != solo.observations[0]:
-        problems.append("the victim's observation beside the adversary differs from its solo run:")
-        problems += [f"  {line}" for line in solo.observations[0].diff(victim, ("alone", "beside"))]
+    problems += _victim_problems(run, victim_index, "beside", profile, solo)
     if problems:
         raise AssertionError(
             "\n".join(
