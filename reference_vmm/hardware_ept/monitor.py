@@ -132,7 +132,9 @@ class HardwareEptVM(GuestModeVM):
         VMM pages taken here.  A hook: a subclass maps otherwise (4 KiB pages, on demand...)."""
         memory = self.config.memory
         pool = self.monitor.map.vmm_pages(NESTED_POOL_PAGES * PAGE_4K)
-        nested = PageTables(self.host.write_u64, PageAllocator(pool, pool + NESTED_POOL_PAGES * PAGE_4K), NESTED_LEVELS)
+        # Cleared as taken: host RAM holds whatever it held, not zeroes (docs/vmm-api.md §9).
+        zero = lambda page: self.host.write(page, bytes(PAGE_4K))  # noqa: E731
+        nested = PageTables(self.host.write_u64, PageAllocator(pool, pool + NESTED_POOL_PAGES * PAGE_4K, zero), NESTED_LEVELS)
         large = memory // PAGE_2M * PAGE_2M if base % PAGE_2M == 0 else 0
         if large:
             nested.map(0, base, large, flags=EPT_W | EPT_X, page=PAGE_2M)

@@ -18,6 +18,7 @@ from conformance.api import (
 )
 from conformance.safety import canary_pattern, run_side_by_side
 from reference_vmm.emulate import EmulateVMM
+from reference_vmm.hardware_ept import HardwareEptVMM
 from reference_vmm.native import NativeVMM
 
 pytest_plugins = ["pytester"]
@@ -103,3 +104,21 @@ def test_a_test_that_names_its_vmm_runs_in_that_vmms_run(pytester, tmp_path):
     result.assert_outcomes(passed=1, skipped=1)
     recorded = json.loads((out / "native--x86-2005.json").read_text())
     assert [(t["category"], t["outcome"]) for t in recorded["tests"]] == [("named", "passed")]
+
+
+BEYOND_RAM = """
+_start: li r9, 0x100000
+        ld r1, [r9]
+        out 0x500, r0
+"""
+
+
+def test_nested_tables_do_not_count_on_host_ram_being_zero():
+    # The safety harness fills all host RAM with the canary pattern first, as a real machine's
+    # RAM holds whatever it held: a nested table page taken without clearing it maps garbage
+    # beyond the guest's RAM (an EPT misconfiguration), where a bare machine raises #MC.
+    image, config = assemble(BEYOND_RAM), VMConfig(memory=1 << 20, budget=10_000)
+    native = observe(NativeVMM, image, config, profile="vtx-2009")
+    run = run_side_by_side(HardwareEptVMM, [(image, config)], "vtx-2009")
+    assert run.violations() == []
+    assert run.observations == [native]
