@@ -1,23 +1,37 @@
-"""Efficiency: the share of guest instructions the core retires directly, and how often the VMM steps in.
+"""Efficiency: the share of guest instructions the host's core retires directly, and how often the VMM enters the host, measured from the host's side.
 
 Popek & Goldberg (1974) require that "a statistically dominant subset of the virtual
-processor's instructions be executed directly by the real processor".  The suite measures it
-from the counters a VM reports (``conformance.api.EFFICIENCY_COUNTERS``, docs/vmm-api.md §8) on
-two guests, each with its own thresholds:
+processor's instructions be executed directly by the real processor".  A grader measures; it
+does not take the graded's word: the figures come from the host Machine the suite gives the
+VMM (docs/vmm-api.md §8):
+
+- *directly retired guest instructions*: what the host's core retired at CPL 1-3 in host mode
+  and at any CPL in guest mode (``Machine.counters``, docs/architecture.md §13) — guest code
+  never retires at host CPL 0, and the VMM's own code is not the core's;
+- *host entries*: calls of the host's ``run`` and ``vmrun`` (``conformance.api.HostWatch``),
+  per 1,000 guest instructions, the guest instructions being the native run's count.
+
+Three guests, each with its own thresholds:
 
 - ``compute`` (conformance/guests/compute.s): ALU, memory and branches only;
 - ``system`` (conformance/guests/system.s): a system call every few instructions, page faults,
-  timer interrupts, console output.
+  timer interrupts, console output;
+- ``eff_ops`` (conformance/guests/eff_ops.s): what a lazy VMM intercepts for nothing — rdtsc,
+  CR8 loads and reads, a guest-state MSR read, sidt/lidt, ``hlt`` idling with a timer.  Its
+  bound on host entries is a model keyed to the host's features, never to a VMM's name: the
+  port I/O, interrupts and idle periods of the native run, plus the CR8 loads where the host
+  has no TPR shadow, plus every privileged operation where it has no ``vmx``.
 
 The run must first be equivalent to the native one (an efficient wrong answer is no answer),
-and the counters must add up: direct + emulated equals the guest's retired instructions (the
-native count, within 1%), and a VMM cannot claim more direct instructions than its host's core
-retired when it runs guests on the host.
+and the counters the VM reports (``conformance.api.EFFICIENCY_COUNTERS``) must add up: direct +
+emulated is the native count (within 1%) and direct is no more than measured.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 
 import pytest
@@ -25,8 +39,9 @@ import pytest
 from conformance.api import (
     COUNTER_DIRECT,
     COUNTER_EMULATED,
-    COUNTER_INTERVENTIONS,
     EFFICIENCY_COUNTERS,
+    HOST_TIMER_PERIOD,
+    HostWatch,
     VMConfig,
     default_host_memory,
     observe,
@@ -34,29 +49,93 @@ from conformance.api import (
 from conformance.checks import ExpectedDeviation, assert_equivalent
 from conformance.guests import GUEST_DIR
 
+ENTRY_SLACK_PER_1000 = 2.0
+"""Host entries per 1,000 guest instructions that the model of ``eff_ops`` allows beyond what
+it counts (a hidden fault, an interrupt window...)."""
+
+
+def guest_equ(source: str, name: str) -> int:
+    """The value of ``.equ name, value`` in a guest's source (its counts are its own)."""
+    match = re.search(rf"^\.equ\s+{name},\s*(\w+)", source, re.MULTILINE)
+    if match is None:
+        raise LookupError(f".equ {name} is not in the guest's source")
+    return int(match.group(1), 0)
+
+
+def ops_entries(source: str, native: Mapping[str, int], features: frozenset[str]) -> float:
+    """Host entries per 1,000 guest instructions that ``eff_ops`` needs on a host with
+    ``features``: one per port access of its native run (the devices are the VMM's), three per
+    interrupt (an interrupt window, the injection, the return), two per ``hlt`` (the halt and
+    the wake-up), one per slice of ``HOST_TIMER_PERIOD`` ticks, then per round of its loop: the
+    two CR8 loads without ``tpr_shadow`` (they must reach the VMM to re-offer a blocked
+    interrupt, docs/vmx.md V.3), and the CR8 read, MSR read, sidt and lidt too without ``vmx``
+    (privileged: they trap at a deprivileged ring) with the ``sti``, ``cli``, ``iret`` and
+    ``hlt`` of every idle period.  rdtsc needs none but on a ``classic`` host without ``vmx``,
+    where it traps as every sensitive instruction does (architecture §4.4): every host has a
+    TSC offset."""
+    rounds, naps = guest_equ(source, "ROUNDS"), guest_equ(source, "NAPS")
+    n = native["instructions"]
+    interrupts = sum(v for k, v in native.items() if k.startswith("interrupt_"))
+    entries = native["port_reads"] + native["port_writes"] + 3 * interrupts + 2 * naps
+    entries += (native["ticks"] + native["halted_ticks"]) // HOST_TIMER_PERIOD + 2
+    if "tpr_shadow" not in features:
+        entries += 2 * rounds
+    if "vmx" not in features:
+        entries += 4 * rounds + 4 * naps
+    if "classic" in features and "vmx" not in features:
+        entries += rounds  # rdtsc is sensitive: on a classic machine it traps at CPL > 0 (§4.4)
+    return 1000 * entries / n + ENTRY_SLACK_PER_1000
+
 
 @dataclass(frozen=True)
 class EfficiencyGuest:
     """A guest and the thresholds it is graded with (docs/vmm-api.md §8)."""
 
     name: str
-    min_direct: float  # fraction of guest instructions retired directly by the core
-    max_interventions: float  # VMM interventions per 1,000 guest instructions
+    min_direct: float  # fraction of the guest's instructions the host's core retired directly
+    max_entries: float | Callable[[str, Mapping[str, int], frozenset[str]], float]
+    """Host entries per 1,000 guest instructions: a bound, or a model of (source, the native
+    run's counters, the host's features)."""
     config: VMConfig = field(default_factory=lambda: VMConfig(memory=1 << 20, budget=400_000))
 
     def source(self) -> str:
         return (GUEST_DIR / f"{self.name}.s").read_text(encoding="utf-8")
 
+    def entry_bound(self, native: Mapping[str, int], features: frozenset[str]) -> float:
+        """Host entries per 1,000 guest instructions allowed on a host with ``features``."""
+        bound = self.max_entries
+        return bound if isinstance(bound, int | float) else bound(self.source(), native, features)
+
 
 GUESTS = (
-    EfficiencyGuest("compute", min_direct=0.99, max_interventions=5.0),
-    EfficiencyGuest("system", min_direct=0.80, max_interventions=200.0),
+    EfficiencyGuest("compute", min_direct=0.99, max_entries=5.0),
+    EfficiencyGuest("system", min_direct=0.80, max_entries=200.0),
+    EfficiencyGuest("eff_ops", min_direct=0.90, max_entries=ops_entries),
 )
 _EMULATE = pytest.mark.popek_deviation(
     "emulate",
     "full emulation interprets every guest instruction in software (Fisher-Ogden 2006 §2.1): "
     "none runs directly, so Popek & Goldberg's efficiency property cannot hold",
 )
+# Deviations of single guests, keyed to the profiles whose features make them deviations.
+_TPR_PROFILES = ("vtx-2009",)
+_X86_PROFILES = ("x86-2005", "x86-64-2005")
+_GUEST_DEVIATIONS = {
+    "eff_ops": (
+        pytest.mark.popek_deviation(
+            "hardware",
+            "first-generation VT-x (Adams & Agesen 2006) uses no TPR shadow, so every CR8 load exits even on a "
+            "host that has one",
+            profiles=_TPR_PROFILES,
+        ),
+        pytest.mark.popek_deviation(
+            "trap-and-emulate",
+            "sidt runs directly at the deprivileged ring and stores the real IDTR (Fisher-Ogden 2006 §2.3.1), "
+            "which the guest then loads back",
+            profiles=_X86_PROFILES,
+        ),
+    )
+}
 
 
 @cache
@@ -73,78 +152,121 @@ def _native(name: str, config: VMConfig, profile: str):
     return observe(NativeVMM, _image(name), config, profile=profile)
 
 
-def efficiency_problems(
-    counters: dict[str, int], guest: EfficiencyGuest, native_instructions: int, host_instructions: int
-) -> tuple[list[str], dict[str, int]]:
-    """The efficiency verdict on one VM's counters: the problems (empty when it passes) and the
-    figures measured (for the results JSON)."""
+def measured_direct(host_counters: Mapping[str, int]) -> int:
+    """Instructions the host's core retired for guests: at CPL 1-3 in host mode (deprivileged)
+    and at any CPL in guest mode (docs/architecture.md §13)."""
+    return sum(host_counters[f"insn_host_cpl{c}"] for c in (1, 2, 3)) + sum(
+        host_counters[f"insn_guest_cpl{c}"] for c in range(4)
+    )
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the host saw of one run, against the native run's instruction count."""
+
+    guest_instructions: int  # the native run's
+    direct: int  # retired by the host's core for the guest
+    entries: int  # host run/vmrun calls
+
+    @property
+    def direct_fraction(self) -> float:
+        return self.direct / max(self.guest_instructions, 1)
+
+    @property
+    def entries_per_1000(self) -> float:
+        return 1000 * self.entries / max(self.guest_instructions, 1)
+
+
+def counter_problems(counters: Mapping[str, int], measured: Measured) -> list[str]:
+    """Whether the counters the VM reports add up (docs/vmm-api.md §8); they grade nothing."""
     missing = [k for k in EFFICIENCY_COUNTERS if type(counters.get(k)) is not int]
     if missing:
         return [
-            f"the VM reports no {', '.join(missing)} in VM.counters: efficiency cannot be measured "
+            f"the VM reports no {', '.join(missing)} in VM.counters: its counters cannot be checked "
             f"(the contract's keys are {', '.join(EFFICIENCY_COUNTERS)}, docs/vmm-api.md §8)"
-        ], {}
+        ]
     direct, emulated, interventions = (counters[k] for k in EFFICIENCY_COUNTERS)
-    total = direct + emulated
-    figures = {
-        "guest_instructions": total,
-        "direct_per_mille": 1000 * direct // max(total, 1),
-        "interventions_per_1000": 1000 * interventions // max(total, 1),
-    }
+    native = measured.guest_instructions
     problems = []
     if min(direct, emulated, interventions) < 0:
+        problems.append(f"negative counters: {dict((k, counters[k]) for k in EFFICIENCY_COUNTERS)}")
+    if abs(direct + emulated - native) > native // 100:
         problems.append(
-            f"negative counters: {COUNTER_DIRECT}={direct}, {COUNTER_EMULATED}={emulated}, "
-            f"{COUNTER_INTERVENTIONS}={interventions}"
-        )
-    if abs(total - native_instructions) > native_instructions // 100:
-        problems.append(
-            f"{COUNTER_DIRECT} + {COUNTER_EMULATED} = {total}, but the guest retires {native_instructions} "
+            f"{COUNTER_DIRECT} + {COUNTER_EMULATED} = {direct + emulated}, but the guest retires {native} "
             "instructions natively: the counters do not account for the guest's instructions"
         )
-    if host_instructions and direct > host_instructions:
+    if direct > measured.direct:
         problems.append(
-            f"{COUNTER_DIRECT} = {direct}, but the host's core retired only {host_instructions} instructions"
+            f"{COUNTER_DIRECT} = {direct}, but the host's core retired only {measured.direct} guest instructions"
         )
-    if total and direct / total < guest.min_direct:
-        problems.append(
-            f"{direct} of {total} guest instructions ({100 * direct / total:.1f}%) ran directly on the core; "
-            f"the {guest.name} guest needs at least {100 * guest.min_direct:.0f}%"
+    return problems
+
+
+def shortfalls(guest: EfficiencyGuest, measured: Measured, bound: float) -> list[str]:
+    """The thresholds the measured figures miss."""
+    out = []
+    n = measured.guest_instructions
+    if measured.direct_fraction < guest.min_direct:
+        out.append(
+            f"the host's core retired {measured.direct} of the guest's {n} instructions "
+            f"({100 * measured.direct_fraction:.1f}%) directly; the {guest.name} guest needs at least "
+            f"{100 * guest.min_direct:.0f}%"
         )
-    if total and 1000 * interventions / total > guest.max_interventions:
-        problems.append(
-            f"{interventions} VMM interventions in {total} guest instructions "
-            f"({1000 * interventions / total:.1f} per 1,000); the {guest.name} guest allows at most "
-            f"{guest.max_interventions:g} per 1,000"
+    if measured.entries_per_1000 > bound:
+        out.append(
+            f"the VMM entered the host {measured.entries} times in {n} guest instructions "
+            f"({measured.entries_per_1000:.1f} per 1,000); the {guest.name} guest allows at most {bound:.1f} "
+            "per 1,000 on this host"
         )
-    return problems, figures
+    return out
+
+
+def _params():
+    for g in GUESTS:
+        marks = [pytest.mark.popek_property("efficiency", category=g.name), *_GUEST_DEVIATIONS.get(g.name, ())]
+        yield pytest.param(g, id=g.name, marks=marks)
 
 
 @_EMULATE
-@pytest.mark.parametrize(
-    "guest",
-    [pytest.param(g, id=g.name, marks=pytest.mark.popek_property("efficiency", category=g.name)) for g in GUESTS],
-)
+@pytest.mark.parametrize("guest", list(_params()))
 def test_most_guest_instructions_run_directly(guest, vmm, popek_profile, popek_record):
     from cffi_core.machine import Machine
+    from cffi_core.profiles import PROFILES
+    from conformance.checks import deviation_expected, explained_directed
+    from reference_vmm.native import NativeVMM
 
+    if vmm is NativeVMM:
+        pytest.skip("the oracle: a bare machine of its own per guest, no VMM to measure")
     expected = _native(guest.name, guest.config, popek_profile)
     host = Machine(popek_profile, default_host_memory(guest.config.memory))
+    watch = HostWatch.of(host)
     actual = observe(vmm, _image(guest.name), guest.config, host=host)
+    explained = not expected.equivalent(actual) and deviation_expected()
+    if explained and explained_directed(vmm, popek_profile, _image(guest.name), guest.config):
+        raise ExpectedDeviation(f"{guest.name}: the difference is its sensitive, unprivileged instructions'")
     assert_equivalent(expected, actual, names=("native", vmm.name), program=guest.source())
-    host_counters = host.counters
-    host_instructions = host_counters["instructions"]
-    problems, figures = efficiency_problems(
-        dict(actual.counters), guest, expected.counters["instructions"], host_instructions
+    measured = Measured(expected.counters["instructions"], measured_direct(host.counters), watch.entries)
+    features = PROFILES[popek_profile].features
+    bound = guest.entry_bound(expected.counters, features)
+    popek_record(
+        guest_instructions=measured.guest_instructions,
+        host_entries=measured.entries,
+        host_entries_per_1000=round(measured.entries_per_1000),
+        measured_direct_per_mille=1000 * measured.direct // max(measured.guest_instructions, 1),
     )
-    popek_record(**figures)
+    problems = counter_problems(actual.counters, measured)
+    short = shortfalls(guest, measured, bound)
     message = "\n".join(
         [f"efficiency (Popek & Goldberg 1974) not met by {vmm.name} on the {guest.name} guest:"]
-        + [f"  {p}" for p in problems]
+        + [f"  {p}" for p in problems + short]
     )
-    # Only a shortfall of the thresholds is emulate's deviation (docs/vmm-api.md §10): counters
-    # that do not add up fail for every VMM.
-    lenient = replace(guest, min_direct=0.0, max_interventions=float("inf"))
-    if problems and not efficiency_problems(dict(actual.counters), lenient, expected.counters["instructions"], host_instructions)[0]:
-        raise ExpectedDeviation(message)
     assert not problems, message
+    # A shortfall is a deviation's only when the deviation explains it (docs/vmm-api.md §10):
+    # nothing ran directly (full emulation), or the bound of a host without the TPR shadow is
+    # met (CR8 loads exit).  The plugin excuses it only for a VMM that declares the deviation.
+    if short and (
+        measured.direct == 0
+        or not shortfalls(guest, measured, guest.entry_bound(expected.counters, features - {"tpr_shadow"}))
+    ):
+        raise ExpectedDeviation(message)
+    assert not short, message
