@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from conformance.api import VM, VMM, Observation, VMConfig, default_host_memory
+from conformance.api import VM, VMM, HostWatch, NoProgress, Observation, VMConfig, default_host_memory, vmm_label
 from conformance.guests import DISK_IMAGE, GUEST_DIR, by_name
 
 MAX_VMS = 4
@@ -84,7 +84,7 @@ class VMMMachine(RuleBasedStateMachine):
 
     @rule(ticks=st.sampled_from(SLICES))
     def run(self, ticks: int) -> None:
-        self.vmm.run(ticks)
+        _bounded_run(self.vmm, ticks)
         self.steps.append(("run", ticks))
 
     @invariant()
@@ -117,12 +117,26 @@ class VMMMachine(RuleBasedStateMachine):
             if step == "create_vm":
                 vms.append(vmm.create_vm(_image(arg), GUESTS[arg].config))
             else:
-                vmm.run(arg)
+                _bounded_run(vmm, arg)
         for i, (a, b) in enumerate(zip(self.vms, vms, strict=True)):
             first, again = a.observation(), b.observation()
             assert first == again, f"VM {i} ({self.names[i]}): the same steps gave another observation: " + "; ".join(
                 first.diff(again, ("first", "replayed"))
             )
+
+
+def _bounded_run(vmm: VMM, ticks: int) -> None:
+    """``vmm.run(ticks)`` within the bounds of one slice (docs/vmm-api.md §5): a VMM that spins
+    on its host fails with "no progress" instead of hanging the test."""
+    watch = HostWatch.of(vmm.host)
+    watch.label = vmm_label(type(vmm))
+    watch.begin_slice(ticks * max(1, sum(not vm.stopped for vm in vmm.vms)))
+    try:
+        vmm.run(ticks)
+    finally:
+        watch.end_slice()
+    if watch.failure is not None:
+        raise NoProgress(watch.failure)
 
 
 def _fresh(vmm: type[VMM], profile: str) -> tuple[VMM, list[VM]]:
