@@ -77,24 +77,48 @@ h_space:
         iret
 
 ; gen_end: print "data=<sum>" (a checksum of the data page: sum of its quadwords, each
-; rotated by its index), then the common signature (lib/signature.s).
+; rotated by its index), then "tables=<sum>" (the same of the entries bodies map and remap:
+; PD[0..2], PT[0..7] and address space B's, lib/paging.s — so the A/D bits the walker set show,
+; docs/architecture.md §7.5), then the common signature (lib/signature.s).
 gen_end:
         li      r9, 0
         li      r10, DATA
         li      r11, DATA + DATA_SIZE
-ge_next:
+        call    ge_sum
+        la      r10, s_data
+        call    print_str
+        mov     r10, r9
+        call    print_hex_nl
+        li      r9, 0
+        li      r10, 0x12000           ; PD
+        li      r11, 0x12000 + 24
+        call    ge_sum
+        li      r10, 0x13000           ; PT
+        li      r11, 0x13000 + 64
+        call    ge_sum
+        li      r10, 0x16000           ; PD_B
+        li      r11, 0x16000 + 24
+        call    ge_sum
+        li      r10, 0x17000           ; PT_B
+        li      r11, 0x17000 + 64
+        call    ge_sum
+        la      r10, s_tables
+        call    print_str
+        mov     r10, r9
+        call    print_hex_nl
+        jmp     finish
+
+; ge_sum: fold the quadwords of [r10, r11) into r9 (clobbers r10, r12).
+ge_sum:
         ld      r12, [r10]
         xor     r9, r9, r12
         shli    r12, r9, 7
         shri    r9, r9, 57
         or      r9, r9, r12
         addi    r10, r10, 8
-        bltu    r10, r11, ge_next
-        la      r10, s_data
-        call    print_str
-        mov     r10, r9
-        call    print_hex_nl
-        jmp     finish
+        bltu    r10, r11, ge_sum
+        ret
 
 s_data: .asciz "data="
+s_tables: .asciz "tables="
 .align 4
