@@ -28,10 +28,12 @@ __all__ = [
     "DeviationLedger",
     "ExpectedDeviation",
     "assert_equivalent",
+    "blocks_touching",
     "deviation_expected",
     "deviation_explained",
     "equivalence_report",
     "expecting_deviation",
+    "explained_by_deviation",
     "explained_by_sensitive_unprivileged",
     "explained_directed",
     "neutralise_sensitive_unprivileged",
@@ -113,21 +115,89 @@ def sensitive_blocks(body: Sequence[Block]) -> list[int]:
     return [i for i, b in enumerate(body) if any(m in su for line in b.lines for m in _line_mnemonics(line))]
 
 
-def explained_by_sensitive_unprivileged(vmm: type[VMM], profile: str, program: GuestProgram) -> bool:
-    """True when ``program``'s difference under ``vmm`` is the sensitive, unprivileged
-    instructions' own: it has some, and the same program with their blocks deleted (and no such
-    word left in the assembled body) is equivalent under ``vmm``.  A VMM that raises on the
-    rest raises here too (``VMMError``: never explained)."""
+RESERVED_RANGE_LIMIT = 1 << 20
+"""The most a VMM may declare as its reserved range (``VMM.reserved_range``): an IDT and the
+like, never a share of the guest's address space large enough to excuse its memory bugs."""
+
+
+def _reserved_range(vmm: type[VMM], profile: str) -> tuple[int, int] | None:
+    """The linear range ``[lo, hi)`` the VMM keeps mapped in every guest address space (its
+    class attribute ``reserved_range``: address-space compression, Robin & Irvine 2000), when
+    the profile has no segment limit to hide it (``seglimit``) and is not ``classic``: only
+    there can the guest's kernel rings reach it unseen."""
+    from cffi_core.profiles import get_profile
+
+    declared = getattr(vmm, "reserved_range", None)
+    features = get_profile(profile).features
+    if declared is None or "seglimit" in features or "classic" in features:
+        return None
+    lo, hi = declared
+    if not 0 <= lo < hi <= 1 << 64 or hi - lo > RESERVED_RANGE_LIMIT:
+        raise ValueError(f"VMM {vmm.name!r}: reserved_range {lo:#x}-{hi:#x} is not a range of at most 1 MiB")
+    return lo, hi
+
+
+def blocks_touching(program: GuestProgram, profile: str, lo: int, hi: int) -> set[int]:
+    """The indices of the body blocks whose loads or stores, at CPL 0-2, touch linear
+    ``[lo, hi)`` in the program's native run — run by the executable spec (``emulate``), every
+    access seen as it goes through ``cffi_core.spec.access.translate`` (docs/architecture.md §5.3)."""
+    from cffi_core.spec import access
+    from cffi_core.spec.paging import ACCESS_FETCH
+    from reference_vmm.emulate import EmulateVMM
+
+    pcs: set[int] = set()
+    original = access.translate
+
+    def watched(state, mem, va, size, kind, cpl):  # same signature as access.translate
+        if kind != ACCESS_FETCH and cpl <= 2 and va < hi and va + size > lo:
+            pcs.add(state.pc)
+        return original(state, mem, va, size, kind, cpl)
+
+    access.translate = watched
+    try:
+        observe(EmulateVMM, program.image, program.config, profile=profile)
+    finally:
+        access.translate = original
+    starts = program.block_starts()
+    return {i for i in range(len(program.body)) for pc in pcs if starts[i] <= pc < starts[i + 1]}
+
+
+def explained_by_deviation(
+    vmm: type[VMM], profile: str, program: GuestProgram, *, ring_aliasing: bool = False
+) -> bool:
+    """True when ``program``'s difference under ``vmm`` is trap-and-emulate's deviation on the
+    x86-like machine (Popek & Goldberg 1974, Theorem 1) and nothing else.  The blocks that are
+    the deviation's own are deleted — those with sensitive, unprivileged instructions, and, on a
+    profile without a segment limit, those whose accesses touch the VMM's declared
+    ``reserved_range`` at CPL 0-2 (address-space compression) — and the rest must be
+    equivalent under ``vmm``.  With ``ring_aliasing`` a body at CPL 1-2 may instead behave as
+    the same body entered at ring 0: the guest kernel's ``iret`` to an outer ring that the VMM
+    runs at the kernel's own real ring pops that ring and never traps, so the body keeps the
+    kernel's rights (ring aliasing).  A VMM that raises on the rest raises here too
+    (``VMMError``: never explained)."""
     from reference_vmm.native import NativeVMM
 
     drop = set(sensitive_blocks(program.body))
-    if not drop:
+    reserved = _reserved_range(vmm, profile)
+    if reserved is not None:
+        drop |= blocks_touching(program, profile, *reserved)
+    aliased = ring_aliasing and program.cpl in (1, 2)
+    if not drop and not aliased:
         return False
     rest = replace(program, body=tuple(b for i, b in enumerate(program.body) if i not in drop))
     if rest.sensitive_unprivileged():  # e.g. a macro the text did not show: not provably theirs
         return False
-    expected = observe(NativeVMM, rest.image, rest.config, profile=profile)
-    return expected.equivalent(observe(vmm, rest.image, rest.config, profile=profile))
+    if reserved is not None and blocks_touching(rest, profile, *reserved):
+        return False
+    actual = observe(vmm, rest.image, rest.config, profile=profile)
+    targets = [rest, replace(rest, entry_ring=0)] if aliased else [rest]
+    return any(observe(NativeVMM, t.image, t.config, profile=profile).equivalent(actual) for t in targets)
+
+
+def explained_by_sensitive_unprivileged(vmm: type[VMM], profile: str, program: GuestProgram) -> bool:
+    """``explained_by_deviation`` without ring aliasing: the sensitive, unprivileged
+    instructions (and, without ``seglimit``, the reserved range) explain the difference."""
+    return explained_by_deviation(vmm, profile, program)
 
 
 def neutralise_sensitive_unprivileged(image: GuestImage, start: int, end: int) -> tuple[GuestImage, int]:

@@ -110,6 +110,10 @@ class GuestProgram:
     disk: bytes | None = None
     name: str = field(default="generated", compare=False)
     console_input: bytes = b""
+    # The ring the prelude's iret really enters (None: ``cpl``).  Only the ring-aliasing
+    # explanation of trap-and-emulate's deviation sets it (conformance.checks): to 0, the
+    # program is what that VMM believes it runs.
+    entry_ring: int | None = None
 
     def __repr__(self) -> str:
         extra = f", console_input={self.console_input!r}" if self.console_input else ""
@@ -144,17 +148,15 @@ class GuestProgram:
         if self.paging:
             main += ["        call    paging_on", "        call    paging_spaces"]
         if self.cpl:
-            main.append(f"        enter_ring {self.flags:#x}, {self.cpl}, back")
+            ring = self.cpl if self.entry_ring is None else self.entry_ring
+            main.append(f"        enter_ring {self.flags:#x}, {ring}, back")
         else:
             # The end returns through h_back like a ring-3 body does, so that the signature's
             # FLAGS line shows the FLAGS the body left (read from the frame, not with pushf).
             main += ["        la      r13, back", "        la      r14, resume", "        sd      r13, [r14]"]
             if self.flags:  # TF set by popf traps after the body's first instruction (§6.4)
                 main += [f"        li      r13, {self.flags:#x}", "        push    r13", "        popf"]
-        body = [
-            "body:",
-            *(f"        {line.strip()}" if not line.endswith(":") else line for line in self.body_source()),
-        ]
+        body = self._body_lines(self.body_source())
         tail = ["body_end:", "        int     VEC_BACK", "back:   jmp     gen_end", '.include "lib/signature.s"']
         return "\n".join([*head, *main, *body, *tail]) + "\n"
 
@@ -163,6 +165,23 @@ class GuestProgram:
         from cffi_core.asm import assemble
 
         return assemble(self.source, filename=str(GUEST_DIR / f"{self.name}.s"))
+
+    def block_starts(self) -> list[int]:
+        """The address of each body block's first word, then ``body_end``'s: the same program
+        assembled with a label before each block (labels move nothing)."""
+        from cffi_core.asm import assemble
+
+        lines: list[str] = []
+        for i, block in enumerate(self.body):
+            lines += [f"blk_{i}:", *block.render(f".Lb{i}")]
+        plain, marked = self._body_lines(self.body_source()), self._body_lines(lines)
+        source = self.source.replace("\n".join(plain), "\n".join(marked), 1)
+        image = assemble(source, filename=str(GUEST_DIR / f"{self.name}.s"))
+        return [image.symbols[f"blk_{i}"] for i in range(len(self.body))] + [image.symbols["body_end"]]
+
+    @staticmethod
+    def _body_lines(lines: list[str]) -> list[str]:
+        return ["body:", *(f"        {line.strip()}" if not line.endswith(":") else line for line in lines)]
 
     def body_words(self) -> list[tuple[int, int]]:
         """(address, word) of every instruction word of the body, from the assembled image."""

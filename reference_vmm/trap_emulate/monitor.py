@@ -395,6 +395,10 @@ class TrapEmulateVMM(VMM):
     name = "trap-and-emulate"
     technique = "trap-and-emulate with shadow paging (Fisher-Ogden 2006 §2.1-§2.2)"
     requires = frozenset()
+    reserved_range: ClassVar[tuple[int, int]] = (RESERVED_VA, 1 << 64)
+    """The linear range kept mapped in every guest address space (the VMM's IDT page,
+    ``rings.py``): what the suite's expected deviation may blame on address-space compression
+    where no segment limit hides it (``conformance.checks.explained_by_deviation``)."""
     vm_class: ClassVar[type[TrapEmulateVM]] = TrapEmulateVM
     """The class of this VMM's VMs, built as ``vm_class(monitor, image, config, base, pool)``:
     a subclass (a one-bug variant, a student's extension) names its own."""
