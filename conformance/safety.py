@@ -59,8 +59,10 @@ __all__ = ["HostWatch", "Runaway", "SideBySide", "canary_pattern", "host_memory_
 _RUNS_PER_TICK = 20
 # The canary pattern's quadword at address a is a + _CANARY_TAG: distinct everywhere below
 # 4 GiB (the largest host, docs/architecture.md §5.1), and never zero, so that a VMM that
-# zeroes or copies host memory where it should not shows.
-_CANARY_TAG = 0xC0FFEE << 40
+# zeroes or copies host memory where it should not shows.  Its low bits are P|W|U (§7.2):
+# read as a page-table entry, unused RAM is a present, writable user mapping of a frame near
+# it, so a VMM that takes host pages for tables without clearing them maps garbage and shows.
+_CANARY_TAG = (0xC0FFEE << 40) | 0b111
 
 Runaway = NoProgress
 """The error a VMM's host run raises when it has run far more than its slices allow."""
