@@ -329,6 +329,12 @@ def _port(draw: st.DrawFn) -> Block:
     return _one(f"in {draw(_rd)}, {draw(st.sampled_from(_PORTS_IN)):#x}")
 
 
+_invlpg_anywhere = st.one_of(
+    st.sampled_from([2**64 - 4096, 2**64 - 8, 0x7FFF_FFFF_FFFF_FFFF, 0x7FFF_FFFF_F000, 0xFFFF_8000_0000_0000, 1 << 47]),
+    st.integers(0, 2**64 - 1),
+)
+
+
 @st.composite
 def _control(draw: st.DrawFn) -> Block:
     """Privileged state: CRs, MSRs, IDTR, invlpg (a #GP at CPL 3).  Values written keep the
@@ -349,7 +355,11 @@ def _control(draw: st.DrawFn) -> Block:
         return Block((f"li r9, {draw(st.sampled_from([0x101, 0x102])):#x}", f"wrmsr r9, {draw(_rs)}"))
     if kind == "lidt":
         return Block((f"li r9, {_IDT:#x}", "lidt r9"))
-    return _one(f"invlpg [r12 + {draw(st.integers(0, 7)) * 4096}]")
+    if draw(st.booleans()):
+        return _one(f"invlpg [r12 + {draw(st.integers(0, 7)) * 4096}]")
+    # Anywhere: invlpg never faults on its address (§3), so a VMM must not let one drop what
+    # it keeps in the guest's address space (the top page, a non-canonical address's alias).
+    return Block((f"li r9, {draw(_invlpg_anywhere):#x}", "invlpg [r9]"))
 
 
 @st.composite
@@ -485,6 +495,10 @@ def _shadowed(draw: st.DrawFn) -> str:
                 "invlpg [r12]",
                 "cli",
                 "sd r0, [r12 + 4]",
+                # A first touch of a data page: a hidden page fault under shadow paging, an
+                # exit the guest must not see, with the interrupt still held by the shadow.
+                f"ld {draw(_rd)}, [r12 + {4096 * draw(st.integers(1, 3))}]",
+                f"sd {draw(_rd)}, [r12 + {4096 * draw(st.integers(1, 3)) + 8}]",
             ]
         )
     )
