@@ -90,7 +90,12 @@ class Verdict:
 
 def load_catalog(name: str = DEFAULT_CATALOG) -> tuple[Mutant, ...]:
     """The ``MUTANTS`` of module ``name`` (a tuple of ``Mutant``)."""
-    module = importlib.import_module(name)
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        raise SystemExit(
+            f"{name}: cannot import the mutant catalog ({e}); run from a popek checkout, or name one with --catalog"
+        ) from None
     mutants = tuple(getattr(module, "MUTANTS", ()))
     if not mutants or not all(isinstance(m, Mutant) for m in mutants):
         raise SystemExit(f"{name}: MUTANTS must be a non-empty tuple of conformance.mutation.Mutant")

@@ -116,6 +116,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _run_suite(args, args.vmm or reference_vmms(), "no reference VMM is registered (entry-point group popek.vmms)")
 
 
+def _cmd_mutants(argv: Sequence[str]) -> int:
+    """``popek mutants ARGS``: ``python -m conformance.mutation ARGS`` (its own options, --help)."""
+    from conformance.mutation import main as mutation_main
+
+    if os.getcwd() not in sys.path:  # the catalog (tests.mutants) is found as python -m finds it
+        sys.path.insert(0, os.getcwd())
+    return mutation_main(list(argv))
+
+
 def _cmd_grade(args: argparse.Namespace) -> int:
     from conformance.plugin import ENV_VMM
 
@@ -252,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grade", help="run a VMM through the conformance suite on its profiles and write the report")
     _add_suite_options(p, "the VMM: an entry-point name or pkg.module:Class (repeatable; default $POPEK_VMM)")
     p.set_defaults(func=_cmd_grade)
+
+    p = sub.add_parser(
+        "mutants",
+        help="grade the suite itself by the one-bug VMM variants it kills (docs/mutants.md; run in a checkout)",
+        add_help=False,
+    )
+    p.set_defaults(func=_cmd_mutants)
     return parser
 
 
@@ -264,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cffi_core.profiles import ProfileError
     from conformance.api import VMMError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["mutants"]:  # every other word is the mutation runner's own option
+        return _cmd_mutants(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -344,3 +344,11 @@ def test_coverage_that_is_not_integers_is_a_malformed_file(tmp_path, capsys):
     path.write_text(json.dumps(doc))
     assert main(["report", str(path), "-o", str(tmp_path / "out")]) != 0
     assert '"coverage" is not an object of integers' in capsys.readouterr().err
+
+
+def test_popek_mutants_lists_the_catalog_of_the_mutation_runner(capsys):
+    from reports.cli import main
+
+    assert main(["mutants", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "hw-tf-lost-after-exit" in out and "te-invlpg-drops-reserved-page" in out
