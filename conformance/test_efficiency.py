@@ -231,7 +231,7 @@ def _params():
 @pytest.mark.parametrize("guest", list(_params()))
 def test_most_guest_instructions_run_directly(guest, vmm, popek_profile, popek_record):
     from cffi_core.machine import Machine
-    from cffi_core.profiles import PROFILES
+    from cffi_core.profiles import get_profile
     from conformance.checks import deviation_expected, explained_directed
     from reference_vmm.native import NativeVMM
 
@@ -246,7 +246,7 @@ def test_most_guest_instructions_run_directly(guest, vmm, popek_profile, popek_r
         raise ExpectedDeviation(f"{guest.name}: the difference is its sensitive, unprivileged instructions'")
     assert_equivalent(expected, actual, names=("native", vmm.name), program=guest.source())
     measured = Measured(expected.counters["instructions"], measured_direct(host.counters), watch.entries)
-    features = PROFILES[popek_profile].features
+    features = get_profile(popek_profile).features
     bound = guest.entry_bound(expected.counters, features)
     popek_record(
         guest_instructions=measured.guest_instructions,
