@@ -42,6 +42,7 @@ __all__ = [
     "STOPS",
     "VM",
     "VMM",
+    "HostRefused",
     "HostWatch",
     "NoProgress",
     "Observation",
@@ -398,6 +399,12 @@ class NoProgress(VMMError):
     be known, the guest's pc."""
 
 
+class HostRefused(BaseException):
+    """Raised by every host entry after a ``NoProgress``: a ``BaseException``, as pytest's own
+    stops are, so that a VMM whose ``except Exception`` swallowed the first cannot go on
+    entering its host forever.  The suite turns it back into ``NoProgress``."""
+
+
 class HostWatch:
     """What a VMM does with its host, measured from the host's side: every call of the host
     Machine's ``run`` and ``vmrun`` (a *host entry*) is counted, with the host ticks it lasted
@@ -493,7 +500,7 @@ class HostWatch:
 
         def watched(*args: Any, **kwargs: Any) -> Any:
             if self.failure is not None:
-                raise NoProgress(self.failure)
+                raise HostRefused(self.failure)
             if self._limits is not None:
                 self._check(after=False)
             start = host.clock
@@ -612,6 +619,8 @@ def observe(
         obs = vm.observation()
         if not isinstance(obs, Observation):
             raise VMMError(f"{label}: observation() returned {type(obs).__name__}, not an Observation")
+    except HostRefused as e:
+        raise NoProgress(str(e)) from None
     except VMMError:
         raise
     except Exception as e:

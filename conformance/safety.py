@@ -36,6 +36,7 @@ from conformance.api import (
     HOST_TIMER_PERIOD,
     VM,
     VMM,
+    HostRefused,
     HostWatch,
     NoProgress,
     Observation,
@@ -245,7 +246,7 @@ def run_side_by_side(
         phase = "observation"
         result.observations = [vm.observation() for vm in vms]
         result.rams = [guest_ram(vm) for vm in vms]
-    except Exception as e:
+    except (Exception, HostRefused) as e:
         if watch.failure is not None and not isinstance(e, NoProgress):
             e = NoProgress(watch.failure)
         result.error = f"{label}: {phase} raised {type(e).__name__}: {e}"

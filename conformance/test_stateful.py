@@ -18,7 +18,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from conformance.api import VM, VMM, HostWatch, NoProgress, Observation, VMConfig, default_host_memory, vmm_label
+from conformance.api import (
+    VM,
+    VMM,
+    HostRefused,
+    HostWatch,
+    NoProgress,
+    Observation,
+    VMConfig,
+    default_host_memory,
+    vmm_label,
+)
 from conformance.guests import DISK_IMAGE, GUEST_DIR, by_name
 
 MAX_VMS = 4
@@ -133,6 +143,8 @@ def _bounded_run(vmm: VMM, ticks: int) -> None:
     watch.begin_slice(ticks * max(1, sum(not vm.stopped for vm in vmm.vms)))
     try:
         vmm.run(ticks)
+    except HostRefused as e:
+        raise NoProgress(str(e)) from None
     finally:
         watch.end_slice()
     if watch.failure is not None:
