@@ -98,6 +98,12 @@ _BLIND_SPOTS = {
     "console input": (_ANY, None, lambda p: bool(p.console_input) and _has(p, "in")),
     "ring 3 uses a page, the kernel remaps it, ring 3 uses it again": ((3,), True, _remapped_after_use),
     "a CR3 switch to the second address space": (_ANY, True, lambda p: "li r9, 0x14000" in _lines(p)),
+    "invlpg of the top page": ((0,), None, lambda p: _after(p, "li r9, 0xfffffffffffff000", ("invlpg",))),
+    "a first touch of a data page in sti's shadow": (
+        (0,),
+        None,
+        lambda p: any(a == "sti" and b.startswith(("ld", "sd")) and "4096]" in b for a, b in pairwise(_lines(p))),
+    ),
 }
 
 
