@@ -14,12 +14,10 @@ __all__ = ["ENTRIES", "Entry"]
 
 @dataclass(frozen=True)
 class Entry:
-    """A mutant, the evidence that it is a bug, and a note when its base VMM is known to fail
-    the same witness today (a bug of the base being fixed: the base check is then xfail)."""
+    """A mutant and the evidence that it is a bug (its base VMM passes the same witness)."""
 
     mutant: Mutant
     witness: Witness
-    base_known_bug: str | None = None
 
 
 def _m(name: str, cls: str, base: str, prop: str, profiles: tuple[str, ...], bug: str) -> Mutant:
@@ -363,7 +361,6 @@ ENTRIES: tuple[Entry, ...] = (
         _m("hw-tf-lost-after-exit", "TfLostAfterExit", "hardware", "equivalence", HW,
            "clears TF when it completes an exiting instruction: the single-step #DB after it is lost"),
         Program(SINGLE_STEP_OVER_OUT),
-        base_known_bug="hardware gives no #DB after an instruction it completed for the guest (skip)",
     ),
     Entry(
         _m("hw-sti-shadow-ignored", "StiShadowIgnored", "hardware", "equivalence", HW,

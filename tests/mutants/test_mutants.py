@@ -16,12 +16,7 @@ def _param(entry: Entry) -> pytest.ParameterSet:
 
 
 def _base_param(entry: Entry) -> pytest.ParameterSet:
-    marks = []
-    if entry.base_known_bug:
-        # The base VMM fails this witness today (a bug of its own, being fixed): the check is
-        # kept, and reports XPASS once the base is right.
-        marks.append(pytest.mark.xfail(reason=f"{entry.mutant.base}: {entry.base_known_bug}", strict=False))
-    return pytest.param(entry, id=entry.mutant.name, marks=marks)
+    return pytest.param(entry, id=entry.mutant.name)
 
 
 def test_the_catalog_has_enough_mutants_for_every_property():
