@@ -1,7 +1,7 @@
 """Safety (resource control): adversarial generated guests beside a victim VM on the same VMM.
 
 Popek & Goldberg (1974) ask that a VMM keep control of the machine's resources whatever a guest
-does.  Each example runs the victim (``conformance/guests/victim_ram.s``: paging, its IDT, timer
+does.  Each example runs the victim (``conformance/guests/victim.s``: paging, its IDT, timer
 interrupts, disk DMA, a word in every page of its RAM) and a hostile guest
 (``strategies.adversary_programs``: random words, wild addresses, page tables and DMA pointing
 anywhere, IDT overwrites, ``cli; jmp .``) together on one VMM, and checks
@@ -36,7 +36,7 @@ SWEEP_CONFIG = VMConfig(memory=1 << 20, disk=_SWEEP_DISK, disk2=_SWEEP_DISK, bud
 _SETTINGS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-VICTIM = "victim_ram.s"
+VICTIM = "victim.s"
 
 
 @cache

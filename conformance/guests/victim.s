@@ -1,5 +1,5 @@
-; The whole-RAM victim of the safety tests (conformance/test_safety.py): victim.s — paging,
-; its IDT, timer interrupts, disk DMA — that also uses every page of its 1 MiB of RAM.  Before
+; The victim of the safety tests (conformance/test_safety.py, test_stateful.py): paging,
+; its IDT, timer interrupts, disk DMA, and every page of its 1 MiB of RAM.  Before
 ; its timer starts it writes a word into each page no other part of it uses (the image, the
 ; page tables, the IDT and its two data pages are used already), and at the end it reads them
 ; all back into a checksum, so that a neighbour's stray write into any page of its RAM changes
