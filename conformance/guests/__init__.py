@@ -89,6 +89,7 @@ DIRECTED_GUESTS: tuple[DirectedGuest, ...] = (
     _guest("smc", "mechanism", "self-modifying code executes the new instruction"),
     _guest("spaces", "mechanism", "CR3 switches between two live address spaces; a page ring 3 used is remapped"),
     _guest("tpr", "mechanism", "CR8 holds back a pending interrupt until lowered; sti; hlt and sti's shadow"),
+    _guest("sti_fault", "mechanism", "an interrupt pending at sti waits out a hidden page fault, a D-bit fault and an exit in sti's shadow"),
     _guest("console", "mechanism", "console input polled, read and echoed", console_input=CONSOLE_INPUT),
     _guest("tsc", "mechanism", "wrmsr MSR_TSC, rdtsc after exits and after a halt; TIMER_NOW"),
     _guest("beyond_ram", "mechanism", "CPU accesses at or beyond the end of RAM (paging off, PTE, page table) are #MC"),
