@@ -2,8 +2,9 @@
 # The hypothesis-driven conformance tests of every reference VMM under many seeds of the dev
 # profile: a VMM is not equivalent because one seed passed.  Usage: bash .ci/seeds.sh [N [FIRST]]
 # runs seeds FIRST..FIRST+N-1 (default 1..20), one line per (seed, VMM, profile); exit 1 if any
-# run failed (its output kept in seed-SEED-VMM-PROFILE.log).  Narrow it with POPEK_SEED_PAIRS="hardware@vtx-2006 ..." or POPEK_SEED_TESTS (-k).
+# run failed (its output kept in seed-SEED-VMM-PROFILE.log where the script was started).  Narrow it with POPEK_SEED_PAIRS="hardware@vtx-2006 ..." or POPEK_SEED_TESTS (-k).
 set -uo pipefail
+out=$PWD  # failing runs' logs land where the script was started
 cd "$(dirname "$0")/.."
 
 count=${1:-20}
@@ -21,7 +22,7 @@ for seed in $(seq "$first" $((first + count - 1))); do
             --popek-profile "$profile" --hypothesis-profile=dev --hypothesis-seed="$seed" > "$log" 2>&1
         rc=$?
         echo "seed $seed  $vmm on $profile: $(tail -n 1 "$log")"
-        [ "$rc" -eq 0 ] || cp "$log" "seed-$seed-$vmm-$profile.log"
+        [ "$rc" -eq 0 ] || cp "$log" "$out/seed-$seed-$vmm-$profile.log"
         [ "$rc" -eq 0 ] || failed=1
     done
 done
