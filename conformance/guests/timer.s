@@ -21,11 +21,7 @@ wait:   sti
         jmp     finish
 
 h_timer:
-        push    r13
-        li      r13, 32
-        call    log_event
-        li      r13, PIC_EOI
-        out     PIC_CMD, r13
+        irq_enter 32
         addi    r1, r1, 1
         pop     r13
         iret

@@ -60,11 +60,7 @@ after:  cli
         jmp     finish
 
 h_timer:
-        push    r13
-        li      r13, 32
-        call    log_event
-        li      r13, PIC_EOI
-        out     PIC_CMD, r13
+        irq_enter 32
         addi    r6, r6, 1
         ld      r5, [sp + 8]           ; the interrupted pc (§6.3 frame)
         pop     r13

@@ -40,11 +40,7 @@ main:
 back:   jmp     finish
 
 h_timer:
-        push    r13
-        li      r13, 32
-        call    log_event
-        li      r13, PIC_EOI
-        out     PIC_CMD, r13
+        irq_enter 32
         pop     r13
         iret
 .include "lib/signature.s"

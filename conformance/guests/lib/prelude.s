@@ -82,6 +82,16 @@
 ring\@:
 .endm
 
+; irq_enter vec: the start of an external-interrupt handler: save r13, log the vector, EOI
+; (docs/devices.md: the PIC takes the next IRQ only after it).  The handler pops r13 itself.
+.macro irq_enter vec
+        push    r13
+        li      r13, \vec
+        call    log_event
+        li      r13, PIC_EOI
+        out     PIC_CMD, r13
+.endm
+
 ; log_stub name, vector, tail: a handler that loads its vector into r13 and joins `tail`.
 .macro log_stub name, vec, tail
 \name:  push    r13
