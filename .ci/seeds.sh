@@ -21,7 +21,7 @@ for seed in $(seq "$first" $((first + count - 1))); do
         python -m pytest -q -p no:cacheprovider -n 2 conformance -k "$tests" --vmm "$vmm" \
             --popek-profile "$profile" --hypothesis-profile=dev --hypothesis-seed="$seed" > "$log" 2>&1
         rc=$?
-        echo "seed $seed  $vmm on $profile: $(tail -n 1 "$log")"
+        echo "seed $seed  $vmm on $profile: $(grep -v "^[[:space:]]*$" "$log" | tail -n 1)"
         [ "$rc" -eq 0 ] || cp "$log" "$out/seed-$seed-$vmm-$profile.log"
         [ "$rc" -eq 0 ] || failed=1
     done

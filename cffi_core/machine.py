@@ -171,6 +171,11 @@ class Machine:
 
     >>> m = Machine("x86-2005", memory=1 * MiB)
     >>> m.write(0x1000, (0x55 << 24).to_bytes(4, "little"))  # ud
+
+    With ``shared_memory=True`` the RAM is a shared mapping: a process forked afterwards writes
+    the same bytes this one reads (the grader reads host RAM from outside the process that
+    runs the VMM under test, docs/vmm-api.md §11).  Everything else stays private to each
+    process.
     """
 
     def __init__(
@@ -178,8 +183,12 @@ class Machine:
         profile: str | Profile = DEFAULT_PROFILE,
         memory: int = DEFAULT_MEMORY,
         tlb: TLBConfig | None = None,
+        *,
+        shared_memory: bool = False,
     ) -> None:
         self.profile = get_profile(profile)
+        if type(shared_memory) is not bool:
+            raise TypeError(f"shared_memory = {shared_memory!r}: must be a bool")
         if not isinstance(memory, int) or memory % PAGE_SIZE or not MIN_MEMORY <= memory <= MAX_MEMORY:
             raise ValueError(
                 f"memory = {memory!r}: must be a multiple of {PAGE_SIZE} bytes between "
@@ -191,6 +200,8 @@ class Machine:
         cfg.features = self.profile.feature_bits
         cfg.dtlb_entries, cfg.dtlb_ways = self.tlb.dtlb_entries, self.tlb.dtlb_ways
         cfg.itlb_entries, cfg.itlb_ways = self.tlb.itlb_entries, self.tlb.itlb_ways
+        cfg.mem_shared = int(shared_memory)
+        self.shared_memory = shared_memory
         out = ffi.new("struct p64_machine **")
         rc = lib.p64_create(cfg, out)
         if rc != lib.P64_OK:

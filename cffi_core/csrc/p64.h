@@ -171,6 +171,8 @@ struct p64_config {
     uint32_t dtlb_ways;     /* power of two dividing dtlb_entries */
     uint32_t itlb_entries;
     uint32_t itlb_ways;
+    uint32_t mem_shared;    /* 1: RAM is a shared anonymous mapping, so that a process forked
+                             * after p64_create sees the same RAM (docs/vmm-api.md §11) */
 };
 
 /* Architectural CPU state (docs/architecture.md §2), read and written by the host between

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from cffi_core._binding import RangeError, StateError
@@ -97,3 +99,21 @@ def test_exit_and_event_names_have_the_core_values():
         assert r == getattr(lib, f"P64_EXIT_{r.name}")
     for k in EventKind:
         assert k == getattr(lib, f"P64_EVENT_{k.name}")
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_memory_is_seen_by_the_parent_of_a_fork_and_private_memory_is_not(shared):
+    m = Machine(memory=1 * MiB, shared_memory=shared)
+    m.write(0x200, b"before")
+    pid = os.fork()
+    if pid == 0:  # the child writes RAM and leaves at once, running no pytest machinery
+        m.write(0x200, b"after!")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert m.read(0x200, 6) == (b"after!" if shared else b"before")
+    assert m.shared_memory is shared
+
+
+def test_shared_memory_must_be_a_bool():
+    with pytest.raises(TypeError, match="shared_memory"):
+        Machine(memory=1 * MiB, shared_memory=1)
