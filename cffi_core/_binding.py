@@ -1,5 +1,6 @@
 """The one module that imports the compiled core (``cffi_core._p64``): its ``ffi`` and ``lib``,
-the ABI/instruction-table check made at import, and the mapping of status codes to exceptions.
+the ABI/instruction-table check made at import, the mapping of status codes to exceptions, and
+``tie``, which keeps the owner of core memory alive for as long as a view of that memory lives.
 
 Everything else (``cffi_core.machine``) goes through here, so a stale build is caught once, at
 import, with a message that says how to rebuild.
@@ -35,6 +36,29 @@ def check_build(expected_hash: str | None = None, expected_abi: int | None = Non
 
 
 check_build()
+
+
+class _KeepAlive:
+    """The "destructor" of a tied pointer: it frees nothing; holding it holds ``owner``."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: object) -> None:
+        self.owner = owner
+
+    def __call__(self, _ptr: object) -> None:
+        pass
+
+
+def tie(ptr: object, owner: object) -> object:
+    """``ptr``, a pointer into memory that ``owner`` (a gc-managed handle) frees, as a cdata that
+    keeps ``owner`` alive for as long as it lives.
+
+    A pointer returned by the core (``p64_cpu``, ``p64_memory``, ``p64_vmcs_regs``, ...) does not
+    own what it points to: a view built on it would outlive the machine it reads (a use after
+    free).  A buffer made with ``ffi.buffer`` keeps its cdata alive, and a memoryview its
+    buffer, so a view built on the tied pointer keeps the core alive instead."""
+    return ffi.gc(ptr, _KeepAlive(owner))
 
 
 class CoreError(RuntimeError):

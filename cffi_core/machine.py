@@ -93,22 +93,27 @@ _SCALAR_COUNTERS = (
 
 
 class CPU:
-    """Live view of the CPU state (struct p64_cpu): attribute access, ``r[i]``, ``rsp[i]``."""
+    """Live view of the CPU state (struct p64_cpu): attribute access, ``r[i]``, ``rsp[i]``.
 
-    __slots__ = ("_c",)
+    It keeps the core it reads alive (``_binding.tie``): a CPU kept after its Machine is gone
+    still reads and writes that machine's state."""
+
+    __slots__ = ("_c", "_r", "_rsp")
 
     def __init__(self, cdata: object) -> None:
         object.__setattr__(self, "_c", cdata)
+        object.__setattr__(self, "_r", _RegisterView(cdata.r, 16, cdata))
+        object.__setattr__(self, "_rsp", _RegisterView(cdata.rsp, 3, cdata))
 
     @property
     def r(self) -> _RegisterView:
         """General registers r0..r15 (r0 reads 0; writes to it are ignored by the core)."""
-        return _RegisterView(self._c.r, 16)
+        return self._r
 
     @property
     def rsp(self) -> _RegisterView:
         """MSR_RSP0..2: the stacks loaded when an event enters an inner ring."""
-        return _RegisterView(self._c.rsp, 3)
+        return self._rsp
 
     def __getattr__(self, name: str) -> int:
         if name in _CPU_FIELDS:
@@ -129,10 +134,13 @@ class CPU:
 
 
 class _RegisterView:
-    __slots__ = ("_a", "_n")
+    """``n`` registers of an array inside the core; ``owner`` (the tied struct the array is a
+    field of) keeps the core alive as long as the view."""
 
-    def __init__(self, array: object, n: int) -> None:
-        self._a, self._n = array, n
+    __slots__ = ("_a", "_n", "_owner")
+
+    def __init__(self, array: object, n: int, owner: object) -> None:
+        self._a, self._n, self._owner = array, n, owner
 
     def _index(self, i: int) -> int:
         if not 0 <= i < self._n:
@@ -207,21 +215,25 @@ class Machine:
         if rc != lib.P64_OK:
             _binding.check(rc, out[0] if out[0] != ffi.NULL else None)
         # SAFETY: the gc hook destroys the core exactly once, when the last reference to the
-        # handle goes; every view below keeps ``self`` (hence the handle) alive.
-        self._m = ffi.gc(out[0], lib.p64_destroy)
-        self._cpu = lib.p64_cpu(self._m)
-        self._exit = lib.p64_exit_info(self._m)
-        self._counters = lib.p64_counters(self._m)
-        self.memory_size = int(lib.p64_memory_size(self._m))
-        # SAFETY: the buffer aliases core-owned RAM that lives as long as self._m.
-        self._mem = ffi.buffer(lib.p64_memory(self._m), self.memory_size)
+        # handle goes.  Every pointer into the core is tied to the handle (``_binding.tie``), so
+        # a view that outlives this Machine (``memory``, ``cpu`` and its registers) keeps the
+        # core alive rather than reading freed memory.  Nothing here refers back to ``self``:
+        # the core goes as soon as the Machine and its views do, without waiting for the gc.
+        h = self._m = ffi.gc(out[0], lib.p64_destroy)
+        self._cpu = _binding.tie(lib.p64_cpu(h), h)
+        self._exit = _binding.tie(lib.p64_exit_info(h), h)
+        self._counters = _binding.tie(lib.p64_counters(h), h)
+        self.memory_size = int(lib.p64_memory_size(h))
+        # The buffer keeps its (tied) pointer alive, and every memoryview of it the buffer.
+        self._mem = ffi.buffer(_binding.tie(lib.p64_memory(h), h), self.memory_size)
         self.cpu = CPU(self._cpu)
 
     # -- memory ---------------------------------------------------------------------------
     @property
     def memory(self) -> memoryview:
         """Zero-copy view of physical memory.  Writing code through it bypasses the decoded-
-        instruction cache: use ``write`` (or call ``code_written``) for anything executable."""
+        instruction cache: use ``write`` (or call ``code_written``) for anything executable.
+        The view keeps the machine's RAM alive, even after the Machine itself is gone."""
         return memoryview(self._mem)
 
     def read(self, addr: int, size: int) -> bytes:
@@ -440,5 +452,7 @@ def _vm_exit(n: int) -> Exit:
 
         _VM_EXITS.update({int(r): Exit(ExitReason.VM, number=r) for r in VmExitReason})
         return _VM_EXITS.get(n) or Exit(ExitReason.VM, number=int(n))
+
+
 _REASONS = {int(r): r for r in ExitReason}
 _KINDS = {int(k): k for k in EventKind}

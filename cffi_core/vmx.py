@@ -105,7 +105,8 @@ def _take_faults(m: object) -> list[IommuFault]:
 
 
 class _GuestRegisters:
-    """The guest's r0..r15 in a VMCS: a plain array, read and written without counting (V.2)."""
+    """The guest's r0..r15 in a VMCS: a plain array, read and written without counting (V.2).
+    The array's pointer is tied to the VMCS (``_binding.tie``): the view keeps it alive."""
 
     __slots__ = ("_a",)
 
@@ -145,10 +146,12 @@ class Vmcs:
             _binding.check(rc, m)
         self._machine = machine  # keeps the machine (hence the core) alive as long as the VMCS
         self._m = m
-        # SAFETY: destroyed exactly once by the gc hook; it only frees the VMCS's own memory.
+        # SAFETY: destroyed exactly once by the gc hook; it only frees the VMCS's own memory
+        # (never the machine's), so it is safe in whatever order the two are collected.
         self._v = ffi.gc(out[0], lib.p64_vmcs_destroy)
         self._out = ffi.new("uint64_t *")  # reused by read: a VMM reads ~10 fields per exit
-        self.regs = _GuestRegisters(lib.p64_vmcs_regs(self._v))
+        # The registers view holds a pointer tied to the VMCS: kept alone, it keeps the VMCS.
+        self.regs = _GuestRegisters(_binding.tie(lib.p64_vmcs_regs(self._v), self._v))
 
     def read(self, field: int) -> int:
         """Read one field (counted)."""
