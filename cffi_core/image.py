@@ -6,6 +6,7 @@ import bisect
 import io
 import itertools
 import os
+import stat
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,17 +15,18 @@ from types import MappingProxyType
 __all__ = [
     "ELFOSABI_STANDALONE",
     "EM_P64",
-    "MAX_SEGMENT_BYTES",
+    "MAX_ELF_FILE_BYTES",
+    "MAX_IMAGE_BYTES",
+    "MAX_SEGMENTS",
     "GuestImage",
     "ImageError",
+    "InputFileError",
     "Segment",
+    "read_input_file",
 ]
 
 EM_P64 = 0x7064  # e_machine of P64 images ("pd"); no registered number exists
 ELFOSABI_STANDALONE = 255  # EI_OSABI: an embedded/standalone program, no operating system ABI
-# A zero-filled PT_LOAD tail (p_memsz > p_filesz) is materialised in memory; refusing absurd sizes
-# keeps a corrupt header from allocating gigabytes.
-MAX_SEGMENT_BYTES = 1 << 30
 
 _MASK64 = (1 << 64) - 1
 
@@ -48,9 +50,73 @@ _PHDR = struct.Struct("<IIQQQQQQ")  # 56 bytes
 _SHDR = struct.Struct("<IIQQQQIIQQ")  # 64 bytes
 _SYM = struct.Struct("<IBBHQQ")  # 24 bytes
 
+# Limits (docs/limits.md).  An image holds every byte of its segments in host memory, a zero-
+# filled PT_LOAD tail (p_memsz > p_filesz) included, and loading copies them into RAM again:
+# 256 MiB bounds that, far above any guest of the suite (kilobytes), and it is checked from the
+# program headers before anything is allocated, so a 500-byte file cannot ask for gigabytes.
+MAX_IMAGE_BYTES = 1 << 28
+# One ELF section per segment must be numbered below SHN_LORESERVE, next to the null section,
+# .symtab, .strtab and .shstrtab: the most segments an image can have and still be written.
+MAX_SEGMENTS = _SHN_LORESERVE - 4
+# An image file is its segments' file bytes (at most MAX_IMAGE_BYTES) plus headers and symbols:
+# 16 MiB more holds some 500,000 symbols, and bounds the memory their table can take.
+MAX_ELF_FILE_BYTES = MAX_IMAGE_BYTES + (16 << 20)
+
 
 class ImageError(ValueError):
     """A malformed image or image file; the message names the file and the offending part."""
+
+
+class InputFileError(ValueError):
+    """An input file that is not a regular file, or larger than its limit: ``str()`` is
+    ``path: reason``, and ``path`` and ``reason`` are attributes."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def read_input_file(path: str | os.PathLike[str], limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    Anything else is refused before it is read: a FIFO, a character device such as
+    ``/dev/zero`` or a directory (InputFileError: such a file can be endless, and waiting for
+    a FIFO's writer can be forever), and a file of more than ``limit`` bytes (InputFileError
+    naming ``what`` and the limit).  Failures of the operating system raise OSError.
+    """
+    name = os.fspath(path)
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer; a regular file ignores it.
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputFileError(
+                name, f"not a regular file ({_file_kind(st.st_mode)}); {what}s are read from regular files only"
+            )
+        if st.st_size > limit:
+            raise InputFileError(name, f"{st.st_size} bytes is larger than the limit of {limit} bytes for a {what}")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)  # one byte more shows a file that grew since fstat
+    if len(data) > limit:
+        raise InputFileError(name, f"more than the limit of {limit} bytes for a {what}")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a plain file"
 
 
 @dataclass(frozen=True)
@@ -89,6 +155,9 @@ class GuestImage:
 
     def __post_init__(self) -> None:
         segments = tuple(self.segments)
+        if len(segments) > MAX_SEGMENTS:
+            raise ImageError(f"{self.name}: {len(segments)} segments is more than the limit of {MAX_SEGMENTS}")
+        total = 0
         for i, seg in enumerate(segments):
             if not isinstance(seg, Segment):
                 raise ImageError(f"{self.name}: segment {i} is a {type(seg).__name__}, not a Segment")
@@ -96,6 +165,12 @@ class GuestImage:
                 raise ImageError(f"{self.name}: segment {i} has a bad address {seg.address!r}")
             if not seg.data:
                 raise ImageError(f"{self.name}: segment {i} at {seg.address:#x} is empty")
+            total += len(seg.data)
+            if total > MAX_IMAGE_BYTES:
+                raise ImageError(
+                    f"{self.name}: segment {i} at {seg.address:#x} brings the image to {total:#x} bytes, "
+                    f"more than the limit of {MAX_IMAGE_BYTES:#x}"
+                )
             if seg.end > _MASK64 + 1:
                 raise ImageError(
                     f"{self.name}: segment {i} at {seg.address:#x} runs past the end of the 64-bit address space"
@@ -177,14 +252,19 @@ class GuestImage:
     # ---- files ----
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> GuestImage:
-        """Read an ELF64 P64 image file."""
+    def load(cls, path: str | os.PathLike[str], *, memory: int | None = None) -> GuestImage:
+        """Read an ELF64 P64 image file (a regular file of at most MAX_ELF_FILE_BYTES).
+
+        ``memory``, when given, is the RAM size of the machine the image is for: a segment
+        that does not end below it is refused before anything is allocated."""
+        name = os.fspath(path)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = read_input_file(name, MAX_ELF_FILE_BYTES, "ELF image file")
+        except InputFileError as exc:
+            raise ImageError(str(exc)) from None
         except OSError as exc:
-            raise ImageError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
-        return cls.from_elf(data, name=os.fspath(path))
+            raise ImageError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        return cls.from_elf(data, name=name, memory=memory)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the image as an ELF64 file."""
@@ -199,9 +279,13 @@ class GuestImage:
         return _write_elf(self)
 
     @classmethod
-    def from_elf(cls, data: bytes, name: str = "<elf>") -> GuestImage:
-        """Parse an ELF64 P64 image; every malformed input raises ImageError naming ``name``."""
-        return _read_elf(bytes(data), name)
+    def from_elf(cls, data: bytes, name: str = "<elf>", *, memory: int | None = None) -> GuestImage:
+        """Parse an ELF64 P64 image; every malformed input raises ImageError naming ``name``.
+
+        The program headers are checked before any segment is built: at most MAX_SEGMENTS
+        loadable segments of at most MAX_IMAGE_BYTES together (p_memsz, zero fill included),
+        each ending at or below ``memory`` when that is given (the machine's RAM size)."""
+        return _read_elf(bytes(data), name, memory)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,9 +302,7 @@ def _write_elf(image: GuestImage) -> bytes:
     if not segs:
         raise ImageError(f"{name}: an image with no segments cannot be written as ELF (a P64 ELF needs a PT_LOAD)")
     n = len(segs)
-    nsections = 1 + n + 3  # null, one per segment, .symtab, .strtab, .shstrtab
-    if nsections >= _SHN_LORESERVE:
-        raise ImageError(f"{name}: {n} segments is too many for one ELF file")
+    nsections = 1 + n + 3  # null, one per segment, .symtab, .strtab, .shstrtab (below SHN_LORESERVE: MAX_SEGMENTS)
 
     # shstrtab and strtab
     shstr = bytearray(b"\0")
@@ -363,8 +445,9 @@ def _check_header(data: bytes, name: str) -> int:
     return entry
 
 
-def _read_elf(data: bytes, name: str) -> GuestImage:
+def _read_elf(data: bytes, name: str, memory: int | None) -> GuestImage:
     entry = _check_header(data, name)
+    loads = _check_program_headers(data, name, memory)
     # pyelftools raises a zoo of exceptions on corrupt input (its own, construct's, struct's,
     # IndexError, UnicodeDecodeError, ...); each becomes one ImageError naming the file.
     from elftools.common.exceptions import ELFError, ELFParseError  # local: keep `import popek` light
@@ -372,7 +455,6 @@ def _read_elf(data: bytes, name: str) -> GuestImage:
 
     try:
         elf = ELFFile(io.BytesIO(data))
-        segments = _read_segments(elf, data, name)
         symbols, constants = _read_symbols(elf, data, name)
     except ImageError:
         raise
@@ -394,16 +476,23 @@ def _read_elf(data: bytes, name: str) -> GuestImage:
         if type(exc).__module__.startswith("elftools"):
             raise ImageError(f"{name}: malformed ELF: {exc or type(exc).__name__}") from None
         raise
-    return GuestImage(tuple(segments), entry, symbols, name=name, constants=constants)
+    # p_memsz > p_filesz: the tail is zero fill (a .bss), materialised here, within the limits checked.
+    segments = tuple(Segment(a, data[off : off + filesz] + bytes(memsz - filesz)) for a, off, filesz, memsz in loads)
+    return GuestImage(segments, entry, symbols, name=name, constants=constants)
 
 
-def _read_segments(elf, data: bytes, name: str) -> list[Segment]:
-    found: list[tuple[int, int, bytes]] = []
-    for i, seg in enumerate(elf.iter_segments()):
-        h = seg.header
-        if h["p_type"] != "PT_LOAD":
+def _check_program_headers(data: bytes, name: str, memory: int | None) -> list[tuple[int, int, int, int]]:
+    """Every PT_LOAD with p_memsz > 0 as (p_vaddr, p_offset, p_filesz, p_memsz), sorted by address,
+    checked with struct from the header table alone, so nothing is allocated for a bad one.
+
+    The header table's position and entry size were checked by ``_check_header``."""
+    e_phoff, e_phnum = struct.unpack_from("<Q", data, 0x20)[0], struct.unpack_from("<H", data, 0x38)[0]
+    found: list[tuple[int, int, int, int, int]] = []
+    total = 0
+    for i in range(e_phnum):
+        p_type, _flags, off, vaddr, _paddr, filesz, memsz, _align = _PHDR.unpack_from(data, e_phoff + i * _PHDR.size)
+        if p_type != _PT_LOAD:
             continue  # notes and the like carry nothing to load
-        off, filesz, memsz, vaddr = h["p_offset"], h["p_filesz"], h["p_memsz"], h["p_vaddr"]
         where = f"{name}: program header {i} (PT_LOAD at {vaddr:#x})"
         if filesz > memsz:
             raise ImageError(f"{where}: p_filesz {filesz:#x} > p_memsz {memsz:#x}")
@@ -413,21 +502,32 @@ def _read_segments(elf, data: bytes, name: str) -> list[Segment]:
             )
         if memsz == 0:
             continue
-        if memsz > MAX_SEGMENT_BYTES:
-            raise ImageError(f"{where}: p_memsz {memsz:#x} is larger than the limit {MAX_SEGMENT_BYTES:#x}")
         if vaddr + memsz > _MASK64 + 1:
             raise ImageError(f"{where}: segment runs past the end of the 64-bit address space")
-        # p_memsz > p_filesz: the tail is zero fill (a .bss), materialised here.
-        found.append((vaddr, i, data[off : off + filesz] + bytes(memsz - filesz)))
+        if memory is not None and vaddr + memsz > memory:
+            raise ImageError(
+                f"{where}: {vaddr:#x}-{vaddr + memsz - 1:#x} does not fit in the machine's {memory:#x} bytes of RAM"
+            )
+        if memsz > MAX_IMAGE_BYTES:
+            raise ImageError(f"{where}: p_memsz {memsz:#x} is larger than the limit {MAX_IMAGE_BYTES:#x} of an image")
+        total += memsz
+        if total > MAX_IMAGE_BYTES:
+            raise ImageError(
+                f"{where}: p_memsz {memsz:#x} brings the image to {total:#x} bytes, "
+                f"more than the limit {MAX_IMAGE_BYTES:#x} of an image"
+            )
+        if len(found) == MAX_SEGMENTS:
+            raise ImageError(f"{where}: more than the limit of {MAX_SEGMENTS} loadable segments")
+        found.append((vaddr, i, off, filesz, memsz))
     if not found:
         raise ImageError(f"{name}: no PT_LOAD segments")
     found.sort(key=lambda t: t[0])
-    for (a0, i0, d0), (a1, i1, d1) in itertools.pairwise(found):
-        if a1 < a0 + len(d0):
+    for (a0, i0, *_, m0), (a1, i1, *_, m1) in itertools.pairwise(found):
+        if a1 < a0 + m0:
             raise ImageError(
-                f"{name}: program headers {i0} and {i1} overlap ({a0:#x}-{a0 + len(d0) - 1:#x} and {a1:#x}-{a1 + len(d1) - 1:#x})"
+                f"{name}: program headers {i0} and {i1} overlap ({a0:#x}-{a0 + m0 - 1:#x} and {a1:#x}-{a1 + m1 - 1:#x})"
             )
-    return [Segment(a, d) for a, _, d in found]
+    return [(vaddr, off, filesz, memsz) for vaddr, _, off, filesz, memsz in found]
 
 
 def _read_symbols(elf, data: bytes, name: str) -> tuple[dict[str, int], frozenset[str]]:

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tabulate import tabulate
 
@@ -25,15 +25,22 @@ if TYPE_CHECKING:
     from reports.report import Report
 
 EXIT_USAGE = 2
+# Limits of ``popek run`` (docs/limits.md).  The core counts a run's ticks in 64 bits (p64_run
+# takes a uint64_t budget), so a budget is 1..2^64-1.  A disk image is held in host memory three
+# times (the file's bytes, the disk's own copy, the copy in the run's result): 256 MiB bounds
+# that, the largest image an ELF can be too (cffi_core.image.MAX_IMAGE_BYTES).
+MAX_BUDGET = (1 << 64) - 1
+MAX_DISK_BYTES = 1 << 28
 
 
-def _load_image(path: Path):
+def _load_image(path: Path, memory: int | None = None):
+    """The image of a ``.s`` source or an ELF file; ``memory``: the RAM it must fit in."""
     from cffi_core.asm import assemble_file
     from cffi_core.image import GuestImage
 
     if path.suffix == ".s":
         return assemble_file(path)
-    return GuestImage.load(path)
+    return GuestImage.load(path, memory=memory)
 
 
 def _cmd_asm(args: argparse.Namespace) -> int:
@@ -42,15 +49,20 @@ def _cmd_asm(args: argparse.Namespace) -> int:
     image = assemble_file(Path(args.source))
     out = Path(args.output) if args.output else Path(args.source).with_suffix(".elf")
     image.save(out)
-    print(f"{out}: {sum(len(s.data) for s in image.segments)} bytes, entry {image.entry:#x}, "
-          f"{len(image.symbols)} symbols")
+    print(
+        f"{out}: {sum(len(s.data) for s in image.segments)} bytes, entry {image.entry:#x}, {len(image.symbols)} symbols"
+    )
     return 0
 
 
 def _cmd_disasm(args: argparse.Namespace) -> int:
-    from cffi_core.asm import disassemble
+    from cffi_core.asm.disassembler import TRUNCATED, disassemble
 
-    print(disassemble(_load_image(Path(args.image))), end="")
+    listing = disassemble(_load_image(Path(args.image)))
+    print(listing, end="")
+    last = listing.rstrip("\n").rpartition("\n")[2]
+    if last.startswith(TRUNCATED):  # say so where it is seen, not only at the end of a long listing
+        print(f"popek: {args.image}: listing {last.removeprefix(TRUNCATED).strip()}", file=sys.stderr)
     return 0
 
 
@@ -59,11 +71,14 @@ def _counter_rows(counters: dict[str, int]) -> list[tuple[str, int]]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from cffi_core.image import read_input_file
     from cffi_core.machine import MiB
     from cffi_core.platform import Platform
 
-    image = _load_image(Path(args.program))
-    disk, disk2 = (Path(name).read_bytes() if name else None for name in (args.disk, args.disk2))
+    image = _load_image(Path(args.program), args.memory * MiB)
+    disk, disk2 = (
+        read_input_file(name, MAX_DISK_BYTES, "disk image") if name else None for name in (args.disk, args.disk2)
+    )
     platform = Platform(args.profile, args.memory * MiB, disk=disk, disk2=disk2)
     platform.load(image)
     result = platform.run(args.budget)
@@ -170,6 +185,42 @@ def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str) -> i
     return _print_report(write_report(written, out, problems))
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser; with ``one_line_errors`` a usage error is one line, ``popek:
+    COMMAND: message``, and exit status 2, as every other error of the command is."""
+
+    def __init__(self, *args: Any, one_line_errors: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._one_line_errors = one_line_errors
+
+    def error(self, message: str) -> NoReturn:
+        if not self._one_line_errors:
+            super().error(message)
+        self.exit(EXIT_USAGE, f"popek: {self.prog.removeprefix('popek ')}: {message}\n")
+
+
+def _whole_number(text: str, what: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {what}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text} is outside {low}..{high} {what}")
+    return value
+
+
+def _budget(text: str) -> int:
+    """A run's budget: 1..MAX_BUDGET ticks."""
+    return _whole_number(text, "ticks", 1, MAX_BUDGET)
+
+
+def _memory_mib(text: str) -> int:
+    """RAM in MiB: whole MiB from 1 up to the machine's largest memory."""
+    from cffi_core.machine import MAX_MEMORY, MiB
+
+    return _whole_number(text, "MiB", 1, MAX_MEMORY // MiB)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -223,23 +274,28 @@ def build_parser() -> argparse.ArgumentParser:
     from cffi_core.profiles import DEFAULT_PROFILE
 
     parser = argparse.ArgumentParser(prog="popek", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("asm", help="assemble a .s file into an ELF64 image")
+    p = sub.add_parser("asm", help="assemble a .s file into an ELF64 image", one_line_errors=True)
     p.add_argument("source")
     p.add_argument("-o", "--output", help="output file (default: the source with .elf)")
     p.set_defaults(func=_cmd_asm)
 
-    p = sub.add_parser("disasm", help="disassemble an ELF64 image (or a .s file)")
+    p = sub.add_parser("disasm", help="disassemble an ELF64 image (or a .s file)", one_line_errors=True)
     p.add_argument("image")
     p.set_defaults(func=_cmd_disasm)
 
-    p = sub.add_parser("run", help="run a program natively on a bare P64 machine")
+    p = sub.add_parser("run", help="run a program natively on a bare P64 machine", one_line_errors=True)
     p.add_argument("program", help="a .s source or an ELF64 image")
     p.add_argument("--profile", default=DEFAULT_PROFILE, type=_profile_name, help=_profiles_help())
-    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="ticks before the run is stopped")
-    p.add_argument("--memory", type=int, default=16, help="RAM in MiB (default 16)")
-    p.add_argument("--disk", help="disk image file (a multiple of 512 bytes)")
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        default=DEFAULT_BUDGET,
+        help=f"ticks before the run is stopped (1..2^64-1, default {DEFAULT_BUDGET})",
+    )
+    p.add_argument("--memory", type=_memory_mib, default=16, help="RAM in MiB (default 16)")
+    p.add_argument("--disk", help="disk image file (a multiple of 512 bytes, at most 256 MiB)")
     p.add_argument("--disk2", help="the second disk's image file (ports 0x170-0x174, IRQ 15)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_run)

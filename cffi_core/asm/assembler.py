@@ -8,7 +8,6 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from cffi_core.asm.lexer import (
     MASK64,
@@ -23,15 +22,33 @@ from cffi_core.asm.lexer import (
     tokenize,
 )
 from cffi_core.asm.syntax import DIRECTIVES, FORMAT_OPERANDS, PSEUDO_OPERANDS, SWAPPED_BRANCHES
-from cffi_core.image import GuestImage, Segment
+from cffi_core.image import MAX_IMAGE_BYTES, MAX_SEGMENTS, GuestImage, InputFileError, Segment, read_input_file
 from cffi_core.isa.encoding import EncodingError, encode
 from cffi_core.isa.table import BY_MNEMONIC, CONTROL_REGISTERS, Insn
 
 __all__ = ["AssemblyError", "assemble", "assemble_file", "li_sequence"]
 
+# Limits (docs/limits.md): each turns an input that would exhaust time, memory or the Python
+# stack into one ``file:line: message`` error.  The suite's own sources are a few thousand
+# lines in all, with includes two deep and a few dozen macro calls.
 MAX_PASSES = 64  # layout passes before giving up on labels that never settle
+# Macro calls nested in macro bodies, and .include nested in included files: each level of
+# either is a few Python frames, and together with expression nesting (lexer.MAX_DEPTH) they
+# must stay well inside Python's default recursion limit of 1000.
 MAX_MACRO_DEPTH = 64
+MAX_INCLUDE_DEPTH = 32
+# Macro calls expanded and .include directives followed in one assembly: a macro calling
+# another twice, 30 deep, would expand 2^30 times, and a file including another twice, 30
+# deep, would read 2^30 files; these stop such sources early, far above any real use.
+MAX_MACRO_EXPANSIONS = 1 << 16
+MAX_INCLUDES = 1 << 10
+# Source handled in one assembly, counted over every file read (as often as it is included)
+# and every line a macro expansion produces: lines bound the statements kept (a few hundred
+# bytes each), characters bound the text; MAX_SOURCE_CHARS is also the largest source file.
+MAX_SOURCE_LINES = 1 << 18
+MAX_SOURCE_CHARS = 1 << 23
 MAX_FILL = 1 << 28  # one .space/.align may not emit more than this many bytes
+# The whole output is at most cffi_core.image.MAX_IMAGE_BYTES in at most MAX_SEGMENTS runs.
 
 _BRANCH_RANGES = {"s16w": (-(1 << 17), (1 << 17) - 4), "s24w": (-(1 << 25), (1 << 25) - 4)}
 _DATA_WIDTHS = {".byte": 1, ".half": 2, ".word": 4, ".quad": 8}
@@ -148,10 +165,16 @@ class _Entry(_Stmt):
 
 @dataclass
 class _Macro:
+    """A macro; each body line is split at its ``\\name`` references (odd items: the names), so
+    that an expansion's size is known before it is built."""
+
     name: str
     params: list[str]
-    body: list[tuple[str, _Loc]]
+    body: list[tuple[list[str], _Loc]]
     loc: _Loc
+
+
+_MACRO_REF = re.compile(r"\\(@|[A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass
@@ -360,19 +383,38 @@ class _Frontend:
         self.defined: dict[str, _Loc] = {}
         self.entry: _Loc | None = None
         self.include_stack: list[str] = []
+        self.include_depth = 0
+        self.includes = 0
         self.expansions = 0
+        self.lines_read = 0
+        self.chars_read = 0
 
     # ---- sources ----
 
-    def source(self, text: str, display: str, directory: str, real: str | None) -> None:
+    def take(self, lines: int, chars: int) -> str | None:
+        """Count source handled; the limit it would pass (MAX_SOURCE_LINES/CHARS), or None."""
+        self.lines_read += lines
+        self.chars_read += chars
+        if self.lines_read > MAX_SOURCE_LINES:
+            return f"more than the limit of {MAX_SOURCE_LINES} source lines in one assembly"
+        if self.chars_read > MAX_SOURCE_CHARS:
+            return f"more than the limit of {MAX_SOURCE_CHARS} source characters in one assembly"
+        return None
+
+    def source(self, text: str, display: str, directory: str, real: str | None, depth: int = 0) -> None:
+        """Handle a file's text; ``depth`` is the macro nesting of the .include that read it."""
+        if problem := self.take(0, len(text)):  # characters first: splitting costs more than the text
+            raise SourceError(problem)
+        split = text.splitlines()
+        if problem := self.take(len(split), 0):
+            raise SourceError(problem)
         if real is not None:
             self.include_stack.append(real)
-        lines = [(line, _Loc(display, n, directory)) for n, line in enumerate(text.splitlines(), 1)]
-        self.lines(lines, depth=0)
+        self.lines([(line, _Loc(display, n, directory)) for n, line in enumerate(split, 1)], depth)
         if real is not None:
             self.include_stack.pop()
 
-    def include(self, operand_list: list[_Operand], loc: _Loc) -> None:
+    def include(self, operand_list: list[_Operand], loc: _Loc, depth: int) -> None:
         if len(operand_list) != 1 or len(operand_list[0].tokens) != 1 or operand_list[0].tokens[0].kind != "str":
             raise SourceError('.include takes one string: .include "file"')
         raw = operand_list[0].tokens[0].value
@@ -384,12 +426,21 @@ class _Frontend:
         if real in self.include_stack:
             cycle = [*self.include_stack[self.include_stack.index(real) :], real]
             raise SourceError("include cycle: " + " -> ".join(os.path.basename(p) for p in cycle))
+        if self.include_depth >= MAX_INCLUDE_DEPTH:
+            raise SourceError(f"cannot include '{rel}': includes nested more than {MAX_INCLUDE_DEPTH} deep")
+        self.includes += 1
+        if self.includes > MAX_INCLUDES:
+            raise SourceError(f"cannot include '{rel}': more than the limit of {MAX_INCLUDES} includes in one assembly")
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise SourceError(f"cannot include '{rel}': {reason}") from None
-        self.source(text, display, os.path.dirname(path), real)
+            text = _read_source(path)
+        except (InputFileError, OSError, UnicodeDecodeError) as exc:
+            raise SourceError(f"cannot include '{rel}': {_reason(exc)}") from None
+        self.include_depth += 1
+        try:
+            self.source(text, display, os.path.dirname(path), real, depth)
+        except SourceError as exc:  # the included text as a whole is too much: say which
+            raise SourceError(f"cannot include '{rel}': {exc}") from None
+        self.include_depth -= 1
 
     def lines(self, lines: list[tuple[str, _Loc]], depth: int) -> None:
         i = 0
@@ -435,7 +486,7 @@ class _Frontend:
                 return j + 1
             if head == ".macro":
                 raise bloc.error("nested '.macro' (macros cannot define macros)")
-            body.append((btext, bloc))
+            body.append((_MACRO_REF.split(btext), bloc))
             j += 1
         raise loc.error(f"unterminated '.macro {name}' (no '.endm')")
 
@@ -445,19 +496,23 @@ class _Frontend:
         if depth >= MAX_MACRO_DEPTH:
             raise SourceError(f"macro '{macro.name}': expansion nested too deeply (recursive macro?)")
         self.expansions += 1
+        if self.expansions > MAX_MACRO_EXPANSIONS:
+            raise SourceError(
+                f"macro '{macro.name}': more than the limit of {MAX_MACRO_EXPANSIONS} macro expansions in one assembly"
+            )
         values = {p: o.text for p, o in zip(macro.params, operands, strict=True)}
-        unique = str(self.expansions)
-
-        def substitute(m: re.Match[str]) -> str:
-            word = m.group(1)
-            if word == "@":
-                return unique  # \@: a number unique to this expansion, for local labels
-            return values.get(word, m.group(0))
-
+        values["@"] = str(self.expansions)  # \@: a number unique to this expansion, for local labels
+        # Odd items are the names after a backslash: a parameter's argument, or the text as written.
+        texts = [
+            [values.get(part, "\\" + part) if k % 2 else part for k, part in enumerate(parts)]
+            for parts, _ in macro.body
+        ]
+        if problem := self.take(len(texts), sum(len(part) for parts in texts for part in parts)):
+            raise SourceError(f"macro '{macro.name}': {problem}")
         context = f" (in macro '{macro.name}' called at {loc}{loc.context})"
         expanded = [
-            (re.sub(r"\\(@|[A-Za-z_][A-Za-z0-9_]*)", substitute, btext), _Loc(bloc.file, bloc.line, bloc.dir, context))
-            for btext, bloc in macro.body
+            ("".join(parts), _Loc(bloc.file, bloc.line, bloc.dir, context))
+            for parts, (_, bloc) in zip(texts, macro.body, strict=True)
         ]
         self.lines(expanded, depth + 1)
 
@@ -490,7 +545,7 @@ class _Frontend:
         operands = _split_operands(rest[1:], text)
         name = head.text.lower()
         if name in DIRECTIVES:
-            self.directive(name, operands, loc)
+            self.directive(name, operands, loc, depth)
         elif name in self.macros:
             self._expand(self.macros[name], operands, loc, depth)
         elif name in BY_MNEMONIC:
@@ -502,13 +557,13 @@ class _Frontend:
         else:
             raise SourceError(f"unknown instruction '{head.text}'")
 
-    def directive(self, name: str, operands: list[_Operand], loc: _Loc) -> None:
+    def directive(self, name: str, operands: list[_Operand], loc: _Loc, depth: int) -> None:
         def count(lo: int, hi: int, shape: str) -> None:
             if not lo <= len(operands) <= hi:
                 raise SourceError(f"{name} takes {shape}, got {len(operands)} operand(s)")
 
         if name == ".include":
-            self.include(operands, loc)
+            self.include(operands, loc, depth)
         elif name in (".org", ".align", ".entry"):
             count(1, 1, "one value")
             expr = _expression(operands[0])
@@ -550,6 +605,17 @@ class _Frontend:
                     raise SourceError(f"{name} takes symbol names, got '{o.text}'")
         else:  # .macro/.endm not at the start of a line (e.g. after a label)
             raise SourceError(f"'{name}' must start its line")
+
+
+def _read_source(path: str) -> str:
+    """A source file's text: a regular UTF-8 file of at most MAX_SOURCE_CHARS bytes."""
+    return read_input_file(path, MAX_SOURCE_CHARS, "source file").decode("utf-8")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, InputFileError):
+        return exc.reason  # the error names the file already
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _first_word(text: str) -> str:
@@ -599,6 +665,10 @@ class _Memory:
             self.data[i + 1][:0] = data
             self.starts[i + 1] = address
         else:
+            if len(self.starts) == MAX_SEGMENTS:
+                raise SourceError(
+                    f"bytes at {address:#x} would start a new segment, more than the limit of {MAX_SEGMENTS} segments"
+                )
             self.starts.insert(i + 1, address)
             self.ends.insert(i + 1, end)
             self.data.insert(i + 1, bytearray(data))
@@ -613,6 +683,7 @@ class _Layout:
         self.prev: dict[str, int] = {}
         self.cur: dict[str, int] = {}
         self.grew = False  # a li reserved more room during the current layout pass
+        self.too_big: AssemblyError | None = None  # the first statement past a size limit in this pass
 
     def lookup(self, name: str) -> int:
         if name in self.cur:
@@ -641,6 +712,8 @@ class _Layout:
         else:
             moving = self._moving_symbol()
             raise moving.error("symbol addresses do not settle (each layout pass moves them again)")
+        if self.too_big is not None:  # sizes are final: refuse before a byte is allocated
+            raise self.too_big
         memory = _Memory()
         entry = self.emit_pass(memory)
         return memory, self.cur, entry
@@ -656,7 +729,9 @@ class _Layout:
     def layout_pass(self) -> dict[str, int]:
         self.cur = {}
         self.grew = False
+        self.too_big = None
         lc = self.origin
+        total = 0  # bytes emitted so far: the image's size
         for stmt in self.stmts:
             if isinstance(stmt, _Label):
                 self.cur[stmt.name] = lc
@@ -669,7 +744,16 @@ class _Layout:
                 if v is not None:
                     lc = v & MASK64
             else:
-                lc += self.size(stmt, lc, False)
+                n = self.size(stmt, lc, False)
+                total += n
+                if n and self.too_big is None:
+                    if isinstance(stmt, (_Align, _Space)) and n > MAX_FILL:
+                        self.too_big = stmt.loc.error(f"{n} bytes of fill is more than the limit {MAX_FILL}")
+                    elif total > MAX_IMAGE_BYTES:
+                        self.too_big = stmt.loc.error(
+                            f"the output grows to {total} bytes here, more than the limit of {MAX_IMAGE_BYTES} bytes of an image"
+                        )
+                lc += n
         return self.cur
 
     def size(self, stmt: _Stmt, lc: int, final: bool) -> int:
@@ -756,9 +840,7 @@ class _Layout:
         if isinstance(stmt, _Bytes):
             return stmt.data
         if isinstance(stmt, (_Align, _Space)):
-            n = self.size(stmt, pc, True)
-            if n > MAX_FILL:
-                raise SourceError(f"{n} bytes of fill is more than the limit {MAX_FILL}")
+            n = self.size(stmt, pc, True)  # at most MAX_FILL: the settled layout pass checked it
             fill = 0
             if isinstance(stmt, _Space) and stmt.fill is not None:
                 fill = evaluate(stmt.fill, self.lookup, pc)
@@ -803,7 +885,10 @@ class _Layout:
 
 def _assemble(text: str, display: str, directory: str, real: str | None, origin: int) -> GuestImage:
     front = _Frontend()
-    front.source(text, display, directory, real)
+    try:
+        front.source(text, display, directory, real)
+    except SourceError as exc:  # the text as a whole is past a limit: no line to blame
+        raise AssemblyError(display, 0, str(exc)) from None
     if not front.stmts:
         return GuestImage((), origin & MASK64, {}, name=display)
     layout = _Layout(front.stmts, origin)
@@ -830,8 +915,7 @@ def assemble_file(path: str | os.PathLike[str], *, origin: int = 0) -> GuestImag
     """Assemble a ``.s`` file; errors name it as given."""
     name = os.fspath(path)
     try:
-        text = Path(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise AssemblyError(name, 0, f"cannot read: {reason}") from None
+        text = _read_source(name)
+    except (InputFileError, OSError, UnicodeDecodeError) as exc:
+        raise AssemblyError(name, 0, f"cannot read: {_reason(exc)}") from None
     return _assemble(text, name, os.path.dirname(name), os.path.realpath(name), origin)

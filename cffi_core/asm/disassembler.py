@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import bisect
+import re
+
 from cffi_core.asm.lexer import MASK64, SYMBOL_RE, is_register_name
 from cffi_core.asm.syntax import FORMAT_OPERANDS
-from cffi_core.image import GuestImage
+from cffi_core.image import GuestImage, Segment
 from cffi_core.isa.encoding import Decoded, decode
 
-__all__ = ["disassemble", "disassemble_word"]
+__all__ = ["MAX_LISTING_LINES", "TRUNCATED", "disassemble", "disassemble_word"]
+
+# Limits (docs/limits.md).  A listing line costs a few microseconds and some 60 bytes of text:
+# 2^18 of them (1 MiB of code, a hundred times the largest guest of the suite) take a second or
+# two; a longer listing stops there with a TRUNCATED line instead of running for minutes.
+MAX_LISTING_LINES = 1 << 18
+TRUNCATED = "; truncated:"  # how the last line of a listing cut at its limit begins
+# A run of at least this many zero bytes is listed as one .space line (a zero word is no
+# instruction), so that zero fill, such as a .bss tail, costs one line however long it is.
+_ZERO_RUN = 64
+_NONZERO = re.compile(rb"[^\x00]")
 
 
 def _hex(value: int) -> str:
@@ -70,28 +83,46 @@ def _label_line(name: str) -> str:
     return f"; {name}:"
 
 
-def disassemble(image: GuestImage) -> str:
+def disassemble(image: GuestImage, *, max_lines: int = MAX_LISTING_LINES) -> str:
     """A listing: ``.org`` per segment, symbol labels on their own lines, one instruction (or
-    ``.byte`` for unaligned ends) per line with its address and word in a trailing comment.
-    The listing re-assembles to the same segments."""
+    ``.byte`` for unaligned ends) per line with its address and word in a trailing comment,
+    and one ``.space`` line for each run of ``_ZERO_RUN`` or more zero bytes.  The listing
+    re-assembles to the same segments, unless it has more than ``max_lines`` lines of code and
+    data: then it stops there, with a last line starting ``TRUNCATED`` that says how many bytes
+    were left out."""
     width = 16 if image.end > 0xFFFFFFFF else 8
     labels: dict[int, list[str]] = {}
     for name, value in image.symbols.items():
         if name not in image.constants:
             labels.setdefault(value, []).append(name)
+    label_addresses = sorted(labels)
+    listed = 0  # lines of code and data
     lines = [f"; {image.name}: {len(image.segments)} segment(s), entry {image.entry:#x}"]
     for name in sorted(image.constants):
         lines.append(f"; {name} = {image.symbols[name]:#x}")
     lines.append(f".entry {image.entry:#x}")
-    for seg in image.segments:
+    for k, seg in enumerate(image.segments):
         lines.append(f".org {seg.address:#x}")
         addr = seg.address
         while addr < seg.end:
+            if listed == max_lines:
+                left = seg.end - addr + sum(len(s.data) for s in image.segments[k + 1 :])
+                lines.append(
+                    f"{TRUNCATED} the listing stops at its limit of {max_lines} lines; {left} more bytes not listed"
+                )
+                return "\n".join(lines) + "\n"
+            listed += 1
+            for name in labels.get(addr, ()):
+                lines.append(_label_line(name))
+            if zeros := _zero_run(seg, addr, label_addresses):
+                lines.append(f"    {f'.space {zeros}':<32} ; {addr:0{width}x}: {zeros} zero bytes")
+                addr += zeros
+                continue
             # Whole words from 4-byte aligned addresses; single bytes where the segment is ragged.
             size = 4 if addr % 4 == 0 and addr + 4 <= seg.end else 1
-            for a in range(addr, addr + size):
+            for a in range(addr + 1, addr + size):
                 for name in labels.get(a, ()):
-                    lines.append(_label_line(name) if a == addr else f"; {name} = {a:#x}")
+                    lines.append(f"; {name} = {a:#x}")
             chunk = seg.data[addr - seg.address : addr - seg.address + size]
             if size == 4:
                 word = int.from_bytes(chunk, "little")
@@ -110,3 +141,19 @@ def disassemble(image: GuestImage) -> str:
             for name in labels[value]:
                 lines.append(f"; {name} = {value:#x} (outside every segment)")
     return "\n".join(lines) + "\n"
+
+
+def _zero_run(seg: Segment, addr: int, label_addresses: list[int]) -> int:
+    """The length of the zero run listed as one ``.space`` at ``addr``, or 0: zero bytes up to
+    the next label (which must get its own line), whole words unless the run ends the segment."""
+    if seg.data[addr - seg.address] != 0:
+        return 0
+    i = bisect.bisect_right(label_addresses, addr)
+    end = min(seg.end, label_addresses[i]) if i < len(label_addresses) else seg.end
+    # Search no further than the next label: labels in a long zero run cost no rescans.
+    found = _NONZERO.search(seg.data, addr - seg.address, end - seg.address)
+    if found is not None:
+        end = seg.address + found.start()
+    if end < seg.end:
+        end -= (end - addr) % 4
+    return end - addr if end - addr >= _ZERO_RUN else 0
