@@ -29,6 +29,11 @@ PAGE_SIZE = 4096
 MIN_MEMORY = 64 * KiB
 MAX_MEMORY = 4 * GiB
 DEFAULT_MEMORY = 16 * MiB
+# Ticks per slice of a long run (Machine.run): at the core's slowest (every access walking the
+# page tables, ~60 MIPS) a slice takes ~70 ms, so Ctrl-C takes effect about that soon; at its
+# usual 600-1100 MIPS a slice is a few ms, and the return to Python between two slices (about a
+# microsecond) costs nothing measurable.
+RUN_SLICE = 1 << 22
 
 
 class Exit(NamedTuple):
@@ -270,13 +275,49 @@ class Machine:
 
     # -- execution ------------------------------------------------------------------------
     def run(self, budget: int) -> Exit:
-        """Run at most ``budget`` ticks; return the exit (docs/architecture.md §10)."""
+        """Run at most ``budget`` ticks; return the exit (docs/architecture.md §10).
+
+        A long run with paging off returns to Python between slices of ``RUN_SLICE`` ticks, so
+        that a signal (Ctrl-C: ``KeyboardInterrupt``) takes effect; the machine is then left at
+        a budget exit, consistent, and a later ``run`` goes on from there.  The slices are
+        invisible: exit, clock, counters and state are those of one run of ``budget`` ticks
+        (``_run_sliced`` says why, and the one case where they are not)."""
         if budget < 0:
             raise ValueError(f"budget = {budget}: must be >= 0")
+        if budget > RUN_SLICE:
+            return self._run_sliced(budget)
         rc = lib.p64_run(self._m, budget)
         if rc:
             _binding.check(rc, self._m)
         return self._exit_of(self._exit)
+
+    def _run_sliced(self, budget: int) -> Exit:
+        """``run(budget)`` as runs of ``RUN_SLICE`` ticks while paging is off, then one run.
+
+        A run that ends at its budget resumes where it stopped: the next run begins with the
+        boundary of §6.5 that the same run would have reached (a pending #DB, the sti shadow,
+        a pending interrupt, in that order), and a halted CPU never ends at its budget (§10:
+        it exits ``EXIT_HLT``, with no tick).  One thing differs: each run starts by fetch
+        entering the page of pc, which consults the instruction TLB when paging is on (§8.2),
+        one more ITLB hit than one run would count.  So a slice starts only with CR0.PG = 0,
+        and once paging is on the rest of the budget runs in one call.  A guest that turns
+        paging on within a slice still counts that one hit more (at most one per ``run``):
+        whether the resumed fetch would have consulted the ITLB is known to the core alone."""
+        h, e, cpu = self._m, self._exit, self._cpu
+        left = budget
+        while True:
+            if left <= RUN_SLICE or cpu.cr0 & _CR0_PG:
+                rc = lib.p64_run(h, left)
+                if rc:
+                    _binding.check(rc, h)
+                return self._exit_of(e)
+            rc = lib.p64_run(h, RUN_SLICE)
+            if rc:
+                _binding.check(rc, h)
+            if e.reason != _BUDGET:
+                return self._exit_of(e)
+            left -= RUN_SLICE
+            # Python runs its signal handlers here, between two calls into the core.
 
     @staticmethod
     def _exit_of(e: object) -> Exit:
@@ -313,7 +354,10 @@ class Machine:
         Returns at a VM exit (``ExitReason.VM``, ``number`` = the ``VmExitReason``; the rest of
         the exit information is in the VMCS) or at a host exit that guest mode keeps (budget,
         port I/O let through, ``hlt`` without HLT exiting): the guest's state is then in the
-        VMCS (an ``in`` fills ``vmcs.regs[exit.reg]``), and the next ``vmrun`` resumes it."""
+        VMCS (an ``in`` fills ``vmcs.regs[exit.reg]``), and the next ``vmrun`` resumes it.
+
+        Unlike ``run``, one call into the core whatever the budget: resuming is a VM entry,
+        which counts and may flush the TLB (V.7, V.11), so slices would show."""
         if budget < 0:
             raise ValueError(f"budget = {budget}: must be >= 0")
         if vmcs._machine is not self:
@@ -440,6 +484,8 @@ class Machine:
 
 
 _BUDGET_EXIT = Exit(ExitReason.BUDGET)
+_BUDGET = int(ExitReason.BUDGET)
+_CR0_PG = 1 << 15  # docs/architecture.md §2
 _VM = int(ExitReason.VM)
 _VM_EXITS: dict[int, Exit] = {}
 

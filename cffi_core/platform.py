@@ -96,7 +96,8 @@ class Platform:
 
     def run(self, budget: int = DEFAULT_BUDGET) -> RunResult:
         """Run until the guest writes the result port, shuts down, halts for good, or
-        ``budget`` ticks of the clock have passed (halted time included)."""
+        ``budget`` ticks of the clock have passed (halted time included).  Ctrl-C stops a
+        long run as ``Machine.run`` allows (``KeyboardInterrupt``)."""
         stop = self._host.run_until(self.machine.clock + budget)
         return self._result(stop or "budget")
 
