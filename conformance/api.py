@@ -42,8 +42,10 @@ __all__ = [
     "STOPS",
     "VM",
     "VMM",
+    "HostFigures",
     "HostRefused",
     "HostWatch",
+    "HostedRun",
     "NoProgress",
     "Observation",
     "VMConfig",
@@ -56,7 +58,10 @@ __all__ = [
     "drive",
     "host_canary",
     "load_vmm",
+    "observation_from",
     "observe",
+    "plain_observation",
+    "run_alone",
     "vmm_label",
 ]
 
@@ -489,6 +494,17 @@ class HostWatch:
 
         return int(vmcs[VmcsField.GUEST_PC])
 
+    def figures(self) -> dict[str, Any]:
+        """What the watch saw, and the host core's counters now, as plain data (``HostFigures``)."""
+        return {
+            "entries": self.entries,
+            "host_ticks": self.host_ticks,
+            "longest": self.longest,
+            "exits": dict(self.exits),
+            "max_slice_entries": self.max_slice_entries,
+            "counters": dict(self.host.counters),
+        }
+
     def where(self) -> str:
         """``"the guest's pc is 0x1234 (last exit: VM exit EXCEPTION)"``, or ``""`` before any entry."""
         pc = self.guest_pc
@@ -571,6 +587,27 @@ def _check_vmm_class(cls: object, origin: str) -> type[VMM]:
     return cls
 
 
+@dataclass(frozen=True)
+class HostFigures:
+    """What ``HostWatch`` saw of a VMM's use of its host during one run, and the host core's
+    counters at the end (``Machine.counters``: instructions by mode and CPL, exits, ...)."""
+
+    entries: int
+    host_ticks: int
+    longest: int
+    exits: Mapping[str, int]
+    max_slice_entries: int
+    counters: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class HostedRun:
+    """One guest run alone under a VMM (``run_alone``): the observation and the host's figures."""
+
+    observation: Observation
+    host: HostFigures
+
+
 def observe(
     vmm: type[VMM],
     image: GuestImage,
@@ -578,6 +615,7 @@ def observe(
     *,
     host: Machine | None = None,
     profile: str = DEFAULT_PROFILE,
+    isolate: bool = True,
 ) -> Observation:
     """Run ``image`` alone under a new ``vmm`` and return its observation.
 
@@ -589,16 +627,95 @@ def observe(
     cause; a host without the features the VMM requires is ``VMMUnsupported``.
 
     ``VMM.run`` is called in slices of ``OBSERVE_SLICE`` ticks, each bounded (docs/vmm-api.md
-    §5): a VMM that stops making progress is a ``NoProgress`` error, never a hang.  The host's
-    ``HostWatch`` keeps what the VMM did with the host (``HostWatch.of(host)``).
+    §5): a VMM that stops making progress is a ``NoProgress`` error, never a hang.
+
+    By default the VMM runs in a child process (``run_alone``, docs/vmm-api.md §11): a crash,
+    a hang or runaway memory there is a ``VMMError``.  The native oracle, a ``host`` given by
+    the caller (whose ``HostWatch.of(host)`` then keeps the figures) and ``isolate=False`` run
+    in this process.
     """
     config = config or VMConfig()
     cls = _check_vmm_class(vmm, "the VMM given")
-    label = _label(cls)
+    if host is None and isolate and not _is_oracle(cls):
+        return run_alone(cls, image, config, profile=profile).observation
     if host is None:
         from cffi_core.machine import Machine
 
+        _check_features(cls, profile)
         host = Machine(profile, default_host_memory(config.memory))
+    return _observe_here(cls, image, config, host)[0]
+
+
+def run_alone(
+    vmm: type[VMM], image: GuestImage, config: VMConfig | None = None, *, profile: str = DEFAULT_PROFILE
+) -> HostedRun:
+    """``observe`` in a child process of its own (``conformance.isolation``), with what the
+    host saw: the VMM's host entries and exits (``HostWatch``) and the host core's counters.
+    The grader keeps its verdicts out of the VMM's reach (docs/vmm-api.md §11)."""
+    from conformance.isolation import run_isolated
+
+    config = config or VMConfig()
+    cls = _check_vmm_class(vmm, "the VMM given")
+    label = _label(cls)
+    _check_features(cls, profile)
+
+    def work() -> dict[str, Any]:
+        from cffi_core.machine import Machine
+
+        host = Machine(profile, default_host_memory(config.memory))
+        obs, watch = _observe_here(cls, image, config, host)
+        return {"observation": plain_observation(obs, label), "host": watch.figures()}
+
+    data = run_isolated(work, label=label, what="the run of one guest")
+    return HostedRun(observation_from(data["observation"], label), HostFigures(**data["host"]))
+
+
+def _is_oracle(cls: type[VMM]) -> bool:
+    from reference_vmm.native import NativeVMM  # the oracle: popek's own, judged by nobody
+
+    return cls is NativeVMM
+
+
+def _check_features(cls: type[VMM], profile: str) -> None:
+    from cffi_core.profiles import get_profile
+
+    missing = frozenset(cls.requires) - get_profile(profile).features
+    if missing:
+        raise VMMUnsupported(
+            f"{_label(cls)} requires host features {', '.join(sorted(missing))}, which profile {profile!r} lacks"
+        )
+
+
+def plain_observation(obs: Observation, label: str) -> dict[str, Any]:
+    """An observation as plain data, to cross from a VMM's process to the grader's
+    (``observation_from`` reads it back); ``VMMError`` when its counters are not all ints."""
+    for key, value in obs.counters.items():
+        if not isinstance(key, str) or type(value) is not int:
+            raise VMMError(f"{label}: VM.counters[{key!r}] = {value!r}: counters map names to ints")
+    return {
+        "console": bytes(obs.console),
+        "exit_code": obs.exit_code,
+        "disk": bytes(obs.disk),
+        "disk2": bytes(obs.disk2),
+        "stop": obs.stop,
+        "counters": dict(obs.counters),
+    }
+
+
+def observation_from(data: object, label: str) -> Observation:
+    """The ``Observation`` of ``plain_observation``'s data; ``VMMError`` naming ``label`` when the
+    data is not one (a VMM's process sends it: it is checked like anything a VMM returns)."""
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"a {type(data).__name__}, not a dict")
+        return Observation(**data)
+    except (TypeError, ValueError) as e:
+        raise VMMError(f"{label}: the observation sent back is outside the contract: {e}") from None
+
+
+def _observe_here(cls: type[VMM], image: GuestImage, config: VMConfig, host: Machine) -> tuple[Observation, HostWatch]:
+    """The run of ``observe`` in this process, on ``host``."""
+    label = _label(cls)
     missing = frozenset(cls.requires) - host.profile.features
     if missing:
         raise VMMUnsupported(
@@ -623,13 +740,13 @@ def observe(
         raise NoProgress(str(e)) from None
     except VMMError:
         raise
-    except Exception as e:
+    except BaseException as e:  # KeyboardInterrupt or SystemExit raised by the VMM is its failure too
         if watch.failure is not None:  # the VMM turned our NoProgress into its own exception
             raise NoProgress(watch.failure) from e
         raise VMMError(f"{label}: {phase} raised {type(e).__name__}: {e}") from e
     finally:
         watch.end_slice()
-    return obs
+    return obs, watch
 
 
 def drive(monitor: VMM, vms: Sequence[VM], watch: HostWatch, *, period: int, budget: int) -> None:

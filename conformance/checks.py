@@ -155,7 +155,9 @@ def blocks_touching(program: GuestProgram, profile: str, lo: int, hi: int) -> se
 
     access.translate = watched
     try:
-        observe(EmulateVMM, program.image, program.config, profile=profile)
+        # In this process: the spec's traced accesses are this process's to see; the emulator
+        # is popek's own executable spec, not a VMM under test.
+        observe(EmulateVMM, program.image, program.config, profile=profile, isolate=False)
     finally:
         access.translate = original
     starts = program.block_starts()

@@ -17,6 +17,12 @@ Options (group ``popek``):
 - ``--popek-profile NAME``: the machine profile the host and the oracle run (default
   ``x86-2005``, docs/architecture.md §12).
 - ``--popek-results DIR``: write one JSON file per (VMM, profile) run (``conformance.results``).
+- ``--popek-timeout SECONDS`` and ``--popek-memory GIB``: the bounds of each run of a VMM under
+  test, which happens in a child process of its own (``conformance.isolation``, docs/vmm-api.md
+  §11): past them the process is killed, or its allocations fail, and the test fails.
+
+A test's result is recorded from its final report only: one interrupted before it finished is
+an error in the results file, never a pass.
 
 A test that takes the ``vmm`` fixture runs once per selected VMM (ids = VMM names) and is
 skipped, with the reason, when the profile lacks a feature the VMM ``requires``.  A test may
@@ -46,6 +52,7 @@ result the same way, as ``coverage``.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,9 +60,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance import coverage, hypothesis_profiles
+from conformance import coverage, hypothesis_profiles, isolation
 from conformance.api import VMM, Observation, VMMError, VMMUnsupported, load_vmm
 from conformance.checks import ExpectedDeviation, equivalence_report, expecting_deviation
+from conformance.isolation import DEFAULT_LIMITS
 from conformance.results import ResultsWriter, RunKey, clip
 
 # The profiles dev, ci and thorough exist before hypothesis's own plugin reads
@@ -68,8 +76,10 @@ __all__ = [
     "MARK_DEVIATION",
     "MARK_PROPERTY",
     "MARK_REQUIRES",
+    "OPTION_MEMORY",
     "OPTION_PROFILE",
     "OPTION_RESULTS",
+    "OPTION_TIMEOUT",
     "OPTION_VMM",
     "PROPERTIES",
     "check_supported",
@@ -78,6 +88,8 @@ __all__ = [
 OPTION_VMM = "--vmm"
 OPTION_PROFILE = "--popek-profile"
 OPTION_RESULTS = "--popek-results"
+OPTION_TIMEOUT = "--popek-timeout"
+OPTION_MEMORY = "--popek-memory"
 ENV_VMM = "POPEK_VMM"
 DEFAULT_VMMS = ("native", "emulate", "trap-and-emulate")
 DEFAULT_PROFILE = "x86-2005"
@@ -154,6 +166,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="write one results JSON file per (VMM, profile) run into DIR.",
     )
+    group.addoption(
+        OPTION_TIMEOUT,
+        dest="popek_timeout",
+        default=None,
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help=f"wall-clock seconds one run of the VMM under test may take in its process before it is killed "
+        f"and the test fails (default {DEFAULT_LIMITS.timeout:g}).",
+    )
+    group.addoption(
+        OPTION_MEMORY,
+        dest="popek_memory",
+        default=None,
+        type=_gibibytes,
+        metavar="GIB",
+        help=f"GiB of address space the process running the VMM under test may add to the grader's "
+        f"(default {DEFAULT_LIMITS.memory >> 30}).",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
+    return value
+
+
+def _gibibytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GiB") from None
+    if not 0 < value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of GiB (at most 1048576)")
+    return int(value * (1 << 30))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -179,6 +229,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if given or env:
         state.selected()  # a VMM named by the user that does not load is a usage error, at once
     results = config.getoption("popek_results")
+    isolation.configure(timeout=config.getoption("popek_timeout"), memory=config.getoption("popek_memory"))
     config.stash[_STATE] = state
     if results and not hasattr(config, "workerinput"):  # xdist: only the controller writes
         config.pluginmanager.register(_Recorder(ResultsWriter(Path(results))), "popek-results")
@@ -298,7 +349,7 @@ def pytest_runtest_call(item: pytest.Item):
     and the coverage cells its guests exercised go into its user properties."""
     __tracebackhide__ = True  # the report shows the test's failure, not this wrapper
     deviation = item.stash.get(_DEVIATION, None)
-    with coverage.tally() as cells:
+    with isolation.one_test(), coverage.tally() as cells:
         try:
             if deviation is None:
                 result = yield

@@ -16,7 +16,8 @@ A file ``<vmm>--<profile>.json`` in the ``--popek-results`` directory holds::
       ]
     }
 
-``outcome`` is one of ``OUTCOMES``; ``message`` is the failure report (the observation diff, the
+``outcome`` is one of ``OUTCOMES``, taken from the test's final report only: a test that
+started and never finished (the run was interrupted) is an ``error``; ``message`` is the failure report (the observation diff, the
 counterexample) for failed and error outcomes, the reason for skipped and xfailed ones.
 ``hypothesis_profile`` is the hypothesis settings profile the run used (null when unknown).
 ``coverage`` counts, per cell of ``conformance.coverage``, the generated examples of the test
@@ -54,6 +55,7 @@ FORMAT = "popek-results"  # tells a results file from any other JSON (benchmarks
 SCHEMA = 1
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 _MESSAGE_LIMIT = 8000  # characters of a failure report kept in the JSON
+_UNFINISHED = "no outcome: the run ended (interrupted, or its process stopped) before this test finished"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,9 @@ class TestResult:
     nodeid: str
     property: str | None
     category: str | None
-    outcome: str = "passed"
+    outcome: str | None = None
+    """One of ``OUTCOMES``; None until the test's final report arrives (``ResultsWriter``
+    writes a test that never got one as an error: a grade is never better than observed)."""
     duration: float = 0.0
     message: str | None = None
     counters: dict[str, int] = field(default_factory=dict)
@@ -140,6 +144,9 @@ class ResultsWriter:
         for key, tests in sorted(self.runs.items(), key=lambda kv: kv[0].filename):
             summary = dict.fromkeys(OUTCOMES, 0)
             for test in tests.values():
+                if test.outcome is None:  # it started and never finished: the run was interrupted
+                    test.outcome = "error"
+                    test.message = _UNFINISHED
                 summary[test.outcome] += 1
             document = {
                 "format": FORMAT,

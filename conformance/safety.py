@@ -29,14 +29,13 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conformance.api import (
     CONTROL_LATENCY,
     HOST_TIMER_PERIOD,
     VM,
     VMM,
-    HostRefused,
     HostWatch,
     NoProgress,
     Observation,
@@ -189,19 +188,72 @@ def run_side_by_side(
     period: int = HOST_TIMER_PERIOD,
 ) -> SideBySide:
     """Run ``guests`` together on one new ``vmm`` over a host of ``profile``; never raises for
-    what the VMM does (its exceptions are recorded in ``SideBySide.error``)."""
+    what the VMM does (its exceptions, a crash or a hang of its process, are recorded in
+    ``SideBySide.error``).
+
+    The VMM runs in a child process (``conformance.isolation``); the host's RAM is shared with
+    it, and judged here, after the child is gone, from this process's own view of it: a VMM
+    cannot hide damage by changing how the host reads (docs/vmm-api.md §11)."""
     from cffi_core.machine import Machine
+    from conformance.isolation import run_isolated
 
     cls = check_vmm_class(vmm, "the VMM given")
     label = vmm_label(cls)
-    host = Machine(profile, default_host_memory(sum(c.memory for _, c in guests)))
+    host = Machine(profile, default_host_memory(sum(c.memory for _, c in guests)), shared_memory=True)
     # All of host RAM, not only the canary region: memory a VMM leaves alone keeps the pattern,
     # and a VMM cannot count on RAM it did not clear being zero (a real machine's is not).
     host.write(0, _pattern(0, host.memory_size // 8))
+    result = SideBySide(cls.name, [None] * len(guests))
+    try:
+        seen = run_isolated(
+            lambda: _side_by_side_here(cls, label, host, guests, period),
+            label=label,
+            what=f"the run of {len(guests)} VMs side by side",
+        )
+    except VMMError as e:
+        result.error = str(e)
+        seen = None
+    owned = _owned_regions(host, seen, result)
+    result.checked_bytes = sum(hi - lo for lo, hi in _gaps(owned, host.memory_size))
+    result.canary_damage = host_memory_damage(host, owned)
+    return result if seen is None else _fill(result, seen, label)
+
+
+def _fill(result: SideBySide, seen: dict[str, Any], label: str) -> SideBySide:
+    """``result`` with what the VMM's process reported (plain data, checked here)."""
+    from conformance.api import observation_from
+
+    result.error = result.error or seen["error"]
+    result.slices = seen["slices"]
+    result.overrun = seen["overrun"]
+    result.longest_host_run = seen["longest"]
+    result.host_cpl0_instructions = seen["cpl0"]
+    try:
+        result.observations = [None if o is None else observation_from(o, label) for o in seen["observations"]]
+    except VMMError as e:
+        result.error = result.error or str(e)
+    rams = seen["rams"]
+    result.rams = [r if isinstance(r, bytes) else None for r in rams] if isinstance(rams, list) else []
+    return result
+
+
+def _side_by_side_here(
+    cls: type[VMM], label: str, host: Machine, guests: Sequence[tuple[GuestImage, VMConfig]], period: int
+) -> dict[str, Any]:
+    """The run itself, in the VMM's process: what it saw, as plain data."""
+    from conformance.api import plain_observation
+
     watch = HostWatch.of(host)
     watch.label = label
     cpl0_before = host.counters["insn_host_cpl0"]
-    result = SideBySide(cls.name, [None] * len(guests))
+    seen: dict[str, Any] = {
+        "error": None,
+        "observations": [None] * len(guests),
+        "rams": [],
+        "slices": 0,
+        "overrun": None,
+        "regions": None,
+    }
     vms: list[VM] = []
     monitor: VMM | None = None
     phase = "construction"
@@ -218,9 +270,9 @@ def run_side_by_side(
         max_slices = max(c.budget for _, c in guests) // period + 2
         phase = "run"
         while not all(vm.stopped for vm in vms):
-            if result.slices >= max_slices:
-                result.overrun = (
-                    f"VMs still running after {result.slices} slices of {period} ticks, beyond every VM's budget"
+            if seen["slices"] >= max_slices:
+                seen["overrun"] = (
+                    f"VMs still running after {seen['slices']} slices of {period} ticks, beyond every VM's budget"
                 )
                 break
             running = sum(not vm.stopped for vm in vms)
@@ -235,49 +287,79 @@ def run_side_by_side(
             watch.end_slice()
             if watch.failure is not None:
                 raise NoProgress(watch.failure)
-            result.slices += 1
+            seen["slices"] += 1
             spent = host.clock - clock
             if spent > running * (period + CONTROL_LATENCY):
-                result.overrun = (
+                seen["overrun"] = (
                     f"one VMM.run({period}) with {running} VMs running ran the host for {spent} ticks "
                     f"(at most {running} x ({period} + {CONTROL_LATENCY}) expected)"
                 )
                 break
         phase = "observation"
-        result.observations = [vm.observation() for vm in vms]
-        result.rams = [guest_ram(vm) for vm in vms]
-    except (Exception, HostRefused) as e:
+        seen["observations"] = [plain_observation(vm.observation(), label) for vm in vms]
+        seen["rams"] = [guest_ram(vm) for vm in vms]
+    except BaseException as e:  # KeyboardInterrupt or SystemExit raised by the VMM is its failure too
         if watch.failure is not None and not isinstance(e, NoProgress):
             e = NoProgress(watch.failure)
-        result.error = f"{label}: {phase} raised {type(e).__name__}: {e}"
+        seen["error"] = f"{label}: {phase} raised {type(e).__name__}: {e}"
     finally:
         watch.end_slice()
-    result.longest_host_run = watch.longest
-    result.host_cpl0_instructions = host.counters["insn_host_cpl0"] - cpl0_before
-    owned = _owned_regions(host, monitor, vms, result)
-    result.checked_bytes = sum(hi - lo for lo, hi in _gaps(owned, host.memory_size))
-    result.canary_damage = host_memory_damage(host, owned)
-    return result
+    seen["longest"] = watch.longest
+    seen["cpl0"] = host.counters["insn_host_cpl0"] - cpl0_before
+    seen["regions"] = _declared_regions(monitor, vms)
+    return seen
 
 
-def _owned_regions(host: Machine, monitor: VMM | None, vms: Sequence[VM], result: SideBySide) -> list[tuple[int, int]]:
-    """The host RAM the VMM may have written: its VMs' and its own declared regions; all of it
-    below the canary region when any is not declared (the safe default, docs/vmm-api.md §9)."""
-    canary_start = host_canary(host)[0]
-    everything = [(0, canary_start)]
+def _declared_regions(monitor: VMM | None, vms: Sequence[VM]) -> dict[str, Any]:
+    """What the VMM and its VMs declare of host RAM (docs/vmm-api.md §9), as plain data:
+    ``{"shared": [...] | None, "per_vm": [[...] | None, ...], "error": str | None}``."""
     try:
         shared = vmm_host_regions(monitor) if monitor is not None else None
         per_vm = [vm_host_regions(vm) for vm in vms]
+        return {
+            "shared": None if shared is None else [(int(a), int(n)) for a, n in shared],
+            "per_vm": [None if r is None else [(int(a), int(n)) for a, n in r] for r in per_vm],
+            "error": None if monitor is not None else "no VMM was built",
+        }
     except Exception as e:
-        result.region_problems.append(f"reading them raised {type(e).__name__}: {e}")
+        return {"shared": None, "per_vm": [], "error": f"reading them raised {type(e).__name__}: {e}"}
+
+
+def _owned_regions(host: Machine, seen: dict[str, Any] | None, result: SideBySide) -> list[tuple[int, int]]:
+    """The host RAM the VMM may have written: its VMs' and its own declared regions; all of it
+    below the canary region when any is not declared, or the VMM's process did not say (the
+    safe default, docs/vmm-api.md §9)."""
+    canary_start = host_canary(host)[0]
+    everything = [(0, canary_start)]
+    declared = seen.get("regions") if isinstance(seen, dict) else None
+    if not isinstance(declared, dict):
         return everything
-    if monitor is None or shared is None or any(r is None for r in per_vm):
+    if declared.get("error") is not None:
+        if declared["error"] != "no VMM was built":
+            result.region_problems.append(declared["error"])
+        return everything
+    shared, per_vm = _pairs(declared.get("shared")), declared.get("per_vm")
+    per_vm = [_pairs(r) for r in per_vm] if isinstance(per_vm, list) else None
+    if shared is None or per_vm is None or any(r is None for r in per_vm):
         return everything
     named = [("the VMM's region", a, n) for a, n in shared]
     for i, regions in enumerate(per_vm):
-        named += [(f"VM {i}'s region", a, n) for a, n in regions or ()]
+        named += [(f"VM {i}'s region", a, n) for a, n in regions]
     problems = _region_problems(host, named)
     if problems:
         result.region_problems += problems
         return everything
     return [(a, n) for _, a, n in named]
+
+
+def _pairs(regions: object) -> list[tuple[int, int]] | None:
+    """``regions`` as ``(start, size)`` pairs of ints, None when it is not that (the VMM's
+    process sent it: anything else is a region not declared)."""
+    if not isinstance(regions, list | tuple):
+        return None
+    out = []
+    for r in regions:
+        if not (isinstance(r, list | tuple) and len(r) == 2 and all(type(x) is int for x in r)):
+            return None
+        out.append((r[0], r[1]))
+    return out

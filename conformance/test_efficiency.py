@@ -3,7 +3,8 @@
 Popek & Goldberg (1974) require that "a statistically dominant subset of the virtual
 processor's instructions be executed directly by the real processor".  A grader measures; it
 does not take the graded's word: the figures come from the host Machine the suite gives the
-VMM (docs/vmm-api.md §8):
+VMM (docs/vmm-api.md §8), counted in the VMM's process by the suite's watch (§11 says what a
+VMM could forge there):
 
 - *directly retired guest instructions*: what the host's core retired at CPL 1-3 in host mode
   and at any CPL in guest mode (``Machine.counters``, docs/architecture.md §13) — guest code
@@ -41,10 +42,9 @@ from conformance.api import (
     COUNTER_EMULATED,
     EFFICIENCY_COUNTERS,
     HOST_TIMER_PERIOD,
-    HostWatch,
     VMConfig,
-    default_host_memory,
     observe,
+    run_alone,
 )
 from conformance.checks import ExpectedDeviation, assert_equivalent
 from conformance.guests import GUEST_DIR
@@ -230,7 +230,6 @@ def _params():
 @_EMULATE
 @pytest.mark.parametrize("guest", list(_params()))
 def test_most_guest_instructions_run_directly(guest, vmm, popek_profile, popek_record):
-    from cffi_core.machine import Machine
     from cffi_core.profiles import get_profile
     from conformance.checks import deviation_expected, explained_directed
     from reference_vmm.native import NativeVMM
@@ -238,14 +237,13 @@ def test_most_guest_instructions_run_directly(guest, vmm, popek_profile, popek_r
     if vmm is NativeVMM:
         pytest.skip("the oracle: a bare machine of its own per guest, no VMM to measure")
     expected = _native(guest.name, guest.config, popek_profile)
-    host = Machine(popek_profile, default_host_memory(guest.config.memory))
-    watch = HostWatch.of(host)
-    actual = observe(vmm, _image(guest.name), guest.config, host=host)
+    run = run_alone(vmm, _image(guest.name), guest.config, profile=popek_profile)
+    actual = run.observation
     explained = not expected.equivalent(actual) and deviation_expected()
     if explained and explained_directed(vmm, popek_profile, _image(guest.name), guest.config):
         raise ExpectedDeviation(f"{guest.name}: the difference is its sensitive, unprivileged instructions'")
     assert_equivalent(expected, actual, names=("native", vmm.name), program=guest.source())
-    measured = Measured(expected.counters["instructions"], measured_direct(host.counters), watch.entries)
+    measured = Measured(expected.counters["instructions"], measured_direct(run.host.counters), run.host.entries)
     features = get_profile(popek_profile).features
     bound = guest.entry_bound(expected.counters, features)
     popek_record(

@@ -338,3 +338,18 @@ def test_generated_tests_put_their_coverage_in_the_results_json(impostors, tmp_p
     cells = test["coverage"]
     assert cells and all(type(n) is int and 1 <= n <= 25 for n in cells.values())  # at most one per example
     assert all((key.startswith("insn/") and "/cpl0/" in key) or key.startswith("adjacent/") for key in cells)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--popek-timeout", "0", "give a positive number of seconds"),
+        ("--popek-timeout", "soon", "'soon' is not a number of seconds"),
+        ("--popek-memory", "-2", "give a positive number of GiB"),
+        ("--popek-memory", "lots", "'lots' is not a number of GiB"),
+    ],
+)
+def test_bad_isolation_limits_are_usage_errors(toys, option, value, words):
+    result = toys.runpytest("--vmm", "native", option, value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{option}*{words}*"])

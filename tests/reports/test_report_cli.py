@@ -314,6 +314,7 @@ def test_coverage_travels_from_the_results_file_to_both_reports(tmp_path):
     record.coverage = {smsw: 7, coverage.adjacent_cell("exit-after-sti"): 2}
     other = writer.result(KEY, f"{SUITE}[toy-generated-user]", "equivalence", "generated-user")
     other.coverage = {smsw: 5}
+    record.outcome = other.outcome = "passed"
     (path,) = writer.write()
     read = {t.nodeid: t.coverage for t in load_results(path).tests}
     assert read[f"{SUITE}[toy-generated]"][smsw] == 7  # read back

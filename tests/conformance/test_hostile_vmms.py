@@ -1,0 +1,132 @@
+"""Misbehaving VMMs are graded as failures with their cause, the results file and report written, in bounded time (docs/vmm-api.md §11).
+
+Each case runs the conformance suite in a pytest subprocess on one plug-in of
+``tests.conformance.hostile`` (trap-and-emulate on ``classic-1974``, where it passes every
+test, plus one hostile act), then reads the results JSON and writes the report.  The
+subprocess timeout is a guard against a hang of the grader, not a measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conformance.results import load_results
+from reports.cli import main as popek
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE = "classic-1974"
+EQUIVALENCE = "conformance/test_equivalence.py::test_directed_guest_is_equivalent"
+SAFETY = "conformance/test_safety.py::test_cli_jmp_forever_cannot_keep_the_vmm_from_regaining_control"
+GUARD = 600  # seconds: far beyond any case; reaching it means the grader hung
+
+
+def _command(vmm: str, results: Path, *extra: str, safety: bool = True) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"{EQUIVALENCE}[{vmm}-smsw]",
+        *([f"{SAFETY}[{vmm}]"] if safety else []),
+        "--vmm",
+        f"tests.conformance.hostile:{vmm.capitalize()}",
+        "--popek-profile",
+        PROFILE,
+        "--popek-results",
+        str(results),
+        "--hypothesis-profile=ci",
+        *extra,
+    ]
+
+
+def _grade(vmm: str, tmp_path: Path, *extra: str) -> tuple[int, dict[str, tuple[str, str]]]:
+    """Run the two tests on the hostile ``vmm``; the exit status and, per test, its outcome
+    and message from the results file."""
+    results = tmp_path / "results"
+    done = subprocess.run(
+        _command(vmm, results, *extra), cwd=ROOT, capture_output=True, text=True, timeout=GUARD, check=False
+    )
+    files = sorted(results.glob("*.json"))
+    assert len(files) == 1, f"no results file written:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    run = load_results(files[0])
+    return done.returncode, {t.nodeid.split("::")[1].split("[")[0]: (t.outcome, t.message or "") for t in run.tests}
+
+
+def _report_written(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    status = popek(["report", str(tmp_path / "results"), "-o", str(out)])
+    assert status == 1, "a report of failed tests exits with status 1"
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("hostile", "extra", "cause"),
+    [
+        ("looping", ("--popek-timeout", "2"), "did not finish within 2 s"),
+        ("exiting", (), "exited with status 3"),
+        ("segfaulting", (), "SIGSEGV"),
+        ("interrupting", (), "KeyboardInterrupt"),
+        ("hoarding", ("--popek-memory", "1"), "MemoryError"),
+    ],
+)
+def test_a_vmm_that_hangs_dies_or_hoards_fails_every_test_it_ran_with_the_cause(tmp_path, hostile, extra, cause):
+    status, tests = _grade(hostile, tmp_path, *extra)
+    assert status == 1
+    for name, (outcome, message) in tests.items():
+        assert outcome == "failed", f"{name}: {outcome}"
+        assert cause in message, f"{name}: {message[-2000:]}"
+        assert hostile in message, f"{name}: the message does not name the VMM: {message[-2000:]}"
+    _report_written(tmp_path)
+
+
+def test_a_thread_left_running_does_not_keep_the_grader_from_ending(tmp_path):
+    status, tests = _grade("threading", tmp_path)
+    assert status == 0, tests
+    assert {outcome for outcome, _ in tests.values()} == {"passed"}
+
+
+def test_host_damage_hidden_from_the_vmms_own_process_is_still_seen(tmp_path):
+    status, tests = _grade("hiding", tmp_path)
+    assert status == 1
+    outcome, message = tests["test_cli_jmp_forever_cannot_keep_the_vmm_from_regaining_control"]
+    assert outcome == "failed"
+    assert "host canary region damaged" in message, message[-2000:]
+
+
+def test_ctrl_c_of_the_grader_records_no_pass_and_leaves_no_process_behind(tmp_path):
+    mark = tmp_path / "pid"
+    results = tmp_path / "results"
+    env = {**os.environ, "POPEK_HOSTILE_MARK": str(mark)}
+    command = _command("sleeping", results, safety=False)
+    grader = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + GUARD
+        while not mark.exists() or not mark.read_text():
+            assert grader.poll() is None, grader.communicate()[0].decode()[-3000:]
+            assert time.monotonic() < deadline, "the hostile VMM never started"
+            time.sleep(0.05)
+        child = int(mark.read_text())
+        grader.send_signal(signal.SIGINT)
+        output = grader.communicate(timeout=GUARD)[0].decode()
+    finally:
+        grader.kill()
+    assert grader.returncode != 0, output[-3000:]
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # the VMM's process is gone (killed and reaped by the grader)
+    files = sorted(results.glob("*.json"))
+    assert len(files) == 1, output[-3000:]
+    doc = json.loads(files[0].read_text())
+    outcomes = {t["outcome"] for t in doc["tests"]}
+    assert outcomes == {"error"}, doc["tests"]
+    assert all("no outcome" in t["message"] for t in doc["tests"])
+    assert doc["summary"]["passed"] == 0
