@@ -666,7 +666,7 @@ def run_alone(
         obs, watch = _observe_here(cls, image, config, host)
         return {"observation": plain_observation(obs, label), "host": watch.figures()}
 
-    data = run_isolated(work, label=label, what="the run of one guest")
+    data = run_isolated(work, label=label, what="the run of one guest", ticks=config.budget)
     return HostedRun(observation_from(data["observation"], label), HostFigures(**data["host"]))
 
 

@@ -12,7 +12,7 @@ class, so that a child under the VMM's control cannot run code in the grader.  T
   kills it) and a kill reaches whatever it started;
 - has its address space bounded (``RLIMIT_AS``: what the grader had at the fork plus
   ``Limits.memory``): a VMM that allocates without end gets ``MemoryError``;
-- is killed when a request takes longer than ``Limits.timeout`` seconds of wall-clock time
+- is killed when a request takes longer than its time (``Limits.seconds``) of wall-clock time
   (the host's clock bounds the grader's patience only; nothing in the machine reads it);
 - ends with ``os._exit`` after each reply is sent: threads the VMM left behind end with it.
 
@@ -41,7 +41,9 @@ from typing import Any
 from conformance.api import NoProgress, VMMError, VMMUnsupported
 
 __all__ = [
+    "BASE_SECONDS",
     "DEFAULT_LIMITS",
+    "MIN_TICKS_PER_SECOND",
     "Limits",
     "Session",
     "VMMCrashed",
@@ -53,6 +55,11 @@ __all__ = [
 ]
 
 GiB = 1 << 30
+BASE_SECONDS = 30.0
+"""Wall-clock seconds any request gets: building a VMM, its VMs, a Python start-up's worth."""
+MIN_TICKS_PER_SECOND = 20_000
+"""The slowest a VMM may run its guests' time and still be graded: some thirty times slower
+than the reference emulator (``emulate``, an interpreter in Python) on a loaded CI machine."""
 _HEADER = struct.Struct("<Q")  # a frame: its length, then a pickle of plain data
 _MESSAGE_LIMIT = 8000  # characters of an error message carried back
 
@@ -61,15 +68,22 @@ _MESSAGE_LIMIT = 8000  # characters of an error message carried back
 class Limits:
     """What one request to a VMM's child process may take."""
 
-    timeout: float = 300.0
-    """Seconds of wall-clock time per request (``--popek-timeout``)."""
+    timeout: float | None = None
+    """Seconds of wall-clock time per request (``--popek-timeout``); None: ``BASE_SECONDS``
+    plus one second per ``MIN_TICKS_PER_SECOND`` guest ticks the request may run."""
     memory: int = 8 * GiB
     """Bytes of address space the child may add to what the grader had (``--popek-memory``)."""
     reply: int = 1 * GiB
     """Bytes of the largest reply (an observation with its disks, a VM's RAM)."""
 
+    def seconds(self, ticks: int = 0) -> float:
+        """The time a request that may run ``ticks`` guest ticks gets."""
+        if self.timeout is not None:
+            return float(self.timeout)
+        return BASE_SECONDS + max(0, ticks) / MIN_TICKS_PER_SECOND
+
     def __post_init__(self) -> None:
-        if not (isinstance(self.timeout, int | float) and self.timeout > 0):
+        if self.timeout is not None and not (isinstance(self.timeout, int | float) and self.timeout > 0):
             raise ValueError(f"timeout = {self.timeout!r}: must be a positive number of seconds")
         for name in ("memory", "reply"):
             value = getattr(self, name)
@@ -275,14 +289,16 @@ class Session:
             os.setpgid(pid, pid)
         self.pid, self._requests, self._replies = pid, req_w, rep_r
 
-    def call(self, method: str, *args: Any, what: str | None = None) -> Any:
-        """``state.method(*args)`` in the child; ``what`` names the request in errors."""
+    def call(self, method: str, *args: Any, what: str | None = None, ticks: int = 0) -> Any:
+        """``state.method(*args)`` in the child; ``what`` names the request in errors; ``ticks``
+        is how many guest ticks it may run (its time limit grows with them, ``Limits.seconds``)."""
         what = what or method
         if self.label in _hung:
             raise VMMTimedOut(f"{_hung[self.label]} (on an earlier example of this test; not run again)")
         if self._dead is not None:
             raise VMMCrashed(self._dead)
-        deadline = time.monotonic() + self.limits.timeout
+        seconds = self.limits.seconds(ticks)
+        deadline = time.monotonic() + seconds
         try:
             _write_frame(self._requests, pickle.dumps((method, args), protocol=pickle.HIGHEST_PROTOCOL))
             header = _read_exact(self._replies, _HEADER.size, deadline)
@@ -298,7 +314,7 @@ class Session:
         except TimeoutError:
             self._kill()
             message = (
-                f"{self.label}: {what} did not finish within {self.limits.timeout:g} s (wall clock, "
+                f"{self.label}: {what} did not finish within {seconds:g} s (wall clock, "
                 "--popek-timeout); the process running the VMM was killed"
             )
             _hung[self.label] = message
@@ -400,8 +416,10 @@ class _Once:
         return self.work()
 
 
-def run_isolated(work: Callable[[], Any], *, label: str, what: str, limits: Limits | None = None) -> Any:
+def run_isolated(
+    work: Callable[[], Any], *, label: str, what: str, ticks: int = 0, limits: Limits | None = None
+) -> Any:
     """``work()`` in a child process of its own (forked: ``work`` may be any closure); its
-    plain-data result, or the error (see ``Session``)."""
+    plain-data result, or the error (see ``Session``).  ``ticks``: the guest ticks it may run."""
     with Session(lambda: _Once(work), label=label, limits=limits) as session:
-        return session.call("run", what=what)
+        return session.call("run", what=what, ticks=ticks)

@@ -63,7 +63,7 @@ import pytest
 from conformance import coverage, hypothesis_profiles, isolation
 from conformance.api import VMM, Observation, VMMError, VMMUnsupported, load_vmm
 from conformance.checks import ExpectedDeviation, equivalence_report, expecting_deviation
-from conformance.isolation import DEFAULT_LIMITS
+from conformance.isolation import BASE_SECONDS, DEFAULT_LIMITS, MIN_TICKS_PER_SECOND
 from conformance.results import ResultsWriter, RunKey, clip
 
 # The profiles dev, ci and thorough exist before hypothesis's own plugin reads
@@ -173,7 +173,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_positive_seconds,
         metavar="SECONDS",
         help=f"wall-clock seconds one run of the VMM under test may take in its process before it is killed "
-        f"and the test fails (default {DEFAULT_LIMITS.timeout:g}).",
+        f"and the test fails (default {BASE_SECONDS:g} plus 1 per {MIN_TICKS_PER_SECOND:,} guest ticks of the run's budget).",
     )
     group.addoption(
         OPTION_MEMORY,

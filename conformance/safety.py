@@ -209,6 +209,7 @@ def run_side_by_side(
             lambda: _side_by_side_here(cls, label, host, guests, period),
             label=label,
             what=f"the run of {len(guests)} VMs side by side",
+            ticks=sum(c.budget for _, c in guests),
         )
     except VMMError as e:
         result.error = str(e)

@@ -97,7 +97,7 @@ class VMMMachine(RuleBasedStateMachine):
 
     @rule(ticks=st.sampled_from(SLICES))
     def run(self, ticks: int) -> None:
-        self.session.call("run", ticks, what=f"run({ticks})")
+        self.session.call("run", ticks, what=f"run({ticks})", ticks=ticks * MAX_VMS)
         self.steps.append(("run", ticks))
 
     @invariant()
@@ -126,7 +126,7 @@ class VMMMachine(RuleBasedStateMachine):
             if self.steps:
                 with _session(self.vmm_cls, self.profile) as again:
                     for step, arg in self.steps:
-                        again.call(step, arg, what=f"{step}({arg!r}) replayed")
+                        again.call(step, arg, what=f"{step}({arg!r}) replayed", ticks=MAX_VMS * max(SLICES))
                     replayed = [observation_from(o, self.label) for o, _ in again.call("observations")]
                 for i, (first, second) in enumerate(zip(self.seen, replayed, strict=True)):
                     assert first == second, (

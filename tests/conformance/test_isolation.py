@@ -142,3 +142,12 @@ def test_a_session_whose_state_cannot_be_built_reports_it_at_the_first_request()
 def test_limits_are_checked(kwargs, words):
     with pytest.raises(ValueError, match=words):
         Limits(**kwargs)
+
+
+def test_a_requests_time_grows_with_the_ticks_it_may_run_unless_fixed():
+    from conformance.isolation import BASE_SECONDS, MIN_TICKS_PER_SECOND
+
+    scaled = Limits()
+    assert scaled.seconds(0) == BASE_SECONDS
+    assert scaled.seconds(3 * MIN_TICKS_PER_SECOND) == BASE_SECONDS + 3
+    assert Limits(timeout=7).seconds(10**9) == 7
