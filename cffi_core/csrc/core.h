@@ -188,7 +188,7 @@ struct p64_vmcs {
     uint64_t f[P64_VMCS_FIELDS];
     uint64_t regs[17];
     struct p64_machine *owner;
-    uint64_t seen_cr0, seen_cr3, seen_cr4, seen_eptp, seen_seglimit; /* guest state at the last exit */
+    uint64_t seen_cr0, seen_cr3, seen_cr4, seen_eptp; /* guest state at the last exit */
     uint32_t launched, pad;
 };
 
@@ -251,6 +251,8 @@ struct p64_machine {
     struct fast_set *fast;   /* the current row of fast_sets: by CPL (the limit of §5.3 and U/S differ) */
     struct fast_set fast_sets[2][4]; /* host, guest (V.7) */
     uint32_t fast_dirty;     /* bit 4 * row + CPL: the set may hold entries */
+    uint64_t fast_limit[2];  /* by row: the segment limit its CPL 1..3 sets were filled under */
+    uint8_t fast_flat[2];    /* by row: filled without translation (identity entries, §5.3) */
     struct dpage **dpages;   /* by physical page number; NULL when not decoded */
     uint64_t *dlist;         /* physical page numbers of the decoded pages */
     uint32_t ndecoded;
@@ -266,7 +268,7 @@ struct p64_machine {
     uint64_t block_step;       /* TF when it started (§6.4) */
     uint64_t block_ihits;      /* ITLB hits through the exec fast array */
     int block_paging;          /* CR0.PG when it started */
-    uint64_t seen_cr0, seen_cr3, seen_cr4, seen_seglimit; /* to notice host writes (§10) */
+    uint64_t seen_cr0, seen_cr3, seen_cr4; /* to notice host writes (§10) */
     uint32_t seen_vm_tag;
     int guest;                 /* inside p64_vmrun (docs/vmx.md V.1) */
     int translating;           /* CR0.PG, or guest mode with ept: accesses go through the TLB */
@@ -290,7 +292,7 @@ void tlb_invlpg(struct p64_machine *m, uint64_t va);
 void tlb_clear(struct p64_machine *m);
 int tlb_init(struct tlb *t, uint32_t entries, uint32_t ways, int is_data);
 void fast_clear_all(struct p64_machine *m);
-void fast_clear_limited(struct p64_machine *m);
+void fast_sync(struct p64_machine *m);
 void fast_forget_code_page(struct p64_machine *m, uint64_t ppn);
 void fast_forget_dpage(struct p64_machine *m, const struct dinsn *dp);
 void phys_write(struct p64_machine *m, uint64_t pa, unsigned size, uint64_t value);

@@ -234,7 +234,6 @@ int p64_reset(struct p64_machine *m)
     m->seen_cr0 = m->cpu.cr0;
     m->seen_cr3 = m->cpu.cr3;
     m->seen_cr4 = m->cpu.cr4;
-    m->seen_seglimit = m->cpu.seglimit;
     m->seen_vm_tag = m->cpu.vm_tag;
     return P64_OK;
 }
@@ -296,7 +295,7 @@ int check_state(struct p64_machine *m)
 /* ---- snapshots ---- */
 
 #define SNAP_MAGIC 0x50414e5334365050ull /* "PP64SNAP" */
-#define SNAP_VERSION 2u
+#define SNAP_VERSION 3u
 
 struct snap_header {
     uint64_t magic;
@@ -309,7 +308,7 @@ struct snap_state {
     struct p64_exit exit;
     struct p64_counters ctr;
     uint64_t clock, tlb_stamp;
-    uint64_t seen_cr0, seen_cr3, seen_cr4, seen_seglimit;
+    uint64_t seen_cr0, seen_cr3, seen_cr4;
     uint32_t seen_vm_tag, pad;
     struct vmx_persist nested;
 };
@@ -351,7 +350,7 @@ int p64_snapshot(struct p64_machine *m, uint8_t *buf, uint64_t len)
     memset(&s, 0, sizeof s);
     s.cpu = m->cpu, s.exit = m->exit, s.ctr = m->ctr, s.clock = m->clock, s.tlb_stamp = m->tlb_stamp;
     s.seen_cr0 = m->seen_cr0, s.seen_cr3 = m->seen_cr3, s.seen_cr4 = m->seen_cr4;
-    s.seen_seglimit = m->seen_seglimit, s.seen_vm_tag = m->seen_vm_tag;
+    s.seen_vm_tag = m->seen_vm_tag;
     s.nested = m->nested;
     snap_header(m, &h);
     dcache_clear(m);
@@ -409,7 +408,7 @@ int p64_restore(struct p64_machine *m, const uint8_t *buf, uint64_t len)
     memcpy(m->mem, p, (size_t)m->mem_size);
     m->cpu = s.cpu, m->exit = s.exit, m->ctr = s.ctr, m->clock = s.clock, m->tlb_stamp = s.tlb_stamp;
     m->seen_cr0 = s.seen_cr0, m->seen_cr3 = s.seen_cr3, m->seen_cr4 = s.seen_cr4;
-    m->seen_seglimit = s.seen_seglimit, m->seen_vm_tag = s.seen_vm_tag;
+    m->seen_vm_tag = s.seen_vm_tag;
     m->nested = s.nested;
     m->nested.pwc_next %= PWC_ENTRIES, m->nested.ntlb_next %= NTLB_ENTRIES;
     if (m->nested.nfaults > P64_IOMMU_FAULT_LOG)

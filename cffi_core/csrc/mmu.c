@@ -385,10 +385,21 @@ void fast_clear_all(struct p64_machine *m)
     m->vmx.fast_owner = 0;
 }
 
-/* The segment limit changed: drop what CPL 1..3 may reach (§5.3 step 2). */
-void fast_clear_limited(struct p64_machine *m)
+/* The current row serves the current context only (§15: the fast arrays hold what the modeled
+ * TLB holds, or with translation off the identity).  Entries made without translation never
+ * serve a translating context nor the reverse, and the sets of CPL 1..3 were filled under the
+ * current segment limit (§5.3 step 2).  The guest row outlives a VMCS: another VMCS of the same
+ * tag, or the same one after the host rewrote its state, finds it filled (docs/vmx.md V.7).
+ * Called wherever translation or the limit may have changed. */
+void fast_sync(struct p64_machine *m)
 {
-    fast_clear_row(m, m->fast == m->fast_sets[1], 1);
+    unsigned r = m->fast == m->fast_sets[1], flat = !m->translating;
+    if (m->fast_flat[r] != flat) {
+        fast_clear_row(m, r, 0);
+        m->fast_flat[r] = (uint8_t)flat;
+    } else if (m->fast_limit[r] != m->cpu.seglimit)
+        fast_clear_row(m, r, 1);
+    m->fast_limit[r] = m->cpu.seglimit;
 }
 
 static struct fast_set *row_of(struct p64_machine *m, uint32_t tag)

@@ -523,11 +523,10 @@ void begin_run(struct p64_machine *m)
         tlb_flush_nonglobal(m);
     if (((c->cr0 ^ m->seen_cr0) & (CR0_PG | CR0_WP)) || ((c->cr4 ^ m->seen_cr4) & (CR4_PL | CR4_PGE)))
         tlb_flush_all(m);
-    if (c->seglimit != m->seen_seglimit)
-        fast_clear_limited(m);
     if (c->vm_tag != m->seen_vm_tag)
         fast_clear_all(m);
     update_translating(m);
+    fast_sync(m); /* a host write of CR0.PG or MSR_SEGLIMIT */
     m->fetch_valid = 0; /* every run starts by entering the page of pc (§8.2) */
 }
 
@@ -536,7 +535,6 @@ void end_run(struct p64_machine *m)
     m->seen_cr0 = m->cpu.cr0;
     m->seen_cr3 = m->cpu.cr3;
     m->seen_cr4 = m->cpu.cr4;
-    m->seen_seglimit = m->cpu.seglimit;
     m->seen_vm_tag = m->cpu.vm_tag;
 }
 

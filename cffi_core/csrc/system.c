@@ -74,6 +74,7 @@ int write_cr(struct p64_machine *m, unsigned crn, uint64_t value)
         int changed = ((c->cr0 ^ value) & (CR0_PG | CR0_WP)) != 0;
         c->cr0 = value;
         update_translating(m);
+        fast_sync(m);
         if (changed)
             flush_context(m);
         break;
@@ -129,7 +130,7 @@ int write_msr(struct p64_machine *m, uint64_t index, uint64_t value, uint64_t no
         m->cpu.rsp[index - MSR_RSP0] = value;
     else if (index == MSR_SEGLIMIT && has_feature(m, P64_F_SEGLIMIT)) {
         m->cpu.seglimit = value;
-        fast_clear_limited(m);
+        fast_sync(m);
     } else
         return 0;
     return 1;

@@ -375,8 +375,7 @@ static void enter_guest(struct p64_machine *m, struct p64_vmcs *v)
     } else if (c->cr3 != v->seen_cr3)
         tlb_flush_nonglobal(m);
     fast_enter_set(m, 1);
-    if (v->launched && c->seglimit != v->seen_seglimit)
-        fast_clear_limited(m);
+    fast_sync(m); /* the row may have been filled by another VMCS of the tag, or another mode */
     m->fetch_valid = 0;
     m->ctr.vm_entries++;
 }
@@ -398,7 +397,6 @@ static void leave_guest(struct p64_machine *m, struct p64_vmcs *v)
     memcpy(v->regs, c->r, sizeof v->regs);
     v->regs[0] = 0;
     v->seen_cr0 = c->cr0, v->seen_cr3 = c->cr3, v->seen_cr4 = c->cr4, v->seen_eptp = x->eptp;
-    v->seen_seglimit = c->seglimit;
     v->launched = 1;
     if (m->exit.reason == P64_EXIT_VM) {
         const struct vmx_exit *e = &x->x;
@@ -432,6 +430,7 @@ static void leave_guest(struct p64_machine *m, struct p64_vmcs *v)
         m->ctr.vm_transition_flushes++;
     }
     fast_enter_set(m, 0);
+    fast_sync(m);
     m->fetch_valid = 0;
 }
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from vmx_rig import Guest, I
+from vmx_rig import CODE as CODE_RIG
+from vmx_rig import CR0_PE, CR0_PG, DATA, Guest, I
+from vmx_rig import GUEST_TABLES as GUEST_TABLES_RIG
 
 from cffi_core._binding import CoreError, RangeError, StateError, VMXError
 from cffi_core.exits import ExitReason
@@ -377,3 +379,61 @@ def test_code_written_after_a_snapshot_is_what_the_guest_runs(vpid):
     g.code(I("addi", rd=1, rs1=1, imm=100), I("vmcall", imm=1))
     assert g.run(100).number == VmExitReason.VMCALL
     assert g.v.regs[1] == 101
+
+
+# ---- the guest row of fast lookups outlives a VMCS (architecture.md §15, docs/vmx.md V.7) ----
+# Found by the fuzz above ("a snapshot/restore did not repeat the run"): with a VPID nothing is
+# flushed at entry, and an access made without translation (guest paging and ept off) left an
+# identity lookup that a later entry of the same tag used after translation was switched on, and
+# lookups made under one segment limit served an entry under another.  A restore empties the
+# lookups, so the run after it differed from the run before.
+
+
+def _flat_then(g: Guest) -> None:
+    """A first entry without translation loads DATA into r1, so that DATA's lookup is made."""
+    g.v.regs[2] = DATA
+    g.code(I("ld", rd=1, rs1=2, imm=0), I("vmcall", imm=1))
+    assert g.run(100).number == VmExitReason.VMCALL
+
+
+def test_guest_paging_the_host_turns_on_is_used_by_the_next_entry_of_the_tag():
+    g = Guest("vtx-2009", ept=False, vpid=1)
+    g.w64(DATA, 0x1111)
+    g.w64(DATA + 0x1000, 0x2222)
+    _flat_then(g)
+    assert g.v.regs[1] == 0x1111
+    tables = PageTables(g.w64, PageAllocator(GUEST_TABLES_RIG, GUEST_TABLES_RIG + 0x40000), levels=4)
+    tables.map(0, 0, DATA, flags=PTE_W | PTE_U)
+    tables.map(DATA, DATA + 0x1000, 4096, flags=PTE_W | PTE_U)  # DATA now reads the next page
+    g.set(GUEST_CR3=tables.root, GUEST_CR4=2, GUEST_CR0=CR0_PE | CR0_PG, GUEST_PC=CODE_RIG)
+    assert g.run(100).number == VmExitReason.VMCALL
+    assert g.v.regs[1] == 0x2222
+
+
+def test_ept_the_host_turns_on_is_used_by_the_next_entry_of_the_tag():
+    # Without the fix the second entry read host-physical DATA: outside the guest's memory.
+    g = Guest("vtx-2009", ept=True, vpid=1)
+    g.m.write_u64(DATA, 0x1111)  # host-physical DATA
+    g.w64(DATA, 0x2222)  # guest-physical DATA, at GUEST_BASE + DATA
+    code = I("ld", rd=1, rs1=2, imm=0), I("vmcall", imm=1)
+    g.m.write(CODE_RIG, b"".join(w.to_bytes(4, "little") for w in code))  # for the flat entry
+    ept_on = g.get("PROC_CONTROLS")
+    g.set(PROC_CONTROLS=ept_on & ~ProcControl.ENABLE_EPT)
+    _flat_then(g)
+    assert g.v.regs[1] == 0x1111
+    g.set(PROC_CONTROLS=ept_on, GUEST_PC=CODE_RIG)
+    assert g.run(100).number == VmExitReason.VMCALL
+    assert g.v.regs[1] == 0x2222
+
+
+def test_a_vmcs_sharing_a_vpid_gets_its_own_segment_limit():
+    g = Guest("vtx-2009+seglimit", ept=False, vpid=1)
+    g.set(GUEST_CPL=3, EXCEPTION_BITMAP=1 << 13)
+    other = g.m.vmcs()
+    other.copy_from(g.v)  # the same VPID
+    other[VmcsField.GUEST_SEGLIMIT] = DATA - 1  # DATA is beyond its limit (§5.3 step 2)
+    other.regs[2] = DATA
+    assert g.m.vmrun(other, 0).reason is ExitReason.BUDGET  # entered once, under its limit
+    _flat_then(g)  # no limit: DATA's lookup is made
+    ex = g.m.vmrun(other, 100)
+    assert ex.number == VmExitReason.EXCEPTION and other[VmcsField.EXIT_INTR_INFO] & 0xFF == 13
