@@ -8,12 +8,23 @@ and a VMM wires its own virtual devices.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 from cffi_core import _binding
-from cffi_core._binding import ffi, lib
+from cffi_core._binding import (
+    U64_MAX,
+    check_bytes,
+    check_choice,
+    check_flag,
+    check_int,
+    check_type,
+    check_word,
+    ffi,
+    lib,
+)
 from cffi_core.counters import Counters, flatten
 from cffi_core.exits import EventKind, ExitReason
 from cffi_core.profiles import DEFAULT_PROFILE, Profile, get_profile
@@ -36,6 +47,12 @@ DEFAULT_MEMORY = 16 * MiB
 RUN_SLICE = 1 << 22
 
 
+def _device(device: object) -> int:
+    """A DMA requester id as the core takes it (a uint32_t; the core refuses ids from
+    P64_IOMMU_DEVICES on with a VMXError naming the device, docs/vmx.md V.10)."""
+    return check_int("device", device, 0, _U32_MAX)
+
+
 class Exit(NamedTuple):
     """One exit of ``Machine.run``; only the fields of its reason are meaningful.
 
@@ -55,12 +72,18 @@ class Exit(NamedTuple):
 
 @dataclass(frozen=True)
 class TLBConfig:
-    """Geometry of the modeled TLBs (docs/architecture.md §8.2); defaults as the papers' CPUs."""
+    """Geometry of the modeled TLBs (docs/architecture.md §8.2); defaults as the papers' CPUs.
+    The core checks the geometry (powers of two, ways dividing entries) when a Machine is
+    built; here each field must be an int that the core's configuration can hold."""
 
     dtlb_entries: int = 64
     dtlb_ways: int = 4
     itlb_entries: int = 32
     itlb_ways: int = 4
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_int(f"tlb.{f.name}", getattr(self, f.name), 0, _U32_MAX)
 
 
 @dataclass(frozen=True)
@@ -82,12 +105,26 @@ class Walk:
 
 
 _ACCESS = {"read": lib.P64_ACCESS_READ, "write": lib.P64_ACCESS_WRITE, "fetch": lib.P64_ACCESS_FETCH}
+_U32_MAX = 2**32 - 1
 
 # Scalar fields of struct p64_cpu the host may read and write (arrays handled apart).
 _CPU_FIELDS = (
     "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset",
     "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db", "vm_tag",
 )  # fmt: skip
+# What each field of struct p64_cpu can hold (the core judges what is architectural, §10):
+# 64-bit registers take -2**63..2**64-1 (a negative value as its two's complement), the flags
+# of uint32_t 0..2**32-1 and the vectors of int32_t -2**31..2**31-1.
+_CPU_FIELD_CHECKS: dict[str, Callable[[str, object], int]] = {
+    name: (
+        partial(check_int, lo=-(2**31), hi=2**31 - 1)
+        if name in ("intr_vector", "intr_acked")
+        else partial(check_int, lo=0, hi=_U32_MAX)
+        if name in ("halted", "int_shadow", "shutdown", "pending_db", "vm_tag")
+        else check_word
+    )
+    for name in _CPU_FIELDS
+}
 _SCALAR_COUNTERS = (
     "ticks", "halted_ticks", "double_faults", "triple_faults", "host_gate_exits", "hcalls", "vmcalls",
     "port_reads", "port_writes", "itlb_hits", "itlb_misses", "dtlb_hits", "dtlb_misses", "tlb_flushes",
@@ -107,8 +144,8 @@ class CPU:
 
     def __init__(self, cdata: object) -> None:
         object.__setattr__(self, "_c", cdata)
-        object.__setattr__(self, "_r", _RegisterView(cdata.r, 16, cdata))
-        object.__setattr__(self, "_rsp", _RegisterView(cdata.rsp, 3, cdata))
+        object.__setattr__(self, "_r", _RegisterView(cdata.r, 16, cdata, "cpu.r"))
+        object.__setattr__(self, "_rsp", _RegisterView(cdata.rsp, 3, cdata, "cpu.rsp"))
 
     @property
     def r(self) -> _RegisterView:
@@ -128,7 +165,10 @@ class CPU:
     def __setattr__(self, name: str, value: int) -> None:
         if name not in _CPU_FIELDS:
             raise AttributeError(f"the CPU has no field {name!r}")
-        setattr(self._c, name, value)
+        try:  # a VMM writes fields at every exit: cffi's own conversion is the fast check
+            setattr(self._c, name, value)
+        except (TypeError, OverflowError):
+            setattr(self._c, name, _CPU_FIELD_CHECKS[name](f"cpu.{name}", value))
 
     def state(self) -> dict[str, object]:
         """A plain snapshot of every architectural field (for comparisons and reports)."""
@@ -139,24 +179,29 @@ class CPU:
 
 
 class _RegisterView:
-    """``n`` registers of an array inside the core; ``owner`` (the tied struct the array is a
-    field of) keeps the core alive as long as the view."""
+    """``n`` registers of an array inside the core, called ``name`` in error messages;
+    ``owner`` (the tied struct the array is a field of) keeps the core alive as long as the
+    view.  Values are 64-bit words (``_binding.check_word``)."""
 
-    __slots__ = ("_a", "_n", "_owner")
+    __slots__ = ("_a", "_n", "_name", "_owner")
 
-    def __init__(self, array: object, n: int, owner: object) -> None:
-        self._a, self._n, self._owner = array, n, owner
+    def __init__(self, array: object, n: int, owner: object, name: str) -> None:
+        self._a, self._n, self._owner, self._name = array, n, owner, name
 
     def _index(self, i: int) -> int:
-        if not 0 <= i < self._n:
-            raise IndexError(f"register index {i} out of range 0..{self._n - 1}")
-        return i
+        if type(i) is int and 0 <= i < self._n:
+            return i
+        return _binding.check_index(self._name, i, self._n)
 
     def __getitem__(self, i: int) -> int:
         return 0 if self._n == 16 and i == 0 else int(self._a[self._index(i)])
 
     def __setitem__(self, i: int, value: int) -> None:
-        self._a[self._index(i)] = value & 0xFFFF_FFFF_FFFF_FFFF
+        i = self._index(i)
+        try:
+            self._a[i] = value
+        except (TypeError, OverflowError):
+            self._a[i] = check_word(f"{self._name}[{i}]", value)
 
     def __len__(self) -> int:
         return self._n
@@ -199,14 +244,17 @@ class Machine:
         *,
         shared_memory: bool = False,
     ) -> None:
-        self.profile = get_profile(profile)
+        self.profile = get_profile(check_type("profile", profile, (str, Profile), "a profile name or a Profile"))
         if type(shared_memory) is not bool:
             raise TypeError(f"shared_memory = {shared_memory!r}: must be a bool")
-        if not isinstance(memory, int) or memory % PAGE_SIZE or not MIN_MEMORY <= memory <= MAX_MEMORY:
+        memory = check_int("memory", memory, None)
+        if memory % PAGE_SIZE or not MIN_MEMORY <= memory <= MAX_MEMORY:
             raise ValueError(
                 f"memory = {memory!r}: must be a multiple of {PAGE_SIZE} bytes between "
                 f"{MIN_MEMORY // KiB} KiB and {MAX_MEMORY // GiB} GiB"
             )
+        if tlb is not None:
+            check_type("tlb", tlb, TLBConfig, "a TLBConfig or None")
         self.tlb = tlb or TLBConfig()
         cfg = ffi.new("struct p64_config *")
         cfg.mem_size = memory
@@ -243,26 +291,33 @@ class Machine:
 
     def read(self, addr: int, size: int) -> bytes:
         """Read physical memory; RangeError outside RAM."""
+        addr, size = check_int("addr", addr), check_int("size", size, 0, self.memory_size)
         out = ffi.new("uint8_t[]", max(size, 1))
         self._check(lib.p64_read_phys(self._m, addr, out, size))
         return bytes(ffi.buffer(out, size))
 
     def write(self, addr: int, data: bytes) -> None:
-        """Write physical memory, keeping decoded code coherent; RangeError outside RAM."""
-        self._check(lib.p64_write_phys(self._m, addr, ffi.from_buffer(bytes(data)), len(data)))
+        """Write physical memory (any bytes-like ``data``), keeping decoded code coherent;
+        RangeError outside RAM."""
+        addr, data = check_int("addr", addr), check_bytes("data", data)
+        self._check(lib.p64_write_phys(self._m, addr, ffi.from_buffer(data), len(data)))
 
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
 
     def write_u64(self, addr: int, value: int) -> None:
-        self.write(addr, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little"))
+        """Write a 64-bit word (-2**63..2**64-1, a negative one as its two's complement)."""
+        self.write(addr, check_word("value", value).to_bytes(8, "little"))
 
     def code_written(self, addr: int, size: int) -> None:
         """Tell the core that memory it may have decoded changed behind its back."""
-        self._check(lib.p64_code_written(self._m, addr, size))
+        self._check(lib.p64_code_written(self._m, check_int("addr", addr), check_int("size", size)))
 
     def load(self, image: GuestImage) -> None:
         """Copy an image's segments into RAM and set pc to its entry point."""
+        from cffi_core.image import GuestImage
+
+        check_type("image", image, GuestImage, "a GuestImage (cffi_core.asm.assemble, GuestImage.load)")
         for seg in image.segments:
             if seg.address + len(seg.data) > self.memory_size:
                 raise ValueError(
@@ -282,11 +337,13 @@ class Machine:
         a budget exit, consistent, and a later ``run`` goes on from there.  The slices are
         invisible: exit, clock, counters and state are those of one run of ``budget`` ticks
         (``_run_sliced`` says why, and the one case where they are not)."""
-        if budget < 0:
-            raise ValueError(f"budget = {budget}: must be >= 0")
-        if budget > RUN_SLICE:
-            return self._run_sliced(budget)
-        rc = lib.p64_run(self._m, budget)
+        try:  # the exit round trip is hot: cffi's conversion checks the budget on the way
+            if budget > RUN_SLICE:
+                return self._run_sliced(check_int("budget", budget))
+            rc = lib.p64_run(self._m, budget)
+        except (TypeError, OverflowError):
+            check_int("budget", budget)
+            raise
         if rc:
             _binding.check(rc, self._m)
         return self._exit_of(self._exit)
@@ -358,11 +415,20 @@ class Machine:
 
         Unlike ``run``, one call into the core whatever the budget: resuming is a VM entry,
         which counts and may flush the TLB (V.7, V.11), so slices would show."""
-        if budget < 0:
-            raise ValueError(f"budget = {budget}: must be >= 0")
-        if vmcs._machine is not self:
-            raise _binding.VMXError("vmrun: the VMCS belongs to another machine")
-        rc = lib.p64_vmrun(self._m, vmcs._v, budget)
+        try:
+            machine, v = vmcs._machine, vmcs._v
+        except AttributeError:
+            from cffi_core.vmx import Vmcs
+
+            check_type("vmcs", vmcs, Vmcs, "a Vmcs of this machine (Machine.vmcs)")
+            raise
+        if machine is not self:
+            raise _binding.VMXError("vmrun: vmcs belongs to another machine (the VMCS belongs to its creator)")
+        try:
+            rc = lib.p64_vmrun(self._m, v, budget)
+        except (TypeError, OverflowError):
+            check_int("budget", budget)
+            raise
         if rc:
             _binding.check(rc, self._m)
         e = self._exit
@@ -376,20 +442,20 @@ class Machine:
 
     def invvpid(self, vpid: int) -> None:
         """Drop every TLB entry tagged ``vpid`` (INVVPID; docs/vmx.md V.7)."""
-        if not 1 <= vpid <= 0xFFFF:
-            raise ValueError(f"vpid = {vpid}: must be 1..65535")
-        self._check(lib.p64_invvpid(self._m, vpid))
+        self._check(lib.p64_invvpid(self._m, check_int("vpid", vpid, 1, 0xFFFF)))
 
     def iommu_attach(self, device: int, root: int) -> None:
         """Remap device ``device``'s DMA through nested tables at ``root`` (EPT-pointer
         format: bits 51:12 the table, bits 1:0 levels - 2; docs/vmx.md V.10)."""
-        self._check(lib.p64_iommu_attach(self._m, device, root))
+        self._check(lib.p64_iommu_attach(self._m, _device(device), check_int("root", root)))
 
     def iommu_detach(self, device: int) -> None:
-        self._check(lib.p64_iommu_detach(self._m, device))
+        self._check(lib.p64_iommu_detach(self._m, _device(device)))
 
     def dma_read(self, device: int, addr: int, size: int) -> bytes | None:
         """Device ``device`` reads memory: the bytes, or None when the IOMMU refused the DMA."""
+        device, addr = _device(device), check_int("addr", addr)
+        size = check_int("size", size, 0, self.memory_size)
         buf = ffi.new("uint8_t[]", max(size, 1))
         refused = ffi.new("uint32_t *")
         self._check(lib.p64_dma(self._m, device, addr, buf, size, 0, refused))
@@ -397,8 +463,9 @@ class Machine:
 
     def dma_write(self, device: int, addr: int, data: bytes) -> bool:
         """Device ``device`` writes memory; False when the IOMMU refused the DMA (nothing written)."""
+        device, addr, data = _device(device), check_int("addr", addr), check_bytes("data", data)
         refused = ffi.new("uint32_t *")
-        self._check(lib.p64_dma(self._m, device, addr, ffi.from_buffer(bytes(data)), len(data), 1, refused))
+        self._check(lib.p64_dma(self._m, device, addr, ffi.from_buffer(data), len(data), 1, refused))
         return not refused[0]
 
     def iommu_faults(self) -> list[IommuFault]:
@@ -418,20 +485,17 @@ class Machine:
 
     def advance_clock(self, ticks: int) -> None:
         """Let ``ticks`` pass while halted (the host's idle skip, §9)."""
-        if ticks < 0:
-            raise ValueError(f"ticks = {ticks}: must be >= 0")
+        ticks, now = check_int("ticks", ticks), self.clock
+        if ticks > U64_MAX - now:
+            raise ValueError(f"ticks = {ticks}: the clock ({now}) would pass 2**64-1")
         self._check(lib.p64_advance_clock(self._m, ticks))
 
     def walk(self, va: int, access: str = "read", cpl: int = 0, set_ad: bool = False) -> Walk:
         """Translate ``va`` as an access of kind read/write/fetch at ``cpl``, without the TLB."""
-        try:
-            kind = _ACCESS[access]
-        except KeyError:
-            raise ValueError(f"access = {access!r}: must be one of {sorted(_ACCESS)}") from None
-        if not 0 <= cpl <= 3:
-            raise ValueError(f"cpl = {cpl}: must be 0..3")
+        va, kind = check_word("va", va), check_choice("access", access, _ACCESS)
+        cpl, set_ad = check_int("cpl", cpl, 0, 3), check_flag("set_ad", set_ad)
         w = ffi.new("struct p64_walk *")
-        self._check(lib.p64_walk(self._m, va & 0xFFFF_FFFF_FFFF_FFFF, kind, cpl, int(set_ad), w))
+        self._check(lib.p64_walk(self._m, va, kind, cpl, int(set_ad), w))
         return Walk(
             physical=int(w.physical),
             fault=int(w.fault),
@@ -450,7 +514,11 @@ class Machine:
     def retired(self, guest: bool = False) -> int:
         """Instructions retired in host mode (or, with ``guest``, in guest mode), all CPLs: the
         one count a VMM reads at every exit, without building the whole ``counters`` mapping."""
-        row = self._counters.insn[1 if guest else 0]
+        try:
+            row = self._counters.insn[_MODES[guest]]
+        except (KeyError, TypeError):
+            check_flag("guest", guest)
+            raise
         return int(row[0] + row[1] + row[2] + row[3])
 
     @property
@@ -471,12 +539,16 @@ class Machine:
         return MachineSnapshot(self.profile.name, self.memory_size, bytes(ffi.buffer(buf, n)))
 
     def restore(self, snap: MachineSnapshot) -> None:
+        """Bring back the state ``snapshot`` captured, on this machine or another of the same
+        shape (profile, memory size, TLB geometry)."""
+        check_type("snap", snap, MachineSnapshot, "a MachineSnapshot (Machine.snapshot)")
         if snap.profile != self.profile.name or snap.memory_size != self.memory_size:
-            raise ValueError(
-                f"snapshot of a {snap.profile} machine with {snap.memory_size:#x} bytes cannot be "
+            raise _binding.SnapshotError(
+                f"snap: a snapshot of a {snap.profile} machine with {snap.memory_size:#x} bytes cannot be "
                 f"restored into a {self.profile.name} machine with {self.memory_size:#x} bytes"
             )
-        self._check(lib.p64_restore(self._m, ffi.from_buffer(snap.data), len(snap.data)))
+        data = check_bytes("snap.data", snap.data)
+        self._check(lib.p64_restore(self._m, ffi.from_buffer(data), len(data)))
 
     def _check(self, rc: int) -> None:
         if rc != lib.P64_OK:
@@ -484,6 +556,7 @@ class Machine:
 
 
 _BUDGET_EXIT = Exit(ExitReason.BUDGET)
+_MODES = {False: 0, True: 1}  # retired(guest): 0 and 1 hash and compare as False and True
 _BUDGET = int(ExitReason.BUDGET)
 _CR0_PG = 1 << 15  # docs/architecture.md §2
 _VM = int(ExitReason.VM)

@@ -8,12 +8,16 @@ I/O answered by the devices of §11, the PIC's vector, halted time) is ``DeviceH
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cffi_core._binding import RangeError, lib
+from cffi_core._binding import RangeError, check_bytes, check_int, lib
 from cffi_core.devices import DISK2_DMA_DEVICE, DISK_DMA_DEVICE, DMAError, standard_devices
 from cffi_core.devices.host import DeviceHost, MachineError
 from cffi_core.machine import DEFAULT_MEMORY, Machine, TLBConfig
 from cffi_core.profiles import DEFAULT_PROFILE, Profile
+
+if TYPE_CHECKING:
+    from cffi_core.image import GuestImage
 
 DEFAULT_BUDGET = 100_000_000
 __all__ = ["DEFAULT_BUDGET", "MachineDMA", "MachineError", "Platform", "RunResult"]
@@ -79,6 +83,9 @@ class Platform:
         tlb: TLBConfig | None = None,
         disk2: bytes | None = None,
     ) -> None:
+        disk = None if disk is None else check_bytes("disk", disk)
+        disk2 = None if disk2 is None else check_bytes("disk2", disk2)
+        console_input = check_bytes("console_input", console_input)
         self.machine = Machine(profile, memory, tlb)
         self.bus, self.devices = standard_devices(
             self.machine,
@@ -91,14 +98,15 @@ class Platform:
         m = self.machine
         self._host = DeviceHost(m.cpu, self.bus, self.devices, clock=m.now, run=m.run, advance_clock=m.advance_clock)
 
-    def load(self, image) -> None:
+    def load(self, image: GuestImage) -> None:
+        """Copy ``image`` into RAM and set pc to its entry point (``Machine.load``)."""
         self.machine.load(image)
 
     def run(self, budget: int = DEFAULT_BUDGET) -> RunResult:
         """Run until the guest writes the result port, shuts down, halts for good, or
         ``budget`` ticks of the clock have passed (halted time included).  Ctrl-C stops a
         long run as ``Machine.run`` allows (``KeyboardInterrupt``)."""
-        stop = self._host.run_until(self.machine.clock + budget)
+        stop = self._host.run_until(self.machine.clock + check_int("budget", budget))
         return self._result(stop or "budget")
 
     def _result(self, stop: str) -> RunResult:

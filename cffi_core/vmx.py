@@ -18,7 +18,7 @@ from enum import IntEnum, IntFlag
 from typing import TYPE_CHECKING
 
 from cffi_core import _binding
-from cffi_core._binding import ffi, lib
+from cffi_core._binding import check_flag, check_int, check_type, check_word, ffi, lib
 
 if TYPE_CHECKING:
     from cffi_core.machine import Machine
@@ -55,6 +55,8 @@ class IntrType(IntEnum):
     SOFTWARE_INTERRUPT = lib.P64_INTR_TYPE_SOFTWARE_INTERRUPT
 
 
+_INTR_TYPES = frozenset(IntrType)
+_FIELDS = lib.P64_VMCS_FIELDS
 _vmcs_read = lib.p64_vmcs_read
 _vmcs_write = lib.p64_vmcs_write
 _VALID = 1 << lib.P64_INTR_VALID_BIT
@@ -63,8 +65,10 @@ _HAS_ERROR = 1 << lib.P64_INTR_ERROR_CODE_BIT
 
 def intr_info(vector: int, kind: IntrType, has_error: bool = False) -> int:
     """Encode ENTRY_INTR_INFO (valid bit set) for an event to inject (docs/vmx.md V.9)."""
-    if not 0 <= vector <= 255:
-        raise ValueError(f"vector = {vector}: must be 0..255")
+    vector = check_int("vector", vector, 0, 255)
+    if kind not in _INTR_TYPES:
+        raise ValueError(f"kind = {kind!r}: must be an IntrType ({', '.join(t.name for t in IntrType)})")
+    has_error = check_flag("has_error", has_error)
     return vector | int(kind) << lib.P64_INTR_TYPE_SHIFT | (_HAS_ERROR if has_error else 0) | _VALID
 
 
@@ -106,7 +110,8 @@ def _take_faults(m: object) -> list[IommuFault]:
 
 class _GuestRegisters:
     """The guest's r0..r15 in a VMCS: a plain array, read and written without counting (V.2).
-    The array's pointer is tied to the VMCS (``_binding.tie``): the view keeps it alive."""
+    The array's pointer is tied to the VMCS (``_binding.tie``): the view keeps it alive.
+    Values are 64-bit words (``_binding.check_word``); writes to r0 are ignored."""
 
     __slots__ = ("_a",)
 
@@ -114,15 +119,20 @@ class _GuestRegisters:
         self._a = array
 
     def __getitem__(self, i: int) -> int:
-        if not 0 <= i < 16:
-            raise IndexError(f"register index {i} out of range 0..15")
+        if type(i) is not int or not 0 <= i < 16:
+            i = _binding.check_index("vmcs.regs", i, 16)
         return 0 if i == 0 else int(self._a[i])
 
     def __setitem__(self, i: int, value: int) -> None:
-        if not 0 <= i < 16:
-            raise IndexError(f"register index {i} out of range 0..15")
-        if i:
-            self._a[i] = value & 0xFFFF_FFFF_FFFF_FFFF
+        if type(i) is not int or not 0 <= i < 16:
+            i = _binding.check_index("vmcs.regs", i, 16)
+        if not i:
+            check_word("vmcs.regs[0]", value)  # a write to r0 is ignored, a bad value is not
+            return
+        try:
+            self._a[i] = value
+        except (TypeError, OverflowError):
+            self._a[i] = check_word(f"vmcs.regs[{i}]", value)
 
     def __len__(self) -> int:
         return 16
@@ -139,6 +149,9 @@ class Vmcs:
     __slots__ = ("_m", "_machine", "_out", "_v", "regs")
 
     def __init__(self, machine: Machine) -> None:
+        from cffi_core.machine import Machine
+
+        check_type("machine", machine, Machine, "a Machine")
         out = ffi.new("struct p64_vmcs **")
         m = machine._m
         rc = lib.p64_vmcs_create(m, out)
@@ -155,13 +168,24 @@ class Vmcs:
 
     def read(self, field: int) -> int:
         """Read one field (counted)."""
-        if _vmcs_read(self._m, self._v, field, self._out):
+        try:  # a VMM reads fields at every exit: cffi's conversion is the fast type check
+            rc = _vmcs_read(self._m, self._v, field, self._out)
+        except (TypeError, OverflowError):
+            check_int("field", field, 0, _FIELDS - 1)
+            raise
+        if rc:
             _binding.check(lib.P64_ERR_VMX, self._m)
         return self._out[0]
 
     def write(self, field: int, value: int) -> None:
-        """Write one field (counted); exit-information fields are read-only."""
-        if _vmcs_write(self._m, self._v, field, value & 0xFFFF_FFFF_FFFF_FFFF):
+        """Write one field (counted): a 64-bit word (-2**63..2**64-1, a negative one as its
+        two's complement); exit-information fields are read-only."""
+        try:
+            rc = _vmcs_write(self._m, self._v, field, value)
+        except (TypeError, OverflowError):
+            field, value = check_int("field", field, 0, _FIELDS - 1), check_word("value", value)
+            rc = _vmcs_write(self._m, self._v, field, value)
+        if rc:
             _binding.check(lib.P64_ERR_VMX, self._m)
 
     __getitem__ = read
@@ -170,6 +194,9 @@ class Vmcs:
     def copy_from(self, other: Vmcs) -> None:
         """Make this VMCS a copy of ``other`` (guest state, controls, registers): a VMM's
         snapshot of a VM, not counted as field accesses."""
+        check_type("other", other, Vmcs, "a Vmcs")
+        if other._m is not self._m:
+            raise _binding.VMXError("copy_from: other belongs to another machine (a VMCS belongs to its creator)")
         rc = lib.p64_vmcs_copy(self._m, self._v, other._v)
         if rc != lib.P64_OK:
             _binding.check(rc, self._m)
