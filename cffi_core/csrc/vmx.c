@@ -687,8 +687,12 @@ static void log_fault(struct p64_machine *m, uint32_t device, uint64_t addr, uin
 }
 
 /* A device's DMA of len bytes at device address addr: through the device's domain when it is
- * attached (every page translated first; one failure refuses the whole transfer), else to
- * physical memory directly.  *refused = 1 when the IOMMU refused it. */
+ * attached, else to physical memory directly.  *refused = 1 when the IOMMU refused it.
+ *
+ * V.10: every page is translated before any byte moves, and the bytes move through those
+ * translations.  A DMA that writes the domain's own tables changes the translation of later
+ * DMAs, not its own: the second page of a write whose first page rewrites the second page's
+ * entry still lands where that entry pointed, with the permission it gave, when the DMA began. */
 int p64_dma(struct p64_machine *m, uint32_t device, uint64_t addr, uint8_t *buf, uint64_t len, uint32_t write,
             uint32_t *refused)
 {
@@ -699,27 +703,39 @@ int p64_dma(struct p64_machine *m, uint32_t device, uint64_t addr, uint8_t *buf,
             return check_device(m, device, "dma");
         return write ? p64_write_phys(m, addr, buf, len) : p64_read_phys(m, addr, buf, len);
     }
-    uint64_t root = m->nested.iommu_root[device], refs = 0, hpa;
-    unsigned perm;
+    if (!len)
+        return P64_OK;
+    uint64_t root = m->nested.iommu_root[device], refs = 0;
     const unsigned need = write ? (unsigned)EPT_W : (unsigned)EPT_R;
-    if (len && addr + len < addr) {
+    if (addr + len < addr) {
         log_fault(m, device, addr, write, 1);
         *refused = 1;
         return P64_OK;
     }
-    for (uint64_t a = addr; a < addr + len; a = (a | PAGE_OFFSET) + 1) { /* every page first */
-        int why = nested_walk(m, root, a, need, &hpa, &perm, &refs);
+    /* the pages of [addr, addr + len): the buffer holds len bytes, so their number fits */
+    const uint64_t pages = ((addr + len - 1) >> PAGE_SHIFT) - (addr >> PAGE_SHIFT) + 1;
+    uint64_t *frame = malloc((size_t)pages * sizeof *frame);
+    if (!frame)
+        return p64_error(m, P64_ERR_NOMEM, "dma: out of memory for the translations of %llu pages",
+                         (unsigned long long)pages);
+    uint64_t a = addr;
+    for (uint64_t i = 0; i < pages; i++, a = (a | PAGE_OFFSET) + 1) {
+        unsigned perm;
+        int why = nested_walk(m, root, a, need, &frame[i], &perm, &refs);
         if (why) {
             log_fault(m, device, a, write, why);
             *refused = 1;
+            free(frame);
             return P64_OK;
         }
+        frame[i] &= PAGE_MASK; /* nested_walk: a host-physical address in RAM */
     }
-    for (uint64_t a = addr, done = 0; done < len;) {
-        uint64_t piece = ((a | PAGE_OFFSET) + 1) - a;
+    a = addr;
+    for (uint64_t i = 0, done = 0; i < pages; i++) {
+        uint64_t offset = a & PAGE_OFFSET, piece = PAGE_SIZE - offset;
         if (piece > len - done)
             piece = len - done;
-        nested_walk(m, root, a, need, &hpa, &perm, &refs);
+        uint64_t hpa = frame[i] | offset;
         m->ctr.iommu_translations++;
         if (write) {
             memcpy(m->mem + hpa, buf + done, (size_t)piece);
@@ -728,6 +744,7 @@ int p64_dma(struct p64_machine *m, uint32_t device, uint64_t addr, uint8_t *buf,
             memcpy(buf + done, m->mem + hpa, (size_t)piece);
         a += piece, done += piece;
     }
+    free(frame);
     return P64_OK;
 }
 
