@@ -216,7 +216,7 @@ struct ntlb_entry {
 struct vmx_persist {
     struct pwc_entry pwc[PWC_ENTRIES];
     struct ntlb_entry ntlb[NTLB_ENTRIES];
-    uint32_t pwc_next, ntlb_next;
+    uint32_t pwc_next, ntlb_next;            /* FIFO: the next entry to replace */
     uint64_t iommu_root[P64_IOMMU_DEVICES]; /* EPT-pointer format */
     uint32_t iommu_attached;                /* bit per device */
     struct p64_iommu_fault faults[P64_IOMMU_FAULT_LOG];
@@ -348,6 +348,7 @@ uint64_t vmx_read_cr(const struct p64_machine *m, unsigned crn);
 int vmx_ept_fault(struct p64_machine *m, uint32_t reason, uint64_t qual, uint64_t gpa, uint64_t va, int va_valid);
 void vmx_pwc_insert(struct p64_machine *m, int dim, unsigned level, uint64_t key, uint64_t tag, uint64_t value,
                     unsigned perm);
+const char *ept_root_error(const struct p64_machine *m, uint64_t ptr);
 const struct pwc_entry *vmx_pwc_find(const struct p64_machine *m, int dim, unsigned level, uint64_t key, uint64_t tag);
 
 static inline uint64_t bit(unsigned n) { return 1ull << n; }

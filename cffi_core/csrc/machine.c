@@ -371,20 +371,59 @@ static uint32_t count_large(const struct tlb *t)
     return n;
 }
 
-/* A restored TLB entry must look like one the core made (level 1..3, flags 0/1). */
-static int tlb_sane(const struct tlb *t)
+/* A restored TLB entry must look like one the core made (level 1..3, flags 0/1, a host or a
+ * guest tag, in the set of its page).  Its frame is not bounded: a walk may cache a frame
+ * beyond RAM, which the access then finds (#MC, §5.3). */
+static const char *tlb_error(const struct tlb *t, const uint8_t *entries)
 {
     for (uint32_t i = 0; i < t->entries; i++) {
-        const struct tlb_entry *e = &t->e[i];
-        if (e->valid > 1)
-            return 0;
-        if (e->valid && (e->level < 1 || e->level > 3 || e->global > 1 || e->dirty > 1 || e->perm > PERM_ALL || e->fast > 15 ||
-                         (e->vpn & (t->sets - 1)) != i / t->ways))
-            return 0;
+        struct tlb_entry e;
+        memcpy(&e, entries + (uint64_t)i * sizeof e, sizeof e);
+        if (e.valid > 1)
+            return "a TLB entry neither valid nor invalid";
+        if (e.valid && (e.level < 1 || e.level > 3 || e.global > 1 || e.dirty > 1 || e.perm > PERM_ALL || e.fast > 15 ||
+                        e.tag > (GUEST_TAG_BASE | 0xffffu) || (e.vpn & (t->sets - 1)) != i / t->ways))
+            return "a malformed TLB entry";
     }
-    return 1;
+    return NULL;
 }
 
+/* The nested caches and the IOMMU a snapshot carries (docs/vmx.md V.6, V.10): every one is
+ * used later without a bound check of its own.  A nested TLB entry's frame is one a nested
+ * walk found in RAM (walk_2d reads guest paging entries through it); a page-walk cache entry
+ * is of a dimension (0 guest, 1 nested) and an upper level (2..4); the FIFO indices are below
+ * their cache's size; an IOMMU root passed iommu_attach's checks; the attached set names
+ * devices 0..15 and the fault log holds at most its 64 faults. */
+static const char *nested_error(const struct p64_machine *m, const struct vmx_persist *n, char *why, size_t size)
+{
+    for (unsigned i = 0; i < NTLB_ENTRIES; i++) {
+        const struct ntlb_entry *e = &n->ntlb[i];
+        if (e->valid > 1 || (e->valid && (e->hpn >= m->mem_pages || e->perm > (EPT_R | EPT_W | EPT_X))))
+            return snprintf(why, size, "nested TLB entry %u: frame %#llx beyond RAM or malformed", i,
+                            (unsigned long long)e->hpn), why;
+    }
+    for (unsigned i = 0; i < PWC_ENTRIES; i++) {
+        const struct pwc_entry *c = &n->pwc[i];
+        if (c->valid > 1 || (c->valid && (c->dim > 1 || c->level < 2 || c->level > 4 || c->perm > 7)))
+            return snprintf(why, size, "page-walk cache entry %u: malformed", i), why;
+    }
+    if (n->pwc_next >= PWC_ENTRIES || n->ntlb_next >= NTLB_ENTRIES)
+        return snprintf(why, size, "page-walk cache or nested TLB index out of range"), why;
+    for (unsigned d = 0; d < P64_IOMMU_DEVICES; d++) {
+        const char *e = ept_root_error(m, n->iommu_root[d]);
+        if (e)
+            return snprintf(why, size, "IOMMU root of device %u = %#llx: %s", d,
+                            (unsigned long long)n->iommu_root[d], e), why;
+    }
+    if (n->iommu_attached >> P64_IOMMU_DEVICES)
+        return snprintf(why, size, "IOMMU attached set %#x names devices beyond 15", n->iommu_attached), why;
+    if (n->nfaults > P64_IOMMU_FAULT_LOG)
+        return snprintf(why, size, "IOMMU fault log of %u faults (it holds %u)", n->nfaults, P64_IOMMU_FAULT_LOG), why;
+    return NULL;
+}
+
+/* Everything is checked before anything is written: a refused snapshot leaves the machine as
+ * it was (§10). */
 int p64_restore(struct p64_machine *m, const uint8_t *buf, uint64_t len)
 {
     struct snap_header h, want;
@@ -399,20 +438,22 @@ int p64_restore(struct p64_machine *m, const uint8_t *buf, uint64_t len)
     struct snap_state s;
     const uint8_t *p = buf + sizeof h;
     memcpy(&s, p, sizeof s), p += sizeof s;
-    memcpy(m->dtlb.e, p, (size_t)tlb_bytes(&m->dtlb)), p += tlb_bytes(&m->dtlb);
-    memcpy(m->itlb.e, p, (size_t)tlb_bytes(&m->itlb)), p += tlb_bytes(&m->itlb);
-    if (!tlb_sane(&m->dtlb) || !tlb_sane(&m->itlb)) {
-        tlb_clear(m);
-        return p64_error(m, P64_ERR_SNAPSHOT, "snapshot has a corrupt TLB");
-    }
-    memcpy(m->mem, p, (size_t)m->mem_size);
+    const uint8_t *dtlb = p, *itlb = dtlb + tlb_bytes(&m->dtlb), *mem = itlb + tlb_bytes(&m->itlb);
+    char why[160];
+    const char *corrupt = tlb_error(&m->dtlb, dtlb);
+    if (!corrupt)
+        corrupt = tlb_error(&m->itlb, itlb);
+    if (!corrupt)
+        corrupt = nested_error(m, &s.nested, why, sizeof why);
+    if (corrupt)
+        return p64_error(m, P64_ERR_SNAPSHOT, "corrupt snapshot: %s", corrupt);
+    memcpy(m->dtlb.e, dtlb, (size_t)tlb_bytes(&m->dtlb));
+    memcpy(m->itlb.e, itlb, (size_t)tlb_bytes(&m->itlb));
+    memcpy(m->mem, mem, (size_t)m->mem_size);
     m->cpu = s.cpu, m->exit = s.exit, m->ctr = s.ctr, m->clock = s.clock, m->tlb_stamp = s.tlb_stamp;
     m->seen_cr0 = s.seen_cr0, m->seen_cr3 = s.seen_cr3, m->seen_cr4 = s.seen_cr4;
     m->seen_vm_tag = s.seen_vm_tag;
     m->nested = s.nested;
-    m->nested.pwc_next %= PWC_ENTRIES, m->nested.ntlb_next %= NTLB_ENTRIES;
-    if (m->nested.nfaults > P64_IOMMU_FAULT_LOG)
-        m->nested.nfaults = P64_IOMMU_FAULT_LOG;
     m->dtlb.large = count_large(&m->dtlb);
     m->itlb.large = count_large(&m->itlb);
     fast_clear_all(m);

@@ -188,7 +188,8 @@ static int nested_translate(struct p64_machine *m, uint64_t gpa, unsigned access
     if (rc == 0) {
         *perm = p;
         if (cached) { /* FIFO over the whole nested TLB */
-            struct ntlb_entry *n = &m->nested.ntlb[m->nested.ntlb_next++ % NTLB_ENTRIES];
+            struct ntlb_entry *n = &m->nested.ntlb[m->nested.ntlb_next];
+            m->nested.ntlb_next = (m->nested.ntlb_next + 1) % NTLB_ENTRIES;
             n->valid = 1, n->gpn = gpn, n->hpn = *hpa >> PAGE_SHIFT, n->eptp = eptp, n->perm = p;
         }
         return 1;

@@ -187,7 +187,7 @@ static int in_ram(const struct p64_machine *m, uint64_t addr, uint64_t len)
 }
 
 /* An EPT pointer (or IOMMU root): reserved bits, levels, the root in RAM. */
-static const char *root_error(const struct p64_machine *m, uint64_t ptr)
+const char *ept_root_error(const struct p64_machine *m, uint64_t ptr)
 {
     if (ptr & EPTP_RESERVED)
         return "reserved bits set (only bits 51:12, the root, and 1:0, levels - 2, exist)";
@@ -267,7 +267,7 @@ static int entry_checks(struct p64_machine *m, const struct p64_vmcs *v)
             return refuse(m, P64_VMCS_VPID, f[P64_VMCS_VPID], "a VPID has 16 bits");
     }
     if (pc >> P64_PROC_ENABLE_EPT & 1) {
-        const char *why = root_error(m, f[P64_VMCS_EPT_POINTER]);
+        const char *why = ept_root_error(m, f[P64_VMCS_EPT_POINTER]);
         if (why)
             return refuse(m, P64_VMCS_EPT_POINTER, f[P64_VMCS_EPT_POINTER], why);
     }
@@ -614,8 +614,10 @@ void vmx_pwc_insert(struct p64_machine *m, int dim, unsigned level, uint64_t key
                     unsigned perm)
 {
     struct pwc_entry *c = (struct pwc_entry *)vmx_pwc_find(m, dim, level, key, tag);
-    if (!c)
-        c = &m->nested.pwc[m->nested.pwc_next++ % PWC_ENTRIES];
+    if (!c) {
+        c = &m->nested.pwc[m->nested.pwc_next];
+        m->nested.pwc_next = (m->nested.pwc_next + 1) % PWC_ENTRIES;
+    }
     c->valid = 1, c->dim = (uint8_t)dim, c->level = (uint8_t)level, c->perm = (uint8_t)perm;
     c->key = key, c->tag = tag, c->value = value;
 }
@@ -656,7 +658,7 @@ int p64_iommu_attach(struct p64_machine *m, uint32_t device, uint64_t root)
     int rc = check_device(m, device, "iommu attach");
     if (rc)
         return rc;
-    const char *why = root_error(m, root);
+    const char *why = ept_root_error(m, root);
     if (why)
         return p64_error(m, P64_ERR_VMX, "iommu attach: root = %#llx: %s", (unsigned long long)root, why);
     m->nested.iommu_root[device] = root;
