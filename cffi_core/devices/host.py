@@ -72,10 +72,14 @@ class DeviceHost:
             cpu.intr_vector = pic.pending_vector()
             # Never run past the next device deadline, so that a device acts at the exact tick
             # it would on hardware.
-            ex = self._run((end if deadline is None else min(end, deadline)) - now)
-            if cpu.intr_acked >= 0:
-                pic.acknowledge(cpu.intr_acked)
-                cpu.intr_acked = -1
+            try:
+                ex = self._run((end if deadline is None else min(end, deadline)) - now)
+            finally:
+                # Even when the run is interrupted (Ctrl-C between two slices of a long run):
+                # a vector the CPU took is acknowledged once, never delivered again.
+                if cpu.intr_acked >= 0:
+                    pic.acknowledge(cpu.intr_acked)
+                    cpu.intr_acked = -1
             stop = self._answer(ex, end)
             if stop is not None:
                 return stop
