@@ -332,6 +332,7 @@ const char *cr_write_error(unsigned crn, uint64_t value);
 /* run.c */
 const void *const *handler_table(void);
 void run_loop(struct p64_machine *m, uint64_t budget);
+uint64_t run_budget(const struct p64_machine *m, uint64_t budget);
 void begin_run(struct p64_machine *m);
 void end_run(struct p64_machine *m);
 

@@ -162,8 +162,14 @@ uint8_t *p64_memory(struct p64_machine *m) { return m->mem; }
 uint64_t p64_memory_size(struct p64_machine *m) { return m->mem_size; }
 uint64_t p64_clock(struct p64_machine *m) { return m->clock; }
 
+/* §9: the clock never passes 2^64 - 1 (runs stop there, run_budget), nor wraps to 0. */
 int p64_advance_clock(struct p64_machine *m, uint64_t ticks)
 {
+    if (ticks > UINT64_MAX - m->clock)
+        return p64_error(m, P64_ERR_RANGE,
+                         "advance_clock: ticks = %llu: the clock (%llu) would pass 2^64 - 1 (%llu ticks left)",
+                         (unsigned long long)ticks, (unsigned long long)m->clock,
+                         (unsigned long long)(UINT64_MAX - m->clock));
     m->clock += ticks;
     m->ctr.halted_ticks += ticks;
     return P64_OK;

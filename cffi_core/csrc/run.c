@@ -605,12 +605,18 @@ void run_loop(struct p64_machine *m, uint64_t budget)
     }
 }
 
+/* §9: a run ends with a budget exit when the clock reaches 2^64 - 1; it never wraps. */
+uint64_t run_budget(const struct p64_machine *m, uint64_t budget)
+{
+    return budget < UINT64_MAX - m->clock ? budget : UINT64_MAX - m->clock;
+}
+
 int p64_run(struct p64_machine *m, uint64_t budget)
 {
     if (!check_state(m))
         return P64_ERR_STATE;
     begin_run(m);
-    run_loop(m, budget);
+    run_loop(m, run_budget(m, budget));
     end_run(m);
     return P64_OK;
 }

@@ -471,6 +471,7 @@ int p64_vmrun(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget)
         return rc;
     begin_run(m); /* the host's own writes take effect first (§10) */
     end_run(m);
+    budget = run_budget(m, budget);
     enter_guest(m, v);
     int injected = DELIVER_OK;
     if ((v->f[P64_VMCS_ENTRY_INTR_INFO] & INTR_VALID) && budget > 0) {

@@ -1,6 +1,6 @@
 """Memory safety of the core's host calls: a DMA that rewrites its own translation (docs/vmx.md
-V.10) and snapshots whose cached translations are forged (architecture.md §10).  Each was a
-read or write outside the core's buffers, or a refusal that changed the machine."""
+V.10), snapshots whose cached translations are forged (architecture.md §10), and the clock at
+2^64 - 1 (§9).  Each was a read or write outside the core's buffers, or a silent wrap."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import dataclasses
 import struct
 
 import pytest
-from core_rig import I
+from core_rig import BUDGET, Core, I
 
-from cffi_core._binding import SnapshotError
+from cffi_core._binding import RangeError, SnapshotError, check, lib
 from cffi_core.machine import ExitReason, Machine, MachineSnapshot
 from cffi_core.pagetables import EPT_R, EPT_W, EPT_X, PAGE_4K, PTE_U, PTE_W, PageAllocator, PageTables, ept_pointer
 from cffi_core.vmx import IommuFault, ProcControl, VmcsField, VmExitReason
@@ -170,3 +170,39 @@ def test_a_refused_snapshot_leaves_the_tlb_as_it_was():
     entry = _find_once(_state_part(m, snap), struct.pack("<QQ", vpn, vpn))  # the identity entry of DATA
     assert snap.data[entry + 28 : entry + 30] == b"\x01\x01", "valid, level 1 (core.h, struct tlb_entry)"
     _refused_and_unchanged(m, _forge(snap, entry + 29, b"\x07"), "TLB entry")
+
+
+# ---- the clock at 2^64 - 1 (§9) ------------------------------------------------------------------
+
+
+def test_advance_clock_past_2_64_is_refused_and_leaves_the_clock():
+    # The core's own check, below the Python wrapper's: the clock used to wrap to 0.
+    c = Core()
+    check(lib.p64_advance_clock(c.m, 5), c.m)
+    with pytest.raises(RangeError, match=r"ticks = 18446744073709551611: the clock \(5\) would pass"):
+        check(lib.p64_advance_clock(c.m, U64 - 4), c.m)
+    assert lib.p64_clock(c.m) == 5 and c.counters()["halted_ticks"] == 5
+    check(lib.p64_advance_clock(c.m, U64 - 5), c.m)
+    assert lib.p64_clock(c.m) == U64
+    with pytest.raises(RangeError, match="ticks = 1: "):
+        check(lib.p64_advance_clock(c.m, 1), c.m)
+    assert lib.p64_clock(c.m) == U64
+
+
+def test_a_run_ends_when_the_clock_reaches_2_64_minus_1():
+    c = Core()
+    c.code(I("jmp", imm=0))
+    check(lib.p64_advance_clock(c.m, U64 - 10), c.m)
+    assert c.run(100) == BUDGET
+    assert lib.p64_clock(c.m) == U64 and c.counters()["ticks"] == 10
+    assert c.run(100) == BUDGET and lib.p64_clock(c.m) == U64
+
+
+def test_a_vmrun_ends_when_the_clock_reaches_2_64_minus_1():
+    m = Machine("vtx-2006", memory=MEMORY)
+    m.write(CODE, I("jmp", imm=0).to_bytes(4, "little"))
+    v = m.vmcs()
+    v[VmcsField.GUEST_PC] = CODE
+    m.advance_clock(U64 - 10)
+    assert m.vmrun(v, 100).reason is ExitReason.BUDGET
+    assert m.clock == U64 and m.counters["ticks"] == 10
