@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from vmx_rig import CODE as CODE_RIG
 from vmx_rig import CR0_PE, CR0_PG, DATA, Guest, I
@@ -359,6 +359,9 @@ def play(x: Example) -> tuple:
 # Ten times the profile's example count: 500 with dev, 1000 with ci (the sanitizer run's profile).
 @settings(max_examples=10 * settings.default.max_examples)
 @given(st.sampled_from(PROFILES), st.integers(0, 2**64 - 1), st.integers(1, 60))
+# A flat guest run left identity lookups that an entry with guest paging on used (see the
+# directed tests of the guest row below): the run before a restore differed from the run after.
+@example("vtx-2009", 1142267530944285669, 43)
 def test_random_vmcs_and_guest_code_never_break_the_core(profile, seed, n_ops):
     x = draw_example(profile, seed, n_ops)
     first = play(x)
