@@ -13,6 +13,9 @@
 # on a fresh machine the same inputs give the same outcomes, VMCS fields, registers, memory and
 # counters.  An example is drawn from a seed (hypothesis draws the seed, the profile and the
 # number of actions), so that every example is large and reproducible from its printed arguments.
+# The long fuzz run (tests/cffi_core/fuzz_long.py) plays the same examples with the host calls of
+# HOST_OPS added (host-mode runs of the same code, CPU writes, the clock, TLB flushes, walks,
+# VMCS and memory reads) and longer runs, counting what they execute in a Tally.
 
 from __future__ import annotations
 
@@ -23,9 +26,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
-from vmx_rig import CODE as CODE_RIG
-from vmx_rig import CR0_PE, CR0_PG, DATA, Guest, I
-from vmx_rig import GUEST_TABLES as GUEST_TABLES_RIG
+from hypothesis.control import currently_in_test_context
 
 from cffi_core._binding import CoreError, RangeError, StateError, VMXError
 from cffi_core.exits import ExitReason
@@ -36,6 +37,9 @@ from cffi_core.pagetables import EPT_W, EPT_X, PTE_NX, PTE_U, PTE_W, PageAllocat
 from cffi_core.profiles import get_profile
 from cffi_core.vmx import READ_ONLY_FIELDS, ProcControl, Vmcs, VmcsField, VmExitReason
 from tests.cffi_core.random_machines import SKIP_HANDLERS
+from tests.cffi_core.vmx.vmx_rig import CODE as CODE_RIG
+from tests.cffi_core.vmx.vmx_rig import CR0_PE, CR0_PG, DATA, Guest, I
+from tests.cffi_core.vmx.vmx_rig import GUEST_TABLES as GUEST_TABLES_RIG
 
 MEMORY = 128 * 1024
 CODE, IDT = 0x1000, 0x8000
@@ -66,6 +70,16 @@ NAMED = re.compile(
 OPS = (("vmrun", 40), ("write_field", 10), ("next_pc", 3), ("invept", 4), ("invvpid", 4), ("attach", 5),
        ("detach", 2), ("dma", 8), ("snapshot_restore", 5), ("intr", 8), ("write_mem", 4), ("regs", 4),
        ("reset", 1), ("copy", 2))  # fmt: skip
+# The long run's host calls besides (docs/architecture.md §10): the host's own code, its state;
+# writes of the fields that switch the guest's translation (V.6, V.7) and DMA that rewrites
+# the tables (V.10), drawn often; snapshot/restore drawn again, since it sees stale state.
+HOST_OPS = (("run", 10), ("host_state", 6), ("advance", 2), ("tlb_flush", 2), ("read_field", 3), ("walk", 3),
+            ("read_mem", 2), ("code_written", 2), ("mode_field", 8), ("dma_tables", 4),
+            ("attach_ept", 2), ("snapshot_restore", 30))  # fmt: skip
+# Host CPU fields the host writes, drawn as the guest-state field of the same register.
+HOST_FIELDS = ("pc", "flags", "cpl", "cr0", "cr3", "cr4", "cr8", "idtr", "seglimit")
+MODE_FIELDS = (VmcsField.GUEST_CR0, VmcsField.GUEST_CR3, VmcsField.GUEST_CR4, VmcsField.GUEST_CPL,
+               VmcsField.GUEST_SEGLIMIT, VmcsField.PROC_CONTROLS, VmcsField.EPT_POINTER, VmcsField.VPID)  # fmt: skip
 
 
 # ---- drawing an example from a seed ---------------------------------------------------------
@@ -164,11 +178,11 @@ def _field_value(r: random.Random, field: VmcsField, profile: str, wild: int) ->
     return r.getrandbits(r.choice((8, 16, 64)))  # CR2, TSC_OFFSET, ENTRY_ERROR_CODE, exit fields
 
 
-def _op(r: random.Random, profile: str) -> tuple:
-    name = r.choices([n for n, _ in OPS], [w for _, w in OPS])[0]
+def _op(r: random.Random, profile: str, ops: tuple[tuple[str, int], ...], long_run: int) -> tuple:
+    name = r.choices([n for n, _ in ops], [w for _, w in ops])[0]
     anywhere = r.choice((r.randrange(MEMORY), r.randrange(MEMORY - 64, MEMORY + 64), r.getrandbits(64)))
-    if name == "vmrun":
-        return (name, r.choice((0, 1, 2, 3, r.randrange(300), r.randrange(2000))))
+    if name in ("vmrun", "run"):
+        return (name, r.choice((0, 1, 2, 3, r.randrange(300), r.randrange(long_run))))
     if name == "write_field":
         field = r.randrange(len(VmcsField) + 3)
         value = _field_value(r, VmcsField(field), profile, 8) if field < len(VmcsField) else r.getrandbits(64)
@@ -191,6 +205,38 @@ def _op(r: random.Random, profile: str) -> tuple:
         return (name, addr, r.randbytes(min(r.randrange(1, 17), MEMORY - addr)))
     if name == "regs":
         return (name, r.randrange(16), r.choice((r.getrandbits(64), r.randrange(MEMORY))))
+    if name == "host_state":
+        field = r.choice(HOST_FIELDS)
+        return (name, field, _field_value(r, VmcsField[f"GUEST_{field.upper()}"], profile, 64))
+    if name == "advance":
+        return (name, r.choice((0, 1, r.randrange(10**6), r.getrandbits(64))))
+    if name == "read_field":
+        return (name, r.randrange(len(VmcsField) + 3))
+    if name == "walk":
+        return (name, r.choice((anywhere, CODE + 4 * r.randrange(64))), r.choice(("read", "write", "fetch")),
+                r.randrange(4), r.randrange(2))  # fmt: skip
+    if name == "read_mem":
+        return (name, anywhere, r.randrange(65))
+    if name == "code_written":
+        return (name, anywhere, r.choice((1, 8, r.randrange(0x3000))))
+    if name == "mode_field":
+        field = r.choice(MODE_FIELDS)
+        return ("write_field", int(field), _field_value(r, field, profile, 16))
+    if name == "attach_ept":  # a device of the guest's domain (V.10: passthrough)
+        return ("attach", r.randrange(4), -1)
+    if name == "dma_tables":  # a DMA over the tables, of entries that look like entries
+        at = r.choice((NESTED_TABLES[0] + 4096 * r.randrange(4), r.randrange(GUEST_TABLES[0], NESTED_TABLES[1], 4096)))
+        at -= r.choice((0, 0, 4096))
+        at += r.choice((0, 8 * r.randrange(512)))
+        entries = [r.choice((r.randrange(MEMORY // 4096) << 12 | r.choice((1, 3, 5, 7, 0x87)),
+                             MEMORY + (r.randrange(16) << 12) | 7, r.getrandbits(64), 0))
+                   for _ in range(r.choice((1, 2, 512, 520, 1024)))]  # fmt: skip
+        return (
+            name,
+            r.choice((r.randrange(4), r.randrange(17))),
+            at,
+            b"".join(e.to_bytes(8, "little") for e in entries),
+        )
     return (name,)
 
 
@@ -203,7 +249,12 @@ class Example:
     ops: list[tuple]
 
 
-def draw_example(profile: str, seed: int, n_ops: int) -> Example:
+def draw_example(profile: str, seed: int, n_ops: int, ops: tuple[tuple[str, int], ...] = OPS,
+                 long_run: int = 2000, tables_mapped: bool = False) -> Example:  # fmt: skip
+    """The example of ``seed``: with the defaults, the hypothesis test's; the long fuzz run adds
+    HOST_OPS to ``ops``, draws runs of up to ``long_run`` ticks and, with ``tables_mapped``, has
+    the nested tables map the tables themselves (the guest and a device attached to the EPT
+    pointer's domain then write their own translations)."""
     r = random.Random(seed)
     mem = bytearray(r.randbytes(MEMORY))
 
@@ -234,7 +285,7 @@ def draw_example(profile: str, seed: int, n_ops: int) -> Example:
     if r.randrange(4) == 0:
         nested.map(0, 0, 1 << 21, flags=flags, page=1 << 21)  # a large page beyond RAM
     else:
-        nested.map(0, 0, GUEST_TABLES[1], flags=flags)
+        nested.map(0, 0, NESTED_TABLES[1] if tables_mapped else GUEST_TABLES[1], flags=flags)
     for _ in range(r.randrange(8)):  # corrupt entries anywhere, tables included
         table = r.choice((GUEST_TABLES[0], NESTED_TABLES[0], r.randrange(MEMORY // 4096) << 12))
         write(table + 8 * r.randrange(512), r.choice((r.getrandbits(64), r.randrange(MEMORY) | r.randrange(8))))
@@ -243,10 +294,28 @@ def draw_example(profile: str, seed: int, n_ops: int) -> Example:
         VmcsField.EPT_POINTER]  # fmt: skip
     regs = [r.choice((r.randrange(MEMORY), r.getrandbits(64), r.randrange(65), CODE, IDT)) for _ in range(16)]
     regs[15] = r.choice((r.randrange(STACKS[0], STACKS[1], 8), regs[15]))  # sp mostly on a stack
-    return Example(profile, bytes(mem), fields, regs, [_op(r, profile) for _ in range(n_ops)])
+    return Example(profile, bytes(mem), fields, regs, [_op(r, profile, ops, long_run) for _ in range(n_ops)])
 
 
 # ---- playing it ---------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What plays executed, from the core's counters (the long fuzz run's figures)."""
+
+    instructions: int = 0  # retired, host mode and guest mode (architecture.md §13)
+    guest_instructions: int = 0  # retired in guest mode (docs/vmx.md V.11)
+    vm_exits: int = 0
+    host_calls: int = 0  # host actions played
+
+
+_NO_TALLY = Tally()
+
+
+def _event(text: str) -> None:
+    if currently_in_test_context():  # the long fuzz run plays examples outside hypothesis
+        event(text)
 
 
 def _named(e: Exception) -> str:
@@ -260,18 +329,31 @@ def _host_state(m: Machine) -> dict[str, object]:
     return {k: x for k, x in s.items() if k not in ("tsc_offset", "intr_vector", "intr_acked")}
 
 
-def _vmrun(m: Machine, v: Vmcs, budget: int) -> tuple:
+def _count(m: Machine, tally: Tally, before: tuple[int, int, int]) -> None:
+    c = m.counters
+    tally.instructions += c["instructions"] - before[0]
+    tally.guest_instructions += sum(c[f"insn_guest_cpl{cpl}"] for cpl in range(4)) - before[1]
+    tally.vm_exits += c["vm_exits"] - before[2]
+
+
+def _figures(m: Machine) -> tuple[int, int, int]:
+    c = m.counters
+    return c["instructions"], sum(c[f"insn_guest_cpl{cpl}"] for cpl in range(4)), c["vm_exits"]
+
+
+def _vmrun(m: Machine, v: Vmcs, budget: int, tally: Tally = _NO_TALLY) -> tuple:
     """One vmrun: the host state comes back (V.1), at most ``budget`` ticks pass."""
-    host, ticks = _host_state(m), m.counters["ticks"]
+    host, ticks, before = _host_state(m), m.counters["ticks"], _figures(m)
     try:
         ex = m.vmrun(v, budget)
     except (VMXError, StateError) as e:
-        event(f"vmrun refused: {type(e).__name__}")
+        _event(f"vmrun refused: {type(e).__name__}")
         return ("refused", _named(e))
     finally:
         assert _host_state(m) == host, "the host state was not restored"
     assert m.counters["ticks"] - ticks <= budget
-    event(f"vmrun: {ex.reason.name} {VmExitReason(ex.number).name if ex.reason is ExitReason.VM else ''}")
+    _count(m, tally, before)
+    _event(f"vmrun: {ex.reason.name} {VmExitReason(ex.number).name if ex.reason is ExitReason.VM else ''}")
     if ex.reason is ExitReason.IO_IN:
         v.regs[ex.reg] = ex.port * 0x9E37_79B9 & U64
     elif ex.reason is ExitReason.VM and ex.number == VmExitReason.TRIPLE_FAULT:
@@ -284,14 +366,63 @@ def _vmrun(m: Machine, v: Vmcs, budget: int) -> tuple:
     return tuple(ex)
 
 
+def _run(m: Machine, budget: int, tally: Tally) -> tuple:
+    """One host-mode run of the example's code (§10): at most ``budget`` ticks, the clock counts them."""
+    ticks, clock, before = m.counters["ticks"], m.clock, _figures(m)
+    try:
+        ex = m.run(budget)
+    except StateError as e:
+        return ("refused", _named(e))
+    assert m.counters["ticks"] - ticks <= budget and m.clock - clock == m.counters["ticks"] - ticks
+    _count(m, tally, before)
+    if ex.reason is ExitReason.IO_IN:
+        m.cpu.r[ex.reg] = ex.port * 0x9E37_79B9 & U64
+    elif ex.reason in (ExitReason.HOST_GATE, ExitReason.HCALL):  # the host handled it, as a VMM would
+        m.cpu.pc = m.cpu.pc + 4 & U64 if ex.reason is ExitReason.HOST_GATE else m.cpu.pc
+    elif ex.reason is ExitReason.SHUTDOWN:  # the host gives itself a new state
+        m.cpu.shutdown, m.cpu.pc, m.cpu.idtr, m.cpu.r[15] = 0, CODE, IDT, STACKS[1]
+    return tuple(ex)
+
+
 def _whole(m: Machine, v: Vmcs) -> tuple:
     counters = dict(m.counters)
     return (counters, [v[f] for f in VmcsField], list(v.regs), m.cpu.state(), m.read(0, MEMORY))
 
 
-def play(x: Example) -> tuple:
+def _host_op(m: Machine, v: Vmcs, op: str, args: list, tally: Tally) -> object:
+    """One of HOST_OPS; what it returned, for the log."""
+    if op == "run":
+        return _run(m, args[0], tally)
+    if op == "host_state":
+        setattr(m.cpu, args[0], args[1])
+        return None
+    if op == "advance":
+        try:
+            m.advance_clock(args[0])
+        except (RangeError, ValueError) as e:  # past 2^64 - 1 (§9)
+            assert m.clock + args[0] > U64, e
+            return str(e)
+        return m.clock
+    if op == "tlb_flush":
+        m.tlb_flush()
+        return None
+    if op == "read_field":
+        return v.read(args[0])
+    if op == "walk":
+        return m.walk(args[0], args[1], args[2], bool(args[3]))
+    if op == "read_mem":
+        return m.read(args[0], args[1])
+    if op == "dma_tables":
+        done = m.dma_write(*args)
+        return done, m.iommu_faults() if "iommu" in m.profile.features else None
+    m.code_written(args[0], args[1])
+    return None
+
+
+def play(x: Example, tally: Tally = _NO_TALLY) -> tuple:
     m = Machine(x.profile, memory=MEMORY, tlb=TLB)
     m.write(0, x.memory)
+    m.cpu.pc, m.cpu.idtr, m.cpu.r[15] = CODE, IDT, STACKS[1]  # the host runs the same code (HOST_OPS)
     v, spare = m.vmcs(), m.vmcs()
     for i, value in enumerate(x.regs):
         v.regs[i] = value
@@ -299,9 +430,10 @@ def play(x: Example) -> tuple:
         v[field] = value
     log: list[object] = []
     for op, *args in x.ops:
+        tally.host_calls += 1
         try:
             if op == "vmrun":
-                log.append(_vmrun(m, v, args[0]))
+                log.append(_vmrun(m, v, args[0], tally))
             elif op == "write_field":
                 field, value = args
                 v.write(field, value)
@@ -330,10 +462,10 @@ def play(x: Example) -> tuple:
             elif op == "snapshot_restore":  # a run repeats exactly from a snapshot
                 snap = m.snapshot()
                 spare.copy_from(v)
-                first = (_vmrun(m, v, args[0]), *_whole(m, v))
+                first = (_vmrun(m, v, args[0], tally), *_whole(m, v))
                 m.restore(snap)
                 v.copy_from(spare)
-                second = (_vmrun(m, v, args[0]), *_whole(m, v))
+                second = (_vmrun(m, v, args[0], tally), *_whole(m, v))
                 assert first == second, "a snapshot/restore did not repeat the run"
             elif op == "intr":
                 m.cpu.intr_vector = args[0]
@@ -345,10 +477,12 @@ def play(x: Example) -> tuple:
                 m.reset()
             elif op == "copy":  # a VMM restores the VM it saved
                 v.copy_from(spare)
+            else:
+                log.append(_host_op(m, v, op, args, tally))
         except (VMXError, StateError) as e:
             log.append(_named(e))
-        except RangeError as e:  # an unremapped DMA outside RAM
-            assert op == "dma", e
+        except RangeError as e:  # an unremapped DMA, a read or a code write outside RAM
+            assert op in ("dma", "dma_tables", "read_mem", "code_written"), e
             log.append(str(e))
         except ValueError as e:  # a Python-side argument check
             assert not isinstance(e, CoreError) and str(e), e
@@ -364,6 +498,19 @@ def play(x: Example) -> tuple:
 @example("vtx-2009", 1142267530944285669, 43)
 def test_random_vmcs_and_guest_code_never_break_the_core(profile, seed, n_ops):
     x = draw_example(profile, seed, n_ops)
+    first = play(x)
+    assert play(x) == first, "the same inputs gave another result on a fresh machine"
+
+
+# The long fuzz run's examples: the host calls of HOST_OPS too, on profiles with seglimit and
+# classic besides.
+LONG_PROFILES = (*PROFILES, "vtx-2009+seglimit+iommu", "vtx-2006+classic")
+
+
+@settings(max_examples=2 * settings.default.max_examples)
+@given(st.sampled_from(LONG_PROFILES), st.integers(0, 2**64 - 1), st.integers(1, 60))
+def test_host_calls_between_guest_runs_never_break_the_core(profile, seed, n_ops):
+    x = draw_example(profile, seed, n_ops, ops=OPS + HOST_OPS, tables_mapped=True)
     first = play(x)
     assert play(x) == first, "the same inputs gave another result on a fresh machine"
 
