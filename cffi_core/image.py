@@ -55,9 +55,10 @@ _SYM = struct.Struct("<IBBHQQ")  # 24 bytes
 # 256 MiB bounds that, far above any guest of the suite (kilobytes), and it is checked from the
 # program headers before anything is allocated, so a 500-byte file cannot ask for gigabytes.
 MAX_IMAGE_BYTES = 1 << 28
-# One ELF section per segment must be numbered below SHN_LORESERVE, next to the null section,
-# .symtab, .strtab and .shstrtab: the most segments an image can have and still be written.
-MAX_SEGMENTS = _SHN_LORESERVE - 4
+# The ELF file has a section per segment besides the null section, .symtab, .strtab and
+# .shstrtab, and e_shnum must stay below SHN_LORESERVE (gABI: larger counts need extended
+# numbering): the most segments an image can have and still be written.
+MAX_SEGMENTS = _SHN_LORESERVE - 5
 # An image file is its segments' file bytes (at most MAX_IMAGE_BYTES) plus headers and symbols:
 # 16 MiB more holds some 500,000 symbols, and bounds the memory their table can take.
 MAX_ELF_FILE_BYTES = MAX_IMAGE_BYTES + (16 << 20)
@@ -77,8 +78,9 @@ class InputFileError(ValueError):
         self.reason = reason
 
 
-def read_input_file(path: str | os.PathLike[str], limit: int, what: str = "file") -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them.
+def read_input_file(path: str | os.PathLike[str], limit: int, what: str = "a file") -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them; ``what`` says what
+    the file is for messages, with its article ("a disk image").
 
     Anything else is refused before it is read: a FIFO, a character device such as
     ``/dev/zero`` or a directory (InputFileError: such a file can be endless, and waiting for
@@ -91,18 +93,16 @@ def read_input_file(path: str | os.PathLike[str], limit: int, what: str = "file"
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise InputFileError(
-                name, f"not a regular file ({_file_kind(st.st_mode)}); {what}s are read from regular files only"
-            )
+            raise InputFileError(name, f"not a regular file ({_file_kind(st.st_mode)}), so not read as {what}")
         if st.st_size > limit:
-            raise InputFileError(name, f"{st.st_size} bytes is larger than the limit of {limit} bytes for a {what}")
+            raise InputFileError(name, f"{st.st_size} bytes is larger than the limit of {limit} bytes for {what}")
     except BaseException:
         os.close(fd)
         raise
     with os.fdopen(fd, "rb") as f:
         data = f.read(limit + 1)  # one byte more shows a file that grew since fstat
     if len(data) > limit:
-        raise InputFileError(name, f"more than the limit of {limit} bytes for a {what}")
+        raise InputFileError(name, f"more than the limit of {limit} bytes for {what}")
     return data
 
 
@@ -259,7 +259,7 @@ class GuestImage:
         that does not end below it is refused before anything is allocated."""
         name = os.fspath(path)
         try:
-            data = read_input_file(name, MAX_ELF_FILE_BYTES, "ELF image file")
+            data = read_input_file(name, MAX_ELF_FILE_BYTES, "an ELF image")
         except InputFileError as exc:
             raise ImageError(str(exc)) from None
         except OSError as exc:
@@ -302,7 +302,7 @@ def _write_elf(image: GuestImage) -> bytes:
     if not segs:
         raise ImageError(f"{name}: an image with no segments cannot be written as ELF (a P64 ELF needs a PT_LOAD)")
     n = len(segs)
-    nsections = 1 + n + 3  # null, one per segment, .symtab, .strtab, .shstrtab (below SHN_LORESERVE: MAX_SEGMENTS)
+    nsections = 1 + n + 3  # null, one per segment, .symtab, .strtab, .shstrtab: < SHN_LORESERVE (MAX_SEGMENTS)
 
     # shstrtab and strtab
     shstr = bytearray(b"\0")

@@ -62,7 +62,7 @@ def _cmd_disasm(args: argparse.Namespace) -> int:
     print(listing, end="")
     last = listing.rstrip("\n").rpartition("\n")[2]
     if last.startswith(TRUNCATED):  # say so where it is seen, not only at the end of a long listing
-        print(f"popek: {args.image}: listing {last.removeprefix(TRUNCATED).strip()}", file=sys.stderr)
+        print(f"popek: {args.image}: {last.removeprefix(TRUNCATED).strip()}", file=sys.stderr)
     return 0
 
 
@@ -77,7 +77,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     image = _load_image(Path(args.program), args.memory * MiB)
     disk, disk2 = (
-        read_input_file(name, MAX_DISK_BYTES, "disk image") if name else None for name in (args.disk, args.disk2)
+        read_input_file(name, MAX_DISK_BYTES, "a disk image") if name else None for name in (args.disk, args.disk2)
     )
     platform = Platform(args.profile, args.memory * MiB, disk=disk, disk2=disk2)
     platform.load(image)

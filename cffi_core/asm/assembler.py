@@ -29,8 +29,8 @@ from cffi_core.isa.table import BY_MNEMONIC, CONTROL_REGISTERS, Insn
 __all__ = ["AssemblyError", "assemble", "assemble_file", "li_sequence"]
 
 # Limits (docs/limits.md): each turns an input that would exhaust time, memory or the Python
-# stack into one ``file:line: message`` error.  The suite's own sources are a few thousand
-# lines in all, with includes two deep and a few dozen macro calls.
+# stack into one ``file:line: message`` error.  The suite's own sources are some 2,300 lines
+# (80 KB) in all, with includes two deep and a few dozen macro calls.
 MAX_PASSES = 64  # layout passes before giving up on labels that never settle
 # Macro calls nested in macro bodies, and .include nested in included files: each level of
 # either is a few Python frames, and together with expression nesting (lexer.MAX_DEPTH) they
@@ -43,10 +43,12 @@ MAX_INCLUDE_DEPTH = 32
 MAX_MACRO_EXPANSIONS = 1 << 16
 MAX_INCLUDES = 1 << 10
 # Source handled in one assembly, counted over every file read (as often as it is included)
-# and every line a macro expansion produces: lines bound the statements kept (a few hundred
-# bytes each), characters bound the text; MAX_SOURCE_CHARS is also the largest source file.
-MAX_SOURCE_LINES = 1 << 18
-MAX_SOURCE_CHARS = 1 << 23
+# and every line a macro expansion produces.  Assembling costs some 50 us per line and some
+# 300 bytes of memory per character of dense data (.byte 1,1,...), and a source that never
+# settles is laid out MAX_PASSES times: these bound the worst to seconds and a few hundred
+# MiB.  MAX_SOURCE_CHARS is also the largest source file read.
+MAX_SOURCE_LINES = 1 << 16
+MAX_SOURCE_CHARS = 1 << 20
 MAX_FILL = 1 << 28  # one .space/.align may not emit more than this many bytes
 # The whole output is at most cffi_core.image.MAX_IMAGE_BYTES in at most MAX_SEGMENTS runs.
 
@@ -609,7 +611,7 @@ class _Frontend:
 
 def _read_source(path: str) -> str:
     """A source file's text: a regular UTF-8 file of at most MAX_SOURCE_CHARS bytes."""
-    return read_input_file(path, MAX_SOURCE_CHARS, "source file").decode("utf-8")
+    return read_input_file(path, MAX_SOURCE_CHARS, "a source file").decode("utf-8")
 
 
 def _reason(exc: Exception) -> str:

@@ -83,13 +83,15 @@ def _label_line(name: str) -> str:
     return f"; {name}:"
 
 
-def disassemble(image: GuestImage, *, max_lines: int = MAX_LISTING_LINES) -> str:
+def disassemble(image: GuestImage, *, max_lines: int | None = None) -> str:
     """A listing: ``.org`` per segment, symbol labels on their own lines, one instruction (or
     ``.byte`` for unaligned ends) per line with its address and word in a trailing comment,
     and one ``.space`` line for each run of ``_ZERO_RUN`` or more zero bytes.  The listing
     re-assembles to the same segments, unless it has more than ``max_lines`` lines of code and
-    data: then it stops there, with a last line starting ``TRUNCATED`` that says how many bytes
-    were left out."""
+    data (default MAX_LISTING_LINES): then it stops there, with a last line starting
+    ``TRUNCATED`` that says how many bytes were left out."""
+    if max_lines is None:
+        max_lines = MAX_LISTING_LINES
     width = 16 if image.end > 0xFFFFFFFF else 8
     labels: dict[int, list[str]] = {}
     for name, value in image.symbols.items():
