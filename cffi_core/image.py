@@ -77,6 +77,9 @@ class InputFileError(ValueError):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[InputFileError], tuple[str, str]]:
+        return type(self), (self.path, self.reason)  # args holds the joined message only
+
 
 def read_input_file(path: str | os.PathLike[str], limit: int, what: str = "a file") -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them; ``what`` says what

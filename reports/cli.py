@@ -270,6 +270,7 @@ def _add_suite_options(p: argparse.ArgumentParser, vmm_help: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
+    from cffi_core.machine import MAX_MEMORY, MiB
     from cffi_core.platform import DEFAULT_BUDGET
     from cffi_core.profiles import DEFAULT_PROFILE
 
@@ -294,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BUDGET,
         help=f"ticks before the run is stopped (1..2^64-1, default {DEFAULT_BUDGET})",
     )
-    p.add_argument("--memory", type=_memory_mib, default=16, help="RAM in MiB (default 16)")
-    p.add_argument("--disk", help="disk image file (a multiple of 512 bytes, at most 256 MiB)")
+    p.add_argument("--memory", type=_memory_mib, default=16, help=f"RAM in MiB (1..{MAX_MEMORY // MiB}, default 16)")
+    p.add_argument("--disk", help=f"disk image file (a multiple of 512 bytes, at most {MAX_DISK_BYTES >> 20} MiB)")
     p.add_argument("--disk2", help="the second disk's image file (ports 0x170-0x174, IRQ 15)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_run)
