@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from reports.report import Report
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 128 + 2  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 # Limits of ``popek run`` (docs/limits.md).  The core counts a run's ticks in 64 bits (p64_run
 # takes a uint64_t budget), so a budget is 1..2^64-1.  A disk image is held in host memory three
 # times (the file's bytes, the disk's own copy, the copy in the run's result): 256 MiB bounds
@@ -351,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AssemblyError, ImageError, ProfileError, DeviceError, MachineError, VMMError, OSError, ValueError) as e:
         print(f"popek: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for a SIGINT
+        print("popek: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
