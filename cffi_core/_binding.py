@@ -80,7 +80,7 @@ class StateError(CoreError, ValueError):
 
 
 class RangeError(CoreError, ValueError):
-    """A physical address range outside RAM (P64_ERR_RANGE)."""
+    """A physical address range outside RAM, or clock ticks past 2^64 - 1 (P64_ERR_RANGE)."""
 
 
 class SnapshotError(CoreError, ValueError):

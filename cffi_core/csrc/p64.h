@@ -7,7 +7,7 @@ enum {
     P64_ERR_NOMEM = 1,      /* allocation failed */
     P64_ERR_CONFIG = 2,     /* invalid configuration (p64_last_error says which field) */
     P64_ERR_STATE = 3,      /* host-written CPU state is impossible (p64_last_error names it) */
-    P64_ERR_RANGE = 4,      /* physical address range outside RAM */
+    P64_ERR_RANGE = 4,      /* physical range outside RAM, or a clock past 2^64 - 1 */
     P64_ERR_SNAPSHOT = 5,   /* snapshot buffer of the wrong size or machine shape */
     P64_ERR_VMX = 6         /* vmx refused: no feature, invalid VMCS contents (p64_last_error names the field) */
 };
