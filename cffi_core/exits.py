@@ -8,7 +8,9 @@ from enum import IntEnum
 
 
 class ExitReason(IntEnum):
-    """Why ``run`` returned to the host (§10)."""
+    """Why ``run`` returned to the host (§10).  The core's ``P64_EXIT_PAUSED`` (8), a run paused
+    between two slices and still open, is not among them: ``Machine.run`` and ``Machine.vmrun``
+    go on with the run (or close it) and never return it."""
 
     BUDGET = 0
     HOST_GATE = 1

@@ -40,11 +40,14 @@ PAGE_SIZE = 4096
 MIN_MEMORY = 64 * KiB
 MAX_MEMORY = 4 * GiB
 DEFAULT_MEMORY = 16 * MiB
-# Ticks per slice of a long run (Machine.run): at the core's slowest (every access walking the
-# page tables, ~60 MIPS) a slice takes ~70 ms, so Ctrl-C takes effect about that soon; at its
-# usual 600-1100 MIPS a slice is a few ms, and the return to Python between two slices (about a
+# Work per slice of a run (Machine.run, Machine.vmrun; docs/architecture.md §10): the core goes
+# back to Python after at most this much work (a tick is a unit; a decoded page, a TLB flush, the
+# end of a block weigh more), so that a signal (Ctrl-C) takes effect within about 100 ms however
+# slow the guest's ticks (the slowest measured: ~140 ns per unit, a guest whose every instruction
+# faults through guest mode's two-dimensional walks with 4-entry TLBs).  At the core's usual
+# 600-1100 MIPS a slice is half a millisecond, and the return to Python between two (about a
 # microsecond) costs nothing measurable.
-RUN_SLICE = 1 << 22
+RUN_SLICE = 1 << 19
 
 
 def _device(device: object) -> int:
@@ -332,71 +335,42 @@ class Machine:
     def run(self, budget: int) -> Exit:
         """Run at most ``budget`` ticks; return the exit (docs/architecture.md §10).
 
-        A long run with paging off returns to Python between slices of ``RUN_SLICE`` ticks, so
-        that a signal (Ctrl-C: ``KeyboardInterrupt``) takes effect; the machine is then left at
-        a budget exit, consistent, and a later ``run`` goes on from there.  The slices are
-        invisible: exit, clock, counters and state are those of one run of ``budget`` ticks
-        (``_run_sliced`` says why, and the one case where they are not)."""
-        try:  # the exit round trip is hot: cffi's conversion checks the budget on the way
-            if budget > RUN_SLICE:
-                return self._run_sliced(check_int("budget", budget))
-            rc = lib.p64_run(self._m, budget)
-        except (TypeError, OverflowError):
+        The core returns to Python between slices of a long run (``RUN_SLICE``), so that a
+        signal takes effect: on Ctrl-C (``KeyboardInterrupt``) the run ends at the budget exit
+        it would have made had its budget run out there, and a later ``run`` goes on from that
+        point.  The slices are invisible: exit, clock, counters, TLBs and state are those of one
+        run of ``budget`` ticks."""
+        h = self._m
+        try:
+            rc = _run_slice(h, budget, RUN_SLICE)
+        except (TypeError, OverflowError):  # the exit round trip is hot: cffi checks the budget
             check_int("budget", budget)
             raise
-        if rc:
-            _binding.check(rc, self._m)
-        return self._exit_of(self._exit)
+        except BaseException:  # a signal as the call returned: it ends the run the call opened
+            lib.p64_close(h)
+            raise
+        if rc:  # refused: nothing ran, nothing is open of this call's
+            _binding.check(rc, h)
+        try:
+            ex = _exit_of(self._exit)
+            return ex if ex is not None else self._go_on()
+        except BaseException:
+            lib.p64_close(h)
+            raise
 
-    def _run_sliced(self, budget: int) -> Exit:
-        """``run(budget)`` as runs of ``RUN_SLICE`` ticks while paging is off, then one run.
-
-        A run that ends at its budget resumes where it stopped: the next run begins with the
-        boundary of §6.5 that the same run would have reached (a pending #DB, the sti shadow,
-        a pending interrupt, in that order), and a halted CPU never ends at its budget (§10:
-        it exits ``EXIT_HLT``, with no tick).  One thing differs: each run starts by fetch
-        entering the page of pc, which consults the instruction TLB when paging is on (§8.2),
-        one more ITLB hit than one run would count.  So a slice starts only with CR0.PG = 0,
-        and once paging is on the rest of the budget runs in one call.  A guest that turns
-        paging on within a slice still counts that one hit more (at most one per ``run``):
-        whether the resumed fetch would have consulted the ITLB is known to the core alone."""
-        h, e, cpu = self._m, self._exit, self._cpu
-        left = budget
+    def _go_on(self) -> Exit:
+        """The rest of a run the core paused after a slice (``EXIT_PAUSED``): slices until it
+        ends.  Python runs its signal handlers between two; whatever they raise (or anything
+        else, a refused ``p64_resume``) reaches ``run``/``vmrun``, which close the run at the
+        budget exit of the tick where it paused."""
+        h, e = self._m, self._exit
         while True:
-            if left <= RUN_SLICE or cpu.cr0 & _CR0_PG:
-                rc = lib.p64_run(h, left)
-                if rc:
-                    _binding.check(rc, h)
-                return self._exit_of(e)
-            rc = lib.p64_run(h, RUN_SLICE)
+            rc = _resume(h, RUN_SLICE)
             if rc:
                 _binding.check(rc, h)
-            if e.reason != _BUDGET:
-                return self._exit_of(e)
-            left -= RUN_SLICE
-            # Python runs its signal handlers here, between two calls into the core.
-
-    @staticmethod
-    def _exit_of(e: object) -> Exit:
-        reason = _REASONS[e.reason]
-        # Read only the fields the reason gives: each cffi field access costs tens of ns.
-        if reason is ExitReason.BUDGET:
-            return _BUDGET_EXIT
-        if reason is ExitReason.IO_OUT:
-            return Exit(reason, port=e.port, value=e.value)
-        if reason is ExitReason.IO_IN:
-            return Exit(reason, port=e.port, reg=e.reg)
-        if reason is ExitReason.HOST_GATE:
-            return Exit(
-                reason,
-                vector=e.vector,
-                kind=_KINDS[e.kind],
-                error_code=e.error_code if e.has_error else None,
-                address=e.address,
-            )
-        if reason is ExitReason.HCALL:
-            return Exit(reason, number=e.number)
-        return Exit(reason)
+            ex = _exit_of(e)
+            if ex is not None:
+                return ex
 
     # -- vmx (docs/vmx.md) ----------------------------------------------------------------
     def vmcs(self) -> Vmcs:
@@ -413,8 +387,9 @@ class Machine:
         port I/O let through, ``hlt`` without HLT exiting): the guest's state is then in the
         VMCS (an ``in`` fills ``vmcs.regs[exit.reg]``), and the next ``vmrun`` resumes it.
 
-        Unlike ``run``, one call into the core whatever the budget: resuming is a VM entry,
-        which counts and may flush the TLB (V.7, V.11), so slices would show."""
+        A long ``vmrun`` returns to Python between slices as ``run`` does, invisibly: one VM
+        entry, and on Ctrl-C the budget exit at the tick where it paused, as if the budget had
+        been that many ticks (a preemption, which the VMM resumes with the next ``vmrun``)."""
         try:
             machine, v = vmcs._machine, vmcs._v
         except AttributeError:
@@ -424,17 +399,26 @@ class Machine:
             raise
         if machine is not self:
             raise _binding.VMXError("vmrun: vmcs belongs to another machine (the VMCS belongs to its creator)")
+        h = self._m
         try:
-            rc = lib.p64_vmrun(self._m, v, budget)
+            rc = _vmrun_slice(h, v, budget, RUN_SLICE)
         except (TypeError, OverflowError):
             check_int("budget", budget)
             raise
+        except BaseException:  # as in run
+            lib.p64_close(h)
+            raise
         if rc:
-            _binding.check(rc, self._m)
+            _binding.check(rc, h)
         e = self._exit
         if e.reason == _VM:  # one shared, immutable Exit per reason: the round trip is hot (V.1)
             return _vm_exit(e.number)
-        return self._exit_of(e)
+        try:
+            ex = _exit_of(e)
+            return ex if ex is not None else self._go_on()
+        except BaseException:
+            lib.p64_close(h)
+            raise
 
     def invept(self) -> None:
         """Drop every translation derived from nested tables (INVEPT; docs/vmx.md V.6)."""
@@ -555,10 +539,38 @@ class Machine:
             _binding.check(rc, self._m)
 
 
+def _exit_of(e: object) -> Exit | None:
+    """The exit the core reported in ``e`` (struct p64_exit); None when the run paused, open."""
+    reason = _REASONS[e.reason]
+    # Read only the fields the reason gives: each cffi field access costs tens of ns.
+    if reason is ExitReason.BUDGET:
+        return _BUDGET_EXIT
+    if reason is ExitReason.IO_OUT:
+        return Exit(reason, port=e.port, value=e.value)
+    if reason is ExitReason.IO_IN:
+        return Exit(reason, port=e.port, reg=e.reg)
+    if reason is ExitReason.HOST_GATE:
+        return Exit(
+            reason,
+            vector=e.vector,
+            kind=_KINDS[e.kind],
+            error_code=e.error_code if e.has_error else None,
+            address=e.address,
+        )
+    if reason is ExitReason.HCALL:
+        return Exit(reason, number=e.number)
+    if reason is None:
+        return None
+    if reason is ExitReason.VM:
+        return _vm_exit(e.number)
+    return Exit(reason)
+
+
+_run_slice = lib.p64_run_slice
+_vmrun_slice = lib.p64_vmrun_slice
+_resume = lib.p64_resume
 _BUDGET_EXIT = Exit(ExitReason.BUDGET)
 _MODES = {False: 0, True: 1}  # retired(guest): 0 and 1 hash and compare as False and True
-_BUDGET = int(ExitReason.BUDGET)
-_CR0_PG = 1 << 15  # docs/architecture.md §2
 _VM = int(ExitReason.VM)
 _VM_EXITS: dict[int, Exit] = {}
 
@@ -573,5 +585,6 @@ def _vm_exit(n: int) -> Exit:
         return _VM_EXITS.get(n) or Exit(ExitReason.VM, number=int(n))
 
 
-_REASONS = {int(r): r for r in ExitReason}
+_REASONS: dict[int, ExitReason | None] = {int(r): r for r in ExitReason}
+_REASONS[lib.P64_EXIT_PAUSED] = None  # the core's pause between two slices of a run (§10)
 _KINDS = {int(k): k for k in EventKind}

@@ -174,7 +174,7 @@ class Vmcs:
             check_int("field", field, 0, _FIELDS - 1)
             raise
         if rc:
-            _binding.check(lib.P64_ERR_VMX, self._m)
+            _binding.check(rc, self._m)
         return self._out[0]
 
     def write(self, field: int, value: int) -> None:
@@ -186,7 +186,7 @@ class Vmcs:
             field, value = check_int("field", field, 0, _FIELDS - 1), check_word("value", value)
             rc = _vmcs_write(self._m, self._v, field, value)
         if rc:
-            _binding.check(lib.P64_ERR_VMX, self._m)
+            _binding.check(rc, self._m)
 
     __getitem__ = read
     __setitem__ = write

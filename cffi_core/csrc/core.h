@@ -19,7 +19,7 @@
 #define NOINLINE __attribute__((noinline))
 #define COLD __attribute__((cold, noinline))
 
-#define P64_ABI_VERSION 3u
+#define P64_ABI_VERSION 4u
 
 /* ---- §2: registers ---- */
 #define SP 15                          /* r15 is the stack pointer */
@@ -271,6 +271,10 @@ struct p64_machine {
     uint64_t seen_cr0, seen_cr3, seen_cr4; /* to notice host writes (§10) */
     uint32_t seen_vm_tag;
     int guest;                 /* inside p64_vmrun (docs/vmx.md V.1) */
+    int open;                  /* a run paused between two slices, its budget not spent (§10) */
+    uint64_t open_left;        /* the budget it has left */
+    struct p64_cpu open_cpu;   /* the CPU as it paused: p64_resume refuses a host write since */
+    uint64_t pause_decodes;    /* a block ends early once pages_decoded passes this (a slice's work) */
     int translating;           /* CR0.PG, or guest mode with ept: accesses go through the TLB */
     struct vmx_state vmx;
     struct vmx_persist nested;
@@ -330,8 +334,11 @@ uint64_t flags_after_pop(const struct p64_cpu *c, uint64_t popped);
 const char *cr_write_error(unsigned crn, uint64_t value);
 
 /* run.c */
+#define NO_SLICE UINT64_MAX /* run_loop's slice of a run that never pauses (p64_run, p64_vmrun) */
 const void *const *handler_table(void);
-void run_loop(struct p64_machine *m, uint64_t budget);
+uint64_t run_loop(struct p64_machine *m, uint64_t budget, uint64_t slice);
+int end_call(struct p64_machine *m, uint64_t left);
+int refuse_open(struct p64_machine *m, const char *what);
 uint64_t run_budget(const struct p64_machine *m, uint64_t budget);
 void begin_run(struct p64_machine *m);
 void end_run(struct p64_machine *m);
@@ -339,6 +346,7 @@ void end_run(struct p64_machine *m);
 /* vmx.c: guest mode (docs/vmx.md) */
 enum { CR_ACCESS_MTCR = 0, CR_ACCESS_MFCR = 1 };
 int vmx_exit(struct p64_machine *m, uint32_t reason, uint64_t qual);
+void vmx_leave(struct p64_machine *m, const struct p64_cpu *written_after);
 int vmx_exit_pending(struct p64_machine *m);
 int vmx_exception_exits(const struct p64_machine *m, const struct event *ev);
 int vmx_exception_exit(struct p64_machine *m, const struct event *ev);

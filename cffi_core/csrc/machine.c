@@ -27,6 +27,15 @@ int p64_error(struct p64_machine *m, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* §10: while a run is open (paused between two slices) the host's calls wait for its end. */
+int refuse_open(struct p64_machine *m, const char *what)
+{
+    return p64_error(m, P64_ERR_STATE,
+                     "%s%sa run is open (paused, %llu ticks of its budget left): resume it (p64_resume) or close it "
+                     "(p64_close) first",
+                     what ? what : "", what ? ": " : "", (unsigned long long)m->open_left);
+}
+
 const char *p64_last_error(struct p64_machine *m)
 {
     return m ? m->error : create_error;
@@ -165,6 +174,8 @@ uint64_t p64_clock(struct p64_machine *m) { return m->clock; }
 /* §9: the clock never passes 2^64 - 1 (runs stop there, run_budget), nor wraps to 0. */
 int p64_advance_clock(struct p64_machine *m, uint64_t ticks)
 {
+    if (m->open)
+        return refuse_open(m, "advance_clock");
     if (ticks > UINT64_MAX - m->clock)
         return p64_error(m, P64_ERR_RANGE,
                          "advance_clock: ticks = %llu: the clock (%llu) would pass 2^64 - 1 (%llu ticks left)",
@@ -188,6 +199,8 @@ static int check_range(struct p64_machine *m, uint64_t addr, uint64_t len)
 
 int p64_write_phys(struct p64_machine *m, uint64_t addr, const uint8_t *data, uint64_t len)
 {
+    if (m->open)
+        return refuse_open(m, "write");
     int rc = check_range(m, addr, len);
     if (rc || !len)
         return rc;
@@ -206,6 +219,8 @@ int p64_read_phys(struct p64_machine *m, uint64_t addr, uint8_t *out, uint64_t l
 
 int p64_code_written(struct p64_machine *m, uint64_t addr, uint64_t len)
 {
+    if (m->open)
+        return refuse_open(m, "code_written");
     int rc = check_range(m, addr, len);
     if (!rc && len)
         dcache_drop_range(m, addr, len);
@@ -226,6 +241,8 @@ void cpu_reset(struct p64_machine *m)
 
 int p64_reset(struct p64_machine *m)
 {
+    if (m->open)
+        return refuse_open(m, "reset");
     cpu_reset(m);
     memset(&m->exit, 0, sizeof m->exit);
     memset(&m->ctr, 0, sizeof m->ctr);
@@ -267,8 +284,10 @@ static int state_plausible(const struct p64_cpu *c)
 int check_state(struct p64_machine *m)
 {
     const struct p64_cpu *c = &m->cpu;
-    if (LIKELY(state_plausible(c)))
+    if (LIKELY(state_plausible(c) && !m->open))
         return 1;
+    if (m->open)
+        return refuse_open(m, NULL), 0;
     static const unsigned crs[] = {0, 3, 4, 8};
     static const char *const cr_names[] = {"cr0", "cr3", "cr4", "cr8"};
     const uint64_t cr_values[] = {c->cr0, c->cr3, c->cr4, c->cr8};
@@ -348,6 +367,8 @@ static void snap_header(const struct p64_machine *m, struct snap_header *h)
  * start from the same cache and count the same pages_decoded. */
 int p64_snapshot(struct p64_machine *m, uint8_t *buf, uint64_t len)
 {
+    if (m->open)
+        return refuse_open(m, "snapshot");
     if (len != p64_snapshot_size(m))
         return p64_error(m, P64_ERR_SNAPSHOT, "snapshot buffer of %llu bytes: this machine needs %llu",
                          (unsigned long long)len, (unsigned long long)p64_snapshot_size(m));
@@ -432,6 +453,8 @@ static const char *nested_error(const struct p64_machine *m, const struct vmx_pe
  * it was (§10). */
 int p64_restore(struct p64_machine *m, const uint8_t *buf, uint64_t len)
 {
+    if (m->open)
+        return refuse_open(m, "restore");
     struct snap_header h, want;
     snap_header(m, &want);
     if (len != p64_snapshot_size(m))

@@ -21,7 +21,8 @@ enum {
     P64_EXIT_HLT = 4,
     P64_EXIT_HCALL = 5,
     P64_EXIT_SHUTDOWN = 6,
-    P64_EXIT_VM = 7         /* p64_vmrun only: a VM exit; exit.number is the VM exit reason (docs/vmx.md V.4) */
+    P64_EXIT_VM = 7,        /* p64_vmrun only: a VM exit; exit.number is the VM exit reason (docs/vmx.md V.4) */
+    P64_EXIT_PAUSED = 8     /* a sliced run paused, still open: p64_resume or p64_close it (§10) */
 };
 
 /* VM exit reasons (docs/vmx.md V.4): VT-x's numbers. */
@@ -299,6 +300,21 @@ uint64_t p64_memory_size(struct p64_machine *m);
 uint64_t p64_clock(struct p64_machine *m);
 
 int p64_run(struct p64_machine *m, uint64_t budget);
+
+/* A run in slices (docs/architecture.md §10): p64_run_slice and p64_vmrun_slice start a run of
+ * `budget` ticks as p64_run and p64_vmrun do, and p64_resume goes on with it, each call
+ * returning after at most `slice` ticks (fewer when the guest's ticks are costly: decoding
+ * pages, flushing TLBs).  A run that has not ended by then exits with P64_EXIT_PAUSED and stays
+ * open; resuming it goes on exactly where it stopped, so a run in slices ends exactly as one
+ * call would.  p64_close ends an open run with the budget exit it would have made had its budget
+ * run out at that tick (nothing open: nothing done).  While a run is open the core refuses
+ * (P64_ERR_STATE) every call but p64_resume, p64_close, p64_destroy and the reads that change
+ * nothing (the accessors, p64_read_phys, p64_snapshot_size, p64_iommu_take_faults,
+ * p64_vmcs_create, p64_last_error); p64_resume refuses a CPU written while the run was open.
+ * The VMCS of an open vmrun must not be destroyed. */
+int p64_run_slice(struct p64_machine *m, uint64_t budget, uint64_t slice);
+int p64_resume(struct p64_machine *m, uint64_t slice);
+int p64_close(struct p64_machine *m);
 int p64_advance_clock(struct p64_machine *m, uint64_t ticks);
 int p64_write_phys(struct p64_machine *m, uint64_t addr, const uint8_t *data, uint64_t len);
 int p64_read_phys(struct p64_machine *m, uint64_t addr, uint8_t *out, uint64_t len);
@@ -321,6 +337,7 @@ int p64_vmcs_read(struct p64_machine *m, struct p64_vmcs *v, uint32_t field, uin
 int p64_vmcs_write(struct p64_machine *m, struct p64_vmcs *v, uint32_t field, uint64_t value);
 int p64_vmcs_copy(struct p64_machine *m, struct p64_vmcs *dst, const struct p64_vmcs *src);
 int p64_vmrun(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget);
+int p64_vmrun_slice(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget, uint64_t slice); /* see p64_run_slice */
 int p64_invept(struct p64_machine *m);
 int p64_invvpid(struct p64_machine *m, uint32_t vpid);
 

@@ -1,5 +1,7 @@
 /* The interpreter: p64_run with the instruction boundary of §6.5, and the computed-goto loop
  * over predecoded pages that holds the body of every instruction of the table (§3-§6). */
+#include <stdio.h>
+
 #include "core.h"
 
 enum { BLK_BUDGET, BLK_BOUNDARY, BLK_FAULT, BLK_EXIT, BLK_VMEXIT };
@@ -462,6 +464,13 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         goto *ip->h;
     }
 enter_slow: {
+        /* A slice's work is spent on decoding (§10): once an instruction has retired, the block
+         * ends before fetch enters t_'s page, the tick of t_'s instruction given back, just
+         * where a budget would have ended it (fetch enters the page in the next block). */
+        if (UNLIKELY(m->ctr.pages_decoded > m->pause_decodes) && m->block_n0 - n >= 2) {
+            n++;
+            goto boundary;
+        }
         uint64_t t_ = PC;
         struct dinsn *dp_ = fetch_page(m, t_, cpl);
         if (UNLIKELY(!dp_))
@@ -562,11 +571,42 @@ static int guest_watch(const struct p64_machine *m)
     return (m->vmx.intr_exiting && m->cpu.intr_vector >= 0) || (m->vmx.window_exiting && (m->cpu.flags & FLAGS_IF));
 }
 
-/* §6.5: the order at a boundary, then a block of ticks, until an exit (host or guest mode). */
-void run_loop(struct p64_machine *m, uint64_t budget)
+/* A slice's work (§10): each tick is one unit, and what may make a tick costly weighs more, so
+ * that a slice of the slowest guest takes about as long as one of plain ticks at their slowest
+ * (measured in docs/architecture.md §10): the end of a block (the boundary's work, a change of
+ * translation or limit that empties fast arrays), a decoded page, and a TLB flush or invlpg
+ * (which sweep both TLBs and empty fast arrays). */
+#define BLOCK_WORK 8u
+#define DECODE_WORK 64u
+#define FLUSH_WORK 16u /* + one unit per 64 TLB entries */
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a + b < a ? UINT64_MAX : a + b;
+}
+
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    uint64_t p;
+    return __builtin_mul_overflow(a, b, &p) ? UINT64_MAX : p;
+}
+
+static uint64_t sweeps(const struct p64_machine *m)
+{
+    return m->ctr.tlb_flushes + m->ctr.tlb_full_flushes + m->ctr.invlpgs;
+}
+
+/* §6.5: the order at a boundary, then a block of ticks, until an exit (host or guest mode), or
+ * until `slice` units of work are done (NO_SLICE: never): then the run pauses (§10) at the
+ * point where its budget would be checked, so that going on (run_loop again, with the budget
+ * left) is the same as not having stopped.  Returns the budget left. */
+uint64_t run_loop(struct p64_machine *m, uint64_t budget, uint64_t slice)
 {
     struct p64_cpu *c = &m->cpu;
-    uint64_t left = budget;
+    uint64_t left = budget, blocks = 0;
+    const uint64_t decoded0 = m->ctr.pages_decoded, sweeps0 = sweeps(m);
+    const uint64_t sweep_work = FLUSH_WORK + (m->dtlb.entries + m->itlb.entries) / 64;
+    m->pause_decodes = UINT64_MAX;
     for (;;) {
         if (c->shutdown) {
             if (m->guest)
@@ -580,6 +620,17 @@ void run_loop(struct p64_machine *m, uint64_t budget)
         if (left == 0) {
             m->exit.reason = P64_EXIT_BUDGET;
             break;
+        }
+        uint64_t work = 0;
+        if (slice != NO_SLICE) {
+            work = add_sat(add_sat(budget - left, mul_sat(blocks, BLOCK_WORK)),
+                           add_sat(mul_sat(m->ctr.pages_decoded - decoded0, DECODE_WORK),
+                                   mul_sat(sweeps(m) - sweeps0, sweep_work)));
+            if (work >= slice) {
+                m->exit.reason = P64_EXIT_PAUSED;
+                break;
+            }
+            m->pause_decodes = m->ctr.pages_decoded + (slice - work) / DECODE_WORK;
         }
         if (m->guest && vmx_boundary(m))
             break;
@@ -597,12 +648,17 @@ void run_loop(struct p64_machine *m, uint64_t budget)
         /* one tick at a time when the next boundary may have to deliver something */
         int one = (c->flags & FLAGS_TF) || (!m->vmx.intr_exiting && interrupt_deliverable(c)) ||
                   (m->guest && guest_watch(m));
-        int64_t n = one ? 1 : left > INT64_MAX ? INT64_MAX : (int64_t)left;
-        int res = exec_block(m, n);
+        uint64_t most = one ? 1 : left;
+        if (slice != NO_SLICE && most > slice - work)
+            most = slice - work;
+        int res = exec_block(m, most > INT64_MAX ? INT64_MAX : (int64_t)most);
         left -= m->block_ticks;
+        blocks++;
         if (res == BLK_EXIT || res == BLK_VMEXIT || (res == BLK_FAULT && deliver_fault(m, c->pc) != DELIVER_OK))
             break;
     }
+    m->pause_decodes = UINT64_MAX;
+    return left;
 }
 
 /* §9: a run ends with a budget exit when the clock reaches 2^64 - 1; it never wraps. */
@@ -611,12 +667,102 @@ uint64_t run_budget(const struct p64_machine *m, uint64_t budget)
     return budget < UINT64_MAX - m->clock ? budget : UINT64_MAX - m->clock;
 }
 
-int p64_run(struct p64_machine *m, uint64_t budget)
+/* The end of a call that ran ticks (§10): a pause keeps the run open, with the CPU as it
+ * paused; any other exit ends the run (for vmrun, leaving guest mode, docs/vmx.md V.1).  The
+ * host-mode run's CPU is recorded as it paused, so that a CPU written while the run is open
+ * and kept by p64_close takes effect at the next run as any host write does. */
+int end_call(struct p64_machine *m, uint64_t left)
 {
+    if (m->exit.reason == P64_EXIT_PAUSED) {
+        m->open = 1;
+        m->open_left = left;
+        m->open_cpu = m->cpu;
+        if (!m->guest)
+            end_run(m);
+        return P64_OK;
+    }
+    m->open = 0;
+    if (m->guest)
+        vmx_leave(m, NULL);
+    else
+        end_run(m);
+    return P64_OK;
+}
+
+int p64_run_slice(struct p64_machine *m, uint64_t budget, uint64_t slice)
+{
+    if (m->open)
+        return refuse_open(m, "run");
+    if (!slice)
+        return p64_error(m, P64_ERR_RANGE, "run: slice = 0: a slice runs at least one tick");
     if (!check_state(m))
         return P64_ERR_STATE;
     begin_run(m);
-    run_loop(m, run_budget(m, budget));
-    end_run(m);
+    return end_call(m, run_loop(m, run_budget(m, budget), slice));
+}
+
+int p64_run(struct p64_machine *m, uint64_t budget)
+{
+    return p64_run_slice(m, budget, NO_SLICE);
+}
+
+/* The first field of the CPU that differs from the CPU as the run paused, or NULL (r[i]: *reg
+ * = i). */
+static const char *cpu_written(const struct p64_cpu *now, const struct p64_cpu *then, int *reg)
+{
+#define FIELD(f) {#f, offsetof(struct p64_cpu, f), sizeof then->f}
+    static const struct {
+        const char *name;
+        size_t offset, size;
+    } fields[] = {
+        FIELD(pc), FIELD(flags), FIELD(cpl), FIELD(cr0), FIELD(cr2), FIELD(cr3), FIELD(cr4), FIELD(cr8),
+        FIELD(idtr), FIELD(rsp), FIELD(seglimit), FIELD(tsc_offset), FIELD(halted), FIELD(int_shadow),
+        FIELD(intr_vector), FIELD(intr_acked), FIELD(shutdown), FIELD(pending_db), FIELD(vm_tag), FIELD(reserved),
+    };
+#undef FIELD
+    *reg = -1;
+    if (!memcmp(now, then, sizeof *now))
+        return NULL;
+    for (int i = 0; i < 17; i++)
+        if (now->r[i] != then->r[i])
+            return *reg = i, "r";
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (memcmp((const char *)now + fields[i].offset, (const char *)then + fields[i].offset, fields[i].size))
+            return fields[i].name;
+    return "state";
+}
+
+int p64_resume(struct p64_machine *m, uint64_t slice)
+{
+    if (!m->open)
+        return p64_error(m, P64_ERR_STATE, "resume: no run is open (a run stays open when p64_run_slice, "
+                                           "p64_vmrun_slice or p64_resume exits with P64_EXIT_PAUSED)");
+    if (!slice)
+        return p64_error(m, P64_ERR_RANGE, "resume: slice = 0: a slice runs at least one tick");
+    int reg;
+    const char *field = cpu_written(&m->cpu, &m->open_cpu, &reg);
+    if (field) {
+        char name[16];
+        if (reg >= 0)
+            snprintf(name, sizeof name, "r[%d]", reg);
+        return p64_error(m, P64_ERR_STATE,
+                         "resume: cpu.%s was written while the run was open; the host writes the CPU between "
+                         "runs (§10): close the run (p64_close) first",
+                         reg >= 0 ? name : field);
+    }
+    m->exit.reason = P64_EXIT_BUDGET; /* as begin_run leaves it */
+    return end_call(m, run_loop(m, m->open_left, slice));
+}
+
+/* The budget exit the run would have made had its budget run out where it paused: run_loop
+ * paused just where it checks the budget (§10). */
+int p64_close(struct p64_machine *m)
+{
+    if (!m->open)
+        return P64_OK;
+    m->open = 0;
+    m->exit.reason = P64_EXIT_BUDGET;
+    if (m->guest)
+        vmx_leave(m, &m->open_cpu);
     return P64_OK;
 }

@@ -109,6 +109,8 @@ uint64_t *p64_vmcs_regs(struct p64_vmcs *v)
 
 static int check_vmcs(struct p64_machine *m, const struct p64_vmcs *v, uint32_t field, const char *what)
 {
+    if (m->open)
+        return refuse_open(m, what);
     if (!v || v->owner != m)
         return p64_error(m, P64_ERR_VMX, "%s: the VMCS belongs to another machine", what);
     if (field >= P64_VMCS_FIELDS)
@@ -458,12 +460,27 @@ static int inject(struct p64_machine *m, struct p64_vmcs *v)
     return rc;
 }
 
-int p64_vmrun(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget)
+/* Leave guest mode at the end of a run (end_call) or at p64_close (§10).  `paused`: the CPU
+ * as the run paused, when it is closed: a CPU the host wrote while the run was open reaches the
+ * VMCS as a host write of guest state after the exit, which the next entry notices (V.7). */
+void vmx_leave(struct p64_machine *m, const struct p64_cpu *paused)
+{
+    struct p64_vmcs *v = m->vmx.v;
+    leave_guest(m, v);
+    if (paused)
+        v->seen_cr0 = paused->cr0, v->seen_cr3 = paused->cr3, v->seen_cr4 = paused->cr4;
+}
+
+int p64_vmrun_slice(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget, uint64_t slice)
 {
     if (!has_feature(m, P64_F_VMX))
         return p64_error(m, P64_ERR_VMX, "vmrun: this machine's profile has no vmx feature");
     if (!v || v->owner != m)
         return p64_error(m, P64_ERR_VMX, "vmrun: the VMCS belongs to another machine");
+    if (m->open)
+        return refuse_open(m, "vmrun");
+    if (!slice)
+        return p64_error(m, P64_ERR_RANGE, "vmrun: slice = 0: a slice runs at least one tick");
     if (!check_state(m))
         return P64_ERR_STATE;
     int rc = entry_checks(m, v);
@@ -471,17 +488,23 @@ int p64_vmrun(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget)
         return rc;
     begin_run(m); /* the host's own writes take effect first (§10) */
     end_run(m);
-    budget = run_budget(m, budget);
+    uint64_t left = run_budget(m, budget);
     enter_guest(m, v);
     int injected = DELIVER_OK;
-    if ((v->f[P64_VMCS_ENTRY_INTR_INFO] & INTR_VALID) && budget > 0) {
+    if ((v->f[P64_VMCS_ENTRY_INTR_INFO] & INTR_VALID) && left > 0) {
         injected = inject(m, v);
-        budget--;
+        left--;
+        if (slice != NO_SLICE)
+            slice--; /* the injection's tick is the slice's first */
     }
     if (injected != DELIVER_EXIT)
-        run_loop(m, budget);
-    leave_guest(m, v);
-    return P64_OK;
+        left = run_loop(m, left, slice);
+    return end_call(m, left);
+}
+
+int p64_vmrun(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget)
+{
+    return p64_vmrun_slice(m, v, budget, NO_SLICE);
 }
 
 /* ---- the exits (V.4, V.5) ---- */
@@ -625,6 +648,8 @@ void vmx_pwc_insert(struct p64_machine *m, int dim, unsigned level, uint64_t key
 
 int p64_invept(struct p64_machine *m)
 {
+    if (m->open)
+        return refuse_open(m, "invept");
     if (!has_feature(m, P64_F_EPT))
         return p64_error(m, P64_ERR_VMX, "invept: this machine's profile has no ept feature");
     memset(m->nested.ntlb, 0, sizeof m->nested.ntlb);
@@ -635,6 +660,8 @@ int p64_invept(struct p64_machine *m)
 
 int p64_invvpid(struct p64_machine *m, uint32_t vpid)
 {
+    if (m->open)
+        return refuse_open(m, "invvpid");
     if (!has_feature(m, P64_F_VPID))
         return p64_error(m, P64_ERR_VMX, "invvpid: this machine's profile has no vpid feature");
     if (vpid == 0 || vpid > 0xffff)
@@ -647,6 +674,8 @@ int p64_invvpid(struct p64_machine *m, uint32_t vpid)
 
 static int check_device(struct p64_machine *m, uint32_t device, const char *what)
 {
+    if (m->open)
+        return refuse_open(m, what);
     if (!has_feature(m, P64_F_IOMMU))
         return p64_error(m, P64_ERR_VMX, "%s: this machine's profile has no iommu feature", what);
     if (device >= P64_IOMMU_DEVICES)
@@ -700,6 +729,8 @@ int p64_dma(struct p64_machine *m, uint32_t device, uint64_t addr, uint8_t *buf,
             uint32_t *refused)
 {
     *refused = 0;
+    if (m->open)
+        return refuse_open(m, "dma");
     int attached = device < P64_IOMMU_DEVICES && has_feature(m, P64_F_IOMMU) && (m->nested.iommu_attached >> device & 1);
     if (!attached) {
         if (device >= P64_IOMMU_DEVICES)
