@@ -655,6 +655,8 @@ void tlb_flush_all(struct p64_machine *m)
 
 int p64_tlb_flush(struct p64_machine *m)
 {
+    if (m->open)
+        return refuse_open(m, "tlb_flush"); /* §10: an open run's TLB is the run's */
     tlb_flush_all(m);
     return P64_OK;
 }

@@ -310,8 +310,7 @@ int p64_run(struct p64_machine *m, uint64_t budget);
  * run out at that tick (nothing open: nothing done).  While a run is open the core refuses
  * (P64_ERR_STATE) every call but p64_resume, p64_close, p64_destroy and the reads that change
  * nothing (the accessors, p64_read_phys, p64_snapshot_size, p64_iommu_take_faults,
- * p64_vmcs_create, p64_last_error) -- p64_tlb_flush, not refused yet, flushes at the tick of
- * the pause; p64_resume refuses a CPU written while the run was open, which p64_close keeps.
+ * p64_vmcs_create, p64_last_error); p64_resume refuses a CPU written while the run was open, which p64_close keeps.
  * The VMCS of an open vmrun must not be destroyed. */
 int p64_run_slice(struct p64_machine *m, uint64_t budget, uint64_t slice);
 int p64_resume(struct p64_machine *m, uint64_t slice);

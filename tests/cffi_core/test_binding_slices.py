@@ -331,7 +331,6 @@ def test_a_refusal_names_the_call(name, call):
     check(lib.p64_close(m._m), m._m)
 
 
-@pytest.mark.xfail(strict=True, reason="p64_tlb_flush (mmu.c) does not refuse an open run yet")
 def test_a_tlb_flush_of_an_open_run_is_refused():
     m = _open()
     with pytest.raises(StateError, match="a run is open"):
