@@ -716,11 +716,7 @@ def observation_from(data: object, label: str) -> Observation:
 def _observe_here(cls: type[VMM], image: GuestImage, config: VMConfig, host: Machine) -> tuple[Observation, HostWatch]:
     """The run of ``observe`` in this process, on ``host``."""
     label = _label(cls)
-    missing = frozenset(cls.requires) - host.profile.features
-    if missing:
-        raise VMMUnsupported(
-            f"{label} requires host features {', '.join(sorted(missing))}, which profile {host.profile.name!r} lacks"
-        )
+    _check_features(cls, host.profile.name)
     watch = HostWatch.of(host)
     watch.label = label
     phase = "construction"
