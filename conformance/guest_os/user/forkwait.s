@@ -1,0 +1,4 @@
+; The forkwait workload (placeholder until it is written: returns 0 at once).
+forkwait_main:                             ; forkwait_main(r1 = n) -> r1 = exit status
+        li      r1, 0
+        ret
