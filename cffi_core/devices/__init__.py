@@ -1,4 +1,4 @@
-"""P64's device models (docs/devices.md): the port bus, PIC, timer, console, disk, result port.
+"""P64's device models (docs/devices.md): the port bus, PIC, timer, console, disk, result and POST ports.
 
 One model serves both as the platform's device in a native run and as a VMM's virtual device:
 devices see time through a ``Clock``, memory through a ``DMA`` accessor and interrupts through
@@ -17,7 +17,15 @@ from cffi_core.devices.base import (
     ManualClock,
 )
 from cffi_core.devices.bus import PortBus
-from cffi_core.devices.console import CONSOLE_DATA, CONSOLE_OUTPUT_LIMIT, CONSOLE_STATUS, Console
+from cffi_core.devices.console import (
+    CONSOLE_CTRL,
+    CONSOLE_DATA,
+    CONSOLE_IRQ,
+    CONSOLE_OUTPUT_LIMIT,
+    CONSOLE_RX_IRQ,
+    CONSOLE_STATUS,
+    Console,
+)
 from cffi_core.devices.disk import (
     DISK2_BASE,
     DISK2_DMA_DEVICE,
@@ -42,14 +50,18 @@ from cffi_core.devices.disk import (
     Disk,
 )
 from cffi_core.devices.pic import PIC, PIC_BASE, PIC_CMD, PIC_EOI, PIC_IRR, PIC_MASK
+from cffi_core.devices.post import POST_CODE, PostPort
 from cffi_core.devices.result import RESULT_EXIT, ResultPort
 from cffi_core.devices.standard import StandardDevices, standard_devices
 from cffi_core.devices.timer import TIMER_COUNT, TIMER_CTRL, TIMER_ENABLE, TIMER_IRQ, TIMER_NOW, TIMER_PERIODIC, Timer
 
 __all__ = [
     "ALL_ONES",
+    "CONSOLE_CTRL",
     "CONSOLE_DATA",
+    "CONSOLE_IRQ",
     "CONSOLE_OUTPUT_LIMIT",
+    "CONSOLE_RX_IRQ",
     "CONSOLE_STATUS",
     "DISK2_BASE",
     "DISK2_DMA_DEVICE",
@@ -77,6 +89,7 @@ __all__ = [
     "PIC_EOI",
     "PIC_IRR",
     "PIC_MASK",
+    "POST_CODE",
     "RESULT_EXIT",
     "SECTOR_SIZE",
     "TIMER_COUNT",
@@ -95,6 +108,7 @@ __all__ = [
     "IrqLine",
     "ManualClock",
     "PortBus",
+    "PostPort",
     "ResultPort",
     "StandardDevices",
     "Timer",

@@ -1,7 +1,8 @@
 """The platform's device set of docs/architecture.md §11, wired together on one port bus.
 
-The PIC takes the timer's IRQ 0, the disk's IRQ 14 and the second disk's IRQ 15; each disk
-exists only when its image is given (without one its ports are unclaimed and read all ones).
+The PIC takes the timer's IRQ 0, the console's IRQ 4, the disk's IRQ 14 and the second disk's
+IRQ 15; each disk exists only when its image is given (without one its ports are unclaimed and
+read all ones).  The POST port is always there.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from cffi_core.devices.bus import PortBus
 from cffi_core.devices.console import Console
 from cffi_core.devices.disk import DISK2_BASE, DISK2_IRQ, Disk
 from cffi_core.devices.pic import PIC
+from cffi_core.devices.post import PostPort
 from cffi_core.devices.result import ResultPort
 from cffi_core.devices.timer import Timer
 
@@ -26,6 +28,7 @@ class StandardDevices:
     console: Console
     disk: Disk | None
     result: ResultPort
+    post: PostPort
     disk2: Disk | None = None
 
 
@@ -38,16 +41,18 @@ def standard_devices(
     disk2: bytes | None = None,
     dma2: DMA | None = None,
 ) -> tuple[PortBus, StandardDevices]:
-    """Build the §11 devices on a new bus: PIC, timer, console, disk (if ``disk``), result port,
-    second disk (if ``disk2``).  The second disk's DMA goes through ``dma2`` (default ``dma``):
-    a host gives it its own requester id, a VMM may pass it through to the guest."""
+    """Build the §11 devices on a new bus: PIC, timer, console (IRQ 4), disk (if ``disk``), result
+    port, second disk (if ``disk2``), POST port.  The second disk's DMA goes through ``dma2``
+    (default ``dma``): a host gives it its own requester id, a VMM may pass it through to the
+    guest."""
     pic = PIC()
     devices = StandardDevices(
         pic=pic,
         timer=Timer(clock, pic.raise_irq),
-        console=Console(console_input),
+        console=Console(console_input, irq=pic.raise_irq),
         disk=None if disk is None else Disk(clock, pic.raise_irq, dma, disk),
         result=ResultPort(),
+        post=PostPort(),
         disk2=None
         if disk2 is None
         else Disk(
@@ -55,7 +60,8 @@ def standard_devices(
         ),
     )
     bus = PortBus()
-    for device in (devices.pic, devices.timer, devices.console, devices.disk, devices.result, devices.disk2):
+    d = devices
+    for device in (d.pic, d.timer, d.console, d.disk, d.result, d.disk2, d.post):
         if device is not None:
             bus.attach(device)
     return bus, devices

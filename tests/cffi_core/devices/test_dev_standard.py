@@ -29,9 +29,10 @@ from cffi_core.devices import (
 PORTS = {
     "pic": (0x20, 0x21, 0x22, 0x23),
     "timer": (0x40, 0x41, 0x42),
-    "console": (0x3F8, 0x3F9),
+    "console": (0x3F8, 0x3F9, 0x3FA),
     "disk": (0x1F0, 0x1F1, 0x1F2, 0x1F3, 0x1F4),
     "result": (0x500,),
+    "post": (0x80,),
 }
 
 
@@ -50,7 +51,7 @@ def test_without_a_disk_its_ports_are_unclaimed():
     _, _, bus, devices = _system(disk=None)
     assert devices.disk is None
     assert bus.read(DISK_SIZE) == ALL_ONES
-    assert [d.name for d in bus.devices] == ["pic", "timer", "console", "result"]
+    assert [d.name for d in bus.devices] == ["pic", "timer", "console", "result", "post"]
 
 
 def test_console_input_and_result_are_wired():
