@@ -7,7 +7,10 @@ from hypothesis import strategies as st
 
 from cffi_core.devices import (
     ALL_ONES,
+    CONSOLE_CTRL,
     CONSOLE_DATA,
+    CONSOLE_RX_IRQ,
+    CONSOLE_STATUS,
     DISK2_BASE,
     DISK2_IRQ,
     DISK_CMD,
@@ -17,6 +20,7 @@ from cffi_core.devices import (
     DISK_SIZE,
     PIC_EOI,
     PIC_MASK,
+    POST_CODE,
     RESULT_EXIT,
     SECTOR_SIZE,
     TIMER_COUNT,
@@ -82,13 +86,39 @@ def test_disk_interrupt_reaches_the_pic_as_vector_46():
     assert (devices.pic.pending_vector(), ram[0]) == (46, 0x42)
 
 
-# One step of a random workload: ("out", port, value), ("in", port), ("wait", ticks).
+def test_console_input_interrupt_reaches_the_pic_as_vector_36():
+    _, _, bus, devices = _system(console_input=b"in")
+    bus.write(PIC_MASK, 0xFFFF & ~(1 << 4))
+    assert devices.pic.pending_vector() == -1  # input waiting, interrupt not enabled
+    bus.write(CONSOLE_CTRL, CONSOLE_RX_IRQ)
+    assert devices.pic.pending_vector() == 36
+    devices.pic.acknowledge(36)
+    while bus.read(CONSOLE_STATUS):  # the handler drains the queue, then EOI
+        bus.read(CONSOLE_DATA)
+    bus.write(0x20, PIC_EOI)
+    assert devices.pic.pending_vector() == -1
+    devices.console.feed(b"more")  # the host's input while enabled: a new edge
+    assert devices.pic.pending_vector() == 36
+
+
+def test_the_post_port_is_always_there():
+    for disk in (None, bytes(SECTOR_SIZE)):
+        _, _, bus, devices = _system(disk=disk)
+        assert bus.read(POST_CODE) == 0
+        bus.write(POST_CODE, 0x1234)
+        assert bus.read(POST_CODE) == devices.post.code == 0x34
+        assert bus.unclaimed_reads == bus.unclaimed_writes == 0
+
+
+# One step of a random workload: ("out", port, value), ("in", port), ("wait", ticks),
+# ("feed", bytes) (console input from the host).
 _PORT = st.sampled_from([p for ports in PORTS.values() for p in ports] + [0x99])
 _STEP = st.one_of(
     st.tuples(st.just("out"), _PORT, st.integers(0, 0x3FF) | st.sampled_from([PIC_EOI, 0xFFFE, ALL_ONES])),
     st.tuples(st.just("in"), _PORT),
     st.tuples(st.just("wait"), st.integers(0, 2 * DISK_LATENCY)),
     st.tuples(st.just("ack")),
+    st.tuples(st.just("feed"), st.binary(max_size=2)),
 )
 
 
@@ -101,6 +131,8 @@ def _play(system, steps) -> list[int]:
             bus.write(step[1], step[2])
         elif step[0] == "in":
             seen.append(bus.read(step[1]))
+        elif step[0] == "feed":
+            devices.console.feed(step[1])
         elif step[0] == "ack" and devices.pic.pending_vector() >= 0:
             devices.pic.acknowledge(devices.pic.pending_vector())
         elif step[0] == "wait":
