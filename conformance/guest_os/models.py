@@ -228,12 +228,8 @@ def compile_object(source: bytes) -> bytes:
 
 
 def compile_capacity(n: int) -> dict[str, int]:
-    """Capacity in bytes of each object file: its model size rounded up to whole sectors."""
-    caps = {}
-    for i in range(n):
-        size = len(compile_object(compile_source(i)))
-        caps[object_name(i)] = -(-size // SECTOR_SIZE) * SECTOR_SIZE
-    return caps
+    """Capacity in sectors of each object file (mkfs.make_fs): its model size, rounded up."""
+    return {object_name(i): -(-len(compile_object(compile_source(i))) // SECTOR_SIZE) for i in range(n)}
 
 
 def compile_model(n: int) -> WorkloadResult:
