@@ -1,0 +1,172 @@
+"""p64os's workloads run natively: console, exit code and disk files equal the Python models, on every profile.
+
+The models (conformance/guest_os/models.py) compute every checksum in Python, from the same
+definitions as the assembly but not from its output.  The runs are native (the oracle,
+reference_vmm.native) at small sizes; the default sizes are for benchmarks.  Output must not
+depend on where the timer preempts a process: the same workloads assembled with other time
+slices (TIMER_QUANTUM) print the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cffi_core.asm import assemble_file
+from cffi_core.platform import Platform
+from cffi_core.profiles import PROFILES
+from conformance.api import observe
+from conformance.guest_os import (
+    OS_MEMORY,
+    OS_SOURCE,
+    PACKAGE_DIR,
+    WORKLOADS,
+    expected_console,
+    expected_exit_code,
+    expected_files,
+    models,
+    os_config,
+    os_disk,
+    os_image,
+)
+from conformance.guest_os.mkfs import read_fs
+from reference_vmm.native import NativeVMM
+
+# Small sizes that still reach every path: J = 2 jobs with waits in between, two fork
+# rounds of mmu (n >> 12 = 1), a random phase of diskio that both reads and writes.
+SMALL_N = {"forkwait": 20, "compute": 300, "compile": 5, "mmu": 4200, "diskio": 24}
+MODELED = [name for name, w in WORKLOADS.items() if w.model is not None]
+
+needs_kernel = pytest.mark.skipif(not OS_SOURCE.exists(), reason="os.s (the p64os kernel) is not in the tree yet")
+
+
+def test_every_modeled_workload_has_a_small_size() -> None:
+    assert sorted(MODELED) == sorted(SMALL_N)
+    for name in ("ktest", "fstest"):
+        assert name in WORKLOADS and WORKLOADS[name].model is None
+
+
+@needs_kernel
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("name", MODELED)
+def test_workload_native(name: str, profile: str) -> None:
+    n = SMALL_N[name]
+    obs = observe(NativeVMM, os_image(), os_config(name, n), profile=profile)
+    assert obs.stop == "exit", obs.console[-400:]
+    assert obs.console == expected_console(name, n)
+    assert obs.exit_code == expected_exit_code(name, n) == 0
+    assert read_fs(obs.disk) == expected_files(name, n)
+
+
+@needs_kernel
+def test_image_is_reproducible() -> None:
+    a, b = assemble_file(OS_SOURCE), assemble_file(OS_SOURCE)
+    assert a.entry == b.entry
+    assert [(s.address, bytes(s.data)) for s in a.segments] == [(s.address, bytes(s.data)) for s in b.segments]
+
+
+# ---- preemption -------------------------------------------------------------------------
+
+_QUANTUM = re.compile(r"^(\.equ\s+TIMER_QUANTUM\s*,\s*)([^;\n]+)", re.MULTILINE)
+
+
+def _image_with_quantum(tmp: Path, quantum: int):
+    """os.s assembled from a copy of the sources whose TIMER_QUANTUM is ``quantum``."""
+    tree = tmp / f"guest_os_q{quantum}"
+    shutil.copytree(PACKAGE_DIR, tree, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    hits = 0
+    for path in tree.rglob("*.s"):
+        text = path.read_text()
+        new, count = _QUANTUM.subn(lambda m: f"{m.group(1)}{quantum}", text)
+        if count:
+            path.write_text(new)
+            hits += count
+    assert hits == 1, f"TIMER_QUANTUM is defined {hits} times in the sources"
+    return assemble_file(tree / OS_SOURCE.name)
+
+
+def _run(image, name: str, n: int):
+    cfg = os_config(name, n)
+    p = Platform("x86-64-2005", OS_MEMORY, disk=cfg.disk, console_input=cfg.console_input)
+    p.load(image)
+    return p.run(cfg.budget)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["forkwait", "compile", "mmu"])
+def test_output_does_not_depend_on_the_time_slice(name: str, tmp_path: Path) -> None:
+    n = SMALL_N[name]
+    timer_vector = 32  # PIC_BASE 32 + IRQ 0 (architecture.md §11)
+    interrupts = []
+    for quantum in (997, 4099):
+        r = _run(_image_with_quantum(tmp_path, quantum), name, n)
+        assert r.stop == "exit"
+        assert r.console == expected_console(name, n)
+        assert r.exit_code == 0
+        assert read_fs(r.disk) == expected_files(name, n)
+        interrupts.append(r.counters.get(f"interrupt_{timer_vector}", 0))
+    # Both slices did preempt the run, at different points: the timer fired a different
+    # number of times.
+    assert 0 < interrupts[1] < interrupts[0], interrupts
+
+
+# ---- the Python side --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_config(name: str) -> None:
+    w = WORKLOADS[name]
+    cfg = os_config(name, 3 if name != "compile" else 2)
+    assert cfg.memory == OS_MEMORY == 16 << 20
+    assert cfg.console_input == f"{name} {3 if name != 'compile' else 2}\n".encode()
+    assert cfg.budget > 0
+    assert os_config(name).console_input == f"{name} {w.default_n}\n".encode()
+    assert os_config(name, 2, budget=123).budget == 123
+    files = read_fs(cfg.disk)
+    expected = expected_files(name, 3 if name != "compile" else 2)
+    if expected is not None:  # the disk holds every file the model ends with, unwritten ones as given
+        assert files.keys() == expected.keys()
+
+
+def test_config_refuses_bad_sizes() -> None:
+    with pytest.raises(ValueError, match="no workload"):
+        os_config("nosuch", 1)
+    with pytest.raises(ValueError, match="n = 0"):
+        os_config("diskio", 0)
+    with pytest.raises(ValueError):
+        os_disk("compile", WORKLOADS["compile"].max_n + 1)
+
+
+def test_compile_disk_has_room_for_each_object() -> None:
+    from conformance.guest_os.mkfs import read_directory
+
+    n = 4
+    entries = {e.name: e for e in read_directory(os_disk("compile", n))}
+    for i in range(n):
+        obj = models.compile_object(models.compile_source(i))
+        assert entries[models.object_name(i)].size == 0
+        assert entries[models.object_name(i)].capacity * models.SECTOR_SIZE >= len(obj)
+        assert entries[models.source_name(i)].size == len(models.compile_source(i))
+
+
+def test_models_by_hand() -> None:
+    # LCG and FNV-1a against their published definitions' first values.
+    assert models.lcg_next(0) == models.LCG_C
+    assert models.fnv1a(b"") == 0xCBF29CE484222325
+    assert models.fnv1a(b"a") == 0xAF63DC4C8601EC8C  # the FNV-1a 64 test vector for "a"
+    # compile's object of a tiny source, by hand: tokens "ab", "12", "c"; two lines.
+    src = b"ab 12\nc\n"
+    words = [0x4A424F50, 3, 2, 1]
+    words += [models.fnv1a(t) & 0xFFFFFFFF for t in (b"ab", b"12", b"c")]
+    words += [models.fnv1a(src) & 0xFFFFFFFF]
+    assert models.compile_object(src) == b"".join(w.to_bytes(4, "little") for w in words)
+    # compute's matrix order: the largest m with m^3 <= 16 n.
+    assert [models.compute_matrix_size(n) for n in (1, 2, 4, 16, 1000)] == [2, 3, 4, 6, 25]
+    # diskio's read-back checksum equals its write checksum; the file holds n sectors.
+    r = models.diskio_model(3)
+    line = r.console.decode()
+    assert re.search(r"write=(\w+) read=\1 ", line)
+    assert len(r.files[models.DISKIO_FILE]) == 3 * models.SECTOR_SIZE
