@@ -1,0 +1,597 @@
+; Virtual memory: the kernel's tables, per-process 4-level tables, demand paging, copy-on-write, brk, mprotect, copyin/copyout.
+;
+; Every process's PML4 has two entries (README, memory map): entry 0 points to the kernel's
+; PDPT, shared by all (the kernel's 2 MiB pages and the user text's 4 KiB pages, all global so
+; that they survive CR3 writes, architecture.md §2 CR4_PGE), and entry 1 to the process's own
+; PDPT, under which its heap (from USER_BASE up) and stack (below USER_STACK_TOP) live.  Only
+; this private part is copied at fork, freed at exit and traced for copy-on-write.
+;
+; Leaf entries of user pages carry PTE_COW (bit 9, ignored by the walker, §7.2) when the page
+; is logically writable but shared: the hardware sees it read-only, the first write faults,
+; and the fault handler copies it (or just makes it writable again when the last other
+; mapping is gone).  Every change to an entry that may be cached is followed by invlpg or a
+; CR3 write (§8.1).  The kernel reaches user memory only through copyin/copyout, which walk
+; the tables in software and use the one-to-one map of RAM: the kernel never takes a page
+; fault on a user address.
+
+.equ USER_BASE, 0x8000000000           ; PML4 entry 1 (README)
+.equ USER_STACK_TOP, 0x8040000000
+.equ USER_STACK_SIZE, 0x100000         ; 1 MiB
+.equ USER_STACK_BOTTOM, USER_STACK_TOP - USER_STACK_SIZE
+.equ USER_HEAP_MAX, USER_STACK_BOTTOM - 0x100000  ; brk stays 1 MiB below the stack
+.equ PTE_COW, 1 << 9                   ; software: shared, copy on the first write
+.equ PTE_TABLE, PTE_P | PTE_W | PTE_U  ; non-leaf: the leaf decides (W and U AND over levels, §7.3)
+.equ PTE_UPAGE, PTE_P | PTE_W | PTE_U  ; a private user page
+.equ PTE_KLARGE, PTE_P | PTE_W | PTE_PS | PTE_G  ; a kernel 2 MiB page
+.equ PTE_UTEXT, PTE_P | PTE_U | PTE_G  ; a page of user text: read-only, the same everywhere
+
+; pte_frame rd, rs: the frame address of entry rs (bits 51:12; bits 63:52 and 11:0 cleared).
+.macro pte_frame rd, rs
+        shli    \rd, \rs, 12
+        shri    \rd, \rd, 24
+        shli    \rd, \rd, 12
+.endm
+
+        .align  8
+cur_cr3:        .quad 0                ; the CR3 loaded now (switchuvm skips an equal write)
+
+; kvm_init(): build the kernel's tables and turn paging on (4 levels, global pages).
+kvm_init:
+        li      r1, KPML4
+        li      r2, KPDPT | PTE_TABLE
+        pte_write r1, r2
+        li      r1, KPDPT
+        li      r2, KPD | PTE_TABLE
+        pte_write r1, r2
+        li      r1, KPD                ; PD[0]: the kernel's 2 MiB, supervisor only
+        li      r2, PTE_KLARGE
+        pte_write r1, r2
+        li      r2, UTEXT_PT | PTE_TABLE   ; PD[1]: the user text, 4 KiB pages
+        pte_write r1 + 8, r2
+        addi    r1, r1, 16             ; PD[2..]: the free frames, 2 MiB pages
+        li      r3, FREE_START
+        li      r4, OS_MEMORY
+        li      r5, 0x200000
+vm_kpd_loop:
+        ori     r2, r3, PTE_KLARGE
+        pte_write r1, r2
+        addi    r1, r1, 8
+        add     r3, r3, r5
+        bltu    r3, r4, vm_kpd_loop
+        li      r1, UTEXT_PT
+        li      r3, USER_TEXT
+        li      r4, USER_TEXT_END
+vm_utext_loop:
+        ori     r2, r3, PTE_UTEXT
+        pte_write r1, r2
+        addi    r1, r1, 8
+        addi    r3, r3, PAGE_SIZE
+        bltu    r3, r4, vm_utext_loop
+        li      r1, CR4_PL4 | CR4_PGE
+        arch_set_cr4 r1
+        li      r1, KPML4
+        arch_set_cr3 r1
+        la      r2, cur_cr3
+        sd      r1, [r2]
+        li      r1, CR0_PE | CR0_PG
+        arch_set_cr0 r1
+        ret
+
+; switchuvm(r1 = pml4): load the address space unless it is loaded already (a CR3 write
+; flushes the non-global TLB entries, §8.1: switching back to the same process keeps them).
+switchuvm:
+        la      r2, cur_cr3
+        ld      r3, [r2]
+        beq     r1, r3, vm_switch_done
+        sd      r1, [r2]
+        arch_set_cr3 r1
+vm_switch_done:
+        ret
+
+; walk(r1 = pml4, r2 = va, r3 = alloc) -> r1 = the address of va's level-1 entry, or 0 (a
+; missing table when alloc = 0, or no memory).  Only for the private part (PML4 entry >= 1).
+walk:
+        push    r8
+        push    r9
+        push    r10
+        push    r11
+        push    r12
+        mov     r8, r2
+        mov     r9, r3
+        mov     r10, r1                ; the table of this level
+        li      r11, 39                ; index shift: PML4, PDPT, PD
+vm_walk_loop:
+        shr     r5, r8, r11
+        andi    r5, r5, 511
+        shli    r5, r5, 3
+        add     r12, r10, r5           ; the entry
+        ld      r6, [r12]
+        andi    r7, r6, PTE_P
+        bnez    r7, vm_walk_next
+        beqz    r9, vm_walk_fail
+        call    kalloc
+        beqz    r1, vm_walk_fail
+        ori     r6, r1, PTE_TABLE
+        pte_write r12, r6
+vm_walk_next:
+        pte_frame r10, r6
+        addi    r11, r11, -9
+        li      r7, 12
+        bne     r11, r7, vm_walk_loop
+        shri    r5, r8, 12
+        andi    r5, r5, 511
+        shli    r5, r5, 3
+        add     r1, r10, r5
+        jmp     vm_walk_ret
+vm_walk_fail:
+        li      r1, 0
+vm_walk_ret:
+        pop     r12
+        pop     r11
+        pop     r10
+        pop     r9
+        pop     r8
+        ret
+
+; vm_valid(r1 = va) -> r1 = 1 if va may be mapped in the current process: the heap
+; [USER_BASE, brk) or the stack [USER_STACK_BOTTOM, USER_STACK_TOP); else 0.
+vm_valid:
+        li      r2, USER_STACK_BOTTOM
+        bltu    r1, r2, vm_valid_heap
+        li      r2, USER_STACK_TOP
+        bltu    r1, r2, vm_valid_yes
+        jmp     vm_valid_no
+vm_valid_heap:
+        li      r2, USER_BASE
+        bltu    r1, r2, vm_valid_no
+        la      r2, cur
+        ld      r2, [r2]
+        ld      r2, [r2 + P_BRK]
+        bltu    r1, r2, vm_valid_yes
+vm_valid_no:
+        li      r1, 0
+        ret
+vm_valid_yes:
+        li      r1, 1
+        ret
+
+; vm_touch(r1 = va, r2 = write) -> r1 = the physical address of va in the current process,
+; after doing what a page fault would: allocate a demand page, break copy-on-write for a
+; write.  The user text may be read too.  0 if the access is not allowed (outside the text,
+; heap and stack, a write to a read-only page) or memory ran out.
+vm_touch:
+        push    r8
+        push    r9
+        push    r10
+        push    r11
+        push    r12
+        mov     r8, r1
+        mov     r9, r2
+        li      r3, USER_TEXT          ; the shared user text: mapped one to one, read-only
+        bltu    r8, r3, vm_touch_fail
+        li      r3, USER_TEXT_END
+        bgeu    r8, r3, vm_touch_private
+        bnez    r9, vm_touch_fail
+        mov     r1, r8
+        jmp     vm_touch_ret
+vm_touch_private:
+        call    vm_valid
+        beqz    r1, vm_touch_fail
+        la      r1, cur
+        ld      r1, [r1]
+        ld      r1, [r1 + P_PML4]
+        mov     r2, r8
+        li      r3, 1
+        call    walk
+        beqz    r1, vm_touch_fail
+        mov     r10, r1                ; the entry's address
+        ld      r11, [r10]             ; the entry
+        andi    r3, r11, PTE_P
+        bnez    r3, vm_touch_present
+        call    kalloc                 ; demand paging: a zeroed page on the first touch
+        beqz    r1, vm_touch_fail
+        ori     r11, r1, PTE_UPAGE
+        pte_write r10, r11
+        arch_invlpg r8
+        jmp     vm_touch_ok
+vm_touch_present:
+        beqz    r9, vm_touch_ok
+        andi    r3, r11, PTE_W
+        bnez    r3, vm_touch_ok
+        andi    r3, r11, PTE_COW
+        beqz    r3, vm_touch_fail      ; read-only by mprotect: no write
+        pte_frame r12, r11             ; copy-on-write: the shared frame
+        mov     r1, r12
+        call    kref_get
+        li      r3, 1
+        beq     r1, r3, vm_touch_own
+        call    kalloc_raw             ; still shared: copy it into a frame of our own
+        beqz    r1, vm_touch_fail
+        mov     r11, r1
+        mov     r2, r12
+        call    kpage_copy
+        mov     r1, r12
+        call    kfree                  ; one reference fewer to the shared frame
+        ori     r11, r11, PTE_UPAGE
+        jmp     vm_touch_set
+vm_touch_own:                          ; the other mappings are gone: just make it writable
+        xori    r11, r11, PTE_COW
+        ori     r11, r11, PTE_W
+vm_touch_set:
+        pte_write r10, r11
+        arch_invlpg r8
+vm_touch_ok:
+        pte_frame r1, r11
+        andi    r2, r8, PAGE_SIZE - 1
+        or      r1, r1, r2
+        jmp     vm_touch_ret
+vm_touch_fail:
+        li      r1, 0
+vm_touch_ret:
+        pop     r12
+        pop     r11
+        pop     r10
+        pop     r9
+        pop     r8
+        ret
+
+; vm_fault(r1 = address, r2 = error code) -> r1 = 0 if the fault was repaired (the
+; instruction is retried), -1 if not.  A not-present page in the heap or stack is a demand
+; page; a write to a present page is repaired only if it is copy-on-write (§7.5: PF_P, PF_W).
+vm_fault:
+        andi    r3, r2, PF_P
+        beqz    r3, vm_fault_go
+        andi    r3, r2, PF_W
+        beqz    r3, vm_fault_no        ; a present page and a read: nothing to repair
+vm_fault_go:
+        andi    r2, r2, PF_W
+        call    vm_touch
+        beqz    r1, vm_fault_no
+        li      r1, 0
+        ret
+vm_fault_no:
+        li      r1, -1
+        ret
+
+; copyout(r1 = user dst, r2 = kernel src, r3 = n) -> r1 = 0, or -1 if some user page may
+; not be written.  Page by page through vm_touch: demand pages are allocated and
+; copy-on-write broken exactly as a user write would.
+copyout:
+        push    r8
+        push    r9
+        push    r10
+        push    r11
+        mov     r8, r1
+        mov     r9, r2
+        mov     r10, r3
+vm_co_loop:
+        beqz    r10, vm_co_ok
+        mov     r1, r8
+        li      r2, 1
+        call    vm_touch
+        beqz    r1, vm_co_fail
+        andi    r3, r8, PAGE_SIZE - 1  ; bytes left in this page
+        li      r4, PAGE_SIZE
+        sub     r11, r4, r3
+        bgeu    r10, r11, vm_co_chunk
+        mov     r11, r10
+vm_co_chunk:
+        mov     r2, r9
+        mov     r3, r11
+        call    kmemcpy
+        add     r8, r8, r11
+        add     r9, r9, r11
+        sub     r10, r10, r11
+        jmp     vm_co_loop
+vm_co_ok:
+        li      r1, 0
+        jmp     vm_co_ret
+vm_co_fail:
+        li      r1, -1
+vm_co_ret:
+        pop     r11
+        pop     r10
+        pop     r9
+        pop     r8
+        ret
+
+; copyin(r1 = kernel dst, r2 = user src, r3 = n) -> r1 = 0, or -1 if some user page may not
+; be read.  An untouched heap or stack page reads as zeros (it is allocated, as a read would).
+copyin:
+        push    r8
+        push    r9
+        push    r10
+        push    r11
+        mov     r8, r2                 ; user address
+        mov     r9, r1                 ; kernel address
+        mov     r10, r3
+vm_ci_loop:
+        beqz    r10, vm_co_ok
+        mov     r1, r8
+        li      r2, 0
+        call    vm_touch
+        beqz    r1, vm_co_fail
+        mov     r2, r1                 ; the source: the user page, one to one
+        andi    r3, r8, PAGE_SIZE - 1
+        li      r4, PAGE_SIZE
+        sub     r11, r4, r3
+        bgeu    r10, r11, vm_ci_chunk
+        mov     r11, r10
+vm_ci_chunk:
+        mov     r1, r9
+        mov     r3, r11
+        call    kmemcpy
+        add     r8, r8, r11
+        add     r9, r9, r11
+        sub     r10, r10, r11
+        jmp     vm_ci_loop
+
+; uvm_create() -> r1 = a new PML4 sharing the kernel's entry 0, or 0
+uvm_create:
+        call    kalloc
+        beqz    r1, vm_create_done
+        li      r2, KPDPT | PTE_TABLE
+        pte_write r1, r2
+vm_create_done:
+        ret
+
+; uvm_free(r1 = pml4): free the private tables, drop a reference to every user frame, and
+; free the PML4.  The PML4 must not be loaded in CR3 (exit switches to KPML4 first).
+uvm_free:
+        push    r8
+        mov     r8, r1
+        ld      r1, [r8 + 8]
+        andi    r2, r1, PTE_P
+        beqz    r2, vm_free_top
+        pte_frame r1, r1
+        li      r2, 3
+        call    uvm_free_table
+vm_free_top:
+        mov     r1, r8
+        call    kfree
+        pop     r8
+        ret
+
+; uvm_free_table(r1 = table, r2 = level 3..1): free what the table maps, then the table.
+uvm_free_table:
+        push    r8
+        push    r9
+        push    r10
+        mov     r8, r1
+        mov     r9, r2
+        li      r10, 0
+vm_ft_loop:
+        add     r1, r8, r10
+        ld      r1, [r1]
+        andi    r2, r1, PTE_P
+        beqz    r2, vm_ft_next
+        pte_frame r1, r1
+        li      r2, 1
+        beq     r9, r2, vm_ft_leaf
+        addi    r2, r9, -1
+        call    uvm_free_table
+        jmp     vm_ft_next
+vm_ft_leaf:
+        call    kfree
+vm_ft_next:
+        addi    r10, r10, 8
+        li      r2, PAGE_SIZE
+        bltu    r10, r2, vm_ft_loop
+        mov     r1, r8
+        call    kfree
+        pop     r10
+        pop     r9
+        pop     r8
+        ret
+
+; uvm_copy(r1 = parent pml4, r2 = child pml4) -> r1 = 0, or -1 when memory ran out (the
+; child's tables then hold what was copied so far, consistently: uvm_free frees them).
+; Writable pages become copy-on-write in both; the caller flushes the parent's TLB.
+uvm_copy:
+        ld      r1, [r1 + 8]
+        andi    r3, r1, PTE_P
+        beqz    r3, vm_copy_none
+        pte_frame r1, r1
+        addi    r2, r2, 8
+        li      r3, 3
+        jmp     uvm_copy_table
+vm_copy_none:
+        li      r1, 0
+        ret
+
+; uvm_copy_table(r1 = parent table, r2 = the child's entry to point at its copy, r3 = level)
+; -> r1 = 0 or -1
+uvm_copy_table:
+        push    r8
+        push    r9
+        push    r10
+        push    r11
+        push    r12
+        mov     r8, r1
+        mov     r9, r2
+        mov     r10, r3
+        call    kalloc
+        beqz    r1, vm_ct_fail
+        mov     r11, r1                ; the child's table
+        ori     r2, r1, PTE_TABLE
+        pte_write r9, r2
+        li      r12, 0
+vm_ct_loop:
+        add     r2, r8, r12            ; the parent's entry
+        ld      r3, [r2]
+        andi    r4, r3, PTE_P
+        beqz    r4, vm_ct_next
+        li      r4, 1
+        beq     r10, r4, vm_ct_leaf
+        pte_frame r1, r3
+        add     r2, r11, r12
+        addi    r3, r10, -1
+        call    uvm_copy_table
+        bnez    r1, vm_ct_fail
+        jmp     vm_ct_next
+vm_ct_leaf:
+        andi    r4, r3, PTE_W | PTE_COW
+        beqz    r4, vm_ct_share        ; read-only (mprotect): shared as it is
+        ori     r3, r3, PTE_W | PTE_COW
+        xori    r3, r3, PTE_W          ; copy-on-write: read-only for the hardware
+        pte_write r2, r3
+vm_ct_share:
+        add     r4, r11, r12
+        pte_write r4, r3
+        pte_frame r1, r3
+        call    kref_inc
+vm_ct_next:
+        addi    r12, r12, 8
+        li      r2, PAGE_SIZE
+        bltu    r12, r2, vm_ct_loop
+        li      r1, 0
+        jmp     vm_ct_ret
+vm_ct_fail:
+        li      r1, -1
+vm_ct_ret:
+        pop     r12
+        pop     r11
+        pop     r10
+        pop     r9
+        pop     r8
+        ret
+
+; vm_unmap(r1 = va): remove the current process's page at va, if any.
+vm_unmap:
+        push    r8
+        push    r9
+        mov     r8, r1
+        la      r1, cur
+        ld      r1, [r1]
+        ld      r1, [r1 + P_PML4]
+        mov     r2, r8
+        li      r3, 0
+        call    walk
+        beqz    r1, vm_unmap_done
+        mov     r9, r1
+        ld      r1, [r9]
+        andi    r2, r1, PTE_P
+        beqz    r2, vm_unmap_done
+        pte_frame r1, r1
+        call    kfree
+        pte_write r9, r0
+        arch_invlpg r8
+vm_unmap_done:
+        pop     r9
+        pop     r8
+        ret
+
+; sys_brk(r1 = addr) -> the new break, or -1.  0 asks for the current break.  Growing only
+; moves the break (pages come on the first touch); shrinking frees the whole pages above it.
+sys_brk:
+        push    r8
+        push    r9
+        push    r10
+        la      r2, cur
+        ld      r8, [r2]
+        ld      r9, [r8 + P_BRK]
+        beqz    r1, vm_brk_cur
+        li      r2, USER_BASE
+        bltu    r1, r2, vm_brk_fail
+        li      r2, USER_HEAP_MAX
+        bltu    r2, r1, vm_brk_fail
+        mov     r10, r1
+        sd      r1, [r8 + P_BRK]
+        bgeu    r1, r9, vm_brk_done
+        addi    r8, r1, PAGE_SIZE - 1  ; shrink: unmap [roundup(new), roundup(old))
+        shri    r8, r8, 12
+        shli    r8, r8, 12
+        addi    r9, r9, PAGE_SIZE - 1
+        shri    r9, r9, 12
+        shli    r9, r9, 12
+vm_brk_free:
+        bgeu    r8, r9, vm_brk_done
+        mov     r1, r8
+        call    vm_unmap
+        addi    r8, r8, PAGE_SIZE
+        jmp     vm_brk_free
+vm_brk_done:
+        mov     r1, r10
+        jmp     vm_brk_ret
+vm_brk_cur:
+        mov     r1, r9
+        jmp     vm_brk_ret
+vm_brk_fail:
+        li      r1, -1
+vm_brk_ret:
+        pop     r10
+        pop     r9
+        pop     r8
+        ret
+
+; sys_mprotect(r1 = addr, r2 = len, r3 = prot) -> 0 or -1.  addr must be page-aligned and
+; every page of [addr, addr + len) in the heap or stack.  prot bit 1 (PROT_WRITE) makes the
+; pages writable (copy-on-write if still shared), else read-only.  Untouched pages are
+; allocated first, so that the protection has an entry to live in.
+sys_mprotect:
+        push    r8
+        push    r9
+        push    r10
+        push    r11
+        andi    r4, r1, PAGE_SIZE - 1
+        bnez    r4, vm_mp_fail
+        blt     r2, r0, vm_mp_fail
+        mov     r8, r1
+        add     r9, r1, r2
+        addi    r9, r9, PAGE_SIZE - 1
+        shri    r9, r9, 12
+        shli    r9, r9, 12
+        bltu    r9, r8, vm_mp_fail     ; wrapped around
+        mov     r10, r3
+        mov     r11, r8
+vm_mp_check:
+        bgeu    r11, r9, vm_mp_apply
+        mov     r1, r11
+        call    vm_valid
+        beqz    r1, vm_mp_fail
+        addi    r11, r11, PAGE_SIZE
+        jmp     vm_mp_check
+vm_mp_apply:
+        bgeu    r8, r9, vm_mp_ok
+        mov     r1, r8
+        li      r2, 0
+        call    vm_touch
+        beqz    r1, vm_mp_fail
+        la      r1, cur
+        ld      r1, [r1]
+        ld      r1, [r1 + P_PML4]
+        mov     r2, r8
+        li      r3, 0
+        call    walk
+        mov     r11, r1
+        ld      r3, [r11]
+        ori     r3, r3, PTE_W | PTE_COW
+        xori    r3, r3, PTE_W | PTE_COW ; read-only
+        andi    r4, r10, PROT_WRITE
+        beqz    r4, vm_mp_set
+        push    r3
+        pte_frame r1, r3
+        call    kref_get
+        pop     r3
+        li      r4, 1
+        beq     r1, r4, vm_mp_own
+        ori     r3, r3, PTE_COW        ; shared with another process: writable after a copy
+        jmp     vm_mp_set
+vm_mp_own:
+        ori     r3, r3, PTE_W
+vm_mp_set:
+        pte_write r11, r3
+        arch_invlpg r8
+        addi    r8, r8, PAGE_SIZE
+        jmp     vm_mp_apply
+vm_mp_ok:
+        li      r1, 0
+        jmp     vm_mp_ret
+vm_mp_fail:
+        li      r1, -1
+vm_mp_ret:
+        pop     r11
+        pop     r10
+        pop     r9
+        pop     r8
+        ret
