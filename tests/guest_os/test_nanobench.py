@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
-from cffi_core.asm import assemble_file
+from cffi_core.asm import assemble, assemble_file
 from cffi_core.platform import Platform
 from cffi_core.profiles import available_profiles
 from conformance.api import HostedRun, VMConfig, load_vmm, run_alone
 from conformance.guest_os.nanobench import (
     BOOT_BUDGET,
     EXIT_OK,
+    EXIT_PANIC,
     EXIT_USAGE,
     NANOBENCH_MEMORY,
     NANOBENCH_SOURCE,
@@ -117,9 +118,17 @@ def test_memory_map() -> None:
 # ---- native runs ----------------------------------------------------------------------------------
 
 
-def _native(profile: str, config: VMConfig, trace: list[tuple[str, int, int]] | None = None) -> Any:
+def _native(
+    profile: str,
+    config: VMConfig,
+    trace: list[tuple[str, int, int]] | None = None,
+    patch: tuple[int, str] | None = None,
+) -> Any:
     platform = Platform(profile, config.memory, console_input=config.console_input)
     platform.load(nanobench_image())
+    if patch is not None:  # (address, instruction): one instruction of the kernel replaced
+        address, instruction = patch
+        platform.machine.write(address, assemble(instruction + "\n").segments[0].data)
     if trace is not None:  # record every port access the guest makes, in order
         read, write = platform.bus.read, platform.bus.write
 
@@ -191,6 +200,20 @@ def test_bad_command_line(line: bytes) -> None:
 def test_leading_zeros_are_decimal() -> None:
     result = _native("x86-2005", VMConfig(memory=NANOBENCH_MEMORY, console_input=b"syscall 0012\n", budget=BOOT_BUDGET))
     assert result.console == expected_output("syscall", 12)
+
+
+@pytest.mark.parametrize(
+    ("where", "instruction", "vector"),
+    [("de_site", "ud", 6), ("be_loop", "div r2, r2, r0", 0), ("bi_loop", "ld r2, [r0 + 8]", 14)],
+)
+def test_unexpected_exception_panics(where: str, instruction: str, vector: int) -> None:
+    """An exception the kernel did not provoke (a #UD; a #DE outside bench_divzero; a #PF on
+    page 0, which is not mapped) is reported with its vector and pc, exit code 3."""
+    name = {"de_site": "divzero", "be_loop": "empty", "bi_loop": "in"}[where]
+    pc = nanobench_image().symbols[where]
+    result = _native("x86-2005", nanobench_config(name, 3), patch=(pc, instruction))
+    assert (result.stop, result.exit_code) == ("exit", EXIT_PANIC)
+    assert result.console == f"nanobench: unexpected exception {vector} at pc {pc:#018x}\n".encode()
 
 
 # ---- under the reference VMMs ---------------------------------------------------------------------

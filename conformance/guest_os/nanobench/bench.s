@@ -57,7 +57,7 @@ syscall_return:                        ; h_syscall's SYS_EXIT: r1 = the status, 
 
 ; bench_in: `in` from the POST port, "an off-CPU chipset register" (Adams & Agesen 2006), an
 ; exit to the host at each read (§10).  Check: the sum of the bytes read; each read returns
-; the last code written (devices.md), POST_BEGIN, so the sum is N * POST_BEGIN.
+; the last code written (devices.md §7.2), POST_BEGIN, so the sum is N * POST_BEGIN.
 bench_in:
         push    r8
         push    r9

@@ -1,6 +1,6 @@
 ; nanobench: a small test kernel that runs one of Adams & Agesen's (2006) nanobenchmarks N times.
 ;
-; Adams & Agesen (2006, §6.2 and their Figure 4) time seven operations in FrobOS, VMware's test
+; Adams & Agesen (2006, their Figure 4) time seven operations in FrobOS, VMware's test
 ; kernel, each in a loop run many times, to compare a software VMM with first-generation VT-x.
 ; This is the same kind of kernel for P64: it boots, builds an IDT (docs/architecture.md §6.2)
 ; and 4-level page tables (§7), reads one command line from the console, runs the benchmark it
@@ -8,7 +8,7 @@
 ;
 ; Command line (console input, polled through CONSOLE_STATUS / CONSOLE_DATA, docs/devices.md §5):
 ;     <name> <N>\n        name: one of the table below; N: 1 to 9 decimal digits
-; Output, then exit code 0 (RESULT_EXIT, docs/devices.md §7):
+; Output, then exit code 0 (RESULT_EXIT, docs/devices.md §7.1):
 ;     nanobench <name> n=<N> check=<decimal check value>\n
 ; A bad command line prints "nanobench: ..." and exits with code 2; an exception the kernel did
 ; not expect prints "nanobench: unexpected exception ..." and exits with code 3.
@@ -33,7 +33,8 @@
 ; r1-r6, the result in r1, r7 scratch, r8-r14 saved by the callee.  Handlers save all they use.
 ;
 ; Files: this one (boot, paging, IDT, command line, report), traps.s (the handlers),
-; bench.s (the benchmarks and the ring 3 page), console.s (console I/O).
+; bench.s (the benchmarks and the ring 3 page), console.s (console I/O).  A section sign
+; without a file name (§7) is one of docs/architecture.md.
 
 .include "../include/p64.s"
 
@@ -71,7 +72,7 @@
 .equ LINE_MAX, 64                      ; longest command line accepted
 .equ COUNT_DIGITS_MAX, 9               ; N < 10^9
 
-; post code: write `code` to the POST port (docs/devices.md: a read returns the last code
+; post code: write `code` to the POST port (docs/devices.md §7.2: a read returns the last code
 ; written).  Clobbers r7.
 .macro post code
         li      r7, \code
@@ -96,7 +97,8 @@ _start:
         call    clear_tables
         call    map_memory
         call    setup_idt
-        li      r1, CR4_PL4            ; 4-level paging (§2 CR4, §7.1): the reset value, said
+        li      r1, CR4_PL4            ; 4-level paging (§2 CR4, §7.1): the reset value, but
+                                       ; written so that nothing depends on what ran before
         mtcr    cr4, r1
         li      r1, PML4
         mtcr    cr3, r1
@@ -178,7 +180,7 @@ setup_idt:
         wrmsr   r1, r2
         ret
 
-; exit(r1 = code): write the exit code to the result port (devices.md §7); the run ends there.
+; exit(r1 = code): write the exit code to the result port (devices.md §7.1); the run ends there.
 exit:
         out     RESULT_EXIT, r1
 ex_halt:
