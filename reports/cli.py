@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -71,22 +72,80 @@ def _counter_rows(counters: dict[str, int]) -> list[tuple[str, int]]:
     return [(k, v) for k, v in counters.items() if v]
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+class _UsageError(ValueError):
+    """A combination of ``popek run`` options that does not make sense (exit status 2)."""
+
+
+def _run_config(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The image and VMConfig of ``popek run``: a program with the options' RAM, disks, input
+    and budget, or p64os with a workload (``--os``), or nanobench with a benchmark."""
     from cffi_core.image import read_input_file
     from cffi_core.machine import MiB
+    from cffi_core.platform import DEFAULT_BUDGET
+    from conformance.api import VMConfig
+
+    guest = args.os or args.nanobench
+    if guest is not None:
+        if args.program is not None:
+            raise _UsageError(f"give a program or --os/--nanobench, not both ({args.program})")
+        for option, value in (("--memory", args.memory), ("--disk", args.disk), ("--disk2", args.disk2)):
+            if value is not None:
+                raise _UsageError(f"{option}: the guest software brings its own (conformance/guest_os)")
+        if args.input is not None:
+            raise _UsageError("--input: the command line of --os/--nanobench is the name and --n")
+        try:
+            if args.os is not None:
+                from conformance.guest_os import os_config, os_image
+
+                image, config = os_image(), os_config(args.os, args.n)
+            else:
+                from conformance.guest_os.nanobench import nanobench_config, nanobench_image
+
+                image, config = nanobench_image(), nanobench_config(args.nanobench, args.n)
+        except (KeyError, ValueError) as e:
+            raise _UsageError(str(e).strip("'\"")) from None
+    else:
+        if args.program is None:
+            raise _UsageError("give a program (a .s source or an ELF64 image), or --os or --nanobench")
+        if args.n is not None:
+            raise _UsageError("--n goes with --os or --nanobench")
+        memory = (args.memory or 16) * MiB
+        image = _load_image(Path(args.program), memory)
+        disk, disk2 = (
+            read_input_file(name, MAX_DISK_BYTES, "a disk image") if name else None for name in (args.disk, args.disk2)
+        )
+        config = VMConfig(
+            memory=memory,
+            disk=disk,
+            disk2=disk2,
+            console_input=(args.input or "").encode(),
+            budget=DEFAULT_BUDGET,
+        )
+    if args.budget is not None:
+        config = replace(config, budget=args.budget)
+    return image, config
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    image, config = _run_config(args)
+    what = (
+        str(args.program)
+        if args.program is not None
+        else f"{'os' if args.os else 'nanobench'} {args.os or args.nanobench}"
+    )
+    if args.vmm is not None:
+        return _run_under_vmm(args, what, image, config)
     from cffi_core.platform import Platform
 
-    image = _load_image(Path(args.program), args.memory * MiB)
-    disk, disk2 = (
-        read_input_file(name, MAX_DISK_BYTES, "a disk image") if name else None for name in (args.disk, args.disk2)
+    platform = Platform(
+        args.profile, config.memory, disk=config.disk, disk2=config.disk2, console_input=config.console_input
     )
-    platform = Platform(args.profile, args.memory * MiB, disk=disk, disk2=disk2)
     platform.load(image)
-    result = platform.run(args.budget)
+    result = platform.run(config.budget)
     ok = result.stop == "exit" and result.exit_code == 0
     if args.json:
         doc = {
-            "program": str(args.program),
+            "program": what,
             "profile": args.profile,
             "stop": result.stop,
             "exit_code": result.exit_code,
@@ -96,11 +155,56 @@ def _cmd_run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2))
         return 0 if ok else 1
-    sys.stdout.write(result.console.decode("utf-8", errors="replace"))
-    if result.console and not result.console.endswith(b"\n"):
-        sys.stdout.write("\n")
+    _print_console(result.console)
     print(f"-- stop: {result.stop}, exit code: {result.exit_code}, ticks: {result.clock}")
     print(tabulate(_counter_rows(result.counters), headers=["counter", "value"], tablefmt="simple"))
+    return 0 if ok else 1
+
+
+def _print_console(console: bytes) -> None:
+    sys.stdout.write(console.decode("utf-8", errors="replace"))
+    if console and not console.endswith(b"\n"):
+        sys.stdout.write("\n")
+
+
+def _run_under_vmm(args: argparse.Namespace, what: str, image: Any, config: Any) -> int:
+    """``popek run --vmm V``: the guest under a VMM in a child process (``run_alone``).  The
+    counters shown are the host's (host entries, VM exits by reason, instructions by mode), the
+    grader's figures; the VMM's own counters are shown apart, as what it says of itself."""
+    from conformance.api import VMMError, VMMLoadError, load_vmm, run_alone
+
+    try:
+        vmm = load_vmm(args.vmm)
+    except VMMLoadError as e:
+        raise _UsageError(str(e)) from None
+    try:
+        hosted = run_alone(vmm, image, config, profile=args.profile)
+    except VMMError as e:
+        print(f"popek: {vmm.name}: {e}", file=sys.stderr)
+        return 1
+    obs, host = hosted.observation, hosted.host
+    ok = obs.stop == "exit" and obs.exit_code == 0
+    figures = {"host_entries": host.entries, "host_ticks": host.host_ticks, "longest_entry": host.longest}
+    if args.json:
+        doc = {
+            "program": what,
+            "vmm": vmm.name,
+            "profile": args.profile,
+            "stop": obs.stop,
+            "exit_code": obs.exit_code,
+            "console": obs.console.decode("utf-8", errors="replace"),
+            "host": figures | {"counters": host.counters},
+            "vmm_counters": obs.counters,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0 if ok else 1
+    _print_console(obs.console)
+    print(f"-- under {vmm.name} on {args.profile}: stop: {obs.stop}, exit code: {obs.exit_code}")
+    rows = list(figures.items()) + _counter_rows(host.counters)
+    print(tabulate(rows, headers=["host counter", "value"], tablefmt="simple"))
+    if obs.counters:
+        print()
+        print(tabulate(_counter_rows(dict(obs.counters)), headers=["as the VMM reports", "value"], tablefmt="simple"))
     return 0 if ok else 1
 
 
@@ -129,7 +233,9 @@ def _print_report(report: Report) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from reports.demo import reference_vmms
 
-    return _run_suite(args, args.vmm or reference_vmms(), "no reference VMM is registered (entry-point group popek.vmms)")
+    return _run_suite(
+        args, args.vmm or reference_vmms(), "no reference VMM is registered (entry-point group popek.vmms)"
+    )
 
 
 def _cmd_mutants(argv: Sequence[str]) -> int:
@@ -222,6 +328,11 @@ def _memory_mib(text: str) -> int:
     return _whole_number(text, "MiB", 1, MAX_MEMORY // MiB)
 
 
+def _whole_n(text: str) -> int:
+    """A workload's size or a benchmark's iteration count: 0..2^32."""
+    return _whole_number(text, "iterations", 0, 1 << 32)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -287,18 +398,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.set_defaults(func=_cmd_disasm)
 
-    p = sub.add_parser("run", help="run a program natively on a bare P64 machine", one_line_errors=True)
-    p.add_argument("program", help="a .s source or an ELF64 image")
+    p = sub.add_parser(
+        "run",
+        help="run a program, p64os with a workload, or nanobench natively (or under a VMM, --vmm)",
+        one_line_errors=True,
+    )
+    p.add_argument("program", nargs="?", help="a .s source or an ELF64 image")
+    guest = p.add_mutually_exclusive_group()
+    guest.add_argument(
+        "--os",
+        metavar="WORKLOAD",
+        help="boot p64os and run WORKLOAD (forkwait, compute, compile, mmu, diskio, ktest, fstest)",
+    )
+    guest.add_argument(
+        "--nanobench",
+        metavar="NAME",
+        help="boot nanobench and run benchmark NAME (syscall, in, cr8wr, callret, pgfault, divzero, ptemod, empty)",
+    )
+    p.add_argument(
+        "--n", type=_whole_n, help="the workload's size or the benchmark's iterations (default: the workload's own)"
+    )
+    p.add_argument(
+        "--vmm", metavar="NAME", help="run under this VMM (an entry-point name or pkg.module:Class) instead of natively"
+    )
     p.add_argument("--profile", default=DEFAULT_PROFILE, type=_profile_name, help=_profiles_help())
     p.add_argument(
         "--budget",
         type=_budget,
-        default=DEFAULT_BUDGET,
-        help=f"ticks before the run is stopped (1..2^64-1, default {DEFAULT_BUDGET})",
+        default=None,
+        help=f"ticks before the run is stopped (1..2^64-1, default {DEFAULT_BUDGET}, or the guest software's own)",
     )
-    p.add_argument("--memory", type=_memory_mib, default=16, help=f"RAM in MiB (1..{MAX_MEMORY // MiB}, default 16)")
+    p.add_argument("--memory", type=_memory_mib, default=None, help=f"RAM in MiB (1..{MAX_MEMORY // MiB}, default 16)")
     p.add_argument("--disk", help=f"disk image file (a multiple of 512 bytes, at most {MAX_DISK_BYTES >> 20} MiB)")
     p.add_argument("--disk2", help="the second disk's image file (ports 0x170-0x174, IRQ 15)")
+    p.add_argument("--input", help="the console's input (text)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_run)
 
