@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from cffi_core.asm.assembler import assemble
 from cffi_core.image import GuestImage
 from cffi_core.platform import Platform
+from cffi_core.profiles import PROFILES
 from conformance.guest_os import mkfs
 from conformance.guest_os.mkfs import SECTOR_SIZE, make_fs, read_directory, read_fs
 
@@ -461,3 +462,72 @@ def test_random_call_sequences_match_the_model(ops):
             s.size(op[1])
     disk = s.check(make_fs(FILES, capacity=CAPACITY))
     assert read_fs(disk) == s.model.image_files()
+
+
+# ---- on the kernel: user/fstest.s through the system calls -------------------------------
+
+FSTEST_CHUNK = 300  # user/fstest.s: FST_CHUNK
+FSTEST_IN = bytes((7 * i + 3) & 0xFF for i in range(1234))
+
+
+def _fstest_files(n: int) -> tuple[dict[str, bytes], dict[str, int]]:
+    """fstest's disk: "fsin", and "fsa"/"fsb" full of old bytes, so O_TRUNC shows."""
+    room = -(-n * FSTEST_CHUNK // SECTOR_SIZE) + 1
+    return (
+        {"fsin": FSTEST_IN, "fsa": b"\xee" * room * SECTOR_SIZE, "fsb": b"\xdd" * room * SECTOR_SIZE},
+        {"fsa": room, "fsb": room},
+    )
+
+
+def _fnv1a(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & ((1 << 64) - 1)
+    return h
+
+
+def _fstest_written(n: int, seed: str) -> bytes:
+    return bytes((ord(seed) + 3 * k + j) & 0xFF for k in range(n) for j in range(FSTEST_CHUNK))
+
+
+def _fstest_console(n: int) -> bytes:
+    parts = [f"fstest n={n}"]
+    for label, data in (("in", FSTEST_IN), ("a", _fstest_written(n, "a")), ("b", _fstest_written(n, "b"))):
+        parts.append(f"{label}={len(data)}:{_fnv1a(data):x}")
+    return (" ".join(parts) + " child=0\n").encode()
+
+
+needs_kernel = pytest.mark.skipif(not (GUEST_OS / "os.s").exists(), reason="os.s (the p64os kernel) is not in the tree")
+
+
+def _run_os(disk: bytes | None, line: bytes, profile: str = "x86-2005"):
+    from conformance.guest_os import os_image
+
+    platform = Platform(profile, MEMORY, disk=disk, console_input=line)
+    platform.load(os_image())
+    return platform.run(400_000_000)
+
+
+@needs_kernel
+@pytest.mark.parametrize("n", [1, 5, 40])
+def test_fstest_reads_writes_and_shares_the_disk_between_two_processes(n):
+    files, capacity = _fstest_files(n)
+    run = _run_os(make_fs(files, capacity=capacity), f"fstest {n}\n".encode())
+    assert (run.stop, run.exit_code) == ("exit", 0), run.console
+    assert run.console == _fstest_console(n)
+    assert read_fs(run.disk) == {"fsa": _fstest_written(n, "a"), "fsb": _fstest_written(n, "b"), "fsin": FSTEST_IN}
+
+
+@needs_kernel
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_fstest_on_each_profile(profile):
+    files, capacity = _fstest_files(3)
+    run = _run_os(make_fs(files, capacity=capacity), b"fstest 3\n", profile)
+    assert (run.stop, run.exit_code, run.console) == ("exit", 0, _fstest_console(3))
+
+
+@needs_kernel
+@pytest.mark.parametrize("disk", [None, make_fs({})], ids=["no disk", "no files"])
+def test_fstest_without_its_files_reports_the_failed_open(disk):
+    run = _run_os(disk, b"fstest 2\n")
+    assert (run.stop, run.exit_code, run.console) == ("exit", 1, b"fstest: error i\n")
