@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from cffi_core.asm.assembler import assemble
 from cffi_core.image import GuestImage
-from cffi_core.platform import Platform
+from cffi_core.devices import DISK_CMD, DISK_CMD_READ, DISK_CMD_WRITE
+from cffi_core.platform import Platform, RunResult
 from cffi_core.profiles import PROFILES
 from conformance.guest_os import mkfs
 from conformance.guest_os.mkfs import SECTOR_SIZE, make_fs, read_directory, read_fs
@@ -222,9 +223,29 @@ def _s64(v: int) -> int:
     return v - (1 << 64) if v >> 63 else v
 
 
-def _run(disk: bytes | None, calls: list[_Call]) -> tuple[list[int], Platform, object]:
-    """Run the calls in the harness; returns r1 of each (signed), the platform and the run."""
+def _count_commands(platform: Platform) -> list[int]:
+    """Count the commands the guest gives the disk (DISK_CMD writes of READ or WRITE) in the
+    returned one-element list."""
+    disk = platform.devices.disk
+    count = [0]
+    if disk is None:
+        return count
+    write = disk.write
+
+    def counting_write(port: int, value: int) -> None:
+        if port == DISK_CMD and value in (DISK_CMD_READ, DISK_CMD_WRITE):
+            count[0] += 1
+        write(port, value)
+
+    disk.write = counting_write
+    return count
+
+
+def _run(disk: bytes | None, calls: list[_Call]) -> tuple[list[int], Platform, RunResult, int]:
+    """Run the calls in the harness; returns r1 of each (signed), the platform, the run and
+    the number of disk commands (boot's read included)."""
     platform = Platform("x86-2005", MEMORY, disk=disk)
+    commands = _count_commands(platform)
     platform.load(_harness())
     m = platform.machine
     table = bytearray()
@@ -238,8 +259,10 @@ def _run(disk: bytes | None, calls: list[_Call]) -> tuple[list[int], Platform, o
     m.write(H_OPS, bytes(table))
     result = platform.run(200_000_000)
     assert (result.stop, result.exit_code) == ("exit", 0), result.console
+    # one command at a time: the disk never saw a command while busy (devices.md §6 "Busy")
+    assert platform.devices.disk is None or platform.devices.disk.ignored_commands == 0
     results = [_s64(int.from_bytes(m.read(H_RESULTS + 8 * i, 8), "little")) for i in range(len(calls))]
-    return results, platform, result
+    return results, platform, result, commands[0]
 
 
 class _Script:
@@ -282,7 +305,7 @@ class _Script:
 
     def check(self, disk: bytes | None) -> bytes:
         """Run, compare every result and read buffer with the model; returns the final disk."""
-        results, platform, run = _run(disk, self.calls)
+        results, platform, run, _ = _run(disk, self.calls)
         assert results == self.expected
         for buf, data in self.reads:
             assert platform.machine.read(buf, len(data)) == data
@@ -401,6 +424,38 @@ def test_trunc_empties_a_file_and_a_later_gap_shows_zeros_not_old_bytes():
     assert read_fs(disk)["big"] == bytes(3000) + b"tail"
 
 
+def test_appends_leave_zeros_in_the_extent_past_the_end():
+    # Reading "big" first fills the bounce buffer with its bytes; the appends to "log" (an
+    # extent of zeros) end inside sectors, and what follows the end must stay zeros.
+    s = _Script(_ModelFS(FILES, CAPACITY))
+    s.read(0, 0, 4096)
+    s.write(2, 0, _pattern(300, 7))
+    s.write(2, 300, _pattern(300, 8))
+    s.read(0, 4096, 4096)
+    s.write(2, 600, _pattern(123, 9))
+    disk = s.check(make_fs(FILES, capacity=CAPACITY))
+    log = next(e for e in read_directory(disk) if e.name == "log")
+    extent = disk[log.start * SECTOR_SIZE : (log.start + log.capacity) * SECTOR_SIZE]
+    assert extent == _pattern(300, 7) + _pattern(300, 8) + _pattern(123, 9) + bytes(1536 - 723)
+
+
+def _disk_commands(calls: list[_Call], disk: bytes) -> int:
+    """The disk commands the calls cost, boot's read included."""
+    return _run(disk, calls)[3]
+
+
+def test_an_append_costs_no_read_and_an_overwrite_inside_a_sector_one():
+    image = make_fs(FILES, capacity=CAPACITY)
+    nothing = _disk_commands([], image)
+    # first chunk of "log": data, then the directory sector (its size grew)
+    append = _disk_commands([_Call(OP_WRITE, (2, 0, H_USER, 300))], image)
+    # inside "one" (512 bytes): read the sector, write it back; the size does not change
+    inside = _disk_commands([_Call(OP_WRITE, (3, 10, H_USER, 20))], image)
+    # a read of 4097 bytes from offset 0 of "big": two commands (the bounce buffer is 8 sectors)
+    read = _disk_commands([_Call(OP_READ, (0, 0, H_USER, 4097))], image)
+    assert (nothing, append - nothing, inside - nothing, read - nothing) == (1, 2, 2, 2)
+
+
 @pytest.mark.parametrize(
     "disk",
     [
@@ -505,7 +560,9 @@ def _run_os(disk: bytes | None, line: bytes, profile: str = "x86-2005"):
 
     platform = Platform(profile, MEMORY, disk=disk, console_input=line)
     platform.load(os_image())
-    return platform.run(400_000_000)
+    run = platform.run(400_000_000)
+    assert platform.devices.disk is None or platform.devices.disk.ignored_commands == 0
+    return run
 
 
 @needs_kernel

@@ -10,7 +10,11 @@
 ; Data moves through FS_BOUNCE, a kernel buffer of FS_BOUNCE_SECTORS sectors: the disk DMAs
 ; into physical memory (devices.md §6), while the user's buffer is virtual and may not be
 ; mapped yet, so copyin/copyout move bytes between the two.  A sector only partly written
-; is read first (read, modify, write).  One process sleeps in disk_rw while another runs,
+; is read first when it holds file bytes the write keeps (read, modify, write); a partial
+; last sector past the end of the file is zero-filled instead, so an append costs no read
+; and the extent's slack never holds another file's stale bytes from the bounce buffer.
+; Each chunk is one disk command, whatever its sector count: the latency is per command
+; (devices.md §6).  One process sleeps in disk_rw while another runs,
 ; so the bounce buffer and the directory are guarded by one lock (a flag, sleep/wakeup on
 ; its address); fs_open's name search and fs_size only read what never changes under them
 ; or a single quadword.
@@ -361,10 +365,22 @@ fs_write_loop:
         bgeu    r1, r13, fs_write_sized
         mov     r13, r1
 fs_write_sized:
-        add     r1, r14, r13           ; a partial first or last sector: read it first
+        bnez    r14, fs_write_read     ; the first sector holds file bytes before pos: read it
+        add     r1, r14, r13
         andi    r1, r1, SECTOR_SIZE - 1
-        or      r1, r1, r14
-        beqz    r1, fs_write_fill
+        beqz    r1, fs_write_fill      ; whole sectors: nothing to keep
+        add     r2, r12, r13           ; the last sector is partial: read it if file bytes
+        ld      r3, [r8 + FS_DE_SIZE]  ; follow the chunk, else zero its tail (appending
+        bltu    r2, r3, fs_write_read  ; needs no read, and no stale bytes reach the disk)
+        li      r3, SECTOR_SIZE
+        sub     r3, r3, r1
+        la      r1, FS_BOUNCE
+        add     r1, r1, r14
+        add     r1, r1, r13
+        li      r2, 0
+        call    kmemset
+        jmp     fs_write_fill
+fs_write_read:
         mov     r1, r8
         mov     r2, r12
         add     r3, r14, r13
