@@ -588,3 +588,25 @@ def test_fstest_on_each_profile(profile):
 def test_fstest_without_its_files_reports_the_failed_open(disk):
     run = _run_os(disk, b"fstest 2\n")
     assert (run.stop, run.exit_code, run.console) == ("exit", 1, b"fstest: error i\n")
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("reference", "profile"), [("trap-and-emulate", "x86-2005"), ("hardware", "vtx-2006")]
+)
+def test_fstest_under_a_reference_vmm_shows_what_it_shows_natively(reference, profile):
+    # The driver's port I/O, DMA and completion interrupts go through the VMM's virtual disk
+    # and PIC; the guest must not be able to tell (the equivalence property, Popek & Goldberg 1974).
+    from conformance.api import VMConfig, observe
+    from conformance.guest_os import os_image
+    from reference_vmm.hardware import HardwareVMM
+    from reference_vmm.trap_emulate import TrapEmulateVMM
+
+    files, capacity = _fstest_files(4)
+    config = VMConfig(
+        memory=MEMORY, disk=make_fs(files, capacity=capacity), console_input=b"fstest 4\n", budget=100_000_000
+    )
+    vmm_class = {"trap-and-emulate": TrapEmulateVMM, "hardware": HardwareVMM}[reference]
+    obs = observe(vmm_class, os_image(), config, profile=profile)
+    assert (obs.stop, obs.exit_code, obs.console) == ("exit", 0, _fstest_console(4))
+    assert read_fs(obs.disk) == {"fsa": _fstest_written(4, "a"), "fsb": _fstest_written(4, "b"), "fsin": FSTEST_IN}
