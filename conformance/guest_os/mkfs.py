@@ -55,6 +55,7 @@ import argparse
 import struct
 import sys
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
@@ -262,7 +263,7 @@ def read_directory(image: bytes) -> list[DirEntry]:
         dup = next(n for n in names if names.count(n) > 1)
         raise ValueError(f"directory: the name {dup!r} appears twice")
     by_start = sorted(entries, key=lambda e: e.start)
-    for a, b in zip(by_start, by_start[1:], strict=False):
+    for a, b in pairwise(by_start):
         if a.start + a.capacity > b.start:
             raise ValueError(f"directory: the extents of {a.name!r} and {b.name!r} overlap")
     return entries
