@@ -69,6 +69,15 @@ def _diskio_files(n: int) -> _Files:
     return {models.DISKIO_FILE: b""}, {models.DISKIO_FILE: n}
 
 
+def _fstest_files(n: int) -> _Files:
+    # user/fstest.s's disk (its own tests state the output): "fsin" to read, and "fsa", "fsb"
+    # with room for n chunks of 300 bytes, full of old bytes so that O_TRUNC shows.
+    room = -(-n * 300 // models.SECTOR_SIZE) + 1
+    fsin = bytes((7 * i + 3) & 0xFF for i in range(1234))
+    blank = room * models.SECTOR_SIZE
+    return {"fsin": fsin, "fsa": b"\xee" * blank, "fsb": b"\xdd" * blank}, {"fsa": room, "fsb": room}
+
+
 @dataclass(frozen=True)
 class Workload:
     """One p64os user program: ``<name>_main(r1 = n)`` in ``user/<name>.s``.
@@ -103,6 +112,13 @@ def _compile_max_n() -> int:
     return min(MAX_FILES // 2, 1000)
 
 
+# Sizes and tick estimates, measured natively (reference_vmm.native, x86-64-2005): the boot and
+# init take 121,000 ticks; forkwait 29,300 ticks an iteration (the paper's 40,000 iterations:
+# 1.17e9 ticks, 8.9 s of wall time, so the default is half of that); compute 2.27e8 ticks at
+# n = 2^19 (1.4 s; its heap, 16n + 16m^2 bytes = 8.7 MiB, is most of the 12 MiB of free
+# frames); compile 93,000 ticks a job; mmu 3.74e8 ticks at n = 2^20 (3.5 s; a fork round
+# about 750,000); diskio 13,800 ticks a sector operation (1.9 s at n = 4096).  ``ticks`` is
+# each workload's measured cost rounded up by a quarter or more.
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
@@ -110,22 +126,22 @@ WORKLOADS: dict[str, Workload] = {
             "forkwait",
             "process creation: fork (an address space copied copy-on-write), exit, wait; "
             "page-table writes and CR3 switches",
-            default_n=40_000,
-            ticks=lambda n: 40_000 * n,
+            default_n=20_000,
+            ticks=lambda n: 36_000 * n + 50_000,
             model=models.forkwait_model,
         ),
         Workload(
             "compute",
             "near-native integer code (sort, hash, matrix multiply): few privileged operations",
-            default_n=262_144,
-            ticks=lambda n: 800 * n + 100_000,
+            default_n=524_288,
+            ticks=lambda n: 560 * n + 50_000,
             model=models.compute_model,
         ),
         Workload(
             "compile",
             "many short processes: fork, file reads and writes through the disk driver, exit",
-            default_n=_compile_max_n(),
-            ticks=lambda n: 200_000 * n + 100_000,
+            default_n=min(500, _compile_max_n()),
+            ticks=lambda n: 120_000 * n + 50_000,
             files=_compile_files,
             model=models.compile_model,
             max_n=_compile_max_n(),
@@ -134,14 +150,14 @@ WORKLOADS: dict[str, Workload] = {
             "mmu",
             "the MMU: TLB misses over 2 MiB, mprotect page-table updates, copy-on-write fork",
             default_n=1 << 20,
-            ticks=lambda n: 200 * n + 2_000_000 * models.mmu_fork_rounds(n) + 500_000,
+            ticks=lambda n: 250 * n + 1_000_000 * models.mmu_fork_rounds(n) + 200_000,
             model=models.mmu_model,
         ),
         Workload(
             "diskio",
             "disk I/O: port programming, DMA and completion interrupts, sequential and random",
             default_n=4096,
-            ticks=lambda n: 20_000 * n + 100_000,
+            ticks=lambda n: 17_000 * n + 50_000,
             files=_diskio_files,
             model=models.diskio_model,
             max_n=(1 << 28) // models.SECTOR_SIZE - 1024,
@@ -157,6 +173,7 @@ WORKLOADS: dict[str, Workload] = {
             "the file system's self-test: open, read, write, lseek, close",
             default_n=1,
             ticks=lambda n: 10_000_000 * n,
+            files=_fstest_files,
         ),
     )
 }
