@@ -38,7 +38,9 @@ def _native(name: str, n: int, profile: str) -> Observation:
 def test_os_workload_is_equivalent(name: str, vmm, popek_profile, popek_record):
     n = OS_WORKLOADS[name]
     expected = _native(name, n, popek_profile)
-    assert expected.stop == "exit", f"{name} {n} natively on {popek_profile}: {expected.stop} (a bug of p64os)"
+    assert (expected.stop, expected.exit_code) == ("exit", 0), (
+        f"{name} {n} natively on {popek_profile}: {expected.stop} {expected.exit_code} (a bug of p64os)"
+    )
     actual = observe(vmm, os_image(), os_config(name, n), profile=popek_profile)
     popek_record(**{k: v for k, v in actual.counters.items() if v})
     if expected.equivalent(actual):
