@@ -352,6 +352,45 @@ vm_free_top:
         pop     r8
         ret
 
+; tbl_next(r1 = table, r2 = byte offset of an entry) -> r2 = the offset of the first present
+; entry at or after it, or PAGE_SIZE.  Fork and exit scan whole tables of which a process uses
+; a few entries (a heap and a stack page table): eight empty entries are skipped with one
+; test, which halves the cost of those scans.  Clobbers r3-r6 only.
+tbl_next:
+        li      r6, PAGE_SIZE
+vm_tn_loop:
+        bgeu    r2, r6, vm_tn_done
+        andi    r3, r2, 63
+        bnez    r3, vm_tn_one          ; not at the start of a group of eight
+        add     r3, r1, r2
+        ld      r4, [r3]
+        ld      r5, [r3 + 8]
+        or      r4, r4, r5
+        ld      r5, [r3 + 16]
+        or      r4, r4, r5
+        ld      r5, [r3 + 24]
+        or      r4, r4, r5
+        ld      r5, [r3 + 32]
+        or      r4, r4, r5
+        ld      r5, [r3 + 40]
+        or      r4, r4, r5
+        ld      r5, [r3 + 48]
+        or      r4, r4, r5
+        ld      r5, [r3 + 56]
+        or      r4, r4, r5
+        bnez    r4, vm_tn_one
+        addi    r2, r2, 64
+        jmp     vm_tn_loop
+vm_tn_one:
+        add     r3, r1, r2
+        ld      r4, [r3]
+        andi    r4, r4, PTE_P
+        bnez    r4, vm_tn_done
+        addi    r2, r2, 8
+        jmp     vm_tn_loop
+vm_tn_done:
+        ret
+
 ; uvm_free_table(r1 = table, r2 = level 3..1): free what the table maps, then the table.
 uvm_free_table:
         push    r8
@@ -361,10 +400,14 @@ uvm_free_table:
         mov     r9, r2
         li      r10, 0
 vm_ft_loop:
+        mov     r1, r8
+        mov     r2, r10
+        call    tbl_next
+        mov     r10, r2
+        li      r3, PAGE_SIZE
+        bgeu    r10, r3, vm_ft_end
         add     r1, r8, r10
         ld      r1, [r1]
-        andi    r2, r1, PTE_P
-        beqz    r2, vm_ft_next
         pte_frame r1, r1
         li      r2, 1
         beq     r9, r2, vm_ft_leaf
@@ -375,8 +418,8 @@ vm_ft_leaf:
         call    kfree
 vm_ft_next:
         addi    r10, r10, 8
-        li      r2, PAGE_SIZE
-        bltu    r10, r2, vm_ft_loop
+        jmp     vm_ft_loop
+vm_ft_end:
         mov     r1, r8
         call    kfree
         pop     r10
@@ -417,10 +460,14 @@ uvm_copy_table:
         pte_write r9, r2
         li      r12, 0
 vm_ct_loop:
+        mov     r1, r8
+        mov     r2, r12
+        call    tbl_next
+        mov     r12, r2
+        li      r3, PAGE_SIZE
+        bgeu    r12, r3, vm_ct_end
         add     r2, r8, r12            ; the parent's entry
         ld      r3, [r2]
-        andi    r4, r3, PTE_P
-        beqz    r4, vm_ct_next
         li      r4, 1
         beq     r10, r4, vm_ct_leaf
         pte_frame r1, r3
@@ -442,8 +489,8 @@ vm_ct_share:
         call    kref_inc
 vm_ct_next:
         addi    r12, r12, 8
-        li      r2, PAGE_SIZE
-        bltu    r12, r2, vm_ct_loop
+        jmp     vm_ct_loop
+vm_ct_end:
         li      r1, 0
         jmp     vm_ct_ret
 vm_ct_fail:
