@@ -11,7 +11,8 @@
 ;   u_write(fd, buf, n)    -> bytes written or -1
 ;   u_read(fd, buf, n)     -> bytes read (0 at end of a disk file) or -1
 ;   u_fork()               -> child pid in the parent, 0 in the child, -1 if none is free
-;   u_wait(status_ptr or 0)-> pid of a child that exited (its status stored), -1 if no child
+;   u_wait(status_ptr or 0)-> pid of a child that exited (its status stored there as a
+;                             quadword), -1 if no child
 ;   u_getpid()             -> pid
 ;   u_yield()              -> 0
 ;   u_brk(addr)            -> the new break (addr 0: the current one); -1 if refused
