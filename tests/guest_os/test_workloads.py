@@ -170,3 +170,157 @@ def test_models_by_hand() -> None:
     line = r.console.decode()
     assert re.search(r"write=(\w+) read=\1 ", line)
     assert len(r.files[models.DISKIO_FILE]) == 3 * models.SECTOR_SIZE
+
+
+# ---- the user code alone, on a Python system-call layer ------------------------------------
+#
+# The same workload sources, assembled with ulib but without the kernel, run at CPL 3 on a
+# bare machine whose every IDT gate is a host gate (architecture.md §6.3 step 4): a system
+# call exits to this Python layer, which serves it (a flat file table, a heap mapped in
+# advance, fork as a snapshot of the machine with the child run to its exit first).  A
+# mismatch here is the workload's own; a mismatch only on p64os is the kernel's.  It also
+# runs every child before its parent goes on: a schedule the kernel's timer never makes.
+
+_USER_BASE, _USER_STACK_TOP = 0x8000000000, 0x8040000000  # README, memory map
+_TEXT, _HEAP_PA, _HEAP, _STACK_PA, _STACK = 0x200000, 0x400000, 8 << 20, 0xC00000, 1 << 20
+_SYSCALL_VEC = 0x80
+
+
+def _open_flags() -> str:
+    text = (PACKAGE_DIR / "kernel" / "file.s").read_text()
+    return "\n".join(m.group(0) for m in re.finditer(r"^\.equ\s+O_\w+\s*,\s*\w+", text, re.MULTILINE))
+
+
+def _user_image(name: str, tmp: Path):
+    src = tmp / f"{name}_user.s"
+    user = PACKAGE_DIR / "user"
+    src.write_text(
+        f'.include "{PACKAGE_DIR / "include" / "p64.s"}"\n{_open_flags()}\n.org {_TEXT}\n'
+        f"_start: call {name}_main\n        call u_exit\n"
+        f'.include "{user / "ulib.s"}"\n.include "{user / (name + ".s")}"\n'
+    )
+    return assemble_file(src)
+
+
+class _UserRun:
+    """One workload at CPL 3 with its system calls served here."""
+
+    def __init__(self, image, n: int, files: dict[str, bytes], capacity: dict[str, int]) -> None:
+        from cffi_core.machine import Machine
+        from cffi_core.pagetables import PTE_U, PTE_W, PageAllocator, PageTables
+
+        m = self.m = Machine("x86-64-2005", OS_MEMORY)
+        m.load(image)
+        self.pt = PageTables(m.write_u64, PageAllocator(0xD00000, OS_MEMORY), 4)
+        self.pt.map(0, 0, 0x200000, PTE_W)  # the IDT, supervisor-only
+        self.pt.map(_TEXT, _TEXT, 0x200000, PTE_U)
+        self.pt.map(_USER_BASE, _HEAP_PA, _HEAP, PTE_U | PTE_W)
+        self.pt.map(_USER_STACK_TOP - _STACK, _STACK_PA, _STACK, PTE_U | PTE_W)
+        self._flags = (PTE_U, PTE_W)
+        for v in range(256):  # GATE_P, GATE_TYPE 2 (host gate), DPL 3
+            m.write_u64(0x1000 + 16 * v + 8, 1 | 2 << 1 | 3 << 4)
+        cpu = m.cpu
+        cpu.idtr, cpu.cr3, cpu.cr4 = 0x1000, self.pt.root, 2
+        cpu.cr0 = 1 | 1 << 4 | 1 << 15  # CR0_PE | CR0_WP | CR0_PG
+        cpu.cpl, cpu.r[15], cpu.r[1] = 3, _USER_STACK_TOP, n
+        self.console = bytearray()
+        self.files = {k: bytearray(v) for k, v in files.items()}
+        self.room = {k: capacity.get(k, 0) * models.SECTOR_SIZE or len(v) for k, v in files.items()}
+        self.fds: dict[int, list] = {}
+        self.brk = _USER_BASE
+        self.zombies: list[tuple[int, int]] = []
+        self.next_pid = 2
+
+    def _pa(self, va: int, size: int) -> int:
+        for base, pa, length in ((_TEXT, _TEXT, 0x200000), (_USER_BASE, _HEAP_PA, _HEAP)):
+            if base <= va and va + size <= base + length:
+                return va - base + pa
+        base = _USER_STACK_TOP - _STACK
+        assert base <= va and va + size <= _USER_STACK_TOP, hex(va)
+        return va - base + _STACK_PA
+
+    def run(self) -> int:
+        from cffi_core.exits import ExitReason
+
+        while True:
+            e = self.m.run(10**9)
+            assert e.reason == ExitReason.HOST_GATE and e.vector == _SYSCALL_VEC, (e, hex(self.m.cpu.pc))
+            status = self._syscall()
+            if status is not None:
+                return status
+
+    def _syscall(self) -> int | None:
+        m, cpu = self.m, self.m.cpu
+        num, a1, a2, a3 = cpu.r[7], cpu.r[1], cpu.r[2], cpu.r[3]
+        r = 0
+        if num == 1:  # exit
+            return a1
+        if num == 2:  # write
+            data = m.read(self._pa(a2, a3), a3)
+            if a1 == 1:
+                self.console += data
+                r = len(data)
+            else:
+                f = self.fds[a1]
+                r = min(len(data), self.room[f[0]] - f[1])
+                self.files[f[0]][f[1] : f[1] + r] = data[:r]
+                f[1] += r
+        elif num == 3:  # read
+            f = self.fds[a1]
+            data = bytes(self.files[f[0]][f[1] : f[1] + a3])
+            m.write(self._pa(a2, len(data)), data)
+            f[1] += len(data)
+            r = len(data)
+        elif num == 4:  # fork: the child runs to its exit on a snapshot, then the parent resumes
+            snap, saved = m.snapshot(), (self.brk, {k: list(v) for k, v in self.fds.items()}, self.zombies)
+            self.zombies, pid = [], self.next_pid
+            self.next_pid += 1
+            cpu.r[1] = 0
+            status = self.run()
+            m.restore(snap)
+            self.brk, self.fds, self.zombies = saved
+            self.zombies.append((pid, status))
+            r = pid
+        elif num == 5:  # wait
+            if not self.zombies:
+                r = -1
+            else:
+                r, status = self.zombies.pop(0)
+                if a1:
+                    m.write(self._pa(a1, 8), status.to_bytes(8, "little"))
+        elif num == 8:  # brk
+            self.brk = a1 or self.brk
+            r = self.brk
+        elif num == 9:  # mprotect
+            user, writable = self._flags
+            for va in range(a1, a1 + a2, 4096):
+                self.pt.map(va, self._pa(va, 4096), 4096, user | (writable if a3 & 2 else 0))
+            m.tlb_flush()
+        elif num == 10:  # open
+            raw = m.read(self._pa(a1, 16), 16)
+            name = raw[: raw.index(0)].decode()
+            if name in self.files:
+                r = 3 + len(self.fds)
+                self.fds[r] = [name, 0]
+                if a2 & 0x10:  # O_TRUNC (kernel/file.s)
+                    self.files[name].clear()
+            else:
+                r = -1
+        elif num == 11:  # close
+            del self.fds[a1]
+        elif num == 12:  # lseek
+            self.fds[a1][1] = r = a2
+        else:
+            raise AssertionError(f"system call {num}")
+        cpu.r[1] = r & ((1 << 64) - 1)
+        return None
+
+
+@pytest.mark.parametrize("name", MODELED)
+def test_user_code_on_a_python_system_call_layer(name: str, tmp_path: Path) -> None:
+    n = SMALL_N[name]
+    files, capacity = WORKLOADS[name].files(n)
+    run = _UserRun(_user_image(name, tmp_path), n, files, capacity)
+    assert run.run() == expected_exit_code(name, n)
+    assert bytes(run.console) == expected_console(name, n)
+    assert {k: bytes(v) for k, v in run.files.items()} == expected_files(name, n)
