@@ -4,7 +4,8 @@ The models (conformance/guest_os/models.py) compute every checksum in Python, fr
 definitions as the assembly but not from its output.  The runs are native (the oracle,
 reference_vmm.native) at small sizes; the default sizes are for benchmarks.  Output must not
 depend on where the timer preempts a process: the same workloads assembled with other time
-slices (TIMER_QUANTUM) print the same bytes.
+slices (TIMER_QUANTUM) print the same bytes.  The user code is also run without the kernel,
+its system calls served in Python, so that a mismatch tells whose bug it is.
 """
 
 from __future__ import annotations
