@@ -21,7 +21,7 @@ from cffi_core.asm import assemble_file
 from cffi_core.platform import Platform
 from cffi_core.profiles import PROFILES, get_profile
 from conformance.api import VMConfig, observe
-from conformance.guest_os import OS_MEMORY, OS_SOURCE, PACKAGE_DIR, os_image
+from conformance.guest_os import OS_MEMORY, OS_SOURCE, PACKAGE_DIR, os_disk, os_image
 
 BUDGET = 50_000_000
 VEC_DE, VEC_UD, VEC_GP, VEC_PF = 0, 6, 13, 14  # docs/architecture.md §6.1
@@ -63,7 +63,8 @@ def expected_ktest(n: int, symbols: dict[str, int]) -> bytes:
 
 
 def _platform(profile: str, console_input: bytes) -> Platform:
-    p = Platform(profile, OS_MEMORY, console_input=console_input)
+    """A bare machine with p64os loaded and ktest's disk (an empty file system)."""
+    p = Platform(profile, OS_MEMORY, console_input=console_input, disk=os_disk("ktest"))
     p.load(os_image())
     return p
 
@@ -144,7 +145,7 @@ def test_ktest_output_does_not_depend_on_the_time_slice(tmp_path: Path) -> None:
         assert {k: image.symbols[k] for k in symbols if k.startswith("kt_")} == {
             k: v for k, v in symbols.items() if k.startswith("kt_")
         }
-        p = Platform("x86-64-2005", OS_MEMORY, console_input=b"ktest 2\n")
+        p = Platform("x86-64-2005", OS_MEMORY, console_input=b"ktest 2\n", disk=os_disk("ktest"))
         p.load(image)
         r = p.run(BUDGET)
         assert (r.stop, r.exit_code) == ("exit", 0)
@@ -174,7 +175,10 @@ def test_ktest_under_reference_vmms(vmm_name: str, profile: str) -> None:
     """The same console and exit code as the native run (Popek & Goldberg's equivalence)."""
     (cls,) = [ep.load() for ep in entry_points(group="popek.vmms") if ep.name == vmm_name]
     obs = observe(
-        cls, os_image(), VMConfig(memory=OS_MEMORY, console_input=b"ktest 1\n", budget=BUDGET), profile=profile
+        cls,
+        os_image(),
+        VMConfig(memory=OS_MEMORY, disk=os_disk("ktest"), console_input=b"ktest 1\n", budget=BUDGET),
+        profile=profile,
     )
     assert (obs.stop, obs.exit_code) == ("exit", 0)
     assert obs.console == expected_ktest(1, dict(os_image().symbols))
