@@ -25,6 +25,7 @@
 .equ P_XSTATUS, 56                     ; exit status, for wait
 .equ P_BRK, 64                         ; end of the heap (vm.s)
 .equ P_OFILE, 72                       ; NOFILE pointers into the file table (file.s)
+.equ P_STACK_LO, 200                   ; lowest stack page allocated (vm.s)
 
 .equ PS_UNUSED, 0
 .equ PS_EMBRYO, 1
@@ -194,6 +195,8 @@ userinit:
         sd      r1, [r8 + P_PML4]
         li      r1, USER_BASE
         sd      r1, [r8 + P_BRK]
+        li      r1, USER_STACK_TOP     ; no stack page yet
+        sd      r1, [r8 + P_STACK_LO]
         ld      r1, [r8 + P_KSTACK]
         addi    r1, r1, -TF_SIZE
         li      r2, 0
@@ -231,14 +234,16 @@ sys_fork:
         call    uvm_create
         beqz    r1, pr_fork_noproc
         sd      r1, [r9 + P_PML4]
-        ld      r1, [r8 + P_PML4]
+        ld      r1, [r8 + P_BRK]       ; the same heap and stack ranges
+        sd      r1, [r9 + P_BRK]
+        ld      r1, [r8 + P_STACK_LO]
+        sd      r1, [r9 + P_STACK_LO]
+        mov     r1, r8
         ld      r2, [r9 + P_PML4]
         call    uvm_copy
         mov     r10, r1
         arch_reload_cr3 r1             ; the parent's pages just became read-only (§8.1)
         bnez    r10, pr_fork_novm
-        ld      r1, [r8 + P_BRK]
-        sd      r1, [r9 + P_BRK]
         sd      r8, [r9 + P_PARENT]
         ld      r1, [r9 + P_KSTACK]    ; the child returns from the same system call ...
         addi    r1, r1, -TF_SIZE
@@ -256,7 +261,7 @@ sys_fork:
         ld      r1, [r9 + P_PID]
         jmp     pr_fork_ret
 pr_fork_novm:
-        ld      r1, [r9 + P_PML4]
+        mov     r1, r9
         call    uvm_free
 pr_fork_noproc:
         sd      r0, [r9 + P_STATE]
@@ -288,7 +293,7 @@ pr_exit_normal:
         call    file_exit
         li      r1, KPML4              ; leave the address space before freeing it
         call    switchuvm
-        ld      r1, [r9 + P_PML4]
+        mov     r1, r9
         call    uvm_free
         sd      r0, [r9 + P_PML4]
         li      r2, PROCS              ; give the children to init

@@ -18,7 +18,7 @@
 .equ USER_STACK_TOP, 0x8040000000
 .equ USER_STACK_SIZE, 0x100000         ; 1 MiB
 .equ USER_STACK_BOTTOM, USER_STACK_TOP - USER_STACK_SIZE
-.equ USER_HEAP_MAX, USER_STACK_BOTTOM - 0x100000  ; brk stays 1 MiB below the stack
+.equ USER_HEAP_MAX, USER_STACK_BOTTOM & ~0x1fffff  ; brk stays out of the stack's page table
 .equ PTE_COW, 1 << 9                   ; software: shared, copy on the first write
 .equ PTE_TABLE, PTE_P | PTE_W | PTE_U  ; non-leaf: the leaf decides (W and U AND over levels, §7.3)
 .equ PTE_UPAGE, PTE_P | PTE_W | PTE_U  ; a private user page
@@ -91,20 +91,27 @@ vm_switch_done:
 ; walk(r1 = pml4, r2 = va, r3 = alloc) -> r1 = the address of va's level-1 entry, or 0 (a
 ; missing table when alloc = 0, or no memory).  Only for the private part (PML4 entry >= 1).
 walk:
+        li      r4, 12
+; walk_to(r1 = pml4, r2 = va, r3 = alloc, r4 = 12 for the level-1 entry, 21 for the level-2
+; (page directory) entry) -> r1 = the entry's address, or 0 as walk.
+walk_to:
         push    r8
         push    r9
         push    r10
         push    r11
         push    r12
+        push    r13
         mov     r8, r2
         mov     r9, r3
         mov     r10, r1                ; the table of this level
-        li      r11, 39                ; index shift: PML4, PDPT, PD
+        mov     r13, r4
+        li      r11, 39                ; index shift: PML4, PDPT, PD, PT (§7.1)
 vm_walk_loop:
         shr     r5, r8, r11
         andi    r5, r5, 511
         shli    r5, r5, 3
         add     r12, r10, r5           ; the entry
+        beq     r11, r13, vm_walk_found
         ld      r6, [r12]
         andi    r7, r6, PTE_P
         bnez    r7, vm_walk_next
@@ -116,16 +123,14 @@ vm_walk_loop:
 vm_walk_next:
         pte_frame r10, r6
         addi    r11, r11, -9
-        li      r7, 12
-        bne     r11, r7, vm_walk_loop
-        shri    r5, r8, 12
-        andi    r5, r5, 511
-        shli    r5, r5, 3
-        add     r1, r10, r5
+        jmp     vm_walk_loop
+vm_walk_found:
+        mov     r1, r12
         jmp     vm_walk_ret
 vm_walk_fail:
         li      r1, 0
 vm_walk_ret:
+        pop     r13
         pop     r12
         pop     r11
         pop     r10
@@ -193,6 +198,15 @@ vm_touch_private:
         ori     r11, r1, PTE_UPAGE
         pte_write r10, r11
         arch_invlpg r8
+        li      r3, USER_STACK_BOTTOM  ; a stack page: lower the stack's low-water mark
+        bltu    r8, r3, vm_touch_ok
+        shri    r3, r8, 12
+        shli    r3, r3, 12
+        la      r4, cur
+        ld      r4, [r4]
+        ld      r5, [r4 + P_STACK_LO]
+        bgeu    r3, r5, vm_touch_ok
+        sd      r3, [r4 + P_STACK_LO]
         jmp     vm_touch_ok
 vm_touch_present:
         beqz    r9, vm_touch_ok
@@ -335,167 +349,208 @@ uvm_create:
 vm_create_done:
         ret
 
-; uvm_free(r1 = pml4): free the private tables, drop a reference to every user frame, and
-; free the PML4.  The PML4 must not be loaded in CR3 (exit switches to KPML4 first).
-uvm_free:
-        push    r8
-        mov     r8, r1
-        ld      r1, [r8 + 8]
-        andi    r2, r1, PTE_P
-        beqz    r2, vm_free_top
-        pte_frame r1, r1
-        li      r2, 3
-        call    uvm_free_table
-vm_free_top:
-        mov     r1, r8
-        call    kfree
-        pop     r8
-        ret
+; Fork and exit touch only what a process can have mapped: its heap [USER_BASE, brk) and
+; its stack [P_STACK_LO, USER_STACK_TOP) (P_STACK_LO: the lowest stack page ever allocated).
+; They visit those ranges one page table (2 MiB) at a time instead of scanning whole tables,
+; so their cost follows the pages a process uses: forkwait's child has one or two.  Two facts
+; of the layout make this simple: the user region is exactly PDPT entry 0 (USER_STACK_TOP =
+; USER_BASE + 1 GiB), and the heap and the stack never share a page table (USER_HEAP_MAX).
 
-; tbl_next(r1 = table, r2 = byte offset of an entry) -> r2 = the offset of the first present
-; entry at or after it, or PAGE_SIZE.  Fork and exit scan whole tables of which a process uses
-; a few entries (a heap and a stack page table): eight empty entries are skipped with one
-; test, which halves the cost of those scans.  Clobbers r3-r6 only.
-tbl_next:
-        li      r6, PAGE_SIZE
-vm_tn_loop:
-        bgeu    r2, r6, vm_tn_done
-        andi    r3, r2, 63
-        bnez    r3, vm_tn_one          ; not at the start of a group of eight
-        add     r3, r1, r2
-        ld      r4, [r3]
-        ld      r5, [r3 + 8]
-        or      r4, r4, r5
-        ld      r5, [r3 + 16]
-        or      r4, r4, r5
-        ld      r5, [r3 + 24]
-        or      r4, r4, r5
-        ld      r5, [r3 + 32]
-        or      r4, r4, r5
-        ld      r5, [r3 + 40]
-        or      r4, r4, r5
-        ld      r5, [r3 + 48]
-        or      r4, r4, r5
-        ld      r5, [r3 + 56]
-        or      r4, r4, r5
-        bnez    r4, vm_tn_one
-        addi    r2, r2, 64
-        jmp     vm_tn_loop
-vm_tn_one:
-        add     r3, r1, r2
-        ld      r4, [r3]
-        andi    r4, r4, PTE_P
-        bnez    r4, vm_tn_done
-        addi    r2, r2, 8
-        jmp     vm_tn_loop
-vm_tn_done:
-        ret
+; page_roundup reg: round the address in reg up to a page boundary.
+.macro page_roundup reg
+        addi    \reg, \reg, PAGE_SIZE - 1
+        shri    \reg, \reg, 12
+        shli    \reg, \reg, 12
+.endm
 
-; uvm_free_table(r1 = table, r2 = level 3..1): free what the table maps, then the table.
-uvm_free_table:
+; chunk_end rd, va, hi: rd = min(hi, the next 2 MiB boundary above va).  Clobbers r7.
+.macro chunk_end rd, va, hi
+        li      r7, 0x1fffff
+        or      \rd, \va, r7
+        addi    \rd, \rd, 1
+        bgeu    \hi, \rd, vm_ce\@
+        mov     \rd, \hi
+vm_ce\@:
+.endm
+
+; uvm_copy(r1 = parent process, r2 = child pml4) -> r1 = 0, or -1 when memory ran out (the
+; child's tables then hold what was copied so far, consistently: uvm_free frees them).
+; Writable pages become copy-on-write in both; the caller flushes the parent's TLB.
+uvm_copy:
         push    r8
         push    r9
-        push    r10
         mov     r8, r1
         mov     r9, r2
-        li      r10, 0
-vm_ft_loop:
-        mov     r1, r8
-        mov     r2, r10
-        call    tbl_next
-        mov     r10, r2
-        li      r3, PAGE_SIZE
-        bgeu    r10, r3, vm_ft_end
-        add     r1, r8, r10
-        ld      r1, [r1]
-        pte_frame r1, r1
-        li      r2, 1
-        beq     r9, r2, vm_ft_leaf
-        addi    r2, r9, -1
-        call    uvm_free_table
-        jmp     vm_ft_next
-vm_ft_leaf:
-        call    kfree
-vm_ft_next:
-        addi    r10, r10, 8
-        jmp     vm_ft_loop
-vm_ft_end:
-        mov     r1, r8
-        call    kfree
-        pop     r10
+        ld      r1, [r8 + P_PML4]
+        mov     r2, r9
+        li      r3, USER_BASE
+        ld      r4, [r8 + P_BRK]
+        page_roundup r4
+        call    uvm_copy_range
+        bnez    r1, vm_copy_ret
+        ld      r1, [r8 + P_PML4]
+        mov     r2, r9
+        ld      r3, [r8 + P_STACK_LO]
+        li      r4, USER_STACK_TOP
+        call    uvm_copy_range
+vm_copy_ret:
         pop     r9
         pop     r8
         ret
 
-; uvm_copy(r1 = parent pml4, r2 = child pml4) -> r1 = 0, or -1 when memory ran out (the
-; child's tables then hold what was copied so far, consistently: uvm_free frees them).
-; Writable pages become copy-on-write in both; the caller flushes the parent's TLB.
-uvm_copy:
-        ld      r1, [r1 + 8]
-        andi    r3, r1, PTE_P
-        beqz    r3, vm_copy_none
-        pte_frame r1, r1
-        addi    r2, r2, 8
-        li      r3, 3
-        jmp     uvm_copy_table
-vm_copy_none:
-        li      r1, 0
-        ret
-
-; uvm_copy_table(r1 = parent table, r2 = the child's entry to point at its copy, r3 = level)
-; -> r1 = 0 or -1
-uvm_copy_table:
+; uvm_copy_range(r1 = parent pml4, r2 = child pml4, r3 = lo, r4 = hi: page-aligned) -> r1 =
+; 0 or -1.  Each present page of [lo, hi) is mapped in the child too, one more reference.
+uvm_copy_range:
         push    r8
         push    r9
         push    r10
         push    r11
         push    r12
+        push    r13
+        push    r14
         mov     r8, r1
         mov     r9, r2
-        mov     r10, r3
-        call    kalloc
-        beqz    r1, vm_ct_fail
-        mov     r11, r1                ; the child's table
-        ori     r2, r1, PTE_TABLE
-        pte_write r9, r2
-        li      r12, 0
-vm_ct_loop:
+        mov     r10, r3                ; va
+        mov     r11, r4
+vm_cr_chunk:
+        bgeu    r10, r11, vm_cr_ok
+        chunk_end r12, r10, r11
         mov     r1, r8
-        mov     r2, r12
-        call    tbl_next
-        mov     r12, r2
-        li      r3, PAGE_SIZE
-        bgeu    r12, r3, vm_ct_end
-        add     r2, r8, r12            ; the parent's entry
-        ld      r3, [r2]
-        li      r4, 1
-        beq     r10, r4, vm_ct_leaf
-        pte_frame r1, r3
-        add     r2, r11, r12
-        addi    r3, r10, -1
-        call    uvm_copy_table
-        bnez    r1, vm_ct_fail
-        jmp     vm_ct_next
-vm_ct_leaf:
+        mov     r2, r10
+        li      r3, 0
+        call    walk
+        beqz    r1, vm_cr_skip         ; no page table here: nothing mapped
+        mov     r13, r1                ; the parent's entry
+        mov     r1, r9
+        mov     r2, r10
+        li      r3, 1
+        call    walk
+        beqz    r1, vm_cr_fail
+        mov     r14, r1                ; the child's entry
+vm_cr_page:
+        bgeu    r10, r12, vm_cr_chunk
+        ld      r3, [r13]
+        andi    r4, r3, PTE_P
+        beqz    r4, vm_cr_next
         andi    r4, r3, PTE_W | PTE_COW
-        beqz    r4, vm_ct_share        ; read-only (mprotect): shared as it is
+        beqz    r4, vm_cr_share        ; read-only (mprotect): shared as it is
         ori     r3, r3, PTE_W | PTE_COW
         xori    r3, r3, PTE_W          ; copy-on-write: read-only for the hardware
-        pte_write r2, r3
-vm_ct_share:
-        add     r4, r11, r12
-        pte_write r4, r3
+        pte_write r13, r3
+vm_cr_share:
+        pte_write r14, r3
         pte_frame r1, r3
         call    kref_inc
-vm_ct_next:
-        addi    r12, r12, 8
-        jmp     vm_ct_loop
-vm_ct_end:
+vm_cr_next:
+        addi    r13, r13, 8
+        addi    r14, r14, 8
+        addi    r10, r10, PAGE_SIZE
+        jmp     vm_cr_page
+vm_cr_skip:
+        mov     r10, r12
+        jmp     vm_cr_chunk
+vm_cr_ok:
         li      r1, 0
-        jmp     vm_ct_ret
-vm_ct_fail:
+        jmp     vm_cr_ret
+vm_cr_fail:
         li      r1, -1
-vm_ct_ret:
+vm_cr_ret:
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     r11
+        pop     r10
+        pop     r9
+        pop     r8
+        ret
+
+; uvm_free(r1 = process): drop a reference to every user frame, free the private tables and
+; the PML4.  The PML4 must not be loaded in CR3 (exit switches to KPML4 first).
+uvm_free:
+        push    r8
+        push    r9
+        mov     r8, r1
+        ld      r1, [r8 + P_PML4]
+        li      r2, USER_BASE
+        ld      r3, [r8 + P_BRK]
+        page_roundup r3
+        call    uvm_free_range
+        ld      r1, [r8 + P_PML4]
+        ld      r2, [r8 + P_STACK_LO]
+        li      r3, USER_STACK_TOP
+        call    uvm_free_range
+        ld      r1, [r8 + P_PML4]      ; the PDPT and its one page directory
+        ld      r1, [r1 + 8]
+        andi    r2, r1, PTE_P
+        beqz    r2, vm_free_top
+        pte_frame r9, r1
+        ld      r1, [r9]
+        andi    r2, r1, PTE_P
+        beqz    r2, vm_free_pdpt
+        pte_frame r1, r1
+        call    kfree
+vm_free_pdpt:
+        mov     r1, r9
+        call    kfree
+vm_free_top:
+        ld      r1, [r8 + P_PML4]
+        call    kfree
+        pop     r9
+        pop     r8
+        ret
+
+; uvm_free_range(r1 = pml4, r2 = lo, r3 = hi: page-aligned): free the pages of [lo, hi) and
+; the page tables that map them (their directory entries cleared).
+uvm_free_range:
+        push    r8
+        push    r9
+        push    r10
+        push    r11
+        push    r12
+        push    r13
+        mov     r8, r1
+        mov     r9, r2                 ; va
+        mov     r10, r3
+vm_fr_chunk:
+        bgeu    r9, r10, vm_fr_done
+        chunk_end r11, r9, r10
+        mov     r1, r8
+        mov     r2, r9
+        li      r3, 0
+        li      r4, 21
+        call    walk_to                ; the page-directory entry of this 2 MiB
+        beqz    r1, vm_fr_skip
+        mov     r12, r1
+        ld      r1, [r12]
+        andi    r2, r1, PTE_P
+        beqz    r2, vm_fr_skip
+        pte_frame r13, r1              ; the page table
+        shri    r2, r9, 12
+        andi    r2, r2, 511
+        shli    r2, r2, 3
+        add     r13, r13, r2           ; the entry of va
+vm_fr_page:
+        bgeu    r9, r11, vm_fr_table
+        ld      r1, [r13]
+        andi    r2, r1, PTE_P
+        beqz    r2, vm_fr_next
+        pte_frame r1, r1
+        call    kfree
+vm_fr_next:
+        addi    r13, r13, 8
+        addi    r9, r9, PAGE_SIZE
+        jmp     vm_fr_page
+vm_fr_table:
+        ld      r1, [r12]
+        pte_write r12, r0
+        pte_frame r1, r1
+        call    kfree
+        jmp     vm_fr_chunk
+vm_fr_skip:
+        mov     r9, r11
+        jmp     vm_fr_chunk
+vm_fr_done:
+        pop     r13
         pop     r12
         pop     r11
         pop     r10
