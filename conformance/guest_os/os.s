@@ -4,6 +4,7 @@
 ; `name N` from the console and runs that workload.  The order below is the README's reading
 ; order.  All labels share one name space, so each file prefixes its private labels.
 .include "include/p64.s"
+.include "include/abi.s"
 .include "include/arch.s"
 
 .entry boot

@@ -262,13 +262,7 @@ fs_size_none:
 ; Reads min(n, size - offset) bytes, FS_BOUNCE_BYTES (less the offset in the first sector)
 ; per disk command.
 fs_read:
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
-        push    r14
+        save_callee
         mov     r9, r2                 ; r9 = the file offset of the next byte
         mov     r10, r3                ; r10 = user buffer
         mov     r11, r4                ; r11 = bytes to read
@@ -313,13 +307,7 @@ fs_read_done:
         call    fs_unlock
 fs_read_out:
         mov     r1, r12
-        pop     r14
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; fs_write(r1 = index, r2 = offset, r3 = user buffer, r4 = n) -> r1 = bytes written or -1.
@@ -327,13 +315,7 @@ fs_read_out:
 ; offset, if the offset is past the end, become zeros.  Chunk by chunk from
 ; pos = min(offset, size): a chunk's bytes below the offset are zeros, the rest the user's.
 fs_write:
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
-        push    r14
+        save_callee
         addi    sp, sp, -8             ; [sp] = the zeros at the start of this chunk
         mov     r9, r2                 ; r9 = offset
         mov     r10, r3                ; r10 = user buffer
@@ -439,11 +421,5 @@ fs_write_done:
 fs_write_out:
         mov     r1, r12
         addi    sp, sp, 8
-        pop     r14
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret

@@ -81,22 +81,10 @@ pr_alloc_found:
 
 ; swtch(r1 = where to save the current context, r2 = the context to resume)
 swtch:
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
-        push    r14
+        save_callee
         sd      sp, [r1]
         mov     sp, r2
-        pop     r14
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; scheduler(): run runnable processes round robin, forever (on the boot stack).

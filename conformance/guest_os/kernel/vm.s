@@ -401,13 +401,7 @@ vm_copy_ret:
 ; uvm_copy_range(r1 = parent pml4, r2 = child pml4, r3 = lo, r4 = hi: page-aligned) -> r1 =
 ; 0 or -1.  Each present page of [lo, hi) is mapped in the child too, one more reference.
 uvm_copy_range:
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
-        push    r14
+        save_callee
         mov     r8, r1
         mov     r9, r2
         mov     r10, r3                ; va
@@ -455,13 +449,7 @@ vm_cr_ok:
 vm_cr_fail:
         li      r1, -1
 vm_cr_ret:
-        pop     r14
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; uvm_free(r1 = process): drop a reference to every user frame, free the private tables and

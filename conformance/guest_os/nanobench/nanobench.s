@@ -37,6 +37,7 @@
 ; without a file name (§7) is one of docs/architecture.md.
 
 .include "../include/p64.s"
+.include "../include/abi.s"
 
 ; ---- memory map: RAM is NB_MEMORY = 1 MiB (nanobench.py) ----------------------------------
 ; The kernel image starts at 0x1000 (page 0 is left unmapped, so a null pointer faults) and

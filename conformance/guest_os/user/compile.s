@@ -19,13 +19,7 @@
 .equ COMPILE_FNV_PRIME, 0x100000001b3
 
 compile_main:                              ; compile_main(r1 = n) -> r1 = exit status
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
-        push    r14
+        save_callee
         addi    sp, sp, -16                ; [sp]: a file name; [sp + 8]: a wait status
         mov     r8, r1                     ; r8 = n
         li      r1, 0
@@ -142,13 +136,7 @@ compile_fail:
         li      r1, 2                      ; the heap could not grow
 compile_out:
         addi    sp, sp, 16
-        pop     r14
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; compile_reap() -> r1 = 1 if a child was reaped with status 0, else 0

@@ -17,13 +17,7 @@
 .equ COMPUTE_FNV_PRIME, 0x100000001b3
 
 compute_main:                              ; compute_main(r1 = n) -> r1 = exit status
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
-        push    r14
+        save_callee
         mov     r8, r1                     ; r8 = n
         li      r10, 1                     ; r10 = m: grow while (m+1)^3 <= 16n
         shli    r3, r8, 4
@@ -165,13 +159,7 @@ compute_mat:
 compute_fail:
         li      r1, 2                      ; the heap could not grow
 compute_out:
-        pop     r14
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; compute_sort(r1 = array, r2 = buffer, r3 = n) -> r1 = the one of the two holding the n

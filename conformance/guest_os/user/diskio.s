@@ -18,13 +18,7 @@
 .equ DISKIO_FNV_PRIME, 0x100000001b3
 
 diskio_main:                               ; diskio_main(r1 = n) -> r1 = exit status
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
-        push    r14
+        save_callee
         mov     r8, r1                     ; r8 = n
         li      r1, 0
         call    u_brk
@@ -168,13 +162,7 @@ diskio_nofile:
 diskio_ioerr:
         li      r1, 4                      ; a read, write or lseek fell short
 diskio_out:
-        pop     r14
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; diskio_fill_lcg(r1 = buffer, r2 = x, r3 = checksum) -> r1 = x, r2 = checksum: the

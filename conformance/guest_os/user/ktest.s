@@ -29,13 +29,7 @@ kt_ok\@:
 .endm
 
 ktest_main:
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
-        push    r14
+        save_callee
         addi    sp, sp, -64
         mov     r12, r1
         li      r14, 0
@@ -449,13 +443,7 @@ kt_end_ok:
         li      r1, 0
 kt_ret:
         addi    sp, sp, 64
-        pop     r14
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; kt_fail(r1 = what): print "ktest: FAIL <what>" and count it in r14.

@@ -23,13 +23,7 @@
 .equ MMU_FNV_PRIME, 0x100000001b3
 
 mmu_main:                                  ; mmu_main(r1 = n) -> r1 = exit status
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
-        push    r14
+        save_callee
         addi    sp, sp, -16                ; [sp]: a wait status; [sp + 8]: a checksum
         mov     r8, r1                     ; r8 = n
         li      r1, 0
@@ -211,13 +205,7 @@ mmu_fail:
         li      r1, 2                      ; brk or mprotect refused
 mmu_out:
         addi    sp, sp, 16
-        pop     r14
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; mmu_fill(r1 = A, r2 = round r): page p's quadword at MMU_TOUCH_OFFSET = (p + 1) LCG_A + r
