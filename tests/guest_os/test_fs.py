@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cffi_core.asm.assembler import assemble
-from cffi_core.image import GuestImage
 from cffi_core.devices import DISK_CMD, DISK_CMD_READ, DISK_CMD_WRITE
+from cffi_core.image import GuestImage
 from cffi_core.platform import Platform, RunResult
 from cffi_core.profiles import PROFILES
 from conformance.guest_os import mkfs
@@ -46,6 +46,7 @@ H_USER_END = 0xC00000
 _HARNESS = """
 ; Test harness of disk.s and fs.s: the primitives they call, the disk's gate, a call table.
 .include "include/p64.s"
+.include "include/abi.s"
 .include "include/arch.s"
 .equ FS_AREA, {fs_area:#x}
 .equ H_IDT, 0x80000
@@ -465,7 +466,7 @@ def test_an_append_costs_no_read_and_an_overwrite_inside_a_sector_one():
         make_fs(FILES)[: 4 * SECTOR_SIZE],  # too short for the directory
         b"X" + make_fs(FILES)[1:],
         make_fs(FILES)[:8] + (2).to_bytes(8, "little") + make_fs(FILES)[16:],  # version 2
-        make_fs(FILES, spare_sectors=1)[: -SECTOR_SIZE],  # the superblock counts more sectors
+        make_fs(FILES, spare_sectors=1)[:-SECTOR_SIZE],  # the superblock counts more sectors
     ],
     ids=["no disk", "empty disk", "zeros", "short", "magic", "version", "total"],
 )
@@ -591,9 +592,7 @@ def test_fstest_without_its_files_reports_the_failed_open(disk):
 
 
 @needs_kernel
-@pytest.mark.parametrize(
-    ("reference", "profile"), [("trap-and-emulate", "x86-2005"), ("hardware", "vtx-2006")]
-)
+@pytest.mark.parametrize(("reference", "profile"), [("trap-and-emulate", "x86-2005"), ("hardware", "vtx-2006")])
 def test_fstest_under_a_reference_vmm_shows_what_it_shows_natively(reference, profile):
     # The driver's port I/O, DMA and completion interrupts go through the VMM's virtual disk
     # and PIC; the guest must not be able to tell (the equivalence property, Popek & Goldberg 1974).

@@ -145,7 +145,7 @@ def test_constants_agree_with_the_machine_and_the_platform():
     match = re.search(r"^\| `MAX_DISK_BYTES` \| ([\d,]+) ", limits, re.MULTILINE)
     assert match is not None
     assert SECTOR_SIZE == DEVICE_SECTOR_SIZE
-    assert mkfs.MAX_IMAGE_BYTES == int(match.group(1).replace(",", ""))
+    assert int(match.group(1).replace(",", "")) == mkfs.MAX_IMAGE_BYTES
     assert FS_MAGIC.to_bytes(8, "little") == b"P64OSFS\0"
     assert MAX_FILES == 64 and mkfs.ENTRY_SIZE * mkfs.ENTRIES_PER_SECTOR == SECTOR_SIZE
 

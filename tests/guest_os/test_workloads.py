@@ -196,7 +196,8 @@ def _user_image(name: str, tmp: Path):
     src = tmp / f"{name}_user.s"
     user = PACKAGE_DIR / "user"
     src.write_text(
-        f'.include "{PACKAGE_DIR / "include" / "p64.s"}"\n{_open_flags()}\n.org {_TEXT}\n'
+        f'.include "{PACKAGE_DIR / "include" / "p64.s"}"\n.include "{PACKAGE_DIR / "include" / "abi.s"}"\n'
+        f"{_open_flags()}\n.org {_TEXT}\n"
         f"_start: call {name}_main\n        call u_exit\n"
         f'.include "{user / "ulib.s"}"\n.include "{user / (name + ".s")}"\n'
     )
