@@ -73,7 +73,11 @@ def _counter_rows(counters: dict[str, int]) -> list[tuple[str, int]]:
 
 
 class _UsageError(ValueError):
-    """A combination of ``popek run`` options that does not make sense (exit status 2)."""
+    """A combination of ``popek run`` options that does not make sense (exit status 2); the
+    message reads like the parser's own, ``run: ...``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"run: {message}")
 
 
 def _run_config(args: argparse.Namespace) -> tuple[Any, Any]:

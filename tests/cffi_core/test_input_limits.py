@@ -269,8 +269,9 @@ def test_the_largest_budget_and_memory_are_accepted(capsys):
 
 
 def test_missing_arguments_of_asm_disasm_and_run_are_one_line(capsys):
-    for command in ("asm", "disasm", "run"):
+    for command in ("asm", "disasm"):
         assert one_line_error(capsys, [command]).startswith(f"popek: {command}: the following arguments are required")
+    assert one_line_error(capsys, ["run"]).startswith("popek: run: give a program")
 
 
 # ---- the document ----

@@ -45,4 +45,4 @@ def test_run_nanobench_under_a_vmm_shows_the_hosts_counters(capsys):
 def test_run_refuses_what_makes_no_sense_with_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("popek: ") and message in err and err.count("\n") == 1
+    assert err.startswith("popek: run: ") and message in err and err.count("\n") == 1
