@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from conformance.api import VMConfig
 from conformance.mutation import Mutant
 from tests.mutants import facts
-from tests.mutants.witness import Fact, Program, Witness, kernel
+from tests.mutants.witness import Fact, OsWorkload, Program, Witness, kernel
 
 __all__ = ["ENTRIES", "Entry"]
 
@@ -105,7 +105,9 @@ TPR_HOLDS_THE_INTERRUPT = kernel(
         li      r3, 15
         mtcr    cr8, r3
 """
-    + _ARM_TIMER_AND_WAIT.replace("bnez    r4, spin               ; IF = 0: the interrupt is pending by now", "bnez    r4, spin")
+    + _ARM_TIMER_AND_WAIT.replace(
+        "bnez    r4, spin               ; IF = 0: the interrupt is pending by now", "bnez    r4, spin"
+    )
     + """
         sti
         li      r4, 300
@@ -356,6 +358,7 @@ CONSOLE_INPUT = kernel(
 
 # ---- the catalog ---------------------------------------------------------------------------------
 
+# fmt: off
 ENTRIES: tuple[Entry, ...] = (
     Entry(
         _m("hw-tf-lost-after-exit", "TfLostAfterExit", "hardware", "equivalence", HW,
@@ -535,6 +538,27 @@ ENTRIES: tuple[Entry, ...] = (
            "runs each VM to its whole budget per turn: a `cli; jmp .` guest keeps the host"),
         Fact("the longest single host run", facts.host_run_longer_than(3_000)),
     ),
+    # -- what only a multi-process guest shows: the witness is a p64os workload (conformance/test_os.py) --
+    Entry(
+        _m("hw-interrupt-lost-in-hidden-fault", "InterruptLostInHiddenFault", "hardware", "equivalence", HW,
+           "ignores IDT_VECTORING_INFO at a hidden #PF: an external interrupt whose delivery faulted is lost"),
+        OsWorkload("diskio", 1),
+    ),
+    Entry(
+        _m("hw-freed-shadow-table-not-cleared", "FreedShadowTableNotCleared", "hardware", "equivalence", HW,
+           "reuses a shadow page table freed by a dropped directory entry without clearing its old entries"),
+        OsWorkload("forkwait", 2),
+    ),
+    Entry(
+        _m("hw-write-protect-current-shadow-only", "WriteProtectCurrentShadowOnly", "hardware", "equivalence", HW,
+           "write-protects a page that became a page table in the current shadow only, not in other CR3s' shadows"),
+        OsWorkload("forkwait", 2),
+    ),
+    Entry(
+        _m("te-lazy-write-protect", "LazyWriteProtect", "trap-and-emulate", "equivalence", X86,
+           "leaves a PTE's write protection (fork's copy-on-write) to the guest's invlpg: a CR3 reload drops nothing"),
+        OsWorkload("forkwait", 2),
+    ),
     # -- emulate --
     Entry(
         _m("emu-sar-as-shr", "SarAsShr", "emulate", "equivalence", X86,
@@ -547,3 +571,4 @@ ENTRIES: tuple[Entry, ...] = (
         Program(CONSOLE_INPUT, VMConfig(memory=1 << 20, budget=200_000, console_input=b"hi")),
     ),
 )
+# fmt: on

@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from cffi_core import spec
 from cffi_core.machine import Exit
 from cffi_core.vmx import ProcControl, VmcsField, VmExitReason
 from reference_vmm.hardware import HardwareVMM, guest_mode
 from reference_vmm.hardware.guest_mode import Handler
 from reference_vmm.hardware.monitor import HANDLERS, HardwareVM
-from reference_vmm.shadow import ShadowPager, Space
+from reference_vmm.shadow import Resolution, ShadowPager, Space
 
 F = VmcsField
 FLAGS_TF, FLAGS_IF = 1 << 8, 1 << 9  # docs/architecture.md §2
-V_UD = 6  # §6.1
+V_UD, V_GP, V_PF = 6, 13, 14  # §6.1
+PF_W, PF_U, PF_I = 2, 4, 16  # §7.5: the #PF error code's write, user and fetch bits
 CR0_PG = 1 << 15
 MSR_TSC = 0x10
 
@@ -78,7 +80,9 @@ class _Cr8DroppedVM(HardwareVM):
     handlers = _handlers({VmExitReason.CR_ACCESS: _on_cr_access_cr8_dropped})
 
 
-Cr8WriteDropped = _vmm("Cr8WriteDropped", _Cr8DroppedVM, "A CR8 load exit is skipped without storing: CR8 reads back 0.")
+Cr8WriteDropped = _vmm(
+    "Cr8WriteDropped", _Cr8DroppedVM, "A CR8 load exit is skipped without storing: CR8 reads back 0."
+)
 
 
 def _lose_on_shadow(vm: HardwareVM) -> None:
@@ -190,7 +194,9 @@ class _Cr8MaskedVM(HardwareVM):
     handlers = _handlers({VmExitReason.CR_ACCESS: _on_cr_access_cr8_masked})
 
 
-Cr8Above15Truncated = _vmm("Cr8Above15Truncated", _Cr8MaskedVM, "mtcr cr8 with a value above 15 is truncated, not #GP(0).")
+Cr8Above15Truncated = _vmm(
+    "Cr8Above15Truncated", _Cr8MaskedVM, "mtcr cr8 with a value above 15 is truncated, not #GP(0)."
+)
 
 
 def _on_msr_ud(vm: HardwareVM) -> None:
@@ -266,7 +272,9 @@ class _RunPerInstructionVM(HardwareVM):
 
 
 HostRunPerInstruction = _vmm(
-    "HostRunPerInstruction", _RunPerInstructionVM, "Enters guest mode for one tick at a time: a host run per instruction."
+    "HostRunPerInstruction",
+    _RunPerInstructionVM,
+    "Enters guest mode for one tick at a time: a host run per instruction.",
 )
 
 
@@ -326,7 +334,9 @@ class _UnboundedDmaVM(HardwareVM):
         del old
 
 
-UnboundedDma = _vmm("UnboundedDma", _UnboundedDmaVM, "Disk DMA is not bounded by the guest's RAM: it reaches host memory.")
+UnboundedDma = _vmm(
+    "UnboundedDma", _UnboundedDmaVM, "Disk DMA is not bounded by the guest's RAM: it reaches host memory."
+)
 
 
 SCRATCH_OFFSET = 1 << 20  # past the first guest's region, below the VMM's own pages
@@ -348,3 +358,94 @@ ScratchPageInHostRam = type(
     {"__doc__": "Writes a scratch page at a fixed host address outside every region it owns.", "__module__": __name__},
 )
 
+
+# ---- what a multi-process guest OS exposes (the os category, conformance/test_os.py) -------------
+
+
+def _on_page_fault_forgets_event(vm: HardwareVM) -> Exit | None:
+    """``monitor.on_page_fault`` with one change in its hidden-fault path (marked)."""
+    v = vm.vmcs
+    va, code = v[F.EXIT_QUALIFICATION], v[F.EXIT_INTR_ERROR_CODE]
+    access = spec.ACCESS_FETCH if code & PF_I else spec.ACCESS_WRITE if code & PF_W else spec.ACCESS_READ
+    c = vm.vcpu
+    c.cpl = 3 if code & PF_U else 0
+    resolution = vm.shadow.fault(c, va, access)
+    if resolution is Resolution.HIDDEN:
+        vm.clock -= 1
+        # The bug: IDT_VECTORING_INFO is not looked at — "the guest retries the instruction,
+        # so the event comes again".  True of a fault (raised again) and of `int n` (executed
+        # again); an external interrupt was taken from the PIC already, and its delivery,
+        # cut short by a hidden fault on the IDT or the kernel stack, is lost (V.5, V.9).
+        vm.shadow.needs_flush = False
+        return None
+    if resolution is Resolution.EMULATE:
+        return vm.emulate()
+    w = spec.walk(c, vm.memory, va, access, c.cpl, set_ad=True)
+    if w.fault == V_PF:
+        v[F.GUEST_CR2] = va
+        return vm.reflect_delivery_fault(V_PF, w.error_code)
+    return vm.reflect_delivery_fault(w.fault, 0 if w.fault == V_GP else None)
+
+
+def _on_exception_forgets_event(vm: HardwareVM) -> Exit | None:
+    if vm.vmcs[F.EXIT_INTR_INFO] & 0xFF == V_PF:  # V.5: the vector in bits 7:0
+        return _on_page_fault_forgets_event(vm)
+    return HANDLERS[VmExitReason.EXCEPTION](vm)
+
+
+class _EventLostVM(HardwareVM):
+    handlers = _handlers({VmExitReason.EXCEPTION: _on_exception_forgets_event})
+
+
+InterruptLostInHiddenFault = _vmm(
+    "InterruptLostInHiddenFault",
+    _EventLostVM,
+    "Forgets the event whose delivery a hidden page fault cut short: an external interrupt is lost.",
+)
+
+
+class _DirtyFreeTablePager(ShadowPager):
+    def _alloc(self) -> int:
+        if self._free:
+            # The bug: a shadow table freed by a dropped directory entry is handed out again
+            # as it is — "it was emptied when it was dropped" — but dropping clears only the
+            # entry above it: its own entries still map the old frames.
+            return self._free.pop()
+        return super()._alloc()
+
+
+class _DirtyFreeTableVM(HardwareVM):
+    def make_pager(self) -> ShadowPager:
+        old = super().make_pager()
+        return _DirtyFreeTablePager(self.host, self.memory, old.pool)
+
+
+FreedShadowTableNotCleared = _vmm(
+    "FreedShadowTableNotCleared",
+    _DirtyFreeTableVM,
+    "Reuses a freed shadow page table without clearing it: its old entries map stale frames.",
+)
+
+
+class _CurrentRootWriteProtectPager(ShadowPager):
+    def _write_protect(self, frame: int) -> None:
+        # The bug: a frame that just became a traced page table loses W in the current shadow
+        # only — "the other address spaces are not running" — yet the cached shadows of other
+        # CR3s keep writable mappings of it, and the guest's stores through them go untraced.
+        users = self._writers.get(frame)
+        if users:
+            self._writers[frame] = {(root, page) for root, page in users if root == self._current}
+        super()._write_protect(frame)
+
+
+class _CurrentRootWriteProtectVM(HardwareVM):
+    def make_pager(self) -> ShadowPager:
+        old = super().make_pager()
+        return _CurrentRootWriteProtectPager(self.host, self.memory, old.pool)
+
+
+WriteProtectCurrentShadowOnly = _vmm(
+    "WriteProtectCurrentShadowOnly",
+    _CurrentRootWriteProtectVM,
+    "Write-protects a new page-table page in the current shadow only: other CR3s' shadows keep it writable.",
+)

@@ -49,16 +49,16 @@ class _RoundedUpVM(HardwareEptVM):
         from reference_vmm.hardware_ept.monitor import NESTED_LEVELS, NESTED_POOL_PAGES, PAGE_4K
 
         pool = monitor.map.vmm_pages(NESTED_POOL_PAGES * PAGE_4K)
-        nested = PageTables(
-            self.host.write_u64, PageAllocator(pool, pool + NESTED_POOL_PAGES * PAGE_4K), NESTED_LEVELS
-        )
+        nested = PageTables(self.host.write_u64, PageAllocator(pool, pool + NESTED_POOL_PAGES * PAGE_4K), NESTED_LEVELS)
         rounded = -(-config.memory // PAGE_2M) * PAGE_2M
         nested.map(0, base, rounded, flags=EPT_W | EPT_X, page=PAGE_2M)
         self.vmcs[F.EPT_POINTER] = ept_pointer(nested.root, NESTED_LEVELS)
 
 
 NestedMapRoundedUp = _vmm(
-    "NestedMapRoundedUp", _RoundedUpVM, "Maps the guest's RAM rounded up to 2 MiB: stores past its RAM reach host memory."
+    "NestedMapRoundedUp",
+    _RoundedUpVM,
+    "Maps the guest's RAM rounded up to 2 MiB: stores past its RAM reach host memory.",
 )
 
 

@@ -6,7 +6,7 @@ from cffi_core import spec
 from cffi_core.exits import ExitReason
 from cffi_core.machine import PAGE_SIZE
 from cffi_core.spec.events import interrupt_deliverable
-from cffi_core.spec.state import MASK64
+from cffi_core.spec.state import MASK64, PTE_FRAME
 from reference_vmm.shadow import ShadowPager, Space
 from reference_vmm.trap_emulate import TrapEmulateVMM
 from reference_vmm.trap_emulate.monitor import TrapEmulateVM
@@ -78,7 +78,9 @@ class _InvlpgDropsReservedPager(ShadowPager):
 
 class _InvlpgReservedVM(TrapEmulateVM):
     def make_pager(self) -> ShadowPager:
-        return _InvlpgDropsReservedPager(self.monitor.host, self.memory, self.pool, reserved={RESERVED_VA: self.monitor.idt})
+        return _InvlpgDropsReservedPager(
+            self.monitor.host, self.memory, self.pool, reserved={RESERVED_VA: self.monitor.idt}
+        )
 
 
 InvlpgDropsReservedPage = _vmm(
@@ -100,7 +102,9 @@ class _CurrentRootOnlyPager(ShadowPager):
 
 class _StaleUserShadowVM(TrapEmulateVM):
     def make_pager(self) -> ShadowPager:
-        return _CurrentRootOnlyPager(self.monitor.host, self.memory, self.pool, reserved={RESERVED_VA: self.monitor.idt})
+        return _CurrentRootOnlyPager(
+            self.monitor.host, self.memory, self.pool, reserved={RESERVED_VA: self.monitor.idt}
+        )
 
 
 StaleUserShadow = _vmm(
@@ -223,3 +227,30 @@ class _NoSliceVM(TrapEmulateVM):
 
 
 SliceIgnored = _vmm("SliceIgnored", _NoSliceVM, "Runs each VM to its whole budget per turn: no host timer.")
+
+
+# ---- what a multi-process guest OS exposes (the os category, conformance/test_os.py) -------------
+
+
+class _LazyWriteProtectPager(ShadowPager):
+    def guest_wrote(self, gpa: int, old: int, new: int) -> None:
+        # The bug: a write protection (same frame, still present, W taken away) is left to the
+        # guest's own invalidation — "§8.1: a changed entry may be used old or new until
+        # invlpg or a CR3 load" — but a CR3 load of the current value finds the cached root
+        # and drops nothing: after fork's copy-on-write protection and CR3 reload the parent
+        # keeps writing the shared frames.
+        if (old ^ new) & PTE_FRAME == 0 and new & spec.PTE_P and old & spec.PTE_W and not new & spec.PTE_W:
+            return
+        super().guest_wrote(gpa, old, new)
+
+
+class _LazyWriteProtectVM(TrapEmulateVM):
+    def make_pager(self) -> ShadowPager:
+        return _LazyWriteProtectPager(
+            self.monitor.host, self.memory, self.pool, reserved={RESERVED_VA: self.monitor.idt}
+        )
+
+
+LazyWriteProtect = _vmm(
+    "LazyWriteProtect", _LazyWriteProtectVM, "Leaves a PTE's write protection to the guest's invalidation."
+)

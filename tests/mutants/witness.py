@@ -12,6 +12,7 @@ from conformance.guests import GUEST_DIR
 __all__ = [
     "WITNESS_CONFIG",
     "Fact",
+    "OsWorkload",
     "Program",
     "Witness",
     "host_run",
@@ -70,7 +71,42 @@ class Fact:
         return self.measure(vmm, profile)
 
 
-Witness = Program | Fact
+@cache
+def _os_observe(vmm: type[VMM], name: str, n: int, profile: str) -> Observation | str:
+    from conformance.guest_os import os_config, os_image
+
+    try:
+        return observe(vmm, os_image(), os_config(name, n), profile=profile)
+    except VMMError as e:
+        return f"VMMError: {e}"
+
+
+@dataclass(frozen=True)
+class OsWorkload:
+    """A run of the reference guest OS p64os (conformance/guest_os): workload ``name`` at size
+    ``n``, the image and configuration of the os category (``os_image()``, ``os_config(name,
+    n)``), whose observation under a buggy VMM differs from its native run — the witness of a
+    bug that only a multi-process guest shows (address spaces created and freed, copy-on-write,
+    device interrupts while a process runs)."""
+
+    name: str
+    n: int
+
+    def problem(self, vmm: type[VMM], profile: str) -> str | None:
+        """How ``vmm``'s run of the workload differs from the native oracle's; None when it
+        does not (a VMMError is reported as the difference)."""
+        from reference_vmm.native import NativeVMM
+
+        native = _os_observe(NativeVMM, self.name, self.n, profile)
+        if isinstance(native, str) or (native.stop, native.exit_code) != ("exit", 0):
+            raise AssertionError(f"p64os {self.name} {self.n} does not run natively: {native}")
+        actual = _os_observe(vmm, self.name, self.n, profile)
+        if isinstance(actual, str):
+            return actual
+        return "; ".join(native.diff(actual, ("native", vmm.name))) or None
+
+
+Witness = Program | Fact | OsWorkload
 
 
 # ---- driving a VMM by hand, for the facts -----------------------------------------------------
@@ -161,4 +197,6 @@ def kernel(main: str, handlers: str = "", *, paging: bool = False) -> str:
     ``handlers`` is code placed after the jump: the guest's own handlers."""
     head = ['.include "lib/prelude.s"'] + (['.include "lib/paging.s"'] if paging else [])
     start = ["main:"] + (["        call    paging_on"] if paging else [])
-    return "\n".join([*head, *start, main.rstrip("\n"), "        jmp     finish", handlers, '.include "lib/signature.s"', ""])
+    return "\n".join(
+        [*head, *start, main.rstrip("\n"), "        jmp     finish", handlers, '.include "lib/signature.s"', ""]
+    )
