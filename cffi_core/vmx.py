@@ -12,7 +12,7 @@ home), and ``Vmcs``, the handle of one virtual machine control structure.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import TYPE_CHECKING
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from cffi_core.machine import Machine
 
 __all__ = [
-    "READ_ONLY_FIELDS", "EventInfo", "IntrType", "IommuFault", "PinControl", "ProcControl", "VmExitReason",
+    "INTR_TYPE_SHIFT", "INTR_VALID", "READ_ONLY_FIELDS", "EventInfo", "IntrType", "IommuFault", "PinControl", "ProcControl", "VmExitReason",
     "Vmcs", "VmcsField", "intr_info",
 ]  # fmt: skip
 
@@ -61,6 +61,10 @@ _vmcs_read = lib.p64_vmcs_read
 _vmcs_write = lib.p64_vmcs_write
 _VALID = 1 << lib.P64_INTR_VALID_BIT
 _HAS_ERROR = 1 << lib.P64_INTR_ERROR_CODE_BIT
+INTR_VALID = _VALID
+"""Bit 31 of the event-information fields: the event is valid (docs/vmx.md V.5)."""
+INTR_TYPE_SHIFT = int(lib.P64_INTR_TYPE_SHIFT)
+"""Where the 3-bit type sits in the event-information fields (docs/vmx.md V.5)."""
 
 
 def intr_info(vector: int, kind: IntrType, has_error: bool = False) -> int:
@@ -140,6 +144,23 @@ class _GuestRegisters:
     def __iter__(self) -> Iterator[int]:
         return (self[i] for i in range(16))
 
+    def values(self) -> list[int]:
+        """r0..r15 as a list (``list(regs)`` in one call: a VMM that emulates copies them all)."""
+        out = ffi.unpack(self._a, 16)
+        out[0] = 0
+        return out
+
+    def set_values(self, values: Sequence[int]) -> None:
+        """Write r1..r15 from ``values[1:16]`` (r0 is ignored, as by ``regs[0] = ...``): what
+        ``regs[i] = values[i]`` for each i does, in one call."""
+        if len(values) != 16:
+            raise ValueError(f"vmcs.regs.set_values: {len(values)} values, expected 16")
+        try:
+            self._a[1:16] = values[1:16]
+        except (TypeError, OverflowError):
+            for i in range(16):
+                self[i] = values[i]  # the checks and the message of one register at a time
+
 
 class Vmcs:
     """One VMCS of a machine (``Machine.vmcs()``): fields through ``read``/``write`` (or
@@ -190,6 +211,31 @@ class Vmcs:
 
     __getitem__ = read
     __setitem__ = write
+
+    def read_many(self, fields: Sequence[int]) -> list[int]:
+        """``[vmcs.read(f) for f in fields]`` in one call: every field read and counted, one
+        at a time, as by ``read`` — a VMM that loads a whole vcpu at an exit saves the calls."""
+        m, v, out, values = self._m, self._v, self._out, []
+        for field in fields:
+            try:
+                rc = _vmcs_read(m, v, field, out)
+            except (TypeError, OverflowError):
+                rc = -1
+            if rc:
+                self.read(field)  # not counted: raises read's error for this field
+            values.append(out[0])
+        return values
+
+    def write_many(self, fields: Sequence[int], values: Sequence[int]) -> None:
+        """``vmcs.write(f, x)`` for each field and value in turn (each counted): one call."""
+        m, v = self._m, self._v
+        for field, value in zip(fields, values, strict=True):
+            try:
+                rc = _vmcs_write(m, v, field, value)
+            except (TypeError, OverflowError):
+                rc = -1
+            if rc:
+                self.write(field, value)  # write's checks, its message, or a normalized value
 
     def copy_from(self, other: Vmcs) -> None:
         """Make this VMCS a copy of ``other`` (guest state, controls, registers): a VMM's

@@ -50,7 +50,17 @@ from conformance.api import (
 from reference_vmm.shadow import GuestMemory, HostMap
 from reference_vmm.standard_vm import StandardDevicesVM
 
-__all__ = ["COMMON_HANDLERS", "MSR_TSC", "SHUTDOWN", "SLICE", "GuestModeVM", "GuestModeVMM", "Handler", "io_bitmap", "msr_bitmap"]
+__all__ = [
+    "COMMON_HANDLERS",
+    "MSR_TSC",
+    "SHUTDOWN",
+    "SLICE",
+    "GuestModeVM",
+    "GuestModeVMM",
+    "Handler",
+    "io_bitmap",
+    "msr_bitmap",
+]
 
 F = VmcsField
 FLAGS_TF, FLAGS_IF = 1 << 8, 1 << 9  # architecture §2
@@ -68,6 +78,15 @@ timer, so the VMM is back within a slice whatever the guest does (docs/vmm-api.m
 Handler = Callable[["GuestModeVM"], "Exit | None"]
 """An exit handler: None resumes the guest; an Exit goes to the device loop (port I/O,
 shutdown)."""
+
+
+_EXIT_KEYS: dict[int, str] = {}
+
+
+def _exit_key(number: VmExitReason) -> str:
+    """The counter of one exit reason, ``vm_exit_<name>`` (remembered: it is needed at every exit)."""
+    key = _EXIT_KEYS[number] = f"vm_exit_{number.name.lower()}"
+    return key
 
 
 def io_bitmap(passthrough: Iterable[int] = ()) -> bytes:
@@ -216,9 +235,10 @@ class GuestModeVM(StandardDevicesVM):
             self._offer_interrupt()
             ex = self._enter(end - self.clock)
             if ex.reason is ExitReason.VM:
-                self._stats[COUNTER_INTERVENTIONS] += 1
-                key = f"vm_exit_{ex.number.name.lower()}"
-                self._stats[key] = self._stats.get(key, 0) + 1
+                stats = self._stats
+                stats[COUNTER_INTERVENTIONS] += 1
+                key = _EXIT_KEYS.get(ex.number) or _exit_key(ex.number)
+                stats[key] = stats.get(key, 0) + 1
                 out = self.handlers[ex.number](self)
                 if out is not None:
                     return out

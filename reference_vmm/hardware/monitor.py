@@ -33,9 +33,22 @@ from __future__ import annotations
 from cffi_core import spec
 from cffi_core.image import GuestImage
 from cffi_core.machine import Exit
+from cffi_core.spec.access import beyond_limit
 from cffi_core.spec.events import deliver_interrupt
+from cffi_core.spec.execute import EXECUTORS, decode_word
+from cffi_core.spec.registers import advance, effective_address
 from cffi_core.spec.state import CR0_PE, CR0_PG, CR0_WP, CR4_PGE, CR4_PL, cr_write_error
-from cffi_core.vmx import EventInfo, IntrType, PinControl, ProcControl, VmcsField, VmExitReason, intr_info
+from cffi_core.vmx import (
+    INTR_TYPE_SHIFT,
+    INTR_VALID,
+    EventInfo,
+    IntrType,
+    PinControl,
+    ProcControl,
+    VmcsField,
+    VmExitReason,
+    intr_info,
+)  # fmt: skip
 from conformance.api import COUNTER_EMULATED, VMConfig
 from reference_vmm.hardware.guest_mode import (
     COMMON_HANDLERS,
@@ -44,7 +57,7 @@ from reference_vmm.hardware.guest_mode import (
     GuestModeVMM,
     Handler,
 )
-from reference_vmm.shadow import Resolution, ShadowPager, Space, pool_size
+from reference_vmm.shadow import Resolution, ShadowPager, Space, WalkCache, pool_size
 
 __all__ = ["HANDLERS", "HardwareVM", "HardwareVMM"]
 
@@ -59,6 +72,17 @@ CONTROLS = (
     | ProcControl.INVLPG_EXITING
 )  # fmt: skip
 MTCR, MFCR = 0, 1  # V.5 CR_ACCESS bits 5:4
+FLAGS_TF = 1 << 8  # architecture §2
+# Field numbers as plain ints (an enum member costs a lookup at each of the exits' accesses).
+_SPEC_LOAD = tuple(int(f) for f in (F.GUEST_PC, F.GUEST_FLAGS, F.GUEST_CPL, F.GUEST_CR2, F.GUEST_CR8, F.GUEST_IDTR,
+                                    F.GUEST_SEGLIMIT))  # fmt: skip
+_RSP_FIELDS = (int(F.GUEST_RSP0), int(F.GUEST_RSP1), int(F.GUEST_RSP2))
+_CR_FIELDS = (int(F.GUEST_CR0), int(F.GUEST_CR4))
+_PAGING_FIELDS = tuple(int(f) for f in (F.GUEST_CR3, F.GUEST_CR0, F.GUEST_CR4, F.CR0_READ_SHADOW, F.CR4_READ_SHADOW))
+_IDT_VECTORING_INFO = int(F.IDT_VECTORING_INFO)
+_EXIT_INTR_INFO = int(F.EXIT_INTR_INFO)
+_PF_EXIT_FIELDS = (int(F.EXIT_QUALIFICATION), int(F.EXIT_INTR_ERROR_CODE))
+_STORE_SIZE = {EXECUTORS["sb"]: 1, EXECUTORS["sh"]: 2, EXECUTORS["sw"]: 4, EXECUTORS["sd"]: 8}
 
 
 class HardwareVM(GuestModeVM):
@@ -70,6 +94,10 @@ class HardwareVM(GuestModeVM):
         self.memory.on_write = self.shadow.guest_wrote  # the guest's stores that the VMM makes
         # The guest's view of what the host owns, and the registers the spec emulates with.
         self.vcpu = spec.State.reset(entry=image.entry, features=self.host.profile.features)
+        # The guest's page walks, remembered: the pager's own cache when it keeps one (the
+        # pager walks the store's page at the #PF just before ``emulate`` walks it again).
+        walks = getattr(self.shadow, "walks", None)
+        self.walks = walks if isinstance(walks, WalkCache) else WalkCache(self.memory)
         v = self.vmcs
         v[F.IO_BITMAP] = monitor.io_bitmap
         v[F.MSR_BITMAP] = monitor.msr_bitmap
@@ -98,25 +126,25 @@ class HardwareVM(GuestModeVM):
         """Give the real CPU the shadow of the guest's current address space: the real CR3 is a
         shadow root, the real CR0 has paging and WP on, the real CR4.PL is the shadow's; the
         read shadows show the guest its own CR0 and CR4 (V.3)."""
-        c, v = self.vcpu, self.vmcs
-        v[F.GUEST_CR3] = self.shadow.root(c, Space.SHARED)
-        v[F.GUEST_CR0] = CR0_PE | CR0_PG | CR0_WP | (c.cr0 & ~CR0_OWNED)
-        v[F.GUEST_CR4] = self.shadow.real_cr4_pl | (c.cr4 & ~CR4_OWNED)
-        v[F.CR0_READ_SHADOW] = c.cr0
-        v[F.CR4_READ_SHADOW] = c.cr4
+        c, v, shadow = self.vcpu, self.vmcs, self.shadow
+        cr0, cr4 = c.cr0, c.cr4
+        root = shadow.root(c, Space.SHARED)
+        real = (root, CR0_PE | CR0_PG | CR0_WP | (cr0 & ~CR0_OWNED), shadow.real_cr4_pl | (cr4 & ~CR4_OWNED), cr0, cr4)
+        v.write_many(_PAGING_FIELDS, real)
         # Every #PF exits (mask 0, match 0, V.4).  With the guest's paging off the real CPU still
         # pages, on identity shadow tables, and so checks that addresses are canonical, which a
         # bare machine does only with paging on (architecture §5.3 step 3): its #GP exits too.
-        bitmap = 1 << V_PF | (0 if c.cr0 & CR0_PG else 1 << V_GP)
+        bitmap = 1 << V_PF | (0 if cr0 & CR0_PG else 1 << V_GP)
         if bitmap != self._exception_bitmap:
             v[F.EXCEPTION_BITMAP] = self._exception_bitmap = bitmap
 
     def pull_registers(self) -> None:
         """The vcpu's CR0 and CR4 from the VMCS: the guest writes the bits the host does not own
         (TS, TSD) without an exit (V.3), so the VMCS has them and the vcpu only the owned ones."""
-        c, v = self.vcpu, self.vmcs
-        c.cr0 = (v[F.GUEST_CR0] & ~CR0_OWNED) | (c.cr0 & CR0_OWNED)
-        c.cr4 = (v[F.GUEST_CR4] & ~CR4_OWNED) | (c.cr4 & CR4_OWNED)
+        c = self.vcpu
+        cr0, cr4 = self.vmcs.read_many(_CR_FIELDS)
+        c.cr0 = (cr0 & ~CR0_OWNED) | (c.cr0 & CR0_OWNED)
+        c.cr4 = (cr4 & ~CR4_OWNED) | (c.cr4 & CR4_OWNED)
 
     def write_cr(self, crn: int, value: int) -> None:
         """The guest wrote a control register the host owns (part of): a bad value is the
@@ -142,33 +170,38 @@ class HardwareVM(GuestModeVM):
     def emulate(self) -> Exit | None:
         """Run the instruction at GUEST_PC (or finish the event delivery the exit interrupted)
         in the spec, over guest-physical memory: the way to make a guest store that no shadow
-        entry may allow (a traced page table) and tell the pager."""
+        entry may allow (a traced page table) and tell the pager.
+
+        The vcpu is loaded from the VMCS and stored back field by field, every time: those
+        VMREADs and VMWRITEs are this VMM's cost of an emulation, which Adams & Agesen (2006)
+        price and the host counts.  A plain store, the usual instruction here, is done by
+        ``_store`` when it can prove the spec would do exactly the same; anything else, by the
+        spec."""
         c, v = self.vcpu, self.vmcs
-        for name, field in self._SPEC_FIELDS:
-            setattr(c, name, v[field])
+        c.pc, c.flags, c.cpl, c.cr2, c.cr8, c.idtr, c.seglimit = v.read_many(_SPEC_LOAD)
         self.pull_registers()
-        c.r[:] = list(v.regs)
-        c.rsp[:] = [v[F.GUEST_RSP0], v[F.GUEST_RSP1], v[F.GUEST_RSP2]]
+        c.r[:] = v.regs.values()
+        c.rsp[:] = v.read_many(_RSP_FIELDS)
         c.int_shadow, c.halted, c.pending_db, c.shutdown = False, False, False, False
         c.clock, c.tsc_offset = self.clock - 1, self.tsc_offset
         mem = self.memory
-        info = EventInfo.decode(v[F.IDT_VECTORING_INFO])
-        instruction = not info.valid or info.kind == IntrType.SOFTWARE_INTERRUPT
+        info = v.read(_IDT_VECTORING_INFO)
+        instruction = not info & INTR_VALID or info >> INTR_TYPE_SHIFT & 7 == IntrType.SOFTWARE_INTERRUPT
         if instruction:
-            ex = spec.execute_instruction(c, mem)  # an `int n` is simply executed again
-        elif info.kind == IntrType.EXTERNAL:
-            c.intr_vector = info.vector
-            ex = deliver_interrupt(c, mem)
+            ex = None if self._store(c) else spec.execute_instruction(c, mem)  # an `int n` is simply executed again
         else:
-            code = v[F.IDT_VECTORING_ERROR_CODE] if info.has_error else None
-            ex = spec.deliver_exception(c, mem, spec.Event(info.vector, spec.EVENT_FAULT, c.pc, code))
+            event = EventInfo.decode(info)
+            if event.kind == IntrType.EXTERNAL:
+                c.intr_vector = event.vector
+                ex = deliver_interrupt(c, mem)
+            else:
+                code = v[F.IDT_VECTORING_ERROR_CODE] if event.has_error else None
+                ex = spec.deliver_exception(c, mem, spec.Event(event.vector, spec.EVENT_FAULT, c.pc, code))
         if ex is not None and ex.reason == spec.EXIT_SHUTDOWN:
             return SHUTDOWN
-        for name, field in self._SPEC_FIELDS:
-            v[field] = getattr(c, name)
-        for i in range(1, 16):
-            v.regs[i] = c.r[i]
-        v[F.GUEST_RSP0], v[F.GUEST_RSP1], v[F.GUEST_RSP2] = c.rsp
+        v.write_many(_SPEC_LOAD, (c.pc, c.flags, c.cpl, c.cr2, c.cr8, c.idtr, c.seglimit))
+        v.regs.set_values(c.r)
+        v.write_many(_RSP_FIELDS, c.rsp)
         if instruction:
             # What the instruction left for the next boundary, as ``skip`` does for the
             # handlers' instructions: its single-step #DB (§6.4), an sti shadow it set or spent.
@@ -179,13 +212,55 @@ class HardwareVM(GuestModeVM):
         self._stats[COUNTER_EMULATED] += 1
         return None
 
+    def _store(self, c: spec.State) -> bool:
+        """Do the instruction at ``c.pc`` as ``spec.execute_instruction`` would if it is a plain
+        store (``sb``/``sh``/``sw``/``sd``) that completes, and say whether it did; otherwise
+        change nothing (the spec then runs it, faults and all).
+
+        The steps are the spec's (architecture §5.3, §6.5): the fetch (alignment, segment
+        limit, the walk, RAM), the decode, the store's own checks and walk, the write through
+        ``GuestMemory`` (which tells the pager of a traced entry changed), pc, the single-step
+        #DB.  Only the walks differ: they come from ``walks``, which answers exactly as
+        ``spec.walk`` (a remembered walk only when a fresh one is certain to be equal and to
+        set no A/D bit).  When this gives up, the walks it made have done what the spec's
+        first walks will do again — set A/D bits (§7.5), which the spec's then find set and
+        leave — and nothing else has happened: a walk that faults writes nothing, and the
+        store is written last.  (The vcpu's own spec counters — walks, instructions — are no
+        figure of this VMM and are not kept here.)"""
+        if not c.cr0 & CR0_PG:
+            return False  # paging off (a #GP exit's instruction, V.4): rare, the spec's
+        pc, cpl, walks, mem = c.pc, c.cpl, self.walks, self.memory
+        if pc & 3 or beyond_limit(c, pc, 4, cpl):
+            return False
+        fetched = walks.physical(c, pc, spec.ACCESS_FETCH, cpl)
+        if fetched < 0 or fetched + 4 > mem.size:
+            return False
+        decoded = decode_word(mem.read(fetched, 4))
+        if decoded is None:
+            return False
+        d, body, needs_check = decoded
+        size = _STORE_SIZE.get(body)
+        if size is None or needs_check:
+            return False
+        va = effective_address(c, d)
+        if va & (size - 1) or beyond_limit(c, va, size, cpl):
+            return False
+        target = walks.physical(c, va, spec.ACCESS_WRITE, cpl)
+        if target < 0 or target + size > mem.size:
+            return False
+        mem.write(target, size, c.r[d.rs2])
+        advance(c)
+        if c.flags & FLAGS_TF:
+            c.pending_db = True  # §6.4: TF when the store started (a store leaves FLAGS alone)
+        return True
+
 
 # -- the exit handlers of shadow paging ---------------------------------------------------------
 
 
 def on_exception(vm: HardwareVM) -> Exit | None:
     """V.4 EXCEPTION: the vectors of the exception bitmap, #PF and (guest paging off) #GP."""
-    vector = EventInfo.decode(vm.vmcs[F.EXIT_INTR_INFO]).vector
+    vector = vm.vmcs.read(_EXIT_INTR_INFO) & 0xFF  # V.5: bits 7:0
     if vector == V_PF:
         return on_page_fault(vm)
     if vector == V_GP:
@@ -209,7 +284,7 @@ def on_general_protection(vm: HardwareVM) -> Exit | None:
 def on_page_fault(vm: HardwareVM) -> Exit | None:
     """V.4: a #PF (qualification: the address; error code in EXIT_INTR_ERROR_CODE)."""
     v = vm.vmcs
-    va, code = v[F.EXIT_QUALIFICATION], v[F.EXIT_INTR_ERROR_CODE]
+    va, code = v.read_many(_PF_EXIT_FIELDS)
     access = spec.ACCESS_FETCH if code & PF_I else spec.ACCESS_WRITE if code & PF_W else spec.ACCESS_READ
     c = vm.vcpu
     # The access's privilege is the error code's, not GUEST_CPL's: an event's delivery reads
@@ -218,7 +293,7 @@ def on_page_fault(vm: HardwareVM) -> Exit | None:
     resolution = vm.shadow.fault(c, va, access)
     if resolution is Resolution.HIDDEN:
         vm.clock -= 1  # the guest never saw this tick: its instruction runs again
-        vectoring = v[F.IDT_VECTORING_INFO]
+        vectoring = v.read(_IDT_VECTORING_INFO)
         if vectoring >> 31:  # the exit cut an event's delivery short: deliver it again (V.5)
             event = EventInfo.decode(vectoring)  # an int n: GUEST_PC is the int (V.5, V.9)
             v[F.ENTRY_INTR_INFO] = intr_info(event.vector, event.kind, event.has_error)
@@ -285,4 +360,3 @@ class HardwareVMM(GuestModeVMM):
     technique = "hardware-assisted, shadow paging (Fisher-Ogden 2006 §3.1; Adams & Agesen 2006)"
     requires = frozenset({"vmx"})
     vm_class = HardwareVM
-

@@ -64,7 +64,20 @@ class GuestMemory:
         return _FORMATS[size].unpack_from(self._view, self.base + addr)[0]
 
     def write(self, addr: int, size: int, value: int) -> None:
-        self.write_bytes(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        if (addr & 7) + size > 8 or self.on_write is None or (addr >> PAGE_SHIFT) not in self.watched:
+            self.write_bytes(addr, data)
+            return
+        # One quadword of a watched frame (the spec's accesses are naturally aligned): what
+        # ``write_bytes`` does for it, without its general loop — the emulated page-table
+        # store of shadow paging comes here at every such VM exit.
+        self._check(addr, size, "write")
+        quad = addr & ~7
+        old = _QUAD.unpack_from(self._view, self.base + quad)[0]
+        self.host.write(self.base + addr, data)
+        new = _QUAD.unpack_from(self._view, self.base + quad)[0]
+        if old != new:
+            self.on_write(quad, old, new)
 
     def read_bytes(self, addr: int, length: int) -> bytes:
         self._check(addr, length, "read")

@@ -60,6 +60,7 @@ from cffi_core import spec
 from cffi_core.machine import PAGE_SIZE, Machine
 from cffi_core.spec.state import CR0_PG, CR0_WP, CR3_FRAME, CR4_PL, MASK64, PTE_FRAME
 from reference_vmm.shadow.guest_memory import GuestMemory
+from reference_vmm.shadow.walk_cache import WalkCache
 
 __all__ = ["MAX_ROOTS", "Resolution", "ShadowPager", "Space", "pool_size"]
 
@@ -154,6 +155,9 @@ class ShadowPager:
             0,
         )
         self._view = host.memory
+        self.walks = WalkCache(guest)
+        """The guest's page walks, remembered (``walk_cache``): a fault at a page answered
+        before is decided without walking the guest's tables again."""
         guest.on_write = self.guest_wrote
         self._mode: tuple[int, int] | None = None
         self.levels = _PAGING_OFF_LEVELS
@@ -198,19 +202,25 @@ class ShadowPager:
             raise RuntimeError("ShadowPager.fault before root(): no shadow is current")
         va &= MASK64
         page = va & ~(PAGE_SIZE - 1)
-        if self._reserved_slot(page, PAGE_SIZE):
+        if self.reserved and self._reserved_slot(page, PAGE_SIZE):
             self.counters["emulated_page_faults"] += 1
             return Resolution.EMULATE
         # §7: the guest's MMU decides first (without touching A/D: a refused access sets nothing).
-        w = spec.walk(cpu, self.guest, va, access, cpu.cpl)
+        # ``walks`` gives back a remembered walk when a fresh one is certain to be the same.
+        paging = bool(cpu.cr0 & CR0_PG)
+        w = self.walks.lookup(cpu, va, access, cpu.cpl) if paging else None
+        fresh = w is None
+        if w is None:
+            w = spec.walk(cpu, self.guest, va, access, cpu.cpl)
         if w.fault:
             self.counters["true_page_faults"] += 1
             return Resolution.TRUE
         write = access == spec.ACCESS_WRITE
-        paging = bool(cpu.cr0 & CR0_PG)
         if paging:
-            # §7.5: the walker sets A in every entry used and D in the leaf on a write.
-            spec.walk(cpu, self.guest, va, access, cpu.cpl, set_ad=True)
+            # §7.5: the walker sets A in every entry used and D in the leaf on a write (a
+            # remembered walk has them all set already: walking again would write nothing).
+            if fresh:
+                self.walks.walk(cpu, va, access, cpu.cpl, set_ad=True)
             dirty = write or bool(w.entry[-1] & spec.PTE_D)
             flags = self._leaf_flags(cpu, w, dirty)
         else:
@@ -282,12 +292,16 @@ class ShadowPager:
     def _trace(self, w: spec.WalkResult, page: int) -> None:
         """Remember which guest entries the new shadow entry is made of, and write-protect the
         guest frames holding them."""
-        for i, addr in enumerate(w.entry_addr):
-            level = self.levels - i
-            self._derived.setdefault(addr, set()).add((self._current, level, page))
+        derived, watched, current, level = self._derived, self.guest.watched, self._current, self.levels
+        for addr in w.entry_addr:
+            users = derived.get(addr)
+            if users is None:
+                derived[addr] = users = set()
+            users.add((current, level, page))
+            level -= 1
             frame = addr >> 12
-            if frame not in self.guest.watched:
-                self.guest.watched.add(frame)
+            if frame not in watched:
+                watched.add(frame)
                 self._write_protect(frame)
 
     def _write_protect(self, frame: int) -> None:
