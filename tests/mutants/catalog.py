@@ -555,6 +555,11 @@ ENTRIES: tuple[Entry, ...] = (
         OsWorkload("forkwait", 2),
     ),
     Entry(
+        _m("hw-untraced-fast-store", "UntracedFastStore", "hardware", "equivalence", HW,
+           "writes an emulated plain store without telling the shadow pager: only invlpg drops a changed entry"),
+        OsWorkload("forkwait", 2),
+    ),
+    Entry(
         _m("te-lazy-write-protect", "LazyWriteProtect", "trap-and-emulate", "equivalence", X86,
            "leaves a PTE's write protection (fork's copy-on-write) to the guest's invlpg: a CR3 reload drops nothing"),
         OsWorkload("forkwait", 2),

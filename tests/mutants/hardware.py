@@ -449,3 +449,24 @@ WriteProtectCurrentShadowOnly = _vmm(
     _CurrentRootWriteProtectVM,
     "Write-protects a new page-table page in the current shadow only: other CR3s' shadows keep it writable.",
 )
+
+
+class _UntracedStoreVM(HardwareVM):
+    def _store(self, c: spec.State) -> bool:
+        # The bug: the emulation's fast path for a plain store writes guest RAM without
+        # ``GuestMemory``'s report to the pager — "the guest invalidates what it changes (§8.1),
+        # and invlpg drops the shadow entry" — but a CR3 load of the current value (fork's
+        # copy-on-write protection) and the tables of another address space (exit's teardown)
+        # are invalidated by no invlpg in the current shadow: their shadows keep the old entries.
+        hook, self.memory.on_write = self.memory.on_write, None
+        try:
+            return super()._store(c)
+        finally:
+            self.memory.on_write = hook
+
+
+UntracedFastStore = _vmm(
+    "UntracedFastStore",
+    _UntracedStoreVM,
+    "The fast path of an emulated store does not tell the shadow pager which traced entry changed.",
+)
