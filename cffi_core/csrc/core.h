@@ -44,6 +44,7 @@
 #define MSR_RSP0 0x100
 #define MSR_RSP2 0x102
 #define MSR_SEGLIMIT 0x200
+#define MSR_CSLIMIT 0x201
 
 /* ---- §6: vectors, gates ---- */
 #define V_DE 0
@@ -252,6 +253,7 @@ struct p64_machine {
     struct fast_set fast_sets[2][4]; /* host, guest (V.7) */
     uint32_t fast_dirty;     /* bit 4 * row + CPL: the set may hold entries */
     uint64_t fast_limit[2];  /* by row: the segment limit its CPL 1..3 sets were filled under */
+    uint64_t fast_cslimit[2]; /* by row: the fetch limit (fetch_limit) they were filled under */
     uint8_t fast_flat[2];    /* by row: filled without translation (identity entries, §5.3) */
     struct dpage **dpages;   /* by physical page number; NULL when not decoded */
     uint64_t *dlist;         /* physical page numbers of the decoded pages */
@@ -382,6 +384,19 @@ static inline int limited(const struct p64_machine *m, unsigned cpl)
 static inline int beyond_limit(const struct p64_machine *m, uint64_t va, uint64_t size)
 {
     return va > (m->cpu.seglimit | PAGE_OFFSET) - (size - 1);
+}
+
+/* The limit that bounds fetch (§5.3 step 2): MSR_CSLIMIT, or in guest mode, which holds no
+ * code limit of its own (docs/vmx.md V.2), MSR_SEGLIMIT as before the code limit existed. */
+static inline uint64_t fetch_limit(const struct p64_machine *m)
+{
+    return m->guest ? m->cpu.seglimit : m->cpu.cslimit;
+}
+
+/* The last byte of a 4-byte fetch at va beyond the fetch limit | 0xfff. */
+static inline int fetch_beyond_limit(const struct p64_machine *m, uint64_t va)
+{
+    return va > (fetch_limit(m) | PAGE_OFFSET) - 3;
 }
 
 static inline uint64_t rd64(const uint8_t *p)

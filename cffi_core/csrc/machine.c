@@ -235,6 +235,7 @@ void cpu_reset(struct p64_machine *m)
     m->cpu.cr0 = CR0_PE;
     m->cpu.cr4 = 2;
     m->cpu.seglimit = ~0ull;
+    m->cpu.cslimit = ~0ull;
     m->cpu.intr_vector = -1;
     m->cpu.intr_acked = -1;
 }

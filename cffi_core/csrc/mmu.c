@@ -398,9 +398,10 @@ void fast_sync(struct p64_machine *m)
     if (m->fast_flat[r] != flat) {
         fast_clear_row(m, r, 0);
         m->fast_flat[r] = (uint8_t)flat;
-    } else if (m->fast_limit[r] != m->cpu.seglimit)
+    } else if (m->fast_limit[r] != m->cpu.seglimit || m->fast_cslimit[r] != fetch_limit(m))
         fast_clear_row(m, r, 1);
     m->fast_limit[r] = m->cpu.seglimit;
+    m->fast_cslimit[r] = fetch_limit(m);
 }
 
 static struct fast_set *row_of(struct p64_machine *m, uint32_t tag)
@@ -751,7 +752,7 @@ struct dinsn *fetch_page(struct p64_machine *m, uint64_t va, unsigned cpl)
         set_fault(m, V_AC, 1, 0, 0);
         return NULL;
     }
-    if (limited(m, cpl) && beyond_limit(m, va, 4)) {
+    if (limited(m, cpl) && fetch_beyond_limit(m, va)) {
         set_fault(m, V_GP, 1, 0, 0);
         return NULL;
     }

@@ -716,7 +716,7 @@ static const char *cpu_written(const struct p64_cpu *now, const struct p64_cpu *
         size_t offset, size;
     } fields[] = {
         FIELD(pc), FIELD(flags), FIELD(cpl), FIELD(cr0), FIELD(cr2), FIELD(cr3), FIELD(cr4), FIELD(cr8),
-        FIELD(idtr), FIELD(rsp), FIELD(seglimit), FIELD(tsc_offset), FIELD(halted), FIELD(int_shadow),
+        FIELD(idtr), FIELD(rsp), FIELD(seglimit), FIELD(cslimit), FIELD(tsc_offset), FIELD(halted), FIELD(int_shadow),
         FIELD(intr_vector), FIELD(intr_acked), FIELD(shutdown), FIELD(pending_db), FIELD(vm_tag), FIELD(reserved),
     };
 #undef FIELD

@@ -116,6 +116,8 @@ int read_msr(struct p64_machine *m, uint64_t index, uint64_t now, uint64_t *out)
         *out = m->cpu.rsp[index - MSR_RSP0];
     else if (index == MSR_SEGLIMIT && has_feature(m, P64_F_SEGLIMIT))
         *out = m->cpu.seglimit;
+    else if (index == MSR_CSLIMIT && has_feature(m, P64_F_SEGLIMIT) && !m->guest)
+        *out = m->cpu.cslimit;
     else
         return 0;
     return 1;
@@ -130,6 +132,9 @@ int write_msr(struct p64_machine *m, uint64_t index, uint64_t value, uint64_t no
         m->cpu.rsp[index - MSR_RSP0] = value;
     else if (index == MSR_SEGLIMIT && has_feature(m, P64_F_SEGLIMIT)) {
         m->cpu.seglimit = value;
+        fast_sync(m);
+    } else if (index == MSR_CSLIMIT && has_feature(m, P64_F_SEGLIMIT) && !m->guest) {
+        m->cpu.cslimit = value;
         fast_sync(m);
     } else
         return 0;

@@ -1,7 +1,8 @@
 """Linear-address accesses (docs/architecture.md §5): the checks every fetch, load, store,
 stack access, frame push and IDT read goes through, in the manual's order.
 
-§5.3: (1) alignment → #AC(0); (2) with ``seglimit`` at CPL ≥ 1, the limit → #GP(0);
+§5.3: (1) alignment → #AC(0); (2) with ``seglimit`` at CPL ≥ 1, the limit → #GP(0) (MSR_CSLIMIT
+for a fetch, MSR_SEGLIMIT for the rest);
 (3) with paging, canonical form → #GP(0); (4) with paging, translation and permissions →
 #PF; (5) the physical address must be in RAM → #MC.  The first check that fails raises.
 """
@@ -17,9 +18,11 @@ SEGLIMIT_GRANULE = 0xFFF  # limits have 4 KiB granularity (§5.3)
 INSN_SIZE = 4
 
 
-def beyond_limit(state: State, va: int, size: int, cpl: int) -> bool:
-    """§5.3 step 2: with ``seglimit``, at CPL ≥ 1, is the last byte beyond the limit?"""
-    return cpl > 0 and "seglimit" in state.features and va + size - 1 > (state.seglimit | SEGLIMIT_GRANULE)
+def beyond_limit(state: State, va: int, size: int, cpl: int, access: int = ACCESS_READ) -> bool:
+    """§5.3 step 2: with ``seglimit``, at CPL ≥ 1, is the last byte beyond the limit?  A fetch
+    is bounded by MSR_CSLIMIT, every other access by MSR_SEGLIMIT."""
+    limit = state.cslimit if access == ACCESS_FETCH else state.seglimit
+    return cpl > 0 and "seglimit" in state.features and va + size - 1 > (limit | SEGLIMIT_GRANULE)
 
 
 def translate(state: State, mem: PhysicalMemory, va: int, size: int, access: int, cpl: int) -> int:
@@ -27,8 +30,8 @@ def translate(state: State, mem: PhysicalMemory, va: int, size: int, access: int
     physical address or raise the Fault of the first check that fails."""
     if va & (size - 1):
         raise Fault(AC, 0)  # step 1: natural alignment (§5.2)
-    if beyond_limit(state, va, size, cpl):
-        raise Fault(GP, 0)  # step 2: the segment limit
+    if beyond_limit(state, va, size, cpl, access):
+        raise Fault(GP, 0)  # step 2: the segment limit (the code limit for a fetch)
     pa = va
     if state.cr0 & CR0_PG:  # steps 3 and 4: canonical form, then the walk (§7)
         w = walk(state, mem, va, access, cpl, set_ad=True, counters=state.counters)

@@ -22,6 +22,7 @@ from cffi_core.spec.state import (
     FLAGS_TF,
     GP,
     MASK64,
+    MSR_CSLIMIT,
     MSR_RSP0,
     MSR_RSP2,
     MSR_SEGLIMIT,
@@ -201,6 +202,8 @@ def read_msr(state: State, index: int) -> int:
         return state.rsp[index - MSR_RSP0]
     if index == MSR_SEGLIMIT and "seglimit" in state.features:
         return state.seglimit
+    if index == MSR_CSLIMIT and "seglimit" in state.features:
+        return state.cslimit
     raise Fault(GP, 0)
 
 
@@ -212,6 +215,8 @@ def write_msr(state: State, index: int, value: int) -> None:
         state.rsp[index - MSR_RSP0] = value
     elif index == MSR_SEGLIMIT and "seglimit" in state.features:
         state.seglimit = value
+    elif index == MSR_CSLIMIT and "seglimit" in state.features:
+        state.cslimit = value
     else:
         raise Fault(GP, 0)
 

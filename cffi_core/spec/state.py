@@ -43,7 +43,8 @@ MSR_TSC = 0x10  # TSC; a write sets tsc_offset
 MSR_RSP0 = 0x100  # stack for events entering ring 0 from an outer ring
 MSR_RSP1 = 0x101
 MSR_RSP2 = 0x102
-MSR_SEGLIMIT = 0x200  # the segment limit (feature seglimit, §5.3)
+MSR_SEGLIMIT = 0x200  # the segment limit of data accesses (feature seglimit, §5.3)
+MSR_CSLIMIT = 0x201  # the code segment limit: bounds fetch (feature seglimit, §5.3)
 
 # ---- page-table entries (§7.2) ----
 PTE_P = 1 << 0  # present
@@ -141,6 +142,7 @@ class State:
     idtr: int = 0
     rsp: list[int] = field(default_factory=lambda: [0] * 3)  # MSR_RSP0..2
     seglimit: int = MASK64  # MSR_SEGLIMIT; reset all ones (§5.3)
+    cslimit: int = MASK64  # MSR_CSLIMIT; reset all ones (§5.3)
     tsc_offset: int = 0  # TSC = clock + tsc_offset (§9)
     halted: bool = False  # after hlt until an event is delivered
     int_shadow: bool = False  # the next boundary takes no interrupt (after sti)
@@ -184,7 +186,17 @@ def check_state(state: State) -> None:
     if len(state.r) != 16 or len(state.rsp) != 3:
         raise StateError("r must hold 16 registers and rsp 3")
     state.r[0] = 0  # r0 reads zero whatever the host wrote (the core clears it on entry too)
-    words = (state.pc, state.idtr, state.seglimit, state.tsc_offset, state.clock, state.cr2, *state.r, *state.rsp)
+    words = (
+        state.pc,
+        state.idtr,
+        state.seglimit,
+        state.cslimit,
+        state.tsc_offset,
+        state.clock,
+        state.cr2,
+        *state.r,
+        *state.rsp,
+    )
     if not all(type(v) is int and 0 <= v <= MASK64 for v in words):
         _name_the_bad_word(state)
     _require(0 <= state.cpl <= 3, "cpl", state.cpl, "must be 0..3")
@@ -198,7 +210,9 @@ def check_state(state: State) -> None:
 
 
 def _name_the_bad_word(state: State) -> None:
-    named = [(name, getattr(state, name)) for name in ("pc", "idtr", "seglimit", "tsc_offset", "clock", "cr2")]
+    named = [
+        (name, getattr(state, name)) for name in ("pc", "idtr", "seglimit", "cslimit", "tsc_offset", "clock", "cr2")
+    ]
     named += [(f"r[{i}]", v) for i, v in enumerate(state.r)] + [(f"rsp[{i}]", v) for i, v in enumerate(state.rsp)]
     for name, value in named:
         _require(type(value) is int and 0 <= value <= MASK64, name, value, "must be a 64-bit unsigned integer")

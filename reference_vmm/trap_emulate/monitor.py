@@ -361,7 +361,10 @@ class TrapEmulateVM(StandardDevicesVM):
         cpu.cr8 = v.cr8
         cpu.idtr = RESERVED_VA
         if plan.seglimit:
+            # Both limits (docs/architecture.md §5.3): data and fetch alike stop below the
+            # reserved range, and at guest CPL 1-3 below the guest's own limits too.
             cpu.seglimit = SEGLIMIT_BELOW_RESERVED if v.cpl == 0 else min(v.seglimit, SEGLIMIT_BELOW_RESERVED)
+            cpu.cslimit = SEGLIMIT_BELOW_RESERVED if v.cpl == 0 else min(v.cslimit, SEGLIMIT_BELOW_RESERVED)
         # rdtsc runs directly (unless CR4.TSD): make the real TSC read the guest's clock.
         cpu.tsc_offset = (v.clock + v.tsc_offset - host.clock) & MASK64
         cpu.pending_db = 0

@@ -47,7 +47,8 @@ __all__ = [
 
 RESERVED_VA = 0xFFFF_FFFF_FFFF_F000
 SEGLIMIT_BELOW_RESERVED = RESERVED_VA - 1
-"""MSR_SEGLIMIT that stops ring 1-3 just below the reserved page (limits are 4 KiB granular, §5.3)."""
+"""MSR_SEGLIMIT and MSR_CSLIMIT that stop ring 1-3 just below the reserved page (limits are 4 KiB
+granular, §5.3)."""
 
 
 @dataclass(frozen=True)

@@ -105,14 +105,37 @@ def test_without_the_feature_there_is_no_limit():
     assert c.event() == (6, None, CODE + 4)
 
 
-def test_fetch_beyond_the_limit_raises_gp_with_pc_at_target():
+def test_fetch_beyond_the_code_limit_raises_gp_with_pc_at_target():
     c = Core(SEGLIMIT)
-    c.cpu.seglimit = LIMIT
+    c.cpu.cslimit = LIMIT
     c.cpu.cpl = 3
     c.set_r(r1=0x45000)
     c.code(I("jr", rs1=1))
     c.run()
     assert c.event() == (GP, 0, 0x45000)
+
+
+def test_the_data_limit_does_not_bound_fetch():
+    # MSR_SEGLIMIT bounds data only; fetch beyond it runs (§5.3 step 2): the code at 0x45000 is
+    # reached and its load beyond the data limit faults there.
+    c = Core(SEGLIMIT)
+    c.cpu.seglimit = LIMIT
+    c.cpu.cpl = 3
+    c.set_r(r1=0x45000, r2=0x45000)
+    c.code(I("jr", rs1=1))
+    c.code(I("lw", rd=3, rs1=2), at=0x45000)
+    c.run()
+    assert c.event() == (GP, 0, 0x45000)
+
+
+def test_the_code_limit_does_not_bound_data():
+    c = Core(SEGLIMIT)
+    c.cpu.cslimit = CODE
+    c.cpu.cpl = 3
+    c.set_r(r2=DATA + 0x10000)
+    c.code(I("lw", rd=1, rs1=2), I("ud"))
+    c.run()
+    assert c.event() == (6, None, CODE + 4)
 
 
 def test_wrmsr_seglimit_takes_effect_for_the_next_access():
@@ -126,6 +149,26 @@ def test_wrmsr_seglimit_takes_effect_for_the_next_access():
     c.run()
     assert c.event() == (GP, 0, CODE + 8)
     assert c.cpu.seglimit == 0x40000
+
+
+def test_wrmsr_cslimit_bounds_the_next_fetch():
+    c = Core(SEGLIMIT)
+    c.gate(0x80, CODE + 0x100, dpl=3)  # int 0x80 from ring 3 lowers the code limit, then returns
+    c.code(I("ori", rd=1, imm=0x201), I("wrmsr", rs1=1, rs2=2), I("rdmsr", rd=4, rs1=1), I("iret"), at=CODE + 0x100)
+    c.set_r(r2=CODE, r3=CODE + 0x1000)  # CODE's own page stays within the limit; the next does not
+    c.cpu.cpl = 3
+    c.cpu.r[15] = 0x30000
+    c.code(I("int", imm=0x80), I("jr", rs1=3))
+    c.run()
+    assert c.event() == (GP, 0, CODE + 0x1000)
+    assert c.r(4) == CODE == c.cpu.cslimit
+
+
+def test_cslimit_msr_needs_the_feature():
+    c = run_one(I("ori", rd=1, imm=0x201), I("rdmsr", rd=2, rs1=1))
+    assert c.event() == (GP, 0, CODE + 4)
+    c = run_one(I("ori", rd=1, imm=0x201), I("rdmsr", rd=2, rs1=1), features=SEGLIMIT)
+    assert c.r(2) == U64
 
 
 def test_seglimit_msr_needs_the_feature():

@@ -16,7 +16,8 @@ from cffi_core.isa.strategies import any_words, instruction_words
 from cffi_core.pagetables import PTE_NX, PTE_U, PTE_W, PageAllocator, PageTables
 
 HANDLERS, DATA = 0x2000, 0x10000
-FIELDS = ("pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset", "halted",
+FIELDS = ("pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "cslimit", "tsc_offset",
+          "halted",
           "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db")  # fmt: skip
 COUNTERS = ("ticks", "halted_ticks", "double_faults", "triple_faults", "host_gate_exits", "hcalls", "port_reads",
             "port_writes")  # fmt: skip
@@ -39,6 +40,7 @@ def machines(draw):
         "cpl": draw(st.integers(0, 3)),
         "flags": draw(st.sampled_from([0, 1 << 9, 3 << 12, 1 << 9 | 3 << 12, 1 << 9 | 1 << 8])),
         "seglimit": draw(st.sampled_from([U64, 0x18000, 0x2000])),
+        "cslimit": draw(st.sampled_from([U64, U64, 0x2000, 0x1000])),
         "paging": draw(st.sampled_from([0, 2, 3, 4])),
         "pages": draw(st.lists(st.sampled_from(PAGE_FLAGS), min_size=32, max_size=32)),
         "budgets": draw(st.lists(st.integers(0, 400), min_size=1, max_size=6)),
@@ -55,7 +57,8 @@ def build(d) -> tuple[bytearray, dict]:
         slot, attr = d["gates"][v % 8]
         mem[IDT + 16 * v : IDT + 16 * v + 16] = (HANDLERS + 4 * slot).to_bytes(8, "little") + attr.to_bytes(8, "little")
     state = {"r": [0, *d["regs"][:14], 0x18000], "rsp": [0x17000, 0x16000, 0x15000], "cpl": d["cpl"], "pc": CODE,
-             "flags": d["flags"], "idtr": IDT, "seglimit": d["seglimit"] if d["features"] == 2 else U64}  # fmt: skip
+             "flags": d["flags"], "idtr": IDT, "seglimit": d["seglimit"] if d["features"] == 2 else U64,
+             "cslimit": d["cslimit"] if d["features"] == 2 else U64}  # fmt: skip
     if d["paging"]:
 
         def write(addr: int, value: int) -> None:

@@ -1,5 +1,5 @@
-"""The ``seglimit`` feature (manual §5.3 step 2, §2 MSRs): data, stack and fetch at CPL >= 1
-are bounded by MSR_SEGLIMIT | 0xfff; CPL 0 never is; event delivery is checked at the
+"""The ``seglimit`` feature (manual §5.3 step 2, §2 MSRs): data and stack at CPL >= 1 are
+bounded by MSR_SEGLIMIT | 0xfff, fetch by MSR_CSLIMIT | 0xfff; CPL 0 never is; event delivery is checked at the
 handler's ring; the order of checks around it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from spec_rig import CODE, DATA, HANDLER, IDT, Rig
 
 from cffi_core.isa.encoding import encode
-from cffi_core.spec import AC, DF, EXIT_BUDGET, GP, MSR_SEGLIMIT, PF, SP
+from cffi_core.spec import AC, DF, EXIT_BUDGET, GP, MSR_CSLIMIT, MSR_SEGLIMIT, PF, SP
 
 LIMIT = 0x40000  # limit | 0xfff = 0x40fff: DATA's first page is the last one allowed
 TOP = LIMIT | 0xFFF
@@ -62,10 +62,34 @@ def test_the_limit_is_checked_before_the_walk():
     assert load_byte(rig, 0x400000) == (PF, 4)
 
 
-def test_fetch_is_limited():
+def test_fetch_is_bounded_by_the_code_limit():
     rig = limited()
+    rig.state.cslimit = LIMIT
     rig.state.pc = TOP + 1
     assert rig.event() == (GP, 0)
+
+
+def test_the_data_limit_does_not_bound_fetch():
+    # MSR_SEGLIMIT bounds data alone: code beyond it runs, and its load beyond it faults there.
+    rig = limited()
+    rig.state.pc = TOP + 1
+    rig.state.r[1] = TOP + 1
+    rig.code(encode("lbu", rd=2, rs1=1), at=TOP + 1)
+    assert rig.event() == (GP, 0)
+    assert rig.state.pc == TOP + 1
+    rig.state.r[1] = TOP
+    assert rig.run(1).reason == EXIT_BUDGET and rig.state.pc == TOP + 5
+
+
+def test_the_code_limit_does_not_bound_data():
+    rig = limited()
+    rig.state.seglimit = 2**64 - 1
+    rig.state.cslimit = CODE
+    assert load_byte(rig, TOP + 1) == "ok"
+
+
+def test_the_code_limit_resets_to_all_ones():
+    assert Rig(features=("seglimit",)).state.cslimit == 2**64 - 1
 
 
 def test_stack_pushes_are_limited():
@@ -111,6 +135,19 @@ def test_a_limited_fault_delivery_double_faults():
     rig.gate(6, ring=1)
     rig.code(encode("ud"))
     assert rig.event() == (DF, 0)
+
+
+@pytest.mark.parametrize(("index", "field"), [(MSR_SEGLIMIT, "seglimit"), (MSR_CSLIMIT, "cslimit")])
+def test_msr_limits_exist_only_with_the_feature(index, field):
+    for features, outcome in ((("seglimit",), "ok"), ((), (GP, 0))):
+        rig = Rig(features=features)
+        rig.state.r[1], rig.state.r[2] = index, DATA
+        rig.code(encode("wrmsr", rs1=1, rs2=2), encode("rdmsr", rd=3, rs1=1))
+        e = rig.run(2)
+        got = "ok" if e.reason == EXIT_BUDGET else (e.vector, e.error_code)
+        assert got == outcome
+        if got == "ok":
+            assert getattr(rig.state, field) == DATA and rig.state.r[3] == DATA
 
 
 def test_msr_seglimit_exists_only_with_the_feature():
