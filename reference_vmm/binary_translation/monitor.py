@@ -1,0 +1,335 @@
+"""``BinaryTranslationVMM``: binary translation, Adams & Agesen (2006) §3 — guest kernel code from a translation cache, user code directly.
+
+VMware's VMM for 32-bit x86 ran guest *user* code directly and guest *kernel* code (CPL 0)
+from a translation cache (TC): the kernel's code is translated, on demand and one translation
+unit at a time, into code that does the same on the virtual CPU, and that code runs on the
+real CPU at ring 1.  This VMM is ``reference_vmm/trap_emulate`` (read it first: the virtual
+CPU, the host-gate IDT, the shadow pager, the devices and the run loop are all its) plus the
+translator of ``translator.py``.  What it changes:
+
+- **Guest CPL 0 runs from the TC** (``_translated``), at real ring 1 with the guest's IF, TPR,
+  interrupt shadow and pending vector, IOPL 0 and no TF; a guest that single-steps its kernel
+  runs it in the spec instead.  Every sensitive instruction is translated (``translator.RULES``):
+  ``popf``, ``iret``, ``pushf``, ``smsw``, ``sidt`` never run on the real CPU, so the obstacles
+  of the x86-like P64 (docs/architecture.md §4.3) are gone, and ``iret`` to ring 1 is seen.
+- **Callouts** (``hcall``, §10): the VMM executes the one guest instruction with the spec on the
+  virtual CPU (``_emulate``, as trap-and-emulate does for a trapped one) and goes on at the pc
+  it leaves — from the TC if that is still guest CPL 0, directly if the guest went to user mode.
+- **Chaining**: a branch to an untranslated target goes to a stub; the first time it runs the
+  target is translated and the branch patched (``TranslationCache.chain``).
+- **Precise state and exact time**: each guest instruction is one TC word (or a ``hcall``), so
+  an exit anywhere in the TC names a guest pc (``TranslationCache.guest_pc``), a fault there is
+  emulated at that pc with the guest's state, and each TC tick outside a ``hcall`` is one guest
+  tick: timer interrupts arrive at the native instruction.
+- **Coherence with the guest's address space**: the TC is keyed by guest-virtual address; the
+  guest's ``mtcr`` and ``invlpg`` (both callouts) flush it, which §8.1 allows (a translation
+  changed without invalidation may be used old or new until the invalidation).
+
+**The design question: where the TC lives and what protects it.**  The TC is VMM code that
+must run at ring 1 (so that guest kernel data accesses stay checked) from addresses the guest
+cannot reach.  On P64 before this VMM, one segment limit (MSR_SEGLIMIT) bounded fetch *and*
+data at CPL ≥ 1 (§5.3): a TC above the limit could not be fetched at ring 1, and a limit above
+the TC let the guest kernel read and write it.  The alternatives weighed:
+
+1. *A code segment limit* separate from the data limit (taken): ``MSR_CSLIMIT`` bounds fetch,
+   ``MSR_SEGLIMIT`` data, stack and frame accesses (docs/architecture.md §2, §5.3).  This is
+   what VMware's 32-bit VMM had on x86: CS covered the TC while the guest's data segments were
+   truncated below the VMM (Adams & Agesen 2006 §3.1).  Here ring 1 runs with MSR_SEGLIMIT just
+   below ``TC_VA`` and MSR_CSLIMIT all ones; the TC pages are supervisor and read-only in every
+   shadow, so guest user code cannot touch them either, and every guest kernel access above the
+   limit faults and is emulated on the guest's own memory.  Cost: one MSR in the core and the
+   spec (in guest mode fetch stays bounded by MSR_SEGLIMIT, docs/vmx.md having one limit).
+2. *The TC below the limit, protected by supervisor read-only pages*: the guest kernel runs at
+   a supervisor ring, so it could read the TC and any address it maps there would be shadowed
+   by the VMM's: address-space compression made visible, the very failure the suite excuses
+   only where the profile has no segment limit (``x86-64-2005``).  Rejected for ``x86-2005``.
+3. *Software checks* before every translated load and store: each guest access becomes several
+   TC instructions, which breaks "one word per guest instruction" (the guest's clock would no
+   longer be the real CPU's) and needs scratch registers the guest does not have.  It is what a
+   VMM without segmentation is left with (Adams & Agesen's 64-bit case); not needed here.
+
+On profiles without ``seglimit`` (``classic-1974``, ``x86-64-2005``) the TC is protected by
+paging alone (supervisor, read-only), as trap-and-emulate's IDT page: guest kernel *reads* of the
+reserved range see the VMM's pages.  On ``x86-64-2005`` that is Adams & Agesen's 64-bit safety
+problem; on ``classic-1974`` it is a known gap of this version (see the READING_GUIDE chapter).
+
+What is not done yet (next increments): ``call``/``ret``/``jr``/``callr`` are callouts (no
+inline TC-hash lookup), the simple sensitive instructions are callouts rather than in-TC
+sequences, no adaptive retranslation, no write-protection of translated code pages (a guest
+that writes code it has run may run the old translation), guest CPL 1-2 code runs directly as
+under trap-and-emulate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from cffi_core import spec
+from cffi_core.exits import EventKind, ExitReason
+from cffi_core.image import GuestImage
+from cffi_core.machine import PAGE_SIZE, Machine
+from cffi_core.spec.events import interrupt_deliverable
+from cffi_core.spec.state import CR4_TSD, FLAGS_IF, FLAGS_IOPL_SHIFT, FLAGS_TF, MASK64, PF_I, PF_W
+from conformance.api import COUNTER_DIRECT, COUNTER_INTERVENTIONS, VMConfig
+from reference_vmm.binary_translation.translator import (
+    HC_CALLOUT,
+    HC_CHAIN,
+    HC_CONTINUE,
+    TC_SIZE,
+    TC_VA,
+    TranslationCache,
+    WordKind,
+)
+from reference_vmm.shadow import Resolution, ShadowPager, pool_size
+from reference_vmm.trap_emulate.monitor import _REAL_CR0, TrapEmulateVM, TrapEmulateVMM
+from reference_vmm.trap_emulate.rings import RESERVED_VA, RING_1_PAGING, RING_1_SEGLIMIT, RingPlan
+
+__all__ = ["BinaryTranslationVM", "BinaryTranslationVMM", "TCPager"]
+
+_TC_LIMIT = TC_VA - 1
+"""MSR_SEGLIMIT at real ring 1-3: data stops just below the TC (limits are 4 KiB granular)."""
+_OURS = frozenset({HC_CALLOUT, HC_CHAIN, HC_CONTINUE})
+
+
+class TCPager(ShadowPager):
+    """The shadow pager with the TC's pages executable: reserved pages are mapped supervisor,
+    read-only and not executable (the VMM's IDT); the TC's are fetched at real ring 1."""
+
+    def __init__(self, *args: object, tc_frames: frozenset[int], **kwargs: object) -> None:
+        self._tc_frames = tc_frames
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _map_reserved(self, root: int, va: int, frame: int) -> None:
+        if frame in self._tc_frames:
+            self._install(root, va, frame | spec.PTE_P)  # supervisor, read-only, executable
+        else:
+            super()._map_reserved(root, va, frame)
+
+
+class BinaryTranslationVM(TrapEmulateVM):
+    """One guest: trap-and-emulate's VM with its kernel code run from a translation cache."""
+
+    def __init__(
+        self,
+        monitor: BinaryTranslationVMM,
+        image: GuestImage,
+        config: VMConfig,
+        base: int,
+        pool: tuple[int, int],
+        tc: int,
+    ) -> None:
+        self.tc = TranslationCache(monitor.host, tc)
+        self._tc_frames = {TC_VA + off: tc + off for off in range(0, TC_SIZE, PAGE_SIZE)}
+        self._resume: tuple[int, int] | None = None  # (guest pc, TC address) of the last exit
+        self._callouts: dict[str, int] = {}
+        super().__init__(monitor, image, config, base, pool)
+
+    def make_pager(self) -> ShadowPager:
+        reserved = {RESERVED_VA: self.monitor.idt, **self._tc_frames}
+        return TCPager(
+            self.monitor.host, self.memory, self.pool, reserved=reserved, tc_frames=frozenset(self._tc_frames.values())
+        )
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """Trap-and-emulate's counters plus the translator's: fragments and guest instructions
+        translated, TC hits and misses, chains patched, flushes, callouts by mnemonic."""
+        out = dict(super().counters)
+        out.update(self.tc.counters)
+        out.update({f"callout_{k}": n for k, n in self._callouts.items()})
+        out["callouts"] = sum(self._callouts.values())
+        out.setdefault("adaptations", 0)
+        return out
+
+    # -- where the guest runs --------------------------------------------------------------
+    def _direct(self, ticks: int) -> spec.Exit | None:
+        v = self.cpu
+        if v.cpl == 0 and not v.flags & FLAGS_TF:
+            return self._translated(ticks)
+        self._resume = None
+        return super()._direct(ticks)
+
+    def _emulate(self) -> spec.Exit | None:
+        """One tick of the spec, as trap-and-emulate's; a guest ``mtcr`` or ``invlpg`` (which
+        may change what a guest-virtual address holds, §8.1) also flushes the TC."""
+        v = self.cpu
+        self._resume = None
+        mnemonic = self._peek(v)
+        ex = super()._emulate()
+        if mnemonic in ("mtcr", "invlpg"):
+            self.tc.flush(mnemonic)
+        return ex
+
+    def _peek(self, v: spec.State) -> str | None:
+        """The mnemonic of the instruction the spec will execute at pc, if it executes one."""
+        if not (v.int_shadow or not (v.halted or interrupt_deliverable(v))):
+            return None
+        try:
+            entry = spec.decode_word(spec.fetch(v, self.memory, v.pc))
+        except spec.Fault:
+            return None
+        return None if entry is None else entry[0].insn.mnemonic
+
+    # -- the translation cache ---------------------------------------------------------------
+    def _translated(self, ticks: int) -> spec.Exit | None:
+        """Run guest CPL 0 from the TC for at most ``ticks`` ticks and answer its exit."""
+        host = self.monitor.host
+        v = self.cpu
+        if self._resume is not None and self._resume[0] == v.pc:
+            start_va = self._resume[1]
+        else:
+            found = self.tc.translate(v, self.memory, v.pc)
+            if found is None:
+                return self._emulate()  # nothing fetchable there: the spec raises the guest's fault
+            start_va = found
+        self._resume = None
+        self._enter_tc(host, start_va)
+        start = host.clock
+        ex = host.run(ticks)
+        elapsed = host.clock - start
+        self._leave_tc(host)
+        self._stats["host_ticks"] += elapsed
+        pc = host.cpu.pc
+        reason = ex.reason
+        if reason is ExitReason.BUDGET:
+            v.clock += elapsed
+            self._stats[COUNTER_DIRECT] += elapsed
+            self._at(pc)
+            return None
+        self._stats[COUNTER_INTERVENTIONS] += 1
+        # The exit's own tick is a hcall (the VMM's) or a fault/interrupt (emulated below).
+        v.clock += elapsed - 1
+        self._stats[COUNTER_DIRECT] += elapsed - 1
+        if reason is ExitReason.HCALL and ex.number in _OURS:
+            word = self.tc.word_of((pc - 4) & MASK64)
+            if word is None:
+                raise RuntimeError(f"{self.monitor.name}: hcall {ex.number:#x} outside the TC at {pc:#x}")
+            v.pc = self.tc.guest_pc[word]
+            kind = self.tc.kind[word]
+            # The real CPU passed this guest boundary before the hcall (taking no interrupt,
+            # or spending an interrupt shadow): give the shadow back, as after a fault.
+            self._restore_shadow(v)
+            if kind is WordKind.CALLOUT:
+                mnemonic = self._peek(v) or "?"
+                self._callouts[mnemonic] = self._callouts.get(mnemonic, 0) + 1
+                return self._emulate()
+            if kind is WordKind.STUB:
+                dest = self.tc.chain(word, v, self.memory)
+                if dest is not None:
+                    self._resume = (v.pc, dest)
+                return None
+            return None  # WordKind.CONTINUE: go on at the fall-through
+        if reason is not ExitReason.HOST_GATE:
+            raise RuntimeError(f"{self.monitor.name}: unexpected exit {reason.name} from the TC at {pc:#x}")
+        if ex.kind is EventKind.SOFTWARE:
+            raise RuntimeError(f"{self.monitor.name}: int n ran in the TC at {pc:#x}")
+        if ex.kind is EventKind.TRAP:
+            raise RuntimeError(f"{self.monitor.name}: a single step in the TC at {pc:#x}")
+        self._at(pc)
+        if ex.kind is EventKind.EXTERNAL:
+            self._stats["virtual_interrupts"] += 1
+            return self._emulate()
+        self._restore_shadow(v)
+        if ex.vector == spec.PF:
+            access = (
+                spec.ACCESS_FETCH
+                if ex.error_code & PF_I
+                else (spec.ACCESS_WRITE if ex.error_code & PF_W else spec.ACCESS_READ)
+            )
+            if self.shadow.fault(v, ex.address, access) is Resolution.HIDDEN:
+                self._hidden_left -= 1
+                key = (v.pc, ex.address)
+                if key != self._repeat:
+                    self._repeat = key
+                    self._resume = (v.pc, pc)
+                    return None
+                self.shadow.needs_flush = True
+        self._repeat = None
+        return self._emulate()
+
+    def _at(self, pc: int) -> None:
+        """The real CPU stopped at TC address ``pc``: the guest is at the pc that word stands
+        for, and the next entry may resume right there."""
+        word = self.tc.word_of(pc)
+        if word is None or self.tc.kind[word] is WordKind.FREE:
+            raise RuntimeError(f"{self.monitor.name}: the real CPU left the TC at {pc:#x}")
+        self.cpu.pc = self.tc.guest_pc[word]
+        self._resume = (self.cpu.pc, pc)
+
+    def _enter_tc(self, host: Machine, start: int) -> None:
+        """Load the real CPU for translated guest CPL 0: ring 1, IOPL 0 (no sensitive instruction
+        runs there, and one that did would trap), the guest's IF, TPR, interrupt shadow and
+        pending vector; data limited below the TC, fetch not limited (§5.3)."""
+        v, cpu = self.cpu, host.cpu
+        root = self.shadow.root(v, self.plan.space(0))
+        if self.shadow.needs_flush:
+            host.tlb_flush()
+            self.shadow.needs_flush = False
+        r = cpu.r
+        for i in range(1, 16):
+            r[i] = v.r[i]
+        cpu.pc = start
+        cpu.flags = v.flags & FLAGS_IF
+        cpu.cpl = 1
+        cpu.cr0 = _REAL_CR0
+        cpu.cr4 = self.shadow.real_cr4_pl | (v.cr4 & CR4_TSD)
+        cpu.cr3 = root
+        cpu.cr8 = v.cr8
+        cpu.idtr = RESERVED_VA
+        if self.monitor.seglimit:
+            cpu.seglimit = _TC_LIMIT
+            cpu.cslimit = MASK64
+        cpu.tsc_offset = (v.clock + v.tsc_offset - host.clock) & MASK64
+        cpu.pending_db = 0
+        cpu.halted = 0
+        cpu.int_shadow = int(v.int_shadow)
+        cpu.intr_vector = v.intr_vector
+        cpu.intr_acked = -1
+
+    def _leave_tc(self, host: Machine) -> None:
+        """Take back the registers and the interrupt shadow; IF, the ring and the rest only
+        change through callouts."""
+        v, cpu = self.cpu, host.cpu
+        r = cpu.r
+        for i in range(1, 16):
+            v.r[i] = r[i]
+        v.int_shadow = bool(cpu.int_shadow)
+
+    def _enter(self, host: Machine) -> None:
+        """Direct execution of guest CPL 1-3 (trap-and-emulate's), with the real IOPL the
+        guest's own (its kernel never runs directly here, so nothing needs a raised IOPL: user
+        ``pushf`` shows the guest's IOPL) and both limits below the TC as well."""
+        super()._enter(host)
+        v, cpu = self.cpu, host.cpu
+        cpu.flags = (cpu.flags & ~(3 << FLAGS_IOPL_SHIFT)) | (v.iopl << FLAGS_IOPL_SHIFT)
+        if self.monitor.seglimit:
+            cpu.seglimit = min(v.seglimit, _TC_LIMIT)
+            cpu.cslimit = min(v.cslimit, _TC_LIMIT)
+
+
+class BinaryTranslationVMM(TrapEmulateVMM):
+    """Binary translation with shadow paging (Adams & Agesen 2006 §3): guest kernel code from a
+    translation cache at real ring 1, guest user code directly at ring 3.
+
+    Needs no host feature; on ``x86-2005`` the segment limits protect the TC, elsewhere paging."""
+
+    name = "binary-translation"
+    technique = "binary translation with shadow paging (Adams & Agesen 2006 §3)"
+    requires = frozenset()
+    reserved_range: ClassVar[tuple[int, int]] = (TC_VA, 1 << 64)
+    """The TC and the VMM's IDT page, mapped in every guest address space."""
+    vm_class: ClassVar[type[TrapEmulateVM]] = BinaryTranslationVM
+
+    def __init__(self, host: Machine, plan: RingPlan | None = None) -> None:
+        self.seglimit = "seglimit" in host.profile.features
+        super().__init__(host, plan or (RING_1_SEGLIMIT if self.seglimit else RING_1_PAGING))
+
+    def create_vm(self, image: GuestImage, config: VMConfig) -> TrapEmulateVM:
+        pool_bytes = pool_size(config.memory)
+        base = self.map.guest_region(config.memory)
+        pool = self.map.vmm_pages(pool_bytes)
+        tc = self.map.vmm_pages(TC_SIZE)
+        vm = BinaryTranslationVM(self, image, config, base, (pool, pool + pool_bytes), tc)
+        self.vms.append(vm)
+        return vm
