@@ -38,6 +38,8 @@ ffibuilder.set_source(
     '#include <stdint.h>\n#include "p64.h"',
     sources=[str((CSRC / s).relative_to(HERE.parent)) for s in SOURCES],
     include_dirs=[str(CSRC), str(CSRC / "generated")],
+    # Headers too: a change of a structure in a header alone must rebuild every source.
+    depends=[str(h.relative_to(HERE.parent)) for h in sorted(CSRC.glob("**/*.h"))],
     extra_compile_args=_compile,
     extra_link_args=_link,
 )
