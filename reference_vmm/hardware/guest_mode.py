@@ -81,6 +81,7 @@ shutdown)."""
 
 
 _EXIT_KEYS: dict[int, str] = {}
+_INTERRUPT_WINDOW_EXITING = int(ProcControl.INTERRUPT_WINDOW_EXITING)
 
 
 def _exit_key(number: VmExitReason) -> str:
@@ -209,7 +210,7 @@ class GuestModeVM(StandardDevicesVM):
     def set_controls(self, proc: int) -> None:
         """PROC_CONTROLS, written only when they change (each VMCS write is counted)."""
         if proc != self._proc:
-            self._proc = proc
+            self._proc = int(proc)  # kept a plain int: it is masked at every entry
             self.vmcs[F.PROC_CONTROLS] = proc
 
     # -- the run loop ---------------------------------------------------------------------------
@@ -252,10 +253,11 @@ class GuestModeVM(StandardDevicesVM):
     def _enter(self, ticks: int) -> Exit:
         host, v = self.host, self.vmcs
         # The guest's TSC is its own clock plus its offset (V.3: TSC_OFFSET adds to the machine's).
-        offset = (self.clock + self.tsc_offset - host.clock - host.cpu.tsc_offset) & ((1 << 64) - 1)
+        now = host.clock
+        offset = (self.clock + self.tsc_offset - now - host.cpu.tsc_offset) & ((1 << 64) - 1)
         if offset != self._tsc_written:
             v[F.TSC_OFFSET] = self._tsc_written = offset
-        start, retired = host.clock, host.retired(guest=True)
+        start, retired = now, host.retired(guest=True)
         ex = host.vmrun(v, ticks)
         self.clock += host.clock - start
         self._stats[COUNTER_DIRECT] += host.retired(guest=True) - retired
@@ -272,12 +274,12 @@ class GuestModeVM(StandardDevicesVM):
         goes first (§6.5 step 2), and an injected event would go before it (V.9): the entry
         delivers the #DB itself, and the interrupt window says whether the interrupt may follow
         at the same boundary (a trap gate keeps IF) or later."""
-        proc = self._proc & ~ProcControl.INTERRUPT_WINDOW_EXITING
+        proc = self._proc & ~_INTERRUPT_WINDOW_EXITING  # a plain int: IntFlag arithmetic is slow
         vector = self.cpu.intr_vector
         if vector >= 0:
             v = self.vmcs
             if not v[F.GUEST_FLAGS] & FLAGS_IF or v[F.GUEST_INTERRUPTIBILITY] & 1 or v[F.GUEST_PENDING_DB]:
-                proc |= ProcControl.INTERRUPT_WINDOW_EXITING
+                proc |= _INTERRUPT_WINDOW_EXITING
             elif vector >> 4 <= self.tpr():
                 self.wait_for_tpr(vector >> 4)
             else:

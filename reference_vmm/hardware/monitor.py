@@ -77,6 +77,10 @@ FLAGS_TF = 1 << 8  # architecture §2
 _SPEC_LOAD = tuple(int(f) for f in (F.GUEST_PC, F.GUEST_FLAGS, F.GUEST_CPL, F.GUEST_CR2, F.GUEST_CR8, F.GUEST_IDTR,
                                     F.GUEST_SEGLIMIT))  # fmt: skip
 _RSP_FIELDS = (int(F.GUEST_RSP0), int(F.GUEST_RSP1), int(F.GUEST_RSP2))
+_EMULATE_LOAD = (*_SPEC_LOAD, *_RSP_FIELDS, int(F.IDT_VECTORING_INFO))  # what ``emulate`` reads
+_EMULATE_STORE = (*_SPEC_LOAD, *_RSP_FIELDS)  # and writes back, after an instruction with
+_EMULATE_STORE_INSN = (*_EMULATE_STORE, int(F.GUEST_INTERRUPTIBILITY))  # its sti shadow
+_EMULATE_STORE_DB = (*_EMULATE_STORE, int(F.GUEST_PENDING_DB), int(F.GUEST_INTERRUPTIBILITY))  # and its #DB
 _CR_FIELDS = (int(F.GUEST_CR0), int(F.GUEST_CR4))
 _PAGING_FIELDS = tuple(int(f) for f in (F.GUEST_CR3, F.GUEST_CR0, F.GUEST_CR4, F.CR0_READ_SHADOW, F.CR4_READ_SHADOW))
 _IDT_VECTORING_INFO = int(F.IDT_VECTORING_INFO)
@@ -178,14 +182,13 @@ class HardwareVM(GuestModeVM):
         ``_store`` when it can prove the spec would do exactly the same; anything else, by the
         spec."""
         c, v = self.vcpu, self.vmcs
-        c.pc, c.flags, c.cpl, c.cr2, c.cr8, c.idtr, c.seglimit = v.read_many(_SPEC_LOAD)
+        (c.pc, c.flags, c.cpl, c.cr2, c.cr8, c.idtr, c.seglimit, rsp0, rsp1, rsp2, info) = v.read_many(_EMULATE_LOAD)
+        c.rsp[:] = rsp0, rsp1, rsp2
         self.pull_registers()
         c.r[:] = v.regs.values()
-        c.rsp[:] = v.read_many(_RSP_FIELDS)
         c.int_shadow, c.halted, c.pending_db, c.shutdown = False, False, False, False
         c.clock, c.tsc_offset = self.clock - 1, self.tsc_offset
         mem = self.memory
-        info = v.read(_IDT_VECTORING_INFO)
         instruction = not info & INTR_VALID or info >> INTR_TYPE_SHIFT & 7 == IntrType.SOFTWARE_INTERRUPT
         if instruction:
             ex = None if self._store(c) else spec.execute_instruction(c, mem)  # an `int n` is simply executed again
@@ -199,15 +202,16 @@ class HardwareVM(GuestModeVM):
                 ex = spec.deliver_exception(c, mem, spec.Event(event.vector, spec.EVENT_FAULT, c.pc, code))
         if ex is not None and ex.reason == spec.EXIT_SHUTDOWN:
             return SHUTDOWN
-        v.write_many(_SPEC_LOAD, (c.pc, c.flags, c.cpl, c.cr2, c.cr8, c.idtr, c.seglimit))
         v.regs.set_values(c.r)
-        v.write_many(_RSP_FIELDS, c.rsp)
-        if instruction:
+        state = [c.pc, c.flags, c.cpl, c.cr2, c.cr8, c.idtr, c.seglimit, *c.rsp]
+        if not instruction:
+            v.write_many(_EMULATE_STORE, state)
+        elif c.pending_db:
             # What the instruction left for the next boundary, as ``skip`` does for the
             # handlers' instructions: its single-step #DB (§6.4), an sti shadow it set or spent.
-            if c.pending_db:
-                v[F.GUEST_PENDING_DB] = 1
-            v[F.GUEST_INTERRUPTIBILITY] = int(c.int_shadow)
+            v.write_many(_EMULATE_STORE_DB, [*state, 1, int(c.int_shadow)])
+        else:
+            v.write_many(_EMULATE_STORE_INSN, [*state, int(c.int_shadow)])
         self.load_paging()
         self._stats[COUNTER_EMULATED] += 1
         return None
