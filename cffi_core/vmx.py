@@ -164,41 +164,24 @@ class _GuestRegisters:
 
 _EXIT_INFO = int(lib.P64_VMCS_EXIT_REASON)  # the first read-only field (V.2)
 _U64 = (1 << 64) - 1
-_VALID_BATCHES: dict[int, set[tuple[int, ...]]] = {_FIELDS: set(), _EXIT_INFO: set()}
+_BATCHES: dict[tuple[int, ...], tuple[object, bool]] = {}
+"""Field tuples seen by ``read_many``/``write_many``: their C array, and whether every field
+is writable (below the exit information).  A VMM uses a handful of tuples, over and over."""
 
 
-def _valid_fields(fields: Sequence[int], end: int) -> bool:
-    """Are ``fields`` all plain field numbers below ``end``?  (Remembered per tuple of them.)"""
-    known = _VALID_BATCHES[end]
-    if type(fields) is tuple and fields in known:
-        return True
-    if all(type(field) is int and 0 <= field < end for field in fields):
-        if type(fields) is tuple and len(known) < 256:
-            known.add(fields)
-        return True
-    return False
-
-
-def _fields_view(regs: object, m: object) -> memoryview | None:
-    """The VMCS's field array as 64-bit words, read and written in place by the batched
-    accessors; None when the core's layout is not the one expected.
-
-    ``struct p64_vmcs`` (csrc/core.h) is the fields, then the 17 register words whose address
-    ``p64_vmcs_regs`` gives, then the owner machine.  The layout is proved on the new VMCS
-    before any use: the reset values ``p64_vmcs_create`` writes (GUEST_CR0 = PE, GUEST_CR4 = 2,
-    GUEST_SEGLIMIT all ones, every other field and register 0) and the owner pointer right after
-    the registers.  A core laid out otherwise gets the per-field calls."""
-    fields = ffi.cast("uint64_t *", regs) - _FIELDS
-    words = memoryview(ffi.buffer(fields, (_FIELDS + 18) * 8)).cast("Q")
-    expected = [0] * (_FIELDS + 17)
-    expected[lib.P64_VMCS_GUEST_CR0] = 1
-    expected[lib.P64_VMCS_GUEST_CR4] = 2
-    expected[lib.P64_VMCS_GUEST_SEGLIMIT] = _U64
-    if ffi.sizeof("void *") != 8 or list(words[: _FIELDS + 17]) != expected:
+def _batch(fields: Sequence[int]) -> tuple[object, bool] | None:
+    """The C array of ``fields`` when they are all valid field numbers, else None (the caller
+    then goes one field at a time, for the error of the first bad one)."""
+    key = fields if type(fields) is tuple else tuple(fields)
+    known = _BATCHES.get(key)
+    if known is not None:
+        return known
+    if not key or not all(isinstance(f, int) and type(f) is not bool and 0 <= f < _FIELDS for f in key):
         return None
-    if words[_FIELDS + 17] != int(ffi.cast("uintptr_t", m)):
-        return None
-    return words[:_FIELDS]
+    known = (ffi.new("uint32_t[]", key), all(f < _EXIT_INFO for f in key))
+    if len(_BATCHES) < 256:
+        _BATCHES[key] = known
+    return known
 
 
 class Vmcs:
@@ -206,7 +189,7 @@ class Vmcs:
     indexing), each access counted in ``vmcs_reads``/``vmcs_writes`` (Adams & Agesen 2006);
     the guest's general registers in ``regs``, not counted."""
 
-    __slots__ = ("_counters", "_f", "_m", "_machine", "_out", "_v", "regs")
+    __slots__ = ("_m", "_machine", "_out", "_v", "regs")
 
     def __init__(self, machine: Machine) -> None:
         from cffi_core.machine import Machine
@@ -224,10 +207,7 @@ class Vmcs:
         self._v = ffi.gc(out[0], lib.p64_vmcs_destroy)
         self._out = ffi.new("uint64_t *")  # reused by read: a VMM reads ~10 fields per exit
         # The registers view holds a pointer tied to the VMCS: kept alone, it keeps the VMCS.
-        regs = _binding.tie(lib.p64_vmcs_regs(self._v), self._v)
-        self.regs = _GuestRegisters(regs)
-        self._f = _fields_view(regs, m)
-        self._counters = machine._counters
+        self.regs = _GuestRegisters(_binding.tie(lib.p64_vmcs_regs(self._v), self._v))
 
     def read(self, field: int) -> int:
         """Read one field (counted)."""
@@ -255,44 +235,33 @@ class Vmcs:
     __setitem__ = write
 
     def read_many(self, fields: Sequence[int]) -> list[int]:
-        """``[vmcs.read(f) for f in fields]`` in one call: every field read and counted, as by
-        ``read`` — a VMM that loads a whole vcpu at an exit pays one call, not one per field.
-
-        The first field goes through the core's ``p64_vmcs_read`` (its checks: the machine not
-        paused in a run, the VMCS its own); the others, valid field numbers of the same VMCS,
-        are read in place and counted in ``vmcs_reads`` as the core counts them."""
-        f = self._f
-        if f is None or not fields or not _valid_fields(fields, _FIELDS):
+        """``[vmcs.read(f) for f in fields]`` in one call of the core (``p64_vmcs_read_many``):
+        every field checked and counted as by ``read`` — a VMM that loads a whole vcpu at an
+        exit pays one call, not one per field."""
+        batch = _batch(fields)
+        if batch is None:
             return [self.read(field) for field in fields]
-        first = self.read(fields[0])
-        values = [f[field] for field in fields]
-        values[0] = first
-        self._counters.vmcs_reads += len(fields) - 1
-        return values
+        n = len(fields)
+        out = ffi.new("uint64_t[]", n)
+        rc = lib.p64_vmcs_read_many(self._m, self._v, batch[0], out, n)
+        if rc:  # the fields are valid: only the core's checks of the VMCS refuse, at the first
+            _binding.check(rc, self._m)
+        return list(out)
 
     def write_many(self, fields: Sequence[int], values: Sequence[int]) -> None:
-        """``vmcs.write(f, x)`` for each field and value in turn (each counted), in one call:
-        the first through the core's ``p64_vmcs_write`` (its checks), the others — fields a
-        VMM may write — in place, counted in ``vmcs_writes``; a value that is not a 64-bit word
-        as stored (a negative one, say) and all after it go through ``write``."""
-        f, n = self._f, len(fields)
+        """``vmcs.write(f, x)`` for each field and value in turn, in one call of the core
+        (``p64_vmcs_write_many``), each checked and counted as by ``write``."""
+        n = len(fields)
         if n != len(values):
             raise ValueError(f"write_many: {n} fields but {len(values)} values")
-        if f is None or not n or not _valid_fields(fields, _EXIT_INFO):
+        batch = _batch(fields)
+        if batch is None or not batch[1] or not all(type(x) is int and 0 <= x <= _U64 for x in values):
             for field, value in zip(fields, values, strict=True):
-                self.write(field, value)
-            return
-        self.write(fields[0], values[0])
-        i = 1
-        try:
-            for i in range(1, n):
-                f[fields[i]] = values[i]
-        except (TypeError, ValueError, OverflowError):
-            self._counters.vmcs_writes += i - 1
-            for field, value in zip(fields[i:], values[i:], strict=True):
                 self.write(field, value)  # write's own checks, message and normalization
             return
-        self._counters.vmcs_writes += n - 1
+        rc = lib.p64_vmcs_write_many(self._m, self._v, batch[0], values, n)
+        if rc:
+            _binding.check(rc, self._m)
 
     def copy_from(self, other: Vmcs) -> None:
         """Make this VMCS a copy of ``other`` (guest state, controls, registers): a VMM's

@@ -336,6 +336,10 @@ void p64_vmcs_destroy(struct p64_vmcs *v);
 uint64_t *p64_vmcs_regs(struct p64_vmcs *v);   /* the guest's r0..r15 (+ the sink): not counted */
 int p64_vmcs_read(struct p64_machine *m, struct p64_vmcs *v, uint32_t field, uint64_t *out);
 int p64_vmcs_write(struct p64_machine *m, struct p64_vmcs *v, uint32_t field, uint64_t value);
+/* n fields at once, each as one p64_vmcs_read/p64_vmcs_write (checked, counted); stops at the first refused. */
+int p64_vmcs_read_many(struct p64_machine *m, struct p64_vmcs *v, const uint32_t *fields, uint64_t *out, uint32_t n);
+int p64_vmcs_write_many(struct p64_machine *m, struct p64_vmcs *v, const uint32_t *fields, const uint64_t *values,
+                        uint32_t n);
 int p64_vmcs_copy(struct p64_machine *m, struct p64_vmcs *dst, const struct p64_vmcs *src);
 int p64_vmrun(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget);
 int p64_vmrun_slice(struct p64_machine *m, struct p64_vmcs *v, uint64_t budget, uint64_t slice); /* see p64_run_slice */

@@ -141,6 +141,30 @@ int p64_vmcs_write(struct p64_machine *m, struct p64_vmcs *v, uint32_t field, ui
     return P64_OK;
 }
 
+/* Batches (a VMM loads and stores a whole vcpu at each exit): each field exactly as one
+   p64_vmcs_read/p64_vmcs_write, checked and counted; the first refused field stops the batch
+   with its error, the ones before it done. */
+int p64_vmcs_read_many(struct p64_machine *m, struct p64_vmcs *v, const uint32_t *fields, uint64_t *out, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = p64_vmcs_read(m, v, fields[i], &out[i]);
+        if (rc)
+            return rc;
+    }
+    return P64_OK;
+}
+
+int p64_vmcs_write_many(struct p64_machine *m, struct p64_vmcs *v, const uint32_t *fields, const uint64_t *values,
+                        uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = p64_vmcs_write(m, v, fields[i], values[i]);
+        if (rc)
+            return rc;
+    }
+    return P64_OK;
+}
+
 /* A whole VMCS (a VMM's snapshot of a VM): not counted, as it is not a guest-visible cost. */
 int p64_vmcs_copy(struct p64_machine *m, struct p64_vmcs *dst, const struct p64_vmcs *src)
 {
