@@ -25,7 +25,7 @@ from cffi_core.profiles import DEFAULT_PROFILE
 
 if TYPE_CHECKING:
     from cffi_core.image import GuestImage
-    from cffi_core.machine import Machine
+    from cffi_core.machine import Exit, Machine
 
 __all__ = [
     "CONTROL_LATENCY",
@@ -438,7 +438,7 @@ class HostWatch:
         self.failure: str | None = None
         self.label = "the VMM"
         self._last: tuple[str, Any] | None = None  # ("run", None) or ("vmrun", the VMCS)
-        self._last_exit = ""
+        self._last_exit: Exit | None = None
         self._slice_entries = 0
         self._slice_start = host.clock
         self._slice_ticks = 0
@@ -508,7 +508,18 @@ class HostWatch:
     def where(self) -> str:
         """``"the guest's pc is 0x1234 (last exit: VM exit EXCEPTION)"``, or ``""`` before any entry."""
         pc = self.guest_pc
-        return "" if pc is None else f"the guest's pc is {pc:#x} (last exit: {self._last_exit})"
+        return "" if pc is None else f"the guest's pc is {pc:#x} (last exit: {self._last_exit_text()})"
+
+    def _last_exit_text(self) -> str:
+        ex = self._last_exit  # kept as the Exit, named only when a message needs it
+        if ex is None:
+            return "none"
+        reason = ex.reason.name
+        if reason == "VM":
+            return f"VM exit {getattr(ex.number, 'name', ex.number)}"
+        if reason == "HOST_GATE":
+            return f"HOST_GATE vector {ex.vector}"
+        return reason
 
     # -- the wrapper ------------------------------------------------------------------------------
     def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -529,14 +540,9 @@ class HostWatch:
                 self.host_ticks += spent
                 self.longest = max(self.longest, spent)
             self._last = (name, args[0] if name == "vmrun" and args else kwargs.get("vmcs"))
-            reason = ex.reason.name
-            self.exits[reason] = self.exits.get(reason, 0) + 1
-            if reason == "VM":
-                self._last_exit = f"VM exit {getattr(ex.number, 'name', ex.number)}"
-            elif reason == "HOST_GATE":
-                self._last_exit = f"HOST_GATE vector {ex.vector}"
-            else:
-                self._last_exit = reason
+            exits, reason = self.exits, ex.reason.name
+            exits[reason] = exits.get(reason, 0) + 1
+            self._last_exit = ex
             return ex
 
         return watched
