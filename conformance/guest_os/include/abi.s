@@ -1,7 +1,7 @@
 ; The calling convention's two macros: save and restore the callee-saved registers r8-r14 (README, "The calling convention").
 ;
-; A function that uses any of r8-r14 saves all seven on entry and restores them before it
-; returns: one rule, so that a reader never has to check which ones a function touched.
+; The macros save all seven, so that a reader need not check which ones the function touches;
+; a short function may instead push just the one or two it uses, and pop them in reverse.
 .macro save_callee
         push    r8
         push    r9

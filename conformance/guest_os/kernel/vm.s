@@ -95,12 +95,7 @@ walk:
 ; walk_to(r1 = pml4, r2 = va, r3 = alloc, r4 = 12 for the level-1 entry, 21 for the level-2
 ; (page directory) entry) -> r1 = the entry's address, or 0 as walk.
 walk_to:
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
+        save_callee
         mov     r8, r2
         mov     r9, r3
         mov     r10, r1                ; the table of this level
@@ -130,12 +125,7 @@ vm_walk_found:
 vm_walk_fail:
         li      r1, 0
 vm_walk_ret:
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; vm_valid(r1 = va) -> r1 = 1 if va may be mapped in the current process: the heap
@@ -490,12 +480,7 @@ vm_free_top:
 ; uvm_free_range(r1 = pml4, r2 = lo, r3 = hi: page-aligned): free the pages of [lo, hi) and
 ; the page tables that map them (their directory entries cleared).
 uvm_free_range:
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
+        save_callee
         mov     r8, r1
         mov     r9, r2                 ; va
         mov     r10, r3
@@ -538,12 +523,7 @@ vm_fr_skip:
         mov     r9, r11
         jmp     vm_fr_chunk
 vm_fr_done:
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 ; vm_unmap(r1 = va): remove the current process's page at va, if any.

@@ -32,12 +32,7 @@
 .equ FST_FRAME, 568
 
 fstest_main:                               ; fstest_main(r1 = n) -> r1 = exit status
-        push    r8
-        push    r9
-        push    r10
-        push    r11
-        push    r12
-        push    r13
+        save_callee
         addi    sp, sp, -FST_FRAME
         mov     r8, r1                     ; r8 = n
         mov     r12, sp                    ; r12 = the frame
@@ -140,12 +135,7 @@ fst_fail:
         li      r1, 1
 fst_out:
         addi    sp, sp, FST_FRAME
-        pop     r13
-        pop     r12
-        pop     r11
-        pop     r10
-        pop     r9
-        pop     r8
+        restore_callee
         ret
 
 fst_child:                                 ; the child: "fsb", then exit (never back to init)
