@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from cffi_core.isa.table import (
@@ -94,24 +95,36 @@ def render_doc_table() -> str:
 GENERATED = {C_HEADER: render_c_header, DOC_TABLE: render_doc_table}
 
 
-def stale_files() -> list[Path]:
-    """The generated files whose content differs from what the table generates now."""
-    return [p for p, render in GENERATED.items() if not p.exists() or p.read_text() != render()]
+def stale_in(generated: Mapping[Path, Callable[[], str]]) -> list[Path]:
+    """The files of ``generated`` (path -> renderer) whose content differs from what they render now."""
+    return [p for p, render in generated.items() if not p.exists() or p.read_text() != render()]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def generator_main(generated: Mapping[Path, Callable[[], str]], module: str, doc: str, argv: list[str] | None) -> int:
+    """The command line of a generator module: rewrite the files of ``generated``, or with
+    ``--check`` name the stale ones on stderr and exit 1 (``module`` is how to rerun it)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if a generated file is stale")
     args = parser.parse_args(argv)
     if args.check:
-        stale = stale_files()
+        stale = stale_in(generated)
         for p in stale:
-            print(f"stale: {p.relative_to(ROOT)} (run python -m cffi_core.isa.generate)", file=sys.stderr)
+            shown = p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+            print(f"stale: {shown} (run python -m {module})", file=sys.stderr)
         return 1 if stale else 0
-    for path, render in GENERATED.items():
+    for path, render in generated.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render())
     return 0
+
+
+def stale_files() -> list[Path]:
+    """The generated files whose content differs from what the table generates now."""
+    return stale_in(GENERATED)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generator_main(GENERATED, "cffi_core.isa.generate", __doc__ or "", argv)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ the checked-in file is stale (tests call ``stale_files``).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from cffi_core.devices import console, disk, pic, post, result, timer
+from cffi_core.isa.generate import generator_main, stale_in
 from cffi_core.spec import state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,24 +211,12 @@ GENERATED = {P64_S: render}
 
 def stale_files() -> list[Path]:
     """The generated files whose content differs from what the constants generate now."""
-    return [p for p, make in GENERATED.items() if not p.exists() or p.read_text() != make()]
+    return stale_in(GENERATED)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the generated files, or with ``--check`` report the stale ones (status 1)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if a generated file is stale")
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_files()
-        for p in stale:
-            shown = p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
-            print(f"stale: {shown} (run python -m conformance.guest_os.constants)", file=sys.stderr)
-        return 1 if stale else 0
-    for path, make in GENERATED.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(make())
-    return 0
+    return generator_main(GENERATED, "conformance.guest_os.constants", __doc__ or "", argv)
 
 
 if __name__ == "__main__":
