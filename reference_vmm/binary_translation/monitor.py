@@ -62,12 +62,14 @@ under trap-and-emulate.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import ClassVar
 
 from cffi_core import spec
 from cffi_core.exits import EventKind, ExitReason
 from cffi_core.image import GuestImage
+from cffi_core.isa.table import INSTRUCTIONS, Sensitivity
 from cffi_core.machine import PAGE_SIZE, Machine
 from cffi_core.spec.events import interrupt_deliverable
 from cffi_core.spec.state import CR4_TSD, FLAGS_IF, FLAGS_IOPL_SHIFT, FLAGS_TF, MASK64, PF_I, PF_W
@@ -81,7 +83,7 @@ from reference_vmm.binary_translation.translator import (
     TranslationCache,
     WordKind,
 )
-from reference_vmm.shadow import Resolution, ShadowPager, pool_size
+from reference_vmm.shadow import GuestMemory, Resolution, ShadowPager, pool_size
 from reference_vmm.trap_emulate.monitor import _REAL_CR0, TrapEmulateVM, TrapEmulateVMM
 from reference_vmm.trap_emulate.rings import RESERVED_VA, RING_1_PAGING, RING_1_SEGLIMIT, RingPlan
 
@@ -90,6 +92,7 @@ __all__ = ["BinaryTranslationVM", "BinaryTranslationVMM", "TCPager"]
 _TC_LIMIT = TC_VA - 1
 """MSR_SEGLIMIT at real ring 1-3: data stops just below the TC (limits are 4 KiB granular)."""
 _OURS = frozenset({HC_CALLOUT, HC_CHAIN, HC_CONTINUE})
+_WORDS = struct.Struct("<I")
 
 
 class TCPager(ShadowPager):
@@ -119,11 +122,18 @@ class BinaryTranslationVM(TrapEmulateVM):
         pool: tuple[int, int],
         tc: int,
     ) -> None:
-        self.tc = TranslationCache(monitor.host, tc)
+        self.tc = TranslationCache(monitor.host, tc, protect=self._protect_code, release=self._release_code)
         self._tc_frames = {TC_VA + off: tc + off for off in range(0, TC_SIZE, PAGE_SIZE)}
         self._resume: tuple[int, int] | None = None  # (guest pc, TC address) of the last exit
         self._callouts: dict[str, int] = {}
+        self._exec: dict[int, bool] = {}
+        """Guest frames scanned for direct execution at guest CPL 1-3: True when the frame holds
+        no sensitive, unprivileged instruction (it may run on the real CPU), False when it does
+        (the spec runs it)."""
+        self._coherence = dict.fromkeys(("invalidations", "code_writes", "frames_scanned", "frames_tainted"), 0)
         super().__init__(monitor, image, config, base, pool)
+        self.shadow.exec_policy = self._exec_policy
+        self.memory.on_code_write = self._code_written
 
     def make_pager(self) -> ShadowPager:
         reserved = {RESERVED_VA: self.monitor.idt, **self._tc_frames}
@@ -140,7 +150,58 @@ class BinaryTranslationVM(TrapEmulateVM):
         out.update({f"callout_{k}": n for k, n in self._callouts.items()})
         out["callouts"] = sum(self._callouts.values())
         out.setdefault("adaptations", 0)
+        out.update(self._coherence)
         return out
+
+    # -- coherence: what is derived from guest code follows the guest's writes ---------------
+    def _protect_code(self, frame: int) -> None:
+        self.shadow.protect_code(frame)
+
+    def _release_code(self, frame: int) -> None:
+        """No translation is left in ``frame``: protect it only if it was scanned for direct
+        execution."""
+        if frame not in self._exec:
+            self.shadow.release_code(frame)
+
+    def _code_written(self, gpa: int, length: int) -> None:
+        """A store the VMM emulated, or a device's DMA, changed guest code frame ``gpa >> 12``
+        (``GuestMemory.on_code_write``).  A translation of a changed instruction is stale: the
+        TC is flushed (its fragments are chained to one another, and a flush is what drops a
+        fragment with every branch into it).  A frame cleared for direct execution stays so
+        only while no sensitive instruction has been written into it."""
+        self._coherence["code_writes"] += 1
+        frame = gpa >> 12
+        if self.tc.written(gpa, length):
+            self._coherence["invalidations"] += 1
+            self.tc.flush("code_write")
+            self._resume = None
+        if self._exec.get(frame) and _sensitive_word(self.memory, gpa & ~3, ((gpa & 3) + length + 3) & ~3):
+            self._exec[frame] = False
+            self._coherence["frames_tainted"] += 1
+            self.shadow.revoke_exec(frame)
+
+    def _exec_policy(self, frame: int, fetch: bool) -> bool:
+        """May the shadows map ``frame`` executable for direct execution (``ShadowPager.exec_policy``)?
+        Only once scanned and found without a sensitive, unprivileged instruction (docs/
+        architecture.md §4.3): such an instruction runs unseen at every ring, so a frame that
+        holds one is run by the spec.  Scanned frames are write-protected, so that the answer
+        follows the guest's writes."""
+        known = self._exec.get(frame)
+        if known is not None or not fetch:
+            return bool(known)
+        clean = not _sensitive_word(self.memory, frame << 12, PAGE_SIZE)
+        self._exec[frame] = clean
+        self._coherence["frames_scanned"] += 1
+        self._coherence["frames_tainted"] += not clean
+        self.shadow.protect_code(frame)
+        return clean
+
+    def _runs_in_spec(self, v: spec.State) -> bool:
+        """Is the guest (at CPL 1-3) at a pc in a frame the spec must run?"""
+        if not self._exec or all(self._exec.values()):
+            return False
+        w = spec.walk(v, self.memory, v.pc, spec.ACCESS_FETCH, v.cpl)
+        return not w.fault and self._exec.get(w.physical >> 12) is False
 
     # -- where the guest runs --------------------------------------------------------------
     def _direct(self, ticks: int) -> spec.Exit | None:
@@ -148,6 +209,9 @@ class BinaryTranslationVM(TrapEmulateVM):
         if v.cpl == 0 and not v.flags & FLAGS_TF:
             return self._translated(ticks)
         self._resume = None
+        if self._runs_in_spec(v):
+            self._stats[COUNTER_INTERVENTIONS] += 1
+            return self._emulate()
         return super()._direct(ticks)
 
     def _emulate(self) -> spec.Exit | None:
@@ -333,3 +397,18 @@ class BinaryTranslationVMM(TrapEmulateVMM):
         vm = BinaryTranslationVM(self, image, config, base, (pool, pool + pool_bytes), tc)
         self.vms.append(vm)
         return vm
+
+
+_SENSITIVE_AT_ANY_RING = frozenset(i.mnemonic for i in INSTRUCTIONS if i.sensitivity is Sensitivity.SENSITIVE)
+
+
+def _sensitive_word(memory: GuestMemory, gpa: int, length: int) -> bool:
+    """Does guest-physical ``[gpa, gpa + length)`` (word aligned) hold a word that decodes to a
+    sensitive, unprivileged instruction?  Data that happens to look like one counts too: the
+    frame then runs in the spec, which is slower, never wrong."""
+    data = memory.read_bytes(gpa, length)
+    for (word,) in _WORDS.iter_unpack(data):
+        entry = spec.decode_word(word)
+        if entry is not None and entry[0].insn.mnemonic in _SENSITIVE_AT_ANY_RING:
+            return True
+    return False

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cffi_core import spec
@@ -189,9 +190,21 @@ class TranslationCache:
     Fragments grow from the bottom of the TC, stubs from the top; when they meet, the whole TC
     is flushed and translation starts again (Adams & Agesen's TC is flushed when full too)."""
 
-    def __init__(self, host: Machine, hpa: int) -> None:
+    def __init__(
+        self,
+        host: Machine,
+        hpa: int,
+        *,
+        protect: Callable[[int], None] | None = None,
+        release: Callable[[int], None] | None = None,
+    ) -> None:
         self.host = host
         self.hpa = hpa
+        self.code: dict[int, set[int]] = {}
+        """For every guest frame holding translated instructions, their offsets in the frame:
+        the guest's writes there are what makes a translation stale (coherence)."""
+        self._protect = protect
+        self._release = release
         self.words = TC_SIZE // 4
         self.guest_pc = [0] * self.words
         """For every word, the guest pc it stands for (see ``WordKind``)."""
@@ -231,9 +244,23 @@ class TranslationCache:
         self.counters[f"tc_flushes_{why}"] += 1
         self._hash.clear()
         self._stubs.clear()
+        frames, self.code = self.code, {}
+        if self._release is not None:
+            for frame in frames:
+                self._release(frame)
         self._code, self._stub = 0, self.words
         self.kind = [WordKind.FREE] * self.words
         self._generation += 1
+
+    def written(self, gpa: int, length: int) -> bool:
+        """Guest-physical ``[gpa, gpa + length)`` (inside one frame) was written: does it touch
+        a translated instruction?  (The caller then invalidates: ``flush``.)"""
+        offsets = self.code.get(gpa >> 12)
+        if not offsets:
+            return False
+        first = (gpa & (PAGE_SIZE - 1)) & ~3
+        last = ((gpa & (PAGE_SIZE - 1)) + length - 1) & ~3
+        return any(off in offsets for off in range(first, last + 1, 4))
 
     # -- translation ---------------------------------------------------------------------
     def translate(self, cpu: spec.State, memory: spec.PhysicalMemory, gpc: int) -> int | None:
@@ -311,6 +338,7 @@ class TranslationCache:
             return None, None
         start = self._code
         self._hash[(gpc, cpl)] = self.va(start)
+        self._note_code(cpu, memory, gpc, len(units))
         self.counters["fragments_translated"] += 1
         self.counters["guest_instructions_translated"] += len(units)
         pc = gpc
@@ -331,6 +359,19 @@ class TranslationCache:
             pc = (pc + 4) & MASK64
         self.counters["tc_words"] = self._code + (self.words - self._stub)
         return self.va(start), successor
+
+    def _note_code(self, cpu: spec.State, memory: spec.PhysicalMemory, gpc: int, count: int) -> None:
+        """Remember the guest-physical words of a TU at ``gpc`` (one page: a TU stops at a page
+        boundary), and have their frame write-protected the first time."""
+        w = spec.walk(cpu, memory, gpc, spec.ACCESS_FETCH, cpu.cpl)
+        frame = w.physical >> 12
+        offsets = self.code.get(frame)
+        if offsets is None:
+            self.code[frame] = offsets = set()
+            if self._protect is not None:
+                self._protect(frame)
+        first = w.physical & (PAGE_SIZE - 1)
+        offsets.update(range(first, first + 4 * count, 4))
 
     def _remap(self, site: int, d: Decoded, target: int, cpl: int) -> None:
         """Point the branch at ``site`` to the fragment of ``target``, or to a new stub."""

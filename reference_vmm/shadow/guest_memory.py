@@ -10,7 +10,10 @@ the one way into that region for everything that is not the guest itself:
 - the virtual devices' DMA (``GuestMemory.dma()``, the ``DMA`` protocol of
   ``cffi_core.devices``): a disk transfer lands in guest-physical memory, never outside;
 - shadow paging, which must hear of every write to a page the guest uses as a page table
-  (``watched`` frames; ``reference_vmm.shadow.pager``).
+  (``watched`` frames; ``reference_vmm.shadow.pager``);
+- a VMM that keeps something derived from guest *code* (a binary translator's translations,
+  what it learned by scanning a page before letting it run directly), which must hear of
+  every write to those pages, by the guest or by a device (``code_frames``).
 
 Writes go through ``Machine.write`` so that the core's decoded-instruction cache stays coherent
 (docs/architecture.md §15): a guest that loads code by DMA or through an emulated store runs
@@ -26,11 +29,13 @@ from cffi_core.devices import DMAError
 from cffi_core.machine import PAGE_SIZE, Machine
 from conformance.api import host_canary
 
-__all__ = ["GuestDMA", "GuestMemory", "HostMap", "WriteHook"]
+__all__ = ["CodeWriteHook", "GuestDMA", "GuestMemory", "HostMap", "WriteHook"]
 
 WriteHook = Callable[[int, int, int], None]
 """``hook(gpa, old, new)``: the quadword at guest-physical ``gpa`` (8-byte aligned) of a watched
 frame changed from ``old`` to ``new``."""
+CodeWriteHook = Callable[[int, int], None]
+"""``hook(gpa, length)``: ``length`` bytes at guest-physical ``gpa`` of a code frame were written."""
 
 _QUAD = struct.Struct("<Q")
 _FORMATS = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 8: _QUAD}
@@ -54,6 +59,10 @@ class GuestMemory:
         self.watched: set[int] = set()
         """Guest frame numbers whose writes are reported to ``on_write`` (shadow paging's traced pages)."""
         self.on_write: WriteHook | None = None
+        self.code_frames: set[int] = set()
+        """Guest frame numbers whose writes (stores emulated through this class and DMA) are
+        reported to ``on_code_write`` after they land."""
+        self.on_code_write: CodeWriteHook | None = None
 
     def hpa(self, gpa: int) -> int:
         """The host-physical address of guest-physical ``gpa`` (which must be in range)."""
@@ -67,6 +76,9 @@ class GuestMemory:
         data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
         if (addr & 7) + size > 8 or self.on_write is None or (addr >> PAGE_SHIFT) not in self.watched:
             self.write_bytes(addr, data)
+            return
+        if self.code_frames:
+            self.write_bytes(addr, data)  # a page table holding code too: the general path tells both
             return
         # One quadword of a watched frame (the spec's accesses are naturally aligned): what
         # ``write_bytes`` does for it, without its general loop — the emulated page-table
@@ -89,6 +101,18 @@ class GuestMemory:
         if not data:
             return
         first, last = addr >> PAGE_SHIFT, (addr + len(data) - 1) >> PAGE_SHIFT
+        if self.code_frames and self.on_code_write is not None:
+            self._write_watched(addr, data, first, last)
+            for frame in range(first, last + 1):
+                if frame in self.code_frames:
+                    lo = max(addr, frame << PAGE_SHIFT)
+                    hi = min(addr + len(data), (frame + 1) << PAGE_SHIFT)
+                    self.on_code_write(lo, hi - lo)
+            return
+        self._write_watched(addr, data, first, last)
+
+    def _write_watched(self, addr: int, data: bytes, first: int, last: int) -> None:
+        """Store ``data`` (frames ``first``..``last``), reporting the watched quadwords that change."""
         touched = [f for f in range(first, last + 1) if f in self.watched] if self.watched else []
         if not touched or self.on_write is None:
             self.host.write(self.base + addr, data)

@@ -45,6 +45,14 @@ How the shadows follow the guest (docs/architecture.md §7, §8):
   keeps it, a dropped table above one is rebuilt with it, and every new root (a CR3 switch,
   a recycled pool) starts with them.
 
+- **Code pages** (for a VMM that derives something from guest code, such as a binary
+  translator): ``protect_code`` write-protects a guest frame in every shadow like a traced
+  page (its stores are emulated, and ``GuestMemory.on_code_write`` hears of them and of DMA
+  into it); ``release_code`` ends that.  With ``exec_policy`` set, a frame is mapped
+  executable only when the policy allows it, and a fetch from a frame it refuses is answered
+  ``Resolution.EMULATE``; ``revoke_exec`` takes execute permission back from every shadow
+  entry that has it.
+
 After the pager removes or downgrades a shadow entry, ``needs_flush`` is set: the caller must
 flush the host TLB before the guest runs again (entries are only ever added or upgraded
 otherwise, which the TLB handles by itself, §8.2).  ``counters`` counts hidden and true faults,
@@ -55,6 +63,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 
 from cffi_core import spec
 from cffi_core.machine import PAGE_SIZE, Machine
@@ -62,7 +71,7 @@ from cffi_core.spec.state import CR0_PG, CR0_WP, CR3_FRAME, CR4_PL, MASK64, PTE_
 from reference_vmm.shadow.guest_memory import GuestMemory
 from reference_vmm.shadow.walk_cache import WalkCache
 
-__all__ = ["MAX_ROOTS", "Resolution", "ShadowPager", "Space", "pool_size"]
+__all__ = ["MAX_ROOTS", "ExecPolicy", "Resolution", "ShadowPager", "Space", "pool_size"]
 
 _QUAD = struct.Struct("<Q")
 _ENTRIES = 512
@@ -71,6 +80,10 @@ _AD = spec.PTE_A | spec.PTE_D
 _LEVEL_SHIFT = {level: 12 + 9 * (level - 1) for level in (1, 2, 3, 4)}
 _PAGING_OFF_LEVELS = 4  # guest paging off: the shadow is a 4-level identity map
 MAX_ROOTS = 16
+ExecPolicy = Callable[[int, bool], bool]
+"""``policy(frame, fetch)``: may guest frame ``frame`` be mapped executable?  ``fetch`` says the
+guest is fetching from it now (the policy may look at the frame then); otherwise the answer
+may be a cautious no, and the first fetch asks again."""
 """Shadow roots kept (one per guest CR3 and space); beyond that every shadow is dropped."""
 
 
@@ -155,6 +168,8 @@ class ShadowPager:
             0,
         )
         self._view = host.memory
+        self.exec_policy: ExecPolicy | None = None
+        """Which guest frames the shadows may map executable (None: as the guest's tables say)."""
         self.walks = WalkCache(guest)
         """The guest's page walks, remembered (``walk_cache``): a fault at a page answered
         before is decided without walking the guest's tables again."""
@@ -228,11 +243,18 @@ class ShadowPager:
         frame = w.physical >> 12
         if paging:
             self._trace(w, page)  # first: the page may hold one of the very tables just walked
-        if frame in self.guest.watched:
-            flags &= ~spec.PTE_W  # a traced page-table page: its writes must trap
+        if frame in self.guest.watched or frame in self.guest.code_frames:
+            flags &= ~spec.PTE_W  # a traced page-table page or a code page: its writes must trap
         if write and not flags & spec.PTE_W:
             self.counters["emulated_page_faults"] += 1
             return Resolution.EMULATE
+        if self.exec_policy is not None and not flags & spec.PTE_NX:
+            fetch = access == spec.ACCESS_FETCH
+            if not self.exec_policy(frame, fetch):
+                if fetch:
+                    self.counters["emulated_page_faults"] += 1
+                    return Resolution.EMULATE
+                flags |= spec.PTE_NX
         try:
             self._install(self._current, page, self.guest.hpa(frame << 12) | flags)
         except _PoolExhausted:
@@ -240,6 +262,8 @@ class ShadowPager:
             return Resolution.HIDDEN
         if flags & spec.PTE_W:
             self._writers.setdefault(frame, set()).add((self._current, page))
+        if self.exec_policy is not None and not flags & spec.PTE_NX:
+            self._executors.setdefault(frame, set()).add((self._current, page))
         self.counters["hidden_page_faults"] += 1
         return Resolution.HIDDEN
 
@@ -254,6 +278,30 @@ class ShadowPager:
                 self._clear(root, level, va)
         except _PoolExhausted:
             self.flush()  # re-mapping the reserved range found no page: start afresh
+
+    def protect_code(self, frame: int) -> None:
+        """Write-protect guest frame ``frame`` in every shadow: a code page whose writes the
+        caller must hear of (``GuestMemory.code_frames``)."""
+        if frame not in self.guest.code_frames:
+            self.guest.code_frames.add(frame)
+            self._write_protect(frame)
+
+    def release_code(self, frame: int) -> None:
+        """Stop protecting ``frame`` as a code page (its next write faults once, hidden)."""
+        self.guest.code_frames.discard(frame)
+
+    def revoke_exec(self, frame: int) -> None:
+        """Take execute permission from every shadow entry mapping guest frame ``frame``."""
+        target = self.guest.hpa(frame << 12)
+        for root, page in self._executors.pop(frame, ()):
+            table = self._table(root, page, 1, create=False)
+            if table is None:
+                continue
+            addr = table + 8 * ((page >> 12) & 511)
+            entry = self._read(addr)
+            if entry & spec.PTE_P and entry & PTE_FRAME == target and not entry & spec.PTE_NX:
+                self._write(addr, entry | spec.PTE_NX)
+                self.needs_flush = True
 
     def invlpg(self, va: int) -> None:
         """The guest invalidated the page of ``va`` (§8.1): drop its entry in the current shadow."""
@@ -391,6 +439,7 @@ class ShadowPager:
         self._roots: dict[tuple[int | None, Space], int] = {}
         self._derived: dict[int, set[tuple[int, int, int]]] = {}
         self._writers: dict[int, set[tuple[int, int]]] = {}
+        self._executors: dict[int, set[tuple[int, int]]] = {}
         self.guest.watched.clear()
         self._current: int | None = None  # no shadow is current until root() is called
         self._space = Space.SHARED
