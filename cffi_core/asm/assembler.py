@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from cffi_core.asm import lexer
 from cffi_core.asm.lexer import (
     MASK64,
     Expr,
@@ -26,7 +28,7 @@ from cffi_core.image import MAX_IMAGE_BYTES, MAX_SEGMENTS, GuestImage, InputFile
 from cffi_core.isa.encoding import EncodingError, encode
 from cffi_core.isa.table import BY_MNEMONIC, CONTROL_REGISTERS, Insn
 
-__all__ = ["AssemblyError", "assemble", "assemble_file", "li_sequence"]
+__all__ = ["AssemblyError", "assemble", "assemble_file", "clear_caches", "li_sequence"]
 
 # Limits (docs/limits.md): each turns an input that would exhaust time, memory or the Python
 # stack into one ``file:line: message`` error.  The suite's own sources are some 2,300 lines
@@ -66,14 +68,20 @@ class AssemblyError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
 class _Loc:
-    """Where a statement comes from; ``context`` tells which macro expansion, ``dir`` resolves includes."""
+    """Where a statement comes from; ``context`` tells which macro expansion, ``dir`` resolves includes.
 
-    file: str
-    line: int
-    dir: str
-    context: str = ""
+    One is made for every line read and every line a macro expansion produces: a plain class
+    with slots is made several times faster than a frozen dataclass.  Never changed once made.
+    """
+
+    __slots__ = ("context", "dir", "file", "line")
+
+    def __init__(self, file: str, line: int, dir: str, context: str = "") -> None:
+        self.file = file
+        self.line = line
+        self.dir = dir
+        self.context = context
 
     def error(self, message: str) -> AssemblyError:
         return AssemblyError(self.file, self.line, message + self.context)
@@ -95,14 +103,23 @@ def _at(loc: _Loc) -> Iterator[None]:
 # Statements
 
 
-@dataclass
+@dataclass(eq=False)
 class _Op:
-    """One machine instruction; ``mode`` says how ``imm`` is turned into the encoded immediate."""
+    """One machine instruction; ``mode`` says how ``imm`` is turned into the encoded immediate.
+
+    An _Op belongs to a line's cached plan and is shared by every assembly of that line, so it
+    never changes after parsing, except ``words``: the encodings already made, by immediate
+    value (an instruction word depends on its fields alone), at most _OP_WORDS of them.
+    """
 
     insn: Insn
     regs: dict[str, int]
     imm: Expr | None = None
     mode: str = "imm"  # imm | target | port_abs | port_off
+    words: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+
+_OP_WORDS = 8
 
 
 @dataclass
@@ -123,7 +140,7 @@ class _Equ(_Stmt):
 
 @dataclass
 class _Insns(_Stmt):
-    ops: list[_Op]
+    ops: tuple[_Op, ...]  # shared by every line of the same text (a cached plan): never changed
 
 
 @dataclass
@@ -152,7 +169,7 @@ class _Space(_Stmt):
 @dataclass
 class _Data(_Stmt):
     width: int
-    exprs: list[Expr]
+    exprs: tuple[Expr, ...]
 
 
 @dataclass
@@ -342,7 +359,8 @@ def _parse_instruction(insn: Insn, operands: list[_Operand]) -> _Op:
     return op
 
 
-def _parse_pseudo(name: str, operands: list[_Operand], loc: _Loc) -> _Stmt:
+def _parse_pseudo(name: str, operands: list[_Operand]) -> tuple[type[_Stmt], tuple[object, ...]]:
+    """The statement a pseudo-instruction line makes: its class and its fields after ``loc``."""
     template = PSEUDO_OPERANDS[name]
     want = len(template.split(",")) if template else 0
     if len(operands) != want:
@@ -350,30 +368,187 @@ def _parse_pseudo(name: str, operands: list[_Operand], loc: _Loc) -> _Stmt:
         raise SourceError(f"{name} takes {want} operand(s){shape}, got {len(operands)}")
     zero: Expr = ("num", 0)
     if name == "nop":
-        return _Insns(loc, [_op("addi", zero, rd=0, rs1=0)])
+        return _Insns, ((_op("addi", zero, rd=0, rs1=0),),)
     if name == "mov":
         dst, src = operands
         if _is_control_register(dst):
-            return _Insns(loc, [_op("mtcr", crn=_control_register(dst), rs1=_register(src, "the source"))])
+            return _Insns, ((_op("mtcr", crn=_control_register(dst), rs1=_register(src, "the source")),),)
         if _is_control_register(src):
-            return _Insns(loc, [_op("mfcr", rd=_register(dst, "the destination"), crn=_control_register(src))])
-        return _Insns(loc, [_op("addi", zero, rd=_register(dst, "rd"), rs1=_register(src, "rs"))])
+            return _Insns, ((_op("mfcr", rd=_register(dst, "the destination"), crn=_control_register(src)),),)
+        return _Insns, ((_op("addi", zero, rd=_register(dst, "rd"), rs1=_register(src, "rs")),),)
     if name in ("not", "neg"):
         rd, rs = _register(operands[0], "rd"), _register(operands[1], "rs")
         ops = [_op("sub", rd=rd, rs1=0, rs2=rs)]
         if name == "not":  # ~x == -x - 1
             ops.append(_op("addi", ("num", -1), rd=rd, rs1=rd))
-        return _Insns(loc, ops)
+        return _Insns, (tuple(ops),)
     if name in ("beqz", "bnez"):
         rs = _register(operands[0], "rs")
         target = _expression(operands[1], "target")
-        return _Insns(loc, [_op("beq" if name == "beqz" else "bne", target, "target", rs1=rs, rs2=0)])
+        return _Insns, ((_op("beq" if name == "beqz" else "bne", target, "target", rs1=rs, rs2=0),),)
     if name in SWAPPED_BRANCHES:
         a, b = _register(operands[0], "rs1"), _register(operands[1], "rs2")
         target = _expression(operands[2], "target")
-        return _Insns(loc, [_op(SWAPPED_BRANCHES[name], target, "target", rs1=b, rs2=a)])
+        return _Insns, ((_op(SWAPPED_BRANCHES[name], target, "target", rs1=b, rs2=a),),)
     # li / la
-    return _LoadImm(loc, _register(operands[0], "rd"), _expression(operands[1], "value"))
+    return _LoadImm, (_register(operands[0], "rd"), _expression(operands[1], "value"))
+
+
+# ---- one line: a plan from its text alone, then the steps that need the assembly's state ----
+#
+# What a line means depends on its text alone, except for the steps that read or change the
+# assembly's state: defining a symbol (a second definition is an error), .entry (given once),
+# .include (reads a file) and a macro call (the macros defined so far).  _plan does everything
+# else -- tokens, operands, expressions, instructions, and the first error they hold -- and
+# _Frontend.line takes the state steps in the order the line would have, raising the plan's
+# error where parsing would have raised it, so a line's first error is the same either way.
+# The suite assembles the same lines again and again (every generated guest includes the same
+# library files, and every call of a macro with the same arguments expands to the same text),
+# so plans are cached by text: a plan holds nothing that depends on where the line is or what
+# came before it.  The cache holds at most _PLAN_CACHE_SIZE plans of lines of at most
+# _PLAN_MAX_CHARS characters (longer lines, rare and costly to keep, are parsed every time),
+# and every source limit (docs/limits.md) still counts each line as it is assembled.
+_PLAN_CACHE_SIZE = 8192
+_PLAN_MAX_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one line does apart from the assembly's state.
+
+    ``head`` is the line's first word (``.macro``/``.endm`` lines are the caller's); ``labels``
+    the labels it defines, in order; then by ``kind``: ``""`` nothing more; ``error`` raise
+    ``error``; ``stmt`` append ``make(loc, *args)``; ``equ`` define ``name``, then raise
+    ``error`` if any, else append an _Equ of ``args[0]``; ``entry`` an _Entry of ``args[0]``
+    unless one was given; ``include`` include the file ``name``; ``call`` expand macro ``name``
+    with the argument texts ``args``, or raise ``error`` if no macro has that name.
+    """
+
+    head: str
+    labels: tuple[str, ...] = ()
+    kind: str = ""
+    name: str = ""
+    make: type[_Stmt] | None = None
+    args: tuple[object, ...] = ()
+    error: str | None = None
+
+
+def _make_plan(text: str) -> _Plan:
+    head = _first_word(text)
+    if head in (".macro", ".endm"):
+        return _Plan(head)
+    labels: list[str] = []
+    try:
+        tokens, _ = tokenize(text)
+        pos = 0
+        while pos + 1 < len(tokens) and tokens[pos].kind == "ident" and tokens[pos + 1].is_op(":"):
+            labels.append(tokens[pos].text)
+            pos += 2
+        rest = tokens[pos:]
+        if not rest:
+            return _Plan(head, tuple(labels))
+        first = rest[0]
+        if first.kind != "ident":
+            raise SourceError(f"expected an instruction, directive or label, got '{first.text}'")
+        if len(rest) > 1 and rest[1].is_op("="):
+            return _equ_plan(head, tuple(labels), first.text, rest[2:])
+        operands = _split_operands(rest[1:], text)
+        name = first.text.lower()
+        if name in DIRECTIVES:
+            return _directive_plan(head, tuple(labels), name, operands)
+        if name in BY_MNEMONIC:
+            return _Plan(
+                head, tuple(labels), "stmt", make=_Insns, args=((_parse_instruction(BY_MNEMONIC[name], operands),),)
+            )
+        if name in PSEUDO_OPERANDS:
+            make, args = _parse_pseudo(name, operands)
+            return _Plan(head, tuple(labels), "stmt", make=make, args=args)
+        # A macro's name is never a directive's or an instruction's (_define_macro refuses
+        # those), so looking it up last finds what looking it up first would.
+        error = (
+            f"bad label '{first.text}'"
+            if len(rest) > 1 and rest[1].is_op(":")
+            else f"unknown instruction '{first.text}'"
+        )
+        return _Plan(head, tuple(labels), "call", name, args=tuple(o.text for o in operands), error=error)
+    except SourceError as exc:
+        return _Plan(head, tuple(labels), "error", error=str(exc))
+
+
+def _equ_plan(head: str, labels: tuple[str, ...], name: str, tokens: list[Token]) -> _Plan:
+    """``name = value`` and ``.equ name, value``: the name is defined before the value is parsed."""
+    try:
+        expr = parse_expression(tokens, f"value of '{name}'")
+    except SourceError as exc:
+        return _Plan(head, labels, "equ", name, error=str(exc))
+    return _Plan(head, labels, "equ", name, args=(expr,))
+
+
+def _directive_plan(head: str, labels: tuple[str, ...], name: str, operands: list[_Operand]) -> _Plan:
+    def count(lo: int, hi: int, shape: str) -> None:
+        if not lo <= len(operands) <= hi:
+            raise SourceError(f"{name} takes {shape}, got {len(operands)} operand(s)")
+
+    def stmt(make: type[_Stmt], *args: object) -> _Plan:
+        return _Plan(head, labels, "stmt", make=make, args=args)
+
+    if name == ".include":
+        if len(operands) != 1 or len(operands[0].tokens) != 1 or operands[0].tokens[0].kind != "str":
+            raise SourceError('.include takes one string: .include "file"')
+        raw = operands[0].tokens[0].value
+        assert isinstance(raw, bytes)
+        return _Plan(head, labels, "include", raw.decode(errors="replace"))
+    if name in (".org", ".align", ".entry"):
+        count(1, 1, "one value")
+        expr = _expression(operands[0])
+        if name == ".entry":
+            return _Plan(head, labels, "entry", args=(expr,))
+        return stmt(_Org if name == ".org" else _Align, expr)
+    if name in _DATA_WIDTHS:
+        count(1, 1 << 30, "one or more values")
+        return stmt(_Data, _DATA_WIDTHS[name], tuple(_expression(o) for o in operands))
+    if name in (".ascii", ".asciz"):
+        count(1, 1 << 30, "one or more strings")
+        data = bytearray()
+        for o in operands:
+            if len(o.tokens) != 1 or o.tokens[0].kind != "str":
+                raise SourceError(f"{name} takes strings in double quotes, got '{o.text}'")
+            value = o.tokens[0].value
+            assert isinstance(value, bytes)
+            data += value + (b"\0" if name == ".asciz" else b"")
+        return stmt(_Bytes, bytes(data))
+    if name == ".space":
+        count(1, 2, "a size and an optional fill byte")
+        fill = _expression(operands[1], "fill byte") if len(operands) == 2 else None
+        return stmt(_Space, _expression(operands[0], "size"), fill)
+    if name == ".equ":
+        count(2, 2, "a name and a value: .equ name, value")
+        toks = operands[0].tokens
+        if len(toks) != 1 or toks[0].kind != "ident":
+            raise SourceError(f".equ needs a symbol name, got '{operands[0].text}'")
+        return _equ_plan(head, labels, toks[0].text, operands[1].tokens)
+    if name in (".global", ".globl"):
+        count(1, 1 << 30, "one or more symbol names")
+        for o in operands:
+            if len(o.tokens) != 1 or o.tokens[0].kind != "ident":
+                raise SourceError(f"{name} takes symbol names, got '{o.text}'")
+        return _Plan(head, labels)
+    # .macro/.endm not at the start of a line (e.g. after a label)
+    raise SourceError(f"'{name}' must start its line")
+
+
+@functools.lru_cache(maxsize=_PLAN_CACHE_SIZE)
+def _cached_plan(text: str, max_depth: int) -> _Plan:
+    return _make_plan(text)  # max_depth (lexer.MAX_DEPTH, which parsing reads) keys the cache
+
+
+def _plan(text: str) -> _Plan:
+    """The plan of one line, cached.  An expression's nesting limit (lexer.MAX_DEPTH) is part
+    of the key: a plan made under another limit may hold an error, or lack one, that this
+    limit would not."""
+    if len(text) > _PLAN_MAX_CHARS:
+        return _make_plan(text)
+    return _cached_plan(text, lexer.MAX_DEPTH)
 
 
 class _Frontend:
@@ -416,12 +591,7 @@ class _Frontend:
         if real is not None:
             self.include_stack.pop()
 
-    def include(self, operand_list: list[_Operand], loc: _Loc, depth: int) -> None:
-        if len(operand_list) != 1 or len(operand_list[0].tokens) != 1 or operand_list[0].tokens[0].kind != "str":
-            raise SourceError('.include takes one string: .include "file"')
-        raw = operand_list[0].tokens[0].value
-        assert isinstance(raw, bytes)
-        rel = raw.decode(errors="replace")
+    def include(self, rel: str, loc: _Loc, depth: int) -> None:
         path = os.path.join(loc.dir, rel) if loc.dir else rel
         display = os.path.normpath(path)
         real = os.path.realpath(path)
@@ -433,6 +603,8 @@ class _Frontend:
         self.includes += 1
         if self.includes > MAX_INCLUDES:
             raise SourceError(f"cannot include '{rel}': more than the limit of {MAX_INCLUDES} includes in one assembly")
+        # The file is read at every .include, never from a cache: what is assembled is what the
+        # file holds now, and a file that is no longer a readable regular file is an error now.
         try:
             text = _read_source(path)
         except (InputFileError, OSError, UnicodeDecodeError) as exc:
@@ -448,14 +620,16 @@ class _Frontend:
         i = 0
         while i < len(lines):
             text, loc = lines[i]
-            head = _first_word(text)
-            if head == ".macro":
+            plan = _plan(text)
+            if plan.head == ".macro":
                 i = self._define_macro(lines, i)
                 continue
-            if head == ".endm":
+            if plan.head == ".endm":
                 raise loc.error("'.endm' without '.macro'")
-            with _at(loc):
-                self.line(text, loc, depth)
+            try:
+                self.line(plan, loc, depth)
+            except SourceError as exc:
+                raise loc.error(str(exc)) from None
             i += 1
 
     def _define_macro(self, lines: list[tuple[str, _Loc]], i: int) -> int:
@@ -492,9 +666,9 @@ class _Frontend:
             j += 1
         raise loc.error(f"unterminated '.macro {name}' (no '.endm')")
 
-    def _expand(self, macro: _Macro, operands: list[_Operand], loc: _Loc, depth: int) -> None:
-        if len(operands) != len(macro.params):
-            raise SourceError(f"macro '{macro.name}' takes {len(macro.params)} argument(s), got {len(operands)}")
+    def _expand(self, macro: _Macro, arguments: tuple[str, ...], loc: _Loc, depth: int) -> None:
+        if len(arguments) != len(macro.params):
+            raise SourceError(f"macro '{macro.name}' takes {len(macro.params)} argument(s), got {len(arguments)}")
         if depth >= MAX_MACRO_DEPTH:
             raise SourceError(f"macro '{macro.name}': expansion nested too deeply (recursive macro?)")
         self.expansions += 1
@@ -502,7 +676,7 @@ class _Frontend:
             raise SourceError(
                 f"macro '{macro.name}': more than the limit of {MAX_MACRO_EXPANSIONS} macro expansions in one assembly"
             )
-        values = {p: o.text for p, o in zip(macro.params, operands, strict=True)}
+        values = dict(zip(macro.params, arguments, strict=True))
         values["@"] = str(self.expansions)  # \@: a number unique to this expansion, for local labels
         # Odd items are the names after a backslash: a parameter's argument, or the text as written.
         texts = [
@@ -527,86 +701,34 @@ class _Frontend:
             raise SourceError(f"symbol '{name}' already defined at {self.defined[name]}")
         self.defined[name] = loc
 
-    def line(self, text: str, loc: _Loc, depth: int) -> None:
-        tokens, _ = tokenize(text)
-        pos = 0
-        while pos + 1 < len(tokens) and tokens[pos].kind == "ident" and tokens[pos + 1].is_op(":"):
-            self.define(tokens[pos].text, loc)
-            self.stmts.append(_Label(loc, tokens[pos].text))
-            pos += 2
-        rest = tokens[pos:]
-        if not rest:
-            return
-        head = rest[0]
-        if head.kind != "ident":
-            raise SourceError(f"expected an instruction, directive or label, got '{head.text}'")
-        if len(rest) > 1 and rest[1].is_op("="):
-            self.define(head.text, loc)
-            self.stmts.append(_Equ(loc, head.text, parse_expression(rest[2:], f"value of '{head.text}'")))
-            return
-        operands = _split_operands(rest[1:], text)
-        name = head.text.lower()
-        if name in DIRECTIVES:
-            self.directive(name, operands, loc, depth)
-        elif name in self.macros:
-            self._expand(self.macros[name], operands, loc, depth)
-        elif name in BY_MNEMONIC:
-            self.stmts.append(_Insns(loc, [_parse_instruction(BY_MNEMONIC[name], operands)]))
-        elif name in PSEUDO_OPERANDS:
-            self.stmts.append(_parse_pseudo(name, operands, loc))
-        elif len(rest) > 1 and rest[1].is_op(":"):
-            raise SourceError(f"bad label '{head.text}'")
-        else:
-            raise SourceError(f"unknown instruction '{head.text}'")
-
-    def directive(self, name: str, operands: list[_Operand], loc: _Loc, depth: int) -> None:
-        def count(lo: int, hi: int, shape: str) -> None:
-            if not lo <= len(operands) <= hi:
-                raise SourceError(f"{name} takes {shape}, got {len(operands)} operand(s)")
-
-        if name == ".include":
-            self.include(operands, loc, depth)
-        elif name in (".org", ".align", ".entry"):
-            count(1, 1, "one value")
-            expr = _expression(operands[0])
-            if name == ".entry":
-                if self.entry is not None:
-                    raise SourceError(f".entry already given at {self.entry}")
-                self.entry = loc
-                self.stmts.append(_Entry(loc, expr))
-            else:
-                self.stmts.append((_Org if name == ".org" else _Align)(loc, expr))
-        elif name in _DATA_WIDTHS:
-            count(1, 1 << 30, "one or more values")
-            self.stmts.append(_Data(loc, _DATA_WIDTHS[name], [_expression(o) for o in operands]))
-        elif name in (".ascii", ".asciz"):
-            count(1, 1 << 30, "one or more strings")
-            data = bytearray()
-            for o in operands:
-                if len(o.tokens) != 1 or o.tokens[0].kind != "str":
-                    raise SourceError(f"{name} takes strings in double quotes, got '{o.text}'")
-                value = o.tokens[0].value
-                assert isinstance(value, bytes)
-                data += value + (b"\0" if name == ".asciz" else b"")
-            self.stmts.append(_Bytes(loc, bytes(data)))
-        elif name == ".space":
-            count(1, 2, "a size and an optional fill byte")
-            fill = _expression(operands[1], "fill byte") if len(operands) == 2 else None
-            self.stmts.append(_Space(loc, _expression(operands[0], "size"), fill))
-        elif name == ".equ":
-            count(2, 2, "a name and a value: .equ name, value")
-            toks = operands[0].tokens
-            if len(toks) != 1 or toks[0].kind != "ident":
-                raise SourceError(f".equ needs a symbol name, got '{operands[0].text}'")
-            self.define(toks[0].text, loc)
-            self.stmts.append(_Equ(loc, toks[0].text, _expression(operands[1], f"value of '{toks[0].text}'")))
-        elif name in (".global", ".globl"):
-            count(1, 1 << 30, "one or more symbol names")
-            for o in operands:
-                if len(o.tokens) != 1 or o.tokens[0].kind != "ident":
-                    raise SourceError(f"{name} takes symbol names, got '{o.text}'")
-        else:  # .macro/.endm not at the start of a line (e.g. after a label)
-            raise SourceError(f"'{name}' must start its line")
+    def line(self, plan: _Plan, loc: _Loc, depth: int) -> None:
+        """Take one line's plan at ``loc``: its state steps, in the line's order (see _plan)."""
+        for name in plan.labels:
+            self.define(name, loc)
+            self.stmts.append(_Label(loc, name))
+        kind = plan.kind
+        if kind == "stmt":
+            assert plan.make is not None
+            self.stmts.append(plan.make(loc, *plan.args))
+        elif kind == "error":
+            raise SourceError(plan.error)
+        elif kind == "equ":
+            self.define(plan.name, loc)
+            if plan.error is not None:
+                raise SourceError(plan.error)
+            self.stmts.append(_Equ(loc, plan.name, *plan.args))
+        elif kind == "entry":
+            if self.entry is not None:
+                raise SourceError(f".entry already given at {self.entry}")
+            self.entry = loc
+            self.stmts.append(_Entry(loc, *plan.args))
+        elif kind == "include":
+            self.include(plan.name, loc, depth)
+        elif kind == "call":
+            macro = self.macros.get(plan.name)
+            if macro is None:
+                raise SourceError(plan.error)
+            self._expand(macro, plan.args, loc, depth)
 
 
 def _read_source(path: str) -> str:
@@ -649,6 +771,12 @@ class _Memory:
             raise SourceError(
                 f"{len(data)} byte(s) at {address & MASK64:#x} run past the end of the 64-bit address space"
             )
+        if self.ends and self.ends[-1] == address:
+            # The usual case, code laid out in order: the bytes extend the last run, and no run
+            # lies after it to overlap or merge with.
+            self.data[-1] += data
+            self.ends[-1] = end
+            return
         i = bisect.bisect_right(self.starts, address) - 1
         for j in (i, i + 1):
             if 0 <= j < len(self.starts) and self.starts[j] < end and address < self.ends[j]:
@@ -729,42 +857,49 @@ class _Layout:
         return self.stmts[0].loc
 
     def layout_pass(self) -> dict[str, int]:
-        self.cur = {}
+        self.cur = cur = {}
         self.grew = False
         self.too_big = None
         lc = self.origin
         total = 0  # bytes emitted so far: the image's size
         for stmt in self.stmts:
-            if isinstance(stmt, _Label):
-                self.cur[stmt.name] = lc
-            elif isinstance(stmt, _Equ):
+            # Dispatch on the exact class (no statement class has subclasses), commonest first.
+            kind = type(stmt)
+            if kind is _Insns:
+                n = 4 * len(stmt.ops)
+            elif kind is _Label:
+                cur[stmt.name] = lc
+                continue
+            elif kind is _Equ:
                 v = self.value(stmt.expr, lc, False)
                 if v is not None:
-                    self.cur[stmt.name] = v
-            elif isinstance(stmt, _Org):
+                    cur[stmt.name] = v
+                continue
+            elif kind is _Org:
                 v = self.value(stmt.expr, lc, False)
                 if v is not None:
                     lc = v & MASK64
+                continue
             else:
                 n = self.size(stmt, lc, False)
-                total += n
-                if n and self.too_big is None:
-                    if isinstance(stmt, (_Align, _Space)) and n > MAX_FILL:
-                        self.too_big = stmt.loc.error(f"{n} bytes of fill is more than the limit {MAX_FILL}")
-                    elif total > MAX_IMAGE_BYTES:
-                        self.too_big = stmt.loc.error(
-                            f"the output grows to {total} bytes here, more than the limit of {MAX_IMAGE_BYTES} bytes of an image"
-                        )
-                lc += n
-        return self.cur
+            total += n
+            if n and self.too_big is None:
+                if kind in (_Align, _Space) and n > MAX_FILL:
+                    self.too_big = stmt.loc.error(f"{n} bytes of fill is more than the limit {MAX_FILL}")
+                elif total > MAX_IMAGE_BYTES:
+                    self.too_big = stmt.loc.error(
+                        f"the output grows to {total} bytes here, more than the limit of {MAX_IMAGE_BYTES} bytes of an image"
+                    )
+            lc += n
+        return cur
 
     def size(self, stmt: _Stmt, lc: int, final: bool) -> int:
         if isinstance(stmt, _Insns):
             return 4 * len(stmt.ops)
         if isinstance(stmt, _LoadImm):
             v = self.value(stmt.expr, lc, final)
-            if v is not None and len(li_sequence(v)) > stmt.size:
-                stmt.size = len(li_sequence(v))
+            if v is not None and (need := _li_length(v)) > stmt.size:
+                stmt.size = need
                 self.grew = True
             return 4 * stmt.size
         if isinstance(stmt, _Data):
@@ -788,19 +923,30 @@ class _Layout:
         return 0
 
     def emit_pass(self, memory: _Memory) -> int | None:
-        self.cur = {}
+        self.cur = cur = {}
+        lookup = self.lookup
         lc = self.origin
         entry = None
-        for stmt in self.stmts:
-            with _at(stmt.loc):
-                if isinstance(stmt, _Label):
+        stmt = None
+        try:
+            for stmt in self.stmts:
+                kind = type(stmt)
+                if kind is _Insns:
+                    ops = stmt.ops
+                    if len(ops) == 1:
+                        data = self.encode_op(ops[0], lc)
+                    else:
+                        data = b"".join(self.encode_op(op, lc + 4 * k) for k, op in enumerate(ops))
+                    memory.emit(lc, data)
+                    lc += len(data)
+                elif kind is _Label:
                     if lc > MASK64:
                         raise SourceError(f"label '{stmt.name}' is past the end of the 64-bit address space")
-                    self.cur[stmt.name] = lc
-                elif isinstance(stmt, _Equ):
-                    self.cur[stmt.name] = evaluate(stmt.expr, self.lookup, lc)
-                elif isinstance(stmt, _Org):
-                    target = evaluate(stmt.expr, self.lookup, lc) & MASK64
+                    cur[stmt.name] = lc
+                elif kind is _Equ:
+                    cur[stmt.name] = evaluate(stmt.expr, lookup, lc)
+                elif kind is _Org:
+                    target = evaluate(stmt.expr, lookup, lc) & MASK64
                     i = memory.containing(target)
                     if i is not None:
                         raise SourceError(
@@ -808,28 +954,22 @@ class _Layout:
                             f"({memory.starts[i]:#x}-{memory.ends[i] - 1:#x})"
                         )
                     lc = target
-                elif isinstance(stmt, _Entry):
-                    entry = evaluate(stmt.expr, self.lookup, lc) & MASK64
+                elif kind is _Entry:
+                    entry = evaluate(stmt.expr, lookup, lc) & MASK64
                 else:
                     data = self.encode(stmt, lc)
                     memory.emit(lc, data)
                     lc += len(data)
+        except SourceError as exc:  # the statement being emitted is the one to blame
+            assert stmt is not None
+            raise stmt.loc.error(str(exc)) from None
         return entry
 
     def encode(self, stmt: _Stmt, pc: int) -> bytes:
         if isinstance(stmt, _Insns):
-            return b"".join(self.encode_op(op, pc + 4 * k).to_bytes(4, "little") for k, op in enumerate(stmt.ops))
+            return b"".join(self.encode_op(op, pc + 4 * k) for k, op in enumerate(stmt.ops))
         if isinstance(stmt, _LoadImm):
-            value = evaluate(stmt.expr, self.lookup, pc)
-            words = []
-            for mnemonic, from_zero, imm in li_sequence(value):
-                rs1 = 0 if from_zero else stmt.rd
-                words.append(encode(mnemonic, rd=stmt.rd, rs1=rs1, imm=imm))
-            if len(words) > stmt.size:
-                raise SourceError("internal error: li grew after layout converged")
-            # A li whose value shrank after an earlier pass keeps its reserved size: pad with nops.
-            words += [encode("addi", rd=0, rs1=0, imm=0)] * (stmt.size - len(words))
-            return b"".join(w.to_bytes(4, "little") for w in words)
+            return _li_bytes(stmt.rd, evaluate(stmt.expr, self.lookup, pc), stmt.size)
         if isinstance(stmt, _Data):
             out = bytearray()
             bits = 8 * stmt.width
@@ -851,12 +991,15 @@ class _Layout:
             return bytes([fill & 0xFF]) * n
         raise AssertionError(stmt)
 
-    def encode_op(self, op: _Op, pc: int) -> int:
+    def encode_op(self, op: _Op, pc: int) -> bytes:
+        """The instruction word's four bytes (little-endian)."""
         imm = 0
-        mn = op.insn.mnemonic
         if op.imm is not None:
             v = evaluate(op.imm, self.lookup, pc)
-            if op.mode == "target":
+            if op.mode == "imm":
+                imm = v
+            elif op.mode == "target":
+                mn = op.insn.mnemonic
                 target = v & MASK64
                 offset = to_s64(target - pc)
                 lo, hi = _BRANCH_RANGES[op.insn.format.imm or ""]
@@ -867,18 +1010,41 @@ class _Layout:
                 imm = offset
             elif op.mode == "port_abs":
                 if not 0 <= v <= 0xFFFF:
-                    raise SourceError(f"{mn}: port {v} out of range 0..0xffff")
+                    raise SourceError(f"{op.insn.mnemonic}: port {v} out of range 0..0xffff")
                 imm = v
-            elif op.mode == "port_off":
+            else:  # port_off
                 if not -0xFFFF <= v <= 0xFFFF:
-                    raise SourceError(f"{mn}: port offset {v} out of range -0xffff..0xffff")
+                    raise SourceError(f"{op.insn.mnemonic}: port offset {v} out of range -0xffff..0xffff")
                 imm = v & 0xFFFF  # the machine adds imm16 to the base modulo 2^16
-            else:
-                imm = v
-        try:
-            return encode(op.insn, imm=imm, **op.regs)
-        except EncodingError as exc:
-            raise SourceError(str(exc)) from None
+        word = op.words.get(imm)
+        if word is None:
+            try:
+                word = encode(op.insn, imm=imm, **op.regs).to_bytes(4, "little")
+            except EncodingError as exc:
+                raise SourceError(str(exc)) from None
+            if len(op.words) < _OP_WORDS:
+                op.words[imm] = word
+        return word
+
+
+@functools.lru_cache(maxsize=4096)
+def _li_length(value: int) -> int:
+    """How many instructions ``li rd, value`` needs (li_sequence's length)."""
+    return len(li_sequence(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _li_bytes(rd: int, value: int, size: int) -> bytes:
+    """The bytes of ``li rd, value`` in ``size`` reserved instructions."""
+    words = []
+    for mnemonic, from_zero, imm in li_sequence(value):
+        rs1 = 0 if from_zero else rd
+        words.append(encode(mnemonic, rd=rd, rs1=rs1, imm=imm))
+    if len(words) > size:
+        raise SourceError("internal error: li grew after layout converged")
+    # A li whose value shrank after an earlier pass keeps its reserved size: pad with nops.
+    words += [encode("addi", rd=0, rs1=0, imm=0)] * (size - len(words))
+    return b"".join(w.to_bytes(4, "little") for w in words)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -903,6 +1069,17 @@ def _assemble(text: str, display: str, directory: str, real: str | None, origin:
     constants = frozenset(s.name for s in front.stmts if isinstance(s, _Equ))
     segments = tuple(Segment(a, bytes(d)) for a, d in zip(memory.starts, memory.data, strict=True))
     return GuestImage(segments, entry, {k: v & MASK64 for k, v in symbols.items()}, name=display, constants=constants)
+
+
+def clear_caches() -> None:
+    """Forget every line's parse and every instruction's encoding kept from earlier assemblies.
+
+    Results never depend on these caches (a line's plan and an instruction word depend on its
+    text alone); this is for measuring an assembly from nothing, and for freeing their memory.
+    """
+    _cached_plan.cache_clear()  # the instruction words kept are the cached plans' (_Op.words)
+    _li_length.cache_clear()
+    _li_bytes.cache_clear()
 
 
 def assemble(text: str, *, filename: str = "<string>", origin: int = 0) -> GuestImage:
