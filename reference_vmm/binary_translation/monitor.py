@@ -24,6 +24,19 @@ translator of ``translator.py``.  What it changes:
 - **Coherence with the guest's address space**: the TC is keyed by guest-virtual address; the
   guest's ``mtcr`` and ``invlpg`` (both callouts) flush it, which §8.1 allows (a translation
   changed without invalidation may be used old or new until the invalidation).
+- **Coherence with the guest's code**: every guest frame holding a translated instruction is
+  write-protected in every shadow (``ShadowPager.protect_code``); a guest store there faults
+  and is emulated, and a device's DMA there is seen too (``GuestMemory.on_code_write``).  A
+  write that touches a translated instruction flushes the TC (``invalidations``), so
+  self-modifying code runs its new instructions exactly as natively.
+- **User code directly, but never a sensitive instruction**: guest CPL 1-3 code runs on the
+  real CPU as under trap-and-emulate, except that a frame is mapped executable only after it
+  has been scanned and holds no sensitive, unprivileged instruction (``_exec_policy``): a
+  frame that holds one (``smsw``, ``sidt``, ``pushf``... at user level: the "Red Pill") is run
+  by the spec instead (``frames_tainted``), and a scanned frame stays write-protected so that
+  writing such an instruction into it later takes its execute permission back.  VMware's VMM
+  ran user code directly without this scan and was visible to the Red Pill; P64's suite asks
+  for equivalence at every ring, and the scan costs one pass over each user code page.
 
 **The design question: where the TC lives and what protects it.**  The TC is VMM code that
 must run at ring 1 (so that guest kernel data accesses stay checked) from addresses the guest
@@ -55,9 +68,12 @@ problem; on ``classic-1974`` it is a known gap of this version (see the READING_
 
 What is not done yet (next increments): ``call``/``ret``/``jr``/``callr`` are callouts (no
 inline TC-hash lookup), the simple sensitive instructions are callouts rather than in-TC
-sequences, no adaptive retranslation, no write-protection of translated code pages (a guest
-that writes code it has run may run the old translation), guest CPL 1-2 code runs directly as
-under trap-and-emulate.
+sequences, no adaptive retranslation.  All three need what VMware's VMM had in %gs: a way for
+translated code at ring 1 to reach the VMM's data (the virtual CPU, the TC hash, scratch
+space for guest registers) past the segment limit, and a way to keep the guest's clock exact
+when one guest instruction becomes several TC words.  Until then the ``eff_ops`` and
+``system`` guests fail the efficiency bound on ``x86-2005`` (one host exit per callout), and
+the VMM is not registered in ``popek.vmms``.
 """
 
 from __future__ import annotations
