@@ -194,6 +194,10 @@ class _Macro:
 
 
 _MACRO_REF = re.compile(r"\\(@|[A-Za-z_][A-Za-z0-9_]*)")
+_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FIRST_WORD = re.compile(r"\s*(\.?[A-Za-z_]+)")
+_GENERAL_REGISTER = re.compile(r"r([0-9]+)")
+_CONTROL_REGISTER = re.compile(r"cr[0-9]+")
 
 
 @dataclass
@@ -273,19 +277,19 @@ def _register(operand: _Operand, role: str = "register") -> int:
             return 0
         if name == "sp":
             return 15
-        if m := re.fullmatch(r"r([0-9]+)", name):
+        if m := _GENERAL_REGISTER.fullmatch(name):
             n = int(m.group(1))
             if n > 15:
                 raise SourceError(f"register '{toks[0].text}' does not exist (r0..r15)")
             return n
-        if re.fullmatch(r"cr[0-9]+", name):
+        if _CONTROL_REGISTER.fullmatch(name):
             raise SourceError(f"expected a general register for {role}, got control register '{toks[0].text}'")
     raise SourceError(f"expected a register for {role}, got '{operand.text}'")
 
 
 def _is_control_register(operand: _Operand) -> bool:
     toks = operand.tokens
-    return len(toks) == 1 and toks[0].kind == "ident" and re.fullmatch(r"cr[0-9]+", toks[0].text.lower()) is not None
+    return len(toks) == 1 and toks[0].kind == "ident" and _CONTROL_REGISTER.fullmatch(toks[0].text.lower()) is not None
 
 
 def _control_register(operand: _Operand) -> int:
@@ -405,11 +409,14 @@ def _parse_pseudo(name: str, operands: list[_Operand]) -> tuple[type[_Stmt], tup
 # The suite assembles the same lines again and again (every generated guest includes the same
 # library files, and every call of a macro with the same arguments expands to the same text),
 # so plans are cached by text: a plan holds nothing that depends on where the line is or what
-# came before it.  The cache holds at most _PLAN_CACHE_SIZE plans of lines of at most
-# _PLAN_MAX_CHARS characters (longer lines, rare and costly to keep, are parsed every time),
-# and every source limit (docs/limits.md) still counts each line as it is assembled.
-_PLAN_CACHE_SIZE = 8192
-_PLAN_MAX_CHARS = 256
+# came before it.  The cache holds at most _PLAN_CACHE_SIZE plans (least recently used
+# first out) of lines of at most _PLAN_MAX_CHARS characters; longer lines, rare and costly to
+# keep, are parsed every time.  That bounds it to some 17 MiB (lines of dense data, such as
+# ".byte 1,2,3,..."; instruction lines take some 1 KB a plan), and the suite's own sources,
+# some 4,000 distinct lines, fit.  Every source limit (docs/limits.md) still counts each line
+# as it is assembled, cached or not; files are read at every .include (see _Frontend.include).
+_PLAN_CACHE_SIZE = 4096
+_PLAN_MAX_CHARS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -647,7 +654,7 @@ class _Frontend:
                 raise SourceError(f"macro '{name}' already defined at {self.macros[low].loc}")
             params = []
             for t in args[1:]:
-                if t.kind != "ident" or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t.text):
+                if t.kind != "ident" or not _PARAMETER.fullmatch(t.text):
                     raise SourceError(f"bad macro parameter '{t.text}'")
                 if t.text in params:
                     raise SourceError(f"macro parameter '{t.text}' given twice")
@@ -743,7 +750,7 @@ def _reason(exc: Exception) -> str:
 
 
 def _first_word(text: str) -> str:
-    m = re.match(r"\s*(\.?[A-Za-z_]+)", text)
+    m = _FIRST_WORD.match(text)
     return m.group(1).lower() if m else ""
 
 

@@ -92,25 +92,34 @@ def _number(text: str) -> int:
     return value
 
 
+# One match per token: leading blanks, then the end of the code (a comment or the line's end),
+# a symbol, a number or an operator (two-character operators first).  Quotes, and characters
+# that start no token, take the slower path below that also makes the errors.
+_TOKEN_RE = re.compile(
+    r"[ \t\f\v]*(?:(?P<end>;|//|\Z)|(?P<ident>[A-Za-z_.$][A-Za-z0-9_.$]*)|(?P<num>[0-9][A-Za-z0-9_]*)"
+    r"|(?P<op><<|>>|[,:\[\]()+\-*/%~&|^=]))"
+)
+
+
 def tokenize(text: str) -> tuple[list[Token], int]:
     """Split one line into tokens; also returns where the code ends (a comment or the line end)."""
     tokens: list[Token] = []
     i, n = 0, len(text)
-    while i < n:
-        m = _SPACE_RE.match(text, i)
-        if m:
-            i = m.end()
+    match = _TOKEN_RE.match
+    while True:
+        m = match(text, i)
+        if m is not None:
+            kind = m.lastgroup
+            start, i = m.span(kind)
+            if kind == "end":
+                return tokens, start
+            word = m.group(kind)
+            tokens.append(Token(kind, word, start, i, _number(word) if kind == "num" else None))
             continue
+        if blank := _SPACE_RE.match(text, i):
+            i = blank.end()
         c = text[i]
-        if c == ";" or text.startswith("//", i):
-            return tokens, i
-        if m := SYMBOL_RE.match(text, i):
-            tokens.append(Token("ident", m.group(), i, m.end()))
-            i = m.end()
-        elif m := _NUMBER_RE.match(text, i):
-            tokens.append(Token("num", m.group(), i, m.end(), _number(m.group())))
-            i = m.end()
-        elif c == "'":
+        if c == "'":
             j = i + 1
             if j < n and text[j] == "\\":
                 raw, j = _escape(text, j)
@@ -139,15 +148,8 @@ def tokenize(text: str) -> tuple[list[Token], int]:
                     j += 1
             tokens.append(Token("str", text[i : j + 1], i, j + 1, bytes(out)))
             i = j + 1
-        elif text.startswith(_OPS2, i):
-            tokens.append(Token("op", text[i : i + 2], i, i + 2))
-            i += 2
-        elif c in _OPS1:
-            tokens.append(Token("op", c, i, i + 1))
-            i += 1
         else:
             raise SourceError(f"unexpected character {c!r}")
-    return tokens, n
 
 
 # ---- expressions ----
