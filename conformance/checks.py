@@ -123,13 +123,14 @@ like, never a share of the guest's address space large enough to excuse its memo
 def _reserved_range(vmm: type[VMM], profile: str) -> tuple[int, int] | None:
     """The linear range ``[lo, hi)`` the VMM keeps mapped in every guest address space (its
     class attribute ``reserved_range``: address-space compression, Robin & Irvine 2000), when
-    the profile has no segment limit to hide it (``seglimit``) and is not ``classic``: only
-    there can the guest's kernel rings reach it unseen."""
+    the profile has no segment limit to hide it (``seglimit``): only there can the guest's
+    kernel rings reach it unseen (a VMM that runs them at real ring 3 keeps it supervisor-only,
+    but one that runs them at a supervisor ring, as a binary translator does, cannot)."""
     from cffi_core.profiles import get_profile
 
     declared = getattr(vmm, "reserved_range", None)
     features = get_profile(profile).features
-    if declared is None or "seglimit" in features or "classic" in features:
+    if declared is None or "seglimit" in features:
         return None
     lo, hi = declared
     if not 0 <= lo < hi <= 1 << 64 or hi - lo > RESERVED_RANGE_LIMIT:
@@ -165,7 +166,7 @@ def blocks_touching(program: GuestProgram, profile: str, lo: int, hi: int) -> se
 
 
 def explained_by_deviation(
-    vmm: type[VMM], profile: str, program: GuestProgram, *, ring_aliasing: bool = False
+    vmm: type[VMM], profile: str, program: GuestProgram, *, ring_aliasing: bool = False, sensitive: bool = True
 ) -> bool:
     """True when ``program``'s difference under ``vmm`` is trap-and-emulate's deviation on the
     x86-like machine (Popek & Goldberg 1974, Theorem 1) and nothing else.  The blocks that are
@@ -175,11 +176,13 @@ def explained_by_deviation(
     equivalent under ``vmm``.  With ``ring_aliasing`` a body at CPL 1-2 may instead behave as
     the same body entered at ring 0: the guest kernel's ``iret`` to an outer ring that the VMM
     runs at the kernel's own real ring pops that ring and never traps, so the body keeps the
-    kernel's rights (ring aliasing).  A VMM that raises on the rest raises here too
-    (``VMMError``: never explained)."""
+    kernel's rights (ring aliasing).  With ``sensitive`` false the sensitive, unprivileged
+    instructions are not the deviation's (a VMM that sees them all, such as a binary
+    translator, has only address-space compression to explain).  A VMM that raises on the rest
+    raises here too (``VMMError``: never explained)."""
     from reference_vmm.native import NativeVMM
 
-    drop = set(sensitive_blocks(program.body))
+    drop = set(sensitive_blocks(program.body)) if sensitive else set()
     reserved = _reserved_range(vmm, profile)
     if reserved is not None:
         drop |= blocks_touching(program, profile, *reserved)
@@ -187,7 +190,7 @@ def explained_by_deviation(
     if not drop and not aliased:
         return False
     rest = replace(program, body=tuple(b for i, b in enumerate(program.body) if i not in drop))
-    if rest.sensitive_unprivileged():  # e.g. a macro the text did not show: not provably theirs
+    if sensitive and rest.sensitive_unprivileged():  # e.g. a macro the text did not show: not provably theirs
         return False
     # Without a dropped block the registers differ, so a later block may touch the reserved
     # range that did not before (``smsw r3; ld r1, [r3]`` loads from r3's initial all ones):

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 from hypothesis import strategies as st
 
@@ -98,16 +98,6 @@ class Block:
         return repr("; ".join(line.strip() for line in self.lines))
 
 
-@lru_cache(maxsize=1024)
-def _assemble_guest(source: str, name: str):  # -> GuestImage
-    """``source`` assembled as ``conformance/guests/<name>.s``.  Hypothesis draws equal programs
-    again (for each VMM of a run, in shrinking, in the deviation's explanations), and the
-    library files they include do not change during a run, so one assembly serves them all."""
-    from cffi_core.asm import assemble
-
-    return assemble(source, filename=str(GUEST_DIR / f"{name}.s"))
-
-
 @dataclass(frozen=True)
 class GuestProgram:
     """A generated guest: prelude options, the body, and the VMConfig it runs with."""
@@ -172,17 +162,21 @@ class GuestProgram:
 
     @cached_property
     def image(self):  # -> GuestImage (cffi_core.image), assembled on first use
-        return _assemble_guest(self.source, self.name)
+        from cffi_core.asm import assemble
+
+        return assemble(self.source, filename=str(GUEST_DIR / f"{self.name}.s"))
 
     def block_starts(self) -> list[int]:
         """The address of each body block's first word, then ``body_end``'s: the same program
         assembled with a label before each block (labels move nothing)."""
+        from cffi_core.asm import assemble
+
         lines: list[str] = []
         for i, block in enumerate(self.body):
             lines += [f"blk_{i}:", *block.render(f".Lb{i}")]
         plain, marked = self._body_lines(self.body_source()), self._body_lines(lines)
         source = self.source.replace("\n".join(plain), "\n".join(marked), 1)
-        image = _assemble_guest(source, self.name)
+        image = assemble(source, filename=str(GUEST_DIR / f"{self.name}.s"))
         return [image.symbols[f"blk_{i}"] for i in range(len(self.body))] + [image.symbols["body_end"]]
 
     @staticmethod

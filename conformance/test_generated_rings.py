@@ -7,7 +7,7 @@ from hypothesis import example, given
 
 from conformance.strategies import guest_programs
 from conformance.test_equivalence import X86_PROFILES
-from conformance.test_generated import _SETTINGS, _check, sensitive_example
+from conformance.test_generated import _SETTINGS, _check, compression_example, sensitive_example
 
 # Rings 1 and 2 make supervisor accesses (docs/architecture.md §4.1, §7.4) and run only the
 # user- and IOPL-class instructions (§4.2).  A VMM that runs the guest kernel in ring 1 must
@@ -31,6 +31,7 @@ _DEVIATION = pytest.mark.popek_deviation(
 @_SETTINGS
 @given(program=guest_programs(cpl=(1, 2)))
 @example(program=sensitive_example(1))
+@example(program=compression_example(1))
 def test_generated_ring_guest_is_equivalent(vmm, popek_profile, program):
     """Bodies at guest CPL 1 and 2 (entered by iret, TF drawn): privileged instructions trap,
     IOPL-class ones trap at IOPL 0, paging treats the ring as supervisor."""
