@@ -85,6 +85,7 @@ from typing import ClassVar
 from cffi_core import spec
 from cffi_core.exits import EventKind, ExitReason
 from cffi_core.image import GuestImage
+from cffi_core.isa.encoding import Decoded
 from cffi_core.isa.table import INSTRUCTIONS, Sensitivity
 from cffi_core.machine import PAGE_SIZE, Machine
 from cffi_core.spec.events import interrupt_deliverable
@@ -231,25 +232,32 @@ class BinaryTranslationVM(TrapEmulateVM):
         return super()._direct(ticks)
 
     def _emulate(self) -> spec.Exit | None:
-        """One tick of the spec, as trap-and-emulate's; a guest ``mtcr`` or ``invlpg`` (which
-        may change what a guest-virtual address holds, §8.1) also flushes the TC."""
+        """One tick of the spec, as trap-and-emulate's.  A guest write of CR0, CR3 or CR4, or an
+        ``invlpg``, may change what a guest-virtual address holds (§8.1): the TC is kept only
+        if every page it was translated from still maps the same frame (``revalidate``)."""
         v = self.cpu
         self._resume = None
-        mnemonic = self._peek(v)
+        d = self._peek(v)
+        page = None
+        if d is not None and d.insn.mnemonic == "invlpg":
+            page = (v.r[d.rs1] + d.imm) & MASK64 & ~(PAGE_SIZE - 1)
         ex = super()._emulate()
-        if mnemonic in ("mtcr", "invlpg"):
-            self.tc.flush(mnemonic)
+        if d is not None:
+            if d.insn.mnemonic == "mtcr" and d.crn != 8:
+                self.tc.revalidate(v, self.memory)
+            elif page is not None:
+                self.tc.revalidate(v, self.memory, page)
         return ex
 
-    def _peek(self, v: spec.State) -> str | None:
-        """The mnemonic of the instruction the spec will execute at pc, if it executes one."""
+    def _peek(self, v: spec.State) -> Decoded | None:
+        """The instruction the spec will execute at pc, if it executes one."""
         if not (v.int_shadow or not (v.halted or interrupt_deliverable(v))):
             return None
         try:
             entry = spec.decode_word(spec.fetch(v, self.memory, v.pc))
         except spec.Fault:
             return None
-        return None if entry is None else entry[0].insn.mnemonic
+        return None if entry is None else entry[0]
 
     # -- the translation cache ---------------------------------------------------------------
     def _translated(self, ticks: int) -> spec.Exit | None:
@@ -291,9 +299,18 @@ class BinaryTranslationVM(TrapEmulateVM):
             # or spending an interrupt shadow): give the shadow back, as after a fault.
             self._restore_shadow(v)
             if kind is WordKind.CALLOUT:
-                mnemonic = self._peek(v) or "?"
+                d = self._peek(v)
+                mnemonic = "?" if d is None else d.insn.mnemonic
                 self._callouts[mnemonic] = self._callouts.get(mnemonic, 0) + 1
-                return self._emulate()
+                if word not in self.tc.adapted:
+                    return self._emulate()
+                # An adapted IDENT instruction (adaptive BT): did it write a traced page, as
+                # its IDENT translation would have trapped on?
+                before = self.shadow.counters["traced_writes"] + self._coherence["code_writes"]
+                ex = self._emulate()
+                trapped = self.shadow.counters["traced_writes"] + self._coherence["code_writes"] != before
+                self.tc.judged(word, trapped=trapped)
+                return ex
             if kind is WordKind.STUB:
                 dest = self.tc.chain(word, v, self.memory)
                 if dest is not None:
@@ -311,13 +328,15 @@ class BinaryTranslationVM(TrapEmulateVM):
             self._stats["virtual_interrupts"] += 1
             return self._emulate()
         self._restore_shadow(v)
+        word = self.tc.word_of(pc)
         if ex.vector == spec.PF:
             access = (
                 spec.ACCESS_FETCH
                 if ex.error_code & PF_I
                 else (spec.ACCESS_WRITE if ex.error_code & PF_W else spec.ACCESS_READ)
             )
-            if self.shadow.fault(v, ex.address, access) is Resolution.HIDDEN:
+            resolution = self.shadow.fault(v, ex.address, access)
+            if resolution is Resolution.HIDDEN:
                 self._hidden_left -= 1
                 key = (v.pc, ex.address)
                 if key != self._repeat:
@@ -325,6 +344,13 @@ class BinaryTranslationVM(TrapEmulateVM):
                     self._resume = (v.pc, pc)
                     return None
                 self.shadow.needs_flush = True
+            elif resolution is Resolution.EMULATE and word is not None:
+                # A store to a traced page table or to translated code, or an access to the
+                # reserved range: the VMM's trap, not the guest's.  Often enough, and the word
+                # becomes a callout (adaptive BT).
+                self.tc.guilty(word)
+        elif ex.vector == spec.GP and word is not None and self.monitor.seglimit:
+            self.tc.guilty(word)  # above the segment limit: the reserved range, emulated
         self._repeat = None
         return self._emulate()
 

@@ -52,10 +52,12 @@ from cffi_core.spec.state import MASK64
 from reference_vmm.trap_emulate.rings import RESERVED_VA
 
 __all__ = [
+    "ADAPT_AFTER",
     "FALLTHROUGH_DEPTH",
     "HC_CALLOUT",
     "HC_CHAIN",
     "HC_CONTINUE",
+    "REVERT_AFTER",
     "RULES",
     "TC_SIZE",
     "TC_VA",
@@ -75,6 +77,10 @@ TC_VA = RESERVED_VA - TC_SIZE
 reserved top of the linear address space that the segment limit keeps from the guest."""
 FALLTHROUGH_DEPTH = 64
 """Fragments translated behind one another for one lookup before a fall-through becomes an exit."""
+ADAPT_AFTER = 4
+"""Traps of one IDENT word before it is retranslated into a callout (adaptive BT)."""
+REVERT_AFTER = 16
+"""Innocent runs of an adapted callout in a row before its IDENT word comes back."""
 HC_CALLOUT = 0xB700
 """``hcall`` number of a callout: emulate the guest instruction this word stands for."""
 HC_CHAIN = 0xB701
@@ -190,6 +196,9 @@ class TranslationCache:
     Fragments grow from the bottom of the TC, stubs from the top; when they meet, the whole TC
     is flushed and translation starts again (Adams & Agesen's TC is flushed when full too)."""
 
+    adapt_after: int = ADAPT_AFTER
+    """Traps of an IDENT word before its adaptation (``guilty``)."""
+
     def __init__(
         self,
         host: Machine,
@@ -203,6 +212,14 @@ class TranslationCache:
         self.code: dict[int, set[int]] = {}
         """For every guest frame holding translated instructions, their offsets in the frame:
         the guest's writes there are what makes a translation stale (coherence)."""
+        self.pages: dict[int, int] = {}
+        """For every guest-virtual page holding translated code, the guest frame it was
+        translated from: a change of the guest's address space keeps the TC when these stay."""
+        self.adapted: dict[int, int] = {}
+        """Adaptive BT: TC words retranslated into a callout, with the IDENT word they replaced."""
+        self._guilt: Counter[int] = Counter()
+        self._innocence: Counter[int] = Counter()
+        self._threshold: dict[int, int] = {}
         self._protect = protect
         self._release = release
         self.words = TC_SIZE // 4
@@ -245,6 +262,11 @@ class TranslationCache:
         self._hash.clear()
         self._stubs.clear()
         frames, self.code = self.code, {}
+        self.pages.clear()
+        self.adapted.clear()
+        self._guilt.clear()
+        self._innocence.clear()
+        self._threshold.clear()
         if self._release is not None:
             for frame in frames:
                 self._release(frame)
@@ -261,6 +283,59 @@ class TranslationCache:
         first = (gpa & (PAGE_SIZE - 1)) & ~3
         last = ((gpa & (PAGE_SIZE - 1)) + length - 1) & ~3
         return any(off in offsets for off in range(first, last + 1, 4))
+
+    def revalidate(self, cpu: spec.State, memory: spec.PhysicalMemory, page: int | None = None) -> bool:
+        """The guest changed its address space (a CR write, ``invlpg`` of ``page``): keep the
+        TC if every translated page (or ``page``) still maps the frame it was translated from
+        — the kernel's code is mapped alike in every address space — else flush it.  Returns
+        whether it flushed."""
+        pages = self.pages if page is None else ({page: self.pages[page]} if page in self.pages else {})
+        for va, frame in pages.items():
+            w = spec.walk(cpu, memory, va, spec.ACCESS_FETCH, 0)
+            if w.fault or w.physical >> 12 != frame:
+                self.flush("remap")
+                return True
+        if pages:
+            self.counters["tc_kept"] += 1
+        return False
+
+    # -- adaptive binary translation (Adams & Agesen 2006 §3: "innocent until proven guilty") --
+    def guilty(self, word: int) -> bool:
+        """The IDENT instruction at TC word ``word`` trapped and was emulated.  After
+        ``ADAPT_AFTER`` such traps (doubled each time the word was adapted and reverted before:
+        hysteresis) it is retranslated into a callout, in place: one word stands for one guest
+        instruction either way.  Returns whether it was adapted now."""
+        if self.kind[word] is not WordKind.GUEST or word in self.adapted:
+            return False
+        self._guilt[word] += 1
+        if self._guilt[word] < self._threshold.get(word, self.adapt_after):
+            return False
+        self.adapted[word] = int.from_bytes(self.host.read(self.hpa + 4 * word, 4), "little")
+        self._write(word, encode("hcall", imm=HC_CALLOUT))
+        self.kind[word] = WordKind.CALLOUT
+        self._guilt[word] = 0
+        self._innocence[word] = 0
+        self.counters["adaptations"] += 1
+        return True
+
+    def judged(self, word: int, *, trapped: bool) -> bool:
+        """The adapted callout at ``word`` ran; ``trapped`` says whether its IDENT translation
+        would have trapped (it wrote a traced page).  After ``REVERT_AFTER`` innocent runs in a
+        row the IDENT word comes back (the behaviour changed), and the next adaptation of the
+        word needs twice as many traps.  Returns whether it was reverted now."""
+        if word not in self.adapted:
+            return False
+        if trapped:
+            self._innocence[word] = 0
+            return False
+        self._innocence[word] += 1
+        if self._innocence[word] < REVERT_AFTER:
+            return False
+        self._write(word, self.adapted.pop(word))
+        self.kind[word] = WordKind.GUEST
+        self._threshold[word] = 2 * self._threshold.get(word, self.adapt_after)
+        self.counters["adaptation_reversions"] += 1
+        return True
 
     # -- translation ---------------------------------------------------------------------
     def translate(self, cpu: spec.State, memory: spec.PhysicalMemory, gpc: int) -> int | None:
@@ -365,6 +440,7 @@ class TranslationCache:
         boundary), and have their frame write-protected the first time."""
         w = spec.walk(cpu, memory, gpc, spec.ACCESS_FETCH, cpu.cpl)
         frame = w.physical >> 12
+        self.pages[gpc & ~(PAGE_SIZE - 1) & MASK64] = frame
         offsets = self.code.get(frame)
         if offsets is None:
             self.code[frame] = offsets = set()

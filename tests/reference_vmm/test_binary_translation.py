@@ -11,7 +11,7 @@ from cffi_core.isa.encoding import encode
 from cffi_core.isa.table import INSTRUCTIONS, Sensitivity
 from conformance.api import COUNTER_DIRECT, COUNTER_INTERVENTIONS, VMConfig, observe
 from reference_vmm.binary_translation import RULES, TC_VA, BinaryTranslationVMM, Rule
-from reference_vmm.binary_translation.translator import HC_CALLOUT, TU_LIMIT
+from reference_vmm.binary_translation.translator import ADAPT_AFTER, HC_CALLOUT, TU_LIMIT, TranslationCache
 from reference_vmm.native import NativeVMM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +121,62 @@ def test_a_compute_guest_has_no_tainted_frame_and_runs_without_exits_per_instruc
     c = translated.counters
     assert c["frames_tainted"] == 0
     assert c[COUNTER_DIRECT] > 50 * max(1, c[COUNTER_INTERVENTIONS])
+
+
+def test_adaptation_turns_the_traps_of_a_page_table_store_into_one_callout_each(monkeypatch):
+    """pt_churn.s stores to its own page table 64 times from one kernel instruction.  Without
+    adaptive BT each store is a trap (an emulated page fault); with it, after ``ADAPT_AFTER``
+    traps the word becomes a callout, and each later store costs one callout instead of a
+    fault (Adams & Agesen 2006 §3)."""
+    image = assemble_file(ROOT / "tests" / "guests" / "pt_churn.s")
+    config = VMConfig(memory=4 << 20, budget=2_000_000)
+    _, adapted = _both(image, "x86-2005", config)
+    monkeypatch.setattr(TranslationCache, "adapt_after", 1 << 30)
+    _, plain = _both(image, "x86-2005", config)
+    a, p = adapted.counters, plain.counters
+    assert p["adaptations"] == 0 and a["adaptations"] >= 1
+    stores = p["emulated_page_faults"] - a["emulated_page_faults"]
+    assert stores > 32  # the traps adaptation removed ...
+    assert a.get("callout_sd", 0) - p.get("callout_sd", 0) == stores  # ... are callouts, one each
+    assert a["traced_writes"] == p["traced_writes"]  # the same guest writes either way
+    assert p["emulated_page_faults"] - stores == a["emulated_page_faults"] >= ADAPT_AFTER
+
+
+def test_the_tc_survives_address_space_switches_that_keep_the_kernel_code_mapped():
+    """pt_churn.s loads CR3 130 times; its code is identity-mapped in both address spaces, so
+    the TC is kept (nothing retranslated) instead of flushed at every switch."""
+    image = assemble_file(ROOT / "tests" / "guests" / "pt_churn.s")
+    _, translated = _both(image, "x86-2005", VMConfig(memory=4 << 20, budget=2_000_000))
+    c = translated.counters
+    assert c["callout_mtcr"] >= 100
+    assert c.get("tc_flushes", 0) == 0 and c["tc_kept"] >= c["callout_mtcr"] - 2
+
+
+def test_an_adapted_word_comes_back_after_innocent_runs_and_adapts_again_only_after_twice_the_traps():
+    """Hysteresis: an adaptation is undone once the callout stops finding what it trapped on,
+    and each round needs twice the traps of the last, so that a word cannot flip at every run."""
+    from cffi_core import spec
+    from cffi_core.machine import Machine
+    from reference_vmm.binary_translation.translator import REVERT_AFTER, WordKind
+    from reference_vmm.shadow import GuestMemory
+
+    host = Machine("x86-2005", 1 << 20)
+    memory = GuestMemory(host, 0, 1 << 19)
+    code = b"".join(encode("addi", rd=1, rs1=1, imm=1).to_bytes(4, "little") for _ in range(3))
+    memory.write_bytes(0x1000, code + encode("jmp", imm=-12).to_bytes(4, "little"))
+    cpu = spec.State.reset(entry=0x1000, features=host.profile.features)
+    tc = TranslationCache(host, 1 << 19)
+    start = tc.translate(cpu, memory, 0x1000)
+    assert start is not None
+    word = tc.word_of(start) + 1
+    ident = int.from_bytes(host.read((1 << 19) + 4 * word, 4), "little")
+    assert not any(tc.guilty(word) for _ in range(ADAPT_AFTER - 1))
+    assert tc.guilty(word) and tc.kind[word] is WordKind.CALLOUT
+    assert int.from_bytes(host.read((1 << 19) + 4 * word, 4), "little") == encode("hcall", imm=HC_CALLOUT)
+    assert not tc.judged(word, trapped=True)  # a trap resets the innocent run
+    assert not any(tc.judged(word, trapped=False) for _ in range(REVERT_AFTER - 1))
+    assert tc.judged(word, trapped=False) and tc.kind[word] is WordKind.GUEST
+    assert int.from_bytes(host.read((1 << 19) + 4 * word, 4), "little") == ident
+    assert not any(tc.guilty(word) for _ in range(2 * ADAPT_AFTER - 1))
+    assert tc.guilty(word)
+    assert tc.counters["adaptations"] == 2 and tc.counters["adaptation_reversions"] == 1
