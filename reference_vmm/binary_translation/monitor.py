@@ -31,9 +31,10 @@ translator of ``translator.py``.  What it changes:
   self-modifying code runs its new instructions exactly as natively.
 - **User code directly, but never a sensitive instruction**: guest CPL 1-3 code runs on the
   real CPU as under trap-and-emulate, except that a frame is mapped executable only after it
-  has been scanned and holds no sensitive, unprivileged instruction (``_exec_policy``): a
-  frame that holds one (``smsw``, ``sidt``, ``pushf``... at user level: the "Red Pill") is run
-  by the spec instead (``frames_tainted``), and a scanned frame stays write-protected so that
+  has been scanned and holds no sensitive instruction that would show the VMM there
+  (``_exec_policy``; ``smsw`` and ``sidt``: the "Red Pill" — ``rdcs``, ``pushf``, ``popf`` and
+  ``iret`` behave as natively, the real ring, IOPL and IF being the guest's): a frame that
+  holds one is run by the spec instead (``frames_tainted``), and a scanned frame stays write-protected so that
   writing such an instruction into it later takes its execute permission back.  VMware's VMM
   ran user code directly without this scan and was visible to the Red Pill; P64's suite asks
   for equivalence at every ring, and the scan costs one pass over each user code page.
@@ -199,9 +200,9 @@ class BinaryTranslationVM(TrapEmulateVM):
 
     def _exec_policy(self, frame: int, fetch: bool) -> bool:
         """May the shadows map ``frame`` executable for direct execution (``ShadowPager.exec_policy``)?
-        Only once scanned and found without a sensitive, unprivileged instruction (docs/
-        architecture.md §4.3): such an instruction runs unseen at every ring, so a frame that
-        holds one is run by the spec.  Scanned frames are write-protected, so that the answer
+        Only once scanned and found without a sensitive instruction that would show the VMM
+        there (``_SHOWS_THE_VMM``: ``smsw``, ``sidt``): it runs unseen at every ring, so a frame
+        that holds one is run by the spec.  Scanned frames are write-protected, so that the answer
         follows the guest's writes."""
         known = self._exec.get(frame)
         if known is not None or not fetch:
@@ -441,16 +442,36 @@ class BinaryTranslationVMM(TrapEmulateVMM):
         return vm
 
 
-_SENSITIVE_AT_ANY_RING = frozenset(i.mnemonic for i in INSTRUCTIONS if i.sensitivity is Sensitivity.SENSITIVE)
+# Guest CPL 1-3 run directly at real ring = their CPL, with the guest's own IOPL and IF
+# (``_enter``): of the sensitive, unprivileged instructions (docs/architecture.md §4.3) only
+# those that read state the VMM changes for its own use show the difference there.  Every
+# sensitive instruction is in one of the two tables: a new one stops this module from importing.
+_SHOWS_THE_VMM = {
+    "smsw": "reads CR0, which the VMM runs with paging and WP on",
+    "sidt": "reads IDTR, which points at the VMM's host-gate IDT (the Red Pill)",
+}
+_SAME_AT_OUTER_RINGS = {
+    "rdcs": "the real ring is the guest's CPL",
+    "pushf": "the real IF and IOPL are the guest's",
+    "popf": "the real CPL, IOPL and IF decide as the guest's would",
+    "iret": "the real CPL, IOPL and IF decide as the guest's would",
+}
+_SENSITIVE = frozenset(i.mnemonic for i in INSTRUCTIONS if i.sensitivity is Sensitivity.SENSITIVE)
+if set(_SHOWS_THE_VMM) | set(_SAME_AT_OUTER_RINGS) != _SENSITIVE:
+    raise RuntimeError(
+        "binary translation: classify every sensitive instruction for direct execution at rings 1-3: "
+        + ", ".join(sorted(_SENSITIVE ^ (set(_SHOWS_THE_VMM) | set(_SAME_AT_OUTER_RINGS))))
+    )
+_SCANNED_FOR = frozenset(_SHOWS_THE_VMM)
 
 
 def _sensitive_word(memory: GuestMemory, gpa: int, length: int) -> bool:
     """Does guest-physical ``[gpa, gpa + length)`` (word aligned) hold a word that decodes to a
-    sensitive, unprivileged instruction?  Data that happens to look like one counts too: the
-    frame then runs in the spec, which is slower, never wrong."""
+    sensitive instruction that would show the VMM at rings 1-3 (``_SHOWS_THE_VMM``)?  Data that
+    happens to look like one counts too: the frame then runs in the spec, slower, never wrong."""
     data = memory.read_bytes(gpa, length)
     for (word,) in _WORDS.iter_unpack(data):
         entry = spec.decode_word(word)
-        if entry is not None and entry[0].insn.mnemonic in _SENSITIVE_AT_ANY_RING:
+        if entry is not None and entry[0].insn.mnemonic in _SCANNED_FOR:
             return True
     return False
