@@ -32,9 +32,10 @@ _DEVIATION = pytest.mark.popek_deviation(
     "classically virtualizable (Popek & Goldberg 1974, Theorem 1; Robin & Irvine 2000)",
     profiles=X86_PROFILES,
 )
-# A binary translator runs the guest kernel at a supervisor ring (Adams & Agesen 2006 §3): it
-# sees every sensitive instruction, but without a segment limit nothing keeps the guest
-# kernel's loads from its translation cache and IDT at the top of the address space.  Adams &
+# A binary translator runs the guest kernel at a supervisor ring (Adams & Agesen 2006 §3), and
+# guest rings 1-2 directly at real rings 1-2: it sees every sensitive instruction, but without
+# a segment limit nothing keeps their loads from its translation cache and IDT at the top of
+# the address space.  Adams &
 # Agesen's 64-bit VMM had exactly this gap (x86-64 dropped segment limits); on classic-1974 it
 # is the same.  Only blocks that touch the declared reserved range are the deviation's.
 BT_COMPRESSION_PROFILES = ("x86-64-2005", "classic-1974")

@@ -7,7 +7,7 @@ from hypothesis import example, given
 
 from conformance.strategies import guest_programs
 from conformance.test_equivalence import X86_PROFILES
-from conformance.test_generated import _SETTINGS, _check, compression_example, sensitive_example
+from conformance.test_generated import _BT_DEVIATION, _SETTINGS, _check, compression_example, sensitive_example
 
 # Rings 1 and 2 make supervisor accesses (docs/architecture.md §4.1, §7.4) and run only the
 # user- and IOPL-class instructions (§4.2).  A VMM that runs the guest kernel in ring 1 must
@@ -28,6 +28,7 @@ _DEVIATION = pytest.mark.popek_deviation(
 
 @pytest.mark.popek_property("equivalence", category="generated-rings")
 @_DEVIATION
+@_BT_DEVIATION
 @_SETTINGS
 @given(program=guest_programs(cpl=(1, 2)))
 @example(program=sensitive_example(1))
