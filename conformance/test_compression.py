@@ -82,7 +82,7 @@ PATTERNS = (0x9E3779B97F4A7000, 0xC2B2AE3D27D4E000)
 frame), then ``a ^ PATTERNS[1]`` where the guest wrote it (compression.s: PATTERN1, PATTERN2)."""
 SAMPLES = tuple(0x1F8 + 0x200 * k for k in range(8))
 """The offsets a sampled pass reads and writes in each page: the last quadword of each eighth."""
-COMPRESSION_CONFIG = VMConfig(memory=3 << 20, budget=1_500_000)
+COMPRESSION_CONFIG = VMConfig(memory=3 << 20, budget=2_000_000)
 """3 MiB of RAM (the frames of two probed ranges above the prelude's 1 MiB); about 670,000 ticks
 natively, more where pages differ (each is scanned)."""
 
@@ -252,7 +252,7 @@ class Finding:
     read."""
 
     address: int
-    passed: Pass
+    during: Pass
     expected: int | None
     read: int
 
@@ -260,7 +260,7 @@ class Finding:
         """The finding in words, for a failure message."""
         own = "no probed memory of its own" if self.expected is None else f"{self.expected:#018x}"
         return (
-            f"at {self.address:#018x} ({self.passed.what}, pass {self.passed.name!r}): "
+            f"at {self.address:#018x} ({self.during.what}, pass {self.during.name!r}): "
             f"its own memory holds {own}, it read {self.read:#018x}"
         )
 
@@ -341,7 +341,7 @@ def _explained(
     if reserved is None or not found or not complete:
         return False
     lo, hi = reserved
-    if any(f.passed.frames or not lo <= f.address < hi for f in found):
+    if any(f.during.frames or not lo <= f.address < hi for f in found):
         return False
     reports, _ = parse_report(actual.console)
     differing = sum(r.differ for r in reports)

@@ -27,16 +27,23 @@
 ; plus the offset, and a page's quadwords sum to 512 * (page ^ K) + PAGE_OFFSETS_SUM.
 ;
 ; Passes, each over every probed page (`probe`, which uses no I/O and no privileged
-; instruction, so that it runs at any CPL), each reported at CPL 0 on the console:
-;   cpl0       read pattern 1 through a, at CPL 0
-;   cpl1       the same at CPL 1, entered by iret
+; instruction, so that it runs at any CPL).  The fill runs with paging still off (guest-physical =
+; frame); the others with paging on, each reported at CPL 0 on the console.  A full pass touches
+; every quadword; a sampled one the last quadword of each eighth of a page (offsets 0x1f8 +
+; 0x200 k).  Paging maps whole pages, so a VMM's page shows in every sample; sampling keeps the
+; other passes cheap where each access costs a page walk in software (the full emulator).
+;   (fill)     store pattern 1 at every quadword of the frames
+;   cpl0       read every quadword of pattern 1 through a, at CPL 0
+;   cpl1       sample pattern 1 through a at CPL 1, entered by iret
 ;   cpl2       the same at CPL 2, entered by iret
-;   (write)    store pattern 2 through a, at CPL 0 (a VMM must emulate it into the guest's memory)
-;   cpl0 back  read pattern 2 back through a, at CPL 0
-;   frames     read pattern 2 through the identity map of the frames: the writes are the guest's
+;   (write)    store pattern 2 at the samples through a, at CPL 0 (a VMM must emulate it into the
+;              guest's own memory)
+;   cpl0 back  sample pattern 2 back through a, at CPL 0
+;   frames     sample pattern 2 through the identity map of the frames: the writes are the guest's
 ; A report is "<pass>: sum=<hex>" (every quadword read, summed mod 2^64), "differ=<hex>" (pages
-; whose sum is not the pattern's), then "  at=<hex>" and "  read=<hex>" for the first differing
-; quadword of each such page.  "end of probes" closes them.  The exit code is the number of
+; found to differ from the pattern: a full pass compares each page's sum with the pattern's and
+; scans a page whose sum differs; a sampled pass compares each sample), then "  at=<hex>" and
+; "  read=<hex>" for the first differing quadword of each such page.  "end of probes" closes them.  The exit code is the number of
 ; differing pages over all passes (0 on a bare machine); the signature's r1 = that number,
 ; r2/r3 = the first differing address and what was read there, r4 = the pages probed.
 .include "lib/prelude.s"
@@ -46,7 +53,6 @@
 .equ TOP_FRAMES, 0x100000
 .equ EXTRA_FRAMES, 0x200000
 .equ TABLES, 0x60000                   ; map_page's next free table page
-.equ TABLES_END, 0x80000
 .equ RECORDS, 0x80000
 .equ PATTERN1, 0x9e3779b97f4a7000
 .equ PATTERN2, 0xc2b2ae3d27d4e000
