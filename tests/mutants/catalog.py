@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from conformance.api import VMConfig
 from conformance.mutation import Mutant
-from tests.mutants import facts
+from tests.mutants import compression, facts
 from tests.mutants.witness import Fact, OsWorkload, Program, Witness, kernel
 
 __all__ = ["ENTRIES", "Entry"]
@@ -488,6 +488,7 @@ ENTRIES: tuple[Entry, ...] = (
              facts.passthrough_dma_past_ram_writes_host),
     ),
     # -- trap-and-emulate --
+    Entry(compression.MUTANT, compression.WITNESS),
     Entry(
         _m("te-ring1-keeps-kernel-rights", "Ring1KeepsKernelRights", "trap-and-emulate", "equivalence", CLASSIC,
            "takes guest CPL 1-2 back as CPL 0 after direct execution: ring 1 runs privileged instructions"),
