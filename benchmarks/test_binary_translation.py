@@ -95,6 +95,7 @@ STRAIGHT_LINE = 8192
 Agesen 2006 §3.1); one lookup translates at most 64 fragments of at most 12 behind one another,
 then a continuation asks for the next."""
 TRANSLATION_GOAL = 100_000  # guest instructions translated per second
+TRANSLATION_ROUNDS = 15  # a round takes some tens of milliseconds: more of them, less noise
 _NO_PROGRESS = 3  # calls of VMM.run with the whole budget before a VM must have stopped
 
 
@@ -247,7 +248,8 @@ _TC_HPA = _GUEST_MEMORY  # the TC's host RAM, just above the guest's
 
 def _straight_line(n: int) -> bytes:
     """``n`` innocuous instructions without a branch (ALU, shifts, loads and stores off r15),
-    then ``hlt``; registers rotate so that no two neighbours are alike."""
+    then ``ret`` (a callout after which nothing falls through); registers rotate so that no
+    two neighbours are alike."""
     words = []
     for i in range(n):
         rd, rs1, rs2 = 1 + i % 14, 1 + (i + 5) % 14, 1 + (i + 9) % 14
@@ -269,7 +271,7 @@ def _straight_line(n: int) -> bytes:
             case _:
                 word = encode("sub", rd=rd, rs1=rs1, rs2=rs2)
         words.append(word)
-    words.append(encode("hlt"))
+    words.append(encode("ret"))
     return b"".join(w.to_bytes(4, "little") for w in words)
 
 
@@ -345,7 +347,7 @@ def test_translation_throughput(benchmark, kernel):
             translate(cpu, memory, pc)
 
     benchmark.group = "bt translation"
-    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(target, setup=setup, rounds=TRANSLATION_ROUNDS, iterations=1, warmup_rounds=1)
     per_round = tc.counters["guest_instructions_translated"] - counted[-1]
     assert per_round > 0 and tc.counters["tc_flushes_full"] == 0  # every round fits in the TC
     rate = per_round / benchmark.stats.stats.median
@@ -355,5 +357,7 @@ def test_translation_throughput(benchmark, kernel):
         guest_instructions_per_round=per_round,
         tc_words=tc.counters["tc_words"],
         guest_instructions_per_s=round(rate),
+        # the least disturbed round: the machine is shared
+        guest_instructions_per_s_best=round(per_round / benchmark.stats.stats.min),
         of_goal=round(rate / TRANSLATION_GOAL, 3),
     )
