@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from cffi_core import spec
 from cffi_core.machine import PAGE_SIZE, Machine
@@ -292,16 +292,7 @@ class ShadowPager:
 
     def revoke_exec(self, frame: int) -> None:
         """Take execute permission from every shadow entry mapping guest frame ``frame``."""
-        target = self.guest.hpa(frame << 12)
-        for root, page in self._executors.pop(frame, ()):
-            table = self._table(root, page, 1, create=False)
-            if table is None:
-                continue
-            addr = table + 8 * ((page >> 12) & 511)
-            entry = self._read(addr)
-            if entry & spec.PTE_P and entry & PTE_FRAME == target and not entry & spec.PTE_NX:
-                self._write(addr, entry | spec.PTE_NX)
-                self.needs_flush = True
+        self._restrict(self._executors.pop(frame, ()), frame, add=spec.PTE_NX)
 
     def invlpg(self, va: int) -> None:
         """The guest invalidated the page of ``va`` (§8.1): drop its entry in the current shadow."""
@@ -354,15 +345,21 @@ class ShadowPager:
 
     def _write_protect(self, frame: int) -> None:
         """A guest frame became a traced page: take W away from the shadow entries mapping it."""
+        self._restrict(self._writers.pop(frame, ()), frame, remove=spec.PTE_W)
+
+    def _restrict(self, mappings: Iterable[tuple[int, int]], frame: int, *, add: int = 0, remove: int = 0) -> None:
+        """In each (root, page) of ``mappings`` whose leaf still maps guest frame ``frame``, set
+        the bits ``add`` and clear the bits ``remove`` (a permission taken away)."""
         target = self.guest.hpa(frame << 12)
-        for root, page in self._writers.pop(frame, ()):
+        for root, page in mappings:
             table = self._table(root, page, 1, create=False)
             if table is None:
                 continue
             addr = table + 8 * ((page >> 12) & 511)
             entry = self._read(addr)
-            if entry & spec.PTE_P and entry & PTE_FRAME == target and entry & spec.PTE_W:
-                self._write(addr, entry & ~spec.PTE_W)
+            new = (entry | add) & ~remove
+            if entry & spec.PTE_P and entry & PTE_FRAME == target and new != entry:
+                self._write(addr, new)
                 self.needs_flush = True
 
     def _install(self, root: int, page: int, leaf: int) -> None:
