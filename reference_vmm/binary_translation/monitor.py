@@ -69,12 +69,12 @@ problem; on ``classic-1974`` it is a known gap of this version (see the READING_
 
 What is not done yet (next increments): ``call``/``ret``/``jr``/``callr`` are callouts (no
 inline TC-hash lookup), the simple sensitive instructions are callouts rather than in-TC
-sequences, no adaptive retranslation.  All three need what VMware's VMM had in %gs: a way for
-translated code at ring 1 to reach the VMM's data (the virtual CPU, the TC hash, scratch
-space for guest registers) past the segment limit, and a way to keep the guest's clock exact
-when one guest instruction becomes several TC words.  Until then the ``eff_ops`` and
-``system`` guests fail the efficiency bound on ``x86-2005`` (one host exit per callout), and
-the VMM is not registered in ``popek.vmms``.
+sequences.  Both need what VMware's VMM had in %gs: a way for translated code at ring 1 to
+reach the VMM's data (the virtual CPU, the TC hash, scratch space for guest registers) past
+the segment limit, and a way to keep the guest's clock exact when one guest instruction
+becomes several TC words.  Until then the 64 ``call``/``ret`` callouts of the ``eff_ops``
+guest's library code put it just over its efficiency bound on ``classic-1974`` (where
+``rdtsc`` traps too), and the VMM is not registered in ``popek.vmms``.
 """
 
 from __future__ import annotations
