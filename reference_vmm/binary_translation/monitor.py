@@ -146,8 +146,9 @@ class BinaryTranslationVM(TrapEmulateVM):
         self._callouts: dict[str, int] = {}
         self._exec: dict[int, bool] = {}
         """Guest frames scanned for direct execution at guest CPL 1-3: True when the frame holds
-        no sensitive, unprivileged instruction (it may run on the real CPU), False when it does
-        (the spec runs it)."""
+        no instruction that would show the VMM there (it may run on the real CPU), False when
+        it does (the spec runs it, and ``_tainted`` holds it)."""
+        self._tainted: set[int] = set()
         self._coherence = dict.fromkeys(("invalidations", "code_writes", "frames_scanned", "frames_tainted"), 0)
         super().__init__(monitor, image, config, base, pool)
         self.shadow.exec_policy = self._exec_policy
@@ -193,8 +194,17 @@ class BinaryTranslationVM(TrapEmulateVM):
             self._coherence["invalidations"] += 1
             self.tc.flush("code_write")
             self._resume = None
-        if self._exec.get(frame) and _sensitive_word(self.memory, gpa & ~3, ((gpa & 3) + length + 3) & ~3):
+        verdict = self._exec.get(frame)
+        if verdict is False:
+            # Its sensitive instruction may be gone: scanned again at its next fetch, and its
+            # writes no longer trap meanwhile unless it holds translations.
+            del self._exec[frame]
+            self._tainted.discard(frame)
+            if frame not in self.tc.code:
+                self.shadow.release_code(frame)
+        elif verdict and _sensitive_word(self.memory, gpa & ~3, ((gpa & 3) + length + 3) & ~3):
             self._exec[frame] = False
+            self._tainted.add(frame)
             self._coherence["frames_tainted"] += 1
             self.shadow.revoke_exec(frame)
 
@@ -210,16 +220,18 @@ class BinaryTranslationVM(TrapEmulateVM):
         clean = not _sensitive_word(self.memory, frame << 12, PAGE_SIZE)
         self._exec[frame] = clean
         self._coherence["frames_scanned"] += 1
-        self._coherence["frames_tainted"] += not clean
+        if not clean:
+            self._tainted.add(frame)
+            self._coherence["frames_tainted"] += 1
         self.shadow.protect_code(frame)
         return clean
 
     def _runs_in_spec(self, v: spec.State) -> bool:
         """Is the guest (at CPL 1-3) at a pc in a frame the spec must run?"""
-        if not self._exec or all(self._exec.values()):
+        if not self._tainted:
             return False
         w = spec.walk(v, self.memory, v.pc, spec.ACCESS_FETCH, v.cpl)
-        return not w.fault and self._exec.get(w.physical >> 12) is False
+        return not w.fault and w.physical >> 12 in self._tainted
 
     # -- where the guest runs --------------------------------------------------------------
     def _direct(self, ticks: int) -> spec.Exit | None:

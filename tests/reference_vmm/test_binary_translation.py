@@ -182,3 +182,30 @@ def test_an_adapted_word_comes_back_after_innocent_runs_and_adapts_again_only_af
     assert not any(tc.guilty(word) for _ in range(2 * ADAPT_AFTER - 1))
     assert tc.guilty(word)
     assert tc.counters["adaptations"] == 2 and tc.counters["adaptation_reversions"] == 1
+
+
+_RED_PILL_REMOVED = """
+.include "lib/prelude.s"
+main:
+        enter_user 0, back1
+upc:    sidt    r2                     ; the Red Pill, run once ...
+        int     VEC_BACK
+back1:  la      r3, upc
+        li      r4, {nop:#x}
+        sw      r4, [r3]               ; ... then the kernel overwrites it with nop
+        enter_user 0, back2
+        jmp     upc
+back2:  jmp     finish
+.include "lib/signature.s"
+"""
+
+
+def test_a_frame_whose_sensitive_instruction_is_overwritten_is_scanned_again_and_runs_directly():
+    """The user page holding ``sidt`` runs in the spec; once the guest kernel stores a ``nop``
+    over it, the frame's verdict is forgotten, and its next fetch scans it clean."""
+    source = _RED_PILL_REMOVED.format(nop=encode("addi", rd=0, rs1=0, imm=0))
+    _, translated = _both(assemble(source, filename=str(DIRECTED / "red_pill_removed.s")), "x86-2005")
+    c = translated.counters
+    assert c["frames_tainted"] == 1
+    assert c["frames_scanned"] >= 2
+    assert c["code_writes"] >= 1
