@@ -97,22 +97,22 @@ def test_a_label_cached_once_is_still_a_duplicate_where_it_is_defined_twice():
     assert str(info.value) == "b.s:2: symbol 'here' already defined at b.s:1"
 
 
-def test_a_duplicate_label_is_reported_before_the_rest_of_its_line_even_if_that_is_cached_bad():
-    line = "dup: .word 1 +"
-    with pytest.raises(AssemblyError, match=r"^a\.s:1: expression ends too early$"):
-        assemble(line, filename="a.s")
+@pytest.mark.parametrize(
+    ("line", "alone", "before", "name"),
+    [
+        # a label is defined before the rest of its line is parsed
+        ("dup: .word 1 +", "expression ends too early", "dup: nop", "dup"),
+        # an .equ name is defined before its value is evaluated
+        (".equ k, (1", "missing ')'", "k = 2", "k"),
+    ],
+)
+def test_a_duplicate_name_is_reported_before_the_cached_bad_rest_of_its_line(line, alone, before, name):
     with pytest.raises(AssemblyError) as info:
-        assemble(f"dup: nop\n{line}\n", filename="b.s")
-    assert str(info.value) == "b.s:2: symbol 'dup' already defined at b.s:1"
-
-
-def test_an_equ_name_is_defined_before_its_cached_bad_value_is_reported():
-    line = ".equ k, (1"
-    with pytest.raises(AssemblyError, match=r"^a\.s:1: missing '\)'$"):
         assemble(line, filename="a.s")
+    assert str(info.value) == f"a.s:1: {alone}"
     with pytest.raises(AssemblyError) as info:
-        assemble(f"k = 2\n{line}\n", filename="b.s")
-    assert str(info.value) == "b.s:2: symbol 'k' already defined at b.s:1"
+        assemble(f"{before}\n{line}\n", filename="b.s")
+    assert str(info.value) == f"b.s:2: symbol '{name}' already defined at b.s:1"
 
 
 def test_a_macro_call_cached_as_a_call_is_an_unknown_instruction_where_no_macro_has_its_name():
