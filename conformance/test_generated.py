@@ -35,9 +35,9 @@ _DEVIATION = pytest.mark.popek_deviation(
 # A binary translator runs the guest kernel at a supervisor ring (Adams & Agesen 2006 §3), and
 # guest rings 1-2 directly at real rings 1-2: it sees every sensitive instruction, but without
 # a segment limit nothing keeps their loads from its translation cache and IDT at the top of
-# the address space.  Adams &
-# Agesen's 64-bit VMM had exactly this gap (x86-64 dropped segment limits); on classic-1974 it
-# is the same.  Only blocks that touch the declared reserved range are the deviation's.
+# the address space.  Adams & Agesen's 64-bit VMM had exactly this gap (x86-64 dropped
+# segment limits); on classic-1974 it is the same.  Only blocks that touch the declared
+# reserved range are the deviation's.
 BT_COMPRESSION_PROFILES = ("x86-64-2005", "classic-1974")
 _BT_DEVIATION = pytest.mark.popek_deviation(
     "binary-translation",
