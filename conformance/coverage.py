@@ -14,7 +14,8 @@ The cells of one example (``cells``):
 - ``insn/<mnemonic>/cpl<c>/<flat|paged>/tf<0|1>``: the body has that instruction, at that CPL
   (the prelude's), paging mode, and with FLAGS.TF as the instructions before it left it;
 - ``adjacent/exit-after-sti``: an exiting instruction (privileged, sensitive, ``int``, ``ud``,
-  ``vmcall``, ``hcall``) right after ``sti`` (in its interrupt shadow, §6.5);
+  or of the host class: ``vmcall``, ``hcall``, ``ldgs``, ``sdgs``) right after ``sti`` (in its
+  interrupt shadow, §6.5);
 - ``adjacent/exit-with-pending-db``: an exiting instruction executed with TF set (its #DB
   pending at the exit);
 - ``adjacent/exit-with-pending-interrupt``: ``hlt``, or an exiting instruction while IF is
@@ -57,7 +58,7 @@ _MASK64 = (1 << 64) - 1
 _FLAGS_TF, _FLAGS_IF, _IOPL_SHIFT = 1 << 8, 1 << 9, 12
 _SOURCE_PORTS = frozenset({0x40, 0x41, 0x1F3, 0x173})  # TIMER_COUNT, TIMER_CTRL, the disks' commands
 _PIC_MASK = 0x21
-_EXITING_EXTRA = frozenset({"int", "ud", "vmcall", "hcall"})
+_EXITING_EXTRA = frozenset({"int", "ud"})  # and the host class (``_exiting``)
 
 
 def instruction_cell(mnemonic: str, cpl: int, paging: bool, tf: bool) -> str:
@@ -92,16 +93,17 @@ def all_cells() -> tuple[str, ...]:
     """Every cell: each mnemonic of the instruction table in every column, then the adjacent kinds."""
     from cffi_core.isa.table import INSTRUCTIONS
 
-    return tuple(
-        instruction_cell(i.mnemonic, c, p, t) for i in INSTRUCTIONS for c, p, t in mode_columns()
-    ) + tuple(adjacent_cell(k) for k in ADJACENT_KINDS)
+    insns = tuple(instruction_cell(i.mnemonic, c, p, t) for i in INSTRUCTIONS for c, p, t in mode_columns())
+    return insns + tuple(adjacent_cell(k) for k in ADJACENT_KINDS)
 
 
 @cache
 def _exiting() -> frozenset[str]:
-    from cffi_core.isa.table import PRIVILEGED, SENSITIVE_UNPRIVILEGED
+    from cffi_core.isa.table import INSTRUCTIONS, PRIVILEGED, SENSITIVE_UNPRIVILEGED, Sensitivity
 
-    return PRIVILEGED | SENSITIVE_UNPRIVILEGED | _EXITING_EXTRA
+    # The host class (vmcall, hcall, ldgs, sdgs): every VMM meets them, none lets a guest have them.
+    host = frozenset(i.mnemonic for i in INSTRUCTIONS if i.sensitivity is Sensitivity.HOST)
+    return PRIVILEGED | SENSITIVE_UNPRIVILEGED | _EXITING_EXTRA | host
 
 
 @cache

@@ -20,8 +20,9 @@ shadow; loads and stores at the end of RAM (#MC); CR3 switches between two live 
 spaces and remaps of pages a body already used (through system calls, so that ring 3 can ask).
 Programs are well defined by construction: no branch leaves its block, every changed paging
 entry is invalidated before use (§8.1, §14), no ``hlt`` can sleep forever, no ``hcall`` (a bare
-machine has no host software to answer it), no disk.  Time is counted in retired instructions
-(§9), so reading the clock is well defined: any two correct runs agree, on the time too.
+machine has no host software to answer it) nor ``ldgs``/``sdgs`` (the host segment, §5.4: for
+host software too), no disk.  Time is counted in retired instructions (§9), so reading the
+clock is well defined: any two correct runs agree, on the time too.
 
 ``adversary_programs()`` draws the hostile guests of the safety tests: random words, wild
 physical addresses, page tables pointing anywhere, DMA anywhere, IDT overwrites, ``cli; jmp .``.
@@ -671,7 +672,7 @@ def guest_programs(
 
 # ---- adversaries (safety) ---------------------------------------------------------------------
 
-_HOST_ONLY = {BY_MNEMONIC["hcall"].opcode, BY_MNEMONIC["vmcall"].opcode}
+_HOST_ONLY = {BY_MNEMONIC[m].opcode for m in ("hcall", "vmcall", "ldgs", "sdgs")}
 _wild_address = st.one_of(
     st.integers(0, (1 << 20) - 8),  # anywhere in its RAM (the IDT, page tables, its own code)
     st.integers(0, (1 << 36) - 8),  # anywhere at all: beyond RAM is #MC on a bare machine
@@ -681,7 +682,8 @@ _wild_address = st.one_of(
 def _random_word() -> st.SearchStrategy[Block]:
     from cffi_core.isa.strategies import any_words  # the table's own word strategy
 
-    # hcall and vmcall are for host software (a bare machine cannot answer them, §10).
+    # hcall and vmcall are for host software (a bare machine cannot answer them, §10); so are
+    # ldgs and sdgs, the host segment's (docs/architecture.md §5.4): guests do not use them.
     return any_words().filter(lambda w: (w >> 24) not in _HOST_ONLY).map(lambda w: _one(f".word {w:#010x}"))
 
 

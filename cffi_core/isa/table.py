@@ -85,7 +85,7 @@ class Privilege(StrEnum):
     KERNEL = "kernel"  # #GP(0) at CPL > 0
     IOPL = "iopl"  # #GP(0) when CPL > FLAGS.IOPL
     TSD = "tsd"  # #GP(0) when CPL > 0 and CR4.TSD = 1
-    HOST = "host"  # #GP(0) when CPL > 1: host callout for VMM-generated code
+    HOST = "host"  # #GP(0) when CPL > 1: host callouts and the host segment, for VMM-generated code
     VMX = "vmx"  # #UD outside guest mode (guest mode arrives with the vmx feature)
     NEVER = "never"  # always #UD
 
@@ -122,6 +122,7 @@ class Insn:
 
 _U, _K, _IO = Privilege.USER, Privilege.KERNEL, Privilege.IOPL
 _INN, _PRIV, _SENS = Sensitivity.INNOCUOUS, Sensitivity.PRIVILEGED, Sensitivity.SENSITIVE
+_HOST_P, _HOST_S = Privilege.HOST, Sensitivity.HOST  # host class: for VMM-generated code (§4.2)
 
 
 def _alu(mn: str, op: int, fmt: str, sem: str) -> Insn:
@@ -203,9 +204,12 @@ INSTRUCTIONS: tuple[Insn, ...] = (
     Insn("rdmsr", 0x50, "RR", _K, _PRIV, "system", "rd = MSR[rs1]; #GP(0) if no such MSR"),
     Insn("wrmsr", 0x51, "WR", _K, _PRIV, "system", "MSR[rs1] = rs2; #GP(0) if no such MSR or a reserved value"),
     Insn("invlpg", 0x52, "M", _K, _PRIV, "system", "drop the TLB entries for the page of rs1 + sext(imm16)"),
-    Insn("vmcall", 0x53, "H", Privilege.VMX, Sensitivity.HOST, "system", "hypercall imm16: a VM exit in guest mode, #UD elsewhere"),
-    Insn("hcall", 0x54, "H", Privilege.HOST, Sensitivity.HOST, "system", "callout imm16 to host software; pc advances"),
+    Insn("vmcall", 0x53, "H", Privilege.VMX, _HOST_S, "system", "hypercall imm16: VM exit in guest mode, else #UD"),
+    Insn("hcall", 0x54, "H", _HOST_P, _HOST_S, "system", "callout imm16 to host software; pc advances"),
     Insn("ud", 0x55, "N", Privilege.NEVER, _INN, "system", "raise #UD"),
+    # ---- mem: the host segment GS (§5.4), for VMM-generated code at ring 0-1 ----
+    Insn("ldgs", 0x56, "L", _HOST_P, _HOST_S, "mem", "rd = mem64[GSBASE + o], o = rs1 + sext(imm16) <= GSLIMIT - 7"),
+    Insn("sdgs", 0x57, "S", _HOST_P, _HOST_S, "mem", "mem64[GSBASE + o] = rs2, o = rs1 + sext(imm16) <= GSLIMIT - 7"),
 )
 
 BY_MNEMONIC: dict[str, Insn] = {i.mnemonic: i for i in INSTRUCTIONS}

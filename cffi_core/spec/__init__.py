@@ -33,7 +33,9 @@ handle, exactly as from ``run``.
 **What the spec does not model.**  The TLB (§8): every access walks the page tables, which
 §8.1 makes indistinguishable for programs that invalidate after changing an entry; so
 ``invlpg`` only advances pc and CR writes flush nothing.  Guest mode (feature ``vmx``):
-``vmcall`` raises #UD, as the manual says for a machine without guest mode.
+``vmcall`` raises #UD, as the manual says for a machine without guest mode, and ``ldgs``,
+``sdgs`` and the GS MSRs work as outside guest mode (their #UD and #GP(0) there are the core's,
+docs/vmx.md V.2).
 
 **Readings of the manual** (the most x86-like where it is open; see each module):
 
@@ -104,6 +106,8 @@ from cffi_core.spec.state import (
     GP,
     MC,
     MSR_CSLIMIT,
+    MSR_GSBASE,
+    MSR_GSLIMIT,
     MSR_RSP0,
     MSR_RSP1,
     MSR_RSP2,
@@ -138,9 +142,8 @@ __all__ = [
     "EVENT_SOFTWARE", "EVENT_TRAP", "EXECUTORS", "EXIT_BUDGET", "EXIT_HCALL", "EXIT_HLT", "EXIT_HOST_GATE",
     "EXIT_IO_IN", "EXIT_IO_OUT", "EXIT_SHUTDOWN", "FLAGS_IF", "FLAGS_IOPL", "FLAGS_TF", "GATE_DPL_SHIFT",
     "GATE_HOST", "GATE_INTERRUPT", "GATE_P", "GATE_RESERVED", "GATE_RING_SHIFT", "GATE_TRAP",
-    "GATE_TYPE_SHIFT", "GP", "MC", "MSR_CSLIMIT", "MSR_RSP0", "MSR_RSP1", "MSR_RSP2", "MSR_SEGLIMIT", "MSR_TSC",
-    "PF",
-    "PF_I", "PF_P", "PF_RSVD", "PF_U", "PF_W", "PTE_A", "PTE_D", "PTE_G", "PTE_NX", "PTE_P", "PTE_PS",
+    "GATE_TYPE_SHIFT", "GP", "MC", "MSR_CSLIMIT", "MSR_GSBASE", "MSR_GSLIMIT", "MSR_RSP0", "MSR_RSP1", "MSR_RSP2",
+    "MSR_SEGLIMIT", "MSR_TSC", "PF", "PF_I", "PF_P", "PF_RSVD", "PF_U", "PF_W", "PTE_A", "PTE_D", "PTE_G", "PTE_NX", "PTE_P", "PTE_PS",
     "PTE_U", "PTE_W", "SP", "UD", "ByteMemory", "Counters", "Event", "EventKind", "Exit", "ExitReason",
     "Fault", "PhysicalMemory", "State", "StateError", "WalkResult", "advance_clock", "check_privilege",
     "check_state", "counters_of", "decode_word", "deliver", "deliver_exception", "deliver_fault", "execute",

@@ -5,6 +5,10 @@ stack access, frame push and IDT read goes through, in the manual's order.
 for a fetch, MSR_SEGLIMIT for the rest);
 (3) with paging, canonical form → #GP(0); (4) with paging, translation and permissions →
 #PF; (5) the physical address must be in RAM → #MC.  The first check that fails raises.
+
+The host segment GS (``ldgs``/``sdgs``, §5.4): the offset is checked against
+MSR_GSLIMIT (byte-granular) first, then the linear address MSR_GSBASE + offset goes through
+the same checks without step 2 — GS is a segment of its own, MSR_SEGLIMIT does not bound it.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 from cffi_core.spec.faults import Fault
 from cffi_core.spec.memory import PhysicalMemory
 from cffi_core.spec.paging import ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE, walk
-from cffi_core.spec.state import AC, CR0_PG, GP, MC, PF, State
+from cffi_core.spec.state import AC, CR0_PG, GP, MASK64, MC, PF, State
 
 SEGLIMIT_GRANULE = 0xFFF  # limits have 4 KiB granularity (§5.3)
 INSN_SIZE = 4
+GS_SIZE = 8  # ldgs and sdgs move 8 bytes
 
 
 def beyond_limit(state: State, va: int, size: int, cpl: int, access: int = ACCESS_READ) -> bool:
@@ -25,12 +30,15 @@ def beyond_limit(state: State, va: int, size: int, cpl: int, access: int = ACCES
     return cpl > 0 and "seglimit" in state.features and va + size - 1 > (limit | SEGLIMIT_GRANULE)
 
 
-def translate(state: State, mem: PhysicalMemory, va: int, size: int, access: int, cpl: int) -> int:
+def translate(
+    state: State, mem: PhysicalMemory, va: int, size: int, access: int, cpl: int, *, segmented: bool = True
+) -> int:
     """§5.3: check an access of ``size`` bytes at linear ``va`` made at ``cpl``; return the
-    physical address or raise the Fault of the first check that fails."""
+    physical address or raise the Fault of the first check that fails.  ``segmented=False``
+    skips step 2: an access through GS, which its own limit bounded (``gs_linear``)."""
     if va & (size - 1):
         raise Fault(AC, 0)  # step 1: natural alignment (§5.2)
-    if beyond_limit(state, va, size, cpl, access):
+    if segmented and beyond_limit(state, va, size, cpl, access):
         raise Fault(GP, 0)  # step 2: the segment limit (the code limit for a fetch)
     pa = va
     if state.cr0 & CR0_PG:  # steps 3 and 4: canonical form, then the walk (§7)
@@ -47,18 +55,38 @@ def translate(state: State, mem: PhysicalMemory, va: int, size: int, access: int
     return pa
 
 
-def load(state: State, mem: PhysicalMemory, va: int, size: int, cpl: int | None = None) -> int:
+def load(
+    state: State, mem: PhysicalMemory, va: int, size: int, cpl: int | None = None, *, segmented: bool = True
+) -> int:
     """Read ``size`` bytes at linear ``va`` (at the current CPL unless ``cpl`` is given)."""
     if cpl is None:
         cpl = state.cpl
-    return mem.read(translate(state, mem, va, size, ACCESS_READ, cpl), size)
+    return mem.read(translate(state, mem, va, size, ACCESS_READ, cpl, segmented=segmented), size)
 
 
-def store(state: State, mem: PhysicalMemory, va: int, size: int, value: int, cpl: int | None = None) -> None:
+def store(
+    state: State,
+    mem: PhysicalMemory,
+    va: int,
+    size: int,
+    value: int,
+    cpl: int | None = None,
+    *,
+    segmented: bool = True,
+) -> None:
     """Write the low ``size`` bytes of ``value`` at linear ``va``."""
     if cpl is None:
         cpl = state.cpl
-    mem.write(translate(state, mem, va, size, ACCESS_WRITE, cpl), size, value)
+    mem.write(translate(state, mem, va, size, ACCESS_WRITE, cpl, segmented=segmented), size, value)
+
+
+def gs_linear(state: State, offset: int) -> int:
+    """§5.4, the host segment: the linear address of the 8 bytes at ``offset`` in GS, or #GP(0)
+    unless all of them lie within it — ``offset + 7 <= MSR_GSLIMIT`` with no wraparound and no
+    granularity, so that a limit of 0 (the reset value) refuses every access."""
+    if offset + GS_SIZE - 1 > state.gslimit:
+        raise Fault(GP, 0)
+    return (state.gsbase + offset) & MASK64
 
 
 def fetch(state: State, mem: PhysicalMemory, pc: int) -> int:

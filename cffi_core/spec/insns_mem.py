@@ -1,10 +1,12 @@
 """Instruction group ``mem`` (docs/architecture.md §3, §5): loads and stores at
-``rs1 + sext(imm16)``, naturally aligned (else #AC), through the checks of §5.3."""
+``rs1 + sext(imm16)``, naturally aligned (else #AC), through the checks of §5.3; and the
+host segment's ``ldgs``/``sdgs`` (host class, CPL <= 1 checked before the body runs), whose
+offset ``rs1 + sext(imm16)`` is bounded by MSR_GSLIMIT instead of MSR_SEGLIMIT."""
 
 from __future__ import annotations
 
 from cffi_core.isa.encoding import Decoded
-from cffi_core.spec.access import load, store
+from cffi_core.spec.access import GS_SIZE, gs_linear, load, store
 from cffi_core.spec.memory import PhysicalMemory
 from cffi_core.spec.registers import advance, effective_address, sext, write_rd
 from cffi_core.spec.state import State
@@ -82,3 +84,21 @@ def execute_sw(state: State, mem: PhysicalMemory, d: Decoded) -> None:
 def execute_sd(state: State, mem: PhysicalMemory, d: Decoded) -> None:
     """mem64[rs1 + sext(imm16)] = rs2."""
     _store(state, d, mem, 8)
+
+
+# ---- mem: the host segment GS (§5.4) ----
+
+
+def execute_ldgs(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """rd = mem64[MSR_GSBASE + o], o = rs1 + sext(imm16): #GP(0) unless o + 7 <= MSR_GSLIMIT,
+    then the checks of §5.3 at the current CPL except the segment limit."""
+    va = gs_linear(state, effective_address(state, d))
+    write_rd(state, d.rd, load(state, mem, va, GS_SIZE, segmented=False))
+    advance(state)
+
+
+def execute_sdgs(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """mem64[MSR_GSBASE + o] = rs2, o = rs1 + sext(imm16), checked as ``ldgs``."""
+    va = gs_linear(state, effective_address(state, d))
+    store(state, mem, va, GS_SIZE, state.r[d.rs2], segmented=False)
+    advance(state)

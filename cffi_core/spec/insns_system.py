@@ -23,6 +23,8 @@ from cffi_core.spec.state import (
     GP,
     MASK64,
     MSR_CSLIMIT,
+    MSR_GSBASE,
+    MSR_GSLIMIT,
     MSR_RSP0,
     MSR_RSP2,
     MSR_SEGLIMIT,
@@ -204,6 +206,10 @@ def read_msr(state: State, index: int) -> int:
         return state.seglimit
     if index == MSR_CSLIMIT and "seglimit" in state.features:
         return state.cslimit
+    if index == MSR_GSBASE:  # the host segment: on every profile (§5.3)
+        return state.gsbase
+    if index == MSR_GSLIMIT:
+        return state.gslimit
     raise Fault(GP, 0)
 
 
@@ -217,6 +223,10 @@ def write_msr(state: State, index: int, value: int) -> None:
         state.seglimit = value
     elif index == MSR_CSLIMIT and "seglimit" in state.features:
         state.cslimit = value
+    elif index == MSR_GSBASE:  # any 64-bit value (§2)
+        state.gsbase = value
+    elif index == MSR_GSLIMIT:
+        state.gslimit = value
     else:
         raise Fault(GP, 0)
 

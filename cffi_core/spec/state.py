@@ -45,6 +45,8 @@ MSR_RSP1 = 0x101
 MSR_RSP2 = 0x102
 MSR_SEGLIMIT = 0x200  # the segment limit of data accesses (feature seglimit, §5.3)
 MSR_CSLIMIT = 0x201  # the code segment limit: bounds fetch (feature seglimit, §5.3)
+MSR_GSBASE = 0x202  # the host segment GS: its base (every profile; ldgs/sdgs, §5.4)
+MSR_GSLIMIT = 0x203  # the host segment GS: the offset of its last byte, byte-granular (§5.4)
 
 # ---- page-table entries (§7.2) ----
 PTE_P = 1 << 0  # present
@@ -143,6 +145,8 @@ class State:
     rsp: list[int] = field(default_factory=lambda: [0] * 3)  # MSR_RSP0..2
     seglimit: int = MASK64  # MSR_SEGLIMIT; reset all ones (§5.3)
     cslimit: int = MASK64  # MSR_CSLIMIT; reset all ones (§5.3)
+    gsbase: int = 0  # MSR_GSBASE; reset 0 (§5.4)
+    gslimit: int = 0  # MSR_GSLIMIT; reset 0: every ldgs/sdgs raises #GP(0) (§5.4)
     tsc_offset: int = 0  # TSC = clock + tsc_offset (§9)
     halted: bool = False  # after hlt until an event is delivered
     int_shadow: bool = False  # the next boundary takes no interrupt (after sti)
@@ -191,6 +195,8 @@ def check_state(state: State) -> None:
         state.idtr,
         state.seglimit,
         state.cslimit,
+        state.gsbase,
+        state.gslimit,
         state.tsc_offset,
         state.clock,
         state.cr2,
@@ -210,9 +216,8 @@ def check_state(state: State) -> None:
 
 
 def _name_the_bad_word(state: State) -> None:
-    named = [
-        (name, getattr(state, name)) for name in ("pc", "idtr", "seglimit", "cslimit", "tsc_offset", "clock", "cr2")
-    ]
+    names = ("pc", "idtr", "seglimit", "cslimit", "gsbase", "gslimit", "tsc_offset", "clock", "cr2")
+    named = [(name, getattr(state, name)) for name in names]
     named += [(f"r[{i}]", v) for i, v in enumerate(state.r)] + [(f"rsp[{i}]", v) for i, v in enumerate(state.rsp)]
     for name, value in named:
         _require(type(value) is int and 0 <= value <= MASK64, name, value, "must be a 64-bit unsigned integer")

@@ -2,7 +2,7 @@
 #ifndef P64_GENERATED_ISA_H
 #define P64_GENERATED_ISA_H
 
-#define P64_ISA_HASH "9e0643cc59971a3a"
+#define P64_ISA_HASH "a42cf9d8f4321016"
 
 /* Operand formats. */
 #define P64_FMT_R 0
@@ -113,6 +113,8 @@
 #define P64_OP_VMCALL 0x53
 #define P64_OP_HCALL 0x54
 #define P64_OP_UD 0x55
+#define P64_OP_LDGS 0x56
+#define P64_OP_SDGS 0x57
 
 /* X(name, NAME, opcode, format, privilege, sensitivity, used-bits mask) */
 #define P64_INSNS(X) \
@@ -187,6 +189,8 @@
     X(vmcall, VMCALL, 0x53, P64_FMT_H, P64_PRIV_VMX, P64_SENS_HOST, 0x00ffffu) \
     X(hcall, HCALL, 0x54, P64_FMT_H, P64_PRIV_HOST, P64_SENS_HOST, 0x00ffffu) \
     X(ud, UD, 0x55, P64_FMT_N, P64_PRIV_NEVER, P64_SENS_INNOCUOUS, 0x000000u) \
+    X(ldgs, LDGS, 0x56, P64_FMT_L, P64_PRIV_HOST, P64_SENS_HOST, 0xffffffu) \
+    X(sdgs, SDGS, 0x57, P64_FMT_S, P64_PRIV_HOST, P64_SENS_HOST, 0xffffffu) \
 
 /* Control registers that exist; others are invalid encodings (#UD). */
 #define P64_CONTROL_REGISTERS(X) X(0) X(2) X(3) X(4) X(8)
