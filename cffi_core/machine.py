@@ -112,8 +112,8 @@ _U32_MAX = 2**32 - 1
 
 # Scalar fields of struct p64_cpu the host may read and write (arrays handled apart).
 _CPU_FIELDS = (
-    "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "cslimit", "tsc_offset",
-    "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db", "vm_tag",
+    "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "cslimit", "gsbase", "gslimit",
+    "tsc_offset", "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db", "vm_tag",
 )  # fmt: skip
 # What each field of struct p64_cpu can hold (the core judges what is architectural, §10):
 # 64-bit registers take -2**63..2**64-1 (a negative value as its two's complement), the flags

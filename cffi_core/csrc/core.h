@@ -19,7 +19,7 @@
 #define NOINLINE __attribute__((noinline))
 #define COLD __attribute__((cold, noinline))
 
-#define P64_ABI_VERSION 5u
+#define P64_ABI_VERSION 6u
 
 /* ---- §2: registers ---- */
 #define SP 15                          /* r15 is the stack pointer */
@@ -45,6 +45,9 @@
 #define MSR_RSP2 0x102
 #define MSR_SEGLIMIT 0x200
 #define MSR_CSLIMIT 0x201
+#define MSR_GSBASE 0x202
+#define MSR_GSLIMIT 0x203
+#define GS_SIZE 8 /* ldgs and sdgs move 8 bytes (§5.4, the host segment) */
 
 /* ---- §6: vectors, gates ---- */
 #define V_DE 0
@@ -134,7 +137,14 @@ struct fast_set {
     struct fast_entry rd[FAST_N];
     struct fast_entry wr[FAST_N];
     struct exec_entry ex[FAST_N];
+    /* ldgs/sdgs: the same translations, made without the segment limit (GS is a segment of its
+     * own, §5.3), so that rd/wr never hold a page beyond MSR_SEGLIMIT and these never serve ld/st */
+    struct fast_entry grd[FAST_N];
+    struct fast_entry gwr[FAST_N];
 };
+
+/* fast_dirty: bit 4 * row + CPL for rd/wr/ex, FAST_DIRTY_GS << (4 * row + CPL) for grd/gwr. */
+#define FAST_DIRTY_GS (1u << 8)
 
 /* ---- the modeled TLB (§8.2) ---- */
 #define PERM_W 1u
@@ -251,7 +261,7 @@ struct p64_machine {
     uint64_t tlb_stamp;
     struct fast_set *fast;   /* the current row of fast_sets: by CPL (the limit of §5.3 and U/S differ) */
     struct fast_set fast_sets[2][4]; /* host, guest (V.7) */
-    uint32_t fast_dirty;     /* bit 4 * row + CPL: the set may hold entries */
+    uint32_t fast_dirty;     /* bit 4 * row + CPL: the set may hold entries (FAST_DIRTY_GS: its GS arrays) */
     uint64_t fast_limit[2];  /* by row: the segment limit its CPL 1..3 sets were filled under */
     uint64_t fast_cslimit[2]; /* by row: the fetch limit (fetch_limit) they were filled under */
     uint8_t fast_flat[2];    /* by row: filled without translation (identity entries, §5.3) */
@@ -291,6 +301,8 @@ void cpu_reset(struct p64_machine *m);
 /* mmu.c: §5.3 accesses, §7 walks, §8 the TLB */
 int load_slow(struct p64_machine *m, uint64_t va, unsigned size, unsigned cpl, uint64_t *out);
 int store_slow(struct p64_machine *m, uint64_t va, unsigned size, unsigned cpl, uint64_t value);
+int gs_load_slow(struct p64_machine *m, uint64_t va, unsigned cpl, uint64_t *out);
+int gs_store_slow(struct p64_machine *m, uint64_t va, unsigned cpl, uint64_t value);
 struct dinsn *fetch_page(struct p64_machine *m, uint64_t va, unsigned cpl);
 void tlb_flush_nonglobal(struct p64_machine *m);
 void tlb_flush_all(struct p64_machine *m);
@@ -397,6 +409,13 @@ static inline uint64_t fetch_limit(const struct p64_machine *m)
 static inline int fetch_beyond_limit(const struct p64_machine *m, uint64_t va)
 {
     return va > (fetch_limit(m) | PAGE_OFFSET) - 3;
+}
+
+/* §5.4, the host segment: do the 8 bytes at offset lie beyond MSR_GSLIMIT (byte-granular; a
+ * limit below 7 holds no access at all)? */
+static inline int gs_beyond_limit(const struct p64_machine *m, uint64_t offset)
+{
+    return m->cpu.gslimit < GS_SIZE - 1 || offset > m->cpu.gslimit - (GS_SIZE - 1);
 }
 
 static inline uint64_t rd64(const uint8_t *p)

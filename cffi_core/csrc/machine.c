@@ -128,7 +128,7 @@ int p64_create(const struct p64_config *config, struct p64_machine **out)
         return p64_error(NULL, P64_ERR_NOMEM, "out of memory for the machine");
     m->config = *config;
     m->fast = m->fast_sets[0];
-    m->fast_dirty = 0xff; /* calloc'ed tags are 0, not FAST_EMPTY: the first clear empties all */
+    m->fast_dirty = 0xffff; /* calloc'ed tags are 0, not FAST_EMPTY: the first clear empties all */
     m->mem_size = config->mem_size;
     m->mem_pages = config->mem_size >> PAGE_SHIFT;
     m->mem = alloc_ram(m->mem_size, config->mem_shared);
@@ -236,6 +236,7 @@ void cpu_reset(struct p64_machine *m)
     m->cpu.cr4 = 2;
     m->cpu.seglimit = ~0ull;
     m->cpu.cslimit = ~0ull;
+    /* gsbase and gslimit reset to 0: a GS of one byte at 0, which no 8-byte access fits (§5.4) */
     m->cpu.intr_vector = -1;
     m->cpu.intr_acked = -1;
 }

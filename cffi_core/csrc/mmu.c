@@ -365,24 +365,30 @@ int p64_walk(struct p64_machine *m, uint64_t va, uint32_t access, uint32_t cpl, 
 
 /* Empty the sets of CPLs from..3 of a row that were filled since they were last emptied
  * (fast_dirty: a bit per row and CPL), so that the flushes of every VM entry and exit without
- * vpid (docs/vmx.md V.7) cost only what was used. */
-static void fast_clear_row(struct p64_machine *m, unsigned r, unsigned from)
+ * vpid (docs/vmx.md V.7) cost only what was used; gs: their GS arrays too (which a change of
+ * the segment limit leaves valid: GS accesses are not bounded by it, §5.4). */
+static void fast_clear_row(struct p64_machine *m, unsigned r, unsigned from, int gs)
 {
     struct fast_set *row = m->fast_sets[r];
     for (unsigned c = from; c < 4; c++) {
-        unsigned bit = 1u << (4 * r + c);
-        if (!(m->fast_dirty & bit))
-            continue;
-        m->fast_dirty &= ~bit;
-        for (unsigned i = 0; i < FAST_N; i++)
-            row[c].rd[i].tag = row[c].wr[i].tag = row[c].ex[i].tag = FAST_EMPTY;
+        unsigned bit = 1u << (4 * r + c), gbit = FAST_DIRTY_GS << (4 * r + c);
+        if (m->fast_dirty & bit) {
+            m->fast_dirty &= ~bit;
+            for (unsigned i = 0; i < FAST_N; i++)
+                row[c].rd[i].tag = row[c].wr[i].tag = row[c].ex[i].tag = FAST_EMPTY;
+        }
+        if (gs && (m->fast_dirty & gbit)) {
+            m->fast_dirty &= ~gbit;
+            for (unsigned i = 0; i < FAST_N; i++)
+                row[c].grd[i].tag = row[c].gwr[i].tag = FAST_EMPTY;
+        }
     }
 }
 
 void fast_clear_all(struct p64_machine *m)
 {
-    fast_clear_row(m, 0, 0);
-    fast_clear_row(m, 1, 0);
+    fast_clear_row(m, 0, 0, 1);
+    fast_clear_row(m, 1, 0, 1);
     m->vmx.fast_owner = 0;
 }
 
@@ -396,10 +402,10 @@ void fast_sync(struct p64_machine *m)
 {
     unsigned r = m->fast == m->fast_sets[1], flat = !m->translating;
     if (m->fast_flat[r] != flat) {
-        fast_clear_row(m, r, 0);
+        fast_clear_row(m, r, 0, 1);
         m->fast_flat[r] = (uint8_t)flat;
     } else if (m->fast_limit[r] != m->cpu.seglimit || m->fast_cslimit[r] != fetch_limit(m))
-        fast_clear_row(m, r, 1);
+        fast_clear_row(m, r, 1, 0);
     m->fast_limit[r] = m->cpu.seglimit;
     m->fast_cslimit[r] = fetch_limit(m);
 }
@@ -415,7 +421,7 @@ void fast_enter_set(struct p64_machine *m, int guest)
     m->fast = m->fast_sets[guest != 0];
     if (!guest || m->vmx.fast_owner == m->cpu.vm_tag)
         return;
-    fast_clear_row(m, 1, 0);
+    fast_clear_row(m, 1, 0, 1);
     struct tlb *tlbs[2] = {&m->dtlb, &m->itlb};
     for (unsigned t = 0; t < 2; t++)
         for (uint32_t i = 0; i < tlbs[t]->entries; i++)
@@ -439,6 +445,10 @@ static void fast_forget_vpn(struct fast_set *row, uint64_t vpn, int data, unsign
             s->rd[i].tag = FAST_EMPTY;
         if (data && s->wr[i].tag == page)
             s->wr[i].tag = FAST_EMPTY;
+        if (data && s->grd[i].tag == page)
+            s->grd[i].tag = FAST_EMPTY;
+        if (data && s->gwr[i].tag == page)
+            s->gwr[i].tag = FAST_EMPTY;
     }
 }
 
@@ -461,9 +471,11 @@ void fast_forget_code_page(struct p64_machine *m, uint64_t ppn)
     for (unsigned r = 0; r < 2; r++)
         for (unsigned c = 0; c < 4; c++)
             for (unsigned i = 0; i < FAST_N; i++) {
-                struct fast_entry *e = &m->fast_sets[r][c].wr[i];
+                struct fast_entry *e = &m->fast_sets[r][c].wr[i], *g = &m->fast_sets[r][c].gwr[i];
                 if (e->tag != FAST_EMPTY && e->addend + e->tag == host)
                     e->tag = FAST_EMPTY;
+                if (g->tag != FAST_EMPTY && g->addend + g->tag == host)
+                    g->tag = FAST_EMPTY;
             }
 }
 
@@ -472,16 +484,22 @@ static void mark_dirty(struct p64_machine *m, unsigned cpl)
     m->fast_dirty |= 1u << (4u * (unsigned)(m->fast == m->fast_sets[1]) + cpl);
 }
 
-static void fast_install(struct p64_machine *m, uint64_t va, uint64_t pa, unsigned cpl, int writable)
+/* A data translation into the fast arrays of cpl: rd/wr for the accesses bounded by the segment
+ * limit, grd/gwr for those through GS (gs). */
+static void fast_install(struct p64_machine *m, uint64_t va, uint64_t pa, unsigned cpl, int writable, int gs)
 {
-    mark_dirty(m, cpl);
     struct fast_set *s = &m->fast[cpl];
+    struct fast_entry *rd = gs ? s->grd : s->rd, *wr = gs ? s->gwr : s->wr;
+    if (gs)
+        m->fast_dirty |= FAST_DIRTY_GS << (4u * (unsigned)(m->fast == m->fast_sets[1]) + cpl);
+    else
+        mark_dirty(m, cpl);
     unsigned i = (unsigned)(va >> PAGE_SHIFT) & FAST_MASK;
     uint64_t page = va & PAGE_MASK;
     uintptr_t addend = (uintptr_t)(m->mem + (pa & PAGE_MASK)) - (uintptr_t)page;
-    s->rd[i].tag = page, s->rd[i].addend = addend;
+    rd[i].tag = page, rd[i].addend = addend;
     if (writable && !m->dpages[pa >> PAGE_SHIFT])
-        s->wr[i].tag = page, s->wr[i].addend = addend;
+        wr[i].tag = page, wr[i].addend = addend;
 }
 
 /* ---- §8.2: the modeled TLB, set-associative with FIFO replacement ---- */
@@ -688,13 +706,15 @@ void tlb_invlpg(struct p64_machine *m, uint64_t va)
 
 /* ---- §5.3: one data access (alignment, limit, canonical, translation, RAM) ---- */
 
-static uint8_t *data_ptr(struct p64_machine *m, uint64_t va, unsigned size, unsigned access, unsigned cpl)
+/* gs: an access through the host segment, whose own limit the instruction checked: step 2 (the
+ * segment limit) does not apply, and the translation goes to the GS fast arrays. */
+static uint8_t *data_ptr(struct p64_machine *m, uint64_t va, unsigned size, unsigned access, unsigned cpl, int gs)
 {
     if (va & (size - 1)) {
         set_fault(m, V_AC, 1, 0, 0);
         return NULL;
     }
-    if (limited(m, cpl) && beyond_limit(m, va, size)) {
+    if (!gs && limited(m, cpl) && beyond_limit(m, va, size)) {
         set_fault(m, V_GP, 1, 0, 0);
         return NULL;
     }
@@ -712,13 +732,13 @@ static uint8_t *data_ptr(struct p64_machine *m, uint64_t va, unsigned size, unsi
         set_fault(m, V_MC, 0, 0, 0);
         return NULL;
     }
-    fast_install(m, va, pa, cpl, writable);
+    fast_install(m, va, pa, cpl, writable, gs);
     return m->mem + pa;
 }
 
 int load_slow(struct p64_machine *m, uint64_t va, unsigned size, unsigned cpl, uint64_t *out)
 {
-    const uint8_t *p = data_ptr(m, va, size, P64_ACCESS_READ, cpl);
+    const uint8_t *p = data_ptr(m, va, size, P64_ACCESS_READ, cpl, 0);
     if (!p)
         return 0;
     uint64_t v = 0;
@@ -729,10 +749,29 @@ int load_slow(struct p64_machine *m, uint64_t va, unsigned size, unsigned cpl, u
 
 int store_slow(struct p64_machine *m, uint64_t va, unsigned size, unsigned cpl, uint64_t value)
 {
-    uint8_t *p = data_ptr(m, va, size, P64_ACCESS_WRITE, cpl);
+    uint8_t *p = data_ptr(m, va, size, P64_ACCESS_WRITE, cpl, 0);
     if (!p)
         return 0;
     phys_write(m, (uint64_t)(p - m->mem), size, value);
+    return 1;
+}
+
+/* ldgs/sdgs past the GS fast arrays: va = MSR_GSBASE + offset, its offset within MSR_GSLIMIT. */
+int gs_load_slow(struct p64_machine *m, uint64_t va, unsigned cpl, uint64_t *out)
+{
+    const uint8_t *p = data_ptr(m, va, GS_SIZE, P64_ACCESS_READ, cpl, 1);
+    if (!p)
+        return 0;
+    *out = rd64(p);
+    return 1;
+}
+
+int gs_store_slow(struct p64_machine *m, uint64_t va, unsigned cpl, uint64_t value)
+{
+    uint8_t *p = data_ptr(m, va, GS_SIZE, P64_ACCESS_WRITE, cpl, 1);
+    if (!p)
+        return 0;
+    phys_write(m, (uint64_t)(p - m->mem), GS_SIZE, value);
     return 1;
 }
 

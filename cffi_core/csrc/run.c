@@ -95,6 +95,41 @@ enum { BLK_BUDGET, BLK_BOUNDARY, BLK_FAULT, BLK_EXIT, BLK_VMEXIT };
         } else if (UNLIKELY(!store_slow(m, (addr), sizeof(T), cpl, (uint64_t)w_)))                 \
             goto fault;                                                                            \
     } while (0)
+/* ldgs/sdgs (§5.4, the host segment): the offset checked against MSR_GSLIMIT, then the linear
+ * address MSR_GSBASE + offset through the GS fast arrays, else the slow path without the
+ * segment limit.  Host class (§4.2): #GP(0) above CPL 1, checked here rather than through
+ * privilege_fault because these run in the hot path of a VMM's translated code (the check
+ * after this file's labels keeps the table saying so); guest mode has no GS (#UD, vmx.md V.2). */
+#define GS_ADDRESS(out)                                                                            \
+    do {                                                                                           \
+        if (UNLIKELY(cpl > 1))                                                                     \
+            RAISE_GP0();                                                                           \
+        if (GUEST)                                                                                 \
+            RAISE(V_UD);                                                                           \
+        uint64_t o_ = RS1 + IMM;                                                                   \
+        if (UNLIKELY(gs_beyond_limit(m, o_)))                                                      \
+            RAISE_GP0();                                                                           \
+        (out) = m->cpu.gsbase + o_;                                                                \
+    } while (0)
+#define GS_LOAD(addr, out)                                                                         \
+    do {                                                                                           \
+        const struct fast_entry *e_ = &fs->grd[((addr) >> PAGE_SHIFT) & FAST_MASK];                \
+        if (LIKELY(e_->tag == ((addr) & (PAGE_MASK | (GS_SIZE - 1))))) {                           \
+            memcpy(&(out), (const void *)(e_->addend + (addr)), GS_SIZE);                          \
+            hits++;                                                                                \
+        } else if (UNLIKELY(!gs_load_slow(m, (addr), cpl, &(out))))                                \
+            goto fault;                                                                            \
+    } while (0)
+#define GS_STORE(addr, value)                                                                      \
+    do {                                                                                           \
+        const struct fast_entry *e_ = &fs->gwr[((addr) >> PAGE_SHIFT) & FAST_MASK];                \
+        uint64_t w_ = (value);                                                                     \
+        if (LIKELY(e_->tag == ((addr) & (PAGE_MASK | (GS_SIZE - 1))))) {                           \
+            memcpy((void *)(e_->addend + (addr)), &w_, GS_SIZE);                                   \
+            hits++;                                                                                \
+        } else if (UNLIKELY(!gs_store_slow(m, (addr), cpl, w_)))                                   \
+            goto fault;                                                                            \
+    } while (0)
 #define LOAD_OP(T) do { uint64_t a_ = RS1 + IMM; T v_; LOAD(T, a_, v_); SET_RD((uint64_t)(int64_t)v_); } while (0)
 #define STORE_OP(T) do { uint64_t a_ = RS1 + IMM; STORE(T, a_, RS2); NEXT_SEQ(); } while (0)
 /* §3 Stack: a push whose store faults leaves sp unchanged; a pop writes its target last. */
@@ -119,6 +154,12 @@ static int taken(unsigned cond, uint64_t a, uint64_t b)
 }
 
 static const void *const *label_table;
+
+/* GS_ADDRESS's privilege check is the host class's, which classic leaves alone (§4.2, §4.4). */
+#define X(name, NAME, opcode, fmt, priv, sens, used)                                               \
+    +((opcode) == P64_OP_LDGS || (opcode) == P64_OP_SDGS ? (priv) != P64_PRIV_HOST || (sens) != P64_SENS_HOST : 0)
+_Static_assert(0 P64_INSNS(X) == 0, "ldgs and sdgs must be of the host privilege and sensitivity classes");
+#undef X
 
 /* Run at most n0 ticks of straight execution at one CPL, with nothing pending that the
  * boundary of §6.5 would have to deliver in between.  Instructions that may change what the
@@ -211,6 +252,18 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     OP(SH) STORE_OP(uint16_t);
     OP(SW) STORE_OP(uint32_t);
     OP(SD) STORE_OP(uint64_t);
+    OP(LDGS) {
+        uint64_t a_, v_;
+        GS_ADDRESS(a_);
+        GS_LOAD(a_, v_);
+        SET_RD(v_);
+    }
+    OP(SDGS) {
+        uint64_t a_;
+        GS_ADDRESS(a_);
+        GS_STORE(a_, RS2);
+        NEXT_SEQ();
+    }
 
     /* ---- branch: in-page targets were resolved by the decoder (§8.2) ---- */
     OP(BEQ) BRANCH(RS1 == RS2);
@@ -716,8 +769,9 @@ static const char *cpu_written(const struct p64_cpu *now, const struct p64_cpu *
         size_t offset, size;
     } fields[] = {
         FIELD(pc), FIELD(flags), FIELD(cpl), FIELD(cr0), FIELD(cr2), FIELD(cr3), FIELD(cr4), FIELD(cr8),
-        FIELD(idtr), FIELD(rsp), FIELD(seglimit), FIELD(cslimit), FIELD(tsc_offset), FIELD(halted), FIELD(int_shadow),
-        FIELD(intr_vector), FIELD(intr_acked), FIELD(shutdown), FIELD(pending_db), FIELD(vm_tag), FIELD(reserved),
+        FIELD(idtr), FIELD(rsp), FIELD(seglimit), FIELD(cslimit), FIELD(gsbase), FIELD(gslimit), FIELD(tsc_offset),
+        FIELD(halted), FIELD(int_shadow), FIELD(intr_vector), FIELD(intr_acked), FIELD(shutdown), FIELD(pending_db),
+        FIELD(vm_tag), FIELD(reserved),
     };
 #undef FIELD
     *reg = -1;

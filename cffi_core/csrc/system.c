@@ -118,6 +118,10 @@ int read_msr(struct p64_machine *m, uint64_t index, uint64_t now, uint64_t *out)
         *out = m->cpu.seglimit;
     else if (index == MSR_CSLIMIT && has_feature(m, P64_F_SEGLIMIT) && !m->guest)
         *out = m->cpu.cslimit;
+    else if (index == MSR_GSBASE && !m->guest) /* host state, on every profile (§2, vmx.md V.2) */
+        *out = m->cpu.gsbase;
+    else if (index == MSR_GSLIMIT && !m->guest)
+        *out = m->cpu.gslimit;
     else
         return 0;
     return 1;
@@ -136,7 +140,11 @@ int write_msr(struct p64_machine *m, uint64_t index, uint64_t value, uint64_t no
     } else if (index == MSR_CSLIMIT && has_feature(m, P64_F_SEGLIMIT) && !m->guest) {
         m->cpu.cslimit = value;
         fast_sync(m);
-    } else
+    } else if (index == MSR_GSBASE && !m->guest) /* the GS fast arrays hold linear pages: still valid */
+        m->cpu.gsbase = value;
+    else if (index == MSR_GSLIMIT && !m->guest)
+        m->cpu.gslimit = value;
+    else
         return 0;
     return 1;
 }
