@@ -1,7 +1,8 @@
 """Random P64 machines (hypothesis strategy) shared by the tick-by-tick differential tests."""
 
 # A scenario is a profile, a body of random instruction words, an IDT of random gates with skip
-# handlers, random registers, paging with random page permissions and interrupts to inject.
+# handlers, random registers, the host segment GS (so that ldgs/sdgs hit, miss and fault),
+# paging with random page permissions and interrupts to inject.
 # Every mapping is the identity and the page tables live outside every mapping, so no program
 # can change a cached translation (the one undefined behaviour, manual §8.1).
 
@@ -54,6 +55,10 @@ _gate_attr = st.one_of(
 )  # fmt: skip
 # Bodies are mostly valid instructions; one word in ten is arbitrary (often invalid).
 _body_word = st.integers(0, 9).flatmap(lambda k: st.integers(0, 2**32 - 1) if k == 0 else instruction_words())
+# GS (manual §5.4): a base at 0, in the data area, misaligned or wrapping; a limit that refuses
+# everything (the reset 0, and 6), one quadword, the data area, or all of the address space.
+_gsbase = st.one_of(st.sampled_from([0, 0, DATA, DATA + 4, U64 - 0xFFF]), st.integers(0, U64))
+_gslimit = st.one_of(st.sampled_from([0, 6, 7, 0xFFF, DATA_END - DATA, U64, U64]), st.integers(0, U64))
 _page_flags = st.one_of(
     st.just(PTE_W | PTE_U), st.sampled_from([PTE_W | PTE_U, PTE_U, PTE_W, 0, PTE_W | PTE_U | PTE_NX, None])
 )
@@ -71,6 +76,8 @@ class Scenario:
     flags: int
     cr8: int
     seglimit: int
+    gsbase: int
+    gslimit: int
     paging: int  # 0 off, else levels
     pages: list[int | None]  # per 4 KiB page of [0, DATA_END): leaf flags, None = not present
     interrupts: dict[int, int]  # step -> vector
@@ -95,6 +102,8 @@ def scenarios(draw: st.DrawFn, profiles: Sequence[str] | None = None) -> Scenari
         flags=draw(st.sampled_from([0, 1 << 9, 3 << 12, 1 << 9 | 3 << 12, 1 << 8, 1 << 9 | 1 << 12])),
         cr8=draw(st.integers(0, 15)),
         seglimit=seglimit,
+        gsbase=draw(_gsbase),
+        gslimit=draw(_gslimit),
         paging=draw(st.sampled_from([0, 0, 2, 3, 4])),
         pages=draw(st.lists(_page_flags, min_size=DATA_END // 4096, max_size=DATA_END // 4096)),
         interrupts=draw(st.dictionaries(st.integers(0, STEPS), st.integers(32, 255), max_size=3)),
@@ -149,6 +158,8 @@ def initial_state(s: Scenario, cr3: int) -> dict[str, object]:
         "idtr": IDT,
         "rsp": s.rsp,
         "seglimit": s.seglimit,
+        "gsbase": s.gsbase,
+        "gslimit": s.gslimit,
     }
 
 

@@ -359,7 +359,13 @@ def test_a_slice_of_no_ticks_is_refused():
 
 @pytest.mark.parametrize(
     ("field", "value", "named"),
-    [("pc", 0x2000, "cpu.pc"), ("cr8", 3, "cpu.cr8"), ("intr_vector", 0x40, "cpu.intr_vector")],
+    [
+        ("pc", 0x2000, "cpu.pc"),
+        ("cr8", 3, "cpu.cr8"),
+        ("intr_vector", 0x40, "cpu.intr_vector"),
+        ("gsbase", 0x5000, "cpu.gsbase"),
+        ("gslimit", 0xFFF, "cpu.gslimit"),
+    ],
 )
 def test_a_cpu_written_while_the_run_is_open_is_refused_and_kept_by_close(field, value, named):
     m = _open()

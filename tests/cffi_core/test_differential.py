@@ -18,8 +18,8 @@ from cffi_core.profiles import PROFILES
 from tests.cffi_core.random_machines import CODE, MEMORY, STEPS, U64, initial_memory, initial_state, load_cpu, scenarios
 
 STATE_FIELDS = (
-    "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset",
-    "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db",
+    "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "gsbase", "gslimit",
+    "tsc_offset", "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db",
 )  # fmt: skip
 SPEC_COUNTERS = (
     "ticks", "halted_ticks", "double_faults", "triple_faults", "host_gate_exits", "hcalls", "port_reads",
@@ -100,6 +100,7 @@ def test_core_and_spec_agree_tick_by_tick(s):
     assert counters.interrupts == {v: n for v, n in enumerate(sc["interrupts"]) if n}
     for cpl in range(4):
         assert counters[f"insn_host_cpl{cpl}"] == sc["insn"][0][cpl]
-    event(f"instructions retired: {'0' if not counters['instructions'] else '1-9' if counters['instructions'] < 10 else '10+'}")
+    n = counters["instructions"]
+    event(f"instructions retired: {'0' if not n else '1-9' if n < 10 else '10+'}")
     for v in counters.exceptions:
         event(f"vector {v} delivered")

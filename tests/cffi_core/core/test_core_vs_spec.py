@@ -1,7 +1,9 @@
 """The core against the executable spec with *large* budgets: random programs run in blocks of
 many ticks (the core's fast paths, its TLB and its decoded-code cache at work), then state,
 memory, exits and the architectural counters must be equal.  Registers often hold code
-addresses, so programs also store into their own code."""
+addresses, so programs also store into their own code.  The host segment GS is drawn too
+(manual §5.4), and ``ldgs``/``sdgs`` often, so that GS's fast arrays meet the segment-limited
+ones on the same pages (below and beyond MSR_SEGLIMIT, in code pages)."""
 
 from __future__ import annotations
 
@@ -12,19 +14,33 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cffi_core import spec
+from cffi_core.isa.encoding import encode
 from cffi_core.isa.strategies import any_words, instruction_words
+from cffi_core.isa.table import BY_MNEMONIC
 from cffi_core.pagetables import PTE_NX, PTE_U, PTE_W, PageAllocator, PageTables
+from tests.cffi_core.random_machines import ERROR_CODE_VECTORS, SKIP_HANDLERS
 
 HANDLERS, DATA = 0x2000, 0x10000
-FIELDS = ("pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "cslimit", "tsc_offset",
-          "halted",
-          "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db")  # fmt: skip
+FIELDS = ("pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "cslimit", "gsbase", "gslimit",
+          "tsc_offset", "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db")  # fmt: skip
 COUNTERS = ("ticks", "halted_ticks", "double_faults", "triple_faults", "host_gate_exits", "hcalls", "port_reads",
             "port_writes")  # fmt: skip
 
 _value = st.one_of(st.integers(0, 64), st.integers(0, U64), st.integers(CODE // 4, (CODE + 0x200) // 4).map(lambda w: 4 * w),
                    st.integers(DATA // 8, 0x20000 // 8).map(lambda q: 8 * q))  # fmt: skip
 PAGE_FLAGS = [PTE_W | PTE_U, PTE_U, PTE_W, PTE_W | PTE_U | PTE_NX, None]
+# ldgs/sdgs with small aligned displacements, so that offsets that are register values (data and
+# code addresses) land on quadwords; or any ldgs/sdgs word.
+_gs_near = st.builds(
+    lambda mn, a, b, k: encode(mn, **{"rd" if mn == "ldgs" else "rs2": a}, rs1=b, imm=8 * k),
+    st.sampled_from(["ldgs", "sdgs"]), st.integers(0, 15), st.integers(1, 15), st.integers(-2, 2),
+)  # fmt: skip
+GS_WORDS = st.one_of(_gs_near, instruction_words((BY_MNEMONIC["ldgs"], BY_MNEMONIC["sdgs"])))
+# GS at 0 over everything (offsets are then addresses: data, code, the limit's pages), on DATA,
+# misaligned, wrapping, or random; limits that take everything, some pages, one quadword, or
+# refuse everything.
+_gsbase = st.one_of(st.sampled_from([0, 0, 0, DATA, DATA + 4, U64 - 0xFFF]), st.integers(0, U64))
+_gslimit = st.one_of(st.sampled_from([U64, U64, U64, 0x20000, 0x1FFF, 7, 6, 0]), st.integers(0, U64))
 _gate = st.builds(lambda p, t, d, r: p | t << 1 | d << 4 | r << 6, st.sampled_from([1, 1, 1, 0]),
                   st.sampled_from([0, 1, 1, 2, 3]), st.integers(0, 3), st.integers(0, 3))  # fmt: skip
 
@@ -33,7 +49,7 @@ _gate = st.builds(lambda p, t, d, r: p | t << 1 | d << 4 | r << 6, st.sampled_fr
 def machines(draw):
     return {
         "features": draw(st.sampled_from([0, 1, 2])),
-        "body": draw(st.lists(st.one_of(instruction_words(), any_words()), min_size=4, max_size=64)),
+        "body": draw(st.lists(st.one_of(instruction_words(), any_words(), GS_WORDS), min_size=4, max_size=64)),
         "handlers": draw(st.lists(instruction_words(), min_size=4, max_size=16)),
         "gates": draw(st.lists(st.tuples(st.integers(0, 15), _gate), min_size=8, max_size=8)),
         "regs": draw(st.lists(_value, min_size=15, max_size=15)),
@@ -41,6 +57,8 @@ def machines(draw):
         "flags": draw(st.sampled_from([0, 1 << 9, 3 << 12, 1 << 9 | 3 << 12, 1 << 9 | 1 << 8])),
         "seglimit": draw(st.sampled_from([U64, 0x18000, 0x2000])),
         "cslimit": draw(st.sampled_from([U64, U64, 0x2000, 0x1000])),
+        "gsbase": draw(_gsbase),
+        "gslimit": draw(_gslimit),
         "paging": draw(st.sampled_from([0, 2, 3, 4])),
         "pages": draw(st.lists(st.sampled_from(PAGE_FLAGS), min_size=32, max_size=32)),
         "budgets": draw(st.lists(st.integers(0, 400), min_size=1, max_size=6)),
@@ -58,7 +76,8 @@ def build(d) -> tuple[bytearray, dict]:
         mem[IDT + 16 * v : IDT + 16 * v + 16] = (HANDLERS + 4 * slot).to_bytes(8, "little") + attr.to_bytes(8, "little")
     state = {"r": [0, *d["regs"][:14], 0x18000], "rsp": [0x17000, 0x16000, 0x15000], "cpl": d["cpl"], "pc": CODE,
              "flags": d["flags"], "idtr": IDT, "seglimit": d["seglimit"] if d["features"] == 2 else U64,
-             "cslimit": d["cslimit"] if d["features"] == 2 else U64}  # fmt: skip
+             "cslimit": d["cslimit"] if d["features"] == 2 else U64, "gsbase": d["gsbase"],
+             "gslimit": d["gslimit"]}  # fmt: skip
     if d["paging"]:
 
         def write(addr: int, value: int) -> None:
@@ -128,3 +147,80 @@ def test_core_and_spec_agree_over_long_runs(d):
         if core.cpu.halted:
             core.cpu.flags |= 1 << 9
             state.flags |= 1 << 9
+
+
+# ---- the host segment: long runs of GS and data accesses over the same pages ----
+
+# Base registers r1..r4 hold data addresses most of the time, so that GS accesses (at GS base 0)
+# and loads and stores meet on the same pages; other registers receive what is loaded.
+_base = st.integers(1, 4)
+_gs_same = st.builds(
+    lambda mn, a, b, k: encode(mn, **{"rd" if mn == "ldgs" else "rs2": a}, rs1=b, imm=8 * k),
+    st.sampled_from(["ldgs", "sdgs"]), st.integers(5, 12), _base, st.integers(-2, 2),
+)  # fmt: skip
+_data_op = st.builds(
+    lambda mn, a, b, k: encode(mn, **{"rd" if mn[0] == "l" else "rs2": a}, rs1=b, imm=8 * k),
+    st.sampled_from(["ld", "sd", "lw", "sb"]), st.integers(5, 12), _base, st.integers(-2, 2),
+)  # fmt: skip
+_step = st.builds(lambda r, k: encode("addi", rd=r, rs1=r, imm=k), _base, st.sampled_from([8, -8, 0x1000, -0x1000]))
+_data_address = st.integers(DATA // 8, 0x20000 // 8).map(lambda q: 8 * q)
+# A run: its budget, then what the host writes before it (MSR_SEGLIMIT, MSR_GSBASE, MSR_GSLIMIT).
+_run = st.tuples(st.integers(1, 300), st.sampled_from([U64, 0x18000, 0x12000, 0x2000]),
+                 st.one_of(st.just(0), _gsbase), _gslimit)  # fmt: skip
+
+
+@st.composite
+def gs_machines(draw):
+    """CPL 0 or 1, where ldgs/sdgs run, over bodies of GS accesses, loads and stores through the
+    same registers, and steps of those registers; every event goes to a handler that skips the
+    instruction and returns, so a body runs to its budget; the host moves MSR_SEGLIMIT and the GS
+    MSRs between runs (§10)."""
+    return {
+        "features": draw(st.sampled_from([0, 2, 2])),
+        "body": draw(st.lists(st.one_of(_gs_same, _data_op, _step, GS_WORDS), min_size=4, max_size=48)),
+        "regs": draw(st.lists(st.one_of(_data_address, _value), min_size=14, max_size=14)),
+        "cpl": draw(st.sampled_from([0, 1, 1])),
+        "paging": draw(st.sampled_from([0, 2, 4])),
+        "pages": draw(st.lists(st.sampled_from(PAGE_FLAGS), min_size=32, max_size=32)),
+        "runs": draw(st.lists(_run, min_size=1, max_size=6)),
+    }
+
+
+def build_gs(d) -> tuple[bytearray, dict]:
+    body = [*d["body"], encode("jmp", imm=-4 * len(d["body"]))]
+    mem, state = build(d | {"body": body, "handlers": [], "gates": [(0, 0x31)] * 8, "cpl": d["cpl"],
+                            "flags": 0, "seglimit": U64, "cslimit": U64, "gsbase": 0, "gslimit": 0,
+                            "regs": [*d["regs"], 0]})  # fmt: skip
+    for seg in SKIP_HANDLERS.segments:
+        mem[seg.address : seg.address + len(seg.data)] = seg.data
+    for v in range(256):
+        handler = SKIP_HANDLERS.symbols["skip_error" if v in ERROR_CODE_VECTORS else "skip"]
+        mem[IDT + 16 * v : IDT + 16 * v + 8] = handler.to_bytes(8, "little")
+    return mem, state
+
+
+@settings(max_examples=int(os.environ.get("P64_VS_SPEC_EXAMPLES", 50)))
+@given(gs_machines())
+def test_core_and_spec_agree_on_gs_and_data_accesses_over_long_runs(d):
+    mem, init = build_gs(d)
+    core = Core(d["features"], dtlb=(16, 4), itlb=(8, 2))
+    core.write(0, bytes(mem))
+    state = spec.State.reset(entry=CODE, features={0: set(), 2: {"seglimit"}}[d["features"]])
+    smem = spec.ByteMemory(bytearray(mem))
+    for k, v in init.items():
+        if k in ("r", "rsp"):
+            for i, x in enumerate(v):
+                getattr(core.cpu, k)[i] = x
+                getattr(state, k)[i] = x
+        else:
+            setattr(core.cpu, k, v)
+            setattr(state, k, v)
+    for i, (budget, seglimit, gsbase, gslimit) in enumerate(d["runs"]):
+        if d["features"] == 2:
+            core.cpu.seglimit = state.seglimit = seglimit
+        core.cpu.gsbase, core.cpu.gslimit = state.gsbase, state.gslimit = gsbase, gslimit
+        reason = core.run(budget)
+        sx = spec.run(state, smem, budget)
+        assert reason == sx.reason, f"run {i}"
+        assert core_view(core) == spec_view(state), f"run {i}"
+        assert core.read(0, MEMORY) == bytes(smem.data), f"run {i}"

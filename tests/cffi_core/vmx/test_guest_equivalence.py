@@ -16,8 +16,8 @@
 #
 # What differs by definition is not compared: host gates are a reserved gate type in guest mode
 # (V.2), so the scenario's gates are interrupt or trap gates, and a run stops comparing when the
-# program writes a host gate into its IDT; `hcall` is #UD in guest mode (V.2), so a run stops
-# before one executes; `vmcall` and MSRs above 16383 always exit (V.2, V.3) and guest-physical
+# program writes a host gate into its IDT; `hcall`, `ldgs` and `sdgs` are #UD in guest mode
+# (V.2: the host's instructions), so a run stops before one executes; `vmcall` and MSRs above 16383 always exit (V.2, V.3) and guest-physical
 # addresses beyond guest memory are EPT violations (V.6), so a run stops at the first VM exit.
 # A program that loads other translation structures (CR3, CR4.PL, CR0.PG) may use entries it
 # changed without invalidation, which is undefined (manual §8.1) and differs with the TLB flushes
@@ -67,6 +67,8 @@ STATE_FIELDS = (
     "pc", "flags", "cpl", "cr0", "cr2", "cr3", "cr4", "cr8", "idtr", "seglimit", "tsc_offset",
     "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db",
 )  # fmt: skip
+# V.2: what only the host has — callouts and the host segment — is #UD in guest mode.
+HOST_ONLY = frozenset({"hcall", "ldgs", "sdgs"})
 SAME_COUNTERS = ("double_faults", "triple_faults", "port_reads", "port_writes", "halted_ticks")
 
 
@@ -276,21 +278,22 @@ def _u64(m: Machine, addr: int) -> int | None:
     return m.read_u64(addr) if addr % 8 == 0 and addr + 8 <= HOST_MEMORY else None
 
 
-def _is_hcall(m: Machine, pc: int | None) -> bool:
-    """Is the word at pc `hcall`?  Every mapping is the identity, so pc is also physical."""
+def _is_host_only(m: Machine, pc: int | None) -> bool:
+    """Is the word at pc one of `HOST_ONLY`?  Every mapping is the identity, so pc is also
+    physical."""
     if pc is None or pc % 4 or pc + 4 > HOST_MEMORY:
         return False
     d = decode(int.from_bytes(m.read(pc, 4), "little"))
-    return d is not None and d.insn.mnemonic == "hcall"
+    return d is not None and d.insn.mnemonic in HOST_ONLY
 
 
-def _may_run_hcall(m: Machine) -> bool:
-    """Could the next tick execute `hcall`?  The word at pc; with a single-step trap pending,
-    the words at the #DB and #DF handlers too, since that delivery takes no tick (§6.5)."""
+def _may_run_host_only(m: Machine) -> bool:
+    """Could the next tick execute one of `HOST_ONLY`?  The word at pc; with a single-step trap
+    pending, the words at the #DB and #DF handlers too, since that delivery takes no tick (§6.5)."""
     c = m.cpu
-    if _is_hcall(m, c.pc):
+    if _is_host_only(m, c.pc):
         return True
-    return bool(c.pending_db) and any(_is_hcall(m, _u64(m, (c.idtr + 16 * v) & U64)) for v in (1, 8))
+    return bool(c.pending_db) and any(_is_host_only(m, _u64(m, (c.idtr + 16 * v) & U64)) for v in (1, 8))
 
 
 def _has_host_gate(m: Machine) -> bool:
@@ -310,8 +313,8 @@ def _own_tables(m: Machine, s: Scenario, cr3: int) -> bool:
 
 def _beyond_comparison(m: Machine, s: Scenario, cr3: int) -> str:
     """Why the native run can go no further as a comparison, or "" while it can."""
-    if _may_run_hcall(m):
-        return "hcall next"
+    if _may_run_host_only(m):
+        return "host instruction next"
     if _has_host_gate(m):
         return "host gate written"
     if not _own_tables(m, s, cr3):
