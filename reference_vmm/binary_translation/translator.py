@@ -144,9 +144,12 @@ _SENSITIVE_RULES = {
     # rdtsc reads the real TSC, offset by the VMM to read the guest's clock; with CR4.TSD it
     # faults at real ring 1 and the fault is emulated at guest CPL 0.
     "rdtsc": Rule.IDENT,
-    # Host class: the guest's own hcall must not be taken for the VMM's; vmcall raises #UD
-    # outside guest mode at every ring.
+    # Host class: the guest's own hcall must not be taken for the VMM's, nor its GS for the
+    # VMM's (the spec runs them on the virtual CPU, whose GS MSRs are the guest's); vmcall
+    # raises #UD outside guest mode at every ring.
     "hcall": Rule.CALLOUT,
+    "ldgs": Rule.CALLOUT,
+    "sdgs": Rule.CALLOUT,
     "vmcall": Rule.IDENT,
 }
 
