@@ -149,10 +149,10 @@ def blocks_touching(program: GuestProgram, profile: str, lo: int, hi: int) -> se
     pcs: set[int] = set()
     original = access.translate
 
-    def watched(state, mem, va, size, kind, cpl):  # same signature as access.translate
+    def watched(state, mem, va, size, kind, cpl, **options):  # same signature as access.translate
         if kind != ACCESS_FETCH and cpl <= 2 and va < hi and va + size > lo:
             pcs.add(state.pc)
-        return original(state, mem, va, size, kind, cpl)
+        return original(state, mem, va, size, kind, cpl, **options)
 
     access.translate = watched
     try:
