@@ -672,7 +672,7 @@ def guest_programs(
 
 # ---- adversaries (safety) ---------------------------------------------------------------------
 
-_HOST_ONLY = {BY_MNEMONIC[m].opcode for m in ("hcall", "vmcall", "ldgs", "sdgs")}
+_HOST_ONLY = {BY_MNEMONIC[m].opcode for m in ("hcall", "vmcall", "ldgs", "sdgs", "jgs")}
 _wild_address = st.one_of(
     st.integers(0, (1 << 20) - 8),  # anywhere in its RAM (the IDT, page tables, its own code)
     st.integers(0, (1 << 36) - 8),  # anywhere at all: beyond RAM is #MC on a bare machine

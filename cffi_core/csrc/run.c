@@ -95,7 +95,7 @@ enum { BLK_BUDGET, BLK_BOUNDARY, BLK_FAULT, BLK_EXIT, BLK_VMEXIT };
         } else if (UNLIKELY(!store_slow(m, (addr), sizeof(T), cpl, (uint64_t)w_)))                 \
             goto fault;                                                                            \
     } while (0)
-/* ldgs/sdgs (§5.4, the host segment): the offset checked against MSR_GSLIMIT, then the linear
+/* ldgs/sdgs/jgs (§5.4, the host segment): the offset checked against MSR_GSLIMIT, then the linear
  * address MSR_GSBASE + offset through the GS fast arrays, else the slow path without the
  * segment limit.  Host class (§4.2): #GP(0) above CPL 1, checked here rather than through
  * privilege_fault because these run in the hot path of a VMM's translated code (the check
@@ -157,8 +157,10 @@ static const void *const *label_table;
 
 /* GS_ADDRESS's privilege check is the host class's, which classic leaves alone (§4.2, §4.4). */
 #define X(name, NAME, opcode, fmt, priv, sens, used)                                               \
-    +((opcode) == P64_OP_LDGS || (opcode) == P64_OP_SDGS ? (priv) != P64_PRIV_HOST || (sens) != P64_SENS_HOST : 0)
-_Static_assert(0 P64_INSNS(X) == 0, "ldgs and sdgs must be of the host privilege and sensitivity classes");
+    +((opcode) == P64_OP_LDGS || (opcode) == P64_OP_SDGS || (opcode) == P64_OP_JGS                \
+          ? (priv) != P64_PRIV_HOST || (sens) != P64_SENS_HOST                                     \
+          : 0)
+_Static_assert(0 P64_INSNS(X) == 0, "ldgs, sdgs and jgs must be of the host privilege and sensitivity classes");
 #undef X
 
 /* Run at most n0 ticks of straight execution at one CPL, with nothing pending that the
@@ -263,6 +265,14 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         GS_ADDRESS(a_);
         GS_STORE(a_, RS2);
         NEXT_SEQ();
+    }
+    OP(JGS) {
+        /* the indirect jump of translated code through the host segment (§5.4): a fault of the
+         * load leaves pc on the jgs; the target's own faults come at its fetch, as for jr */
+        uint64_t a_, t_;
+        GS_ADDRESS(a_);
+        GS_LOAD(a_, t_);
+        JUMP(t_);
     }
 
     /* ---- branch: in-page targets were resolved by the decoder (§8.2) ---- */

@@ -210,6 +210,7 @@ INSTRUCTIONS: tuple[Insn, ...] = (
     # ---- mem: the host segment GS (§5.4), for VMM-generated code at ring 0-1 ----
     Insn("ldgs", 0x56, "L", _HOST_P, _HOST_S, "mem", "rd = mem64[GSBASE + o], o = rs1 + sext(imm16) <= GSLIMIT - 7"),
     Insn("sdgs", 0x57, "S", _HOST_P, _HOST_S, "mem", "mem64[GSBASE + o] = rs2, o = rs1 + sext(imm16) <= GSLIMIT - 7"),
+    Insn("jgs", 0x58, "M", _HOST_P, _HOST_S, "mem", "pc = mem64[GSBASE + o], o = rs1 + sext(imm16) <= GSLIMIT - 7"),
 )
 
 BY_MNEMONIC: dict[str, Insn] = {i.mnemonic: i for i in INSTRUCTIONS}

@@ -1,6 +1,6 @@
 """Instruction group ``mem`` (docs/architecture.md §3, §5): loads and stores at
 ``rs1 + sext(imm16)``, naturally aligned (else #AC), through the checks of §5.3; and the
-host segment's ``ldgs``/``sdgs`` (host class, CPL <= 1 checked before the body runs), whose
+host segment's ``ldgs``/``sdgs``/``jgs`` (host class, CPL <= 1 checked before the body runs), whose
 offset ``rs1 + sext(imm16)`` is bounded by MSR_GSLIMIT instead of MSR_SEGLIMIT."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from cffi_core.isa.encoding import Decoded
 from cffi_core.spec.access import GS_SIZE, gs_linear, load, store
 from cffi_core.spec.memory import PhysicalMemory
-from cffi_core.spec.registers import advance, effective_address, sext, write_rd
+from cffi_core.spec.registers import advance, effective_address, jump, sext, write_rd
 from cffi_core.spec.state import State
 
 
@@ -102,3 +102,11 @@ def execute_sdgs(state: State, mem: PhysicalMemory, d: Decoded) -> None:
     va = gs_linear(state, effective_address(state, d))
     store(state, mem, va, GS_SIZE, state.r[d.rs2], segmented=False)
     advance(state)
+
+
+def execute_jgs(state: State, mem: PhysicalMemory, d: Decoded) -> None:
+    """pc = mem64[MSR_GSBASE + o], o = rs1 + sext(imm16), checked as ``ldgs``: the indirect jump
+    of VMM-generated code through a table in the host segment (§5.4).  A fault leaves pc on the
+    ``jgs``; a bad target faults at its fetch, as for ``jr`` (§3)."""
+    va = gs_linear(state, effective_address(state, d))
+    jump(state, load(state, mem, va, GS_SIZE, segmented=False))

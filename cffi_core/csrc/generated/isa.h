@@ -2,7 +2,7 @@
 #ifndef P64_GENERATED_ISA_H
 #define P64_GENERATED_ISA_H
 
-#define P64_ISA_HASH "a42cf9d8f4321016"
+#define P64_ISA_HASH "b4dafbc69bba415c"
 
 /* Operand formats. */
 #define P64_FMT_R 0
@@ -115,6 +115,7 @@
 #define P64_OP_UD 0x55
 #define P64_OP_LDGS 0x56
 #define P64_OP_SDGS 0x57
+#define P64_OP_JGS 0x58
 
 /* X(name, NAME, opcode, format, privilege, sensitivity, used-bits mask) */
 #define P64_INSNS(X) \
@@ -191,6 +192,7 @@
     X(ud, UD, 0x55, P64_FMT_N, P64_PRIV_NEVER, P64_SENS_INNOCUOUS, 0x000000u) \
     X(ldgs, LDGS, 0x56, P64_FMT_L, P64_PRIV_HOST, P64_SENS_HOST, 0xffffffu) \
     X(sdgs, SDGS, 0x57, P64_FMT_S, P64_PRIV_HOST, P64_SENS_HOST, 0xffffffu) \
+    X(jgs, JGS, 0x58, P64_FMT_M, P64_PRIV_HOST, P64_SENS_HOST, 0x0fffffu) \
 
 /* Control registers that exist; others are invalid encodings (#UD). */
 #define P64_CONTROL_REGISTERS(X) X(0) X(2) X(3) X(4) X(8)
