@@ -63,7 +63,7 @@ from conformance.api import (
 from conformance.guest_os import os_image
 from conformance.guests import GUEST_DIR
 from reference_vmm.binary_translation import BinaryTranslationVMM
-from reference_vmm.binary_translation.translator import TranslationCache, WordKind
+from reference_vmm.binary_translation.translator import TC_SIZE, TranslationCache, WordKind
 from reference_vmm.shadow import GuestMemory
 
 # (VMM, profile): binary translation on x86-2005, where MSR_SEGLIMIT and MSR_CSLIMIT keep the
@@ -244,6 +244,7 @@ def test_system_guest(benchmark, drive, vmm_name, profile):
 _KERNEL_BASE = 0x1000
 _GUEST_MEMORY = 4 * MiB
 _TC_HPA = _GUEST_MEMORY  # the TC's host RAM, just above the guest's
+_GS_HPA = _TC_HPA + TC_SIZE  # then the VMM's data the TC reaches through GS
 
 
 def _straight_line(n: int) -> bytes:
@@ -333,7 +334,7 @@ def test_translation_throughput(benchmark, kernel):
     for address, data in segments:
         memory.write_bytes(address, data)
     cpu = spec.State.reset(entry=starts[0], features=host.profile.features)
-    tc = TranslationCache(host, _TC_HPA)
+    tc = TranslationCache(host, _TC_HPA, _GS_HPA)
     pcs = _walk(tc, cpu, memory, starts)
     counted: list[int] = []
 

@@ -17,10 +17,21 @@ translator of ``translator.py``.  What it changes:
   it leaves — from the TC if that is still guest CPL 0, directly if the guest went to user mode.
 - **Chaining**: a branch to an untranslated target goes to a stub; the first time it runs the
   target is translated and the branch patched (``TranslationCache.chain``).
-- **Precise state and exact time**: each guest instruction is one TC word (or a ``hcall``), so
-  an exit anywhere in the TC names a guest pc (``TranslationCache.guest_pc``), a fault there is
-  emulated at that pc with the guest's state, and each TC tick outside a ``hcall`` is one guest
-  tick: timer interrupts arrive at the native instruction.
+- **In-TC sequences through GS** (``translator.py``): ``call``, ``callr``, ``jr``, ``ret`` and
+  ``rdtsc`` become short sequences of TC words that run on the real CPU without an exit: the
+  guest return address pushed, the target looked up inline in the TC hash and jumped to
+  (``jgs``), the TSC read less what the sequences cost.  ``smsw``, ``sidt``, ``mfcr`` and
+  ``cli`` become one word each on the virtual CPU's copy.  They reach the VMM's data — the
+  virtual CPU's fields, spill slots, the hash — through the GS segment (``MSR_GSBASE``,
+  ``MSR_GSLIMIT``, docs/architecture.md §5.4), as VMware's TC did through %gs, past the data
+  limit that keeps the guest kernel out.
+- **Precise state and exact time**: every other guest instruction is one TC word (or a
+  ``hcall``), and every word of a sequence has a ``Step``: an exit anywhere in the TC names a
+  guest instruction boundary — before a sequence's guest instruction (its spilled registers
+  restored, the sequence run again) or after it — a fault there is emulated at that pc with the
+  guest's state, and the host ticks that sequences spend beyond their guest tick are counted in
+  ledgers in GS (read at every exit) and taken off the guest's clock: timer interrupts arrive
+  at the native instruction, and the ledgers count the sequences' runs exactly.
 - **Coherence with the guest's address space**: the TC is keyed by guest-virtual address; the
   guest's ``mtcr`` and ``invlpg`` (both callouts) flush it, which §8.1 allows (a translation
   changed without invalidation may be used old or new until the invalidation).
@@ -67,14 +78,9 @@ paging alone (supervisor, read-only), as trap-and-emulate's IDT page: guest kern
 reserved range see the VMM's pages.  On ``x86-64-2005`` that is Adams & Agesen's 64-bit safety
 problem; on ``classic-1974`` it is a known gap of this version (see the READING_GUIDE chapter).
 
-What is not done yet (next increments): ``call``/``ret``/``jr``/``callr`` are callouts (no
-inline TC-hash lookup), the simple sensitive instructions are callouts rather than in-TC
-sequences.  Both need what VMware's VMM had in %gs: a way for translated code at ring 1 to
-reach the VMM's data (the virtual CPU, the TC hash, scratch space for guest registers) past
-the segment limit, and a way to keep the guest's clock exact when one guest instruction
-becomes several TC words.  Until then the 64 ``call``/``ret`` callouts of the ``eff_ops``
-guest's library code put it just over its efficiency bound on ``classic-1974`` (where
-``rdtsc`` traps too), and the VMM is not registered in ``popek.vmms``.
+Not in-TC yet: ``sti``, ``popf``, ``pushf``, ``iret`` and ``mtcr cr8`` (they change the
+interrupt state: callouts), and port I/O, ``hlt``, CR and IDTR loads, MSRs (the complex ones,
+callouts as in Adams & Agesen).
 """
 
 from __future__ import annotations
@@ -90,12 +96,20 @@ from cffi_core.isa.encoding import Decoded
 from cffi_core.isa.table import INSTRUCTIONS, Sensitivity
 from cffi_core.machine import PAGE_SIZE, Machine
 from cffi_core.spec.events import interrupt_deliverable
+from cffi_core.spec.insns_system import SMSW_MASK
 from cffi_core.spec.state import CR4_TSD, FLAGS_IF, FLAGS_IOPL_SHIFT, FLAGS_TF, MASK64, PF_I, PF_W
 from conformance.api import COUNTER_DIRECT, COUNTER_INTERVENTIONS, VMConfig
 from reference_vmm.binary_translation.translator import (
+    GS_SIZE,
+    GS_SPILL,
+    GS_TARGET,
+    GS_VA,
     HC_CALLOUT,
     HC_CHAIN,
     HC_CONTINUE,
+    HC_MISS,
+    SEQUENCE_LENGTHS,
+    SEQUENCES,
     TC_SIZE,
     TC_VA,
     TranslationCache,
@@ -107,29 +121,44 @@ from reference_vmm.trap_emulate.rings import RESERVED_VA, RING_1_PAGING, RING_1_
 
 __all__ = ["BinaryTranslationVM", "BinaryTranslationVMM", "TCPager"]
 
-_TC_LIMIT = TC_VA - 1
-"""MSR_SEGLIMIT at real ring 1-3: data stops just below the TC (limits are 4 KiB granular)."""
-_OURS = frozenset({HC_CALLOUT, HC_CHAIN, HC_CONTINUE})
+_TC_LIMIT = GS_VA - 1
+"""MSR_SEGLIMIT at real ring 1-3: data stops just below the VMM's data and the TC (limits are
+4 KiB granular)."""
+_OURS = frozenset({HC_CALLOUT, HC_CHAIN, HC_CONTINUE, HC_MISS})
 _WORDS = struct.Struct("<I")
+_BLOCK = struct.Struct(f"<{10 + len(SEQUENCES)}Q")
+"""``GS_TARGET`` .. the ledgers: what the VMM writes at every entry into the TC and reads back."""
+_SPILLS = struct.Struct("<16Q")
 
 
 class TCPager(ShadowPager):
     """The shadow pager with the TC's pages executable: reserved pages are mapped supervisor,
     read-only and not executable (the VMM's IDT); the TC's are fetched at real ring 1."""
 
-    def __init__(self, *args: object, tc_frames: frozenset[int], **kwargs: object) -> None:
+    def __init__(self, *args: object, tc_frames: frozenset[int], gs_frames: frozenset[int], **kwargs: object) -> None:
         self._tc_frames = tc_frames
+        self._gs_frames = gs_frames
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def _map_reserved(self, root: int, va: int, frame: int) -> None:
         if frame in self._tc_frames:
             self._install(root, va, frame | spec.PTE_P)  # supervisor, read-only, executable
+        elif frame in self._gs_frames:
+            # Supervisor, writable, not executable: the TC's data, reached through GS (ring 1).
+            self._install(root, va, frame | spec.PTE_P | spec.PTE_W | spec.PTE_A | spec.PTE_D | spec.PTE_NX)
         else:
             super()._map_reserved(root, va, frame)
 
 
 class BinaryTranslationVM(TrapEmulateVM):
     """One guest: trap-and-emulate's VM with its kernel code run from a translation cache."""
+
+    hidden_share = 2
+    """The host ticks that are no guest's (hidden faults, and in-TC sequences beyond their guest
+    tick) may reach half a slice's guest ticks: the host runs at most 1.5 times the slice, so
+    3,000 ticks for a ``run(HOST_TIMER_PERIOD)``, docs/vmm-api.md §9's bound.  Beyond that the
+    rest of the slice runs in the spec: a guest dense in indirect transfers pays for them in
+    emulated instructions, not in host time it may not take."""
 
     def __init__(
         self,
@@ -139,9 +168,15 @@ class BinaryTranslationVM(TrapEmulateVM):
         base: int,
         pool: tuple[int, int],
         tc: int,
+        gs: int,
     ) -> None:
-        self.tc = TranslationCache(monitor.host, tc, protect=self._protect_code, release=self._release_code)
+        self.tc = TranslationCache(monitor.host, tc, gs, protect=self._protect_code, release=self._release_code)
         self._tc_frames = {TC_VA + off: tc + off for off in range(0, TC_SIZE, PAGE_SIZE)}
+        self._gs_frames = {GS_VA + off: gs + off for off in range(0, GS_SIZE, PAGE_SIZE)}
+        self._gs = gs
+        self._target = 0  # GS_TARGET as read at the last exit from the TC
+        self._ledgers = [0] * len(SEQUENCES)
+        """Ticks each kind of in-TC sequence has cost beyond its guest tick, over the run."""
         self._resume: tuple[int, int] | None = None  # (guest pc, TC address) of the last exit
         self._callouts: dict[str, int] = {}
         self._exec: dict[int, bool] = {}
@@ -155,9 +190,14 @@ class BinaryTranslationVM(TrapEmulateVM):
         self.memory.on_code_write = self._code_written
 
     def make_pager(self) -> ShadowPager:
-        reserved = {RESERVED_VA: self.monitor.idt, **self._tc_frames}
+        reserved = {RESERVED_VA: self.monitor.idt, **self._tc_frames, **self._gs_frames}
         return TCPager(
-            self.monitor.host, self.memory, self.pool, reserved=reserved, tc_frames=frozenset(self._tc_frames.values())
+            self.monitor.host,
+            self.memory,
+            self.pool,
+            reserved=reserved,
+            tc_frames=frozenset(self._tc_frames.values()),
+            gs_frames=frozenset(self._gs_frames.values()),
         )
 
     @property
@@ -170,6 +210,13 @@ class BinaryTranslationVM(TrapEmulateVM):
         out["callouts"] = sum(self._callouts.values())
         out.setdefault("adaptations", 0)
         out.update(self._coherence)
+        # A ledger holds (words - 1) ticks per run of its sequence: runs are counted exactly.
+        for mnemonic, ticks, length in zip(SEQUENCES, self._ledgers, SEQUENCE_LENGTHS, strict=True):
+            out[f"in_tc_{mnemonic}"] = ticks // (length - 1)
+            out[f"in_tc_{mnemonic}_ticks"] = ticks
+        out["in_tc_sequences"] = sum(out[f"in_tc_{m}"] for m in SEQUENCES)
+        out["tc_lookup_hits"] = sum(out[f"in_tc_{m}"] for m in ("callr", "jr", "ret"))
+        out.setdefault("tc_lookup_misses", 0)
         return out
 
     # -- coherence: what is derived from guest code follows the guest's writes ---------------
@@ -274,7 +321,7 @@ class BinaryTranslationVM(TrapEmulateVM):
 
     # -- the translation cache ---------------------------------------------------------------
     def _translated(self, ticks: int) -> spec.Exit | None:
-        """Run guest CPL 0 from the TC for at most ``ticks`` ticks and answer its exit."""
+        """Run guest CPL 0 from the TC for at most ``ticks`` guest ticks and answer its exit."""
         host = self.monitor.host
         v = self.cpu
         if self._resume is not None and self._resume[0] == v.pc:
@@ -285,28 +332,36 @@ class BinaryTranslationVM(TrapEmulateVM):
                 return self._emulate()  # nothing fetchable there: the spec raises the guest's fault
             start_va = found
         self._resume = None
+        step = self.tc.steps.get((start_va - TC_VA) // 4)
+        if step is not None and not step.done and (v.int_shadow or ticks < step.length):
+            # An in-TC sequence from its start: the real CPU's sti shadow would cover only its
+            # first word, and a budget shorter than it would stop it before it takes effect
+            # every time: the spec runs this one instruction.
+            return self._emulate()
+        # The host ticks that are no guest's are bounded per slice (``_hidden_left``): so is
+        # what one run may spend on in-TC sequences.
+        ticks = max(1, min(ticks, self._hidden_left))
         self._enter_tc(host, start_va)
         start = host.clock
         ex = host.run(ticks)
         elapsed = host.clock - start
         self._leave_tc(host)
         self._stats["host_ticks"] += elapsed
+        overhead = self._from_gs(host)
         pc = host.cpu.pc
         reason = ex.reason
         if reason is ExitReason.BUDGET:
-            v.clock += elapsed
-            self._stats[COUNTER_DIRECT] += elapsed
-            self._at(pc)
+            self._account(elapsed, overhead + self._settle(pc))
             return None
         self._stats[COUNTER_INTERVENTIONS] += 1
-        # The exit's own tick is a hcall (the VMM's) or a fault/interrupt (emulated below).
-        v.clock += elapsed - 1
-        self._stats[COUNTER_DIRECT] += elapsed - 1
         if reason is ExitReason.HCALL and ex.number in _OURS:
-            word = self.tc.word_of((pc - 4) & MASK64)
+            # The exit's own tick is a hcall's: the VMM's.
+            hcall_pc = (pc - 4) & MASK64
+            word = self.tc.word_of(hcall_pc)
             if word is None:
                 raise RuntimeError(f"{self.monitor.name}: hcall {ex.number:#x} outside the TC at {pc:#x}")
-            v.pc = self.tc.guest_pc[word]
+            self._account(elapsed - 1, overhead + self._settle(hcall_pc))
+            self._resume = None
             kind = self.tc.kind[word]
             # The real CPU passed this guest boundary before the hcall (taking no interrupt,
             # or spending an interrupt shadow): give the shadow back, as after a fault.
@@ -329,19 +384,31 @@ class BinaryTranslationVM(TrapEmulateVM):
                 if dest is not None:
                     self._resume = (v.pc, dest)
                 return None
-            return None  # WordKind.CONTINUE: go on at the fall-through
+            if kind is WordKind.MISS:
+                # An inline lookup missed: the transfer took effect; its target is translated
+                # (and entered in the TC hash) by the next entry.
+                self.tc.counters["tc_lookup_misses"] += 1
+            return None  # and WordKind.CONTINUE: go on at the fall-through
         if reason is not ExitReason.HOST_GATE:
             raise RuntimeError(f"{self.monitor.name}: unexpected exit {reason.name} from the TC at {pc:#x}")
         if ex.kind is EventKind.SOFTWARE:
             raise RuntimeError(f"{self.monitor.name}: int n ran in the TC at {pc:#x}")
         if ex.kind is EventKind.TRAP:
             raise RuntimeError(f"{self.monitor.name}: a single step in the TC at {pc:#x}")
-        self._at(pc)
+        # A fault or an interrupt at pc: the exit's own tick is the emulated instruction's (or
+        # delivery's), or nobody's if the fault was hidden.
+        word = self.tc.word_of(pc)
+        step = None if word is None else self.tc.steps.get(word)
+        self._account(elapsed - 1, overhead + self._settle(pc))
         if ex.kind is EventKind.EXTERNAL:
             self._stats["virtual_interrupts"] += 1
             return self._emulate()
+        if step is not None and step.done:
+            raise RuntimeError(
+                f"{self.monitor.name}: a fault in the TC at {pc:#x} after its guest instruction took effect"
+            )
+        resume = self._resume
         self._restore_shadow(v)
-        word = self.tc.word_of(pc)
         if ex.vector == spec.PF:
             access = (
                 spec.ACCESS_FETCH
@@ -354,7 +421,7 @@ class BinaryTranslationVM(TrapEmulateVM):
                 key = (v.pc, ex.address)
                 if key != self._repeat:
                     self._repeat = key
-                    self._resume = (v.pc, pc)
+                    self._resume = resume
                     return None
                 self.shadow.needs_flush = True
             elif resolution is Resolution.EMULATE and word is not None:
@@ -365,21 +432,66 @@ class BinaryTranslationVM(TrapEmulateVM):
         elif ex.vector == spec.GP and word is not None and self.monitor.seglimit:
             self.tc.guilty(word)  # above the segment limit: the reserved range, emulated
         self._repeat = None
+        self._resume = None
         return self._emulate()
 
-    def _at(self, pc: int) -> None:
-        """The real CPU stopped at TC address ``pc``: the guest is at the pc that word stands
-        for, and the next entry may resume right there."""
+    def _account(self, ticks: int, overhead: int) -> None:
+        """``ticks`` host ticks in the TC, ``overhead`` of them spent by in-TC sequences beyond
+        their guest ticks: the rest are the guest's, run directly."""
+        guest = ticks - overhead
+        self.cpu.clock += guest
+        self._stats[COUNTER_DIRECT] += guest
+        self._hidden_left -= overhead
+
+    def _from_gs(self, host: Machine) -> int:
+        """Read back what the TC changed in the VMM's data: the virtual IF (``cli``), the
+        ledgers (returns their total: the ticks of in-TC sequences beyond their guest ticks),
+        and the guest pc of the last indirect transfer (for ``_settle``)."""
+        block = _BLOCK.unpack(host.read(self._gs + GS_TARGET, _BLOCK.size))
+        self._target = block[0]
+        v = self.cpu
+        v.flags = (v.flags & ~FLAGS_IF) | (FLAGS_IF if block[2] else 0)
+        total = 0
+        for k, ticks in enumerate(block[10:]):
+            self._ledgers[k] += ticks
+            total += ticks
+        return total
+
+    def _settle(self, pc: int) -> int:
+        """The real CPU stopped at TC address ``pc``, before the word there: put the guest at
+        the instruction boundary that word stands for, and let the next entry resume there.
+        Inside an in-TC sequence (``Step``) that is before its guest instruction (the sequence
+        runs again from its start) or after it (the rest was bookkeeping), with the guest's
+        registers back from their spill slots.  Returns the ticks of that sequence so far that
+        are no guest's and not in its ledger."""
         word = self.tc.word_of(pc)
         if word is None or self.tc.kind[word] is WordKind.FREE:
             raise RuntimeError(f"{self.monitor.name}: the real CPU left the TC at {pc:#x}")
-        self.cpu.pc = self.tc.guest_pc[word]
-        self._resume = (self.cpu.pc, pc)
+        v = self.cpu
+        step = self.tc.steps.get(word)
+        if step is None:
+            v.pc = self.tc.guest_pc[word]
+            self._resume = (v.pc, pc)
+            return 0
+        if step.restore:
+            slots = _SPILLS.unpack(self.monitor.host.read(self._gs + GS_SPILL, _SPILLS.size))
+            for r in step.restore:
+                v.r[r] = slots[r]
+        if step.done:
+            v.pc = self._target if step.pc is None else step.pc
+            self._resume = None
+        else:
+            assert step.pc is not None
+            v.pc = step.pc
+            self._resume = (v.pc, self.tc.va(step.start))
+        return step.overhead
 
     def _enter_tc(self, host: Machine, start: int) -> None:
         """Load the real CPU for translated guest CPL 0: ring 1, IOPL 0 (no sensitive instruction
         runs there, and one that did would trap), the guest's IF, TPR, interrupt shadow and
-        pending vector; data limited below the TC, fetch not limited (§5.3)."""
+        pending vector; data limited below the VMM's data and the TC, fetch not limited (§5.3),
+        GS on the VMM's data, where the virtual CPU's copies are refreshed and the ledgers
+        zeroed."""
         v, cpu = self.cpu, host.cpu
         root = self.shadow.root(v, self.plan.space(0))
         if self.shadow.needs_flush:
@@ -399,6 +511,24 @@ class BinaryTranslationVM(TrapEmulateVM):
         if self.monitor.seglimit:
             cpu.seglimit = _TC_LIMIT
             cpu.cslimit = MASK64
+        cpu.gsbase = GS_VA
+        cpu.gslimit = GS_SIZE - 1
+        host.write(
+            self._gs + GS_TARGET,
+            _BLOCK.pack(
+                0,
+                0,
+                1 if v.flags & FLAGS_IF else 0,
+                v.cr0 & SMSW_MASK,
+                v.idtr,
+                v.cr0,
+                v.cr2,
+                v.cr3,
+                v.cr4,
+                v.cr8,
+                *([0] * len(SEQUENCES)),
+            ),
+        )
         cpu.tsc_offset = (v.clock + v.tsc_offset - host.clock) & MASK64
         cpu.pending_db = 0
         cpu.halted = 0
@@ -422,6 +552,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         super()._enter(host)
         v, cpu = self.cpu, host.cpu
         cpu.flags = (cpu.flags & ~(3 << FLAGS_IOPL_SHIFT)) | (v.iopl << FLAGS_IOPL_SHIFT)
+        cpu.gslimit = 0  # guest code at ring 1-2 must not reach the VMM's data through GS
         if self.monitor.seglimit:
             cpu.seglimit = min(v.seglimit, _TC_LIMIT)
             cpu.cslimit = min(v.cslimit, _TC_LIMIT)
@@ -436,8 +567,8 @@ class BinaryTranslationVMM(TrapEmulateVMM):
     name = "binary-translation"
     technique = "binary translation with shadow paging (Adams & Agesen 2006 §3)"
     requires = frozenset()
-    reserved_range: ClassVar[tuple[int, int]] = (TC_VA, 1 << 64)
-    """The TC and the VMM's IDT page, mapped in every guest address space."""
+    reserved_range: ClassVar[tuple[int, int]] = (GS_VA, 1 << 64)
+    """The VMM's data (GS), the TC and the VMM's IDT page, mapped in every guest address space."""
     vm_class: ClassVar[type[TrapEmulateVM]] = BinaryTranslationVM
 
     def __init__(self, host: Machine, plan: RingPlan | None = None) -> None:
@@ -449,7 +580,8 @@ class BinaryTranslationVMM(TrapEmulateVMM):
         base = self.map.guest_region(config.memory)
         pool = self.map.vmm_pages(pool_bytes)
         tc = self.map.vmm_pages(TC_SIZE)
-        vm = BinaryTranslationVM(self, image, config, base, (pool, pool + pool_bytes), tc)
+        gs = self.map.vmm_pages(GS_SIZE)
+        vm = BinaryTranslationVM(self, image, config, base, (pool, pool + pool_bytes), tc, gs)
         self.vms.append(vm)
         return vm
 

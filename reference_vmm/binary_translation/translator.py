@@ -7,8 +7,7 @@ P64 code in the *translation cache* (TC), a range of host RAM the VMM maps at ``
 every shadow address space, and a hash table (``TranslationCache.lookup``) leads from a guest
 address to its fragment.
 
-**One word per guest instruction.**  Every guest instruction becomes exactly one TC word, and
-every TC word stands for one guest pc (``TranslationCache.guest_pc``):
+**Translation rules.**
 
 - IDENT: an innocuous instruction is copied (it means the same at real ring 1 as at guest
   CPL 0: paging sees both as supervisor, and where the segment limit refuses an access above
@@ -17,16 +16,27 @@ every TC word stands for one guest pc (``TranslationCache.guest_pc``):
   offset recomputed to the fragment of the target, or to a *stub* (``hcall HC_CHAIN``) that
   translates the target the first time it runs and then patches the branch into a direct
   branch to the new fragment (chaining);
-- constants: ``rdcs`` at guest CPL c becomes ``addi rd, r0, c``;
-- callouts: every other sensitive or privileged instruction, ``call``/``callr``/``ret``/``jr``
-  (their return addresses and targets are guest addresses, the TC's are not), ``int``,
-  ``hcall``: ``hcall HC_CALLOUT``, after which the VMM executes that one guest instruction with
-  the executable spec on the virtual CPU and goes on at the guest pc it leaves.
+- constants and the virtual CPU: ``rdcs`` at guest CPL c becomes ``addi rd, r0, c``;
+  ``smsw``/``sidt``/``mfcr`` one ``ldgs`` of the virtual CPU's copy in the VMM's data (GS,
+  docs/architecture.md §5.4), ``cli`` one ``sdgs r0`` to the virtual IF there;
+- in-TC sequences (``_sequence``): ``call`` pushes the *guest* return address (a constant in
+  GS) and jumps, remapped, to the target's fragment; ``callr``, ``jr`` and ``ret`` look their
+  guest target up inline in the TC hash kept in GS and jump to its fragment with ``jgs``, or
+  reach the VMM through a miss word (``hcall HC_MISS``) that has the target translated;
+  ``rdtsc`` reads the real TSC less what the sequences cost (the ledgers).  Each spills the
+  registers it uses to GS and restores them before it ends;
+- callouts: every other sensitive or privileged instruction, ``int``, the host class:
+  ``hcall HC_CALLOUT``, after which the VMM executes that one guest instruction with the
+  executable spec on the virtual CPU and goes on at the guest pc it leaves.
 
-So the real CPU's position in the TC always names a guest instruction boundary with the guest's
-registers exactly as natively (precise state), and every tick the real CPU spends in the TC
-outside a ``hcall`` is one guest tick: the guest's clock stays exact, and a timer interrupt
-arrives at the very instruction it would natively (docs/architecture.md §9).  That is why a TU
+**Precise state, exact time.**  A word that is not part of a sequence stands for one guest pc
+(``TranslationCache.guest_pc``) and one guest tick.  A word of a sequence has a ``Step``: the
+guest is before the instruction (nothing of it visible yet; the spilled registers are in GS) or
+after it (the rest is bookkeeping), and the ticks run so far that are no guest's.  Each sequence
+adds its words beyond its guest tick to its kind's ledger in GS when it completes.  So wherever
+the real CPU stops, the VMM names a guest instruction boundary with the guest's registers
+exactly as natively, and the guest's clock is the real CPU's ticks less the ledgers: a timer
+interrupt arrives at the very instruction it would natively (docs/architecture.md §9).  A TU
 that ends without a control transfer (12 instructions, the end of a guest page) has no
 continuation jump: its successor is translated right behind it (``FALLTHROUGH_DEPTH`` fragments
 at most; beyond, a ``hcall HC_CONTINUE`` word), a copy if it was translated elsewhere before.
@@ -54,15 +64,21 @@ from reference_vmm.trap_emulate.rings import RESERVED_VA
 __all__ = [
     "ADAPT_AFTER",
     "FALLTHROUGH_DEPTH",
+    "GS_SIZE",
+    "GS_VA",
     "HC_CALLOUT",
     "HC_CHAIN",
     "HC_CONTINUE",
+    "HC_MISS",
     "REVERT_AFTER",
     "RULES",
+    "SEQUENCES",
+    "SEQUENCE_LENGTHS",
     "TC_SIZE",
     "TC_VA",
     "TU_LIMIT",
     "Rule",
+    "Step",
     "TranslationCache",
     "WordKind",
 ]
@@ -87,6 +103,43 @@ HC_CHAIN = 0xB701
 """``hcall`` number of a chaining stub: translate the branch target, patch the branch."""
 HC_CONTINUE = 0xB702
 """``hcall`` number of a fall-through continuation beyond ``FALLTHROUGH_DEPTH``."""
+HC_MISS = 0xB703
+"""``hcall`` number of an inline lookup that missed: translate the target of the transfer."""
+
+# -- the VMM's data, reached from the TC through GS (docs/architecture.md §5.4) ---------------
+GS_SIZE = 0x17000
+"""Bytes of the VMM's data of one guest: vCPU fields, spill slots, constants, the TC hash."""
+GS_VA = TC_VA - GS_SIZE
+"""Where it is mapped in every shadow address space (supervisor, writable, not executable),
+below the TC and above the guest's data segment limit (MSR_GSBASE)."""
+GS_SPILL = 0x000
+"""Spill slots: guest register n is saved at ``GS_SPILL + 8 n`` while a sequence uses it."""
+GS_TARGET = 0x080
+"""The guest pc an indirect transfer goes to, once it has taken effect."""
+GS_JUMP = 0x088
+"""The TC address ``jgs`` jumps to at the end of an inline lookup."""
+GS_VIF = 0x090
+"""The virtual IF: 1 or 0 (``cli`` stores 0); the real IF in the TC is not the guest's."""
+GS_SMSW = 0x098
+GS_IDTR = 0x0A0
+GS_CR = {0: 0x0A8, 2: 0x0B0, 3: 0x0B8, 4: 0x0C0, 8: 0x0C8}
+"""The virtual CPU's copies that ``smsw``, ``sidt`` and ``mfcr`` read in the TC."""
+GS_LEDGER = 0x0D0
+"""One ledger per kind of in-TC sequence (``SEQUENCES``): the ticks its runs cost beyond one
+guest tick each, zeroed at every entry into the TC and read at every exit (exact guest time)."""
+GS_POOL = 0x100
+"""Constants of the TC (the guest return addresses that ``call`` pushes), 8 bytes each."""
+GS_POOL_END = 0x7000
+GS_HASH = 0x7000
+"""The TC hash that inline lookups read: ``HASH_ENTRIES`` entries of (guest pc, TC address),
+direct-mapped by guest pc bits 13:2."""
+HASH_ENTRIES = 4096
+HASH_EMPTY = MASK64
+"""The key of an empty hash entry, whose TC address is the *stray* word: a transfer to this
+guest pc (not a multiple of 4: its fetch faults) reaches the VMM there as after a miss."""
+SEQUENCES = ("call", "callr", "jr", "ret", "rdtsc")
+"""The in-TC sequences; the ledger of kind i is at ``GS_LEDGER + 8 i``."""
+_SP = 15
 
 
 class Rule(enum.Enum):
@@ -102,6 +155,20 @@ class Rule(enum.Enum):
     """``rdcs rd``: ``addi rd, r0, cpl`` (the guest CPL is a constant of the translation)."""
     CALLOUT = "callout"
     """``hcall HC_CALLOUT``: the VMM executes the instruction with the spec; the TU ends."""
+    VCPU_READ = "vcpu-read"
+    """``smsw``/``sidt``/``mfcr rd``: ``ldgs rd`` of the virtual CPU's copy in GS (one word)."""
+    CLI = "cli"
+    """``sdgs r0`` to the virtual IF in GS (one word)."""
+    RDTSC = "rdtsc"
+    """An in-TC sequence: the real TSC less the ticks of in-TC sequences (the ledger)."""
+    CALL = "call"
+    """An in-TC sequence: push the guest return address, jump (remapped) to the target."""
+    CALLR = "callr"
+    """An in-TC sequence: push the guest return address, inline lookup of the target."""
+    JR = "jr"
+    """An in-TC sequence: inline lookup of the target in the TC hash."""
+    RET = "ret"
+    """An in-TC sequence: pop the guest return address, inline lookup of its fragment."""
 
 
 _CONTROL_FLOW = {
@@ -112,11 +179,12 @@ _CONTROL_FLOW = {
     "bltu": Rule.BRANCH,
     "bgeu": Rule.BRANCH,
     "jmp": Rule.JUMP,
-    # The return address a call pushes, and the targets of jr/callr/ret, are guest addresses.
-    "call": Rule.CALLOUT,
-    "callr": Rule.CALLOUT,
-    "jr": Rule.CALLOUT,
-    "ret": Rule.CALLOUT,
+    # The return address a call pushes, and the targets of jr/callr/ret, are guest addresses:
+    # in-TC sequences with an inline lookup in the TC hash (Adams & Agesen 2006 §3.1).
+    "call": Rule.CALL,
+    "callr": Rule.CALLR,
+    "jr": Rule.JR,
+    "ret": Rule.RET,
     # int n at real ring 1 would reach the VMM's host gate anyway; as a callout it costs one exit
     # instead of a fault's.
     "int": Rule.CALLOUT,
@@ -126,30 +194,35 @@ _SENSITIVE_RULES = {
     "iret": Rule.CALLOUT,
     "pushf": Rule.CALLOUT,
     "popf": Rule.CALLOUT,
-    "sidt": Rule.CALLOUT,
-    "smsw": Rule.CALLOUT,
+    # Reads of the virtual CPU: one load from its copy in the VMM's data (GS), kept current at
+    # every entry into the TC (only callouts change what they read).
+    "sidt": Rule.VCPU_READ,
+    "smsw": Rule.VCPU_READ,
+    "mfcr": Rule.VCPU_READ,
     "rdcs": Rule.CPL,
-    # Privileged: the complex ones are callouts into the VMM.
+    # Privileged: cli clears the virtual IF in GS (the real IF stays, and an interrupt that
+    # then reaches the VMM is held back by the virtual one); the complex ones are callouts.
+    "cli": Rule.CLI,
     "hlt": Rule.CALLOUT,
-    "cli": Rule.CALLOUT,
     "sti": Rule.CALLOUT,
     "in": Rule.CALLOUT,
     "out": Rule.CALLOUT,
     "mtcr": Rule.CALLOUT,
-    "mfcr": Rule.CALLOUT,
     "lidt": Rule.CALLOUT,
     "rdmsr": Rule.CALLOUT,
     "wrmsr": Rule.CALLOUT,
     "invlpg": Rule.CALLOUT,
-    # rdtsc reads the real TSC, offset by the VMM to read the guest's clock; with CR4.TSD it
-    # faults at real ring 1 and the fault is emulated at guest CPL 0.
-    "rdtsc": Rule.IDENT,
+    # rdtsc reads the real TSC, offset by the VMM to read the guest's clock, less the ticks
+    # in-TC sequences spent (the ledger); with CR4.TSD it faults at real ring 1 and the fault
+    # is emulated at guest CPL 0.
+    "rdtsc": Rule.RDTSC,
     # Host class: the guest's own hcall must not be taken for the VMM's, nor its GS for the
     # VMM's (the spec runs them on the virtual CPU, whose GS MSRs are the guest's); vmcall
     # raises #UD outside guest mode at every ring.
     "hcall": Rule.CALLOUT,
     "ldgs": Rule.CALLOUT,
     "sdgs": Rule.CALLOUT,
+    "jgs": Rule.CALLOUT,
     "vmcall": Rule.IDENT,
 }
 
@@ -175,13 +248,113 @@ class WordKind(enum.IntEnum):
 
     FREE = 0
     GUEST = 1
-    """A guest instruction translated to one word (IDENT, remapped, constant)."""
+    """A guest instruction translated to one word (IDENT, remapped, constant, vCPU access)."""
     CALLOUT = 2
     """``hcall HC_CALLOUT`` for the guest instruction at its guest pc."""
     STUB = 3
     """``hcall HC_CHAIN``: its guest pc is the target of the branch that jumps to it."""
     CONTINUE = 4
     """``hcall HC_CONTINUE``: its guest pc is the fall-through of the fragment before it."""
+    SEQUENCE = 5
+    """A word of an in-TC sequence for the guest instruction at its guest pc (``steps``)."""
+    MISS = 6
+    """``hcall HC_MISS``: an inline lookup missed (or the stray word was reached) (``steps``)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where the guest stands when the real CPU is at one word of an in-TC sequence, before it
+    runs that word.  The VMM that stops the real CPU there (a fault, the host timer) puts the
+    guest at an instruction boundary with it: *before* the guest instruction (``done`` false:
+    nothing of it is visible yet, and the sequence runs again from ``start``) or *after* it
+    (``done``: the rest of the sequence is bookkeeping)."""
+
+    start: int
+    """TC word of the sequence's first word."""
+    done: bool
+    """The guest instruction has taken effect."""
+    restore: tuple[int, ...]
+    """Guest registers whose guest value is in their spill slot, not in the register."""
+    overhead: int
+    """Ticks of this sequence run so far that are not the guest's and not yet in the ledger."""
+    pc: int | None
+    """The guest pc here (None: the one in ``GS_TARGET``)."""
+    length: int
+    """Words of the sequence (its miss word aside)."""
+
+
+@dataclass
+class _Sequence:
+    """An in-TC sequence being emitted for one guest instruction: its words, and for each the
+    state the VMM needs to stop there (``Step``)."""
+
+    gpc: int
+    kind: int  # index in SEQUENCES
+    words: list[tuple[int, tuple[int, bool, frozenset[int], bool]]]
+    spilled: set[int]
+    done: bool = False
+    ledgered: bool = False
+    after: int | None = None
+    ledger_at: int = -1
+    miss_at: int = -1  # word index of the bne to the miss word
+    jump_at: int = -1  # word index of a final remapped jmp
+    target: int = 0  # its guest target
+    constant: tuple[int, int] | None = None  # (GS offset, value) of the return address
+
+    def _state(self) -> tuple[int, bool, frozenset[int], bool]:
+        return (len(self.words), self.done, frozenset(self.spilled), self.ledgered)
+
+    def emit(self, mnemonic: str, **operands: int) -> int:
+        self.words.append((encode(mnemonic, **operands), self._state()))
+        return len(self.words) - 1
+
+    def commit(self, mnemonic: str, *, after: int | None, keep: tuple[int, ...] = (), **operands: int) -> None:
+        """Emit the word with which the guest instruction takes effect; ``keep``: spilled
+        registers whose new value is the guest's from then on."""
+        self.emit(mnemonic, **operands)
+        self.done = True
+        self.after = after
+        self.spilled -= set(keep)
+
+    def spill(self, *regs: int) -> None:
+        for r in regs:
+            self.emit("sdgs", rs2=r, rs1=0, imm=GS_SPILL + 8 * r)
+            self.spilled.add(r)
+
+    def refill(self, *regs: int) -> None:
+        for r in regs:
+            self.emit("ldgs", rd=r, rs1=0, imm=GS_SPILL + 8 * r)
+            self.spilled.discard(r)
+
+    def ledger(self, scratch: int) -> None:
+        """Add this sequence's ticks beyond the guest's one to its ledger (patched in ``steps``)."""
+        slot = GS_LEDGER + 8 * self.kind
+        self.emit("ldgs", rd=scratch, rs1=0, imm=slot)
+        self.ledger_at = self.emit("addi", rd=scratch, rs1=scratch, imm=0)
+        self.emit("sdgs", rs2=scratch, rs1=0, imm=slot)
+        self.ledgered = True
+
+    def lookup(self, key: int, b: int, c: int) -> None:
+        """The inline lookup of guest pc ``key`` in the TC hash; leaves its TC address in
+        ``GS_JUMP`` or branches to the miss word."""
+        self.emit("shri", rd=b, rs1=key, imm=2)
+        self.emit("andi", rd=b, rs1=b, imm=HASH_ENTRIES - 1)
+        self.emit("shli", rd=b, rs1=b, imm=4)
+        self.emit("ldgs", rd=c, rs1=b, imm=GS_HASH)
+        self.miss_at = self.emit("bne", rs1=c, rs2=key, imm=0)  # patched to the miss word
+        self.emit("ldgs", rd=c, rs1=b, imm=GS_HASH + 8)
+        self.emit("sdgs", rs2=c, rs1=0, imm=GS_JUMP)
+
+    def step(self, state: tuple[int, bool, frozenset[int], bool], start: int) -> Step:
+        ran, done, spilled, ledgered = state
+        overhead = ran - done - (len(self.words) - 1 if ledgered else 0)
+        pc = self.after if done else self.gpc
+        return Step(start, done, tuple(sorted(spilled)), overhead, pc, len(self.words))
+
+    def miss_state(self) -> tuple[int, bool, frozenset[int], bool]:
+        """The state at the miss word: everything up to and including the ``bne`` ran."""
+        ran, done, spilled, ledgered = self.words[self.miss_at][1]
+        return (ran + 1, done, spilled, ledgered)
 
 
 @dataclass
@@ -190,6 +363,96 @@ class _Pending:
 
     site: int  # word index of the branch
     target: int  # guest address
+
+
+def _lengths() -> tuple[int, ...]:
+    """Words of each kind of in-TC sequence: the same whatever its registers, so that a ledger's
+    ticks divided by its kind's ticks beyond the guest's one count that kind's runs."""
+    lengths = []
+    for mnemonic in SEQUENCES:
+        sizes = {len(_sequence(_decoded(encode(mnemonic, rd=r, rs1=r)), 0, GS_POOL).words) for r in range(1, 15)}
+        if len(sizes) != 1:
+            raise RuntimeError(f"binary translation: the {mnemonic} sequence's length depends on its registers")
+        lengths.append(sizes.pop())
+    return tuple(lengths)
+
+
+_SEQUENCE_RULES = frozenset({Rule.CALL, Rule.CALLR, Rule.JR, Rule.RET, Rule.RDTSC})
+_ENDS_UNIT = frozenset({Rule.JUMP, Rule.CALLOUT, Rule.CALL, Rule.CALLR, Rule.JR, Rule.RET})
+
+
+def _scratch(n: int, *avoid: int) -> list[int]:
+    """``n`` registers for a sequence's own use, none of ``avoid`` (nor r0, nor sp)."""
+    return [r for r in range(1, 15) if r not in avoid][:n]
+
+
+def _sequence(d: Decoded, gpc: int, pool: int | None) -> _Sequence:
+    """The in-TC sequence of guest instruction ``d`` at ``gpc`` (``pool``: the GS offset of
+    its constant, the return address, for ``call``/``callr``)."""
+    mnemonic = d.insn.mnemonic
+    seq = _Sequence(gpc, SEQUENCES.index(mnemonic), [], set())
+    ret_pc = (gpc + 4) & MASK64
+    if pool is not None:
+        seq.constant = (pool, ret_pc)
+    if mnemonic == "call":
+        (a,) = _scratch(1)
+        seq.spill(a, _SP)
+        seq.emit("ldgs", rd=a, rs1=0, imm=pool or 0)
+        seq.emit("addi", rd=_SP, rs1=_SP, imm=-8)
+        # The push is the instruction's effect: if it faults nothing of it is visible (§3).
+        seq.target = (gpc + d.imm) & MASK64
+        seq.commit("sd", after=seq.target, keep=(_SP,), rs2=a, rs1=_SP, imm=0)
+        seq.ledger(a)
+        seq.refill(a)
+        seq.jump_at = seq.emit("jmp", imm=0)  # remapped to the target's fragment
+    elif mnemonic == "callr":
+        a, b, c = _scratch(3, d.rs1)
+        seq.spill(a, b, c, _SP)
+        seq.emit("add", rd=a, rs1=d.rs1, rs2=0)  # the target, read before sp changes
+        seq.emit("sdgs", rs2=a, rs1=0, imm=GS_TARGET)
+        seq.emit("ldgs", rd=b, rs1=0, imm=pool or 0)
+        seq.emit("addi", rd=_SP, rs1=_SP, imm=-8)
+        seq.commit("sd", after=None, keep=(_SP,), rs2=b, rs1=_SP, imm=0)
+        seq.lookup(a, b, c)
+        seq.ledger(c)
+        seq.refill(a, b, c)
+        seq.emit("jgs", rs1=0, imm=GS_JUMP)
+    elif mnemonic == "jr":
+        b, c = _scratch(2, d.rs1)
+        seq.spill(b, c)
+        seq.commit("sdgs", after=None, rs2=d.rs1, rs1=0, imm=GS_TARGET)
+        seq.lookup(d.rs1, b, c)
+        seq.ledger(c)
+        seq.refill(b, c)
+        seq.emit("jgs", rs1=0, imm=GS_JUMP)
+    elif mnemonic == "ret":
+        a, b, c = _scratch(3)
+        seq.spill(a, b, c)
+        seq.emit("ld", rd=a, rs1=_SP, imm=0)
+        seq.emit("sdgs", rs2=a, rs1=0, imm=GS_TARGET)
+        seq.commit("addi", after=None, rd=_SP, rs1=_SP, imm=8)
+        seq.lookup(a, b, c)
+        seq.ledger(c)
+        seq.refill(a, b, c)
+        seq.emit("jgs", rs1=0, imm=GS_JUMP)
+    elif mnemonic == "rdtsc":
+        (s,) = _scratch(1, d.rd)
+        seq.spill(d.rd, s)
+        # The real TSC runs ahead of the guest's clock by the ledgers (the VMM zeroes them when
+        # it enters the TC and sets the TSC offset to the guest's clock then) and by this
+        # sequence's own words before the rdtsc: subtract both.
+        seq.emit("ldgs", rd=s, rs1=0, imm=GS_LEDGER)
+        for k in range(1, len(SEQUENCES)):
+            seq.emit("ldgs", rd=d.rd, rs1=0, imm=GS_LEDGER + 8 * k)
+            seq.emit("add", rd=s, rs1=s, rs2=d.rd)
+        seq.emit("addi", rd=s, rs1=s, imm=len(seq.words) + 1)
+        seq.emit("rdtsc", rd=d.rd)
+        seq.commit("sub", after=ret_pc, keep=(d.rd,), rd=d.rd, rs1=d.rd, rs2=s)
+        seq.ledger(s)
+        seq.refill(s)
+    else:
+        raise ValueError(f"binary translation: no in-TC sequence for {mnemonic}")
+    return seq
 
 
 class TranslationCache:
@@ -206,12 +469,17 @@ class TranslationCache:
         self,
         host: Machine,
         hpa: int,
+        gs: int,
         *,
         protect: Callable[[int], None] | None = None,
         release: Callable[[int], None] | None = None,
     ) -> None:
         self.host = host
         self.hpa = hpa
+        self.gs = gs
+        """Host-physical address of the VMM's data that the TC reaches through GS."""
+        self.steps: dict[int, Step] = {}
+        """For every word of an in-TC sequence (and miss word), where the guest stands there."""
         self.code: dict[int, set[int]] = {}
         """For every guest frame holding translated instructions, their offsets in the frame:
         the guest's writes there are what makes a translation stale (coherence)."""
@@ -234,7 +502,21 @@ class TranslationCache:
         self._stubs: dict[int, _Pending] = {}
         self._code = 0  # next free word from the bottom
         self._stub = self.words  # lowest stub word
+        self._pool = GS_POOL  # next free constant
         self._generation = 0
+        self._reset_gs()
+
+    def _reset_gs(self) -> None:
+        """An empty TC hash in GS whose every entry leads to the *stray* word, the top word of
+        the TC: a transfer to ``HASH_EMPTY`` reaches the VMM there with its guest pc in
+        ``GS_TARGET`` (a complete transfer: ``Step`` done, nothing spilled)."""
+        self._stub -= 1
+        stray = self._stub
+        self._write(stray, encode("hcall", imm=HC_MISS))
+        self.kind[stray] = WordKind.MISS
+        self.steps[stray] = Step(stray, True, (), 0, None, 0)
+        entry = HASH_EMPTY.to_bytes(8, "little") + self.va(stray).to_bytes(8, "little")
+        self.host.write(self.gs + GS_HASH, entry * HASH_ENTRIES)
 
     # -- addresses -----------------------------------------------------------------------
     @staticmethod
@@ -273,9 +555,11 @@ class TranslationCache:
         if self._release is not None:
             for frame in frames:
                 self._release(frame)
-        self._code, self._stub = 0, self.words
+        self._code, self._stub, self._pool = 0, self.words, GS_POOL
         self.kind = [WordKind.FREE] * self.words
+        self.steps.clear()
         self._generation += 1
+        self._reset_gs()
 
     def written(self, gpa: int, length: int) -> bool:
         """Guest-physical ``[gpa, gpa + length)`` (inside one frame) was written: does it touch
@@ -382,7 +666,7 @@ class TranslationCache:
         ends with a transfer of control or a callout)."""
         del fallthrough_exit
         cpl = cpu.cpl
-        units: list[tuple[int, WordKind, Decoded | None, Rule]] = []
+        units: list[tuple[int, Decoded | None, Rule]] = []
         pc = gpc
         successor: int | None = None
         while True:
@@ -400,43 +684,101 @@ class TranslationCache:
             if entry is None:
                 # An invalid encoding raises #UD at every ring: copied, it faults in the TC and
                 # the fault is emulated with the guest's state.
-                units.append((word, WordKind.GUEST, None, Rule.IDENT))
+                units.append((word, None, Rule.IDENT))
                 break
             d = entry[0]
             rule = RULES[d.insn.mnemonic]
-            units.append((word, WordKind.CALLOUT if rule is Rule.CALLOUT else WordKind.GUEST, d, rule))
+            if rule is Rule.RDTSC and d.rd == 0:
+                rule = Rule.IDENT  # reads nothing into anything
+            units.append((word, d, rule))
             pc = (pc + 4) & MASK64
             if rule is Rule.BRANCH:
                 successor = pc
                 break
-            if rule in (Rule.JUMP, Rule.CALLOUT):
+            if rule in _ENDS_UNIT:
                 break
-        if self._code + len(units) + 2 * len(units) + 1 > self._stub:
+        sequences: dict[int, _Sequence] = {}
+        words = side = 0
+        pool = self._pool
+        pc = gpc
+        for i, (_, d, rule) in enumerate(units):
+            if rule in _SEQUENCE_RULES:
+                assert d is not None
+                constant = None
+                if rule in (Rule.CALL, Rule.CALLR):
+                    constant, pool = pool, pool + 8
+                seq = sequences[i] = _sequence(d, pc, constant)
+                words += len(seq.words)
+                side += seq.miss_at >= 0
+            else:
+                words += 1
+            pc = (pc + 4) & MASK64
+        if self._code + words + side + 2 * len(units) + 1 > self._stub or pool > GS_POOL_END:
             self.flush("full")
             return None, None
         start = self._code
         self._hash[(gpc, cpl)] = self.va(start)
+        if cpl == 0:
+            index = GS_HASH + 16 * ((gpc >> 2) & (HASH_ENTRIES - 1))
+            self.host.write(self.gs + index, gpc.to_bytes(8, "little") + self.va(start).to_bytes(8, "little"))
         self._note_code(cpu, memory, gpc, len(units))
         self.counters["fragments_translated"] += 1
         self.counters["guest_instructions_translated"] += len(units)
         pc = gpc
-        for word, kind, d, rule in units:
+        for i, (word, d, rule) in enumerate(units):
             site = self._code
             if rule is Rule.IDENT:
-                self._emit_word(word, kind, pc)
+                self._emit_word(word, WordKind.GUEST, pc)
             elif rule is Rule.CPL:
                 assert d is not None
-                self._emit_word(encode("addi", rd=d.rd, rs1=0, imm=cpl), kind, pc)
+                self._emit_word(encode("addi", rd=d.rd, rs1=0, imm=cpl), WordKind.GUEST, pc)
             elif rule is Rule.CALLOUT:
-                self._emit_word(encode("hcall", imm=HC_CALLOUT), kind, pc)
+                self._emit_word(encode("hcall", imm=HC_CALLOUT), WordKind.CALLOUT, pc)
+            elif rule is Rule.VCPU_READ:
+                assert d is not None
+                mnemonic = d.insn.mnemonic
+                field = GS_SMSW if mnemonic == "smsw" else GS_IDTR if mnemonic == "sidt" else GS_CR[d.crn]
+                self._emit_word(encode("ldgs", rd=d.rd, rs1=0, imm=field), WordKind.GUEST, pc)
+            elif rule is Rule.CLI:
+                self._emit_word(encode("sdgs", rs2=0, rs1=0, imm=GS_VIF), WordKind.GUEST, pc)
+            elif i in sequences:
+                self._place(sequences[i], cpl)
             else:
                 assert d is not None
                 target = (pc + d.imm) & MASK64
-                self._emit_word(word, kind, pc)  # patched just below
+                self._emit_word(word, WordKind.GUEST, pc)  # patched just below
                 self._remap(site, d, target, cpl)
             pc = (pc + 4) & MASK64
+        self._pool = pool
         self.counters["tc_words"] = self._code + (self.words - self._stub)
         return self.va(start), successor
+
+    def _place(self, seq: _Sequence, cpl: int) -> None:
+        """Lay the in-TC sequence ``seq`` at the next free words, its miss word among the stubs."""
+        start = self._code
+        for word, state in seq.words:
+            self.steps[self._code] = seq.step(state, start)
+            self._emit_word(word, WordKind.SEQUENCE, seq.gpc)
+        if seq.ledger_at >= 0:
+            site = start + seq.ledger_at
+            d = _decoded(self._read(site))
+            self._write(site, encode("addi", rd=d.rd, rs1=d.rs1, imm=len(seq.words) - 1))
+        if seq.miss_at >= 0:
+            self._stub -= 1
+            miss = self._stub
+            self._write(miss, encode("hcall", imm=HC_MISS))
+            self.kind[miss] = WordKind.MISS
+            self.guest_pc[miss] = seq.gpc
+            self.steps[miss] = seq.step(seq.miss_state(), start)
+            site = start + seq.miss_at
+            self._write(site, _retarget(_decoded(self._read(site)), self.va(miss) - self.va(site)))
+        if seq.jump_at >= 0:
+            site = start + seq.jump_at
+            self._remap(site, _decoded(self._read(site)), seq.target, cpl)
+        if seq.constant is not None:
+            offset, value = seq.constant
+            self.host.write(self.gs + offset, value.to_bytes(8, "little"))
+        self.counters[f"sequences_translated_{SEQUENCES[seq.kind]}"] += 1
 
     def _note_code(self, cpu: spec.State, memory: spec.PhysicalMemory, gpc: int, count: int) -> None:
         """Remember the guest-physical words of a TU at ``gpc`` (one page: a TU stops at a page
@@ -497,8 +839,17 @@ class TranslationCache:
         self.guest_pc[i] = gpc
         self._write(i, word)
 
+    def _read(self, i: int) -> int:
+        return int.from_bytes(self.host.read(self.hpa + 4 * i, 4), "little")
+
     def _write(self, i: int, word: int) -> None:
         self.host.write(self.hpa + 4 * i, word.to_bytes(4, "little"))
+
+
+def _decoded(word: int) -> Decoded:
+    entry = spec.decode_word(word)
+    assert entry is not None
+    return entry[0]
 
 
 def _retarget(d: Decoded, offset: int) -> int:
@@ -507,3 +858,7 @@ def _retarget(d: Decoded, offset: int) -> int:
     if mnemonic == "jmp":
         return encode("jmp", imm=offset)
     return encode(mnemonic, rs1=d.rs1, rs2=d.rs2, imm=offset)
+
+
+SEQUENCE_LENGTHS: tuple[int, ...] = _lengths()
+"""Words of each kind of in-TC sequence (``SEQUENCES``), its miss word aside."""

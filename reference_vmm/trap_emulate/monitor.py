@@ -134,6 +134,9 @@ class _GuestClock:
 class TrapEmulateVM(StandardDevicesVM):
     """One guest: its virtual CPU, its region of host RAM, its shadow pager and devices."""
 
+    hidden_share: int = HIDDEN_FAULT_SHARE
+    """A slice of n guest ticks may spend n // hidden_share host ticks that are no guest's."""
+
     def __init__(
         self,
         monitor: TrapEmulateVMM,
@@ -202,7 +205,7 @@ class TrapEmulateVM(StandardDevicesVM):
         if self._stop is not None:
             return
         end = min(self.cpu.clock + budget, self.config.budget)
-        self._hidden_left = max(1, (end - self.cpu.clock) // HIDDEN_FAULT_SHARE)
+        self._hidden_left = max(1, (end - self.cpu.clock) // self.hidden_share)
         self._stop = self._host.run_until(end)
         if self._stop is None and self.cpu.clock >= self.config.budget:
             self._stop = "budget"

@@ -11,7 +11,15 @@ from cffi_core.isa.encoding import encode
 from cffi_core.isa.table import INSTRUCTIONS, Sensitivity
 from conformance.api import COUNTER_DIRECT, COUNTER_INTERVENTIONS, VMConfig, observe
 from reference_vmm.binary_translation import RULES, TC_VA, BinaryTranslationVMM, Rule
-from reference_vmm.binary_translation.translator import ADAPT_AFTER, HC_CALLOUT, TU_LIMIT, TranslationCache
+from reference_vmm.binary_translation.translator import (
+    ADAPT_AFTER,
+    GS_SIZE,
+    GS_VA,
+    HC_CALLOUT,
+    TC_SIZE,
+    TU_LIMIT,
+    TranslationCache,
+)
 from reference_vmm.native import NativeVMM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,10 +70,15 @@ def test_every_sensitive_instruction_has_a_rule_and_innocuous_ones_are_copied_un
     for insn in INSTRUCTIONS:
         rule = RULES[insn.mnemonic]
         if insn.sensitivity is Sensitivity.SENSITIVE:
-            assert rule in (Rule.CALLOUT, Rule.CPL), insn.mnemonic  # never copied: the obstacles
+            # never copied: the obstacles become the virtual CPU's value (a constant CPL, or a
+            # word read from the VMM's copy through GS), or a callout
+            assert rule in (Rule.CALLOUT, Rule.CPL, Rule.VCPU_READ), insn.mnemonic
         if insn.sensitivity is Sensitivity.INNOCUOUS and insn.group not in ("branch", "system"):
             assert rule is Rule.IDENT, insn.mnemonic
     assert RULES["rdcs"] is Rule.CPL and RULES["iret"] is Rule.CALLOUT and RULES["jmp"] is Rule.JUMP
+    assert RULES["smsw"] is RULES["sidt"] is RULES["mfcr"] is Rule.VCPU_READ and RULES["cli"] is Rule.CLI
+    for mnemonic in ("ldgs", "sdgs", "jgs", "hcall"):  # a guest's own: the spec's
+        assert RULES[mnemonic] is Rule.CALLOUT, mnemonic
 
 
 _LOOP = """
@@ -95,9 +108,9 @@ def test_a_loop_runs_from_the_tc_chained_with_one_callout_per_sensitive_instruct
     assert c["guest_instructions_translated"] <= 4 * TU_LIMIT
 
 
-def test_the_tc_is_in_the_reserved_range_below_the_idt():
+def test_the_vmm_data_and_the_tc_are_in_the_reserved_range_below_the_idt():
     lo, hi = BinaryTranslationVMM.reserved_range
-    assert lo == TC_VA and hi == 1 << 64 and hi - lo <= 1 << 20
+    assert lo == GS_VA and GS_VA + GS_SIZE == TC_VA and hi == 1 << 64 and hi - lo <= 1 << 20
     assert encode("hcall", imm=HC_CALLOUT)  # a callout fits the hcall immediate
 
 
@@ -167,7 +180,7 @@ def test_an_adapted_word_comes_back_after_innocent_runs_and_adapts_again_only_af
     code = b"".join(encode("addi", rd=1, rs1=1, imm=1).to_bytes(4, "little") for _ in range(3))
     memory.write_bytes(0x1000, code + encode("jmp", imm=-12).to_bytes(4, "little"))
     cpu = spec.State.reset(entry=0x1000, features=host.profile.features)
-    tc = TranslationCache(host, 1 << 19)
+    tc = TranslationCache(host, 1 << 19, (1 << 19) + TC_SIZE)  # the TC, then the VMM's GS data
     start = tc.translate(cpu, memory, 0x1000)
     assert start is not None
     word = tc.word_of(start) + 1

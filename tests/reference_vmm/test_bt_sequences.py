@@ -1,0 +1,172 @@
+"""Binary translation's in-TC sequences (call, callr, jr, ret, rdtsc) and one-word vCPU accesses through GS: equivalence, exact time, counts."""
+
+from __future__ import annotations
+
+import pytest
+
+import conformance.api as api
+from cffi_core.asm import assemble
+from cffi_core.isa.encoding import encode
+from cffi_core.spec import decode_word
+from conformance.api import VMConfig, observe
+from reference_vmm.binary_translation import BinaryTranslationVMM
+from reference_vmm.binary_translation.translator import (
+    GS_POOL,
+    SEQUENCE_LENGTHS,
+    SEQUENCES,
+    _sequence,
+)
+from reference_vmm.native import NativeVMM
+
+CONFIG = VMConfig(memory=4 << 20, budget=600_000)
+PROFILES = ["x86-2005", "classic-1974"]
+
+# A kernel that calls, returns and jumps indirectly in a loop while a timer of an odd period
+# interrupts it, and mixes the TSC it reads into a checksum: an interrupt taken one tick early
+# or late, or a TSC read that counts the VMM's own words, changes the exit code.
+_TRANSFERS = """
+.equ PIC_CMD, 0x20
+.equ PIC_MASK, 0x21
+.equ TIMER_COUNT, 0x40
+.equ TIMER_CTRL, 0x41
+_start: li sp, 0x9000
+        li r1, 0x8000
+        lidt r1
+        li r2, 0x8000 + 16 * 32     ; IRQ 0 -> vector 32
+        la r3, tick
+        sd r3, [r2]
+        li r3, 1                    ; present interrupt gate, ring 0
+        sd r3, [r2 + 8]
+        li r1, 0xfffe
+        out PIC_MASK, r1
+        li r1, {period}
+        out TIMER_COUNT, r1
+        li r1, 3                    ; enable, periodic
+        out TIMER_CTRL, r1
+        sti
+        li r10, {rounds}
+        li r9, 0
+loop:   call f1
+        la r1, f2
+        callr r1
+        la r1, back
+        jr r1
+        ud
+back:   rdtsc r2
+        xor r9, r9, r2
+        li r7, 70                   ; straight-line work: the sequences' host ticks beyond
+inner:  addi r8, r8, 3              ; their guest ticks stay within the VMM's share of a
+        xor r9, r9, r8              ; slice (docs/vmm-api.md §9)
+        addi r7, r7, -1
+        bne r7, r0, inner
+        addi r10, r10, -1
+        bne r10, r0, loop
+        cli
+        add r9, r9, r4
+        out 0x500, r9
+f1:     addi r9, r9, 1
+        ret
+f2:     shli r3, r9, 3
+        add r9, r9, r3
+        ret
+tick:   push r1                     ; the loop's registers survive the interrupt
+        push r5
+        addi r4, r4, 1
+        rdtsc r5
+        add r9, r9, r5
+        li r1, 0x20
+        out PIC_CMD, r1             ; EOI
+        pop r5
+        pop r1
+        iret
+"""
+
+
+def _both(source: str, profile: str, config: VMConfig = CONFIG):
+    image = assemble(source)
+    native = observe(NativeVMM, image, config, profile=profile)
+    translated = observe(BinaryTranslationVMM, image, config, profile=profile, isolate=False)
+    assert native.equivalent(translated), "\n".join(native.diff(translated, ("native", "binary-translation")))
+    return native, translated
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("period", [37, 101, 1009])
+def test_transfers_run_in_the_tc_and_interrupts_arrive_at_the_native_instruction(profile, period):
+    rounds = 300
+    native, translated = _both(_TRANSFERS.format(period=period, rounds=rounds), profile)
+    assert native.stop == "exit" and native.exit_code != 0
+    c = translated.counters
+    # No call, callr, jr or ret goes out to the VMM: each runs as its in-TC sequence, or in the
+    # spec when a timer exit stopped it halfway or the slice's share of host ticks beyond the
+    # guest's was spent (hidden_share).
+    for mnemonic in ("call", "callr", "jr", "ret"):
+        assert c.get(f"callout_{mnemonic}", 0) == 0, mnemonic
+        assert c[f"in_tc_{mnemonic}"] > 0, mnemonic
+    assert c["tc_lookup_misses"] <= 10  # the inline lookup misses once per target, then hits
+    if period >= 1000:
+        # A timer every thousand ticks leaves the VMM's share of each slice nearly unspent:
+        # almost every transfer runs in the TC.
+        assert rounds * 0.9 <= c["in_tc_call"] <= rounds
+        assert rounds * 0.9 <= c["in_tc_callr"] <= rounds
+        assert rounds * 0.9 <= c["in_tc_jr"] <= rounds
+        assert 2 * rounds * 0.9 <= c["in_tc_ret"] <= 2 * rounds
+        assert c["tc_lookup_hits"] >= 4 * rounds * 0.9
+        assert c["guest_insns_emulated"] < 0.01 * c["guest_insns_direct"]
+
+
+@pytest.mark.parametrize("slice_ticks", [1, 3, 13])
+def test_tiny_host_timer_slices_stop_sequences_anywhere_and_the_guest_stays_exact(monkeypatch, slice_ticks):
+    # Every few ticks the VMM is called back: the real CPU stops inside sequences at every
+    # position, before and after their guest instruction took effect.
+    monkeypatch.setattr(api, "OBSERVE_SLICE", slice_ticks)
+    _both(_TRANSFERS.format(period=53, rounds=40), "x86-2005", VMConfig(memory=4 << 20, budget=40_000))
+
+
+_VCPU = """
+_start: li sp, 0x9000
+        li r1, 0x8000
+        lidt r1
+        li r10, 200
+        li r9, 0
+loop:   smsw r2
+        sidt r3
+        mfcr r4, cr0
+        mfcr r5, cr4
+        mfcr r6, cr8
+        cli
+        add r9, r9, r2
+        xor r9, r9, r3
+        add r9, r9, r4
+        add r9, r9, r5
+        add r9, r9, r6
+        addi r10, r10, -1
+        bne r10, r0, loop
+        out 0x500, r9
+"""
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_reads_of_the_virtual_cpu_and_cli_are_one_word_each_without_a_callout(profile):
+    _, translated = _both(_VCPU, profile)
+    c = translated.counters
+    for mnemonic in ("smsw", "sidt", "mfcr", "cli"):
+        assert c.get(f"callout_{mnemonic}", 0) == 0, mnemonic
+    assert c["callouts"] <= 2  # lidt, out
+
+
+def test_every_sequence_has_one_length_and_the_vmm_can_stop_it_at_every_word():
+    for mnemonic, length in zip(SEQUENCES, SEQUENCE_LENGTHS, strict=True):
+        for r in range(1, 15):
+            d = decode_word(encode(mnemonic, rd=r, rs1=r))[0]
+            seq = _sequence(d, 0x1000, GS_POOL)
+            assert len(seq.words) == length
+            steps = [seq.step(state, 0) for _, state in seq.words]
+            # Exactly one word takes the guest instruction's effect: before it the guest is at
+            # the instruction, after it past it; the ledger then covers every word but the
+            # guest's, so at the last word one tick of the ledger is still ahead (-1).
+            assert [s.done for s in steps] == sorted(s.done for s in steps)
+            assert not steps[0].done and steps[-1].done
+            assert steps[0].overhead == 0 and steps[-1].overhead == -1
+            assert steps[0].restore == ()
+            assert all(s.pc == 0x1000 for s in steps if not s.done)
