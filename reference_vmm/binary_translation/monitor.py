@@ -286,7 +286,10 @@ class BinaryTranslationVM(TrapEmulateVM):
         if v.cpl == 0 and not v.flags & FLAGS_TF:
             return self._translated(ticks)
         self._resume = None
-        if self._runs_in_spec(v):
+        if v.cpl == 0 or self._runs_in_spec(v):
+            # A frame the spec must run (the Red Pill), or guest kernel code single-stepping
+            # (TF): every instruction of that would trap after one tick anyway, and run
+            # directly at ring 1 its rdcs would tell ring 1.
             self._stats[COUNTER_INTERVENTIONS] += 1
             return self._emulate()
         return super()._direct(ticks)

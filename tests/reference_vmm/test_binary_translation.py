@@ -222,3 +222,16 @@ def test_a_frame_whose_sensitive_instruction_is_overwritten_is_scanned_again_and
     assert c["frames_tainted"] == 1
     assert c["frames_scanned"] >= 2
     assert c["code_writes"] >= 1
+
+
+@pytest.mark.parametrize("profile", ["x86-2005", "classic-1974"])
+@pytest.mark.parametrize("paging", [False, True])
+def test_kernel_code_single_stepping_reads_cpl_0(profile, paging):
+    """Found by the suite: guest kernel code with FLAGS.TF set ran directly at ring 1 (trap-and-
+    emulate's path), where ``rdcs`` tells ring 1; it runs in the spec, and ``rdcs`` says 0."""
+    from conformance.strategies import Block, GuestProgram
+
+    program = GuestProgram(cpl=0, paging=paging, flags=0x100, body=(Block(("addi r1, r0, 0",)), Block(("rdcs r1",))))
+    native = observe(NativeVMM, program.image, program.config, profile=profile)
+    translated = observe(BinaryTranslationVMM, program.image, program.config, profile=profile)
+    assert native.equivalent(translated), "\n".join(native.diff(translated, ("native", "binary-translation")))
