@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.api import VMConfig
+from conformance.api import CONTROL_LATENCY, HOST_TIMER_PERIOD, VMConfig
 from conformance.mutation import Mutant
-from tests.mutants import compression, facts
+from reference_vmm.binary_translation.translator import GS_VA, GS_VIF
+from tests.mutants import binary_translation, compression, facts
 from tests.mutants.witness import Fact, OsWorkload, Program, Witness, kernel
 
 __all__ = ["ENTRIES", "Entry"]
@@ -22,7 +23,7 @@ class Entry:
 
 def _m(name: str, cls: str, base: str, prop: str, profiles: tuple[str, ...], bug: str) -> Mutant:
     module = {"hardware": "hardware", "hardware-ept": "hardware_ept", "trap-and-emulate": "trap_emulate",
-              "emulate": "emulate"}[base]  # fmt: skip
+              "emulate": "emulate", "binary-translation": "binary_translation"}[base]  # fmt: skip
     return Mutant(name, f"tests.mutants.{module}:{cls}", base, prop, profiles, bug)
 
 
@@ -356,6 +357,84 @@ CONSOLE_INPUT = kernel(
 """
 )
 
+# ---- witnesses of binary translation's in-TC sequences (reference_vmm/binary_translation) --------
+
+# Calls, returns and rdtsc in one loop: from the second round on, everything runs in the TC
+# without an exit, so r1 (the TSC after the last round) counts every sequence's ledger (§9).
+TSC_AFTER_CALLS = kernel(
+    """
+        li      r4, 3
+loop:   call    w_f
+        rdtsc   r1
+        addi    r4, r4, -1
+        bnez    r4, loop
+""",
+    """
+w_f:    addi    r3, r3, 1
+        ret
+""",
+)
+
+# A call whose push is the first touch of a fresh stack page: a hidden page fault inside the
+# call's in-TC sequence, after it spilled r1 and sp; natively r1 = 0 and w_g sees sp - 8.
+CALL_PUSH_FAULTS = kernel(
+    """
+        li      sp, 0x70000
+        call    w_g
+        li      sp, KSTACK_TOP
+""",
+    """
+w_g:    mov     r2, sp
+        ret
+""",
+)
+
+# cli after sti, then pushf: the pushed IF is 0 natively (§6.5).
+CLI_THEN_PUSHF = kernel(
+    """
+        sti
+        cli
+        pushf
+        pop     r1
+        andi    r1, r1, FLAGS_IF
+"""
+)
+
+# callr to two functions 16 KiB apart, whose guest pcs share bits 13:2 (one entry of the TC
+# hash): natively r1 = r2 = 2.
+CALLR_SAME_HASH_ENTRY = kernel(
+    """
+        li      r4, 2
+loop:   la      r5, w_a
+        callr   r5
+        la      r5, w_b
+        callr   r5
+        addi    r4, r4, -1
+        bnez    r4, loop
+""",
+    """
+.org 0x8000
+w_a:    addi    r1, r1, 1
+        ret
+.org 0xc000
+w_b:    addi    r2, r2, 1
+        ret
+""",
+)
+
+# Ring 3 loads from the VMM's data (the virtual IF in GS), which the guest never mapped: #PF
+# natively (fatal in lib/prelude.s: exit code 0xff).
+USER_READS_GS = kernel(
+    f"""
+        enter_user 0, back_u
+        li      r6, {GS_VA + GS_VIF:#x}
+        ld      r1, [r6]
+        int     VEC_BACK
+back_u: li      sp, KSTACK_TOP
+""",
+    paging=True,
+)
+
 # ---- the catalog ---------------------------------------------------------------------------------
 
 # fmt: off
@@ -575,6 +654,49 @@ ENTRIES: tuple[Entry, ...] = (
         _m("emu-console-input-dropped", "ConsoleInputDropped", "emulate", "equivalence", X86,
            "never gives the console's input to the guest"),
         Program(CONSOLE_INPUT, VMConfig(memory=1 << 20, budget=200_000, console_input=b"hi")),
+    ),
+    # -- binary-translation --
+    Entry(
+        _m("bt-ledger-off-by-one", "LedgerOffByOne", "binary-translation", "equivalence", X86,
+           "adds every word of an in-TC sequence to its ledger, its guest tick too: the guest's clock loses a tick a run"),
+        Program(TSC_AFTER_CALLS),
+    ),
+    Entry(
+        _m("bt-rdtsc-ignores-ledgers", "RdtscIgnoresLedgers", "binary-translation", "equivalence", X86,
+           "takes only its own words off the real TSC in rdtsc's sequence, not the ledgers of the sequences before it"),
+        Program(TSC_AFTER_CALLS),
+    ),
+    Entry(
+        _m("bt-spills-not-restored", "SpillsNotRestored", "binary-translation", "equivalence", X86,
+           "settles a stop inside an in-TC sequence without restoring the registers it spilled to GS"),
+        Program(CALL_PUSH_FAULTS),
+    ),
+    Entry(
+        _m("bt-cli-not-read-back", "CliNotReadBack", "binary-translation", "equivalence", X86,
+           "never reads back the virtual IF that a translated cli wrote in GS: the guest keeps IF = 1"),
+        Program(CLI_THEN_PUSHF),
+    ),
+    Entry(
+        _m("bt-hash-key-unchecked", "HashKeyUnchecked", "binary-translation", "equivalence", X86,
+           "jumps to the fragment of the TC-hash entry without comparing its key: targets 16 KiB apart collide"),
+        Program(CALLR_SAME_HASH_ENTRY),
+    ),
+    Entry(
+        _m("bt-transfers-as-callouts", "TransfersAsCallouts", "binary-translation", "efficiency", CLASSIC,
+           "translates call, callr, jr and ret as callouts: one VMM exit per transfer instead of an in-TC sequence"),
+        Fact("host entries per 1,000 guest instructions of a kernel loop of calls and returns",
+             binary_translation.host_entries_on_transfers(50)),
+    ),
+    Entry(
+        _m("bt-sequences-not-charged", "SequencesNotCharged", "binary-translation", "safety", X86,
+           "does not charge the in-TC sequences' host ticks to the slice's share: a call-dense guest keeps the host"),
+        Fact("host ticks of one VMM.run(HOST_TIMER_PERIOD) on a kernel loop of calls and returns",
+             binary_translation.host_ticks_per_run_above(HOST_TIMER_PERIOD + CONTROL_LATENCY)),
+    ),
+    Entry(
+        _m("bt-gs-user-accessible", "GsUserAccessible", "binary-translation", "safety", CLASSIC,
+           "maps the VMM's data (GS) user-accessible: without a segment limit guest ring 3 reads and writes it"),
+        Program(USER_READS_GS),
     ),
 )
 # fmt: on

@@ -11,12 +11,17 @@ from tests.mutants import ENTRIES, MUTANTS, Entry
 MIN_MUTANTS = 30
 
 
+def _id(mutant: Mutant) -> str:
+    # The base in the id too: ``-k binary`` (or ``-k hardware``) selects one technique's mutants.
+    return f"{mutant.base}:{mutant.name}"
+
+
 def _param(entry: Entry) -> pytest.ParameterSet:
-    return pytest.param(entry, id=entry.mutant.name)
+    return pytest.param(entry, id=_id(entry.mutant))
 
 
 def _base_param(entry: Entry) -> pytest.ParameterSet:
-    return pytest.param(entry, id=entry.mutant.name)
+    return pytest.param(entry, id=_id(entry.mutant))
 
 
 def test_the_catalog_has_enough_mutants_for_every_property():
@@ -28,10 +33,16 @@ def test_the_catalog_has_enough_mutants_for_every_property():
 
 
 def test_every_reference_technique_but_the_oracle_is_mutated():
-    assert {m.base for m in MUTANTS} == {"emulate", "trap-and-emulate", "hardware", "hardware-ept"}
+    assert {m.base for m in MUTANTS} == {
+        "emulate",
+        "trap-and-emulate",
+        "hardware",
+        "hardware-ept",
+        "binary-translation",
+    }
 
 
-@pytest.mark.parametrize("mutant", [pytest.param(m, id=m.name) for m in MUTANTS])
+@pytest.mark.parametrize("mutant", [pytest.param(m, id=_id(m)) for m in MUTANTS])
 def test_a_mutant_is_its_base_vmm_with_one_change(mutant: Mutant):
     cls, base = load_vmm(mutant.vmm), load_vmm(mutant.base)
     assert issubclass(cls, base) and cls is not base
