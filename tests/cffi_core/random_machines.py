@@ -1,8 +1,8 @@
 """Random P64 machines (hypothesis strategy) shared by the tick-by-tick differential tests."""
 
 # A scenario is a profile, a body of random instruction words, an IDT of random gates with skip
-# handlers, random registers, the host segment GS (so that ldgs/sdgs hit, miss and fault),
-# paging with random page permissions and interrupts to inject.
+# handlers, random registers, the host segment GS (so that ldgs/sdgs/jgs hit, miss and fault)
+# with a table of jgs targets, paging with random page permissions and interrupts to inject.
 # Every mapping is the identity and the page tables live outside every mapping, so no program
 # can change a cached translation (the one undefined behaviour, manual §8.1).
 
@@ -15,7 +15,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from cffi_core.asm import assemble
+from cffi_core.isa.encoding import encode
 from cffi_core.isa.strategies import instruction_words
+from cffi_core.isa.table import BY_MNEMONIC
 from cffi_core.pagetables import PTE_NX, PTE_U, PTE_W, PageAllocator, PageTables
 from cffi_core.profiles import available_profiles, get_profile
 from cffi_core.vmx import VmcsField
@@ -53,12 +55,39 @@ _gate_attr = st.one_of(
     st.builds(lambda p, t, d, r: p | t << 1 | d << 4 | r << 6, st.integers(0, 1), st.integers(0, 3),
               st.integers(0, 3), st.integers(0, 3)),
 )  # fmt: skip
-# Bodies are mostly valid instructions; one word in ten is arbitrary (often invalid).
-_body_word = st.integers(0, 9).flatmap(lambda k: st.integers(0, 2**32 - 1) if k == 0 else instruction_words())
 # GS (manual §5.4): a base at 0, in the data area, misaligned or wrapping; a limit that refuses
 # everything (the reset 0, and 6), one quadword, the data area, or all of the address space.
 _gsbase = st.one_of(st.sampled_from([0, 0, DATA, DATA + 4, U64 - 0xFFF]), st.integers(0, U64))
 _gslimit = st.one_of(st.sampled_from([0, 6, 7, 0xFFF, DATA_END - DATA, U64, U64]), st.integers(0, U64))
+# jgs jumps to a quadword read through GS (manual §5.4).  What GS reads of the data area is
+# mostly 0, and a jump to 0 runs into words that are all #UD, one skip handler after another:
+# the rest of the run is spent there.  So a table of targets lies at 0 and again at DATA, where
+# GS at base 0 or DATA reads it, and half of the jgs words read it (jgs [r0 + 8k]), the others
+# staying as drawn; jgs is drawn no more often than ldgs or sdgs.  The targets are mostly words
+# of the body, so that the run goes on through it, sometimes a bad target that faults at its
+# fetch (misaligned, beyond RAM, non-canonical with paging) — rarely, since from a bad target
+# the skip handlers step to the next bad word.
+JGS_TABLES = (0, DATA)
+N_TARGETS = 16
+_JGS = BY_MNEMONIC["jgs"].opcode
+_BAD_TARGETS = (CODE + 2, MEMORY, 1 << 63)
+_jgs_through_the_table = st.integers(0, N_TARGETS - 1).map(lambda k: encode("jgs", rs1=0, imm=8 * k))
+
+
+def _jgs_target(body_words: int) -> st.SearchStrategy[int]:
+    """A body word (the closing jmp included) seven times in eight, else a bad target."""
+    word = st.integers(0, body_words).map(lambda k: CODE + 4 * k)
+    return st.integers(0, 7).flatmap(lambda k: word if k else st.sampled_from(_BAD_TARGETS))
+
+
+def _table_half_of_jgs(w: int) -> st.SearchStrategy[int]:
+    return st.one_of(st.just(w), _jgs_through_the_table) if w >> 24 == _JGS else st.just(w)
+
+
+# Bodies are mostly valid instructions; one word in ten is arbitrary (often invalid).
+_body_word = st.integers(0, 9).flatmap(
+    lambda k: st.integers(0, 2**32 - 1) if k == 0 else instruction_words().flatmap(_table_half_of_jgs)
+)
 _page_flags = st.one_of(
     st.just(PTE_W | PTE_U), st.sampled_from([PTE_W | PTE_U, PTE_U, PTE_W, 0, PTE_W | PTE_U | PTE_NX, None])
 )
@@ -78,6 +107,7 @@ class Scenario:
     seglimit: int
     gsbase: int
     gslimit: int
+    jgs_targets: list[int]  # quadwords at each of JGS_TABLES
     paging: int  # 0 off, else levels
     pages: list[int | None]  # per 4 KiB page of [0, DATA_END): leaf flags, None = not present
     interrupts: dict[int, int]  # step -> vector
@@ -90,9 +120,10 @@ def scenarios(draw: st.DrawFn, profiles: Sequence[str] | None = None) -> Scenari
     seglimit = U64
     if "seglimit" in get_profile(profile).features and draw(st.booleans()):
         seglimit = draw(st.integers(0, DATA_END))
+    body = draw(st.lists(_body_word, min_size=1, max_size=48))
     return Scenario(
         profile=profile,
-        body=draw(st.lists(_body_word, min_size=1, max_size=48)),
+        body=body,
         handlers=draw(st.lists(_body_word, min_size=1, max_size=16)),
         # slot -1: the skip handler; 0..15: a random handler word
         gates=draw(st.lists(st.tuples(st.integers(-1, 15), _gate_attr), min_size=8, max_size=8)),
@@ -104,6 +135,7 @@ def scenarios(draw: st.DrawFn, profiles: Sequence[str] | None = None) -> Scenari
         seglimit=seglimit,
         gsbase=draw(_gsbase),
         gslimit=draw(_gslimit),
+        jgs_targets=draw(st.lists(_jgs_target(len(body)), min_size=N_TARGETS, max_size=N_TARGETS)),
         paging=draw(st.sampled_from([0, 0, 2, 3, 4])),
         pages=draw(st.lists(_page_flags, min_size=DATA_END // 4096, max_size=DATA_END // 4096)),
         interrupts=draw(st.dictionaries(st.integers(0, STEPS), st.integers(32, 255), max_size=3)),
@@ -115,6 +147,9 @@ def initial_memory(s: Scenario) -> tuple[bytearray, int]:
     body = [*s.body, 0x38000000 | ((-len(s.body)) & 0xFFFFFF)]  # ... then jmp back to CODE
     for i, w in enumerate(body):
         mem[CODE + 4 * i : CODE + 4 * i + 4] = w.to_bytes(4, "little")
+    for table in JGS_TABLES:
+        for i, t in enumerate(s.jgs_targets):
+            mem[table + 8 * i : table + 8 * i + 8] = t.to_bytes(8, "little")
     for seg in SKIP_HANDLERS.segments:
         mem[seg.address : seg.address + len(seg.data)] = seg.data
     for i, w in enumerate(s.handlers):

@@ -35,7 +35,7 @@ SAMPLES = {
     "sidt": I("sidt", rd=3), "smsw": I("smsw", rd=3), "rdcs": I("rdcs", rd=3), "rdtsc": I("rdtsc", rd=3),
     "rdmsr": I("rdmsr", rd=3, rs1=2), "wrmsr": I("wrmsr", rs1=2, rs2=0), "invlpg": I("invlpg", rs1=0),
     "vmcall": I("vmcall", imm=1), "hcall": I("hcall", imm=1), "ud": I("ud"),
-    "ldgs": I("ldgs", rd=3, rs1=0, imm=8), "sdgs": I("sdgs", rs2=0, rs1=0, imm=8),
+    "ldgs": I("ldgs", rd=3, rs1=0, imm=8), "sdgs": I("sdgs", rs2=0, rs1=0, imm=8), "jgs": I("jgs", rs1=0, imm=8),
 }  # fmt: skip
 CHECKED = [i for i in INSTRUCTIONS if i.privilege is not Privilege.USER or i.sensitivity is not Sensitivity.INNOCUOUS]
 ENV = [(0, 0), (3, 0), (1, 3)]  # (IOPL, CR4.TSD)
@@ -70,7 +70,8 @@ def test_privilege_class_at_each_cpl(insn, cpl, classic, io, tsd):
     c.cpu.flags = iopl(io)
     c.cpu.cr4 = 2 | (CR4_TSD if tsd else 0)
     c.set_r(r1=IDT, r2=0x100)
-    c.cpu.gsbase, c.cpu.gslimit = DATA, 0xFFF  # ldgs/sdgs at [DATA + 8] fit in GS (§5.4)
+    c.cpu.gsbase, c.cpu.gslimit = DATA, 0xFFF  # ldgs/sdgs/jgs at [DATA + 8] fit in GS (§5.4)
+    c.w64(DATA + 8, CODE + 4)  # jgs goes on to the int below, as every other sample does
     for i, v in enumerate((CODE + 4, cpl, iopl(io), STACK + 32)):  # an iret frame back to the same ring
         c.w64(STACK + 8 * i, v)
     c.code(SAMPLES[insn.mnemonic], I("int", imm=0x7F))

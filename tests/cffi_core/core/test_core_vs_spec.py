@@ -3,7 +3,8 @@ many ticks (the core's fast paths, its TLB and its decoded-code cache at work), 
 memory, exits and the architectural counters must be equal.  Registers often hold code
 addresses, so programs also store into their own code.  The host segment GS is drawn too
 (manual §5.4), and ``ldgs``/``sdgs`` often, so that GS's fast arrays meet the segment-limited
-ones on the same pages (below and beyond MSR_SEGLIMIT, in code pages)."""
+ones on the same pages (below and beyond MSR_SEGLIMIT, in code pages); ``jgs`` less often, most
+of its jumps through a table that GS reaches, of targets in the body."""
 
 from __future__ import annotations
 
@@ -36,6 +37,27 @@ _gs_near = st.builds(
     st.sampled_from(["ldgs", "sdgs"]), st.integers(0, 15), st.integers(1, 15), st.integers(-2, 2),
 )  # fmt: skip
 GS_WORDS = st.one_of(_gs_near, instruction_words((BY_MNEMONIC["ldgs"], BY_MNEMONIC["sdgs"])))
+# jgs reads its target through GS (§5.4): a table of targets lies at 0 and at DATA, where GS at
+# base 0 or DATA reads it at small offsets (jgs [r0 + 8k]); the targets are words of the body,
+# sometimes bad ones, which fault at their fetch.  Other jgs words jump wherever the quadword at
+# a register's value leads, or are any jgs word.
+JGS_TABLES, N_TARGETS = (0, DATA), 16
+_jgs_table = st.integers(0, N_TARGETS - 1).map(lambda k: encode("jgs", rs1=0, imm=8 * k))
+_jgs_near = st.builds(lambda b, k: encode("jgs", rs1=b, imm=8 * k), st.integers(1, 15), st.integers(-2, 2))
+JGS_WORDS = st.one_of(_jgs_table, _jgs_table, _jgs_near, instruction_words((BY_MNEMONIC["jgs"],)))
+
+
+def body_targets(words: int) -> st.SearchStrategy[int]:
+    """A word of a body of ``words`` words."""
+    return st.integers(0, words - 1).map(lambda k: CODE + 4 * k)
+
+
+def jgs_targets(words: int) -> st.SearchStrategy[int]:
+    """A body word seven times in eight, else misaligned, beyond RAM or non-canonical."""
+    bad = st.sampled_from([CODE + 2, MEMORY, 1 << 63])
+    return st.integers(0, 7).flatmap(lambda k: body_targets(words) if k else bad)
+
+
 # GS at 0 over everything (offsets are then addresses: data, code, the limit's pages), on DATA,
 # misaligned, wrapping, or random; limits that take everything, some pages, one quadword, or
 # refuse everything.
@@ -45,11 +67,16 @@ _gate = st.builds(lambda p, t, d, r: p | t << 1 | d << 4 | r << 6, st.sampled_fr
                   st.sampled_from([0, 1, 1, 2, 3]), st.integers(0, 3), st.integers(0, 3))  # fmt: skip
 
 
+_word = st.one_of(instruction_words(), any_words(), GS_WORDS)
+
+
 @st.composite
 def machines(draw):
+    body = draw(st.lists(st.integers(0, 9).flatmap(lambda k: _word if k else JGS_WORDS), min_size=4, max_size=64))
     return {
         "features": draw(st.sampled_from([0, 1, 2])),
-        "body": draw(st.lists(st.one_of(instruction_words(), any_words(), GS_WORDS), min_size=4, max_size=64)),
+        "body": body,
+        "jgs_targets": draw(st.lists(jgs_targets(len(body)), min_size=N_TARGETS, max_size=N_TARGETS)),
         "handlers": draw(st.lists(instruction_words(), min_size=4, max_size=16)),
         "gates": draw(st.lists(st.tuples(st.integers(0, 15), _gate), min_size=8, max_size=8)),
         "regs": draw(st.lists(_value, min_size=15, max_size=15)),
@@ -74,6 +101,9 @@ def build(d) -> tuple[bytearray, dict]:
     for v in range(256):
         slot, attr = d["gates"][v % 8]
         mem[IDT + 16 * v : IDT + 16 * v + 16] = (HANDLERS + 4 * slot).to_bytes(8, "little") + attr.to_bytes(8, "little")
+    for table in JGS_TABLES:
+        for i, t in enumerate(d["jgs_targets"]):
+            mem[table + 8 * i : table + 8 * i + 8] = t.to_bytes(8, "little")
     state = {"r": [0, *d["regs"][:14], 0x18000], "rsp": [0x17000, 0x16000, 0x15000], "cpl": d["cpl"], "pc": CODE,
              "flags": d["flags"], "idtr": IDT, "seglimit": d["seglimit"] if d["features"] == 2 else U64,
              "cslimit": d["cslimit"] if d["features"] == 2 else U64, "gsbase": d["gsbase"],
@@ -169,15 +199,22 @@ _run = st.tuples(st.integers(1, 300), st.sampled_from([U64, 0x18000, 0x12000, 0x
                  st.one_of(st.just(0), _gsbase), _gslimit)  # fmt: skip
 
 
+_gs_body_word = st.one_of(_gs_same, _data_op, _step, GS_WORDS)
+
+
 @st.composite
 def gs_machines(draw):
-    """CPL 0 or 1, where ldgs/sdgs run, over bodies of GS accesses, loads and stores through the
-    same registers, and steps of those registers; every event goes to a handler that skips the
+    """CPL 0 or 1, where ldgs/sdgs/jgs run, over bodies of GS accesses, loads and stores through
+    the same registers, steps of those registers, and jumps through the table of targets, which
+    are words of the body (with its closing jmp); every event goes to a handler that skips the
     instruction and returns, so a body runs to its budget; the host moves MSR_SEGLIMIT and the GS
     MSRs between runs (§10)."""
+    body = draw(st.lists(st.integers(0, 7).flatmap(lambda k: _gs_body_word if k else _jgs_table), min_size=4,
+                         max_size=48))  # fmt: skip
     return {
         "features": draw(st.sampled_from([0, 2, 2])),
-        "body": draw(st.lists(st.one_of(_gs_same, _data_op, _step, GS_WORDS), min_size=4, max_size=48)),
+        "body": body,
+        "jgs_targets": draw(st.lists(body_targets(len(body) + 1), min_size=N_TARGETS, max_size=N_TARGETS)),
         "regs": draw(st.lists(st.one_of(_data_address, _value), min_size=14, max_size=14)),
         "cpl": draw(st.sampled_from([0, 1, 1])),
         "paging": draw(st.sampled_from([0, 2, 4])),

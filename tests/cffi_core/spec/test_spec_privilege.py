@@ -37,7 +37,7 @@ def outcome(insn: Insn, cpl: int, classic: bool, iopl: int, tsd: bool) -> str:
     s.cpl, s.flags = cpl, iopl << 12
     s.cr4 |= CR4_TSD if tsd else 0
     s.r[2] = s.r[3] = OPERAND
-    s.gslimit = 2**64 - 1  # ldgs/sdgs at GS offset OPERAND reach linear OPERAND (§5.4)
+    s.gslimit = 2**64 - 1  # ldgs/sdgs/jgs at GS offset OPERAND reach linear OPERAND (§5.4)
     for i, value in enumerate((CODE, cpl, s.flags, STACK)):  # an iret frame; ret and popf read it too
         rig.write64(STACK + 8 * i, value)
     rig.code(encode(insn, rd=1, rs1=2, rs2=3, crn=2, imm=0))

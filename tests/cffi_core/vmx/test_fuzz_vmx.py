@@ -53,7 +53,7 @@ ERROR_CODE_VECTORS = (8, 13, 14, 17)  # architecture.md §6.1
 # The instructions guest mode treats apart (V.2, V.3), drawn more often than the others.
 SYSTEM = tuple(i for i in INSTRUCTIONS if i.mnemonic in {
     "mtcr", "mfcr", "hlt", "invlpg", "rdtsc", "rdmsr", "wrmsr", "in", "out", "lidt", "sidt", "smsw", "vmcall",
-    "hcall", "ldgs", "sdgs", "int", "iret", "sti", "cli", "popf", "pushf"})  # fmt: skip
+    "hcall", "ldgs", "sdgs", "jgs", "int", "iret", "sti", "cli", "popf", "pushf"})  # fmt: skip
 NEEDS_FEATURE = {
     ProcControl.USE_TPR_SHADOW: "tpr_shadow",
     ProcControl.ENABLE_EPT: "ept",

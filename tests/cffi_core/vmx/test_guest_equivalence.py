@@ -16,9 +16,10 @@
 #
 # What differs by definition is not compared: host gates are a reserved gate type in guest mode
 # (V.2), so the scenario's gates are interrupt or trap gates, and a run stops comparing when the
-# program writes a host gate into its IDT; `hcall`, `ldgs` and `sdgs` are #UD in guest mode
-# (V.2: the host's instructions), so a run stops before one executes; `vmcall` and MSRs above 16383 always exit (V.2, V.3) and guest-physical
-# addresses beyond guest memory are EPT violations (V.6), so a run stops at the first VM exit.
+# program writes a host gate into its IDT; `hcall`, `ldgs`, `sdgs` and `jgs` are #UD in guest
+# mode (V.2: the host's instructions), so a run stops before one executes; `vmcall` and MSRs
+# above 16383 always exit (V.2, V.3) and guest-physical addresses beyond guest memory are EPT
+# violations (V.6), so a run stops at the first VM exit.
 # A program that loads other translation structures (CR3, CR4.PL, CR0.PG) may use entries it
 # changed without invalidation, which is undefined (manual §8.1) and differs with the TLB flushes
 # of VM entries (V.7): the comparison stops there too.  hypothesis `event` counts every stop.
@@ -68,7 +69,7 @@ STATE_FIELDS = (
     "halted", "int_shadow", "intr_vector", "intr_acked", "shutdown", "pending_db",
 )  # fmt: skip
 # V.2: what only the host has — callouts and the host segment — is #UD in guest mode.
-HOST_ONLY = frozenset({"hcall", "ldgs", "sdgs"})
+HOST_ONLY = frozenset({"hcall", "ldgs", "sdgs", "jgs"})
 SAME_COUNTERS = ("double_faults", "triple_faults", "port_reads", "port_writes", "halted_ticks")
 
 

@@ -1,6 +1,7 @@
-"""Guest mode has no host segment (docs/vmx.md V.2, V.3; manual §5.4): ``ldgs``/``sdgs`` check
-their privilege, then raise #UD; MSR_GSBASE and MSR_GSLIMIT raise #GP(0) when the MSR bitmap
-lets the access through; the host's GS is kept across guest mode and serves the host after it."""
+"""Guest mode has no host segment (docs/vmx.md V.2, V.3; manual §5.4): ``ldgs``/``sdgs``/``jgs``
+check their privilege, then raise #UD; MSR_GSBASE and MSR_GSLIMIT raise #GP(0) when the MSR
+bitmap lets the access through; the host's GS is kept across guest mode and serves the host
+after it."""
 
 from __future__ import annotations
 
@@ -15,15 +16,22 @@ MSR_GSBASE, MSR_GSLIMIT = 0x202, 0x203
 MSR_BITMAP = 0x5000  # host-physical, outside the guest's memory; all clear
 VALUE = 0x0123_4567_89AB_CDEF
 R = VmExitReason
+# Each host-segment instruction at GS offset 0x40; jgs would jump to the quadword there.
+WORDS = {
+    "ldgs": I("ldgs", rd=2, rs1=0, imm=0x40),
+    "sdgs": I("sdgs", rs2=2, rs1=0, imm=0x40),
+    "jgs": I("jgs", rs1=0, imm=0x40),
+}
 
 
 @pytest.mark.parametrize(("cpl", "vector"), [(0, UD), (1, UD), (2, GP), (3, GP)])
-@pytest.mark.parametrize("mnemonic", ["ldgs", "sdgs"])
-def test_ldgs_and_sdgs_in_guest_mode_check_privilege_then_raise_ud(mnemonic, cpl, vector):
+@pytest.mark.parametrize("mnemonic", list(WORDS))
+def test_the_gs_instructions_in_guest_mode_check_privilege_then_raise_ud(mnemonic, cpl, vector):
     g = Guest()
     g.m.cpu.gsbase, g.m.cpu.gslimit = 0, U64  # the host's GS would allow the access
+    g.m.write_u64(0x40, CODE + 8)  # and jgs a jump to a word of the guest's code
     g.set(GUEST_CPL=cpl, EXCEPTION_BITMAP=1 << UD | 1 << GP)
-    g.code(I(mnemonic, rd=2, rs1=0, imm=0x40) if mnemonic == "ldgs" else I(mnemonic, rs2=2, rs1=0, imm=0x40))
+    g.code(WORDS[mnemonic])
     assert g.run().number == R.EXCEPTION
     info = EventInfo(True, vector, IntrType.HARDWARE_EXCEPTION, vector == GP)
     assert EventInfo.decode(g.get("EXIT_INTR_INFO")) == info
