@@ -14,8 +14,8 @@ The cells of one example (``cells``):
 - ``insn/<mnemonic>/cpl<c>/<flat|paged>/tf<0|1>``: the body has that instruction, at that CPL
   (the prelude's), paging mode, and with FLAGS.TF as the instructions before it left it;
 - ``adjacent/exit-after-sti``: an exiting instruction (privileged, sensitive, ``int``, ``ud``,
-  or of the host class: ``vmcall``, ``hcall``, ``ldgs``, ``sdgs``) right after ``sti`` (in its
-  interrupt shadow, §6.5);
+  or of the host class: ``vmcall``, ``hcall``, ``ldgs``, ``sdgs``, ``jgs``) right after ``sti``
+  (in its interrupt shadow, §6.5);
 - ``adjacent/exit-with-pending-db``: an exiting instruction executed with TF set (its #DB
   pending at the exit);
 - ``adjacent/exit-with-pending-interrupt``: ``hlt``, or an exiting instruction while IF is
@@ -101,7 +101,7 @@ def all_cells() -> tuple[str, ...]:
 def _exiting() -> frozenset[str]:
     from cffi_core.isa.table import INSTRUCTIONS, PRIVILEGED, SENSITIVE_UNPRIVILEGED, Sensitivity
 
-    # The host class (vmcall, hcall, ldgs, sdgs): every VMM meets them, none lets a guest have them.
+    # The host class (vmcall, hcall, ldgs, sdgs, jgs): every VMM meets them, none lets a guest have them.
     host = frozenset(i.mnemonic for i in INSTRUCTIONS if i.sensitivity is Sensitivity.HOST)
     return PRIVILEGED | SENSITIVE_UNPRIVILEGED | _EXITING_EXTRA | host
 

@@ -6,7 +6,7 @@ for a fetch, MSR_SEGLIMIT for the rest);
 (3) with paging, canonical form → #GP(0); (4) with paging, translation and permissions →
 #PF; (5) the physical address must be in RAM → #MC.  The first check that fails raises.
 
-The host segment GS (``ldgs``/``sdgs``, §5.4): the offset is checked against
+The host segment GS (``ldgs``/``sdgs``/``jgs``, §5.4): the offset is checked against
 MSR_GSLIMIT (byte-granular) first, then the linear address MSR_GSBASE + offset goes through
 the same checks without step 2 — GS is a segment of its own, MSR_SEGLIMIT does not bound it.
 """
