@@ -20,7 +20,7 @@ shadow; loads and stores at the end of RAM (#MC); CR3 switches between two live 
 spaces and remaps of pages a body already used (through system calls, so that ring 3 can ask).
 Programs are well defined by construction: no branch leaves its block, every changed paging
 entry is invalidated before use (§8.1, §14), no ``hlt`` can sleep forever, no ``hcall`` (a bare
-machine has no host software to answer it) nor ``ldgs``/``sdgs`` (the host segment, §5.4: for
+machine has no host software to answer it) nor ``ldgs``/``sdgs``/``jgs`` (the host segment, §5.4: for
 host software too), no disk.  Time is counted in retired instructions (§9), so reading the
 clock is well defined: any two correct runs agree, on the time too.
 
@@ -683,7 +683,7 @@ def _random_word() -> st.SearchStrategy[Block]:
     from cffi_core.isa.strategies import any_words  # the table's own word strategy
 
     # hcall and vmcall are for host software (a bare machine cannot answer them, §10); so are
-    # ldgs and sdgs, the host segment's (docs/architecture.md §5.4): guests do not use them.
+    # ldgs, sdgs and jgs, the host segment's (docs/architecture.md §5.4): guests do not use them.
     return any_words().filter(lambda w: (w >> 24) not in _HOST_ONLY).map(lambda w: _one(f".word {w:#010x}"))
 
 

@@ -47,7 +47,7 @@
 #define MSR_CSLIMIT 0x201
 #define MSR_GSBASE 0x202
 #define MSR_GSLIMIT 0x203
-#define GS_SIZE 8 /* ldgs and sdgs move 8 bytes (§5.4, the host segment) */
+#define GS_SIZE 8 /* ldgs, sdgs and jgs move 8 bytes (§5.4, the host segment) */
 
 /* ---- §6: vectors, gates ---- */
 #define V_DE 0
@@ -137,7 +137,7 @@ struct fast_set {
     struct fast_entry rd[FAST_N];
     struct fast_entry wr[FAST_N];
     struct exec_entry ex[FAST_N];
-    /* ldgs/sdgs: the same translations, made without the segment limit (GS is a segment of its
+    /* ldgs/sdgs/jgs: the same translations, made without the segment limit (GS is a segment of its
      * own, §5.3), so that rd/wr never hold a page beyond MSR_SEGLIMIT and these never serve ld/st */
     struct fast_entry grd[FAST_N];
     struct fast_entry gwr[FAST_N];

@@ -756,7 +756,7 @@ int store_slow(struct p64_machine *m, uint64_t va, unsigned size, unsigned cpl, 
     return 1;
 }
 
-/* ldgs/sdgs past the GS fast arrays: va = MSR_GSBASE + offset, its offset within MSR_GSLIMIT. */
+/* ldgs/sdgs/jgs past the GS fast arrays: va = MSR_GSBASE + offset, its offset within MSR_GSLIMIT. */
 int gs_load_slow(struct p64_machine *m, uint64_t va, unsigned cpl, uint64_t *out)
 {
     const uint8_t *p = data_ptr(m, va, GS_SIZE, P64_ACCESS_READ, cpl, 1);

@@ -193,7 +193,7 @@ struct p64_cpu {
     uint64_t rsp[3];        /* MSR_RSP0..2 */
     uint64_t seglimit;      /* MSR_SEGLIMIT: bounds data at CPL >= 1 (and fetch in guest mode) */
     uint64_t cslimit;       /* MSR_CSLIMIT: bounds fetch at CPL >= 1 outside guest mode */
-    uint64_t gsbase;        /* MSR_GSBASE: the host segment's base (ldgs/sdgs; host state, not guest mode's) */
+    uint64_t gsbase;        /* MSR_GSBASE: the host segment's base (ldgs/sdgs/jgs; host state, not guest mode's) */
     uint64_t gslimit;       /* MSR_GSLIMIT: the offset of its last byte; 0 refuses every access */
     uint64_t tsc_offset;    /* TSC = clock + tsc_offset */
     uint32_t halted;        /* 1 after hlt until an interrupt is delivered */

@@ -34,7 +34,7 @@ handle, exactly as from ``run``.
 §8.1 makes indistinguishable for programs that invalidate after changing an entry; so
 ``invlpg`` only advances pc and CR writes flush nothing.  Guest mode (feature ``vmx``):
 ``vmcall`` raises #UD, as the manual says for a machine without guest mode, and ``ldgs``,
-``sdgs`` and the GS MSRs work as outside guest mode (their #UD and #GP(0) there are the core's,
+``sdgs``, ``jgs`` and the GS MSRs work as outside guest mode (their #UD and #GP(0) there are the core's,
 docs/vmx.md V.2).
 
 **Readings of the manual** (the most x86-like where it is open; see each module):

@@ -20,7 +20,7 @@ from cffi_core.spec.state import AC, CR0_PG, GP, MASK64, MC, PF, State
 
 SEGLIMIT_GRANULE = 0xFFF  # limits have 4 KiB granularity (§5.3)
 INSN_SIZE = 4
-GS_SIZE = 8  # ldgs and sdgs move 8 bytes
+GS_SIZE = 8  # ldgs, sdgs and jgs move 8 bytes
 
 
 def beyond_limit(state: State, va: int, size: int, cpl: int, access: int = ACCESS_READ) -> bool:

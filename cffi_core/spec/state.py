@@ -45,7 +45,7 @@ MSR_RSP1 = 0x101
 MSR_RSP2 = 0x102
 MSR_SEGLIMIT = 0x200  # the segment limit of data accesses (feature seglimit, §5.3)
 MSR_CSLIMIT = 0x201  # the code segment limit: bounds fetch (feature seglimit, §5.3)
-MSR_GSBASE = 0x202  # the host segment GS: its base (every profile; ldgs/sdgs, §5.4)
+MSR_GSBASE = 0x202  # the host segment GS: its base (every profile; ldgs/sdgs/jgs, §5.4)
 MSR_GSLIMIT = 0x203  # the host segment GS: the offset of its last byte, byte-granular (§5.4)
 
 # ---- page-table entries (§7.2) ----
@@ -146,7 +146,7 @@ class State:
     seglimit: int = MASK64  # MSR_SEGLIMIT; reset all ones (§5.3)
     cslimit: int = MASK64  # MSR_CSLIMIT; reset all ones (§5.3)
     gsbase: int = 0  # MSR_GSBASE; reset 0 (§5.4)
-    gslimit: int = 0  # MSR_GSLIMIT; reset 0: every ldgs/sdgs raises #GP(0) (§5.4)
+    gslimit: int = 0  # MSR_GSLIMIT; reset 0: every ldgs/sdgs/jgs raises #GP(0) (§5.4)
     tsc_offset: int = 0  # TSC = clock + tsc_offset (§9)
     halted: bool = False  # after hlt until an event is delivered
     int_shadow: bool = False  # the next boundary takes no interrupt (after sti)
