@@ -35,15 +35,15 @@ _DEVIATION = pytest.mark.popek_deviation(
 # A binary translator runs the guest kernel at a supervisor ring (Adams & Agesen 2006 §3), and
 # guest rings 1-2 directly at real rings 1-2: it sees every sensitive instruction, but without
 # a segment limit nothing keeps their loads from its translation cache and IDT at the top of
-# the address space.  Adams & Agesen's 64-bit VMM had exactly this gap (x86-64 dropped
-# segment limits); on classic-1974 it is the same.  Only blocks that touch the declared
-# reserved range are the deviation's.
+# the address space, or their stores from the data its translated code writes there.  Adams &
+# Agesen's 64-bit VMM had exactly this gap (x86-64 dropped segment limits); on classic-1974 it
+# is the same.  Only blocks that touch the declared reserved range are the deviation's.
 BT_COMPRESSION_PROFILES = ("x86-64-2005", "classic-1974")
 _BT_DEVIATION = pytest.mark.popek_deviation(
     "binary-translation",
     "without a segment limit the guest kernel, run at a supervisor ring, reads the VMM's translation cache and "
-    "IDT in the reserved top of the address space (address-space compression; the protection Adams & Agesen "
-    "2006 lost on x86-64, which has no segment limits)",
+    "IDT, and writes the data of its translated code, in the reserved top of the address space (address-space "
+    "compression; the protection Adams & Agesen 2006 lost on x86-64, which has no segment limits)",
     profiles=BT_COMPRESSION_PROFILES,
 )
 # The vmm fixture is a class chosen at collection: the same for every example, so sharing it

@@ -116,7 +116,7 @@ from reference_vmm.binary_translation.translator import (
     WordKind,
 )
 from reference_vmm.shadow import GuestMemory, Resolution, ShadowPager, pool_size
-from reference_vmm.trap_emulate.monitor import _REAL_CR0, TrapEmulateVM, TrapEmulateVMM
+from reference_vmm.trap_emulate.monitor import _REAL_CR0, _SHUTDOWN, TrapEmulateVM, TrapEmulateVMM
 from reference_vmm.trap_emulate.rings import RESERVED_VA, RING_1_PAGING, RING_1_SEGLIMIT, RingPlan
 
 __all__ = ["BinaryTranslationVM", "BinaryTranslationVMM", "TCPager"]
@@ -148,6 +148,10 @@ class TCPager(ShadowPager):
             self._install(root, va, frame | spec.PTE_P | spec.PTE_W | spec.PTE_A | spec.PTE_D | spec.PTE_NX)
         else:
             super()._map_reserved(root, va, frame)
+
+
+class _TCLost(Exception):
+    """The TC did what no translation does because the guest kernel wrote the VMM's data."""
 
 
 class BinaryTranslationVM(TrapEmulateVM):
@@ -186,6 +190,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         self._tainted: set[int] = set()
         self._coherence = dict.fromkeys(("invalidations", "code_writes", "frames_scanned", "frames_tainted"), 0)
         super().__init__(monitor, image, config, base, pool)
+        self._stats["tc_data_overwritten"] = 0  # stops by _TCLost (profiles without seglimit)
         self.shadow.exec_policy = self._exec_policy
         self.memory.on_code_write = self._code_written
 
@@ -284,7 +289,14 @@ class BinaryTranslationVM(TrapEmulateVM):
     def _direct(self, ticks: int) -> spec.Exit | None:
         v = self.cpu
         if v.cpl == 0 and not v.flags & FLAGS_TF:
-            return self._translated(ticks)
+            try:
+                return self._translated(ticks)
+            except _TCLost:
+                # The guest kernel wrote the VMM's data (no segment limit here): the VM shuts
+                # down, as after a triple fault; the VMM and its other VMs go on.
+                self._stats["tc_data_overwritten"] += 1
+                v.shutdown = True
+                return _SHUTDOWN
         self._resume = None
         if v.cpl == 0 or self._runs_in_spec(v):
             # A frame the spec must run (the Red Pill), or guest kernel code single-stepping
@@ -362,7 +374,7 @@ class BinaryTranslationVM(TrapEmulateVM):
             hcall_pc = (pc - 4) & MASK64
             word = self.tc.word_of(hcall_pc)
             if word is None:
-                raise RuntimeError(f"{self.monitor.name}: hcall {ex.number:#x} outside the TC at {pc:#x}")
+                raise self._lost(f"hcall {ex.number:#x} outside the TC at {pc:#x}")
             self._account(elapsed - 1, overhead + self._settle(hcall_pc))
             self._resume = None
             kind = self.tc.kind[word]
@@ -393,7 +405,7 @@ class BinaryTranslationVM(TrapEmulateVM):
                 self.tc.counters["tc_lookup_misses"] += 1
             return None  # and WordKind.CONTINUE: go on at the fall-through
         if reason is not ExitReason.HOST_GATE:
-            raise RuntimeError(f"{self.monitor.name}: unexpected exit {reason.name} from the TC at {pc:#x}")
+            raise self._lost(f"unexpected exit {reason.name} from the TC at {pc:#x}")
         if ex.kind is EventKind.SOFTWARE:
             raise RuntimeError(f"{self.monitor.name}: int n ran in the TC at {pc:#x}")
         if ex.kind is EventKind.TRAP:
@@ -407,9 +419,7 @@ class BinaryTranslationVM(TrapEmulateVM):
             self._stats["virtual_interrupts"] += 1
             return self._emulate()
         if step is not None and step.done:
-            raise RuntimeError(
-                f"{self.monitor.name}: a fault in the TC at {pc:#x} after its guest instruction took effect"
-            )
+            raise self._lost(f"a fault in the TC at {pc:#x} after its guest instruction took effect")
         resume = self._resume
         self._restore_shadow(v)
         if ex.vector == spec.PF:
@@ -438,9 +448,20 @@ class BinaryTranslationVM(TrapEmulateVM):
         self._resume = None
         return self._emulate()
 
+    def _lost(self, what: str) -> Exception:
+        """What stops the TC when it did what no translation does: a bug of this VMM's, raised as
+        one; or, where no segment limit guards the VMM's data (the hash table of fragments, the
+        spill slots), the guest kernel's own doing — it wrote them, as it can there (Adams &
+        Agesen 2006's problem of 64-bit guests) — which stops that guest alone (``_TCLost``)."""
+        if self.monitor.seglimit:
+            return RuntimeError(f"{self.monitor.name}: {what}")
+        return _TCLost(what)
+
     def _account(self, ticks: int, overhead: int) -> None:
         """``ticks`` host ticks in the TC, ``overhead`` of them spent by in-TC sequences beyond
-        their guest ticks: the rest are the guest's, run directly."""
+        their guest ticks: the rest are the guest's, run directly.  The ledgers are in memory
+        the guest kernel can write where no segment limit guards it: never more than ``ticks``."""
+        overhead = min(overhead, ticks)
         guest = ticks - overhead
         self.cpu.clock += guest
         self._stats[COUNTER_DIRECT] += guest
@@ -469,7 +490,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         are no guest's and not in its ledger."""
         word = self.tc.word_of(pc)
         if word is None or self.tc.kind[word] is WordKind.FREE:
-            raise RuntimeError(f"{self.monitor.name}: the real CPU left the TC at {pc:#x}")
+            raise self._lost(f"the real CPU left the TC at {pc:#x}")
         v = self.cpu
         step = self.tc.steps.get(word)
         if step is None:

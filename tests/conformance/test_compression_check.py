@@ -6,7 +6,8 @@ from typing import ClassVar
 
 import pytest
 
-from conformance.api import observe
+from cffi_core import spec
+from conformance.api import VMMError, observe
 from conformance.checks import RESERVED_RANGE_LIMIT, ExpectedDeviation, expecting_deviation
 from conformance.test_compression import (
     COMPRESSION_CONFIG,
@@ -29,7 +30,10 @@ from conformance.test_compression import (  # renamed: under its test_ name pyte
     test_guest_kernel_cannot_read_the_vmm_pages_in_its_address_space as compression_test,
 )
 from reference_vmm.native import NativeVMM
+from reference_vmm.shadow import ShadowPager
 from reference_vmm.trap_emulate import TrapEmulateVMM
+from reference_vmm.trap_emulate.monitor import TrapEmulateVM
+from reference_vmm.trap_emulate.rings import RESERVED_VA
 from tests.mutants.compression import WITNESS, SegmentLimitForgotten
 
 TOP = ProbeRange(TOP_VA, 256, TOP_FRAMES)
@@ -173,3 +177,53 @@ def test_the_segment_limit_mutant_is_killed_and_its_base_passes():
     # Its catalog witness (docs/mutants.md §4) shows the bug, and the base passes it.
     assert WITNESS.problem(SegmentLimitForgotten, "x86-2005")
     assert WITNESS.problem(TrapEmulateVMM, "x86-2005") is None
+
+
+@pytest.mark.parametrize("profile", ["x86-64-2005", "classic-1974"])
+def test_binary_translation_reads_and_writes_its_data_without_a_segment_limit_and_the_deviation_explains_it(
+    profile,
+):
+    from reference_vmm.binary_translation import BinaryTranslationVMM
+
+    with pytest.raises(AssertionError, match="not its own at address"):
+        compression_test(BinaryTranslationVMM, profile)
+    ranges = probe_ranges(BinaryTranslationVMM.reserved_range)
+    run = observe(BinaryTranslationVMM, compression_image(ranges), COMPRESSION_CONFIG, profile=profile)
+    found = findings(parse_report(run.console)[0], ranges)
+    assert any(f.during.frames for f in found)  # its writes reached the VMM's data, not its frames
+    with expecting_deviation("binary-translation", "address-space compression") as ledger:
+        compression_test(BinaryTranslationVMM, profile)
+    assert ledger.explained == 1
+
+
+def test_binary_translation_keeps_its_data_and_tc_from_the_guest_kernel_with_a_segment_limit():
+    from reference_vmm.binary_translation import BinaryTranslationVMM
+
+    compression_test(BinaryTranslationVMM, "x86-2005")
+
+
+class _WritableIdtPager(ShadowPager):
+    def _map_reserved(self, root: int, va: int, frame: int) -> None:
+        self._install(root, va, frame | spec.PTE_P | spec.PTE_W | spec.PTE_NX)  # the guest may write it
+
+
+class _WritableIdtVM(TrapEmulateVM):
+    def make_pager(self) -> ShadowPager:
+        return _WritableIdtPager(self.monitor.host, self.memory, self.pool, reserved={RESERVED_VA: self.monitor.idt})
+
+
+class _WritableIdtTrap(TrapEmulateVMM):
+    """Maps its IDT page writable for the guest kernel: the guest's writes land in the VMM's page."""
+
+    vm_class = _WritableIdtVM
+
+
+def test_a_write_reaching_the_vmm_is_excused_only_for_the_deviation_that_declares_it():
+    # trap-and-emulate's deviation is reads of its read-only IDT page: writes that reach it are
+    # a bug the deviation does not explain (whatever the run then does).
+    with (
+        expecting_deviation("trap-and-emulate", "address-space compression") as ledger,
+        pytest.raises((AssertionError, VMMError)),
+    ):
+        compression_test(_WritableIdtTrap, "x86-64-2005")
+    assert ledger.explained == 0

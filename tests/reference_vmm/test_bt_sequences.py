@@ -170,3 +170,44 @@ def test_every_sequence_has_one_length_and_the_vmm_can_stop_it_at_every_word():
             assert steps[0].overhead == 0 and steps[-1].overhead == -1
             assert steps[0].restore == ()
             assert all(s.pc == 0x1000 for s in steps if not s.done)
+
+
+# The guest kernel forges an entry of the TC hash for its jr's target that points into its own
+# code: possible only where no segment limit keeps it out of the VMM's data.
+_FORGE = """
+_start: li sp, 0x9000
+        la r1, target
+        shri r2, r1, 2
+        andi r2, r2, {mask}
+        shli r2, r2, 4
+        li r3, {hash}
+        add r3, r3, r2
+        sd r1, [r3]                 ; the key: target's guest pc
+        la r4, elsewhere
+        sd r4, [r3 + 8]             ; the "fragment": guest code, not the TC
+        jr r1
+target: li r5, 7
+        out 0x500, r5
+elsewhere:
+        li r5, 9
+        out 0x500, r5
+"""
+
+
+@pytest.mark.parametrize("profile", ["x86-64-2005", "classic-1974"])
+def test_a_guest_kernel_that_overwrites_the_vmm_data_stops_itself_alone(profile):
+    from reference_vmm.binary_translation.translator import GS_HASH, GS_VA, HASH_ENTRIES
+
+    image = assemble(_FORGE.format(mask=HASH_ENTRIES - 1, hash=GS_VA + GS_HASH))
+    run = observe(BinaryTranslationVMM, image, CONFIG, profile=profile)
+    # Natively the stores are beyond RAM (#MC, then no handler: shutdown); here they reach the
+    # VMM's data, the real CPU leaves the TC, and the VM shuts down — the VMM raises nothing.
+    assert run.stop == "shutdown"
+    assert run.counters["tc_data_overwritten"] == 1
+
+
+def test_with_a_segment_limit_the_same_guest_cannot_reach_the_vmm_data():
+    from reference_vmm.binary_translation.translator import GS_HASH, GS_VA, HASH_ENTRIES
+
+    _, translated = _both(_FORGE.format(mask=HASH_ENTRIES - 1, hash=GS_VA + GS_HASH), "x86-2005")
+    assert translated.counters["tc_data_overwritten"] == 0
