@@ -18,11 +18,10 @@ from cffi_core.isa.encoding import encode
 from cffi_core.machine import Machine
 from conformance.api import HOST_TIMER_PERIOD, VMConfig
 from reference_vmm.binary_translation import BinaryTranslationVMM
-from reference_vmm.binary_translation.monitor import _BLOCK, BinaryTranslationVM, TCPager
+from reference_vmm.binary_translation.monitor import BinaryTranslationVM, TCPager
 from reference_vmm.binary_translation.translator import (
     GS_LEDGER,
     GS_SIZE,
-    GS_TARGET,
     HC_CALLOUT,
     SEQUENCES,
     TC_SIZE,
@@ -128,26 +127,18 @@ RdtscIgnoresLedgers = _tc_vmm(
 
 class _SpillsLostVM(_MutantVM):
     def _settle(self, pc: int) -> int:
-        # The base's _settle without the spill slots: the bug is that a stop inside an in-TC
-        # sequence (a hidden fault on call's push, the host timer) puts the guest at the
-        # instruction boundary with the sequence's scratch values in the registers it spilled.
+        # The bug: a stop inside an in-TC sequence (a hidden fault on call's push, the host
+        # timer) puts the guest at the instruction boundary with the sequence's scratch values
+        # in the registers it spilled to GS: the base's settling, its ``Step.restore`` ignored.
         word = self.tc.word_of(pc)
-        if word is None or self.tc.kind[word] is WordKind.FREE:
-            raise RuntimeError(f"{self.monitor.name}: the real CPU left the TC at {pc:#x}")
-        v = self.cpu
-        step = self.tc.steps.get(word)
-        if step is None:
-            v.pc = self.tc.guest_pc[word]
-            self._resume = (v.pc, pc)
-            return 0
-        if step.done:
-            v.pc = self._target if step.pc is None else step.pc
-            self._resume = None
-        else:
-            assert step.pc is not None
-            v.pc = step.pc
-            self._resume = (v.pc, self.tc.va(step.start))
-        return step.overhead
+        step = None if word is None else self.tc.steps.get(word)
+        if step is None or not step.restore:
+            return super()._settle(pc)
+        self.tc.steps[word] = replace(step, restore=())
+        try:
+            return super()._settle(pc)
+        finally:
+            self.tc.steps[word] = step
 
 
 SpillsNotRestored = _vmm(
@@ -155,21 +146,23 @@ SpillsNotRestored = _vmm(
 )
 
 
-class _VifNotReadBackVM(_MutantVM):
+class _VcpuNotReadBackVM(_MutantVM):
     def _from_gs(self, host: Machine) -> int:
-        # The bug: the ledgers and the transfer target are read back, the virtual IF is not:
-        # a `cli` translated into one store to GS never reaches the virtual CPU, which keeps
-        # IF = 1 (pushf shows it, and an interrupt is delivered where natively it waits, §6.5).
-        block = _BLOCK.unpack(host.read(self._gs + GS_TARGET, _BLOCK.size))
-        self._target = block[0]
-        total = 0
-        for k, ticks in enumerate(block[10:]):
-            self._ledgers[k] += ticks
-            total += ticks
+        # The bug: the ledgers and the transfer target are read back from GS, the virtual CPU's
+        # state that translated code wrote there is not (the virtual IF of a translated cli, the
+        # TPR of a translated mtcr cr8): the virtual CPU keeps its values from before the run,
+        # and the next entry writes them over the guest's (§6.5: pushf, mfcr cr8 and interrupt
+        # delivery then see the stale ones).
+        v = self.cpu
+        flags, cr8 = v.flags, v.cr8
+        total = super()._from_gs(host)
+        v.flags, v.cr8 = flags, cr8
         return total
 
 
-CliNotReadBack = _vmm("CliNotReadBack", _VifNotReadBackVM, "The virtual IF that cli writes in GS is never read back.")
+VcpuNotReadBack = _vmm(
+    "VcpuNotReadBack", _VcpuNotReadBackVM, "The virtual IF and TPR that translated code writes in GS are not read back."
+)
 
 
 # ---- the TC hash -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from conformance.api import CONTROL_LATENCY, HOST_TIMER_PERIOD, VMConfig
 from conformance.mutation import Mutant
-from reference_vmm.binary_translation.translator import GS_VA, GS_VIF
+from reference_vmm.binary_translation.translator import GS_SMSW, GS_VA
 from tests.mutants import binary_translation, compression, facts
 from tests.mutants.witness import Fact, OsWorkload, Program, Witness, kernel
 
@@ -389,14 +389,21 @@ w_g:    mov     r2, sp
 """,
 )
 
-# cli after sti, then pushf: the pushed IF is 0 natively (§6.5).
-CLI_THEN_PUSHF = kernel(
+# The virtual CPU's state that translated kernel code may change without an exit: cli (then
+# pushf: IF = 0 natively, §6.5) and a TPR load (then lidt, a callout, and mfcr cr8: 5).
+VCPU_WRITES_THEN_READS = kernel(
     """
         sti
         cli
         pushf
         pop     r1
         andi    r1, r1, FLAGS_IF
+        li      r3, 5
+        mtcr    cr8, r3
+        li      r3, IDT
+        lidt    r3
+        mfcr    r2, cr8
+        mtcr    cr8, r0
 """
 )
 
@@ -422,12 +429,12 @@ w_b:    addi    r2, r2, 1
 """,
 )
 
-# Ring 3 loads from the VMM's data (the virtual IF in GS), which the guest never mapped: #PF
+# Ring 3 loads from the VMM's data (the virtual CR0 that smsw reads in GS), which the guest never mapped: #PF
 # natively (fatal in lib/prelude.s: exit code 0xff).
 USER_READS_GS = kernel(
     f"""
         enter_user 0, back_u
-        li      r6, {GS_VA + GS_VIF:#x}
+        li      r6, {GS_VA + GS_SMSW:#x}
         ld      r1, [r6]
         int     VEC_BACK
 back_u: li      sp, KSTACK_TOP
@@ -672,9 +679,9 @@ ENTRIES: tuple[Entry, ...] = (
         Program(CALL_PUSH_FAULTS),
     ),
     Entry(
-        _m("bt-cli-not-read-back", "CliNotReadBack", "binary-translation", "equivalence", X86,
-           "never reads back the virtual IF that a translated cli wrote in GS: the guest keeps IF = 1"),
-        Program(CLI_THEN_PUSHF),
+        _m("bt-vcpu-not-read-back", "VcpuNotReadBack", "binary-translation", "equivalence", X86,
+           "reads the ledgers back from GS at an exit, not the virtual IF or TPR that translated code wrote there"),
+        Program(VCPU_WRITES_THEN_READS),
     ),
     Entry(
         _m("bt-hash-key-unchecked", "HashKeyUnchecked", "binary-translation", "equivalence", X86,
