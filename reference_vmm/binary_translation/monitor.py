@@ -8,20 +8,23 @@ CPU, the host-gate IDT, the shadow pager, the devices and the run loop are all i
 translator of ``translator.py``.  What it changes:
 
 - **Guest CPL 0 runs from the TC** (``_translated``), at real ring 1 with the guest's IF, TPR,
-  interrupt shadow and pending vector, IOPL 0 and no TF; a guest that single-steps its kernel
+  interrupt shadow and pending vector, IOPL 1 (so that ``cli``/``sti`` run for real on the
+  guest's IF; port I/O never runs in the TC) and no TF; a guest that single-steps its kernel
   runs it in the spec instead.  Every sensitive instruction is translated (``translator.RULES``):
-  ``popf``, ``iret``, ``pushf``, ``smsw``, ``sidt`` never run on the real CPU, so the obstacles
-  of the x86-like P64 (docs/architecture.md §4.3) are gone, and ``iret`` to ring 1 is seen.
+  ``iret``, ``smsw``, ``sidt`` never run on the real CPU, ``pushf`` shows the virtual IOPL and
+  ``popf`` runs for real only where it means what the guest's does, so the obstacles of the
+  x86-like P64 (docs/architecture.md §4.3) are gone, and ``iret`` to ring 1 is seen.
 - **Callouts** (``hcall``, §10): the VMM executes the one guest instruction with the spec on the
   virtual CPU (``_emulate``, as trap-and-emulate does for a trapped one) and goes on at the pc
   it leaves — from the TC if that is still guest CPL 0, directly if the guest went to user mode.
 - **Chaining**: a branch to an untranslated target goes to a stub; the first time it runs the
   target is translated and the branch patched (``TranslationCache.chain``).
-- **In-TC sequences through GS** (``translator.py``): ``call``, ``callr``, ``jr``, ``ret`` and
-  ``rdtsc`` become short sequences of TC words that run on the real CPU without an exit: the
-  guest return address pushed, the target looked up inline in the TC hash and jumped to
-  (``jgs``), the TSC read less what the sequences cost.  ``smsw``, ``sidt``, ``mfcr`` and
-  ``cli`` become one word each on the virtual CPU's copy.  They reach the VMM's data — the
+- **In-TC sequences through GS** (``translator.py``): ``call``, ``callr``, ``jr``, ``ret``,
+  ``rdtsc``, ``pushf``, ``popf`` and ``mtcr cr8`` become short sequences of TC words that run
+  on the real CPU without an exit: the guest return address pushed, the target looked up
+  inline in the TC hash and jumped to (``jgs``), the TSC read less what the sequences cost, the
+  virtual IOPL and TPR kept in GS.  ``smsw``, ``sidt`` and ``mfcr`` become one word each on the
+  virtual CPU's copy, ``cli`` and ``sti`` one real word each.  They reach the VMM's data — the
   virtual CPU's fields, spill slots, the hash — through the GS segment (``MSR_GSBASE``,
   ``MSR_GSLIMIT``, docs/architecture.md §5.4), as VMware's TC did through %gs, past the data
   limit that keeps the guest kernel out.
@@ -74,13 +77,16 @@ the TC let the guest kernel read and write it.  The alternatives weighed:
    VMM without segmentation is left with (Adams & Agesen's 64-bit case); not needed here.
 
 On profiles without ``seglimit`` (``classic-1974``, ``x86-64-2005``) the TC is protected by
-paging alone (supervisor, read-only), as trap-and-emulate's IDT page: guest kernel *reads* of the
-reserved range see the VMM's pages.  On ``x86-64-2005`` that is Adams & Agesen's 64-bit safety
-problem; on ``classic-1974`` it is a known gap of this version (see the READING_GUIDE chapter).
+paging alone (supervisor, read-only), as trap-and-emulate's IDT page, and the VMM's data that
+the TC writes (GS: spill slots, ledgers, the hash) is supervisor and writable: guest kernel
+*reads* of the reserved range see the VMM's pages and its *writes* there reach the VMM's data.
+That is Adams & Agesen's 64-bit safety problem (the suite's expected deviation says so); a
+guest that forges the hash so that the real CPU leaves the TC stops itself alone (``_TCLost``:
+the VM shuts down, the VMM goes on).  On ``classic-1974`` the real ``cli``, ``sti``, ``pushf``,
+``popf`` and ``rdtsc`` trap at ring 1 (§4.4): they are callouts there.
 
-Not in-TC yet: ``sti``, ``popf``, ``pushf``, ``iret`` and ``mtcr cr8`` (they change the
-interrupt state: callouts), and port I/O, ``hlt``, CR and IDTR loads, MSRs (the complex ones,
-callouts as in Adams & Agesen).
+Callouts as in Adams & Agesen: ``iret``, ``int``, port I/O, ``hlt``, CR0/CR3/CR4 and IDTR
+loads, MSRs, ``invlpg``.
 """
 
 from __future__ import annotations
@@ -97,9 +103,12 @@ from cffi_core.isa.table import INSTRUCTIONS, Sensitivity
 from cffi_core.machine import PAGE_SIZE, Machine
 from cffi_core.spec.events import interrupt_deliverable
 from cffi_core.spec.insns_system import SMSW_MASK
-from cffi_core.spec.state import CR4_TSD, FLAGS_IF, FLAGS_IOPL_SHIFT, FLAGS_TF, MASK64, PF_I, PF_W
+from cffi_core.spec.state import CR4_TSD, FLAGS_IF, FLAGS_IOPL, FLAGS_IOPL_SHIFT, FLAGS_TF, MASK64, PF_I, PF_W
 from conformance.api import COUNTER_DIRECT, COUNTER_INTERVENTIONS, VMConfig
 from reference_vmm.binary_translation.translator import (
+    GS_CR,
+    GS_IOPL,
+    GS_LEDGER,
     GS_SIZE,
     GS_SPILL,
     GS_TARGET,
@@ -126,8 +135,11 @@ _TC_LIMIT = GS_VA - 1
 4 KiB granular)."""
 _OURS = frozenset({HC_CALLOUT, HC_CHAIN, HC_CONTINUE, HC_MISS})
 _WORDS = struct.Struct("<I")
-_BLOCK = struct.Struct(f"<{10 + len(SEQUENCES)}Q")
-"""``GS_TARGET`` .. the ledgers: what the VMM writes at every entry into the TC and reads back."""
+_BLOCK = struct.Struct(f"<{10 + len(SEQUENCES) + 1}Q")
+"""``GS_TARGET`` .. ``GS_IOPL``: what the VMM writes at every entry into the TC and reads back
+(target, jump, pending, smsw, idtr, cr0, cr2, cr3, cr4, cr8, the ledgers, IOPL)."""
+assert GS_LEDGER + 8 * len(SEQUENCES) == GS_IOPL == GS_TARGET + 8 * (_BLOCK.size // 8 - 1)
+assert GS_CR[8] == GS_TARGET + 8 * 9
 _SPILLS = struct.Struct("<16Q")
 
 
@@ -468,15 +480,14 @@ class BinaryTranslationVM(TrapEmulateVM):
         self._hidden_left -= overhead
 
     def _from_gs(self, host: Machine) -> int:
-        """Read back what the TC changed in the VMM's data: the virtual IF (``cli``), the
+        """Read back what the TC changed in the VMM's data: the virtual TPR (``mtcr cr8``), the
         ledgers (returns their total: the ticks of in-TC sequences beyond their guest ticks),
         and the guest pc of the last indirect transfer (for ``_settle``)."""
         block = _BLOCK.unpack(host.read(self._gs + GS_TARGET, _BLOCK.size))
         self._target = block[0]
-        v = self.cpu
-        v.flags = (v.flags & ~FLAGS_IF) | (FLAGS_IF if block[2] else 0)
+        self.cpu.cr8 = block[9] & 0xF  # what the sequence stored, checked there (§2: 4 bits)
         total = 0
-        for k, ticks in enumerate(block[10:]):
+        for k, ticks in enumerate(block[10 : 10 + len(SEQUENCES)]):
             self._ledgers[k] += ticks
             total += ticks
         return total
@@ -525,7 +536,8 @@ class BinaryTranslationVM(TrapEmulateVM):
         for i in range(1, 16):
             r[i] = v.r[i]
         cpu.pc = start
-        cpu.flags = v.flags & FLAGS_IF
+        # IOPL 1: cli, sti and popf act on the real IF, which is the guest's (translator.py).
+        cpu.flags = (v.flags & FLAGS_IF) | (1 << FLAGS_IOPL_SHIFT)
         cpu.cpl = 1
         cpu.cr0 = _REAL_CR0
         cpu.cr4 = self.shadow.real_cr4_pl | (v.cr4 & CR4_TSD)
@@ -542,7 +554,7 @@ class BinaryTranslationVM(TrapEmulateVM):
             _BLOCK.pack(
                 0,
                 0,
-                1 if v.flags & FLAGS_IF else 0,
+                1 if v.intr_vector >= 0 else 0,
                 v.cr0 & SMSW_MASK,
                 v.idtr,
                 v.cr0,
@@ -551,6 +563,7 @@ class BinaryTranslationVM(TrapEmulateVM):
                 v.cr4,
                 v.cr8,
                 *([0] * len(SEQUENCES)),
+                v.flags & FLAGS_IOPL,
             ),
         )
         cpu.tsc_offset = (v.clock + v.tsc_offset - host.clock) & MASK64
@@ -561,12 +574,13 @@ class BinaryTranslationVM(TrapEmulateVM):
         cpu.intr_acked = -1
 
     def _leave_tc(self, host: Machine) -> None:
-        """Take back the registers and the interrupt shadow; IF, the ring and the rest only
-        change through callouts."""
+        """Take back the registers, IF (``cli``, ``sti``, ``popf`` ran for real) and the
+        interrupt shadow; the ring and the rest only change through callouts."""
         v, cpu = self.cpu, host.cpu
         r = cpu.r
         for i in range(1, 16):
             v.r[i] = r[i]
+        v.flags = (v.flags & ~FLAGS_IF) | (cpu.flags & FLAGS_IF)
         v.int_shadow = bool(cpu.int_shadow)
 
     def _enter(self, host: Machine) -> None:

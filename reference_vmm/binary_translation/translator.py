@@ -18,14 +18,21 @@ address to its fragment.
   branch to the new fragment (chaining);
 - constants and the virtual CPU: ``rdcs`` at guest CPL c becomes ``addi rd, r0, c``;
   ``smsw``/``sidt``/``mfcr`` one ``ldgs`` of the virtual CPU's copy in the VMM's data (GS,
-  docs/architecture.md §5.4), ``cli`` one ``sdgs r0`` to the virtual IF there;
+  docs/architecture.md §5.4); ``cli`` and ``sti`` are copied: the TC runs at real ring 1 with
+  IOPL 1 and the guest's IF, so they act on the virtual IF and the real CPU delivers a pending
+  interrupt (and honours sti's shadow) at the native boundary;
 - in-TC sequences (``_sequence``): ``call`` pushes the *guest* return address (a constant in
   GS) and jumps, remapped, to the target's fragment; ``callr``, ``jr`` and ``ret`` look their
   guest target up inline in the TC hash kept in GS and jump to its fragment with ``jgs``, or
   reach the VMM through a miss word (``hcall HC_MISS``) that has the target translated;
-  ``rdtsc`` reads the real TSC less what the sequences cost (the ledgers).  Each spills the
-  registers it uses to GS and restores them before it ends;
-- callouts: every other sensitive or privileged instruction, ``int``, the host class:
+  ``rdtsc`` reads the real TSC less what the sequences cost (the ledgers); ``pushf`` pushes the
+  real FLAGS with the virtual IOPL; ``popf`` runs the real one when the popped TF and IOPL are
+  the current ones (only IF changes), else calls out; ``mtcr cr8`` stores the virtual TPR in
+  GS unless an interrupt was pending at entry (a lower TPR could let it in: a callout) or the
+  value is refused (#GP).  Each spills the registers it uses to GS and restores them before
+  it ends;
+- callouts: every other sensitive or privileged instruction, ``int``, the host class, and on
+  ``classic-1974`` (where they trap at ring 1) ``cli``, ``sti``, ``pushf``, ``popf``, ``rdtsc``:
   ``hcall HC_CALLOUT``, after which the VMM executes that one guest instruction with the
   executable spec on the virtual CPU and goes on at the guest pc it leaves.
 
@@ -52,13 +59,13 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cffi_core import spec
 from cffi_core.isa.encoding import Decoded, encode
 from cffi_core.isa.table import INSTRUCTIONS, Sensitivity
 from cffi_core.machine import PAGE_SIZE, Machine
-from cffi_core.spec.state import MASK64
+from cffi_core.spec.state import FLAGS_IF, FLAGS_IOPL, FLAGS_TF, MASK64
 from reference_vmm.trap_emulate.rings import RESERVED_VA
 
 __all__ = [
@@ -118,8 +125,10 @@ GS_TARGET = 0x080
 """The guest pc an indirect transfer goes to, once it has taken effect."""
 GS_JUMP = 0x088
 """The TC address ``jgs`` jumps to at the end of an inline lookup."""
-GS_VIF = 0x090
-"""The virtual IF: 1 or 0 (``cli`` stores 0); the real IF in the TC is not the guest's."""
+GS_PENDING = 0x090
+"""1 when the virtual CPU had an interrupt pending at entry into the TC, else 0: ``popf`` and
+``mtcr cr8`` then call out, since what they change may let it in (none arrives during a run:
+the devices only move between runs)."""
 GS_SMSW = 0x098
 GS_IDTR = 0x0A0
 GS_CR = {0: 0x0A8, 2: 0x0B0, 3: 0x0B8, 4: 0x0C0, 8: 0x0C8}
@@ -127,7 +136,9 @@ GS_CR = {0: 0x0A8, 2: 0x0B0, 3: 0x0B8, 4: 0x0C0, 8: 0x0C8}
 GS_LEDGER = 0x0D0
 """One ledger per kind of in-TC sequence (``SEQUENCES``): the ticks its runs cost beyond one
 guest tick each, zeroed at every entry into the TC and read at every exit (exact guest time)."""
-GS_POOL = 0x100
+GS_IOPL = 0x110
+"""The virtual FLAGS.IOPL (FLAGS_IOPL's bits): the real IOPL in the TC is 1, not the guest's."""
+GS_POOL = 0x200
 """Constants of the TC (the guest return addresses that ``call`` pushes), 8 bytes each."""
 GS_POOL_END = 0x7000
 GS_HASH = 0x7000
@@ -137,7 +148,7 @@ HASH_ENTRIES = 4096
 HASH_EMPTY = MASK64
 """The key of an empty hash entry, whose TC address is the *stray* word: a transfer to this
 guest pc (not a multiple of 4: its fetch faults) reaches the VMM there as after a miss."""
-SEQUENCES = ("call", "callr", "jr", "ret", "rdtsc")
+SEQUENCES = ("call", "callr", "jr", "ret", "rdtsc", "pushf", "popf", "mtcr")
 """The in-TC sequences; the ledger of kind i is at ``GS_LEDGER + 8 i``."""
 _SP = 15
 
@@ -157,8 +168,6 @@ class Rule(enum.Enum):
     """``hcall HC_CALLOUT``: the VMM executes the instruction with the spec; the TU ends."""
     VCPU_READ = "vcpu-read"
     """``smsw``/``sidt``/``mfcr rd``: ``ldgs rd`` of the virtual CPU's copy in GS (one word)."""
-    CLI = "cli"
-    """``sdgs r0`` to the virtual IF in GS (one word)."""
     RDTSC = "rdtsc"
     """An in-TC sequence: the real TSC less the ticks of in-TC sequences (the ledger)."""
     CALL = "call"
@@ -169,6 +178,12 @@ class Rule(enum.Enum):
     """An in-TC sequence: inline lookup of the target in the TC hash."""
     RET = "ret"
     """An in-TC sequence: pop the guest return address, inline lookup of its fragment."""
+    PUSHF = "pushf"
+    """An in-TC sequence: the real FLAGS pushed, their IOPL replaced by the virtual one."""
+    POPF = "popf"
+    """An in-TC sequence: the real ``popf`` when only IF may change, else a callout."""
+    MTCR8 = "mtcr8"
+    """``mtcr cr8``: an in-TC sequence storing the virtual TPR, unless an interrupt is pending."""
 
 
 _CONTROL_FLOW = {
@@ -192,22 +207,29 @@ _CONTROL_FLOW = {
 _SENSITIVE_RULES = {
     # Sensitive, unprivileged on the x86-like P64 (docs/architecture.md §4.3): never copied.
     "iret": Rule.CALLOUT,
-    "pushf": Rule.CALLOUT,
-    "popf": Rule.CALLOUT,
+    # The real FLAGS in the TC are the guest's but for IOPL (1, so that cli/sti run at real
+    # ring 1): pushf pushes them with the virtual IOPL; popf runs for real when it leaves TF and
+    # IOPL as they are, and calls out when it would change them.
+    "pushf": Rule.PUSHF,
+    "popf": Rule.POPF,
     # Reads of the virtual CPU: one load from its copy in the VMM's data (GS), kept current at
     # every entry into the TC (only callouts change what they read).
     "sidt": Rule.VCPU_READ,
     "smsw": Rule.VCPU_READ,
     "mfcr": Rule.VCPU_READ,
     "rdcs": Rule.CPL,
-    # Privileged: cli clears the virtual IF in GS (the real IF stays, and an interrupt that
-    # then reaches the VMM is held back by the virtual one); the complex ones are callouts.
-    "cli": Rule.CLI,
+    # Privileged: cli and sti are copied.  The VMM runs the TC at real ring 1 with IOPL 1 and the
+    # guest's IF, TPR, interrupt shadow and pending vector in the real CPU, so the real cli and
+    # sti act on the virtual IF as VMware's in-TC "vcpu.flags.IF := 0" does (Adams & Agesen
+    # 2006 §3.2), and sti's shadow and a pending interrupt come at the native boundary.  P64's
+    # VMM has no interrupts of its own for them to hold back: it regains control by its budget.
+    "cli": Rule.IDENT,
+    "sti": Rule.IDENT,
     "hlt": Rule.CALLOUT,
-    "sti": Rule.CALLOUT,
     "in": Rule.CALLOUT,
     "out": Rule.CALLOUT,
-    "mtcr": Rule.CALLOUT,
+    # mtcr cr8 (the TPR) is an in-TC sequence; the other control registers are callouts.
+    "mtcr": Rule.MTCR8,
     "lidt": Rule.CALLOUT,
     "rdmsr": Rule.CALLOUT,
     "wrmsr": Rule.CALLOUT,
@@ -297,6 +319,7 @@ class _Sequence:
     after: int | None = None
     ledger_at: int = -1
     miss_at: int = -1  # word index of the bne to the miss word
+    bails: list[int] = field(default_factory=list)  # word indices of the bne to a callout
     jump_at: int = -1  # word index of a final remapped jmp
     target: int = 0  # its guest target
     constant: tuple[int, int] | None = None  # (GS offset, value) of the return address
@@ -345,15 +368,20 @@ class _Sequence:
         self.emit("ldgs", rd=c, rs1=b, imm=GS_HASH + 8)
         self.emit("sdgs", rs2=c, rs1=0, imm=GS_JUMP)
 
+    def bail(self, a: int, b: int) -> None:
+        """Leave the sequence for a callout of its guest instruction when ``a != b``: nothing of
+        it has taken effect, and the VMM runs it in the spec (patched in ``_place``)."""
+        self.bails.append(self.emit("bne", rs1=a, rs2=b, imm=0))
+
     def step(self, state: tuple[int, bool, frozenset[int], bool], start: int) -> Step:
         ran, done, spilled, ledgered = state
         overhead = ran - done - (len(self.words) - 1 if ledgered else 0)
         pc = self.after if done else self.gpc
         return Step(start, done, tuple(sorted(spilled)), overhead, pc, len(self.words))
 
-    def miss_state(self) -> tuple[int, bool, frozenset[int], bool]:
-        """The state at the miss word: everything up to and including the ``bne`` ran."""
-        ran, done, spilled, ledgered = self.words[self.miss_at][1]
+    def branched(self, at: int) -> tuple[int, bool, frozenset[int], bool]:
+        """The state at the word the ``bne`` at ``at`` branches to: everything up to it ran."""
+        ran, done, spilled, ledgered = self.words[at][1]
         return (ran + 1, done, spilled, ledgered)
 
 
@@ -370,14 +398,19 @@ def _lengths() -> tuple[int, ...]:
     ticks divided by its kind's ticks beyond the guest's one count that kind's runs."""
     lengths = []
     for mnemonic in SEQUENCES:
-        sizes = {len(_sequence(_decoded(encode(mnemonic, rd=r, rs1=r)), 0, GS_POOL).words) for r in range(1, 15)}
+        operands = {"crn": 8} if mnemonic == "mtcr" else {}
+        sizes = {
+            len(_sequence(_decoded(encode(mnemonic, rd=r, rs1=r, **operands)), 0, GS_POOL).words) for r in range(1, 15)
+        }
         if len(sizes) != 1:
             raise RuntimeError(f"binary translation: the {mnemonic} sequence's length depends on its registers")
         lengths.append(sizes.pop())
     return tuple(lengths)
 
 
-_SEQUENCE_RULES = frozenset({Rule.CALL, Rule.CALLR, Rule.JR, Rule.RET, Rule.RDTSC})
+_TRAP_ON_CLASSIC = frozenset({"cli", "sti", "pushf", "popf", "rdtsc"})
+"""Instructions that the translation runs for real at ring 1 and that ``classic`` traps there."""
+_SEQUENCE_RULES = frozenset({Rule.CALL, Rule.CALLR, Rule.JR, Rule.RET, Rule.RDTSC, Rule.PUSHF, Rule.POPF, Rule.MTCR8})
 _ENDS_UNIT = frozenset({Rule.JUMP, Rule.CALLOUT, Rule.CALL, Rule.CALLR, Rule.JR, Rule.RET})
 
 
@@ -450,6 +483,45 @@ def _sequence(d: Decoded, gpc: int, pool: int | None) -> _Sequence:
         seq.commit("sub", after=ret_pc, keep=(d.rd,), rd=d.rd, rs1=d.rd, rs2=s)
         seq.ledger(s)
         seq.refill(s)
+    elif mnemonic == "pushf":
+        a, b = _scratch(2)
+        seq.spill(a, b, _SP)
+        # The real pushf (the guest's IF; a fault of its push changes nothing, §3), then the
+        # virtual IOPL over the real one in the pushed quadword: the push is complete once
+        # that store is.
+        seq.emit("pushf")
+        seq.emit("ld", rd=a, rs1=_SP, imm=0)
+        seq.emit("andi", rd=a, rs1=a, imm=FLAGS_IF)
+        seq.emit("ldgs", rd=b, rs1=0, imm=GS_IOPL)
+        seq.emit("or", rd=a, rs1=a, rs2=b)
+        seq.commit("sd", after=ret_pc, keep=(_SP,), rs2=a, rs1=_SP, imm=0)
+        seq.ledger(a)
+        seq.refill(a, b)
+    elif mnemonic == "popf":
+        a, b = _scratch(2)
+        seq.spill(a, b)
+        # At guest CPL 0 popf writes TF, IF and IOPL (§6.4).  When TF and IOPL stay as they
+        # are, the real popf at ring 1 (IOPL 1: it writes IF and TF, not IOPL) does exactly
+        # that; otherwise the VMM does (single-stepping and IOPL are its business).
+        seq.emit("ld", rd=a, rs1=_SP, imm=0)
+        seq.emit("andi", rd=a, rs1=a, imm=FLAGS_TF | FLAGS_IOPL)
+        seq.emit("ldgs", rd=b, rs1=0, imm=GS_IOPL)
+        seq.bail(a, b)
+        seq.commit("popf", after=ret_pc)
+        seq.ledger(a)
+        seq.refill(a, b)
+    elif mnemonic == "mtcr":
+        (a,) = _scratch(1, d.rs1)
+        seq.spill(a)
+        # A lower TPR may let in an interrupt pending at entry (the real TPR is not written):
+        # then, and for a value the TPR refuses (#GP, §2), the VMM runs it.
+        seq.emit("ldgs", rd=a, rs1=0, imm=GS_PENDING)
+        seq.bail(a, 0)
+        seq.emit("shri", rd=a, rs1=d.rs1, imm=4)
+        seq.bail(a, 0)
+        seq.commit("sdgs", after=ret_pc, rs2=d.rs1, rs1=0, imm=GS_CR[8])
+        seq.ledger(a)
+        seq.refill(a)
     else:
         raise ValueError(f"binary translation: no in-TC sequence for {mnemonic}")
     return seq
@@ -477,6 +549,9 @@ class TranslationCache:
         self.host = host
         self.hpa = hpa
         self.gs = gs
+        self.classic = "classic" in host.profile.features
+        """With ``classic`` the real cli, sti, pushf, popf and rdtsc trap at real ring 1 (manual
+        §4.4): there they are callouts, the way of a classically virtualizable machine."""
         """Host-physical address of the VMM's data that the TC reaches through GS."""
         self.steps: dict[int, Step] = {}
         """For every word of an in-TC sequence (and miss word), where the guest stands there."""
@@ -690,6 +765,10 @@ class TranslationCache:
             rule = RULES[d.insn.mnemonic]
             if rule is Rule.RDTSC and d.rd == 0:
                 rule = Rule.IDENT  # reads nothing into anything
+            if rule is Rule.MTCR8 and d.crn != 8:
+                rule = Rule.CALLOUT
+            if self.classic and d.insn.mnemonic in _TRAP_ON_CLASSIC:
+                rule = Rule.CALLOUT
             units.append((word, d, rule))
             pc = (pc + 4) & MASK64
             if rule is Rule.BRANCH:
@@ -709,7 +788,7 @@ class TranslationCache:
                     constant, pool = pool, pool + 8
                 seq = sequences[i] = _sequence(d, pc, constant)
                 words += len(seq.words)
-                side += seq.miss_at >= 0
+                side += (seq.miss_at >= 0) + len(seq.bails)
             else:
                 words += 1
             pc = (pc + 4) & MASK64
@@ -737,10 +816,8 @@ class TranslationCache:
             elif rule is Rule.VCPU_READ:
                 assert d is not None
                 mnemonic = d.insn.mnemonic
-                field = GS_SMSW if mnemonic == "smsw" else GS_IDTR if mnemonic == "sidt" else GS_CR[d.crn]
-                self._emit_word(encode("ldgs", rd=d.rd, rs1=0, imm=field), WordKind.GUEST, pc)
-            elif rule is Rule.CLI:
-                self._emit_word(encode("sdgs", rs2=0, rs1=0, imm=GS_VIF), WordKind.GUEST, pc)
+                slot = GS_SMSW if mnemonic == "smsw" else GS_IDTR if mnemonic == "sidt" else GS_CR[d.crn]
+                self._emit_word(encode("ldgs", rd=d.rd, rs1=0, imm=slot), WordKind.GUEST, pc)
             elif i in sequences:
                 self._place(sequences[i], cpl)
             else:
@@ -769,9 +846,18 @@ class TranslationCache:
             self._write(miss, encode("hcall", imm=HC_MISS))
             self.kind[miss] = WordKind.MISS
             self.guest_pc[miss] = seq.gpc
-            self.steps[miss] = seq.step(seq.miss_state(), start)
+            self.steps[miss] = seq.step(seq.branched(seq.miss_at), start)
             site = start + seq.miss_at
             self._write(site, _retarget(_decoded(self._read(site)), self.va(miss) - self.va(site)))
+        for at in seq.bails:
+            self._stub -= 1
+            bail = self._stub
+            self._write(bail, encode("hcall", imm=HC_CALLOUT))
+            self.kind[bail] = WordKind.CALLOUT
+            self.guest_pc[bail] = seq.gpc
+            self.steps[bail] = seq.step(seq.branched(at), start)
+            site = start + at
+            self._write(site, _retarget(_decoded(self._read(site)), self.va(bail) - self.va(site)))
         if seq.jump_at >= 0:
             site = start + seq.jump_at
             self._remap(site, _decoded(self._read(site)), seq.target, cpl)

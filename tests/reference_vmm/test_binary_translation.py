@@ -70,13 +70,15 @@ def test_every_sensitive_instruction_has_a_rule_and_innocuous_ones_are_copied_un
     for insn in INSTRUCTIONS:
         rule = RULES[insn.mnemonic]
         if insn.sensitivity is Sensitivity.SENSITIVE:
-            # never copied: the obstacles become the virtual CPU's value (a constant CPL, or a
-            # word read from the VMM's copy through GS), or a callout
-            assert rule in (Rule.CALLOUT, Rule.CPL, Rule.VCPU_READ), insn.mnemonic
+            # never copied: the obstacles become the virtual CPU's value (a constant CPL, a word
+            # read from the VMM's copy through GS, the virtual IOPL in pushf's quadword, popf
+            # only where it means what the guest's does), or a callout
+            assert rule in (Rule.CALLOUT, Rule.CPL, Rule.VCPU_READ, Rule.PUSHF, Rule.POPF), insn.mnemonic
         if insn.sensitivity is Sensitivity.INNOCUOUS and insn.group not in ("branch", "system"):
             assert rule is Rule.IDENT, insn.mnemonic
     assert RULES["rdcs"] is Rule.CPL and RULES["iret"] is Rule.CALLOUT and RULES["jmp"] is Rule.JUMP
-    assert RULES["smsw"] is RULES["sidt"] is RULES["mfcr"] is Rule.VCPU_READ and RULES["cli"] is Rule.CLI
+    assert RULES["smsw"] is RULES["sidt"] is RULES["mfcr"] is Rule.VCPU_READ
+    assert RULES["cli"] is RULES["sti"] is Rule.IDENT and RULES["pushf"] is Rule.PUSHF and RULES["popf"] is Rule.POPF
     for mnemonic in ("ldgs", "sdgs", "jgs", "hcall"):  # a guest's own: the spec's
         assert RULES[mnemonic] is Rule.CALLOUT, mnemonic
 

@@ -148,17 +148,119 @@ loop:   smsw r2
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_reads_of_the_virtual_cpu_and_cli_are_one_word_each_without_a_callout(profile):
+    # cli runs for real at ring 1 (IOPL 1 in the TC); smsw, sidt and mfcr read GS.
     _, translated = _both(_VCPU, profile)
     c = translated.counters
-    for mnemonic in ("smsw", "sidt", "mfcr", "cli"):
+    for mnemonic in ("smsw", "sidt", "mfcr"):
         assert c.get(f"callout_{mnemonic}", 0) == 0, mnemonic
-    assert c["callouts"] <= 2  # lidt, out
+    # cli traps at ring 1 on classic-1974 (manual §4.4), where it is a callout.
+    assert c.get("callout_cli", 0) == (200 if profile == "classic-1974" else 0)
+    assert c["callouts"] - c.get("callout_cli", 0) <= 2  # lidt, out
+
+
+# FLAGS and the TPR at guest CPL 0 under a timer: cli/sti run for real at ring 1 (IOPL 1), pushf
+# pushes the virtual IOPL, popf and mtcr cr8 are sequences that call out only when an interrupt
+# is pending (or popf would change TF or IOPL).  The handler mixes where it lands into r9.
+_FLAGS = """
+.equ PIC_CMD, 0x20
+.equ PIC_MASK, 0x21
+.equ TIMER_COUNT, 0x40
+.equ TIMER_CTRL, 0x41
+_start: li sp, 0x9000
+        li r1, 0x8000
+        lidt r1
+        li r2, 0x8000 + 16 * 32     ; IRQ 0 -> vector 32 (TPR 2 and above hold it back)
+        la r3, tick
+        sd r3, [r2]
+        li r3, 1
+        sd r3, [r2 + 8]
+        li r1, 0xfffe
+        out PIC_MASK, r1
+        li r1, {period}
+        out TIMER_COUNT, r1
+        li r1, 3
+        out TIMER_CTRL, r1
+        li r1, {iopl} << 12         ; the guest's own IOPL, which pushf must show
+        push r1
+        popf
+        sti
+        li r10, {rounds}
+        li r9, 0
+loop:   cli
+        pushf
+        pop r2
+        xor r9, r9, r2
+        addi r9, r9, 3
+        li r3, 0x200 | ({iopl} << 12)
+        push r3
+        popf                        ; IF = 1: a pending interrupt comes right after it
+        addi r9, r9, 5
+        andi r4, r10, 3
+        mtcr cr8, r4                ; TPR 0-3: 2 and 3 hold the timer back
+        mfcr r5, cr8
+        add r9, r9, r5
+        shli r9, r9, 1
+        mtcr cr8, r0                ; and let it in here
+        addi r9, r9, 7
+        cli
+        addi r9, r9, 1
+        sti
+        addi r9, r9, 11             ; in sti's shadow
+        li r7, 30                   ; straight-line work, as in _TRANSFERS
+inner:  addi r6, r6, 5
+        xor r9, r9, r6
+        addi r7, r7, -1
+        bne r7, r0, inner
+        addi r10, r10, -1
+        bne r10, r0, loop
+        cli
+        add r9, r9, r8
+        out 0x500, r9
+tick:   push r1
+        addi r8, r8, 1
+        mov r1, r9
+        shri r1, r1, 3
+        xor r9, r9, r1
+        ld r1, [sp + 8]             ; the interrupted pc
+        add r9, r9, r1
+        li r1, 0x20
+        out PIC_CMD, r1
+        pop r1
+        iret
+"""
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(("period", "iopl"), [(29, 0), (97, 3), (1009, 0)])
+def test_flags_and_the_tpr_stay_in_the_tc_and_interrupts_arrive_at_the_native_instruction(profile, period, iopl):
+    rounds = 300
+    native, translated = _both(_FLAGS.format(period=period, rounds=rounds, iopl=iopl), profile)
+    assert native.stop == "exit" and native.exit_code != 0
+    c = translated.counters
+    assert c["in_tc_mtcr"] > 0
+    if profile == "classic-1974":
+        # There the real cli, sti, pushf and popf trap at ring 1 (manual §4.4): callouts.
+        assert c["callout_pushf"] >= rounds and c["callout_cli"] >= rounds and c["callout_sti"] >= rounds
+        return
+    for mnemonic in ("cli", "sti", "pushf"):
+        assert c.get(f"callout_{mnemonic}", 0) == 0, mnemonic
+    assert c["in_tc_pushf"] > 0 and c["in_tc_popf"] > 0
+    if period >= 1000:
+        # Hardly ever an interrupt pending: popf and mtcr cr8 nearly always stay in the TC.
+        assert c.get("callout_popf", 0) + c.get("callout_mtcr", 0) < 0.05 * rounds
+        assert c["in_tc_pushf"] >= 0.9 * rounds and c["in_tc_popf"] >= 0.9 * rounds
+
+
+@pytest.mark.parametrize("slice_ticks", [1, 4, 11])
+def test_tiny_host_timer_slices_stop_the_flags_sequences_anywhere(monkeypatch, slice_ticks):
+    monkeypatch.setattr(api, "OBSERVE_SLICE", slice_ticks)
+    _both(_FLAGS.format(period=41, rounds=30, iopl=1), "x86-2005", VMConfig(memory=4 << 20, budget=40_000))
 
 
 def test_every_sequence_has_one_length_and_the_vmm_can_stop_it_at_every_word():
     for mnemonic, length in zip(SEQUENCES, SEQUENCE_LENGTHS, strict=True):
         for r in range(1, 15):
-            d = decode_word(encode(mnemonic, rd=r, rs1=r))[0]
+            d = decode_word(encode(mnemonic, rd=r, rs1=r, **({"crn": 8} if mnemonic == "mtcr" else {})))[0]
             seq = _sequence(d, 0x1000, GS_POOL)
             assert len(seq.words) == length
             steps = [seq.step(state, 0) for _, state in seq.words]
