@@ -1,7 +1,7 @@
 """Wall-clock speed of the binary-translation VMM: compute and system guests beside native, trap-and-emulate and hardware, and the translator's throughput.
 
-The binary-translation VMM (``reference_vmm.binary_translation``, not registered in
-``popek.vmms`` yet, so its class is imported) runs guest kernel code from a translation cache
+The binary-translation VMM (``reference_vmm.binary_translation``, ``binary-translation`` in
+``popek.vmms``) runs guest kernel code from a translation cache
 (TC) on the C core at real ring 1 (Adams & Agesen 2006 §3).  Its speed goals, measured here
 and reported in ``extra_info``, never asserted (no timed test):
 
@@ -62,7 +62,6 @@ from conformance.api import (
 )
 from conformance.guest_os import os_image
 from conformance.guests import GUEST_DIR
-from reference_vmm.binary_translation import BinaryTranslationVMM
 from reference_vmm.binary_translation.translator import TC_SIZE, TranslationCache, WordKind
 from reference_vmm.shadow import GuestMemory
 
@@ -99,10 +98,6 @@ TRANSLATION_ROUNDS = 15  # a round takes some tens of milliseconds: more of them
 _NO_PROGRESS = 3  # calls of VMM.run with the whole budget before a VM must have stopped
 
 
-def _vmm(name: str) -> type[VMM]:
-    return BinaryTranslationVMM if name == "binary-translation" else load_vmm(name)
-
-
 def _timer(benchmark) -> Callable[[], float]:
     """The benchmark's timer (``--benchmark-timer``: wall clock by default), for the native
     figure measured beside a case."""
@@ -124,7 +119,7 @@ def _system_image() -> GuestImage:
 def _native_system(profile: str) -> tuple[Observation, int]:
     """The system guest's native observation and instruction count (the core's counter,
     docs/architecture.md §13): a VMM equivalent to native runs exactly these instructions."""
-    native = _vmm("native")
+    native = load_vmm("native")
     monitor = native(Machine(profile, default_host_memory(SYSTEM_CONFIG.memory)))
     vm = monitor.create_vm(_system_image(), SYSTEM_CONFIG)
     _finish(monitor, vm, SYSTEM_CONFIG.budget)
@@ -148,7 +143,7 @@ class _Case:
     def __init__(
         self, vmm: str, profile: str, image: GuestImage, config: VMConfig, drive: str, *, warm: int = 0
     ) -> None:
-        self.cls = _vmm(vmm)
+        self.cls = load_vmm(vmm)
         self.profile = profile
         self.image = image
         self.config = config
