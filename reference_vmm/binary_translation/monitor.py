@@ -169,6 +169,9 @@ class _TCLost(Exception):
 class BinaryTranslationVM(TrapEmulateVM):
     """One guest: trap-and-emulate's VM with its kernel code run from a translation cache."""
 
+    tc_class: ClassVar[type[TranslationCache]] = TranslationCache
+    """The translation cache this VM builds (a hook: a variant names its subclass here)."""
+
     hidden_share = 2
     """The host ticks that are no guest's (hidden faults, and in-TC sequences beyond their guest
     tick) may reach half a slice's guest ticks: the host runs at most 1.5 times the slice, so
@@ -186,7 +189,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         tc: int,
         gs: int,
     ) -> None:
-        self.tc = TranslationCache(monitor.host, tc, gs, protect=self._protect_code, release=self._release_code)
+        self.tc = self.tc_class(monitor.host, tc, gs, protect=self._protect_code, release=self._release_code)
         self._tc_frames = {TC_VA + off: tc + off for off in range(0, TC_SIZE, PAGE_SIZE)}
         self._gs_frames = {GS_VA + off: gs + off for off in range(0, GS_SIZE, PAGE_SIZE)}
         self._gs = gs
@@ -607,7 +610,8 @@ class BinaryTranslationVMM(TrapEmulateVMM):
     requires = frozenset()
     reserved_range: ClassVar[tuple[int, int]] = (GS_VA, 1 << 64)
     """The VMM's data (GS), the TC and the VMM's IDT page, mapped in every guest address space."""
-    vm_class: ClassVar[type[TrapEmulateVM]] = BinaryTranslationVM
+    vm_class: ClassVar[type[BinaryTranslationVM]] = BinaryTranslationVM  # type: ignore[assignment]
+    """The VM class ``create_vm`` builds (a hook: a variant names its subclass here)."""
 
     def __init__(self, host: Machine, plan: RingPlan | None = None) -> None:
         self.seglimit = "seglimit" in host.profile.features
@@ -619,7 +623,7 @@ class BinaryTranslationVMM(TrapEmulateVMM):
         pool = self.map.vmm_pages(pool_bytes)
         tc = self.map.vmm_pages(TC_SIZE)
         gs = self.map.vmm_pages(GS_SIZE)
-        vm = BinaryTranslationVM(self, image, config, base, (pool, pool + pool_bytes), tc, gs)
+        vm = self.vm_class(self, image, config, base, (pool, pool + pool_bytes), tc, gs)  # type: ignore[call-arg]
         self.vms.append(vm)
         return vm
 

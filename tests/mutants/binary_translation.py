@@ -1,9 +1,8 @@
 """Mutants of ``binary-translation`` (guest kernel code from a translation cache, in-TC sequences): one realistic bug each; all keep the name "binary-translation".
 
-The translator's pieces are reached through the VM: ``_MutantVM`` builds its translation cache
-from the class in ``tc_class`` (the base builds ``TranslationCache`` in its constructor), and
-``_MutantVMM.create_vm`` builds the VM from ``vm_class`` (the base names its VM class
-directly). Each mutant then changes one method of the VM, the translation cache or the pager.
+The translator's pieces are reached through the base's hooks: the VM builds its translation
+cache from ``tc_class`` and the VMM its VMs from ``vm_class``.  Each mutant then changes one
+method of the VM, the translation cache or the pager.
 The measures at the end are the witnesses of the efficiency and safety mutants
 (docs/mutants.md §4).
 """
@@ -11,7 +10,6 @@ The measures at the end are the witnesses of the efficiency and safety mutants
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
 
 from cffi_core import spec
 from cffi_core.isa.encoding import encode
@@ -21,16 +19,14 @@ from reference_vmm.binary_translation import BinaryTranslationVMM
 from reference_vmm.binary_translation.monitor import BinaryTranslationVM, TCPager
 from reference_vmm.binary_translation.translator import (
     GS_LEDGER,
-    GS_SIZE,
     HC_CALLOUT,
     SEQUENCES,
-    TC_SIZE,
     TranslationCache,
     WordKind,
     _decoded,
     _Sequence,
 )
-from reference_vmm.shadow import ShadowPager, pool_size
+from reference_vmm.shadow import ShadowPager
 from reference_vmm.trap_emulate.rings import RESERVED_VA
 from tests.mutants.witness import _image
 
@@ -40,30 +36,11 @@ _LEDGERS = range(GS_LEDGER, GS_LEDGER + 8 * len(SEQUENCES), 8)
 
 
 class _MutantVM(BinaryTranslationVM):
-    """The base VM with its translation cache of class ``tc_class``."""
-
-    tc_class: ClassVar[type[TranslationCache]] = TranslationCache
-
-    def __init__(self, monitor, image, config, base, pool, tc, gs) -> None:
-        super().__init__(monitor, image, config, base, pool, tc, gs)
-        if self.tc_class is not TranslationCache:
-            # Nothing is translated yet: a new cache over the same TC and GS (it resets the hash).
-            self.tc = self.tc_class(monitor.host, tc, gs, protect=self._protect_code, release=self._release_code)
+    """The base VM; a mutant's names its own translation cache in ``tc_class``."""
 
 
 class _MutantVMM(BinaryTranslationVMM):
-    """``BinaryTranslationVMM`` whose ``create_vm`` builds ``vm_class`` (the base's builds
-    ``BinaryTranslationVM`` by name): the same regions, in the same order."""
-
-    def create_vm(self, image, config):
-        pool_bytes = pool_size(config.memory)
-        base = self.map.guest_region(config.memory)
-        pool = self.map.vmm_pages(pool_bytes)
-        tc = self.map.vmm_pages(TC_SIZE)
-        gs = self.map.vmm_pages(GS_SIZE)
-        vm = self.vm_class(self, image, config, base, (pool, pool + pool_bytes), tc, gs)
-        self.vms.append(vm)
-        return vm
+    """The base VMM; a mutant's names its own VM in ``vm_class``."""
 
 
 def _vmm(name: str, vm_class: type[BinaryTranslationVM], doc: str) -> type[BinaryTranslationVMM]:
