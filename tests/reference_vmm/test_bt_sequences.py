@@ -21,10 +21,10 @@ from reference_vmm.native import NativeVMM
 CONFIG = VMConfig(memory=4 << 20, budget=600_000)
 PROFILES = ["x86-2005", "classic-1974"]
 
-# A kernel that calls, returns and jumps indirectly in a loop while a timer of an odd period
-# interrupts it, and mixes the TSC it reads into a checksum: an interrupt taken one tick early
-# or late, or a TSC read that counts the VMM's own words, changes the exit code.
-_TRANSFERS = """
+# A guest kernel's start: a stack, an IDT whose vector 32 (IRQ 0, priority class 2: a TPR of 2
+# or more holds it back) is a ring-0 interrupt gate to ``tick``, and the timer running every
+# {period} ticks.
+_TIMER = """
 .equ PIC_CMD, 0x20
 .equ PIC_MASK, 0x21
 .equ TIMER_COUNT, 0x40
@@ -32,7 +32,7 @@ _TRANSFERS = """
 _start: li sp, 0x9000
         li r1, 0x8000
         lidt r1
-        li r2, 0x8000 + 16 * 32     ; IRQ 0 -> vector 32
+        li r2, 0x8000 + 16 * 32
         la r3, tick
         sd r3, [r2]
         li r3, 1                    ; present interrupt gate, ring 0
@@ -42,7 +42,14 @@ _start: li sp, 0x9000
         li r1, {period}
         out TIMER_COUNT, r1
         li r1, 3                    ; enable, periodic
-        out TIMER_CTRL, r1
+        out TIMER_CTRL, r1"""
+
+# A kernel that calls, returns and jumps indirectly in a loop while a timer of an odd period
+# interrupts it, and mixes the TSC it reads into a checksum: an interrupt taken one tick early
+# or late, or a TSC read that counts the VMM's own words, changes the exit code.
+_TRANSFERS = (
+    _TIMER
+    + """
         sti
         li r10, {rounds}
         li r9, 0
@@ -80,6 +87,7 @@ tick:   push r1                     ; the loop's registers survive the interrupt
         pop r1
         iret
 """
+)
 
 
 def _both(source: str, profile: str, config: VMConfig = CONFIG):
@@ -161,25 +169,9 @@ def test_reads_of_the_virtual_cpu_and_cli_are_one_word_each_without_a_callout(pr
 # FLAGS and the TPR at guest CPL 0 under a timer: cli/sti run for real at ring 1 (IOPL 1), pushf
 # pushes the virtual IOPL, popf and mtcr cr8 are sequences that call out only when an interrupt
 # is pending (or popf would change TF or IOPL).  The handler mixes where it lands into r9.
-_FLAGS = """
-.equ PIC_CMD, 0x20
-.equ PIC_MASK, 0x21
-.equ TIMER_COUNT, 0x40
-.equ TIMER_CTRL, 0x41
-_start: li sp, 0x9000
-        li r1, 0x8000
-        lidt r1
-        li r2, 0x8000 + 16 * 32     ; IRQ 0 -> vector 32 (TPR 2 and above hold it back)
-        la r3, tick
-        sd r3, [r2]
-        li r3, 1
-        sd r3, [r2 + 8]
-        li r1, 0xfffe
-        out PIC_MASK, r1
-        li r1, {period}
-        out TIMER_COUNT, r1
-        li r1, 3
-        out TIMER_CTRL, r1
+_FLAGS = (
+    _TIMER
+    + """
         li r1, {iopl} << 12         ; the guest's own IOPL, which pushf must show
         push r1
         popf
@@ -228,6 +220,7 @@ tick:   push r1
         pop r1
         iret
 """
+)
 
 
 @pytest.mark.parametrize("profile", PROFILES)

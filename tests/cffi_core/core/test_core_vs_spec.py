@@ -143,13 +143,12 @@ def spec_view(s: spec.State) -> dict:
     return out
 
 
-@settings(max_examples=int(os.environ.get("P64_VS_SPEC_EXAMPLES", 50)))
-@given(machines())
-def test_core_and_spec_agree_over_long_runs(d):
-    mem, init = build(d)
-    core = Core(d["features"], dtlb=(16, 4), itlb=(8, 2))
+def _pair(features: int, mem: bytearray, init: dict) -> tuple[Core, spec.State, spec.ByteMemory]:
+    """The core and the spec on the same memory and initial state (features 0: none, 1:
+    classic, 2: seglimit)."""
+    core = Core(features, dtlb=(16, 4), itlb=(8, 2))
     core.write(0, bytes(mem))
-    state = spec.State.reset(entry=CODE, features={0: set(), 1: {"classic"}, 2: {"seglimit"}}[d["features"]])
+    state = spec.State.reset(entry=CODE, features={0: set(), 1: {"classic"}, 2: {"seglimit"}}[features])
     smem = spec.ByteMemory(bytearray(mem))
     for k, v in init.items():
         if k in ("r", "rsp"):
@@ -159,6 +158,14 @@ def test_core_and_spec_agree_over_long_runs(d):
         else:
             setattr(core.cpu, k, v)
             setattr(state, k, v)
+    return core, state, smem
+
+
+@settings(max_examples=int(os.environ.get("P64_VS_SPEC_EXAMPLES", 50)))
+@given(machines())
+def test_core_and_spec_agree_over_long_runs(d):
+    mem, init = build(d)
+    core, state, smem = _pair(d["features"], mem, init)
     for i, budget in enumerate(d["budgets"] * 2):
         if core.cpu.intr_vector < 0:
             core.cpu.intr_vector = state.intr_vector = d["vectors"][i % 6]
@@ -240,18 +247,7 @@ def build_gs(d) -> tuple[bytearray, dict]:
 @given(gs_machines())
 def test_core_and_spec_agree_on_gs_and_data_accesses_over_long_runs(d):
     mem, init = build_gs(d)
-    core = Core(d["features"], dtlb=(16, 4), itlb=(8, 2))
-    core.write(0, bytes(mem))
-    state = spec.State.reset(entry=CODE, features={0: set(), 2: {"seglimit"}}[d["features"]])
-    smem = spec.ByteMemory(bytearray(mem))
-    for k, v in init.items():
-        if k in ("r", "rsp"):
-            for i, x in enumerate(v):
-                getattr(core.cpu, k)[i] = x
-                getattr(state, k)[i] = x
-        else:
-            setattr(core.cpu, k, v)
-            setattr(state, k, v)
+    core, state, smem = _pair(d["features"], mem, init)
     for i, (budget, seglimit, gsbase, gslimit) in enumerate(d["runs"]):
         if d["features"] == 2:
             core.cpu.seglimit = state.seglimit = seglimit
