@@ -94,6 +94,7 @@ DIRECTED_GUESTS: tuple[DirectedGuest, ...] = (
     _guest("tsc", "mechanism", "wrmsr MSR_TSC, rdtsc after exits and after a halt; TIMER_NOW"),
     _guest("beyond_ram", "mechanism", "CPU accesses at or beyond the end of RAM (paging off, PTE, page table) are #MC"),
     _guest("vmcall", "mechanism", "vmcall outside guest mode is #UD at CPL 0, in sti's shadow and at CPL 3"),
+    _guest("transfers", "mechanism", "callr, jr and ret at CPL 0 to targets 16 KiB apart (one TC-hash entry)"),
 )
 
 
