@@ -368,9 +368,11 @@ class BinaryTranslationVM(TrapEmulateVM):
             # first word, and a budget shorter than it would stop it before it takes effect
             # every time: the spec runs this one instruction.
             return self._emulate()
-        # The host ticks that are no guest's are bounded per slice (``_hidden_left``): so is
-        # what one run may spend on in-TC sequences.
-        ticks = max(1, min(ticks, self._hidden_left))
+        # The host ticks that are no guest's are bounded per slice: a run starts only while
+        # ``_hidden_left`` is positive (the run loop goes to the spec otherwise), and lasts at
+        # most the slice's remaining guest ticks.  So the slice's host ticks stay below its guest
+        # ticks plus the share: those before the last run are at most its guest ticks before
+        # plus less than the share, and the last run at most the rest of its guest ticks.
         self._enter_tc(host, start_va)
         start = host.clock
         ex = host.run(ticks)
