@@ -13,9 +13,10 @@ The adversary (``conformance/guests/compression.s``, memory map in its header) m
 its own, filled with a pattern, over the top 1 MiB of the linear address space — the most a VMM
 may declare reserved (``conformance.checks.RESERVED_RANGE_LIMIT``), probed whatever the VMM
 declares — and over the part of the declared range that lies elsewhere, if any; then reads
-every quadword there at CPL 0, samples every page at CPL 1 and 2 (entered by ``iret``), writes
-a second pattern and reads it back through the same addresses and through its frames.  On a
-bare machine it reads its own pattern everywhere.  The expected values come from the pattern's
+every quadword there at CPL 0, samples every page at CPL 1, 2 and 3 (entered by ``iret``; its
+pages are user-accessible, which CPL 0-2 do not check: docs/architecture.md §7.4), writes a
+second pattern and reads it back through the same addresses and through its frames.  On a bare
+machine it reads its own pattern everywhere.  The expected values come from the pattern's
 formula (``pattern``), never from a run: the native run is itself checked against them.
 
 Expected deviations (strict): binary translation where no segment limit protects its
@@ -23,7 +24,10 @@ translation cache, and trap-and-emulate where it runs the guest kernel at ring 1
 paging alone (``reference_vmm/trap_emulate/rings.py``, ``RING_1_PAGING``); either is excused
 only when every foreign read lies in the VMM's declared ``reserved_range`` and the guest's
 writes all reached its own frames — binary translation's writes excepted inside that range,
-where it keeps the data its translated code writes.
+where it keeps the data its translated code writes.  Both concern the guest *kernel* (CPL 0-2,
+run at a supervisor ring): a foreign read at CPL 3 is never excused, since no VMM has a reason
+to give ring 3 its pages — both map them supervisor, and paging alone keeps user accesses out
+(§7.4), with or without a segment limit.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ frame), then ``a ^ PATTERNS[1]`` where the guest wrote it (compression.s: PATTER
 SAMPLES = tuple(0x1F8 + 0x200 * k for k in range(8))
 """The offsets a sampled pass reads and writes in each page: the last quadword of each eighth."""
 COMPRESSION_CONFIG = VMConfig(memory=3 << 20, budget=2_000_000)
-"""3 MiB of RAM (the frames of two probed ranges above the prelude's 1 MiB); about 670,000 ticks
+"""3 MiB of RAM (the frames of two probed ranges above the prelude's 1 MiB); about 685,000 ticks
 natively, more where pages differ (each is scanned)."""
 
 
@@ -105,6 +109,7 @@ PASSES = (
     Pass("cpl0", True, 0, what="a load at CPL 0"),
     Pass("cpl1", False, 0, what="a load at CPL 1, entered by iret"),
     Pass("cpl2", False, 0, what="a load at CPL 2, entered by iret"),
+    Pass("cpl3", False, 0, what="a load at CPL 3, entered by iret"),
     Pass("cpl0 back", False, 1, what="a load at CPL 0 of what the guest wrote there"),
     Pass("frames", False, 1, frames=True, what="a load through the frame's identity map of what the guest wrote"),
 )
@@ -332,6 +337,11 @@ def _exceptions(console: bytes) -> list[str]:
     return lines[start:end]
 
 
+_USER_PASSES = frozenset({"cpl3"})
+"""The passes at CPL 3, whose foreign reads no deviation excuses: the expected deviations are
+the guest kernel's (a supervisor ring's) reach into the VMM's pages, and a VMM maps them
+supervisor, out of ring 3's reach by paging alone (docs/architecture.md §7.4)."""
+
 _WRITES_REACH_VMM = frozenset({"binary-translation"})
 """The deviations that include the guest kernel's writes: binary translation keeps the data its
 translated code writes (spill slots, the virtual IF, ledgers, the hash table of fragments:
@@ -360,12 +370,12 @@ def _explained(
     complete: bool,
     ranges: tuple[ProbeRange, ...],
 ) -> bool:
-    """Is the difference address-space compression alone?  Every foreign read is a load through
-    a probed address inside the VMM's declared range on a profile without a segment limit; the
-    run ended as natively, with the same exception log and exit code = the pages that differed;
-    and every write reached the guest's own frames (the ``frames`` pass differs nowhere) — or,
-    for a deviation that includes writes (``_WRITES_REACH_VMM``), differs only at frames mapped
-    inside the declared range."""
+    """Is the difference address-space compression alone?  Every foreign read is a load at CPL
+    0-2 (none in a ``_USER_PASSES`` pass) through a probed address inside the VMM's declared
+    range on a profile without a segment limit; the run ended as natively, with the same
+    exception log and exit code = the pages that differed; and every write reached the guest's
+    own frames (the ``frames`` pass differs nowhere) — or, for a deviation that includes writes
+    (``_WRITES_REACH_VMM``), differs only at frames mapped inside the declared range."""
     reserved = _reserved(vmm, profile)
     if reserved is None or not found or not complete:
         return False
@@ -373,7 +383,7 @@ def _explained(
     writes = vmm.name in _WRITES_REACH_VMM
     for f in found:
         va = _linear(f, ranges)
-        if (f.during.frames and not writes) or va is None or not lo <= va < hi:
+        if f.during.name in _USER_PASSES or (f.during.frames and not writes) or va is None or not lo <= va < hi:
             return False
     reports, _ = parse_report(actual.console)
     differing = sum(r.differ for r in reports)
@@ -396,7 +406,7 @@ def _native(ranges: tuple[ProbeRange, ...], profile: str) -> Observation:
 @_TE_DEVIATION
 @_BT_DEVIATION
 def test_guest_kernel_cannot_read_the_vmm_pages_in_its_address_space(vmm, popek_profile):
-    """The adversary reads, at CPL 0, 1 and 2, its own frames mapped over the top 1 MiB (and
+    """The adversary reads, at CPL 0, 1, 2 and 3, its own frames mapped over the top 1 MiB (and
     over the VMM's declared range elsewhere), and its writes there reach its own memory."""
     ranges = probe_ranges(getattr(vmm, "reserved_range", None))
     image = compression_image(ranges)
@@ -426,6 +436,12 @@ def test_guest_kernel_cannot_read_the_vmm_pages_in_its_address_space(vmm, popek_
         lines += [f"  {f.line()}" for f in found[:8]]
         if len(found) > 8:
             lines.append(f"  ... and {len(found) - 8} more")
+        user = [f for f in found if f.during.name in _USER_PASSES]
+        if user:
+            lines.append(
+                f"{len(user)} of them at CPL 3, which no deviation excuses (a VMM maps its pages supervisor), "
+                f"the first {user[0].line()}"
+            )
     lines += equivalence_report(native, actual, names=("native", vmm.name))
     if deviation_expected() and _explained(vmm, popek_profile, native, actual, found, complete, ranges):
         deviation_explained(lines)

@@ -6,7 +6,9 @@
 ; of every guest address space.  On a bare machine the guest sees there only what it mapped: its
 ; own frames, filled with a pattern.  Under a VMM whose pages are reachable, the guest kernel
 ; reads bytes that are not its own.  4-level paging (§7), every probed page a 4 KiB page of its
-; own, supervisor and writable.
+; own, writable and user-accessible: U lets the CPL 3 pass read it, and changes nothing for the
+; others (§7.4: supervisor accesses, CPL 0-2, do not check U).  A VMM maps its own pages there
+; supervisor, so ring 3 should never see them, whatever protects them from the guest kernel.
 ;
 ; Memory map (3 MiB of RAM; guest-physical = linear below 4 MiB, identity-mapped by two 2 MiB
 ; pages; the prelude's map below 1 MiB: code from 0x1000, PML4/PDPT/PD at 0x10000-0x12fff, IDT
@@ -36,6 +38,8 @@
 ;   cpl0       read every quadword of pattern 1 through a, at CPL 0
 ;   cpl1       sample pattern 1 through a at CPL 1, entered by iret
 ;   cpl2       the same at CPL 2, entered by iret
+;   cpl3       the same at CPL 3, entered by iret: a user access, which no VMM has a reason to let
+;              reach its pages (no segment limit or ring compression needed: paging's U bit)
 ;   (write)    store pattern 2 at the samples through a, at CPL 0 (a VMM must emulate it into the
 ;              guest's own memory)
 ;   cpl0 back  sample pattern 2 back through a, at CPL 0
@@ -82,7 +86,7 @@ main:
         la      r13, next_table
         li      r14, TABLES
         sd      r14, [r13]
-        la      r9, ranges             ; every probed page -> its frame, supervisor, writable
+        la      r9, ranges             ; every probed page -> its frame, user, writable
         li      r10, 0                 ; pages probed
 m_range:
         ld      r11, [r9 + 8]
@@ -91,7 +95,7 @@ m_range:
         ld      r1, [r9]
         ld      r12, [r9 + 16]
 m_page:
-        ori     r2, r12, PTE_P | PTE_W
+        ori     r2, r12, PTE_PWU
         call    map_page
         li      r2, 4096
         add     r1, r1, r2
@@ -126,6 +130,13 @@ m_back1:
         int     VEC_BACK
 m_back2:
         la      r10, s_cpl2
+        call    report
+        enter_ring 0, 3, m_back3
+        li      r9, MODE_SAMPLE
+        call    probe
+        int     VEC_BACK
+m_back3:
+        la      r10, s_cpl3
         call    report
         li      r9, MODE_SAMPLE | MODE_PATTERN2 | MODE_WRITE
         call    probe
@@ -206,7 +217,7 @@ mp_leaf:
 ; page that differs scans for the first differing quadword and records it (RECORDS, nrec); a
 ; sampled one (MODE_SAMPLE) reads the last quadword of each eighth of the page (offsets 0x1f8 +
 ; 0x200 k) and records the first that differs.  Writes store the pattern at every quadword, or
-; at the samples.  Only loads, stores and ALU: it runs alike at CPL 0, 1 and 2.  Clobbers r1-r12.
+; at the samples.  Only loads, stores and ALU: it runs alike at CPL 0-3.  Clobbers r1-r12.
 probe:
         la      r1, pass_sum
         sd      r0, [r1]
@@ -497,6 +508,7 @@ rp_done:
 s_cpl0:   .asciz "cpl0"
 s_cpl1:   .asciz "cpl1"
 s_cpl2:   .asciz "cpl2"
+s_cpl3:   .asciz "cpl3"
 s_back:   .asciz "cpl0 back"
 s_frames: .asciz "frames"
 s_sum:    .asciz ": sum="

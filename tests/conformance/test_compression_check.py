@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 import pytest
@@ -94,6 +95,16 @@ def test_the_guest_uses_the_constants_of_the_formula():
     assert all(k & (PAGE - 1) == 0 for k in PATTERNS)
 
 
+def test_the_passes_are_reported_in_the_guests_order():
+    # compression.s: cpl0 in full, then sampled at CPL 1, 2 and 3 (entered by iret), the write
+    # read back at CPL 0 and through the frames.
+    assert [p.name for p in PASSES] == ["cpl0", "cpl1", "cpl2", "cpl3", "cpl0 back", "frames"]
+    assert [p.full for p in PASSES] == [True, False, False, False, False, False]
+    assert [p.pattern for p in PASSES] == [0, 0, 0, 0, 1, 1]
+    symbols = compression_image((TOP,)).symbols
+    assert all(f"s_cpl{ring}" in symbols for ring in range(4))
+
+
 def test_the_expected_report_sums_every_quadword_by_the_formula():
     lines = expected_report((TOP,)).split("\n")
     # The full pass by a closed form: per page 512 * (page ^ K) plus the offsets 0, 8, ..., 4088.
@@ -102,6 +113,9 @@ def test_the_expected_report_sums_every_quadword_by_the_formula():
     assert lines[-2:] == ["end of probes", ""]
     assert [line.split(":")[0] for line in lines[0:-2:2]] == [p.name for p in PASSES]
     assert all(line == "differ=0000000000000000" for line in lines[1:-2:2])
+    # The sampled passes of pattern 1 (CPL 1, 2 and 3) read the same quadwords: the same sum.
+    assert lines[2].split("=")[1] == lines[4].split("=")[1] == lines[6].split("=")[1]
+    assert [line.split(":")[0] for line in lines[2:8:2]] == ["cpl1", "cpl2", "cpl3"]
 
 
 def test_the_report_parses_back():
@@ -110,6 +124,8 @@ def test_the_report_parses_back():
     assert all(r.differ == 0 and r.records == () for r in reports)
     cut, complete = parse_report(b"cpl0: sum=0000000000000001\ndiffer=0000000000000000\ncpl1: sum=00")
     assert not complete and [(r.name, r.sum) for r in cut] == [("cpl0", 1)]
+    cut, complete = parse_report(expected_report((TOP,)).split("cpl3")[0].encode() + b"cpl3: sum=00")
+    assert not complete and [r.name for r in cut] == ["cpl0", "cpl1", "cpl2"]
 
 
 def test_a_foreign_read_is_found_and_an_own_one_is_not():
@@ -118,6 +134,8 @@ def test_a_foreign_read_is_found_and_an_own_one_is_not():
         f"cpl0: sum={0:016x}\ndiffer={2:016x}\n"
         f"  at={top:016x}\n  read={0:016x}\n"  # the VMM's IDT: foreign
         f"  at={top - PAGE:016x}\n  read={pattern(top - PAGE, 0):016x}\n"  # its own value: not a finding
+        f"cpl3: sum={0:016x}\ndiffer={1:016x}\n"
+        f"  at={top + 0x1F8:016x}\n  read={7:016x}\n"  # the VMM's page read from ring 3
         f"frames: sum={0:016x}\ndiffer={1:016x}\n"
         f"  at={frame:016x}\n  read={pattern(top, 0):016x}\n"  # pattern 1 where it wrote pattern 2
         "end of probes\n"
@@ -127,9 +145,11 @@ def test_a_foreign_read_is_found_and_an_own_one_is_not():
     found = findings(reports, (TOP,))
     assert found == [
         Finding(top, PASSES[0], pattern(top, 0), 0),
+        Finding(top + 0x1F8, PASSES[3], pattern(top + 0x1F8, 0), 7),
         Finding(frame, PASSES[-1], pattern(top, 1), pattern(top, 0)),
     ]
     assert f"at {top:#018x}" in found[0].line() and "it read 0x0000000000000000" in found[0].line()
+    assert "a load at CPL 3" in found[1].line() and "pass 'cpl3'" in found[1].line()
 
 
 @pytest.mark.parametrize(
@@ -193,6 +213,31 @@ def test_binary_translation_reads_and_writes_its_data_without_a_segment_limit_an
     assert any(f.during.frames for f in found)  # its writes reached the VMM's data, not its frames
     with expecting_deviation("binary-translation", "address-space compression") as ledger:
         compression_test(BinaryTranslationVMM, profile)
+    assert ledger.explained == 1
+
+
+def test_a_foreign_read_at_cpl3_is_never_excused(monkeypatch):
+    # bt-gs-user-accessible (tests/mutants/catalog.py) maps the VMM's data (GS) user-accessible:
+    # guest ring 3 reads it.  Every foreign read lies in the declared range on a profile without a
+    # segment limit, as the base's do (excused above), yet no deviation gives ring 3 the VMM's
+    # pages: the CPL 3 ones are refused, and they alone.
+    from conformance import test_compression
+    from tests.mutants.binary_translation import GsUserAccessible
+
+    with (
+        expecting_deviation("binary-translation", "address-space compression") as ledger,
+        pytest.raises(AssertionError, match=r"of them at CPL 3, which no deviation excuses") as failure,
+    ):
+        compression_test(GsUserAccessible, "classic-1974")
+    assert ledger.explained == 0
+    # The first read at CPL 3 is of the VMM's data, in its declared range.
+    first = int(re.search(r"the first at (0x[0-9a-f]+) \(a load at CPL 3", str(failure.value))[1], 16)
+    lo, hi = GsUserAccessible.reserved_range
+    assert lo <= first < hi
+    # Without the CPL 3 rule the deviation would hide the mutant.
+    monkeypatch.setattr(test_compression, "_USER_PASSES", frozenset())
+    with expecting_deviation("binary-translation", "address-space compression") as ledger:
+        compression_test(GsUserAccessible, "classic-1974")
     assert ledger.explained == 1
 
 
