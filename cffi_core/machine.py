@@ -8,7 +8,7 @@ and a VMM wires its own virtual devices.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
@@ -211,6 +211,24 @@ class _RegisterView:
 
     def __iter__(self) -> Iterator[int]:
         return (self[i] for i in range(self._n))
+
+    def values(self) -> list[int]:
+        """Every register at once (r0 reads 0): what a VMM takes back at each exit, in one
+        call rather than one per register."""
+        out = list(self._a[0 : self._n])
+        if self._n == 16:
+            out[0] = 0
+        return out
+
+    def load(self, values: Sequence[int]) -> None:
+        """Write every register at once from ``values`` (exactly ``len(self)`` of them)."""
+        if len(values) != self._n:
+            raise ValueError(f"{self._name}: {len(values)} values for {self._n} registers")
+        try:
+            self._a[0 : self._n] = values
+        except (TypeError, OverflowError):
+            for i, value in enumerate(values):
+                self[i] = value
 
 
 def _read_counters(c: object) -> Counters:

@@ -537,9 +537,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         if self.shadow.needs_flush:
             host.tlb_flush()
             self.shadow.needs_flush = False
-        r = cpu.r
-        for i in range(1, 16):
-            r[i] = v.r[i]
+        cpu.r.load(v.r)
         cpu.pc = start
         # IOPL 1: cli, sti and popf act on the real IF, which is the guest's (translator.py).
         cpu.flags = (v.flags & FLAGS_IF) | (1 << FLAGS_IOPL_SHIFT)
@@ -582,9 +580,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         """Take back the registers, IF (``cli``, ``sti``, ``popf`` ran for real) and the
         interrupt shadow; the ring and the rest only change through callouts."""
         v, cpu = self.cpu, host.cpu
-        r = cpu.r
-        for i in range(1, 16):
-            v.r[i] = r[i]
+        v.r[1:] = cpu.r.values()[1:]
         v.flags = (v.flags & ~FLAGS_IF) | (cpu.flags & FLAGS_IF)
         v.int_shadow = bool(cpu.int_shadow)
 

@@ -352,9 +352,7 @@ class TrapEmulateVM(StandardDevicesVM):
         if self.shadow.needs_flush:
             host.tlb_flush()
             self.shadow.needs_flush = False
-        r = cpu.r
-        for i in range(1, 16):
-            r[i] = v.r[i]
+        cpu.r.load(v.r)
         cpu.pc = v.pc
         cpu.flags = (v.flags & (FLAGS_TF | FLAGS_IF)) | (plan.real_iopl(v.iopl, v.cpl) << FLAGS_IOPL_SHIFT)
         cpu.cpl = plan.real_ring(v.cpl)
@@ -381,9 +379,7 @@ class TrapEmulateVM(StandardDevicesVM):
         kernel's cli, sti, popf and iret run directly where real IOPL allows), the interrupt
         shadow, a pending single step, the ring."""
         v, cpu = self.cpu, host.cpu
-        r = cpu.r
-        for i in range(1, 16):
-            v.r[i] = r[i]
+        v.r[1:] = cpu.r.values()[1:]
         v.pc = cpu.pc
         v.flags = (v.flags & ~(FLAGS_TF | FLAGS_IF)) | (cpu.flags & (FLAGS_TF | FLAGS_IF))
         v.int_shadow = bool(cpu.int_shadow)
