@@ -224,11 +224,11 @@ class _RegisterView:
         """Write every register at once from ``values`` (exactly ``len(self)`` of them)."""
         if len(values) != self._n:
             raise ValueError(f"{self._name}: {len(values)} values for {self._n} registers")
-        try:
-            self._a[0 : self._n] = values
+        try:  # converted whole before anything is written: a bad value changes nothing
+            words = ffi.new("uint64_t[]", values)
         except (TypeError, OverflowError):
-            for i, value in enumerate(values):
-                self[i] = value
+            words = [check_word(f"{self._name}[{i}]", v) for i, v in enumerate(values)]
+        self._a[0 : self._n] = words
 
 
 def _read_counters(c: object) -> Counters:

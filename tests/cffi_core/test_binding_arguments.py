@@ -121,6 +121,9 @@ CASES: dict[str, tuple[Callable[[Rig], object], type[BaseException], str]] = {
     "cpu.r[2] = 2**64": (lambda r: _item(r.m.cpu.r, 2, 2**64), ValueError, "cpu.r[2]"),
     "cpu.r['1']": (lambda r: _item(r.m.cpu.r, "1"), TypeError, "cpu.r"),
     "cpu.r[16]": (lambda r: _item(r.m.cpu.r, 16), IndexError, "cpu.r"),
+    "cpu.r.load(15 values)": (lambda r: r.m.cpu.r.load([0] * 15), ValueError, "cpu.r"),
+    "cpu.r.load(..., 2**64)": (lambda r: r.m.cpu.r.load([7] * 15 + [2**64]), ValueError, "cpu.r[15]"),
+    "cpu.r.load(..., 1.5)": (lambda r: r.m.cpu.r.load([1.5] + [7] * 15), TypeError, "cpu.r[0]"),
     "cpu.rsp[0] = 'x'": (lambda r: _item(r.m.cpu.rsp, 0, "x"), TypeError, "cpu.rsp[0]"),
     "cpu.rsp[3] = 0": (lambda r: _item(r.m.cpu.rsp, 3, 0), IndexError, "cpu.rsp"),
     # Vmcs
@@ -198,3 +201,12 @@ def test_good_arguments_of_every_accepted_kind_still_work():
     v[VmcsField.GUEST_PC] = -8
     v.regs[np.int64(3)] = -1
     assert (v[VmcsField.GUEST_PC], v.regs[3]) == (2**64 - 8, 2**64 - 1)
+
+
+def test_register_values_and_load_move_every_register_at_once():
+    m = Machine("x86-2005", memory=MEMORY)
+    m.cpu.r.load(list(range(16)))
+    assert m.cpu.r.values() == [0, *range(1, 16)]  # r0 reads 0
+    assert [m.cpu.r[i] for i in range(16)] == m.cpu.r.values()
+    m.cpu.rsp.load([3, 2**64 - 1, 5])
+    assert m.cpu.rsp.values() == [3, 2**64 - 1, 5]
