@@ -38,23 +38,7 @@ w_hop:  ld      r6, [r4 + 8]
         addi    r3, r3, -1
         bnez    r3, round
         li      r8, 'c'
-        out     CONSOLE_DATA, r8
-        li      r8, '='
-        out     CONSOLE_DATA, r8
-        li      r7, 60                 ; 16 hex digits of r1
-digit:  shr     r8, r1, r7
-        andi    r8, r8, 15
-        addi    r8, r8, '0'
-        li      r9, '9' + 1
-        bltu    r8, r9, emit
-        addi    r8, r8, 'a' - '9' - 1
-emit:   out     CONSOLE_DATA, r8
-        addi    r7, r7, -4
-        bge     r7, r0, digit
-        li      r8, 10
-        out     CONSOLE_DATA, r8
-        out     RESULT_EXIT, r0
-        hlt
+.include "lib/hex_exit.s"
 
 f_direct:
         li      r5, INNER

@@ -171,6 +171,8 @@ class BinaryTranslationVM(TrapEmulateVM):
 
     tc_class: ClassVar[type[TranslationCache]] = TranslationCache
     """The translation cache this VM builds (a hook: a variant names its subclass here)."""
+    pager_class: ClassVar[type[TCPager]] = TCPager
+    """The shadow pager this VM builds (``TCPager``; a hook as ``tc_class``)."""
 
     hidden_share = 2
     """The host ticks that are no guest's (hidden faults, and in-TC sequences beyond their guest
@@ -211,7 +213,7 @@ class BinaryTranslationVM(TrapEmulateVM):
 
     def make_pager(self) -> ShadowPager:
         reserved = {RESERVED_VA: self.monitor.idt, **self._tc_frames, **self._gs_frames}
-        return TCPager(
+        return self.pager_class(
             self.monitor.host,
             self.memory,
             self.pool,

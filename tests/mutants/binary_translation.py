@@ -26,8 +26,6 @@ from reference_vmm.binary_translation.translator import (
     _decoded,
     _Sequence,
 )
-from reference_vmm.shadow import ShadowPager
-from reference_vmm.trap_emulate.rings import RESERVED_VA
 from tests.mutants.witness import _image
 
 _RDTSC = SEQUENCES.index("rdtsc")
@@ -215,16 +213,7 @@ class _UserGsPager(TCPager):
 
 
 class _UserGsVM(_MutantVM):
-    def make_pager(self) -> ShadowPager:
-        reserved = {RESERVED_VA: self.monitor.idt, **self._tc_frames, **self._gs_frames}
-        return _UserGsPager(
-            self.monitor.host,
-            self.memory,
-            self.pool,
-            reserved=reserved,
-            tc_frames=frozenset(self._tc_frames.values()),
-            gs_frames=frozenset(self._gs_frames.values()),
-        )
+    pager_class = _UserGsPager
 
 
 GsUserAccessible = _vmm("GsUserAccessible", _UserGsVM, "The VMM's data (GS) is mapped user-accessible.")
