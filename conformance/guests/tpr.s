@@ -4,7 +4,8 @@
 ; instruction in its shadow (an `in`, which exits to the host).  The handler counts in r6 and
 ; keeps the pc it interrupted in r5.  r1 = CR8 read back (0xf), r2 = interrupts taken under
 ; TPR 15 (0), r3 = PIC_IRR then (1), r4 = taken under TPR 2 (0), r7 = taken once TPR is 1 (1),
-; r8 = the pc after the shadowed `in` minus the pc the last interrupt interrupted (0).
+; r8 = the pc after the shadowed `in` minus the pc the last interrupt interrupted (0).  Last, a
+; TPR of 16 is refused: #GP(0) in the exception log, and cr8 stays 0.
 .include "lib/prelude.s"
 main:
         gate    32, h_timer, GATE_P
@@ -57,6 +58,8 @@ after:  cli
         sub     r8, r8, r5
         li      r9, 0xffff
         out     PIC_MASK, r9
+        li      r9, 16                 ; a TPR above 15: #GP(0), logged and skipped (§2)
+        mtcr    cr8, r9
         jmp     finish
 
 h_timer:

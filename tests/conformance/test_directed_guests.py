@@ -35,7 +35,7 @@ def _native_console(name: str, profile: str = "x86-2005") -> bytes:
 def test_blind_spot_guests_show_what_the_manual_says():
     # Values the manual fixes, not the run: the two spaces map PAGED_VA to frames marked 0x70
     # and 0x77 (lib/paging.s), the remap to frame 3 (§8.1); TPR 15 and 2 hold vector 32 back,
-    # TPR 1 lets it through, the shadowed `in` runs before it (§6.5); rdtsc right after a TSC
+    # TPR 1 lets it through, the shadowed `in` runs before it (§6.5), TPR 16 is #GP(0) (§2); rdtsc right after a TSC
     # write reads the value + 1 (§9); vmcall is #UD outside guest mode (§3); RAM_END is #MC (§5.1).
     spaces = _native_console("spaces")
     for line in (b"r1=0000000000000070", b"r2=0000000000000077", b"r3=0000000000000070", b"r5=0000000000000073"):
@@ -44,6 +44,7 @@ def test_blind_spot_guests_show_what_the_manual_says():
     for line in (b"r1=000000000000000f", b"r2=0000000000000000", b"r4=0000000000000000", b"r7=0000000000000001"):
         assert line in tpr
     assert b"r8=0000000000000000" in tpr and b"cr8=0000000000000000" in tpr
+    assert b"event=000000000000000d" in tpr  # TPR 16: #GP(0) (§2), and cr8 above stays 0
     assert b"r1=0000000001000001" in _native_console("tsc")
     assert _native_console("vmcall").count(b"event=0000000000000006") == 3
     assert b"r3=0000000000005a5a" in _native_console("beyond_ram") and b"event=0000000000000012" in _native_console(
