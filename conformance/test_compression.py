@@ -298,24 +298,25 @@ def findings(reports: tuple[PassReport, ...], ranges: tuple[ProbeRange, ...]) ->
 
 # ---- the expected deviations -----------------------------------------------------------------
 
-_BT_PROFILES = tuple(name for name, profile in PROFILES.items() if "seglimit" not in profile.features)
-# Trap-and-emulate runs the guest kernel at ring 3 on classic-1974 (ring compression), where the
-# supervisor-only reserved page is out of its reach; elsewhere without seglimit at ring 1.
-_TE_PROFILES = tuple(name for name, profile in PROFILES.items() if not {"seglimit", "classic"} & profile.features)
+# Both software VMMs run the guest kernel at ring 3 on classic-1974 (ring compression), where the
+# supervisor-only reserved pages are out of its reach; elsewhere without seglimit at ring 1.
+_UNPROTECTED_PROFILES = tuple(
+    name for name, profile in PROFILES.items() if not {"seglimit", "classic"} & profile.features
+)
 _BT_DEVIATION = pytest.mark.popek_deviation(
     "binary-translation",
     "Adams & Agesen (2006) report it of their 64-bit VMM: without segment limits (x86-64) nothing keeps the "
     "guest kernel, run at a supervisor ring, from reading the translation cache and IDT the VMM keeps at the "
     "top of the guest's address space, or from writing the data its translated code writes there "
     "(address-space compression)",
-    profiles=_BT_PROFILES,
+    profiles=_UNPROTECTED_PROFILES,
 )
 _TE_DEVIATION = pytest.mark.popek_deviation(
     "trap-and-emulate",
     "without a segment limit the guest kernel runs at ring 1 with the VMM's IDT page protected by paging alone "
     "(supervisor, read-only: reference_vmm/trap_emulate/rings.py, RING_1_PAGING), so its reads at CPL 0-2 see "
     "the VMM's IDT (address-space compression, Robin & Irvine 2000)",
-    profiles=_TE_PROFILES,
+    profiles=_UNPROTECTED_PROFILES,
 )
 
 

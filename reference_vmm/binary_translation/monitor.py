@@ -76,14 +76,23 @@ the TC let the guest kernel read and write it.  The alternatives weighed:
    longer be the real CPU's) and needs scratch registers the guest does not have.  It is what a
    VMM without segmentation is left with (Adams & Agesen's 64-bit case); not needed here.
 
-On profiles without ``seglimit`` (``classic-1974``, ``x86-64-2005``) the TC is protected by
-paging alone (supervisor, read-only), as trap-and-emulate's IDT page, and the VMM's data that
-the TC writes (GS: spill slots, ledgers, the hash) is supervisor and writable: guest kernel
-*reads* of the reserved range see the VMM's pages and its *writes* there reach the VMM's data.
-That is Adams & Agesen's 64-bit safety problem (the suite's expected deviation says so); a
-guest that forges the hash so that the real CPU leaves the TC stops itself alone (``_TCLost``:
-the VM shuts down, the VMM goes on).  On ``classic-1974`` the real ``cli``, ``sti``, ``pushf``,
-``popf`` and ``rdtsc`` trap at ring 1 (§4.4): they are callouts there.
+On ``x86-64-2005``, without ``seglimit``, the TC is protected by paging alone (supervisor,
+read-only), as trap-and-emulate's IDT page, and the VMM's data that the TC writes (GS: spill
+slots, ledgers, the hash) is supervisor and writable: guest kernel *reads* of the reserved range
+see the VMM's pages and its *writes* there reach the VMM's data.  That is Adams & Agesen's
+64-bit safety problem (the suite's expected deviation says so); a guest that forges the hash so
+that the real CPU leaves the TC stops itself alone (``_TCLost``: the VM shuts down, the VMM
+goes on).
+
+**On ``classic-1974`` the guest kernel is not translated.**  That machine has no segment limit
+either, so a TC there would be as exposed as on ``x86-64-2005``; but it is classically
+virtualizable (every sensitive instruction traps at CPL > 0, §4.4), so the reason for binary
+translation is gone: "only guest kernel code needs BT" (Adams & Agesen 2006 §3) because x86
+kernel code cannot run directly, and P64's classic kernel code can.  The VMM runs it directly
+at real ring 3 with a shadow address space of its own (ring compression, trap-and-emulate's
+``RING_COMPRESSION`` plan), where the supervisor pages of the reserved range are out of its
+reach: safe where a TC could not be (``kernel_translated`` is False, and the TC stays empty).
+Nor are user frames scanned for ``smsw`` and ``sidt`` there: they trap at ring 3.
 
 Callouts as in Adams & Agesen: ``iret``, ``int``, port I/O, ``hlt``, CR0/CR3/CR4 and IDTR
 loads, MSRs, ``invlpg``.
@@ -126,7 +135,7 @@ from reference_vmm.binary_translation.translator import (
 )
 from reference_vmm.shadow import GuestMemory, Resolution, ShadowPager, pool_size
 from reference_vmm.trap_emulate.monitor import _REAL_CR0, _SHUTDOWN, TrapEmulateVM, TrapEmulateVMM
-from reference_vmm.trap_emulate.rings import RESERVED_VA, RING_1_PAGING, RING_1_SEGLIMIT, RingPlan
+from reference_vmm.trap_emulate.rings import RESERVED_VA, RingPlan, ring_plan
 
 __all__ = ["BinaryTranslationVM", "BinaryTranslationVMM", "TCPager"]
 
@@ -208,7 +217,8 @@ class BinaryTranslationVM(TrapEmulateVM):
         self._coherence = dict.fromkeys(("invalidations", "code_writes", "frames_scanned", "frames_tainted"), 0)
         super().__init__(monitor, image, config, base, pool)
         self._stats["tc_data_overwritten"] = 0  # stops by _TCLost (profiles without seglimit)
-        self.shadow.exec_policy = self._exec_policy
+        if monitor.kernel_translated:  # classic-1974: smsw and sidt trap at ring 3, no scan needed
+            self.shadow.exec_policy = self._exec_policy
         self.memory.on_code_write = self._code_written
 
     def make_pager(self) -> ShadowPager:
@@ -305,6 +315,8 @@ class BinaryTranslationVM(TrapEmulateVM):
     # -- where the guest runs --------------------------------------------------------------
     def _direct(self, ticks: int) -> spec.Exit | None:
         v = self.cpu
+        if not self.monitor.kernel_translated:
+            return super()._direct(ticks)  # classic-1974: trap-and-emulate's ring compression
         if v.cpl == 0 and not v.flags & FLAGS_TF:
             try:
                 return self._translated(ticks)
@@ -588,8 +600,9 @@ class BinaryTranslationVM(TrapEmulateVM):
 
     def _enter(self, host: Machine) -> None:
         """Direct execution of guest CPL 1-3 (trap-and-emulate's), with the real IOPL the
-        guest's own (its kernel never runs directly here, so nothing needs a raised IOPL: user
-        ``pushf`` shows the guest's IOPL) and both limits below the TC as well."""
+        guest's own (its kernel runs directly only under ring compression, whose plan gives it
+        the guest's IOPL too, so nothing needs a raised IOPL: user ``pushf`` shows the guest's
+        IOPL) and both limits below the TC as well."""
         super()._enter(host)
         v, cpu = self.cpu, host.cpu
         cpu.flags = (cpu.flags & ~(3 << FLAGS_IOPL_SHIFT)) | (v.iopl << FLAGS_IOPL_SHIFT)
@@ -603,7 +616,9 @@ class BinaryTranslationVMM(TrapEmulateVMM):
     """Binary translation with shadow paging (Adams & Agesen 2006 §3): guest kernel code from a
     translation cache at real ring 1, guest user code directly at ring 3.
 
-    Needs no host feature; on ``x86-2005`` the segment limits protect the TC, elsewhere paging."""
+    Needs no host feature; on ``x86-2005`` the segment limits protect the TC, on ``x86-64-2005``
+    paging alone; on the classically virtualizable ``classic-1974`` the kernel runs directly at
+    ring 3 instead (ring compression), untranslated."""
 
     name = "binary-translation"
     technique = "binary translation with shadow paging (Adams & Agesen 2006 §3)"
@@ -614,8 +629,12 @@ class BinaryTranslationVMM(TrapEmulateVMM):
     """The VM class ``create_vm`` builds (a hook: a variant names its subclass here)."""
 
     def __init__(self, host: Machine, plan: RingPlan | None = None) -> None:
-        self.seglimit = "seglimit" in host.profile.features
-        super().__init__(host, plan or (RING_1_SEGLIMIT if self.seglimit else RING_1_PAGING))
+        features = host.profile.features
+        self.seglimit = "seglimit" in features
+        self.kernel_translated = "classic" not in features
+        """False on a classically virtualizable host, whose guest kernel runs directly at ring 3
+        (ring compression): no segment limit would protect a TC there, and none is needed."""
+        super().__init__(host, plan or ring_plan(features))
 
     def create_vm(self, image: GuestImage, config: VMConfig) -> TrapEmulateVM:
         pool_bytes = pool_size(config.memory)

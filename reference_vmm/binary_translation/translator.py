@@ -31,8 +31,7 @@ address to its fragment.
   GS unless an interrupt was pending at entry (a lower TPR could let it in: a callout) or the
   value is refused (#GP).  Each spills the registers it uses to GS and restores them before
   it ends;
-- callouts: every other sensitive or privileged instruction, ``int``, the host class, and on
-  ``classic-1974`` (where they trap at ring 1) ``cli``, ``sti``, ``pushf``, ``popf``, ``rdtsc``:
+- callouts: every other sensitive or privileged instruction, ``int`` and the host class:
   ``hcall HC_CALLOUT``, after which the VMM executes that one guest instruction with the
   executable spec on the virtual CPU and goes on at the guest pc it leaves.
 
@@ -408,8 +407,6 @@ def _lengths() -> tuple[int, ...]:
     return tuple(lengths)
 
 
-_TRAP_ON_CLASSIC = frozenset({"cli", "sti", "pushf", "popf", "rdtsc"})
-"""Instructions that the translation runs for real at ring 1 and that ``classic`` traps there."""
 _SEQUENCE_RULES = frozenset({Rule.CALL, Rule.CALLR, Rule.JR, Rule.RET, Rule.RDTSC, Rule.PUSHF, Rule.POPF, Rule.MTCR8})
 _ENDS_UNIT = frozenset({Rule.JUMP, Rule.CALLOUT, Rule.CALL, Rule.CALLR, Rule.JR, Rule.RET})
 
@@ -549,9 +546,6 @@ class TranslationCache:
         self.host = host
         self.hpa = hpa
         self.gs = gs
-        self.classic = "classic" in host.profile.features
-        """With ``classic`` the real cli, sti, pushf, popf and rdtsc trap at real ring 1 (manual
-        §4.4): there they are callouts, the way of a classically virtualizable machine."""
         """Host-physical address of the VMM's data that the TC reaches through GS."""
         self.steps: dict[int, Step] = {}
         """For every word of an in-TC sequence (and miss word), where the guest stands there."""
@@ -766,8 +760,6 @@ class TranslationCache:
             if rule is Rule.RDTSC and d.rd == 0:
                 rule = Rule.IDENT  # reads nothing into anything
             if rule is Rule.MTCR8 and d.crn != 8:
-                rule = Rule.CALLOUT
-            if self.classic and d.insn.mnemonic in _TRAP_ON_CLASSIC:
                 rule = Rule.CALLOUT
             units.append((word, d, rule))
             pc = (pc + 4) & MASK64

@@ -31,6 +31,7 @@ HW = ("vtx-2006",)
 EPT = ("vtx-2009",)
 CLASSIC = ("classic-1974",)
 X86 = ("x86-2005",)
+X86_64 = ("x86-64-2005",)
 
 # ---- witness programs ------------------------------------------------------------------------------
 
@@ -689,7 +690,7 @@ ENTRIES: tuple[Entry, ...] = (
         Program(CALLR_SAME_HASH_ENTRY),
     ),
     Entry(
-        _m("bt-transfers-as-callouts", "TransfersAsCallouts", "binary-translation", "efficiency", CLASSIC,
+        _m("bt-transfers-as-callouts", "TransfersAsCallouts", "binary-translation", "efficiency", X86_64,
            "translates call, callr, jr and ret as callouts: one VMM exit per transfer instead of an in-TC sequence"),
         Fact("host entries per 1,000 guest instructions of a kernel loop of calls and returns",
              binary_translation.host_entries_on_transfers(50)),
@@ -701,7 +702,7 @@ ENTRIES: tuple[Entry, ...] = (
              binary_translation.host_ticks_per_run_above(HOST_TIMER_PERIOD + CONTROL_LATENCY)),
     ),
     Entry(
-        _m("bt-gs-user-accessible", "GsUserAccessible", "binary-translation", "safety", CLASSIC,
+        _m("bt-gs-user-accessible", "GsUserAccessible", "binary-translation", "safety", X86_64,
            "maps the VMM's data (GS) user-accessible: without a segment limit guest ring 3 reads and writes it"),
         Program(USER_READS_GS),
     ),
