@@ -10,15 +10,22 @@ VMM could forge there):
   and at any CPL in guest mode (``Machine.counters``, docs/architecture.md §13) — guest code
   never retires at host CPL 0, and the VMM's own code is not the core's;
 - *host entries*: calls of the host's ``run`` and ``vmrun`` (``conformance.api.HostWatch``),
-  per 1,000 guest instructions, the guest instructions being the native run's count.
+  per 1,000 guest instructions, the guest instructions being the native run's count;
+- *overhead*: what the host's core retired deprivileged beyond the guest's own count.  The core
+  cannot tell a guest's instruction from a VMM's own code run at ring 1 (a translator's in-TC
+  sequences, or an interpreter): the direct count credits at most the guest's instructions,
+  and on the guests of innocuous instructions the overhead is bounded, so that a VMM cannot
+  pass by running its own work deprivileged — a translation that expands plain guest code.
 
 Four guests, each with its own thresholds:
 
-- ``compute`` (conformance/guests/compute.s): ALU, memory and branches only;
+- ``compute`` (conformance/guests/compute.s): ALU, memory and branches only, and so no
+  overhead beyond a slack: plain code is copied, never expanded;
 - ``eff_calls`` (conformance/guests/eff_calls.s): kernel code with a ``call``, a ``callr``, a
   ``jr`` and two ``ret`` among every 280 or so plain instructions.  Transfers are innocuous: a
   binary translator runs them as in-TC sequences (Adams & Agesen 2006 §3.2) and is held to
-  compute's bound on host entries, which one exit per transfer (about 18 per 1,000) exceeds;
+  compute's bound on host entries, which one exit per transfer (about 18 per 1,000) exceeds,
+  and to ``SEQUENCE_BUDGET`` words of overhead per transfer;
 - ``system`` (conformance/guests/system.s): a system call every few instructions, page faults,
   timer interrupts, console output;
 - ``eff_ops`` (conformance/guests/eff_ops.s): what a lazy VMM intercepts for nothing — rdtsc,
@@ -56,6 +63,13 @@ from conformance.guests import GUEST_DIR
 ENTRY_SLACK_PER_1000 = 2.0
 """Host entries per 1,000 guest instructions that the model of ``eff_ops`` allows beyond what
 it counts (a hidden fault, an interrupt window...)."""
+SEQUENCE_BUDGET = 32
+"""Deprivileged instructions a VMM may retire for one guest instruction it cannot copy: Adams &
+Agesen (2006 §3.2) keep the simple ones "in the TC" as short sequences (the reference
+translator's are 10 to 24 words); a 32-word sequence is no longer short."""
+OVERHEAD_SLACK_PER_1000 = 1.0
+"""Overhead per 1,000 guest instructions allowed beyond what a guest's model counts (a VMM's
+entry or exit path that runs a word or two deprivileged)."""
 
 
 def guest_equ(source: str, name: str) -> int:
@@ -91,6 +105,12 @@ def ops_entries(source: str, native: Mapping[str, int], features: frozenset[str]
     return 1000 * entries / n + ENTRY_SLACK_PER_1000
 
 
+def transfers_overhead(source: str, native: Mapping[str, int], features: frozenset[str]) -> float:
+    """Overhead per 1,000 guest instructions that ``eff_calls`` allows: ``SEQUENCE_BUDGET`` for
+    each of its five transfers a round (``ROUNDS``), on every host."""
+    return 1000 * 5 * guest_equ(source, "ROUNDS") * SEQUENCE_BUDGET / native["instructions"] + OVERHEAD_SLACK_PER_1000
+
+
 @dataclass(frozen=True)
 class EfficiencyGuest:
     """A guest and the thresholds it is graded with (docs/vmm-api.md §8)."""
@@ -100,6 +120,10 @@ class EfficiencyGuest:
     max_entries: float | Callable[[str, Mapping[str, int], frozenset[str]], float]
     """Host entries per 1,000 guest instructions: a bound, or a model of (source, the native
     run's counters, the host's features)."""
+    max_overhead: float | Callable[[str, Mapping[str, int], frozenset[str]], float] | None = None
+    """Deprivileged instructions beyond the guest's per 1,000 guest instructions, as
+    ``max_entries``; None: not bounded (the guest's sensitive instructions are graded by host
+    entries, and how long a VMM's in-guest handling of them is, is its own affair)."""
     config: VMConfig = field(default_factory=lambda: VMConfig(memory=1 << 20, budget=400_000))
 
     def source(self) -> str:
@@ -110,10 +134,15 @@ class EfficiencyGuest:
         bound = self.max_entries
         return bound if isinstance(bound, int | float) else bound(self.source(), native, features)
 
+    def overhead_bound(self, native: Mapping[str, int], features: frozenset[str]) -> float | None:
+        """Overhead per 1,000 guest instructions allowed on a host with ``features`` (None: any)."""
+        bound = self.max_overhead
+        return bound if bound is None or isinstance(bound, int | float) else bound(self.source(), native, features)
+
 
 GUESTS = (
-    EfficiencyGuest("compute", min_direct=0.99, max_entries=5.0),
-    EfficiencyGuest("eff_calls", min_direct=0.99, max_entries=5.0),
+    EfficiencyGuest("compute", min_direct=0.99, max_entries=5.0, max_overhead=OVERHEAD_SLACK_PER_1000),
+    EfficiencyGuest("eff_calls", min_direct=0.99, max_entries=5.0, max_overhead=transfers_overhead),
     EfficiencyGuest("system", min_direct=0.80, max_entries=200.0),
     EfficiencyGuest("eff_ops", min_direct=0.90, max_entries=ops_entries),
 )
@@ -170,12 +199,23 @@ class Measured:
     """What the host saw of one run, against the native run's instruction count."""
 
     guest_instructions: int  # the native run's
-    direct: int  # retired by the host's core for the guest
+    direct: int  # retired by the host's core deprivileged or in guest mode: the guest's and any VMM code there
     entries: int  # host run/vmrun calls
 
     @property
     def direct_fraction(self) -> float:
-        return self.direct / max(self.guest_instructions, 1)
+        """The share of the guest's instructions the core retired for it, at most all of them:
+        what it retired beyond the guest's count is the VMM's (``overhead``), not the guest's."""
+        return min(self.direct, self.guest_instructions) / max(self.guest_instructions, 1)
+
+    @property
+    def overhead(self) -> int:
+        """Instructions the core retired deprivileged beyond the guest's count."""
+        return max(0, self.direct - self.guest_instructions)
+
+    @property
+    def overhead_per_1000(self) -> float:
+        return 1000 * self.overhead / max(self.guest_instructions, 1)
 
     @property
     def entries_per_1000(self) -> float:
@@ -207,7 +247,9 @@ def counter_problems(counters: Mapping[str, int], measured: Measured) -> list[st
     return problems
 
 
-def shortfalls(guest: EfficiencyGuest, measured: Measured, bound: float) -> list[str]:
+def shortfalls(
+    guest: EfficiencyGuest, measured: Measured, bound: float, overhead_bound: float | None = None
+) -> list[str]:
     """The thresholds the measured figures miss."""
     out = []
     n = measured.guest_instructions
@@ -222,6 +264,12 @@ def shortfalls(guest: EfficiencyGuest, measured: Measured, bound: float) -> list
             f"the VMM entered the host {measured.entries} times in {n} guest instructions "
             f"({measured.entries_per_1000:.1f} per 1,000); the {guest.name} guest allows at most {bound:.1f} "
             "per 1,000 on this host"
+        )
+    if overhead_bound is not None and measured.overhead_per_1000 > overhead_bound:
+        out.append(
+            f"the host's core retired {measured.direct} instructions deprivileged for the guest's {n}: "
+            f"{measured.overhead} of the VMM's own ({measured.overhead_per_1000:.1f} per 1,000); the {guest.name} "
+            f"guest allows at most {overhead_bound:.1f} per 1,000 — plain guest code must be copied, not expanded"
         )
     return out
 
@@ -255,10 +303,11 @@ def test_most_guest_instructions_run_directly(guest, vmm, popek_profile, popek_r
         guest_instructions=measured.guest_instructions,
         host_entries=measured.entries,
         host_entries_per_1000=round(measured.entries_per_1000),
-        measured_direct_per_mille=1000 * measured.direct // max(measured.guest_instructions, 1),
+        measured_direct_per_mille=round(1000 * measured.direct_fraction),
+        overhead_per_1000=round(measured.overhead_per_1000),
     )
     problems = counter_problems(actual.counters, measured)
-    short = shortfalls(guest, measured, bound)
+    short = shortfalls(guest, measured, bound, guest.overhead_bound(expected.counters, features))
     message = "\n".join(
         [f"efficiency (Popek & Goldberg 1974) not met by {vmm.name} on the {guest.name} guest:"]
         + [f"  {p}" for p in problems + short]
@@ -269,7 +318,12 @@ def test_most_guest_instructions_run_directly(guest, vmm, popek_profile, popek_r
     # met (CR8 loads exit).  The plugin excuses it only for a VMM that declares the deviation.
     if short and (
         measured.direct == 0
-        or not shortfalls(guest, measured, guest.entry_bound(expected.counters, features - {"tpr_shadow"}))
+        or not shortfalls(
+            guest,
+            measured,
+            guest.entry_bound(expected.counters, features - {"tpr_shadow"}),
+            guest.overhead_bound(expected.counters, features),
+        )
     ):
         raise ExpectedDeviation(message)
     assert not short, message
