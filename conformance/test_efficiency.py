@@ -48,6 +48,9 @@ from functools import cache
 
 import pytest
 
+# At module level, not in ``_image``: its cache outlives a pytester run in this process, which
+# drops the modules first imported inside it, and an image must stay of the loaded GuestImage.
+from cffi_core.asm import assemble_file
 from conformance.api import (
     COUNTER_DIRECT,
     COUNTER_EMULATED,
@@ -174,8 +177,6 @@ _GUEST_DEVIATIONS = {
 
 @cache
 def _image(name: str):
-    from cffi_core.asm import assemble_file
-
     return assemble_file(GUEST_DIR / f"{name}.s")
 
 
