@@ -51,14 +51,26 @@ at most; beyond, a ``hcall HC_CONTINUE`` word), a copy if it was translated else
 *innocuous* instruction is IDENT unless it is control flow, and every *sensitive*,
 *privileged* or *host* instruction must be named in ``_SENSITIVE_RULES``: a new sensitive
 instruction without a rule stops this module from importing.
+
+**Emission.**  The translator is Python and translates on the guest's critical path, so it
+keeps a copy of the TC's words (``TranslationCache._mirror``) where it lays and patches
+fragments, and writes what changed into host memory once per ``translate``, ``chain`` or
+adaptation (``_sync``: one ``Machine.write``, which keeps the core's decoded code coherent,
+per contiguous range).  An in-TC sequence is encoded once per kind and registers
+(``_template``); an instance only fills in its guest pcs, its target and its constant's GS
+offset (``_sequence``).
 """
 
 from __future__ import annotations
 
 import enum
+import struct
+import sys
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 from cffi_core import spec
 from cffi_core.isa.encoding import Decoded, encode
@@ -322,6 +334,7 @@ class _Sequence:
     jump_at: int = -1  # word index of a final remapped jmp
     target: int = 0  # its guest target
     constant: tuple[int, int] | None = None  # (GS offset, value) of the return address
+    pool_at: int = -1  # word index of the ldgs of that constant
 
     def _state(self) -> tuple[int, bool, frozenset[int], bool]:
         return (len(self.words), self.done, frozenset(self.spilled), self.ledgered)
@@ -373,15 +386,22 @@ class _Sequence:
         self.bails.append(self.emit("bne", rs1=a, rs2=b, imm=0))
 
     def step(self, state: tuple[int, bool, frozenset[int], bool], start: int) -> Step:
-        ran, done, spilled, ledgered = state
-        overhead = ran - done - (len(self.words) - 1 if ledgered else 0)
-        pc = self.after if done else self.gpc
-        return Step(start, done, tuple(sorted(spilled)), overhead, pc, len(self.words))
+        length = len(self.words)
+        done, restore, overhead = _step_parts(state, length)
+        return Step(start, done, restore, overhead, self.after if done else self.gpc, length)
 
     def branched(self, at: int) -> tuple[int, bool, frozenset[int], bool]:
         """The state at the word the ``bne`` at ``at`` branches to: everything up to it ran."""
         ran, done, spilled, ledgered = self.words[at][1]
         return (ran + 1, done, spilled, ledgered)
+
+
+@cache
+def _step_parts(state: tuple[int, bool, frozenset[int], bool], length: int) -> tuple[bool, tuple[int, ...], int]:
+    """What a ``Step`` at a word in ``state`` of a sequence of ``length`` words says, but where
+    the sequence is: the same for every instance of a sequence kind (memoized)."""
+    ran, done, spilled, ledgered = state
+    return done, tuple(sorted(spilled)), ran - done - (length - 1 if ledgered else 0)
 
 
 @dataclass
@@ -411,6 +431,27 @@ _SEQUENCE_RULES = frozenset({Rule.CALL, Rule.CALLR, Rule.JR, Rule.RET, Rule.RDTS
 _ENDS_UNIT = frozenset({Rule.JUMP, Rule.CALLOUT, Rule.CALL, Rule.CALLR, Rule.JR, Rule.RET})
 
 
+def _how(rule: Rule) -> tuple[Rule, bool, bool]:
+    return rule, rule in _SEQUENCE_RULES, rule in _ENDS_UNIT
+
+
+_HOW: dict[str, tuple[Rule, bool, bool]] = {mnemonic: _how(rule) for mnemonic, rule in RULES.items()}
+"""``RULES`` as the translator reads it for every instruction: (rule, whether it is an in-TC
+sequence, whether it ends the TU), by mnemonic — no hashing of a ``Rule`` on the way."""
+_HOW_IDENT = _how(Rule.IDENT)
+_HOW_CALLOUT = _how(Rule.CALLOUT)
+_HCALL_CALLOUT = encode("hcall", imm=HC_CALLOUT)
+_HCALL_CHAIN = encode("hcall", imm=HC_CHAIN)
+_HCALL_CONTINUE = encode("hcall", imm=HC_CONTINUE)
+_HCALL_MISS = encode("hcall", imm=HC_MISS)
+_SEQUENCE_COUNTERS = tuple(f"sequences_translated_{m}" for m in SEQUENCES)
+_HASH_ENTRY = struct.Struct("<QQ")
+_U64 = struct.Struct("<Q")
+_SYNC_GAP = 16
+"""Unchanged TC words that one write of the TC to host memory may carry to join two changed
+ranges (``TranslationCache._sync``): fewer calls into the core."""
+
+
 def _scratch(n: int, *avoid: int) -> list[int]:
     """``n`` registers for a sequence's own use, none of ``avoid`` (nor r0, nor sp)."""
     return [r for r in range(1, 15) if r not in avoid][:n]
@@ -418,29 +459,76 @@ def _scratch(n: int, *avoid: int) -> list[int]:
 
 def _sequence(d: Decoded, gpc: int, pool: int | None) -> _Sequence:
     """The in-TC sequence of guest instruction ``d`` at ``gpc`` (``pool``: the GS offset of
-    its constant, the return address, for ``call``/``callr``)."""
+    its constant, the return address, for ``call``/``callr``): its kind's template for ``d``'s
+    registers (``_template``, encoded once) with this instance's fields filled in — its guest
+    pcs, the target of a ``call``, the constant's GS offset in the word that loads it."""
     mnemonic = d.insn.mnemonic
-    seq = _Sequence(gpc, SEQUENCES.index(mnemonic), [], set())
+    t = _template(mnemonic, d.rd, d.rs1)
     ret_pc = (gpc + 4) & MASK64
-    if pool is not None:
-        seq.constant = (pool, ret_pc)
+    target = (gpc + d.imm) & MASK64 if mnemonic == "call" else t.target
+    words = list(t.words)
+    if t.pool_at >= 0:
+        word, state = words[t.pool_at]
+        words[t.pool_at] = (_with_imm16(word, pool or 0), state)
+    # A template's ``after`` is None (the guest pc in GS_TARGET), its target's (``call``) or the
+    # next instruction's.
+    after = None if t.after is None else target if mnemonic == "call" else ret_pc
+    return _Sequence(
+        gpc,
+        t.kind,
+        words,
+        set(t.spilled),
+        done=t.done,
+        ledgered=t.ledgered,
+        after=after,
+        ledger_at=t.ledger_at,
+        miss_at=t.miss_at,
+        bails=list(t.bails),
+        jump_at=t.jump_at,
+        target=target,
+        constant=None if pool is None else (pool, ret_pc),
+        pool_at=t.pool_at,
+    )
+
+
+def _with_imm16(word: int, imm: int) -> int:
+    """``word`` (an ``s16`` format: ``ldgs``) with its immediate replaced by ``imm`` >= 0."""
+    assert 0 <= imm < 1 << 15
+    return (word & ~0xFFFF) | imm
+
+
+_TEMPLATE_POOL = GS_POOL
+"""The constant's GS offset in a template's ``ldgs`` (each instance patches in its own)."""
+if _with_imm16(encode("ldgs", rd=1, rs1=0, imm=_TEMPLATE_POOL), GS_POOL_END - 8) != encode(
+    "ldgs", rd=1, rs1=0, imm=GS_POOL_END - 8
+):
+    raise RuntimeError("binary translation: ldgs no longer has a plain 16-bit immediate")
+
+
+@cache
+def _template(mnemonic: str, rd: int, rs1: int) -> _Sequence:
+    """The in-TC sequence of ``mnemonic`` with registers ``rd``/``rs1``, built once: as at guest
+    pc 0, a ``call`` to offset 0, its constant at ``_TEMPLATE_POOL`` (``_sequence`` makes the
+    instances).  Its words and their states depend on nothing else."""
+    seq = _Sequence(0, SEQUENCES.index(mnemonic), [], set())
+    ret_pc = 4
     if mnemonic == "call":
         (a,) = _scratch(1)
         seq.spill(a, _SP)
-        seq.emit("ldgs", rd=a, rs1=0, imm=pool or 0)
+        seq.pool_at = seq.emit("ldgs", rd=a, rs1=0, imm=_TEMPLATE_POOL)
         seq.emit("addi", rd=_SP, rs1=_SP, imm=-8)
         # The push is the instruction's effect: if it faults nothing of it is visible (§3).
-        seq.target = (gpc + d.imm) & MASK64
+        seq.target = 0
         seq.commit("sd", after=seq.target, keep=(_SP,), rs2=a, rs1=_SP, imm=0)
         seq.ledger(a)
         seq.refill(a)
         seq.jump_at = seq.emit("jmp", imm=0)  # remapped to the target's fragment
     elif mnemonic == "callr":
-        a, b, c = _scratch(3, d.rs1)
+        a, b, c = _scratch(3, rs1)
         seq.spill(a, b, c, _SP)
-        seq.emit("add", rd=a, rs1=d.rs1, rs2=0)  # the target, read before sp changes
+        seq.emit("add", rd=a, rs1=rs1, rs2=0)  # the target, read before sp changes
         seq.emit("sdgs", rs2=a, rs1=0, imm=GS_TARGET)
-        seq.emit("ldgs", rd=b, rs1=0, imm=pool or 0)
+        seq.pool_at = seq.emit("ldgs", rd=b, rs1=0, imm=_TEMPLATE_POOL)
         seq.emit("addi", rd=_SP, rs1=_SP, imm=-8)
         seq.commit("sd", after=None, keep=(_SP,), rs2=b, rs1=_SP, imm=0)
         seq.lookup(a, b, c)
@@ -448,10 +536,10 @@ def _sequence(d: Decoded, gpc: int, pool: int | None) -> _Sequence:
         seq.refill(a, b, c)
         seq.emit("jgs", rs1=0, imm=GS_JUMP)
     elif mnemonic == "jr":
-        b, c = _scratch(2, d.rs1)
+        b, c = _scratch(2, rs1)
         seq.spill(b, c)
-        seq.commit("sdgs", after=None, rs2=d.rs1, rs1=0, imm=GS_TARGET)
-        seq.lookup(d.rs1, b, c)
+        seq.commit("sdgs", after=None, rs2=rs1, rs1=0, imm=GS_TARGET)
+        seq.lookup(rs1, b, c)
         seq.ledger(c)
         seq.refill(b, c)
         seq.emit("jgs", rs1=0, imm=GS_JUMP)
@@ -466,18 +554,18 @@ def _sequence(d: Decoded, gpc: int, pool: int | None) -> _Sequence:
         seq.refill(a, b, c)
         seq.emit("jgs", rs1=0, imm=GS_JUMP)
     elif mnemonic == "rdtsc":
-        (s,) = _scratch(1, d.rd)
-        seq.spill(d.rd, s)
+        (s,) = _scratch(1, rd)
+        seq.spill(rd, s)
         # The real TSC runs ahead of the guest's clock by the ledgers (the VMM zeroes them when
         # it enters the TC and sets the TSC offset to the guest's clock then) and by this
         # sequence's own words before the rdtsc: subtract both.
         seq.emit("ldgs", rd=s, rs1=0, imm=GS_LEDGER)
         for k in range(1, len(SEQUENCES)):
-            seq.emit("ldgs", rd=d.rd, rs1=0, imm=GS_LEDGER + 8 * k)
-            seq.emit("add", rd=s, rs1=s, rs2=d.rd)
+            seq.emit("ldgs", rd=rd, rs1=0, imm=GS_LEDGER + 8 * k)
+            seq.emit("add", rd=s, rs1=s, rs2=rd)
         seq.emit("addi", rd=s, rs1=s, imm=len(seq.words) + 1)
-        seq.emit("rdtsc", rd=d.rd)
-        seq.commit("sub", after=ret_pc, keep=(d.rd,), rd=d.rd, rs1=d.rd, rs2=s)
+        seq.emit("rdtsc", rd=rd)
+        seq.commit("sub", after=ret_pc, keep=(rd,), rd=rd, rs1=rd, rs2=s)
         seq.ledger(s)
         seq.refill(s)
     elif mnemonic == "pushf":
@@ -508,15 +596,15 @@ def _sequence(d: Decoded, gpc: int, pool: int | None) -> _Sequence:
         seq.ledger(a)
         seq.refill(a, b)
     elif mnemonic == "mtcr":
-        (a,) = _scratch(1, d.rs1)
+        (a,) = _scratch(1, rs1)
         seq.spill(a)
         # A lower TPR may let in an interrupt pending at entry (the real TPR is not written):
         # then, and for a value the TPR refuses (#GP, §2), the VMM runs it.
         seq.emit("ldgs", rd=a, rs1=0, imm=GS_PENDING)
         seq.bail(a, 0)
-        seq.emit("shri", rd=a, rs1=d.rs1, imm=4)
+        seq.emit("shri", rd=a, rs1=rs1, imm=4)
         seq.bail(a, 0)
-        seq.commit("sdgs", after=ret_pc, rs2=d.rs1, rs1=0, imm=GS_CR[8])
+        seq.commit("sdgs", after=ret_pc, rs2=rs1, rs1=0, imm=GS_CR[8])
         seq.ledger(a)
         seq.refill(a)
     else:
@@ -566,6 +654,13 @@ class TranslationCache:
         self.guest_pc = [0] * self.words
         """For every word, the guest pc it stands for (see ``WordKind``)."""
         self.kind = [WordKind.FREE] * self.words
+        self._view = host.memory
+        """Host RAM, for the VMM's data in GS (data, never code: no decoded copy to keep coherent)."""
+        self._mirror = array("I", bytes(TC_SIZE))
+        """The TC's words as the translator wrote them: it reads and patches them here, and
+        ``_sync`` writes what changed into host memory in a few calls, before the TC runs."""
+        self._dirty: list[tuple[int, int]] = []  # word ranges written since the last _sync
+        self._synced = 0  # words below _code already in host memory
         self.counters: Counter[str] = Counter()
         self._hash: dict[tuple[int, int], int] = {}
         self._stubs: dict[int, _Pending] = {}
@@ -574,6 +669,7 @@ class TranslationCache:
         self._pool = GS_POOL  # next free constant
         self._generation = 0
         self._reset_gs()
+        self._sync()
 
     def _reset_gs(self) -> None:
         """An empty TC hash in GS whose every entry leads to the *stray* word, the top word of
@@ -581,11 +677,11 @@ class TranslationCache:
         ``GS_TARGET`` (a complete transfer: ``Step`` done, nothing spilled)."""
         self._stub -= 1
         stray = self._stub
-        self._write(stray, encode("hcall", imm=HC_MISS))
+        self._write(stray, _HCALL_MISS)
         self.kind[stray] = WordKind.MISS
         self.steps[stray] = Step(stray, True, (), 0, None, 0)
-        entry = HASH_EMPTY.to_bytes(8, "little") + self.va(stray).to_bytes(8, "little")
-        self.host.write(self.gs + GS_HASH, entry * HASH_ENTRIES)
+        entry = _HASH_ENTRY.pack(HASH_EMPTY, self.va(stray))
+        self._view[self.gs + GS_HASH : self.gs + GS_HASH + len(entry) * HASH_ENTRIES] = entry * HASH_ENTRIES
 
     # -- addresses -----------------------------------------------------------------------
     @staticmethod
@@ -625,10 +721,12 @@ class TranslationCache:
             for frame in frames:
                 self._release(frame)
         self._code, self._stub, self._pool = 0, self.words, GS_POOL
+        self._synced = 0
         self.kind = [WordKind.FREE] * self.words
         self.steps.clear()
         self._generation += 1
         self._reset_gs()
+        self._sync()
 
     def written(self, gpa: int, length: int) -> bool:
         """Guest-physical ``[gpa, gpa + length)`` (inside one frame) was written: does it touch
@@ -666,8 +764,9 @@ class TranslationCache:
         self._guilt[word] += 1
         if self._guilt[word] < self._threshold.get(word, self.adapt_after):
             return False
-        self.adapted[word] = int.from_bytes(self.host.read(self.hpa + 4 * word, 4), "little")
-        self._write(word, encode("hcall", imm=HC_CALLOUT))
+        self.adapted[word] = self._read(word)
+        self._write(word, _HCALL_CALLOUT)
+        self._sync()
         self.kind[word] = WordKind.CALLOUT
         self._guilt[word] = 0
         self._innocence[word] = 0
@@ -688,6 +787,7 @@ class TranslationCache:
         if self._innocence[word] < REVERT_AFTER:
             return False
         self._write(word, self.adapted.pop(word))
+        self._sync()
         self.kind[word] = WordKind.GUEST
         self._threshold[word] = 2 * self._threshold.get(word, self.adapt_after)
         self.counters["adaptation_reversions"] += 1
@@ -706,6 +806,7 @@ class TranslationCache:
         for _ in range(2):
             generation = self._generation
             first = self._translate_chain(cpu, memory, gpc)
+            self._sync()
             if generation == self._generation:
                 return first
             # The TC filled up and was flushed on the way: start again in the empty TC.
@@ -717,7 +818,7 @@ class TranslationCache:
         pc: int | None = gpc
         while pc is not None:
             if first is not None and depth >= FALLTHROUGH_DEPTH:
-                self._emit(HC_CONTINUE, WordKind.CONTINUE, pc, encode("hcall", imm=HC_CONTINUE))
+                self._emit(HC_CONTINUE, WordKind.CONTINUE, pc, _HCALL_CONTINUE)
                 break
             start, pc = self._translate_unit(cpu, memory, pc, fallthrough_exit=first is None)
             if start is None:
@@ -735,48 +836,51 @@ class TranslationCache:
         ends with a transfer of control or a callout)."""
         del fallthrough_exit
         cpl = cpu.cpl
-        units: list[tuple[int, Decoded | None, Rule]] = []
+        units: list[tuple[int, Decoded | None, Rule, bool]] = []  # word, decoded, rule, sequence
         pc = gpc
         successor: int | None = None
+        fetch, decode_word = spec.fetch, spec.decode_word
         while True:
             if len(units) == TU_LIMIT or (units and pc % PAGE_SIZE == 0):
                 successor = pc
                 break
             try:
-                word = spec.fetch(cpu, memory, pc)
+                word = fetch(cpu, memory, pc)
             except spec.Fault:
                 if not units:
                     return None, None
                 successor = pc  # its stub will let the spec raise the guest's fault
                 break
-            entry = spec.decode_word(word)
+            entry = decode_word(word)
             if entry is None:
                 # An invalid encoding raises #UD at every ring: copied, it faults in the TC and
                 # the fault is emulated with the guest's state.
-                units.append((word, None, Rule.IDENT))
+                units.append((word, None, Rule.IDENT, False))
                 break
             d = entry[0]
-            rule = RULES[d.insn.mnemonic]
+            how = _HOW[d.insn.mnemonic]
+            rule = how[0]
             if rule is Rule.RDTSC and d.rd == 0:
-                rule = Rule.IDENT  # reads nothing into anything
-            if rule is Rule.MTCR8 and d.crn != 8:
-                rule = Rule.CALLOUT
-            units.append((word, d, rule))
+                how = _HOW_IDENT  # reads nothing into anything
+            elif rule is Rule.MTCR8 and d.crn != 8:
+                how = _HOW_CALLOUT
+            rule, sequence, ends = how
+            units.append((word, d, rule, sequence))
             pc = (pc + 4) & MASK64
             if rule is Rule.BRANCH:
                 successor = pc
                 break
-            if rule in _ENDS_UNIT:
+            if ends:
                 break
         sequences: dict[int, _Sequence] = {}
         words = side = 0
         pool = self._pool
         pc = gpc
-        for i, (_, d, rule) in enumerate(units):
-            if rule in _SEQUENCE_RULES:
+        for i, (_, d, rule, sequence) in enumerate(units):
+            if sequence:
                 assert d is not None
                 constant = None
-                if rule in (Rule.CALL, Rule.CALLR):
+                if rule is Rule.CALL or rule is Rule.CALLR:
                     constant, pool = pool, pool + 8
                 seq = sequences[i] = _sequence(d, pc, constant)
                 words += len(seq.words)
@@ -788,54 +892,55 @@ class TranslationCache:
             self.flush("full")
             return None, None
         start = self._code
-        self._hash[(gpc, cpl)] = self.va(start)
+        va = self.va(start)
+        self._hash[(gpc, cpl)] = va
         if cpl == 0:
-            index = GS_HASH + 16 * ((gpc >> 2) & (HASH_ENTRIES - 1))
-            self.host.write(self.gs + index, gpc.to_bytes(8, "little") + self.va(start).to_bytes(8, "little"))
+            _HASH_ENTRY.pack_into(self._view, self.gs + GS_HASH + 16 * ((gpc >> 2) & (HASH_ENTRIES - 1)), gpc, va)
         self._note_code(cpu, memory, gpc, len(units))
-        self.counters["fragments_translated"] += 1
-        self.counters["guest_instructions_translated"] += len(units)
+        counters = self.counters
+        counters["fragments_translated"] += 1
+        counters["guest_instructions_translated"] += len(units)
         pc = gpc
-        for i, (word, d, rule) in enumerate(units):
-            site = self._code
+        guest = WordKind.GUEST
+        for i, (word, d, rule, _) in enumerate(units):
             if rule is Rule.IDENT:
-                self._emit_word(word, WordKind.GUEST, pc)
+                self._emit_word(word, guest, pc)
+            elif rule is Rule.BRANCH or rule is Rule.JUMP:
+                assert d is not None
+                site = self._code
+                self._emit_word(word, guest, pc)  # patched just below
+                self._remap(site, d, (pc + d.imm) & MASK64, cpl)
+            elif rule is Rule.CALLOUT:
+                self._emit_word(_HCALL_CALLOUT, WordKind.CALLOUT, pc)
             elif rule is Rule.CPL:
                 assert d is not None
-                self._emit_word(encode("addi", rd=d.rd, rs1=0, imm=cpl), WordKind.GUEST, pc)
-            elif rule is Rule.CALLOUT:
-                self._emit_word(encode("hcall", imm=HC_CALLOUT), WordKind.CALLOUT, pc)
+                self._emit_word(encode("addi", rd=d.rd, rs1=0, imm=cpl), guest, pc)
             elif rule is Rule.VCPU_READ:
                 assert d is not None
                 mnemonic = d.insn.mnemonic
                 slot = GS_SMSW if mnemonic == "smsw" else GS_IDTR if mnemonic == "sidt" else GS_CR[d.crn]
-                self._emit_word(encode("ldgs", rd=d.rd, rs1=0, imm=slot), WordKind.GUEST, pc)
-            elif i in sequences:
-                self._place(sequences[i], cpl)
+                self._emit_word(encode("ldgs", rd=d.rd, rs1=0, imm=slot), guest, pc)
             else:
-                assert d is not None
-                target = (pc + d.imm) & MASK64
-                self._emit_word(word, WordKind.GUEST, pc)  # patched just below
-                self._remap(site, d, target, cpl)
+                self._place(sequences[i], cpl)
             pc = (pc + 4) & MASK64
         self._pool = pool
-        self.counters["tc_words"] = self._code + (self.words - self._stub)
-        return self.va(start), successor
+        counters["tc_words"] = self._code + (self.words - self._stub)
+        return va, successor
 
     def _place(self, seq: _Sequence, cpl: int) -> None:
         """Lay the in-TC sequence ``seq`` at the next free words, its miss word among the stubs."""
         start = self._code
-        for word, state in seq.words:
-            self.steps[self._code] = seq.step(state, start)
-            self._emit_word(word, WordKind.SEQUENCE, seq.gpc)
+        steps, step = self.steps, seq.step
+        for k, (_, state) in enumerate(seq.words):
+            steps[start + k] = step(state, start)
+        self._emit_words([word for word, _ in seq.words], WordKind.SEQUENCE, seq.gpc)
         if seq.ledger_at >= 0:
             site = start + seq.ledger_at
-            d = _decoded(self._read(site))
-            self._write(site, encode("addi", rd=d.rd, rs1=d.rs1, imm=len(seq.words) - 1))
+            self._write(site, _ledger_word(self._read(site), len(seq.words) - 1))
         if seq.miss_at >= 0:
             self._stub -= 1
             miss = self._stub
-            self._write(miss, encode("hcall", imm=HC_MISS))
+            self._write(miss, _HCALL_MISS)
             self.kind[miss] = WordKind.MISS
             self.guest_pc[miss] = seq.gpc
             self.steps[miss] = seq.step(seq.branched(seq.miss_at), start)
@@ -844,7 +949,7 @@ class TranslationCache:
         for at in seq.bails:
             self._stub -= 1
             bail = self._stub
-            self._write(bail, encode("hcall", imm=HC_CALLOUT))
+            self._write(bail, _HCALL_CALLOUT)
             self.kind[bail] = WordKind.CALLOUT
             self.guest_pc[bail] = seq.gpc
             self.steps[bail] = seq.step(seq.branched(at), start)
@@ -855,8 +960,8 @@ class TranslationCache:
             self._remap(site, _decoded(self._read(site)), seq.target, cpl)
         if seq.constant is not None:
             offset, value = seq.constant
-            self.host.write(self.gs + offset, value.to_bytes(8, "little"))
-        self.counters[f"sequences_translated_{SEQUENCES[seq.kind]}"] += 1
+            _U64.pack_into(self._view, self.gs + offset, value)
+        self.counters[_SEQUENCE_COUNTERS[seq.kind]] += 1
 
     def _note_code(self, cpu: spec.State, memory: spec.PhysicalMemory, gpc: int, count: int) -> None:
         """Remember the guest-physical words of a TU at ``gpc`` (one page: a TU stops at a page
@@ -878,7 +983,7 @@ class TranslationCache:
         if dest is None:
             self._stub -= 1
             stub = self._stub
-            self._write(stub, encode("hcall", imm=HC_CHAIN))
+            self._write(stub, _HCALL_CHAIN)
             self.kind[stub] = WordKind.STUB
             self.guest_pc[stub] = target
             self._stubs[stub] = _Pending(site, target)
@@ -897,10 +1002,8 @@ class TranslationCache:
         dest = self.translate(cpu, memory, target)
         if dest is None or pending is None or generation != self._generation:
             return dest
-        site_word = int.from_bytes(self.host.read(self.hpa + 4 * pending.site, 4), "little")
-        entry = spec.decode_word(site_word)
-        assert entry is not None
-        self._write(pending.site, _retarget(entry[0], dest - self.va(pending.site)))
+        self._write(pending.site, _retarget(_decoded(self._read(pending.site)), dest - self.va(pending.site)))
+        self._sync()
         del self._stubs[stub]
         self.counters["chains_patched"] += 1
         return dest
@@ -912,16 +1015,52 @@ class TranslationCache:
 
     def _emit_word(self, word: int, kind: WordKind, gpc: int) -> None:
         i = self._code
-        self._code += 1
+        self._code = i + 1
         self.kind[i] = kind
         self.guest_pc[i] = gpc
-        self._write(i, word)
+        self._mirror[i] = word
+
+    def _emit_words(self, words: list[int], kind: WordKind, gpc: int) -> None:
+        """``_emit_word`` of each of ``words``, all of ``kind`` for guest pc ``gpc``."""
+        i = self._code
+        j = self._code = i + len(words)
+        self.kind[i:j] = [kind] * len(words)
+        self.guest_pc[i:j] = [gpc] * len(words)
+        self._mirror[i:j] = array("I", words)
 
     def _read(self, i: int) -> int:
-        return int.from_bytes(self.host.read(self.hpa + 4 * i, 4), "little")
+        return self._mirror[i]
 
     def _write(self, i: int, word: int) -> None:
-        self.host.write(self.hpa + 4 * i, word.to_bytes(4, "little"))
+        self._mirror[i] = word
+        self._dirty.append((i, i + 1))
+
+    def _sync(self) -> None:
+        """Write the TC words changed since the last call into host memory (``host.write``
+        keeps the core's decoded code coherent), in as few calls as ``_SYNC_GAP`` allows: the
+        fragments laid since (one range), the stubs and patched branches."""
+        ranges = self._dirty
+        if self._code > self._synced:
+            ranges.append((self._synced, self._code))
+        if not ranges:
+            return
+        ranges.sort()
+        lo, hi = ranges[0]
+        for a, b in ranges[1:]:
+            if a > hi + _SYNC_GAP:
+                self._put(lo, hi)
+                lo = a
+            if b > hi:
+                hi = b
+        self._put(lo, hi)
+        ranges.clear()
+        self._synced = self._code
+
+    def _put(self, lo: int, hi: int) -> None:
+        words = self._mirror[lo:hi]
+        if sys.byteorder != "little":
+            words.byteswap()
+        self.host.write(self.hpa + 4 * lo, words)
 
 
 def _decoded(word: int) -> Decoded:
@@ -931,11 +1070,30 @@ def _decoded(word: int) -> Decoded:
 
 
 def _retarget(d: Decoded, offset: int) -> int:
-    """The word of the direct branch or jump ``d`` with its offset replaced by ``offset`` bytes."""
+    """The word of the direct branch or jump ``d`` with its offset replaced by ``offset`` bytes:
+    the word ``encode`` gives, from its operands' word encoded once (``_branch_base``)."""
     mnemonic = d.insn.mnemonic
     if mnemonic == "jmp":
-        return encode("jmp", imm=offset)
-    return encode(mnemonic, rs1=d.rs1, rs2=d.rs2, imm=offset)
+        if not -(1 << 25) <= offset < 1 << 25 or offset & 3:
+            return encode("jmp", imm=offset)  # raises EncodingError
+        return _branch_base("jmp", 0, 0) | ((offset >> 2) & 0xFFFFFF)
+    if not -(1 << 17) <= offset < 1 << 17 or offset & 3:
+        return encode(mnemonic, rs1=d.rs1, rs2=d.rs2, imm=offset)  # raises EncodingError
+    return _branch_base(mnemonic, d.rs1, d.rs2) | ((offset >> 2) & 0xFFFF)
+
+
+@cache
+def _branch_base(mnemonic: str, rs1: int, rs2: int) -> int:
+    """The direct branch or jump ``mnemonic`` with offset 0; its offset field is the low 16
+    (``s16w``) or 24 (``s24w``) bits, in words."""
+    return encode(mnemonic, rs1=rs1, rs2=rs2, imm=0)
+
+
+@cache
+def _ledger_word(word: int, ticks: int) -> int:
+    """The ``addi`` word of a sequence's ledger (``_Sequence.ledger``) adding ``ticks``."""
+    d = _decoded(word)
+    return encode("addi", rd=d.rd, rs1=d.rs1, imm=ticks)
 
 
 SEQUENCE_LENGTHS: tuple[int, ...] = _lengths()
