@@ -202,12 +202,24 @@ class Measured:
     guest_instructions: int  # the native run's
     direct: int  # retired by the host's core deprivileged or in guest mode: the guest's and any VMM code there
     entries: int  # host run/vmrun calls
+    admitted: int | None = None
+    """The VM's own ``COUNTER_DIRECT``, when it reports one: it may lower the direct figure,
+    never raise it."""
+
+    @property
+    def credited(self) -> int:
+        """Guest instructions credited as run directly: what the core retired, but no more than
+        the guest's count — what it retired beyond is the VMM's (``overhead``) — and no more
+        than the VM admits to.  The core cannot tell a guest's instruction from the VMM's own
+        code at ring 1: a translator whose long sequences push it to emulate the rest of a slice
+        still has the core retire as many, and only its own count shows the emulated part.  A
+        grader may believe a VMM's admission of emulation, never its claim of speed."""
+        credited = min(self.direct, self.guest_instructions)
+        return credited if self.admitted is None else min(credited, max(self.admitted, 0))
 
     @property
     def direct_fraction(self) -> float:
-        """The share of the guest's instructions the core retired for it, at most all of them:
-        what it retired beyond the guest's count is the VMM's (``overhead``), not the guest's."""
-        return min(self.direct, self.guest_instructions) / max(self.guest_instructions, 1)
+        return self.credited / max(self.guest_instructions, 1)
 
     @property
     def overhead(self) -> int:
@@ -256,9 +268,10 @@ def shortfalls(
     n = measured.guest_instructions
     if measured.direct_fraction < guest.min_direct:
         out.append(
-            f"the host's core retired {measured.direct} of the guest's {n} instructions "
-            f"({100 * measured.direct_fraction:.1f}%) directly; the {guest.name} guest needs at least "
-            f"{100 * guest.min_direct:.0f}%"
+            f"{measured.credited} of the guest's {n} instructions ({100 * measured.direct_fraction:.1f}%) ran "
+            f"directly (the host's core retired {measured.direct} deprivileged, the VM counts "
+            f"{measured.admitted if measured.admitted is not None else 'none'} {COUNTER_DIRECT}); the {guest.name} "
+            f"guest needs at least {100 * guest.min_direct:.0f}%"
         )
     if measured.entries_per_1000 > bound:
         out.append(
@@ -297,7 +310,13 @@ def test_most_guest_instructions_run_directly(guest, vmm, popek_profile, popek_r
     if explained and explained_directed(vmm, popek_profile, _image(guest.name), guest.config):
         raise ExpectedDeviation(f"{guest.name}: the difference is its sensitive, unprivileged instructions'")
     assert_equivalent(expected, actual, names=("native", vmm.name), program=guest.source())
-    measured = Measured(expected.counters["instructions"], measured_direct(run.host.counters), run.host.entries)
+    admitted = actual.counters.get(COUNTER_DIRECT)
+    measured = Measured(
+        expected.counters["instructions"],
+        measured_direct(run.host.counters),
+        run.host.entries,
+        admitted if type(admitted) is int else None,
+    )
     features = get_profile(popek_profile).features
     bound = guest.entry_bound(expected.counters, features)
     popek_record(

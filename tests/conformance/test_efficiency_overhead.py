@@ -57,3 +57,16 @@ def test_transfers_get_a_short_sequence_each_and_no_more():
 def test_guests_of_sensitive_instructions_have_no_overhead_bound():
     for name in ("system", "eff_ops"):
         assert _BY_NAME[name].overhead_bound({"instructions": 1000}, _FEATURES) is None
+
+
+def test_a_vm_that_admits_emulation_is_believed_and_one_that_claims_more_is_not():
+    """A translator whose long sequences make it emulate the rest of a slice still has the core
+    retire more than the guest's count; its own count shows the emulated part."""
+    n = 50_000
+    emulating = Measured(guest_instructions=n, direct=60_000, entries=0, admitted=40_000)
+    assert emulating.credited == 40_000 and emulating.direct_fraction == 0.8
+    boasting = Measured(guest_instructions=n, direct=30_000, entries=0, admitted=n)
+    assert boasting.credited == 30_000
+    (problem,) = shortfalls(_BY_NAME["compute"], emulating, 5.0)
+    assert "40000 of the guest's 50000 instructions (80.0%) ran directly" in problem
+    assert "the VM counts 40000 guest_insns_direct" in problem

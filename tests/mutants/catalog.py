@@ -696,6 +696,12 @@ ENTRIES: tuple[Entry, ...] = (
              binary_translation.host_entries_on_transfers(50)),
     ),
     Entry(
+        _m("bt-sequences-spill-everything", "SequencesSpillEverything", "binary-translation", "efficiency", X86,
+           "saves and reloads the whole register file in every transfer's in-TC sequence: 30 words longer each"),
+        Fact("the share of eff_calls.s's instructions run directly, as the efficiency suite credits it",
+             binary_translation.direct_share_of_eff_calls_below(0.99)),
+    ),
+    Entry(
         _m("bt-sequences-not-charged", "SequencesNotCharged", "binary-translation", "safety", X86,
            "does not charge the in-TC sequences' host ticks to the slice's share: a call-dense guest keeps the host"),
         Fact("host ticks of one VMM.run(HOST_TIMER_PERIOD) on a kernel loop of calls and returns",
