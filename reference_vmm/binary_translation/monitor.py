@@ -150,6 +150,7 @@ _BLOCK = struct.Struct(f"<{10 + len(SEQUENCES) + 1}Q")
 assert GS_LEDGER + 8 * len(SEQUENCES) == GS_IOPL == GS_TARGET + 8 * (_BLOCK.size // 8 - 1)
 assert GS_CR[8] == GS_TARGET + 8 * 9
 _SPILLS = struct.Struct("<16Q")
+_NO_LEDGERS = (0,) * len(SEQUENCES)
 
 
 class TCPager(ShadowPager):
@@ -204,6 +205,8 @@ class BinaryTranslationVM(TrapEmulateVM):
         self._tc_frames = {TC_VA + off: tc + off for off in range(0, TC_SIZE, PAGE_SIZE)}
         self._gs_frames = {GS_VA + off: gs + off for off in range(0, GS_SIZE, PAGE_SIZE)}
         self._gs = gs
+        self._view = monitor.host.memory
+        """Host RAM, for the VMM's data in GS (data, never code: read and written in place)."""
         self._target = 0  # GS_TARGET as read at the last exit from the TC
         self._ledgers = [0] * len(SEQUENCES)
         """Ticks each kind of in-TC sequence has cost beyond its guest tick, over the run."""
@@ -387,8 +390,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         # most the slice's remaining guest ticks.  So the slice's host ticks stay below its guest
         # ticks plus the share: those before the last run are at most its guest ticks before
         # plus less than the share, and the last run at most the rest of its guest ticks.
-        self._enter_tc(host, start_va)
-        start = host.clock
+        start = self._enter_tc(host, start_va)
         ex = host.run(ticks)
         elapsed = host.clock - start
         self._leave_tc(host)
@@ -502,13 +504,16 @@ class BinaryTranslationVM(TrapEmulateVM):
         """Read back what the TC changed in the VMM's data: the virtual TPR (``mtcr cr8``), the
         ledgers (returns their total: the ticks of in-TC sequences beyond their guest ticks),
         and the guest pc of the last indirect transfer (for ``_settle``)."""
-        block = _BLOCK.unpack(host.read(self._gs + GS_TARGET, _BLOCK.size))
+        del host  # GS is read in place (``_view``)
+        block = _BLOCK.unpack_from(self._view, self._gs + GS_TARGET)
         self._target = block[0]
         self.cpu.cr8 = block[9] & 0xF  # what the sequence stored, checked there (§2: 4 bits)
-        total = 0
-        for k, ticks in enumerate(block[10 : 10 + len(SEQUENCES)]):
-            self._ledgers[k] += ticks
-            total += ticks
+        ledgers = block[10 : 10 + len(SEQUENCES)]
+        total = sum(ledgers)
+        if total:  # most runs of a compute-bound kernel ran no sequence
+            mine = self._ledgers
+            for k, ticks in enumerate(ledgers):
+                mine[k] += ticks
         return total
 
     def _settle(self, pc: int) -> int:
@@ -528,7 +533,7 @@ class BinaryTranslationVM(TrapEmulateVM):
             self._resume = (v.pc, pc)
             return 0
         if step.restore:
-            slots = _SPILLS.unpack(self.monitor.host.read(self._gs + GS_SPILL, _SPILLS.size))
+            slots = _SPILLS.unpack_from(self._view, self._gs + GS_SPILL)
             for r in step.restore:
                 v.r[r] = slots[r]
         if step.done:
@@ -540,61 +545,72 @@ class BinaryTranslationVM(TrapEmulateVM):
             self._resume = (v.pc, self.tc.va(step.start))
         return step.overhead
 
-    def _enter_tc(self, host: Machine, start: int) -> None:
+    def _enter_tc(self, host: Machine, start: int) -> int:
         """Load the real CPU for translated guest CPL 0: ring 1, IOPL 0 (no sensitive instruction
         runs there, and one that did would trap), the guest's IF, TPR, interrupt shadow and
         pending vector; data limited below the VMM's data and the TC, fetch not limited (§5.3),
         GS on the VMM's data, where the virtual CPU's copies are refreshed and the ledgers
-        zeroed."""
+        zeroed.  Returns the host's clock."""
         v, cpu = self.cpu, host.cpu
-        root = self.shadow.root(v, self.plan.space(0))
-        if self.shadow.needs_flush:
+        shadow = self.shadow
+        root = shadow.root(v, self.plan.space(0))
+        if shadow.needs_flush:
             host.tlb_flush()
-            self.shadow.needs_flush = False
+            shadow.needs_flush = False
         cpu.r.load(v.r)
         cpu.pc = start
         # IOPL 1: cli, sti and popf act on the real IF, which is the guest's (translator.py).
         cpu.flags = (v.flags & FLAGS_IF) | (1 << FLAGS_IOPL_SHIFT)
         cpu.cpl = 1
-        cpu.cr0 = _REAL_CR0
-        cpu.cr4 = self.shadow.real_cr4_pl | (v.cr4 & CR4_TSD)
-        cpu.cr3 = root
-        cpu.cr8 = v.cr8
-        cpu.idtr = RESERVED_VA
-        if self.monitor.seglimit:
-            cpu.seglimit = _TC_LIMIT
-            cpu.cslimit = MASK64
-        cpu.gsbase = GS_VA
-        cpu.gslimit = GS_SIZE - 1
-        host.write(
+        cr4 = shadow.real_cr4_pl | (v.cr4 & CR4_TSD)
+        loaded = (self, root, cr4, v.cr8)
+        monitor = self.monitor
+        if monitor.real_tc != loaded:
+            # Privileged state, which code at rings 1-3 cannot change (its writes trap): it
+            # still holds what this VM's last entry into the TC loaded unless the VMM loaded
+            # the real CPU otherwise since (``real_tc``).  Writing the same values again would
+            # change nothing (a CR3 write of the same value flushes nothing, §10).
+            cpu.cr0 = _REAL_CR0
+            cpu.cr4 = cr4
+            cpu.cr3 = root
+            cpu.cr8 = v.cr8
+            cpu.idtr = RESERVED_VA
+            if monitor.seglimit:
+                cpu.seglimit = _TC_LIMIT
+                cpu.cslimit = MASK64
+            cpu.gsbase = GS_VA
+            cpu.gslimit = GS_SIZE - 1
+            monitor.real_tc = loaded
+        _BLOCK.pack_into(
+            self._view,
             self._gs + GS_TARGET,
-            _BLOCK.pack(
-                0,
-                0,
-                1 if v.intr_vector >= 0 else 0,
-                v.cr0 & SMSW_MASK,
-                v.idtr,
-                v.cr0,
-                v.cr2,
-                v.cr3,
-                v.cr4,
-                v.cr8,
-                *([0] * len(SEQUENCES)),
-                v.flags & FLAGS_IOPL,
-            ),
+            0,
+            0,
+            1 if v.intr_vector >= 0 else 0,
+            v.cr0 & SMSW_MASK,
+            v.idtr,
+            v.cr0,
+            v.cr2,
+            v.cr3,
+            v.cr4,
+            v.cr8,
+            *_NO_LEDGERS,
+            v.flags & FLAGS_IOPL,
         )
-        cpu.tsc_offset = (v.clock + v.tsc_offset - host.clock) & MASK64
+        now = host.clock
+        cpu.tsc_offset = (v.clock + v.tsc_offset - now) & MASK64
         cpu.pending_db = 0
         cpu.halted = 0
         cpu.int_shadow = int(v.int_shadow)
         cpu.intr_vector = v.intr_vector
         cpu.intr_acked = -1
+        return now
 
     def _leave_tc(self, host: Machine) -> None:
         """Take back the registers, IF (``cli``, ``sti``, ``popf`` ran for real) and the
         interrupt shadow; the ring and the rest only change through callouts."""
         v, cpu = self.cpu, host.cpu
-        v.r[1:] = cpu.r.values()[1:]
+        v.r[:] = cpu.r.values()  # r0 reads 0 there, as it is kept here
         v.flags = (v.flags & ~FLAGS_IF) | (cpu.flags & FLAGS_IF)
         v.int_shadow = bool(cpu.int_shadow)
 
@@ -603,6 +619,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         guest's own (its kernel runs directly only under ring compression, whose plan gives it
         the guest's IOPL too, so nothing needs a raised IOPL: user ``pushf`` shows the guest's
         IOPL) and both limits below the TC as well."""
+        self.monitor.real_tc = None  # the real CPU is loaded otherwise (``_enter_tc``)
         super()._enter(host)
         v, cpu = self.cpu, host.cpu
         cpu.flags = (cpu.flags & ~(3 << FLAGS_IOPL_SHIFT)) | (v.iopl << FLAGS_IOPL_SHIFT)
@@ -634,6 +651,11 @@ class BinaryTranslationVMM(TrapEmulateVMM):
         self.kernel_translated = "classic" not in features
         """False on a classically virtualizable host, whose guest kernel runs directly at ring 3
         (ring compression): no segment limit would protect a TC there, and none is needed."""
+        self.real_tc: tuple[BinaryTranslationVM, int, int, int] | None = None
+        """(VM, CR3, CR4, CR8) of the last entry into a TC when the privileged state of the real
+        CPU is still what that entry loaded (None once the VMM loaded it otherwise): only
+        ``_enter_tc`` and ``_enter`` load the real CPU, and at rings 1-3 nothing else changes
+        it.  A VM's next entry into its TC then leaves it as it is."""
         super().__init__(host, plan or ring_plan(features))
 
     def create_vm(self, image: GuestImage, config: VMConfig) -> TrapEmulateVM:
