@@ -211,6 +211,12 @@ class BinaryTranslationVM(TrapEmulateVM):
         self._ledgers = [0] * len(SEQUENCES)
         """Ticks each kind of in-TC sequence has cost beyond its guest tick, over the run."""
         self._resume: tuple[int, int] | None = None  # (guest pc, TC address) of the last exit
+        self._real: tuple[int, int, int, int, int] | None = None
+        """After a budget exit from this VM's TC, what the real CPU holds of the fields each
+        entry loads: (pc, FLAGS, interrupt shadow, TSC offset, pending vector); halted 0 and no
+        vector acknowledged (taking one exits through a host gate).  None after any other exit."""
+        self._left: tuple[int, int] = (0, 0)  # the real FLAGS and interrupt shadow _leave_tc read
+        self._loaded: tuple[int, int] = (0, -1)  # the TSC offset and vector _enter_tc loaded
         self._callouts: dict[str, int] = {}
         self._exec: dict[int, bool] = {}
         """Guest frames scanned for direct execution at guest CPL 1-3: True when the frame holds
@@ -399,6 +405,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         pc = host.cpu.pc
         reason = ex.reason
         if reason is ExitReason.BUDGET:
+            self._real = (pc, *self._left, *self._loaded)
             self._account(elapsed, overhead + self._settle(pc))
             return None
         self._stats[COUNTER_INTERVENTIONS] += 1
@@ -552,16 +559,15 @@ class BinaryTranslationVM(TrapEmulateVM):
         GS on the VMM's data, where the virtual CPU's copies are refreshed and the ledgers
         zeroed.  Returns the host's clock."""
         v, cpu = self.cpu, host.cpu
+        real, self._real = self._real, None
         shadow = self.shadow
         root = shadow.root(v, self.plan.space(0))
         if shadow.needs_flush:
             host.tlb_flush()
             shadow.needs_flush = False
         cpu.r.load(v.r)
-        cpu.pc = start
-        # IOPL 1: cli, sti and popf act on the real IF, which is the guest's (translator.py).
-        cpu.flags = (v.flags & FLAGS_IF) | (1 << FLAGS_IOPL_SHIFT)
         cpu.cpl = 1
+        cpu.pending_db = 0
         cr4 = shadow.real_cr4_pl | (v.cr4 & CR4_TSD)
         loaded = (self, root, cr4, v.cr8)
         monitor = self.monitor
@@ -569,7 +575,7 @@ class BinaryTranslationVM(TrapEmulateVM):
             # Privileged state, which code at rings 1-3 cannot change (its writes trap): it
             # still holds what this VM's last entry into the TC loaded unless the VMM loaded
             # the real CPU otherwise since (``real_tc``).  Writing the same values again would
-            # change nothing (a CR3 write of the same value flushes nothing, §10).
+            # change nothing (the core compares CR0, CR3 and CR4 with what it last ran, §10).
             cpu.cr0 = _REAL_CR0
             cpu.cr4 = cr4
             cpu.cr3 = root
@@ -581,6 +587,7 @@ class BinaryTranslationVM(TrapEmulateVM):
             cpu.gsbase = GS_VA
             cpu.gslimit = GS_SIZE - 1
             monitor.real_tc = loaded
+            real = None
         _BLOCK.pack_into(
             self._view,
             self._gs + GS_TARGET,
@@ -598,12 +605,34 @@ class BinaryTranslationVM(TrapEmulateVM):
             v.flags & FLAGS_IOPL,
         )
         now = host.clock
-        cpu.tsc_offset = (v.clock + v.tsc_offset - now) & MASK64
-        cpu.pending_db = 0
-        cpu.halted = 0
-        cpu.int_shadow = int(v.int_shadow)
-        cpu.intr_vector = v.intr_vector
-        cpu.intr_acked = -1
+        # IOPL 1: cli, sti and popf act on the real IF, which is the guest's (translator.py).
+        flags = (v.flags & FLAGS_IF) | (1 << FLAGS_IOPL_SHIFT)
+        tsc_offset = (v.clock + v.tsc_offset - now) & MASK64
+        shadow_bit = int(v.int_shadow)
+        vector = v.intr_vector
+        self._loaded = (tsc_offset, vector)
+        if real is None:
+            cpu.pc = start
+            cpu.flags = flags
+            cpu.tsc_offset = tsc_offset
+            cpu.halted = 0
+            cpu.int_shadow = shadow_bit
+            cpu.intr_vector = vector
+            cpu.intr_acked = -1
+            return now
+        # Right after a budget exit from this TC, with nothing loaded since: only what changed
+        # is written (a field written with the value it holds changes nothing).
+        real_pc, real_flags, real_shadow, real_tsc_offset, real_vector = real
+        if start != real_pc:
+            cpu.pc = start
+        if flags != real_flags:
+            cpu.flags = flags
+        if tsc_offset != real_tsc_offset:
+            cpu.tsc_offset = tsc_offset
+        if shadow_bit != real_shadow:
+            cpu.int_shadow = shadow_bit
+        if vector != real_vector:
+            cpu.intr_vector = vector
         return now
 
     def _leave_tc(self, host: Machine) -> None:
@@ -611,8 +640,10 @@ class BinaryTranslationVM(TrapEmulateVM):
         interrupt shadow; the ring and the rest only change through callouts."""
         v, cpu = self.cpu, host.cpu
         v.r[:] = cpu.r.values()  # r0 reads 0 there, as it is kept here
-        v.flags = (v.flags & ~FLAGS_IF) | (cpu.flags & FLAGS_IF)
-        v.int_shadow = bool(cpu.int_shadow)
+        flags, shadow = cpu.flags, cpu.int_shadow
+        self._left = (flags, shadow)
+        v.flags = (v.flags & ~FLAGS_IF) | (flags & FLAGS_IF)
+        v.int_shadow = bool(shadow)
 
     def _enter(self, host: Machine) -> None:
         """Direct execution of guest CPL 1-3 (trap-and-emulate's), with the real IOPL the
