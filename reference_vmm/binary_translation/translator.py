@@ -850,9 +850,11 @@ class TranslationCache:
         ends with a transfer of control or a callout)."""
         del fallthrough_exit
         cpl = cpu.cpl
-        units: list[tuple[int, Decoded | None, Rule, bool]] = []  # word, decoded, rule, sequence
+        units: list[tuple[int, Decoded | None, Rule, _Sequence | None]] = []  # word, decoded, rule, sequence
         pc = gpc
         successor: int | None = None
+        pool = self._pool
+        extra = 0  # words beyond one per guest instruction: sequences, their miss words and bails
         fetch, decode_word = spec.fetch, spec.decode_word
         while True:
             if len(units) == TU_LIMIT or (units and pc % PAGE_SIZE == 0):
@@ -869,7 +871,7 @@ class TranslationCache:
             if entry is None:
                 # An invalid encoding raises #UD at every ring: copied, it faults in the TC and
                 # the fault is emulated with the guest's state.
-                units.append((word, None, Rule.IDENT, False))
+                units.append((word, None, Rule.IDENT, None))
                 break
             d = entry[0]
             how = _HOW[d.insn.mnemonic]
@@ -879,30 +881,21 @@ class TranslationCache:
             elif rule is Rule.MTCR8 and d.crn != 8:
                 how = _HOW_CALLOUT
             rule, sequence, ends = how
-            units.append((word, d, rule, sequence))
+            seq = None
+            if sequence:
+                constant = None
+                if rule is Rule.CALL or rule is Rule.CALLR:
+                    constant, pool = pool, pool + 8
+                seq = _sequence(d, pc, constant)
+                extra += len(seq.words) - 1 + (seq.miss_at >= 0) + len(seq.bails)
+            units.append((word, d, rule, seq))
             pc = (pc + 4) & MASK64
             if rule is Rule.BRANCH:
                 successor = pc
                 break
             if ends:
                 break
-        sequences: dict[int, _Sequence] = {}
-        words = side = 0
-        pool = self._pool
-        pc = gpc
-        for i, (_, d, rule, sequence) in enumerate(units):
-            if sequence:
-                assert d is not None
-                constant = None
-                if rule is Rule.CALL or rule is Rule.CALLR:
-                    constant, pool = pool, pool + 8
-                seq = sequences[i] = _sequence(d, pc, constant)
-                words += len(seq.words)
-                side += (seq.miss_at >= 0) + len(seq.bails)
-            else:
-                words += 1
-            pc = (pc + 4) & MASK64
-        if self._code + words + side + 2 * len(units) + 1 > self._stub or pool > GS_POOL_END:
+        if self._code + extra + 3 * len(units) + 1 > self._stub or pool > GS_POOL_END:
             self.flush("full")
             return None, None
         start = self._code
@@ -916,7 +909,7 @@ class TranslationCache:
         counters["guest_instructions_translated"] += len(units)
         pc = gpc
         guest = WordKind.GUEST
-        for i, (word, d, rule, _) in enumerate(units):
+        for word, d, rule, seq in units:
             if rule is Rule.IDENT:
                 self._emit_word(word, guest, pc)
             elif rule is Rule.BRANCH or rule is Rule.JUMP:
@@ -935,7 +928,8 @@ class TranslationCache:
                 slot = GS_SMSW if mnemonic == "smsw" else GS_IDTR if mnemonic == "sidt" else GS_CR[d.crn]
                 self._emit_word(encode("ldgs", rd=d.rd, rs1=0, imm=slot), guest, pc)
             else:
-                self._place(sequences[i], cpl)
+                assert seq is not None
+                self._place(seq, cpl)
             pc = (pc + 4) & MASK64
         self._pool = pool
         counters["tc_words"] = self._code + (self.words - self._stub)
