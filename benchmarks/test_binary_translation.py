@@ -21,6 +21,13 @@ and reported in ``extra_info``, never asserted (no timed test):
   and over the p64os kernel, the TC flushed between rounds; the figure is the translator's
   own counter ``guest_instructions_translated`` over the median time of a round.
 
+To read them: ``python -m pytest -p no:cacheprovider benchmarks/test_binary_translation.py -n 0
+--benchmark-only -k "throughput or (compute and run and x86-2005)" --benchmark-json=FILE``, then
+``of_native`` and ``guest_instructions_per_s`` in each benchmark's ``extra_info``.  The machine
+may be shared: a figure is of its moment, and a native run beside each case is what makes
+``of_native`` comparable across moments (``guest_instructions_per_s_best`` is the least
+disturbed round).
+
 Two ways of driving a VMM, each a parameter (``drive``):
 
 - ``run``: the VMM's own ``run`` with the whole budget in one call, after a short untimed
@@ -74,6 +81,8 @@ RUNS = (
     ("trap-and-emulate", "x86-2005"),
     ("hardware", "vtx-2006"),
 )
+RUN_IDS = [f"{vmm}-{profile}" for vmm, profile in RUNS]
+"""Test ids name the profile too: ``-k "compute and run and x86-2005"`` selects the goal's cases."""
 DRIVES = ("run", "observe")
 COMPUTE = {"alu": ALU_LOOP, "mem": MEM_LOOP, "branchy": BRANCHY_LOOP}
 COMPUTE_MEMORY = 8 * MiB  # as workloads.build's machine
@@ -206,7 +215,7 @@ def _measure(
     return case
 
 
-@pytest.mark.parametrize("vmm_name,profile", RUNS, ids=[v for v, _ in RUNS])
+@pytest.mark.parametrize("vmm_name,profile", RUNS, ids=RUN_IDS)
 @pytest.mark.parametrize("loop", COMPUTE)
 @pytest.mark.parametrize("drive", DRIVES)
 def test_compute_guest(benchmark, drive, loop, vmm_name, profile):
@@ -223,7 +232,7 @@ def test_compute_guest(benchmark, drive, loop, vmm_name, profile):
     assert case.observation is not None and case.observation.stop == "budget"
 
 
-@pytest.mark.parametrize("vmm_name,profile", RUNS, ids=[v for v, _ in RUNS])
+@pytest.mark.parametrize("vmm_name,profile", RUNS, ids=RUN_IDS)
 @pytest.mark.parametrize("drive", DRIVES)
 def test_system_guest(benchmark, drive, vmm_name, profile):
     """``system.s`` from reset to its exit; the run must be equivalent to native (a fast wrong
