@@ -461,6 +461,7 @@ _HCALL_MISS = encode("hcall", imm=HC_MISS)
 _SEQUENCE_COUNTERS = tuple(f"sequences_translated_{m}" for m in SEQUENCES)
 _HASH_ENTRY = struct.Struct("<QQ")
 _U64 = struct.Struct("<Q")
+_INSN_SIZE = 4  # bytes of an instruction (spec.fetch's access)
 _SYNC_GAP = 16
 """Unchanged TC words that one write of the TC to host memory may carry to join two changed
 ranges (``TranslationCache._sync``): fewer calls into the core."""
@@ -856,12 +857,17 @@ class TranslationCache:
         pool = self._pool
         extra = 0  # words beyond one per guest instruction: sequences, their miss words and bails
         fetch, decode_word = spec.fetch, spec.decode_word
+        physical = 0  # of gpc, where the TU's instructions are (one page)
         while True:
             if len(units) == TU_LIMIT or (units and pc % PAGE_SIZE == 0):
                 successor = pc
                 break
             try:
-                word = fetch(cpu, memory, pc)
+                if units:
+                    word = fetch(cpu, memory, pc)
+                else:  # what spec.fetch does, keeping the physical address for _note_code
+                    physical = spec.translate(cpu, memory, pc, _INSN_SIZE, spec.ACCESS_FETCH, cpl)
+                    word = memory.read(physical, _INSN_SIZE)
             except spec.Fault:
                 if not units:
                     return None, None
@@ -903,7 +909,7 @@ class TranslationCache:
         self._hash[(gpc, cpl)] = va
         if cpl == 0:
             _HASH_ENTRY.pack_into(self._view, self.gs + GS_HASH + 16 * ((gpc >> 2) & (HASH_ENTRIES - 1)), gpc, va)
-        self._note_code(cpu, memory, gpc, len(units))
+        self._note_code(cpu, memory, gpc, len(units), physical)
         counters = self.counters
         counters["fragments_translated"] += 1
         counters["guest_instructions_translated"] += len(units)
@@ -971,18 +977,22 @@ class TranslationCache:
             _U64.pack_into(self._view, self.gs + offset, value)
         self.counters[_SEQUENCE_COUNTERS[seq.kind]] += 1
 
-    def _note_code(self, cpu: spec.State, memory: spec.PhysicalMemory, gpc: int, count: int) -> None:
+    def _note_code(
+        self, cpu: spec.State, memory: spec.PhysicalMemory, gpc: int, count: int, physical: int | None = None
+    ) -> None:
         """Remember the guest-physical words of a TU at ``gpc`` (one page: a TU stops at a page
-        boundary), and have their frame write-protected the first time."""
-        w = spec.walk(cpu, memory, gpc, spec.ACCESS_FETCH, cpu.cpl)
-        frame = w.physical >> 12
+        boundary; ``physical``: where ``gpc`` is, as its fetch found it, else walked), and have
+        their frame write-protected the first time."""
+        if physical is None:
+            physical = spec.walk(cpu, memory, gpc, spec.ACCESS_FETCH, cpu.cpl).physical
+        frame = physical >> 12
         self.pages[gpc & ~(PAGE_SIZE - 1) & MASK64] = frame
         offsets = self.code.get(frame)
         if offsets is None:
             self.code[frame] = offsets = set()
             if self._protect is not None:
                 self._protect(frame)
-        first = w.physical & (PAGE_SIZE - 1)
+        first = physical & (PAGE_SIZE - 1)
         offsets.update(range(first, first + 4 * count, 4))
 
     def _remap(self, site: int, d: Decoded, target: int, cpl: int) -> None:
