@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cffi_core.asm import assemble_file
+from cffi_core.devices import disk
 from cffi_core.exits import EventKind, ExitReason
 from cffi_core.isa.encoding import decode, encode
 from cffi_core.machine import Machine
@@ -94,7 +95,8 @@ def test_numbers_fit_where_they_go():
     assert max(pv.Hypercall) < pv.PV_HYPERCALL_SLOTS == 128
     assert max(pv.MmuCmd) <= pv.MMU_CMD_MASK
     assert max(pv.Port) < pv.PV_NR_PORTS
-    assert {op.value for op in pv.BlockOp} == {1, 2}
+    assert (pv.BlockOp.READ, pv.BlockOp.WRITE) == (disk.DISK_CMD_READ, disk.DISK_CMD_WRITE)  # devices.md §11
+    assert pv.BLK_MAX_SECTORS == disk.DISK_MAX_COUNT
     assert pv.PV_HYPERCALL_VECTOR != pv.PV_UPCALL_VECTOR
     assert 48 <= pv.PV_UPCALL_VECTOR < 256, "above the exceptions and the PIC's vectors 32-47"
     assert pv.PV_GATE_FAST & 0xFF == 0, "not a bit of the manual's gate attributes (§6.2)"
