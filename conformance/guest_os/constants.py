@@ -192,18 +192,24 @@ def _line(c: Constant) -> str:
     return f"{text:<{_COMMENT_COLUMN - 1}} ; {c.comment}" if c.comment else text
 
 
-def render() -> str:
-    """The text of include/p64.s."""
-    names = [c.name for block in BLOCKS for c in block]
+def render_equ(blocks: tuple[tuple[Constant, ...], ...], notice: str, description: str) -> str:
+    """A generated include file: the notice and description lines, then one ``.equ`` per
+    constant, a blank line between blocks (ValueError if a name comes twice)."""
+    names = [c.name for block in blocks for c in block]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"constants named twice: {duplicates}")
-    out = [f"; {NOTICE}", f"; {DESCRIPTION}"]
-    for n, block in enumerate(BLOCKS):
+    out = [f"; {notice}", f"; {description}"]
+    for n, block in enumerate(blocks):
         if n:
             out.append("")
         out.extend(_line(c) for c in block)
     return "\n".join(out) + "\n"
+
+
+def render() -> str:
+    """The text of include/p64.s."""
+    return render_equ(BLOCKS, NOTICE, DESCRIPTION)
 
 
 GENERATED = {P64_S: render}

@@ -18,7 +18,7 @@ from cffi_core.isa.generate import generator_main, stale_in
 from conformance import paravirt as pv
 
 # The generated includes share one look: Constant and its line format are constants.py's.
-from conformance.guest_os.constants import Constant, _line
+from conformance.guest_os.constants import Constant, render_equ
 
 ROOT = Path(__file__).resolve().parents[2]
 PV_S = ROOT / "conformance" / "guest_os" / "include" / "pv.s"
@@ -99,16 +99,7 @@ def constants() -> dict[str, int]:
 
 def render() -> str:
     """The text of include/pv.s."""
-    names = [c.name for block in BLOCKS for c in block]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"constants named twice: {duplicates}")
-    out = [f"; {NOTICE}", f"; {DESCRIPTION}"]
-    for n, block in enumerate(BLOCKS):
-        if n:
-            out.append("")
-        out.extend(_line(c) for c in block)
-    return "\n".join(out) + "\n"
+    return render_equ(BLOCKS, NOTICE, DESCRIPTION)
 
 
 GENERATED = {PV_S: render}
