@@ -1,0 +1,109 @@
+"""The paravirtual VMM (reference_vmm.paravirt) on x86-2005: the start state, hypercalls, validated page tables, events, traps, the fast system call, rings."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from cffi_core.asm import assemble, assemble_file
+from cffi_core.machine import Machine
+from cffi_core.spec.state import PTE_P, PTE_W
+from conformance import paravirt as pv
+from conformance.api import VMConfig, default_host_memory
+from reference_vmm.paravirt import IDT_VA, KERNEL_RING, ParavirtVM, ParavirtVMM
+
+GUESTS = Path(__file__).resolve().parents[1] / "guests" / "paravirt"
+MEMORY = 4 << 20
+CONFIG = VMConfig(memory=MEMORY, budget=400_000)
+
+
+def boot(name: str, config: VMConfig = CONFIG) -> tuple[ParavirtVMM, ParavirtVM]:
+    """A VMM on a fresh x86-2005 host with the directed guest ``name`` created, not yet run."""
+    host = Machine("x86-2005", default_host_memory(config.memory))
+    vmm = ParavirtVMM(host)
+    return vmm, vmm.create_vm(assemble_file(GUESTS / f"{name}.s"), config)
+
+
+def run(name: str, config: VMConfig = CONFIG) -> ParavirtVM:
+    """Boot ``name`` and run it to its stop in slices of 2,000 ticks (the suite's)."""
+    vmm, vm = boot(name, config)
+    while vm.stop is None:
+        vmm.run(2000)
+    return vm
+
+
+def words(data: bytes) -> list[int]:
+    """Little-endian quadwords."""
+    return list(struct.unpack(f"<{len(data) // 8}Q", data))
+
+
+# ---- the start (docs/paravirt-abi.md §3) ------------------------------------------------------------
+
+
+def test_hello_boots_writes_the_console_and_shuts_down():
+    vm = run("hello")
+    assert (vm.console, vm.exit_code, vm.stop) == (b"hello, paravirt\n", 7, "exit")
+    c = vm.counters
+    assert c["hypercall_version"] == c["hypercall_console_write"] == c["hypercall_sched_op"] == 1
+    assert c["hypercalls"] == 3 == c["vmm_interventions"]
+    assert c["guest_insns_direct"] == c["guest_ticks"]  # every instruction ran on the host
+    assert c["guest_insns_emulated"] == 0
+
+
+def test_the_start_state_is_the_specifications():
+    vmm, vm = boot("hello")
+    area = pv.pv_area(MEMORY)
+    base = vm.mem_base
+    host = vmm.host
+
+    def start(name: str) -> int:
+        return host.read_u64(base + area.start_info + pv.START_INFO.offset(name))
+
+    page = assemble_file(GUESTS / "hello.s").symbols["hypercall_page"]
+    assert start("magic") == pv.START_MAGIC_VALUE and start("version") == pv.PV_ABI_VERSION
+    assert (start("mem_base"), start("mem_size"), start("pv_start")) == (base, MEMORY, area.start)
+    assert (start("shared_info"), start("console_ring"), start("block_ring")) == area[2:5]
+    assert (start("block_sectors"), start("hypercall_page")) == (0, page)
+    assert (start("pt_base"), start("pt_pages")) == (area.tables, area.table_pages)
+    assert host.read(base + page, 4096) == pv.hypercall_page(pv.Transport.HCALL)
+    assert host.memory[base + area.shared_info] == 1  # the event mask: masked (§3)
+    assert host.read(base + area.shared_info + 1, 0x27) == bytes(0x27)
+    # Registers: r1 = start info, the rest 0; the kernel at ring 1 on the bootstrap L4.
+    assert vm.regs[1] == area.start_info and vm.regs[2:] == [0] * 14
+    assert (vm.pc, vm.ring, vm.base) == (0x1000, KERNEL_RING, base + area.tables)
+    # The bootstrap tables: pinned at their levels, mapped read-only; everything else writable.
+    levels = [4, 3, 2] + [1] * (area.table_pages - 3)
+    tables = [base + area.tables + i * 4096 for i in range(area.table_pages)]
+    assert [vm.tables.level[t] for t in tables] == levels
+    frame = area.tables // 4096  # the first table page, mapped read-only by the L1 of its 2 MiB
+    l1_code, l1_tables = tables[3], tables[3 + frame // 512]
+    assert words(host.read(l1_code, 4096))[1] == (base + 0x1000) | PTE_P | PTE_W
+    assert words(host.read(l1_tables, 4096))[frame % 512] == (base + area.tables) | PTE_P
+    assert not vm.tables.writable[base + area.tables]
+    # The VMM's slot of the L4 maps its IDT, beyond the segment limit.
+    assert host.read_u64(tables[0] + 8 * 511) & 1
+    assert IDT_VA >= pv.PV_VIRT_LIMIT
+
+
+def test_an_image_without_a_hypercall_page_is_refused_by_name():
+    image = assemble(".org 0x1000\n_start: ud\n")
+    vmm = ParavirtVMM(Machine("x86-2005", default_host_memory(MEMORY)))
+    with pytest.raises(ValueError, match="no symbol 'hypercall_page'"):
+        vmm.create_vm(image, CONFIG)
+
+
+def test_an_image_reaching_into_the_pv_area_is_refused():
+    start = pv.pv_area(MEMORY).start
+    image = assemble(f".org 0x1000\n_start: ud\n.align 4096\nhypercall_page: .space 4096\n.org {start:#x}\n.quad 1\n")
+    vmm = ParavirtVMM(Machine("x86-2005", default_host_memory(MEMORY)))
+    with pytest.raises(ValueError, match="reaches into the PV area"):
+        vmm.create_vm(image, CONFIG)
+
+
+@pytest.mark.parametrize("profile", ["x86-64-2005", "classic-1974", "vtx-2009"])
+def test_this_increment_runs_on_x86_2005_only(profile):
+    assert ParavirtVMM.requires == frozenset({"seglimit"})
+    with pytest.raises(ValueError, match="x86-2005"):
+        ParavirtVMM(Machine(profile, default_host_memory(MEMORY)))
