@@ -271,6 +271,7 @@ class ParavirtVM(VM):
         self.stop_reason: str | None = None
         """Why the VM stopped, when the VMM stopped it (a ring's impossible indices, a triple fault)."""
         self._yielded = False
+        self._first_event = ""  # the event whose delivery began the last chain of §6.6 (for stop_reason)
         self._stats: Counter[str] = Counter()
         self._refusals: Counter[str] = Counter()
         if self.console_ring.feed():  # console input goes in before the first instruction (§9)
@@ -558,6 +559,7 @@ class ParavirtVM(VM):
         """Deliver the upcall as an external interrupt (§5.3): its delivery is a tick of the
         guest's clock, at the interrupted instruction (after a hypercall: the stub's ``ret``)."""
         self.clock += 1
+        self._first_event = f"the upcall at pc {self.host.cpu.pc:#x}"
         self._stats["events_delivered"] += 1
         self._stats[COUNTER_INTERVENTIONS] += 1
         self._deliver(PV_UPCALL_VECTOR, _NO_ERROR, self.host.cpu.pc, EventKind.EXTERNAL)
@@ -570,6 +572,7 @@ class ParavirtVM(VM):
             raise RuntimeError("paravirt: an external interrupt reached the VMM, but none is ever presented")
         error = None if ex.kind is EventKind.SOFTWARE else ex.error_code
         cr2 = ex.address if ex.vector == PF and ex.kind is EventKind.FAULT else None
+        self._first_event = f"vector {ex.vector} ({ex.kind.name.lower()}, error {error}) at pc {self.host.cpu.pc:#x}"
         self._deliver(ex.vector, error, self.host.cpu.pc, ex.kind, cr2)
 
     def _deliver(self, vector: int, error: int | None, pc: int, kind: EventKind, cr2: int | None = None) -> None:
@@ -586,7 +589,7 @@ class ParavirtVM(VM):
             self._deliver(x_vector, x_error, pc, EventKind.FAULT, x_cr2)
         elif vector == DF and kind is EventKind.ABORT:
             self._stop = "shutdown"
-            self.stop_reason = f"a fault while delivering #DF (pc {pc:#x}): triple fault"
+            self.stop_reason = f"triple fault: a fault while delivering #DF, after {self._first_event}"
         else:
             self._deliver(DF, 0, pc, EventKind.ABORT)
 

@@ -107,3 +107,99 @@ def test_this_increment_runs_on_x86_2005_only(profile):
     assert ParavirtVMM.requires == frozenset({"seglimit"})
     with pytest.raises(ValueError, match="x86-2005"):
         ParavirtVMM(Machine(profile, default_host_memory(MEMORY)))
+
+
+# ---- validated page tables (docs/paravirt-abi.md §7) ------------------------------------------------
+
+E = pv.PvError
+
+
+def refusal(code: pv.PvError) -> int:
+    return pv.result(code)
+
+
+def test_a_guest_builds_pins_and_switches_to_its_own_page_tables():
+    vm = run("pagetable")
+    assert (vm.stop, vm.exit_code) == ("exit", 0)
+    batch, batch_r2, set_cr3, vmm_slot, marker, unpin_new, unpin_new_r2, unpin_boot, unpin_boot_r2 = words(vm.console)
+    assert (batch, batch_r2) == (0, 12)  # twelve requests applied; r2 keeps the count
+    assert (set_cr3, vmm_slot, marker) == (0, 1, 0x5EED)  # the new space runs the guest's code and data
+    assert (unpin_new, unpin_new_r2) == (refusal(E.EINUSE), 0)  # the current base
+    assert (unpin_boot, unpin_boot_r2) == (0, 1)
+    base, area = vm.mem_base, pv.pv_area(MEMORY)
+    levels = {base + 0x100000: 1, base + 0x101000: 2, base + 0x102000: 3, base + 0x103000: 4}
+    assert {page: vm.tables.level.get(page) for page in levels} == levels
+    assert vm.base == base + 0x103000
+    boot_l4 = base + area.tables
+    assert boot_l4 not in vm.tables.level
+    assert vm.monitor.host.read_u64(boot_l4 + 8 * 511) == 0  # the VMM took its slot back at the unpin
+    assert vm.counters["mmu_update_requests"] == 14
+
+
+MMU_ATTACKS = [
+    ("writable mapping of the bootstrap L4", E.EWRITABLE, 0),
+    ("frame just past the guest's memory", E.ENOTOWNED, 0),
+    ("the machine's last frame", E.ENOTOWNED, 0),
+    ("a reserved bit", E.ERSVD, 0),
+    ("a large page", E.ERSVD, 0),
+    ("the VMM's L4 slot 256", E.EPERM, 0),
+    ("the VMM's L4 slot 511", E.EPERM, 0),
+    ("an entry of an ordinary page", E.ENOTTABLE, 0),
+    ("an L2 entry naming an ordinary page", E.ENOTTABLE, 0),
+    ("an L2 entry naming an L2", E.ELEVEL, 0),
+    ("a batch refused at its second request", E.EWRITABLE, 1),
+    ("2,049 requests", E.E2BIG, pv.MMU_UPDATE_MAX + 1),
+    ("requests the kernel cannot read", E.EFAULT, 0),
+    ("pin the shared info page", E.EPERM, 0),
+    ("pin a pinned L1", E.EPINNED, 0),
+    ("pin an unaligned page", E.EINVAL, 0),
+    ("pin at level 5", E.EINVAL, 0),
+    ("pin a page mapped writable", E.EWRITABLE, 0),
+    ("pin a page past the guest's memory", E.ENOTOWNED, 0),
+    ("unpin the current base", E.EINUSE, 0),
+    ("unpin an L1 an L2 names", E.EINUSE, 0),
+    ("unpin an ordinary page", E.ENOTTABLE, 0),
+    ("command 5", E.EINVAL, 0),
+    ("invlpg with a value", E.EINVAL, 0),
+    ("pin an L1 that maps itself writable", E.EWRITABLE, 1),
+]
+SET_CR3_ATTACKS = [
+    ("unaligned", E.EINVAL),
+    ("an L1", E.ELEVEL),
+    ("an ordinary page", E.ENOTTABLE),
+    ("user base an L3", E.ELEVEL),
+]
+
+
+def test_malicious_page_table_updates_are_refused_with_their_codes():
+    vmm, vm = boot("mmu_attack")
+    host = vmm.host
+    frozen = {page: words(host.read(page, 4096)) for page in vm.tables.level}
+    while vm.stop is None:
+        vmm.run(2000)
+    assert (vm.stop, vm.exit_code) == ("exit", 0)
+    out = words(vm.console)
+    n = 2 * len(MMU_ATTACKS)
+    got = [
+        (name, pv.error_of(r1), r2) for (name, _, _), r1, r2 in zip(MMU_ATTACKS, out[0:n:2], out[1:n:2], strict=True)
+    ]
+    assert got == [(name, code, index) for name, code, index in MMU_ATTACKS]
+    cr3 = out[n : n + len(SET_CR3_ATTACKS)]
+    assert [(name, pv.error_of(r1)) for (name, _), r1 in zip(SET_CR3_ATTACKS, cr3, strict=True)] == SET_CR3_ATTACKS
+    victim, neighbour, slot_256, slot_511, l2_slot_5 = out[n + len(SET_CR3_ATTACKS) :]
+    base = vm.mem_base
+    assert victim & ~0x60 == (base + 0x51000) | PTE_P  # the valid first request of the refused batch stayed
+    assert neighbour & ~0x60 == (base + 0x52000) | PTE_P | PTE_W  # the one after it was not read
+    assert (slot_256, l2_slot_5) == (0, 0) and slot_511 & PTE_P
+    # Nothing else changed: every pinned table as it was (but for the walker's A and D bits and the
+    # two valid requests: the victim's remap, the would-be self-mapping L1 made read-only), the
+    # same pages pinned, no writable mapping of any of them.
+    first_l1 = base + pv.pv_area(MEMORY).tables + 3 * 4096
+    for page, before in frozen.items():
+        after = words(host.read(page, 4096))
+        changed = [i for i in range(512) if (before[i] ^ after[i]) & ~0x60]
+        assert changed == ([0x50, 0x55] if page == first_l1 else []), hex(page)
+    assert set(vm.tables.level) == set(frozen)
+    assert not any(vm.tables.writable[page] for page in frozen)
+    c = vm.counters
+    assert sum(v for k, v in c.items() if k.startswith("refused_")) == len(MMU_ATTACKS) + len(SET_CR3_ATTACKS)

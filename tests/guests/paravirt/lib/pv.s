@@ -34,3 +34,58 @@
         li      r2, \length
         hypercall HYPERCALL_CONSOLE_WRITE
 .endm
+
+; Results: a guest records values (hypercall results, entries read back) in an array and ends by
+; writing the array to the console as raw little-endian quadwords, which the test reads back.
+; r13 is the array's cursor: the guests leave it alone.
+.equ RESULTS, 0x70000
+
+.macro results_begin
+        li      r13, RESULTS
+.endm
+
+; record reg: append reg's value to the results.
+.macro record reg
+        sd      \reg, [r13]
+        addi    r13, r13, 8
+.endm
+
+; results_end: console_write the results, then shut down with exit code 0.
+.macro results_end
+        li      r1, RESULTS
+        sub     r2, r13, r1
+        hypercall HYPERCALL_CONSOLE_WRITE
+        shutdown r0
+.endm
+
+; request i, ptr, val: store mmu_update request i (registers or constants in ptr/val regs) at REQUESTS.
+.equ REQUESTS, 0x60000
+.macro request i, ptr, val
+        li      r9, REQUESTS + MMU_REQ_SIZE * \i
+        sd      \ptr, [r9 + MMU_REQ_PTR]
+        sd      \val, [r9 + MMU_REQ_VAL]
+.endm
+
+; mmu_update_n n: mmu_update of the first n requests at REQUESTS; records r1 and r2.
+.macro mmu_update_n n
+        li      r1, REQUESTS
+        li      r2, \n
+        hypercall HYPERCALL_MMU_UPDATE
+        record  r1
+        record  r2
+.endm
+
+; try_mmu ptr, val: a batch of one request (registers); records r1 and r2.
+.macro try_mmu ptr, val
+        request 0, \ptr, \val
+        mmu_update_n 1
+.endm
+
+; try_call n, a1, a2: hypercall n with r1 = a1, r2 = a2 (registers or constants); records r1 and r2.
+.macro try_call n, a1, a2
+        li      r1, \a1
+        li      r2, \a2
+        hypercall \n
+        record  r1
+        record  r2
+.endm
