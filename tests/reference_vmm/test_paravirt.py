@@ -118,6 +118,12 @@ def refusal(code: pv.PvError) -> int:
     return pv.result(code)
 
 
+def outcome(r1: int, r2: int) -> tuple[pv.PvError | None, int]:
+    """A hypercall's outcome as the tables below give it: (the code, r2) when refused, else (None, r1)."""
+    code = pv.error_of(r1)
+    return (code, r2) if code is not None else (None, r1)
+
+
 def test_a_guest_builds_pins_and_switches_to_its_own_page_tables():
     vm = run("pagetable")
     assert (vm.stop, vm.exit_code) == ("exit", 0)
@@ -203,3 +209,78 @@ def test_malicious_page_table_updates_are_refused_with_their_codes():
     assert not any(vm.tables.writable[page] for page in frozen)
     c = vm.counters
     assert sum(v for k, v in c.items() if k.startswith("refused_")) == len(MMU_ATTACKS) + len(SET_CR3_ATTACKS)
+
+
+# ---- the guest kernel's traps (docs/paravirt-abi.md §6, §8) and the other refusals (§4) ---------------
+
+PRIVILEGED = ["cli", "sti", "hlt", "mtcr", "rdmsr", "out", "invlpg"]
+TRAP_TABLE_REFUSALS = [
+    ("vector 0x82", E.EPERM, 0x82),
+    ("ring 1", E.EINVAL, 40),
+    ("attribute bit 9", E.EINVAL, 40),
+    ("a host gate", E.EINVAL, 40),
+    ("a handler at PV_VIRT_LIMIT", E.EPERM, 41),
+    ("fast at the upcall vector", E.EINVAL, pv.PV_UPCALL_VECTOR),
+    ("a second fast gate", E.EINVAL, 0x81),
+    ("a fast interrupt gate", E.EINVAL, 0x81),
+    ("an unmapped table", E.EFAULT, 0),
+]
+OTHER_REFUSALS = [
+    ("hypercall 12", E.ENOSYS, 0),
+    ("console_write of 4097 bytes", E.E2BIG, pv.PV_CONSOLE_WRITE_MAX + 1),
+    ("console_write unmapped", E.EFAULT, 1),
+    ("console_write across the limit", E.EFAULT, 8),
+    ("console_write of 3 bytes", None, 3),
+    ("evtchn_send timer", E.EBADPORT, 0),
+    ("evtchn_send port 3", E.EBADPORT, 0),
+    ("evtchn_send block without a disk", E.ENODEV, 0),
+    ("evtchn_unmask port 8", E.EBADPORT, 0),
+    ("sched_op 3", E.EINVAL, 0),
+    ("stack_switch", None, 0),
+    ("invlpg beyond the limit", None, 0),
+]
+
+
+def test_privileged_instructions_and_faults_reach_the_trap_table_with_the_abis_frame():
+    vm = run("traps")
+    assert (vm.stop, vm.exit_code) == ("exit", 0)
+    assert vm.console.startswith(b"ok\n")
+    out = words(vm.console[3:])
+    assert out[0] == 0  # set_trap_table
+    frames = [out[1 + 7 * i : 8 + 7 * i] for i in range(len(PRIVILEGED) + 2)]
+    stack = 0x80000
+    pt_base = pv.pv_area(MEMORY).tables
+    # vector, error, cs (the virtual CPL: the kernel), FLAGS (the event mask was 1: 0), the old sp,
+    # the frame's address (the same stack, 16-aligned, five quadwords down) and SHARED_CR2.
+    gp = [13, 0, 0, 0, stack, stack - 40]
+    assert [f[:6] for f in frames[: len(PRIVILEGED)]] == [gp] * len(PRIVILEGED)
+    assert frames[len(PRIVILEGED)] == [14, 3, 0, 0, stack, stack - 40, pt_base + 8]  # #PF(P|W): a pinned table
+    assert frames[len(PRIVILEGED) + 1] == [*gp, pt_base + 8]  # beyond the segment limit: #GP(0)
+    rest = out[1 + 7 * len(frames) :]
+    assert rest[:2] == [6, refusal(E.EINVAL)]  # the refused iret: #UD at its stub, r1 = -EINVAL
+    rest = rest[2:]
+    n = 2 * len(TRAP_TABLE_REFUSALS)
+    got = [
+        (name, pv.error_of(r1), r2)
+        for (name, *_), r1, r2 in zip(TRAP_TABLE_REFUSALS, rest[:n:2], rest[1:n:2], strict=True)
+    ]
+    assert got == TRAP_TABLE_REFUSALS
+    rest = rest[n:]
+    assert (pv.error_of(rest[0]), pv.error_of(rest[2])) == (E.ENOSYS, E.ENOSYS)  # no such call; r7 differs
+    others = rest[:2] + rest[3:]
+    got = [
+        (name, *outcome(r1, r2)) for (name, *_), r1, r2 in zip(OTHER_REFUSALS, others[::2], others[1::2], strict=True)
+    ]
+    assert got == OTHER_REFUSALS
+    c = vm.counters
+    assert c["traps_delivered"] == len(PRIVILEGED) + 3
+    assert c["refused_ENOSYS"] == 2 and c["refused_EBADPORT"] == 3
+
+
+def test_an_exception_before_the_trap_table_stops_the_vm():
+    image = assemble(".org 0x1000\n_start: cli\n.align 4096\nhypercall_page: .space 4096\n")
+    vmm = ParavirtVMM(Machine("x86-2005", default_host_memory(MEMORY)))
+    vm = vmm.create_vm(image, CONFIG)
+    vmm.run(2000)
+    assert vm.stop == "shutdown"
+    assert "vector 13" in vm.stop_reason and "0x1000" in vm.stop_reason

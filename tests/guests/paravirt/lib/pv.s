@@ -89,3 +89,15 @@
         record  r1
         record  r2
 .endm
+
+; gate table, vector, handler, attributes: store a trap-table entry (docs/paravirt-abi.md §6.1);
+; clobbers r3, r4.
+.equ INTERRUPT_GATE, GATE_P            ; type 0: the delivery sets the event mask
+.equ TRAP_GATE, GATE_P | GATE_TRAP     ; type 1: leaves it
+.macro gate table, vector, handler, attributes
+        la      r3, \handler
+        li      r4, \table + GATE_SIZE * \vector
+        sd      r3, [r4]
+        li      r3, \attributes
+        sd      r3, [r4 + 8]
+.endm
