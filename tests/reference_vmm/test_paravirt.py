@@ -9,7 +9,7 @@ import pytest
 
 from cffi_core.asm import assemble, assemble_file
 from cffi_core.machine import Machine
-from cffi_core.spec.state import PTE_P, PTE_W
+from cffi_core.spec.state import FLAGS_IF, PTE_P, PTE_W
 from conformance import paravirt as pv
 from conformance.api import VMConfig, default_host_memory
 from reference_vmm.paravirt import IDT_VA, KERNEL_RING, ParavirtVM, ParavirtVMM
@@ -284,3 +284,34 @@ def test_an_exception_before_the_trap_table_stops_the_vm():
     vmm.run(2000)
     assert vm.stop == "shutdown"
     assert "vector 13" in vm.stop_reason and "0x1000" in vm.stop_reason
+
+
+# ---- events (docs/paravirt-abi.md §5) -------------------------------------------------------------------
+
+
+def test_timer_events_come_through_the_trap_table_as_the_mask_allows():
+    vm = run("events")
+    assert (vm.stop, vm.exit_code) == ("exit", 0)
+    out = words(vm.console)
+    upcall = [FLAGS_IF, 1]  # the frame's FLAGS: events were allowed; at the handler: masked
+    state = out[0:3]
+    assert state == [0, 1, 1]  # masked: the deadline passed, the event waits pending
+    assert out[3:5] == upcall and out[5:8] == [1, 0, 0]  # sti as a store, then version: taken
+    assert out[8:11] == [1, 1, 0]  # the port masked: pending, no upcall pending
+    assert out[11:13] == upcall and out[13:16] == [2, 0, 0]  # evtchn_unmask re-raised it
+    deadline = out[16]
+    assert out[17:19] == upcall  # the upcall on block's return, before the guest reads its result
+    block_r1, time_after = out[19:21]
+    assert block_r1 == 0 and time_after > deadline  # blocked until the deadline, woken by the timer
+    assert out[21:24] == [3, 0, 0]
+    assert out[24:26] == upcall and out[26:29] == [4, 0, 0]  # a deadline already passed: at once
+    assert out[29:32] == [4, 0, 0]  # disarmed: nothing
+    c = vm.counters
+    assert c["events_delivered"] == c["hypercall_iret"] == 4
+    assert 900 < c["halted_ticks"] < 1000  # the block's wait, as halted time of the guest's clock
+    assert c["guest_ticks"] == c["host_ticks"] + c["halted_ticks"] + c["events_delivered"]
+
+
+def test_blocking_with_nothing_to_wake_the_guest_halts_it():
+    vm = run("block_forever")
+    assert (vm.console, vm.stop, vm.exit_code) == (b"block\n", "halted", None)
