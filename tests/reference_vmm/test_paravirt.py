@@ -11,7 +11,7 @@ from cffi_core.asm import assemble, assemble_file
 from cffi_core.machine import Machine
 from cffi_core.spec.state import FLAGS_IF, PTE_P, PTE_W
 from conformance import paravirt as pv
-from conformance.api import VMConfig, default_host_memory
+from conformance.api import VMConfig, default_host_memory, run_alone
 from reference_vmm.paravirt import IDT_VA, KERNEL_RING, ParavirtVM, ParavirtVMM
 
 GUESTS = Path(__file__).resolve().parents[1] / "guests" / "paravirt"
@@ -315,3 +315,33 @@ def test_timer_events_come_through_the_trap_table_as_the_mask_allows():
 def test_blocking_with_nothing_to_wake_the_guest_halts_it():
     vm = run("block_forever")
     assert (vm.console, vm.stop, vm.exit_code) == (b"block\n", "halted", None)
+
+
+# ---- the fast system call (docs/paravirt-abi.md §6.3) ------------------------------------------------
+
+
+def test_user_mode_faults_and_system_calls_reach_the_kernel_with_user_frames():
+    vm = run("syscall")
+    assert (vm.stop, vm.exit_code) == ("exit", 0)
+    out = words(vm.console)
+    assert out[:3] == [0, 0, 5]  # set_trap_table; the batch giving user mode its pages
+    assert out[3:6] == [3, FLAGS_IF, 0x90000 - 32]  # the fast gate's frame: cs 3, IF, on the kernel stack
+    user_gp = [13, 0, 3, FLAGS_IF]
+    assert out[6:11] == [*user_gp, 0]  # hcall from user mode: #GP(0) (§2.4)
+    assert out[11:16] == [13, pv.PV_REFUSED_INT_ERROR, 3, FLAGS_IF, 0]  # int 0x82: #GP(0x412)
+    assert out[16:21] == [14, 5, 3, FLAGS_IF, 0x1000]  # a kernel page: #PF(P|U), SHARED_CR2
+    assert len(out) == 21
+
+
+def test_fast_system_calls_never_enter_the_vmm():
+    # Counted from the host's side (conformance.api.run_alone: HostWatch in a child process), as
+    # the efficiency tests count host entries: the 101 system calls of user mode reach the kernel
+    # through the real IDT's trap gate, never through a host gate; without PV_GATE_FAST each is one.
+    fast = run_alone(ParavirtVMM, assemble_file(GUESTS / "syscall.s"), CONFIG, profile="x86-2005")
+    slow = run_alone(ParavirtVMM, assemble_file(GUESTS / "syscall_slow.s"), CONFIG, profile="x86-2005")
+    assert fast.observation.equivalent(slow.observation) and fast.observation.stop == "exit"
+    assert fast.host.exits["HOST_GATE"] == 3  # the three user faults only
+    assert slow.host.exits["HOST_GATE"] == 3 + 101
+    assert slow.host.entries - fast.host.entries == 101
+    assert fast.host.exits["HCALL"] == slow.host.exits["HCALL"]  # the returns (iret) are hypercalls on both
+    assert fast.host.counters["insn_host_cpl0"] == 0  # nothing of the guest ever ran at ring 0
