@@ -156,6 +156,35 @@ def test_dma_past_its_ram_cannot_reach_the_victim_or_the_host(vmm, popek_profile
     )
 
 
+CALL_STORM = """
+; call, callr, jr and ret without end at CPL 0, nothing else: a binary translator runs each as an
+; in-TC sequence of many host ticks for its one guest tick (Adams & Agesen 2006 §3.2), the most
+; host time a guest can make a VMM's own deprivileged code take per guest tick
+_start: li      sp, 0x8000
+loop:   call    f
+        la      r2, g
+        callr   r2
+        la      r2, loop
+        jr      r2
+f:      ret
+g:      ret
+"""
+
+
+@pytest.mark.popek_property("safety", category="timer")
+def test_a_transfer_storm_cannot_keep_the_host_past_its_slice(vmm, popek_profile, popek_record):
+    """The host's time is the VMM's to share: a guest that only transfers control must not make
+    a VMM keep the host longer than its slices allow (docs/vmm-api.md §9), whatever the VMM's
+    own words cost per guest instruction."""
+    from cffi_core.asm import assemble
+
+    storm = (assemble(CALL_STORM), VMConfig(memory=1 << 16, budget=50_000))
+    run = run_side_by_side(vmm, [storm, (_victim(), VICTIM_CONFIG)], popek_profile)
+    popek_record(longest_host_run=run.longest_host_run, slices=run.slices)
+    _judge(vmm, popek_profile, run, 1, CALL_STORM)
+    assert run.observations[0] is not None and run.observations[0].stop == "budget", run.observations[0]
+
+
 HOG = """
 ; cli; jmp . at CPL 0: the guest never gives the CPU back on its own
 _start: cli
