@@ -345,3 +345,54 @@ def test_fast_system_calls_never_enter_the_vmm():
     assert slow.host.entries - fast.host.entries == 101
     assert fast.host.exits["HCALL"] == slow.host.exits["HCALL"]  # the returns (iret) are hypercalls on both
     assert fast.host.counters["insn_host_cpl0"] == 0  # nothing of the guest ever ran at ring 0
+
+
+# ---- devices on rings (docs/paravirt-abi.md §9) ------------------------------------------------------
+
+DISK = b"".join(bytes([i]) * 512 for i in range(16))
+BLOCK_RESPONSES = [0, 0, E.EINVAL, E.EINVAL, E.E2BIG, E.ERANGE, E.ENOTOWNED, E.EWRITABLE]
+
+
+def test_the_console_and_block_rings():
+    config = VMConfig(memory=MEMORY, budget=400_000, disk=DISK, console_input=b"abc")
+    vmm, vm = boot("rings", config)
+    area = pv.pv_area(MEMORY)
+    assert vmm.host.read_u64(vm.mem_base + area.start_info + pv.START_INFO.offset("block_sectors")) == 16
+    boot_l4 = vmm.host.read(vm.mem_base + area.tables, 4096)
+    while vm.stop is None:
+        vmm.run(2000)
+    assert (vm.stop, vm.exit_code) == ("exit", 0)
+    assert vm.console.startswith(b"ring out\nabc")  # the output ring, then the input echoed through it
+    out = words(vm.console[12:])
+    assert out[:4] == [0, 9, 3, 12]  # send; out_cons; in_prod (the input, before the first instruction); out_cons
+    assert out[4:6] == [0, 8]  # send; rsp_prod: one response per request
+    responses = out[6:22]
+    assert responses[0::2] == list(range(8))  # ids, in request order
+    assert [pv.error_of(s) if s else 0 for s in responses[1::2]] == BLOCK_RESPONSES
+    assert out[22] == 0x0101_0101_0101_0101  # sector 1 read into memory
+    assert vm.disk == DISK[: 3 * 512] + b"\x77" * 512 + DISK[4 * 512 :]  # sector 3 written, nothing else
+    after = words(vmm.host.read(vm.mem_base + area.tables, 4096))
+    assert [w & ~0x60 for w in after] == [w & ~0x60 for w in words(boot_l4)]  # the refused DMA (A, D: the walker's)
+    assert (vm.counters["block_requests"], vm.counters["block_refused"]) == (2, 6)
+
+
+def test_impossible_ring_indices_stop_the_vm_naming_the_ring():
+    vm = run("ring_bug")
+    assert (vm.stop, vm.exit_code, vm.console) == ("shutdown", None, b"")
+    assert "console ring" in vm.stop_reason
+
+
+# ---- several VMs on one VMM ----------------------------------------------------------------------------
+
+
+def test_vms_side_by_side_behave_as_alone():
+    # (guests whose output does not depend on mem_base: the machine addresses differ side by side)
+    alone = {name: run(name).observation() for name in ("events", "syscall", "traps", "pagetable")}
+    vmm = ParavirtVMM(Machine("x86-2005", default_host_memory(3 * MEMORY)))
+    vms = {name: vmm.create_vm(assemble_file(GUESTS / f"{name}.s"), CONFIG) for name in alone}
+    while any(vm.stop is None for vm in vms.values()):
+        vmm.run(2000)
+    for name, vm in vms.items():
+        assert vm.observation().equivalent(alone[name]), "\n".join(
+            alone[name].diff(vm.observation(), ("alone", "beside"))
+        )
