@@ -47,6 +47,7 @@ from conformance.api import (
     VMM,
     VMConfig,
 )
+from reference_vmm.round_robin import run_round_robin
 from reference_vmm.shadow import GuestMemory, HostMap
 from reference_vmm.standard_vm import StandardDevicesVM
 
@@ -428,12 +429,4 @@ class GuestModeVMM(VMM):
         return vm
 
     def run(self, budget: int) -> None:
-        # Round robin in slices: each VM's clock is its own, so the interleaving changes no
-        # observation (docs/vmm-api.md §3).
-        ends = {id(vm): vm.clock + budget for vm in self.vms}
-        while True:
-            running = [vm for vm in self.vms if vm.stop is None and vm.clock < ends[id(vm)]]
-            if not running:
-                return
-            for vm in running:
-                vm.run_slice(min(SLICE, ends[id(vm)] - vm.clock))
+        run_round_robin(self.vms, budget, SLICE, lambda vm: vm.clock)

@@ -125,6 +125,7 @@ from conformance.paravirt import (
 )
 from reference_vmm.paravirt.devices import BlockRing, ConsoleRing, RingError
 from reference_vmm.paravirt.pagetables import ENTRIES, PageTables, Refused
+from reference_vmm.round_robin import run_round_robin
 from reference_vmm.shadow import GuestMemory, HostMap
 from reference_vmm.trap_emulate.monitor import host_gate_idt
 
@@ -893,11 +894,4 @@ class ParavirtVMM(VMM):
         return vm
 
     def run(self, budget: int) -> None:
-        # Round robin in turns of SLICE guest ticks: each VM's clock is its own.
-        ends = {id(vm): vm.clock + budget for vm in self.vms}
-        while True:
-            running = [vm for vm in self.vms if vm.stop is None and vm.clock < ends[id(vm)]]
-            if not running:
-                return
-            for vm in running:
-                vm.run_slice(min(SLICE, ends[id(vm)] - vm.clock))
+        run_round_robin(self.vms, budget, SLICE, lambda vm: vm.clock)

@@ -90,6 +90,7 @@ from conformance.api import (
     VMM,
     VMConfig,
 )
+from reference_vmm.round_robin import run_round_robin
 from reference_vmm.shadow import GuestMemory, HostMap, Resolution, ShadowPager, pool_size
 from reference_vmm.standard_vm import StandardDevicesVM
 from reference_vmm.trap_emulate.rings import RESERVED_VA, SEGLIMIT_BELOW_RESERVED, RingPlan, ring_plan
@@ -423,12 +424,4 @@ class TrapEmulateVMM(VMM):
         return vm
 
     def run(self, budget: int) -> None:
-        # Round robin in slices of SLICE guest ticks: each VM's clock is its own, so the
-        # interleaving changes no observation (docs/vmm-api.md §3).
-        ends = {id(vm): vm.cpu.clock + budget for vm in self.vms}
-        while True:
-            running = [vm for vm in self.vms if vm.stop is None and vm.cpu.clock < ends[id(vm)]]
-            if not running:
-                return
-            for vm in running:
-                vm.run_slice(min(SLICE, ends[id(vm)] - vm.cpu.clock))
+        run_round_robin(self.vms, budget, SLICE, lambda vm: vm.cpu.clock)
