@@ -186,12 +186,25 @@ def _workload(name: str) -> Workload:
         raise ValueError(f"no workload {name!r}; the workloads are {', '.join(WORKLOADS)}") from None
 
 
-@functools.cache
-def os_image() -> GuestImage:
-    """p64os: the kernel and every user program, assembled from ``os.s`` (cached)."""
-    from cffi_core.asm import assemble_file
+ARCH_INCLUDE = '.include "include/arch.s"'
+ARCH_PV_INCLUDE = '.include "include/arch_pv.s"'
 
-    return assemble_file(OS_SOURCE)
+
+@functools.cache
+def os_image(paravirt: bool = False) -> GuestImage:
+    """p64os: the kernel and every user program, assembled from ``os.s`` (cached).
+
+    ``paravirt=True`` builds the paravirtual kernel from the same source (README, "The
+    paravirtual build"): ``os.s`` with ``include/arch_pv.s`` in place of ``include/arch.s``,
+    for a VMM whose guest ABI is docs/paravirt-abi.md's."""
+    from cffi_core.asm import assemble, assemble_file
+
+    if not paravirt:
+        return assemble_file(OS_SOURCE)
+    text = OS_SOURCE.read_text()
+    if text.count(ARCH_INCLUDE) != 1:
+        raise RuntimeError(f"os.s must include the arch layer once: {ARCH_INCLUDE}")
+    return assemble(text.replace(ARCH_INCLUDE, ARCH_PV_INCLUDE), filename=str(OS_SOURCE))
 
 
 def os_disk(name: str, n: int | None = None) -> bytes:

@@ -93,3 +93,84 @@
 .macro io_out port, reg
         out     \port, \reg
 .endm
+
+; arch_kvm_init: build the kernel's tables and turn paging on (4 levels, global pages; kernel/vm.s
+; kvm_init, README memory map): PML4[0] -> KPDPT -> KPD, whose entry 0 maps the kernel's 2 MiB,
+; entry 1 the user text's page table, and the rest the free frames as 2 MiB pages (§7).
+.macro arch_kvm_init
+        li      r1, KPML4
+        li      r2, KPDPT | PTE_TABLE
+        pte_write r1, r2
+        li      r1, KPDPT
+        li      r2, KPD | PTE_TABLE
+        pte_write r1, r2
+        li      r1, KPD                ; PD[0]: the kernel's 2 MiB, supervisor only
+        li      r2, PTE_KLARGE
+        pte_write r1, r2
+        li      r2, UTEXT_PT | PTE_TABLE   ; PD[1]: the user text, 4 KiB pages
+        pte_write r1 + 8, r2
+        addi    r1, r1, 16             ; PD[2..]: the free frames, 2 MiB pages
+        li      r3, FREE_START
+        li      r4, OS_MEMORY
+        li      r5, 0x200000
+vm_kpd_loop:
+        ori     r2, r3, PTE_KLARGE
+        pte_write r1, r2
+        addi    r1, r1, 8
+        add     r3, r3, r5
+        bltu    r3, r4, vm_kpd_loop
+        li      r1, UTEXT_PT
+        li      r3, USER_TEXT
+        li      r4, USER_TEXT_END
+vm_utext_loop:
+        ori     r2, r3, PTE_UTEXT
+        pte_write r1, r2
+        addi    r1, r1, 8
+        addi    r3, r3, PAGE_SIZE
+        bltu    r3, r4, vm_utext_loop
+        li      r1, CR4_PL4 | CR4_PGE
+        arch_set_cr4 r1
+        li      r1, KPML4
+        arch_set_cr3 r1
+        la      r2, cur_cr3
+        sd      r1, [r2]
+        li      r1, CR0_PE | CR0_PG
+        arch_set_cr0 r1
+.endm
+
+; arch_boot: the first thing `boot` does after setting its stack (nothing natively: the reset
+; state is all it needs, §2).
+.macro arch_boot
+.endm
+
+; arch_code: the functions and data the arch layer needs in the kernel image (none natively).
+.macro arch_code
+.endm
+
+; pte_frame rd, rs: the frame address of entry rs (bits 51:12; bits 63:52 and 11:0 cleared).
+.macro pte_frame rd, rs
+        shli    \rd, \rs, 12
+        shri    \rd, \rd, 24
+        shli    \rd, \rd, 12
+.endm
+
+; arch_mem_top reg: reg holds the last frame of RAM (OS_MEMORY - PAGE_SIZE); lower it if the
+; platform keeps memory at the top (nothing natively).
+.macro arch_mem_top reg
+.endm
+
+; arch_new_table frame, shift / arch_new_l4 frame: a fresh zeroed frame becomes a page table of
+; the level below the one whose index shift is in register `shift` (39, 30, 21), or a PML4;
+; called before its first entry is written (nothing natively: any frame may be a table, §7.1).
+.macro arch_new_table frame, shift
+.endm
+.macro arch_new_l4 frame
+.endm
+
+; arch_free_table frame: a page table no present entry refers to any more goes back to the
+; allocator; arch_free_uvm proc: the same for a dead process's PML4, PDPT and page directory
+; (nothing natively).
+.macro arch_free_table frame
+.endm
+.macro arch_free_uvm proc
+.endm

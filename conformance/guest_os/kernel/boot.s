@@ -32,6 +32,7 @@
 
 boot:
         li      sp, BOOT_STACK_TOP
+        arch_boot
         li      r1, BSS_START          ; RAM is zero at reset, but a kernel that relies on it
         li      r2, 0                  ; breaks on a warm restart: clear the tables ourselves
         li      r3, BSS_END - BSS_START

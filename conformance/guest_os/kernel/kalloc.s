@@ -13,6 +13,7 @@ kmem_nfree:     .quad 0                ; frames on it (for panics and tests)
 ; kinit(): put every frame of [FREE_START, OS_MEMORY) on the free list, lowest first out.
 kinit:
         li      r1, OS_MEMORY - PAGE_SIZE
+        arch_mem_top r1                ; the last frame the kernel may use
         li      r2, FREE_START
         li      r3, 0                  ; the list built so far
         li      r4, 0

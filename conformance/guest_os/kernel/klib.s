@@ -179,3 +179,5 @@ kl_panic_halt:
 kl_panic_msg:
         .asciz  "panic: "
         .align  4
+
+        arch_code                      ; the arch layer's own code and data (include/arch.s)

@@ -25,56 +25,14 @@
 .equ PTE_KLARGE, PTE_P | PTE_W | PTE_PS | PTE_G  ; a kernel 2 MiB page
 .equ PTE_UTEXT, PTE_P | PTE_U | PTE_G  ; a page of user text: read-only, the same everywhere
 
-; pte_frame rd, rs: the frame address of entry rs (bits 51:12; bits 63:52 and 11:0 cleared).
-.macro pte_frame rd, rs
-        shli    \rd, \rs, 12
-        shri    \rd, \rd, 24
-        shli    \rd, \rd, 12
-.endm
+; pte_frame rd, rs: the frame address of entry rs (include/arch.s).
 
         .align  8
 cur_cr3:        .quad 0                ; the CR3 loaded now (switchuvm skips an equal write)
 
-; kvm_init(): build the kernel's tables and turn paging on (4 levels, global pages).
+; kvm_init(): build the kernel's tables and turn paging on (include/arch.s: arch_kvm_init).
 kvm_init:
-        li      r1, KPML4
-        li      r2, KPDPT | PTE_TABLE
-        pte_write r1, r2
-        li      r1, KPDPT
-        li      r2, KPD | PTE_TABLE
-        pte_write r1, r2
-        li      r1, KPD                ; PD[0]: the kernel's 2 MiB, supervisor only
-        li      r2, PTE_KLARGE
-        pte_write r1, r2
-        li      r2, UTEXT_PT | PTE_TABLE   ; PD[1]: the user text, 4 KiB pages
-        pte_write r1 + 8, r2
-        addi    r1, r1, 16             ; PD[2..]: the free frames, 2 MiB pages
-        li      r3, FREE_START
-        li      r4, OS_MEMORY
-        li      r5, 0x200000
-vm_kpd_loop:
-        ori     r2, r3, PTE_KLARGE
-        pte_write r1, r2
-        addi    r1, r1, 8
-        add     r3, r3, r5
-        bltu    r3, r4, vm_kpd_loop
-        li      r1, UTEXT_PT
-        li      r3, USER_TEXT
-        li      r4, USER_TEXT_END
-vm_utext_loop:
-        ori     r2, r3, PTE_UTEXT
-        pte_write r1, r2
-        addi    r1, r1, 8
-        addi    r3, r3, PAGE_SIZE
-        bltu    r3, r4, vm_utext_loop
-        li      r1, CR4_PL4 | CR4_PGE
-        arch_set_cr4 r1
-        li      r1, KPML4
-        arch_set_cr3 r1
-        la      r2, cur_cr3
-        sd      r1, [r2]
-        li      r1, CR0_PE | CR0_PG
-        arch_set_cr0 r1
+        arch_kvm_init
         ret
 
 ; switchuvm(r1 = pml4): load the address space unless it is loaded already (a CR3 write
@@ -113,6 +71,7 @@ vm_walk_loop:
         beqz    r9, vm_walk_fail
         call    kalloc
         beqz    r1, vm_walk_fail
+        arch_new_table r1, r11         ; a table of the level below the one at shift r11
         ori     r6, r1, PTE_TABLE
         pte_write r12, r6
 vm_walk_next:
@@ -334,6 +293,7 @@ vm_ci_chunk:
 uvm_create:
         call    kalloc
         beqz    r1, vm_create_done
+        arch_new_l4 r1
         li      r2, KPDPT | PTE_TABLE
         pte_write r1, r2
 vm_create_done:
@@ -457,6 +417,7 @@ uvm_free:
         ld      r2, [r8 + P_STACK_LO]
         li      r3, USER_STACK_TOP
         call    uvm_free_range
+        arch_free_uvm r8               ; the PML4, its PDPT and page directory become pages again
         ld      r1, [r8 + P_PML4]      ; the PDPT and its one page directory
         ld      r1, [r1 + 8]
         andi    r2, r1, PTE_P
@@ -517,6 +478,7 @@ vm_fr_table:
         ld      r1, [r12]
         pte_write r12, r0
         pte_frame r1, r1
+        arch_free_table r1
         call    kfree
         jmp     vm_fr_chunk
 vm_fr_skip:

@@ -1,0 +1,641 @@
+; The code and data of the paravirtual arch layer (include/arch_pv.s), assembled into the kernel by arch_code.
+;
+; Every function here preserves every register but the result r1 where it has one: the
+; macros of arch_pv.s stand where a single instruction stood natively.
+
+        .align  8
+pv_start_info:  .quad 0                ; start info (docs/paravirt-abi.md §3)
+pv_shared:      .quad 0                ; shared info (§5)
+pv_mem_base:    .quad 0                ; machine address of pseudo-physical 0
+pv_start:       .quad 0                ; the PV area: the kernel's frames end below it
+pv_cons:        .quad 0                ; the console ring (§9)
+pv_blk:         .quad 0                ; the block ring (§9)
+pv_quantum:     .quad 0                ; the timer's period (TIMER_COUNT)
+pv_disk_regs:   .quad 0, 0, 0          ; DISK_SECTOR, DISK_COUNT, DISK_ADDR as written
+pv_disk_status: .quad 0                ; DISK_CMD as it reads (devices.md §6)
+pv_rsp_cons:    .quad 0                ; block responses consumed
+pv_up_vec:      .quad 0                ; the vector pv_upcall hands to trap_common
+pv_kl1:         .quad 0, 0, 0, 0, 0, 0, 0, 0  ; the bootstrap L1 of each 2 MiB (pseudo-physical)
+pv_reqs:        .space MMU_REQ_SIZE * 4     ; mmu_update requests
+pv_byte:        .quad 0                ; a console byte for console_write
+pv_msg_refused: .asciz "pv: hypercall refused "
+pv_msg_base:    .asciz "mem_base inside the guest's memory"
+        .align  8
+
+; pv_boot(r1 = start info): keep what the kernel needs from it.  Clobbers nothing.
+pv_boot:
+        push    r2
+        push    r3
+        la      r2, pv_start_info
+        sd      r1, [r2]
+        ld      r3, [r1 + START_SHARED_INFO]
+        la      r2, pv_shared
+        sd      r3, [r2]
+        ld      r3, [r1 + START_MEM_BASE]
+        la      r2, pv_mem_base
+        sd      r3, [r2]
+        ld      r3, [r1 + START_PV_START]
+        la      r2, pv_start
+        sd      r3, [r2]
+        ld      r3, [r1 + START_CONSOLE_RING]
+        la      r2, pv_cons
+        sd      r3, [r2]
+        ld      r3, [r1 + START_BLOCK_RING]
+        la      r2, pv_blk
+        sd      r3, [r2]
+        ld      r3, [r1 + START_MEM_BASE]  ; pte_write's rule needs mem_base = 0 or >= mem_size
+        beqz    r3, pv_boot_ok
+        ld      r2, [r1 + START_MEM_SIZE]
+        bgeu    r3, r2, pv_boot_ok
+        la      r1, pv_msg_base
+        call    panic
+pv_boot_ok:
+        pop     r3
+        pop     r2
+        ret
+
+; pv_refused(r1 = -code): a hypercall the kernel needs was refused: say so and stop.
+pv_refused:
+        push    r1
+        la      r1, pv_msg_refused
+        call    kprint
+        pop     r1
+        sub     r1, r0, r1
+        call    kprint_dec
+        li      r1, 10
+        call    kputc
+        la      r1, kl_panic_msg
+        call    panic
+
+; pv_machine(r1 = pseudo-physical) -> r1 = machine address.
+pv_machine:
+        push    r2
+        la      r2, pv_mem_base
+        ld      r2, [r2]
+        add     r1, r1, r2
+        pop     r2
+        ret
+
+; pv_mmu(r1 = count): mmu_update of the first r1 requests at pv_reqs; a refusal stops the VM.
+pv_mmu:
+        push    r2
+        push    r7
+        mov     r2, r1
+        la      r1, pv_reqs
+        pv_call HYPERCALL_MMU_UPDATE
+        blt     r1, r0, pv_refused
+        pop     r7
+        pop     r2
+        ret
+
+; pv_req(r1 = index, r2 = ptr, r3 = val): store request r1.
+pv_req:
+        push    r4
+        shli    r4, r1, 4
+        push    r5
+        la      r5, pv_reqs
+        add     r4, r4, r5
+        sd      r2, [r4 + MMU_REQ_PTR]
+        sd      r3, [r4 + MMU_REQ_VAL]
+        pop     r5
+        pop     r4
+        ret
+
+; pv_pte(r2 = present entry or 0) -> r2 with a pseudo-physical frame made machine (the file header).
+pv_pte:
+        push    r3
+        push    r4
+        andi    r3, r2, PTE_P
+        beqz    r3, pv_pte_done
+        la      r3, pv_mem_base
+        ld      r3, [r3]
+        shli    r4, r2, 12             ; the frame
+        shri    r4, r4, 24
+        shli    r4, r4, 12
+        bgeu    r4, r3, pv_pte_done    ; machine already (an entry read back from a table)
+        add     r2, r2, r3
+pv_pte_done:
+        pop     r4
+        pop     r3
+        ret
+
+; pv_pte_write(r1 = entry address, r2 = value): MMU_CMD_UPDATE of one entry (§7.3).
+pv_pte_write:
+        push    r1
+        push    r2
+        push    r3
+        call    pv_pte
+        mov     r3, r2
+        call    pv_machine
+        mov     r2, r1                 ; ptr: MMU_CMD_UPDATE = 0 in bits 2:0
+        li      r1, 0
+        call    pv_req
+        li      r1, 1
+        call    pv_mmu
+        pop     r3
+        pop     r2
+        pop     r1
+        ret
+
+; pv_kmap(r1 = frame) -> r1 = the pseudo-physical address of the kernel's L1 entry mapping it.
+pv_kmap:
+        push    r2
+        push    r3
+        shri    r2, r1, 21
+        shli    r2, r2, 3
+        la      r3, pv_kl1
+        add     r2, r2, r3
+        ld      r2, [r2]
+        shri    r1, r1, 12
+        andi    r1, r1, 511
+        shli    r1, r1, 3
+        add     r1, r1, r2
+        pop     r3
+        pop     r2
+        ret
+
+; pv_pin(r1 = frame, r2 = level): the kernel's mapping of the frame read-only, its TLB entry
+; dropped, then the pin (§7.3: a pinned page is never mapped writable), in one batch.
+pv_pin:
+        push    r1
+        push    r2
+        push    r3
+        push    r4
+        push    r5
+        mov     r4, r1
+        mov     r5, r2
+        call    pv_kmap
+        call    pv_machine
+        mov     r2, r1
+        mov     r1, r4
+        call    pv_machine
+        ori     r3, r1, PTE_P          ; supervisor, read-only
+        li      r1, 0
+        call    pv_req
+        ori     r2, r4, MMU_CMD_INVLPG
+        li      r3, 0
+        li      r1, 1
+        call    pv_req
+        mov     r1, r4
+        call    pv_machine
+        ori     r2, r1, MMU_CMD_PIN
+        mov     r3, r5
+        li      r1, 2
+        call    pv_req
+        li      r1, 3
+        call    pv_mmu
+        pop     r5
+        pop     r4
+        pop     r3
+        pop     r2
+        pop     r1
+        ret
+
+; pv_unpin(r1 = frame): unpin the table, then map the frame writable again (the allocator
+; writes its free list into it).
+pv_unpin:
+        push    r1
+        push    r2
+        push    r3
+        push    r4
+        mov     r4, r1
+        call    pv_machine
+        ori     r2, r1, MMU_CMD_UNPIN
+        li      r3, 0
+        li      r1, 0
+        call    pv_req
+        mov     r1, r4
+        call    pv_kmap
+        call    pv_machine
+        mov     r2, r1
+        mov     r1, r4
+        call    pv_machine
+        ori     r3, r1, PTE_P | PTE_W
+        li      r1, 1
+        call    pv_req
+        ori     r2, r4, MMU_CMD_INVLPG
+        li      r3, 0
+        li      r1, 2
+        call    pv_req
+        li      r1, 3
+        call    pv_mmu
+        pop     r4
+        pop     r3
+        pop     r2
+        pop     r1
+        ret
+
+; pv_free_uvm(r1 = process): unpin its PML4, then the PDPT, then the page directory: top
+; down, so that no pinned table refers to the one unpinned (§7.3 PV_EINUSE).
+pv_free_uvm:
+        push    r1
+        push    r2
+        push    r3
+        ld      r2, [r1 + P_PML4]
+        mov     r1, r2
+        call    pv_unpin
+        ld      r3, [r2 + 8]           ; PML4[1]: the PDPT
+        andi    r1, r3, PTE_P
+        beqz    r1, pv_free_uvm_done
+        pte_frame r2, r3
+        mov     r1, r2
+        call    pv_unpin
+        ld      r3, [r2]               ; PDPT[0]: the page directory
+        andi    r1, r3, PTE_P
+        beqz    r1, pv_free_uvm_done
+        pte_frame r1, r3
+        call    pv_unpin
+pv_free_uvm_done:
+        pop     r3
+        pop     r2
+        pop     r1
+        ret
+
+; pv_set_cr3(r1 = pml4, pseudo-physical): set_cr3 (§4.6), user base 0.
+pv_set_cr3:
+        push    r1
+        push    r2
+        push    r7
+        call    pv_machine
+        li      r2, 0
+        pv_call HYPERCALL_SET_CR3
+        blt     r1, r0, pv_refused
+        pop     r7
+        pop     r2
+        pop     r1
+        ret
+
+; pv_kvm_init(): the kernel's tables (arch_kvm_init), pinned bottom up, and set_cr3.
+pv_kvm_init:
+        save_callee
+        la      r8, pv_mem_base
+        ld      r8, [r8]
+        la      r1, pv_start_info      ; the bootstrap tables: L4[0] -> L3[0] -> L2[i] -> L1 (§3)
+        ld      r1, [r1]
+        ld      r1, [r1 + START_PT_BASE]
+        ld      r2, [r1]
+        pte_frame r1, r2
+        ld      r2, [r1]
+        pte_frame r1, r2               ; the L2
+        la      r3, pv_kl1
+        li      r4, 0
+        li      r5, OS_MEMORY >> 21
+        li      r9, KPD
+pv_kvm_l2:
+        ld      r2, [r1]
+        pte_frame r6, r2
+        sd      r6, [r3]
+        add     r6, r6, r8
+        ori     r6, r6, PTE_TABLE
+        sd      r6, [r9]               ; KPD[i]: plain stores while it is an ordinary page
+        addi    r1, r1, 8
+        addi    r3, r3, 8
+        addi    r9, r9, 8
+        addi    r4, r4, 1
+        bltu    r4, r5, pv_kvm_l2
+        li      r1, KPD + 8            ; KPD[1]: the user text, as natively
+        li      r2, UTEXT_PT | PTE_TABLE
+        add     r2, r2, r8
+        sd      r2, [r1]
+        li      r1, UTEXT_PT
+        li      r3, USER_TEXT
+        li      r4, USER_TEXT_END
+pv_kvm_utext:
+        add     r2, r3, r8
+        ori     r2, r2, PTE_UTEXT
+        sd      r2, [r1]
+        addi    r1, r1, 8
+        addi    r3, r3, PAGE_SIZE
+        bltu    r3, r4, pv_kvm_utext
+        li      r1, KPDPT | PTE_TABLE
+        add     r1, r1, r8
+        li      r2, KPML4
+        sd      r1, [r2]
+        li      r1, KPD | PTE_TABLE
+        add     r1, r1, r8
+        li      r2, KPDPT
+        sd      r1, [r2]
+        li      r1, UTEXT_PT
+        li      r2, 1
+        call    pv_pin
+        li      r1, KPD
+        li      r2, 2
+        call    pv_pin
+        li      r1, KPDPT
+        li      r2, 3
+        call    pv_pin
+        li      r1, KPML4
+        li      r2, 4
+        call    pv_pin
+        li      r1, KPML4
+        call    pv_set_cr3
+        la      r2, cur_cr3
+        sd      r1, [r2]
+        restore_callee
+        ret
+
+; pv_set_trap_table(r1 = table): add the upcall's interrupt gate (§5.3), then set_trap_table.
+pv_set_trap_table:
+        push    r1
+        push    r2
+        push    r7
+        la      r2, pv_upcall
+        sd      r2, [r1 + GATE_SIZE * PV_UPCALL_VECTOR]
+        li      r2, GATE_P
+        sd      r2, [r1 + GATE_SIZE * PV_UPCALL_VECTOR + 8]
+        pv_call HYPERCALL_SET_TRAP_TABLE
+        blt     r1, r0, pv_refused
+        pop     r7
+        pop     r2
+        pop     r1
+        ret
+
+; pv_cli / pv_sti: the event mask (§5.1).
+pv_cli:
+        push    r1
+        push    r2
+        la      r1, pv_shared
+        ld      r1, [r1]
+        li      r2, 1
+        sb      r2, [r1 + SHARED_EVENT_MASK]
+        pop     r2
+        pop     r1
+        ret
+pv_sti:
+        push    r1
+        push    r2
+        push    r7
+        la      r1, pv_shared
+        ld      r1, [r1]
+        sb      r0, [r1 + SHARED_EVENT_MASK]
+        lbu     r2, [r1 + SHARED_UPCALL_PENDING]
+        beqz    r2, pv_sti_done
+        pv_call HYPERCALL_VERSION      ; take the pending upcall (§2.5)
+pv_sti_done:
+        pop     r7
+        pop     r2
+        pop     r1
+        ret
+
+; pv_idle(): sched_op block (§4.8); the upcall comes on its return; then events off again.
+pv_idle:
+        push    r1
+        push    r2
+        push    r7
+        li      r1, SCHEDOP_BLOCK
+        li      r2, 0
+        pv_call HYPERCALL_SCHED_OP
+        call    pv_cli
+        pop     r7
+        pop     r2
+        pop     r1
+        ret
+
+; pv_timer_arm(): set_timer(now + quantum) (§4.9), the periodic tick re-armed by the guest.
+; Clobbers r1, r7.
+pv_timer_arm:
+        push    r2
+        la      r1, pv_shared
+        ld      r1, [r1]
+        ld      r1, [r1 + SHARED_TIME]
+        la      r2, pv_quantum
+        ld      r2, [r2]
+        add     r1, r1, r2
+        pv_call HYPERCALL_SET_TIMER
+        pop     r2
+        ret
+
+; pv_upcall: the trap table's upcall entry (§5.3).  It serves one port, as the device's
+; interrupt: the disk's, then the console's, then the timer's (re-armed here); a port still
+; pending is raised again with evtchn_unmask (§4.11) for the next upcall.
+pv_upcall:
+        push    r0                     ; the error code's place in trap.s's frame
+        push    r7
+        push    r1
+        push    r2
+        push    r3
+        la      r3, pv_shared
+        ld      r3, [r3]
+        sb      r0, [r3 + SHARED_UPCALL_PENDING]
+        lbu     r1, [r3 + SHARED_EVTCHN_PENDING + PORT_BLOCK]
+        li      r2, VEC_DISK
+        beqz    r1, pv_up_console
+        sb      r0, [r3 + SHARED_EVTCHN_PENDING + PORT_BLOCK]
+        jmp     pv_up_go
+pv_up_console:
+        lbu     r1, [r3 + SHARED_EVTCHN_PENDING + PORT_CONSOLE]
+        li      r2, VEC_CONSOLE
+        beqz    r1, pv_up_timer
+        sb      r0, [r3 + SHARED_EVTCHN_PENDING + PORT_CONSOLE]
+        jmp     pv_up_go
+pv_up_timer:
+        lbu     r1, [r3 + SHARED_EVTCHN_PENDING + PORT_TIMER]
+        beqz    r1, pv_up_none
+        sb      r0, [r3 + SHARED_EVTCHN_PENDING + PORT_TIMER]
+        call    pv_timer_arm
+        li      r2, VEC_TIMER
+pv_up_go:
+        la      r1, pv_up_vec
+        sd      r2, [r1]
+        li      r2, 0                  ; another port pending: raise it again
+pv_up_more:
+        add     r1, r3, r2
+        lbu     r1, [r1 + SHARED_EVTCHN_PENDING]
+        bnez    r1, pv_up_again
+        addi    r2, r2, 1
+        sltiu   r1, r2, PORT_BLOCK + 1
+        bnez    r1, pv_up_more
+        jmp     pv_up_enter
+pv_up_again:
+        mov     r1, r2
+        pv_call HYPERCALL_EVTCHN_UNMASK
+pv_up_enter:
+        pop     r3
+        pop     r2
+        pop     r1
+        la      r7, pv_up_vec
+        ld      r7, [r7]
+        jmp     trap_common
+pv_up_none:
+        pop     r3
+        pop     r2
+        pop     r1
+        pop     r7
+        addi    sp, sp, 8
+        arch_iret
+
+; pv_io_out(r1 = port, r2 = value): a port write, served by hypercalls and rings.
+pv_io_out:
+        push    r1
+        push    r2
+        push    r3
+        push    r4
+        push    r7
+        li      r3, CONSOLE_DATA
+        bne     r1, r3, pv_out_exit
+        la      r1, pv_byte
+        sb      r2, [r1]
+        li      r2, 1
+        pv_call HYPERCALL_CONSOLE_WRITE
+        jmp     pv_out_done
+pv_out_exit:
+        li      r3, RESULT_EXIT
+        bne     r1, r3, pv_out_tcount
+        li      r1, SCHEDOP_SHUTDOWN
+        pv_call HYPERCALL_SCHED_OP     ; never returns
+pv_out_tcount:
+        li      r3, TIMER_COUNT
+        bne     r1, r3, pv_out_tctrl
+        la      r1, pv_quantum
+        sd      r2, [r1]
+        jmp     pv_out_done
+pv_out_tctrl:
+        li      r3, TIMER_CTRL
+        bne     r1, r3, pv_out_dregs
+        andi    r2, r2, TIMER_ENABLE
+        beqz    r2, pv_out_toff
+        call    pv_timer_arm
+        jmp     pv_out_done
+pv_out_toff:
+        li      r1, 0
+        pv_call HYPERCALL_SET_TIMER
+        jmp     pv_out_done
+pv_out_dregs:
+        li      r3, DISK_SECTOR        ; DISK_SECTOR, DISK_COUNT, DISK_ADDR: kept for the command
+        bltu    r1, r3, pv_out_done
+        li      r4, DISK_CMD
+        bgeu    r1, r4, pv_out_dcmd
+        sub     r1, r1, r3
+        shli    r1, r1, 3
+        la      r3, pv_disk_regs
+        add     r1, r1, r3
+        sd      r2, [r1]
+        jmp     pv_out_done
+pv_out_dcmd:
+        bne     r1, r4, pv_out_done
+        la      r3, pv_disk_status
+        bnez    r2, pv_out_request
+        sd      r0, [r3]               ; DISK_CMD_ACK: idle
+        jmp     pv_out_done
+pv_out_request:
+        li      r1, DISK_STATUS_BUSY
+        sd      r1, [r3]
+        call    pv_blk_request
+pv_out_done:
+        pop     r7
+        pop     r4
+        pop     r3
+        pop     r2
+        pop     r1
+        ret
+
+; pv_blk_request(r2 = DISK_CMD_READ/WRITE = BLK_OP_READ/WRITE): one request on the block
+; ring from the registers written, then evtchn_send (§9).  Clobbers r1, r3, r4, r7.
+pv_blk_request:
+        push    r5
+        la      r5, pv_blk
+        ld      r5, [r5]
+        ld      r3, [r5 + BLK_REQ_PROD]
+        andi    r4, r3, BLK_RING_SIZE - 1
+        shli    r4, r4, 5              ; BLK_REQ_SIZE = 32
+        add     r4, r4, r5
+        addi    r4, r4, BLK_REQUESTS
+        sd      r3, [r4 + BLK_REQ_ID]
+        sw      r2, [r4 + BLK_REQ_OP]
+        la      r1, pv_disk_regs
+        ld      r2, [r1 + 8]
+        sw      r2, [r4 + BLK_REQ_COUNT]
+        ld      r2, [r1]
+        sd      r2, [r4 + BLK_REQ_SECTOR]
+        ld      r1, [r1 + 16]
+        call    pv_machine
+        sd      r1, [r4 + BLK_REQ_BUFFER]
+        addi    r3, r3, 1
+        sd      r3, [r5 + BLK_REQ_PROD]
+        li      r1, PORT_BLOCK
+        pv_call HYPERCALL_EVTCHN_SEND
+        pop     r5
+        ret
+
+; pv_io_in(r1 = port) -> r1 = the value the port reads.
+pv_io_in:
+        push    r2
+        push    r3
+        push    r4
+        push    r7
+        li      r2, CONSOLE_STATUS
+        bne     r1, r2, pv_in_cdata
+        la      r2, pv_cons
+        ld      r2, [r2]
+        ld      r3, [r2 + CONS_IN_PROD]
+        ld      r4, [r2 + CONS_IN_CONS]
+        sltu    r1, r4, r3             ; 1 while input waits
+        jmp     pv_in_done
+pv_in_cdata:
+        li      r2, CONSOLE_DATA
+        bne     r1, r2, pv_in_dsize
+        la      r2, pv_cons
+        ld      r2, [r2]
+        ld      r3, [r2 + CONS_IN_CONS]
+        andi    r4, r3, CONS_IN_SIZE - 1
+        add     r4, r4, r2
+        lbu     r4, [r4 + CONS_IN]
+        addi    r3, r3, 1
+        sd      r3, [r2 + CONS_IN_CONS]
+        ld      r1, [r2 + CONS_IN_PROD]
+        bne     r1, r3, pv_in_cbyte
+        li      r1, PORT_CONSOLE       ; the ring is empty: the VMM may bring more (§9)
+        pv_call HYPERCALL_EVTCHN_SEND
+pv_in_cbyte:
+        mov     r1, r4
+        jmp     pv_in_done
+pv_in_dsize:
+        li      r2, DISK_SIZE
+        bne     r1, r2, pv_in_dcmd
+        la      r1, pv_start_info
+        ld      r1, [r1]
+        ld      r1, [r1 + START_BLOCK_SECTORS]
+        bnez    r1, pv_in_done
+        li      r1, -1                 ; no disk: the port is unclaimed
+        jmp     pv_in_done
+pv_in_dcmd:
+        li      r2, DISK_CMD
+        bne     r1, r2, pv_in_other
+        la      r3, pv_disk_status
+        ld      r1, [r3]
+        li      r2, DISK_STATUS_BUSY
+        bne     r1, r2, pv_in_done
+        la      r2, pv_blk             ; busy: has the response come?
+        ld      r2, [r2]
+        ld      r4, [r2 + BLK_RSP_PROD]
+        la      r7, pv_rsp_cons
+        ld      r1, [r7]
+        beq     r1, r4, pv_in_busy
+        andi    r4, r1, BLK_RING_SIZE - 1
+        addi    r1, r1, 1
+        sd      r1, [r7]
+        shli    r4, r4, 4              ; BLK_RSP_SIZE = 16
+        add     r4, r4, r2
+        ld      r4, [r4 + BLK_RESPONSES + BLK_RSP_STATUS]
+        li      r1, DISK_STATUS_DONE
+        beqz    r4, pv_in_dstatus
+        li      r1, DISK_STATUS_ERROR
+pv_in_dstatus:
+        sd      r1, [r3]
+        jmp     pv_in_done
+pv_in_busy:
+        li      r1, DISK_STATUS_BUSY
+        jmp     pv_in_done
+pv_in_other:
+        li      r1, 0                  ; the PIC and the rest: nothing to read
+pv_in_done:
+        pop     r7
+        pop     r4
+        pop     r3
+        pop     r2
+        ret
+
+; The page the VMM fills with the hypercall stubs (§2.2).
+        .align  4096
+hypercall_page:
+        .space  4096
