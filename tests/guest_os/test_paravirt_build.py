@@ -11,8 +11,10 @@ from cffi_core.isa.table import Sensitivity
 from cffi_core.machine import Machine
 from conformance.api import default_host_memory, observe
 from conformance.guest_os import os_config, os_image
+from conformance.paravirt import Hypercall
 from reference_vmm.native import NativeVMM
 from reference_vmm.paravirt import ParavirtVMM
+from reference_vmm.paravirt.monitor import ParavirtVM
 
 # SHA-256 over (address, bytes) of every segment of os_image(), recorded before the arch layer
 # gained its paravirtual hooks: the hooks expand to nothing natively, so the native kernel is
@@ -94,3 +96,62 @@ def test_workload_equivalent_to_native(name, n):
     assert (vm.stop, vm.exit_code) == ("exit", native.exit_code)
     assert vm.console == native.console
     assert vm.disk == native.disk
+
+
+class BatchRecordingVM(ParavirtVM):
+    """A paravirtual VM that also counts the mmu_update calls made while the guest's batch is
+    open (its `pv_batch` word is 1: fork's uvm_copy, kernel/vm.s arch_batch_begin..end)."""
+
+    in_batch_calls = 0
+    in_batch_requests = 0
+
+
+def _record_mmu_update(vm, requests, count):
+    flag = int.from_bytes(vm._vread(vm.config_image_symbols["pv_batch"], 8), "little")
+    if flag:
+        vm.in_batch_calls += 1
+        vm.in_batch_requests += count
+    return ParavirtVM.handlers[Hypercall.MMU_UPDATE](vm, requests, count)
+
+
+BatchRecordingVM.handlers[Hypercall.MMU_UPDATE] = _record_mmu_update
+
+
+def run_forkwait_recorded(n):
+    config = os_config("forkwait", n)
+    image = os_image(paravirt=True)
+    vmm = ParavirtVMM(Machine("x86-2005", default_host_memory(config.memory)))
+    vmm.vm_class = BatchRecordingVM
+    vm = vmm.create_vm(image, config)
+    vm.config_image_symbols = image.symbols
+    while vm.stop is None and vm.ticks < config.budget:
+        vmm.run(20_000)
+    assert (vm.stop, vm.exit_code) == ("exit", 0)
+    return vm
+
+
+# What one fork of forkwait's parent copies (kernel/vm.s uvm_copy): its heap is empty and its
+# stack is one page table's chunk with at least one page, so the child gets three new tables
+# (PDPT, page directory, page table), each pinned by three requests (its kernel mapping made
+# read-only, that mapping's invlpg, the pin; include/arch_pv_code.s pv_pin), three directory
+# entries, and two leaf entries per page (the parent's made copy-on-write, the child's).
+FORK_TABLES = 3
+FORK_MIN_REQUESTS = FORK_TABLES * 3 + FORK_TABLES + 2 * 1
+
+
+def test_fork_page_table_writes_are_batched():
+    """The paravirtual fork sends its page-table writes as mmu_update batches (docs/paravirt-abi.md
+    §4.5, §7.3; Barham et al. 2003: "amortize each hypercall across 2048 updates"), not one
+    hypercall per entry: one stack chunk is one batch.  The difference of two runs cancels init."""
+    small, large = run_forkwait_recorded(5), run_forkwait_recorded(9)
+    forks = 9 - 5
+    calls = (large.in_batch_calls - small.in_batch_calls) / forks
+    requests = (large.in_batch_requests - small.in_batch_requests) / forks
+    assert requests >= FORK_MIN_REQUESTS
+    assert calls == 1  # one chunk: the sync before the child's walk finds the queue empty
+    assert requests / calls > 8
+    # The VM's own counters agree: every mmu_update inside a fork is counted there too, and each
+    # forkwait iteration (fork, exit, wait) makes fewer calls than it sends requests.
+    per_iteration_calls = (large.counters["hypercall_mmu_update"] - small.counters["hypercall_mmu_update"]) / forks
+    per_iteration_requests = (large.counters["mmu_update_requests"] - small.counters["mmu_update_requests"]) / forks
+    assert per_iteration_requests - per_iteration_calls >= requests - calls

@@ -167,6 +167,18 @@ vm_utext_loop:
 .macro arch_new_l4 frame
 .endm
 
+; arch_batch_begin / arch_batch_end: the page-table writes between them may be queued and
+; applied together at the end (nothing natively: a store takes effect at once).  The
+; paravirtual build sends them as one mmu_update batch, as XenoLinux did to "amortize each
+; hypercall across 2048 updates" (Barham et al. 2003; docs/paravirt-abi.md §4.5, §7.3).
+; arch_batch_sync: inside a batch, before the kernel reads back entries it wrote in it.
+.macro arch_batch_begin
+.endm
+.macro arch_batch_end
+.endm
+.macro arch_batch_sync
+.endm
+
 ; arch_free_table frame: a page table no present entry refers to any more goes back to the
 ; allocator; arch_free_uvm proc: the same for a dead process's PML4, PDPT and page directory
 ; (nothing natively).

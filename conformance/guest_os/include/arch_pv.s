@@ -30,7 +30,8 @@
         call    hypercall_page + PV_STUB_SIZE * \n
 .endm
 
-; pte_write ptr, val: one validated mmu_update (§4.5, §7.3) of the entry at ptr.
+; pte_write ptr, val: one validated MMU_CMD_UPDATE (§4.5, §7.3) of the entry at ptr, sent at
+; once, or queued while a batch is open (arch_batch_begin).
 .macro pte_write ptr, val
         push    r1
         push    r2
@@ -85,8 +86,9 @@
 .macro arch_set_cr4 reg
 .endm
 
-; arch_invlpg reg: the invlpg hypercall (§4.7).
+; arch_invlpg reg: the invlpg hypercall (§4.7), after the queued updates it must see.
 .macro arch_invlpg reg
+        call    pv_flush
         push    r1
         push    r7
         mov     r1, \reg
@@ -216,6 +218,18 @@
         mov     r1, \proc
         call    pv_free_uvm
         pop     r1
+.endm
+
+; arch_batch_begin / arch_batch_end / arch_batch_sync: open a batch (pte_write and the pins
+; queue their requests), close it (the queue goes in one mmu_update), send the queue now.
+.macro arch_batch_begin
+        call    pv_batch_begin
+.endm
+.macro arch_batch_end
+        call    pv_batch_end
+.endm
+.macro arch_batch_sync
+        call    pv_flush
 .endm
 
 ; arch_code: the functions and data of this layer, and the hypercall page (§2.2).

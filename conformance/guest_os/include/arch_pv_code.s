@@ -16,7 +16,9 @@ pv_disk_status: .quad 0                ; DISK_CMD as it reads (devices.md §6)
 pv_rsp_cons:    .quad 0                ; block responses consumed
 pv_up_vec:      .quad 0                ; the vector pv_upcall hands to trap_common
 pv_kl1:         .quad 0, 0, 0, 0, 0, 0, 0, 0  ; the bootstrap L1 of each 2 MiB (pseudo-physical)
-pv_reqs:        .space MMU_REQ_SIZE * 4     ; mmu_update requests
+pv_batch:       .quad 0                ; 1 while a batch is open (arch_batch_begin)
+pv_nreq:        .quad 0                ; requests queued at pv_reqs, not sent yet
+pv_reqs:        .space MMU_REQ_SIZE * MMU_UPDATE_MAX  ; the queue of mmu_update requests
 pv_byte:        .quad 0                ; a console byte for console_write
 pv_msg_refused: .asciz "pv: hypercall refused "
 pv_msg_base:    .asciz "mem_base inside the guest's memory"
@@ -88,17 +90,73 @@ pv_mmu:
         pop     r2
         ret
 
-; pv_req(r1 = index, r2 = ptr, r3 = val): store request r1.
-pv_req:
+; pv_append(r2 = ptr, r3 = val): queue one request; a full queue is sent at once (§4.5: at
+; most MMU_UPDATE_MAX a call).  Requests are applied in the order queued (§7.3).
+pv_append:
+        push    r1
         push    r4
-        shli    r4, r1, 4
         push    r5
+        la      r5, pv_nreq
+        ld      r1, [r5]
+        shli    r4, r1, 4              ; MMU_REQ_SIZE = 16
         la      r5, pv_reqs
         add     r4, r4, r5
         sd      r2, [r4 + MMU_REQ_PTR]
         sd      r3, [r4 + MMU_REQ_VAL]
+        addi    r1, r1, 1
+        la      r5, pv_nreq
+        sd      r1, [r5]
+        li      r4, MMU_UPDATE_MAX
+        bltu    r1, r4, pv_append_done
+        call    pv_flush
+pv_append_done:
         pop     r5
         pop     r4
+        pop     r1
+        ret
+
+; pv_flush(): the queued requests in one mmu_update (nothing queued: no hypercall); a refusal
+; stops the VM, as pv_mmu does.  Called before whatever must see them: set_cr3, invlpg.
+pv_flush:
+        push    r1
+        push    r2
+        la      r2, pv_nreq
+        ld      r1, [r2]
+        beqz    r1, pv_flush_done
+        sd      r0, [r2]
+        call    pv_mmu
+pv_flush_done:
+        pop     r2
+        pop     r1
+        ret
+
+; pv_settle(): outside a batch, the queue goes now; inside one it waits for pv_batch_end.
+pv_settle:
+        push    r1
+        la      r1, pv_batch
+        ld      r1, [r1]
+        bnez    r1, pv_settle_done
+        call    pv_flush
+pv_settle_done:
+        pop     r1
+        ret
+
+; pv_batch_begin() / pv_batch_end(): open a batch; close it and send the queue (arch_batch_*).
+pv_batch_begin:
+        push    r1
+        push    r2
+        la      r1, pv_batch
+        li      r2, 1
+        sd      r2, [r1]
+        pop     r2
+        pop     r1
+        ret
+pv_batch_end:
+        call    pv_flush
+        push    r1
+        la      r1, pv_batch
+        sd      r0, [r1]
+        pop     r1
         ret
 
 ; pv_pte(r2 = present entry or 0) -> r2 with a pseudo-physical frame made machine (the file header).
@@ -119,7 +177,7 @@ pv_pte_done:
         pop     r3
         ret
 
-; pv_pte_write(r1 = entry address, r2 = value): MMU_CMD_UPDATE of one entry (§7.3).
+; pv_pte_write(r1 = entry address, r2 = value): MMU_CMD_UPDATE of one entry (§7.3), queued.
 pv_pte_write:
         push    r1
         push    r2
@@ -128,10 +186,8 @@ pv_pte_write:
         mov     r3, r2
         call    pv_machine
         mov     r2, r1                 ; ptr: MMU_CMD_UPDATE = 0 in bits 2:0
-        li      r1, 0
-        call    pv_req
-        li      r1, 1
-        call    pv_mmu
+        call    pv_append
+        call    pv_settle
         pop     r3
         pop     r2
         pop     r1
@@ -155,7 +211,7 @@ pv_kmap:
         ret
 
 ; pv_pin(r1 = frame, r2 = level): the kernel's mapping of the frame read-only, its TLB entry
-; dropped, then the pin (§7.3: a pinned page is never mapped writable), in one batch.
+; dropped, then the pin (§7.3: a pinned page is never mapped writable), queued in that order.
 pv_pin:
         push    r1
         push    r2
@@ -170,20 +226,16 @@ pv_pin:
         mov     r1, r4
         call    pv_machine
         ori     r3, r1, PTE_P          ; supervisor, read-only
-        li      r1, 0
-        call    pv_req
+        call    pv_append
         ori     r2, r4, MMU_CMD_INVLPG
         li      r3, 0
-        li      r1, 1
-        call    pv_req
+        call    pv_append
         mov     r1, r4
         call    pv_machine
         ori     r2, r1, MMU_CMD_PIN
         mov     r3, r5
-        li      r1, 2
-        call    pv_req
-        li      r1, 3
-        call    pv_mmu
+        call    pv_append
+        call    pv_settle
         pop     r5
         pop     r4
         pop     r3
@@ -202,8 +254,7 @@ pv_unpin:
         call    pv_machine
         ori     r2, r1, MMU_CMD_UNPIN
         li      r3, 0
-        li      r1, 0
-        call    pv_req
+        call    pv_append
         mov     r1, r4
         call    pv_kmap
         call    pv_machine
@@ -211,14 +262,11 @@ pv_unpin:
         mov     r1, r4
         call    pv_machine
         ori     r3, r1, PTE_P | PTE_W
-        li      r1, 1
-        call    pv_req
+        call    pv_append
         ori     r2, r4, MMU_CMD_INVLPG
         li      r3, 0
-        li      r1, 2
-        call    pv_req
-        li      r1, 3
-        call    pv_mmu
+        call    pv_append
+        call    pv_settle
         pop     r4
         pop     r3
         pop     r2
@@ -251,8 +299,9 @@ pv_free_uvm_done:
         pop     r1
         ret
 
-; pv_set_cr3(r1 = pml4, pseudo-physical): set_cr3 (§4.6), user base 0.
+; pv_set_cr3(r1 = pml4, pseudo-physical): set_cr3 (§4.6), user base 0, after the queue.
 pv_set_cr3:
+        call    pv_flush
         push    r1
         push    r2
         push    r7

@@ -325,10 +325,12 @@ vm_ce\@:
 
 ; uvm_copy(r1 = parent process, r2 = child pml4) -> r1 = 0, or -1 when memory ran out (the
 ; child's tables then hold what was copied so far, consistently: uvm_free frees them).
-; Writable pages become copy-on-write in both; the caller flushes the parent's TLB.
+; Writable pages become copy-on-write in both; the caller flushes the parent's TLB.  Its
+; page-table writes form one batch (include/arch.s: arch_batch_begin), applied before return.
 uvm_copy:
         push    r8
         push    r9
+        arch_batch_begin
         mov     r8, r1
         mov     r9, r2
         ld      r1, [r8 + P_PML4]
@@ -344,6 +346,7 @@ uvm_copy:
         li      r4, USER_STACK_TOP
         call    uvm_copy_range
 vm_copy_ret:
+        arch_batch_end
         pop     r9
         pop     r8
         ret
@@ -365,6 +368,7 @@ vm_cr_chunk:
         call    walk
         beqz    r1, vm_cr_skip         ; no page table here: nothing mapped
         mov     r13, r1                ; the parent's entry
+        arch_batch_sync                ; the child's walk reads entries queued by an earlier chunk
         mov     r1, r9
         mov     r2, r10
         li      r3, 1
