@@ -33,6 +33,10 @@ selection does), and is skipped with the reason otherwise or while the VMM canno
 - ``popek_property(name, category=None)``: the property graded (equivalence, safety,
   efficiency) and a category (obstacle, mechanism, ...), recorded in the results;
 - ``popek_requires(*features)``: skip unless the profile has every feature;
+- ``popek_guest_abi(*abis)``: the guest builds the test can give a VMM (``VMM.guest_abi``:
+  ``"native"``, ``"paravirt"``); default ``("native",)``.  A VMM whose ABI is not listed is
+  skipped with the reason: a paravirtual VMM runs only guests ported to its interface, never the
+  native code a test generates (Fisher-Ogden 2006 §2.3.3; docs/vmm-api.md §10.6);
 - ``popek_deviation(technique, reason, profiles=None, raises=ExpectedDeviation)``: an expected
   deviation of a technique, named as the paper names it.  It applies to a VMM whose ``name`` is
   ``technique`` (on ``profiles``, default all; ``NAME+FEATURE`` counts as ``NAME``): the technique is recognised by name, and the name
@@ -73,7 +77,9 @@ hypothesis_profiles.register()
 __all__ = [
     "DEFAULT_VMMS",
     "ENV_VMM",
+    "GUEST_ABIS",
     "MARK_DEVIATION",
+    "MARK_GUEST_ABI",
     "MARK_PROPERTY",
     "MARK_REQUIRES",
     "OPTION_MEMORY",
@@ -97,6 +103,8 @@ DEFAULT_PROFILE = "x86-2005"
 MARK_PROPERTY = "popek_property"
 MARK_REQUIRES = "popek_requires"
 MARK_DEVIATION = "popek_deviation"
+MARK_GUEST_ABI = "popek_guest_abi"
+GUEST_ABIS = ("native", "paravirt")  # VMM.guest_abi: which build of a guest a VMM runs
 PROPERTIES = ("equivalence", "safety", "efficiency")  # Popek & Goldberg 1974, §2
 
 _RUN_PROPERTY = "popek"  # user_properties keys: they travel with reports across xdist workers
@@ -213,6 +221,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARK_REQUIRES}(*features): skip unless the machine profile has them")
     config.addinivalue_line(
         "markers",
+        f"{MARK_GUEST_ABI}(*abis): the guest builds the test can give a VMM ({', '.join(GUEST_ABIS)}; "
+        "default native); a VMM of another guest_abi is skipped",
+    )
+    config.addinivalue_line(
+        "markers",
         f"{MARK_DEVIATION}(technique, reason, profiles=None, raises=ExpectedDeviation): for the VMM named "
         "technique, a strict xfail that accepts only the failures the deviation explains",
     )
@@ -271,6 +284,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 # one (VMM, profile), and the search costs seconds that other runs need not pay.
                 item.add_marker(pytest.mark.skip(reason=f"about {cls.name}, which this run does not select"))
                 continue
+        abi_reason = _guest_abi_mismatch(item, cls)
+        if abi_reason is not None:
+            item.add_marker(pytest.mark.skip(reason=abi_reason))
         for mark in item.iter_markers(MARK_DEVIATION):
             technique, reason = mark.args[0], mark.args[1]
             profiles = mark.kwargs.get("profiles")
@@ -295,6 +311,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "category": prop.kwargs.get("category") if prop else None,
         }
         item.user_properties.append((_RUN_PROPERTY, info))
+
+
+def _guest_abi_mismatch(item: pytest.Item, cls: type[VMM]) -> str | None:
+    """Why ``item`` cannot give ``cls`` a guest it runs, or None when it can."""
+    abi = getattr(cls, "guest_abi", "native")
+    if abi not in GUEST_ABIS:
+        raise pytest.UsageError(
+            f"popek: VMM {cls.name!r}: guest_abi {abi!r} is not one of {', '.join(GUEST_ABIS)} (docs/vmm-api.md §2)"
+        )
+    mark = item.get_closest_marker(MARK_GUEST_ABI)
+    abis = mark.args if mark is not None else ("native",)
+    unknown = set(abis) - set(GUEST_ABIS)
+    if unknown:
+        raise pytest.UsageError(f"{item.nodeid}: {MARK_GUEST_ABI}{tuple(abis)}: unknown {', '.join(sorted(unknown))}")
+    if abi in abis:
+        return None
+    if abi == "paravirt":
+        return (
+            f"{cls.name} runs guests ported to the paravirtual ABI (guest_abi 'paravirt'); this test runs "
+            "native guest code, whose privileged and sensitive instructions paravirtualization removes "
+            "from the guest's source (Fisher-Ogden 2006 §2.3.3)"
+        )
+    return f"{cls.name} runs {abi} guests; this test has only {', '.join(abis)} builds of its guests"
 
 
 @pytest.fixture

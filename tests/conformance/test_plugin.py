@@ -152,6 +152,67 @@ def test_vmm_requiring_vmx_is_skipped_with_the_reason(toys):
     result.stdout.fnmatch_lines(["*requires host features vmx, which profile 'x86-2005' lacks*"])
 
 
+PV_TOYS = '''
+import pytest
+
+from reference_vmm.native import NativeVMM
+
+
+class PvToy(NativeVMM):
+    name = "pv-toy"
+    technique = "paravirtualization"
+    guest_abi = "paravirt"
+
+
+class OddAbi(NativeVMM):
+    name = "odd-abi"
+    technique = "a guest ABI of its own"
+    guest_abi = "s390"
+
+
+@pytest.mark.popek_guest_abi("native", "paravirt")
+def test_either_build(vmm):
+    assert vmm.guest_abi in ("native", "paravirt")
+
+
+@pytest.mark.popek_guest_abi("paravirt")
+def test_paravirtual_only(vmm):
+    assert vmm.guest_abi == "paravirt"
+
+
+@pytest.mark.popek_property("equivalence")
+def test_native_only(vmm):
+    assert vmm.guest_abi == "native"
+'''
+
+
+@pytest.fixture
+def pv_toys(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_pv_toys=PV_TOYS)
+    pytester.syspathinsert()
+    return pytester
+
+
+def test_a_paravirtual_vmm_runs_only_the_tests_that_have_its_build(pv_toys):
+    result = pv_toys.runpytest("--vmm", "test_pv_toys:PvToy", "--vmm", "native", "-rs", "-v")
+    result.assert_outcomes(passed=4, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_either_build?pv-toy? PASSED*",
+            "*test_either_build?native? PASSED*",
+            "*test_paravirtual_only?pv-toy? PASSED*",
+            "*native runs native guests; this test has only paravirt builds of its guests*",
+            "*pv-toy runs guests ported to the paravirtual ABI*paravirtualization removes*",
+        ]
+    )
+
+
+def test_an_unknown_guest_abi_is_a_usage_error(pv_toys):
+    result = pv_toys.runpytest("--vmm", "test_pv_toys:OddAbi")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*odd-abi*guest_abi 's390' is not one of native, paravirt*"])
+
+
 def test_unknown_profile_is_a_usage_error(toys):
     result = toys.runpytest("--popek-profile", "pdp-11")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -195,7 +256,9 @@ def test_help_shows_the_popek_group(pytester):
 
 def test_markers_are_declared(pytester):
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["*popek_property(name, category=None)*", "*popek_requires(*", "*popek_deviation(*"])
+    result.stdout.fnmatch_lines(
+        ["*popek_property(name, category=None)*", "*popek_requires(*", "*popek_guest_abi(*", "*popek_deviation(*"]
+    )
 
 
 # ---- expected deviations excuse only what they explain ------------------------------------
