@@ -80,6 +80,19 @@ class _UsageError(ValueError):
         super().__init__(f"run: {message}")
 
 
+def _guest_abi(spec: str | None) -> str:
+    """The guest ABI of the VMM named ``spec`` ("native" without one, or when it does not load:
+    the run then reports the load error itself)."""
+    if spec is None:
+        return "native"
+    from conformance.api import VMMError, load_vmm
+
+    try:
+        return load_vmm(spec).guest_abi
+    except VMMError:
+        return "native"
+
+
 def _run_config(args: argparse.Namespace) -> tuple[Any, Any]:
     """The image and VMConfig of ``popek run``: a program with the options' RAM, disks, input
     and budget, or p64os with a workload (``--os``), or nanobench with a benchmark."""
@@ -97,11 +110,15 @@ def _run_config(args: argparse.Namespace) -> tuple[Any, Any]:
                 raise _UsageError(f"{option}: the guest software brings its own (conformance/guest_os)")
         if args.input is not None:
             raise _UsageError("--input: the command line of --os/--nanobench is the name and --n")
+        paravirt = _guest_abi(args.vmm) == "paravirt"
+        if paravirt and args.nanobench is not None:
+            raise _UsageError(f"--nanobench: {args.vmm} runs paravirtual guests, and nanobench has no paravirtual build")
         try:
             if args.os is not None:
                 from conformance.guest_os import os_config, os_image
 
-                image, config = os_image(), os_config(args.os, args.n)
+                # A paravirtual VMM runs the paravirtual build of p64os (guest_os README).
+                image, config = os_image(paravirt=paravirt), os_config(args.os, args.n)
             else:
                 from conformance.guest_os.nanobench import nanobench_config, nanobench_image
 

@@ -30,6 +30,16 @@ def test_run_nanobench_under_a_vmm_shows_the_hosts_counters(capsys):
     assert doc["host"]["host_entries"] >= 20
 
 
+def test_run_os_under_a_paravirtual_vmm_runs_the_paravirtual_build(capsys):
+    code = main(["run", "--os", "forkwait", "--n", "3", "--vmm", "paravirt", "--json"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["console"] == expected_console("forkwait", 3).decode()
+    # The native build's privileged instructions would stop a paravirtual guest at once; the
+    # paravirtual build's fork reaches the VMM as mmu_update hypercalls.
+    assert doc["vmm_counters"]["hypercall_mmu_update"] > 0
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -38,6 +48,7 @@ def test_run_nanobench_under_a_vmm_shows_the_hosts_counters(capsys):
         (["run", "--os", "forkwait", "--memory", "4"], "--memory"),
         (["run", "--os", "forkwait", "--input", "x"], "--input"),
         (["run"], "give a program"),
+        (["run", "--nanobench", "in", "--vmm", "paravirt"], "no paravirtual build"),
         (["run", "--n", "3", "x.s"], "--n goes with"),
         (["run", "--os", "forkwait", "--vmm", "nosuch"], "nosuch"),
     ],
