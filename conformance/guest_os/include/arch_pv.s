@@ -86,14 +86,12 @@
 .macro arch_set_cr4 reg
 .endm
 
-; arch_invlpg reg: the invlpg hypercall (§4.7), after the queued updates it must see.
+; arch_invlpg reg: the invlpg hypercall (§4.7) after the queued updates it must see; inside a
+; batch, an MMU_CMD_INVLPG request in its place in the queue (§7.3).
 .macro arch_invlpg reg
-        call    pv_flush
         push    r1
-        push    r7
         mov     r1, \reg
-        pv_call HYPERCALL_INVLPG
-        pop     r7
+        call    pv_invlpg
         pop     r1
 .endm
 
@@ -207,6 +205,8 @@
 .endm
 
 ; arch_free_table frame / arch_free_uvm proc: unpin (§7.3) before the frame is an ordinary page.
+; Inside a batch the frame is held back from the allocator (one reference more) until the
+; batch has been sent, because the kfree that follows writes into it (pv_unpin).
 .macro arch_free_table frame
         push    r1
         mov     r1, \frame
@@ -220,8 +220,9 @@
         pop     r1
 .endm
 
-; arch_batch_begin / arch_batch_end / arch_batch_sync: open a batch (pte_write and the pins
-; queue their requests), close it (the queue goes in one mmu_update), send the queue now.
+; arch_batch_begin / arch_batch_end / arch_batch_sync: open a batch (pte_write, invlpg, the pins
+; and unpins queue their requests), close it (the queue goes in one mmu_update, then the tables
+; it unpinned go back to the allocator), send the queue now.
 .macro arch_batch_begin
         call    pv_batch_begin
 .endm

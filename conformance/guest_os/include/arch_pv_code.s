@@ -16,9 +16,12 @@ pv_disk_status: .quad 0                ; DISK_CMD as it reads (devices.md §6)
 pv_rsp_cons:    .quad 0                ; block responses consumed
 pv_up_vec:      .quad 0                ; the vector pv_upcall hands to trap_common
 pv_kl1:         .quad 0, 0, 0, 0, 0, 0, 0, 0  ; the bootstrap L1 of each 2 MiB (pseudo-physical)
-pv_batch:       .quad 0                ; 1 while a batch is open (arch_batch_begin)
+pv_batch:       .quad 0                ; batches open (arch_batch_begin), nested
 pv_nreq:        .quad 0                ; requests queued at pv_reqs, not sent yet
 pv_reqs:        .space MMU_REQ_SIZE * MMU_UPDATE_MAX  ; the queue of mmu_update requests
+.equ PV_HELD_MAX, 512
+pv_nheld:       .quad 0                ; tables unpinned in the open batch, held from the allocator
+pv_held:        .space 8 * PV_HELD_MAX ; their frames (pv_unpin, pv_release)
 pv_byte:        .quad 0                ; a console byte for console_write
 pv_msg_refused: .asciz "pv: hypercall refused "
 pv_msg_base:    .asciz "mem_base inside the guest's memory"
@@ -142,20 +145,85 @@ pv_settle_done:
         ret
 
 ; pv_batch_begin() / pv_batch_end(): open a batch; close it and send the queue (arch_batch_*).
+; Batches nest (a fault's batch inside a system call's): the outermost end sends the queue.
 pv_batch_begin:
         push    r1
         push    r2
         la      r1, pv_batch
-        li      r2, 1
+        ld      r2, [r1]
+        addi    r2, r2, 1
         sd      r2, [r1]
         pop     r2
         pop     r1
         ret
 pv_batch_end:
-        call    pv_flush
         push    r1
+        push    r2
         la      r1, pv_batch
-        sd      r0, [r1]
+        ld      r2, [r1]
+        addi    r2, r2, -1
+        sd      r2, [r1]
+        bnez    r2, pv_batch_inner
+        pop     r2
+        pop     r1
+        call    pv_flush
+        jmp     pv_release
+pv_batch_inner:
+        pop     r2
+        pop     r1
+        ret
+
+; pv_release(): the queue is sent: the tables it unpinned and mapped writable again go back to
+; the allocator, each by the kfree its reference from pv_unpin was waiting for.  This is
+; Linux's mmu_gather, which frees page-table pages only after the batch that unhooked them.
+pv_release:
+        push    r1
+        push    r2
+        push    r3
+        push    r8
+        push    r9
+        la      r8, pv_nheld
+        ld      r9, [r8]
+        sd      r0, [r8]
+        la      r8, pv_held
+pv_release_loop:
+        beqz    r9, pv_release_done
+        ld      r1, [r8]
+        call    kfree
+        addi    r8, r8, 8
+        addi    r9, r9, -1
+        jmp     pv_release_loop
+pv_release_done:
+        pop     r9
+        pop     r8
+        pop     r3
+        pop     r2
+        pop     r1
+        ret
+
+; pv_invlpg(r1 = va): the page's translations dropped after the queued updates: an
+; MMU_CMD_INVLPG request inside a batch (§7.3), else the queue then the invlpg hypercall (§4.7).
+pv_invlpg:
+        push    r1
+        push    r2
+        push    r3
+        push    r7
+        la      r2, pv_batch
+        ld      r2, [r2]
+        beqz    r2, pv_invlpg_now
+        shri    r2, r1, 12
+        shli    r2, r2, 12
+        ori     r2, r2, MMU_CMD_INVLPG
+        li      r3, 0
+        call    pv_append
+        jmp     pv_invlpg_done
+pv_invlpg_now:
+        call    pv_flush
+        pv_call HYPERCALL_INVLPG
+pv_invlpg_done:
+        pop     r7
+        pop     r3
+        pop     r2
         pop     r1
         ret
 
@@ -244,7 +312,9 @@ pv_pin:
         ret
 
 ; pv_unpin(r1 = frame): unpin the table, then map the frame writable again (the allocator
-; writes its free list into it).
+; writes its free list into it).  Inside a batch these requests wait in the queue while the
+; kernel goes on to kfree the frame: so the frame gets one reference more here, and keeps it
+; until pv_release, after the queue is sent (a full list of held frames sends it early).
 pv_unpin:
         push    r1
         push    r2
@@ -266,7 +336,27 @@ pv_unpin:
         ori     r2, r4, MMU_CMD_INVLPG
         li      r3, 0
         call    pv_append
-        call    pv_settle
+        la      r2, pv_batch
+        ld      r2, [r2]
+        beqz    r2, pv_unpin_now
+        mov     r1, r4                 ; hold the frame until the queue is sent
+        call    kref_inc               ; clobbers r1, r2
+        la      r1, pv_nheld
+        ld      r2, [r1]
+        shli    r3, r2, 3
+        addi    r2, r2, 1
+        sd      r2, [r1]
+        la      r1, pv_held
+        add     r1, r1, r3
+        sd      r4, [r1]
+        li      r1, PV_HELD_MAX
+        bltu    r2, r1, pv_unpin_done
+        call    pv_flush               ; the list is full: send, then release what it holds
+        call    pv_release
+        jmp     pv_unpin_done
+pv_unpin_now:
+        call    pv_flush
+pv_unpin_done:
         pop     r4
         pop     r3
         pop     r2

@@ -145,8 +145,10 @@ vm_touch_private:
         call    kalloc                 ; demand paging: a zeroed page on the first touch
         beqz    r1, vm_touch_fail
         ori     r11, r1, PTE_UPAGE
+        arch_batch_begin               ; the entry and its invalidation: one batch
         pte_write r10, r11
         arch_invlpg r8
+        arch_batch_end
         li      r3, USER_STACK_BOTTOM  ; a stack page: lower the stack's low-water mark
         bltu    r8, r3, vm_touch_ok
         shri    r3, r8, 12
@@ -181,8 +183,10 @@ vm_touch_own:                          ; the other mappings are gone: just make 
         xori    r11, r11, PTE_COW
         ori     r11, r11, PTE_W
 vm_touch_set:
+        arch_batch_begin
         pte_write r10, r11
         arch_invlpg r8
+        arch_batch_end
 vm_touch_ok:
         pte_frame r1, r11
         andi    r2, r8, PAGE_SIZE - 1
@@ -289,13 +293,16 @@ vm_ci_chunk:
         sub     r10, r10, r11
         jmp     vm_ci_loop
 
-; uvm_create() -> r1 = a new PML4 sharing the kernel's entry 0, or 0
+; uvm_create() -> r1 = a new PML4 sharing the kernel's entry 0, or 0.  Its pin and its entry
+; form one batch (include/arch.s: arch_batch_begin).
 uvm_create:
         call    kalloc
         beqz    r1, vm_create_done
+        arch_batch_begin
         arch_new_l4 r1
         li      r2, KPDPT | PTE_TABLE
         pte_write r1, r2
+        arch_batch_end
 vm_create_done:
         ret
 
@@ -407,10 +414,12 @@ vm_cr_ret:
         ret
 
 ; uvm_free(r1 = process): drop a reference to every user frame, free the private tables and
-; the PML4.  The PML4 must not be loaded in CR3 (exit switches to KPML4 first).
+; the PML4.  The PML4 must not be loaded in CR3 (exit switches to KPML4 first).  Its
+; page-table writes form one batch, as uvm_copy's (include/arch.s: arch_batch_begin).
 uvm_free:
         push    r8
         push    r9
+        arch_batch_begin
         mov     r8, r1
         ld      r1, [r8 + P_PML4]
         li      r2, USER_BASE
@@ -438,6 +447,7 @@ vm_free_pdpt:
 vm_free_top:
         ld      r1, [r8 + P_PML4]
         call    kfree
+        arch_batch_end
         pop     r9
         pop     r8
         ret
@@ -540,12 +550,15 @@ sys_brk:
         addi    r9, r9, PAGE_SIZE - 1
         shri    r9, r9, 12
         shli    r9, r9, 12
+        arch_batch_begin               ; the unmapped pages' entries and invalidations: one batch
 vm_brk_free:
-        bgeu    r8, r9, vm_brk_done
+        bgeu    r8, r9, vm_brk_end
         mov     r1, r8
         call    vm_unmap
         addi    r8, r8, PAGE_SIZE
         jmp     vm_brk_free
+vm_brk_end:
+        arch_batch_end
 vm_brk_done:
         mov     r1, r10
         jmp     vm_brk_ret
@@ -616,8 +629,10 @@ vm_mp_apply:
 vm_mp_own:
         ori     r3, r3, PTE_W
 vm_mp_set:
+        arch_batch_begin
         pte_write r11, r3
         arch_invlpg r8
+        arch_batch_end
         addi    r8, r8, PAGE_SIZE
         jmp     vm_mp_apply
 vm_mp_ok:
