@@ -112,7 +112,9 @@ def _run_config(args: argparse.Namespace) -> tuple[Any, Any]:
             raise _UsageError("--input: the command line of --os/--nanobench is the name and --n")
         paravirt = _guest_abi(args.vmm) == "paravirt"
         if paravirt and args.nanobench is not None:
-            raise _UsageError(f"--nanobench: {args.vmm} runs paravirtual guests, and nanobench has no paravirtual build")
+            raise _UsageError(
+                f"--nanobench: {args.vmm} runs paravirtual guests, and nanobench has no paravirtual build"
+            )
         try:
             if args.os is not None:
                 from conformance.guest_os import os_config, os_image
