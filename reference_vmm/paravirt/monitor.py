@@ -83,6 +83,7 @@ from cffi_core.spec.state import (
     PF,
     PTE_NX,
     PTE_P,
+    PTE_U,
     PTE_W,
     SP,
 )
@@ -117,17 +118,16 @@ from conformance.paravirt import (
     Port,
     PvError,
     SchedOp,
-    Transport,
     hypercall_page,
     pv_area,
     result,
     transport_for,
 )
 from reference_vmm.paravirt.devices import BlockRing, ConsoleRing, RingError
+from reference_vmm.paravirt.hosts import SEGLIMIT, HostSide, host_side
 from reference_vmm.paravirt.pagetables import ENTRIES, PageTables, Refused
 from reference_vmm.round_robin import run_round_robin
 from reference_vmm.shadow import GuestMemory, HostMap
-from reference_vmm.trap_emulate.monitor import host_gate_idt
 
 __all__ = ["IDT_VA", "KERNEL_RING", "SLICE", "ParavirtVM", "ParavirtVMM"]
 
@@ -135,9 +135,8 @@ SLICE = 10 * HOST_TIMER_PERIOD
 """Guest ticks a VM runs per turn when several share the host (the VMM's own host timer), as
 trap-and-emulate's; a caller that wants control back sooner runs the VMM with a smaller budget."""
 KERNEL_RING = 1
-"""The real ring of the guest kernel on ``x86-2005`` (§1: "the guest OS ... run[s] in ring 1")."""
-SEGLIMIT = PV_VIRT_LIMIT - 1
-"""``MSR_SEGLIMIT`` and ``MSR_CSLIMIT`` at ring 1-3: the last byte below the VMM's half (§1)."""
+"""The real ring of the guest kernel on ``x86-2005`` (§1: "the guest OS ... run[s] in ring 1"), and its
+guest ring on ``vmx`` hosts; on the ring-3 hosts it is 3 (``hosts.IntHost``)."""
 VMM_SLOT = 511
 """The top-level slot of every pinned L4 where the VMM maps its pages (one of §7.2 rule 4's)."""
 IDT_VA = 0xFFFF_FFFF_FFFF_F000
@@ -147,7 +146,6 @@ VMM's half, beyond the segment limit — the CPU's IDT reads are never checked a
 
 _REAL_CR0 = CR0_PE | CR0_PG | CR0_WP  # WP: read-only pages (pinned tables) are read-only at ring 1 too
 _REAL_CR4 = PV_PAGING_LEVELS - 2  # CR4.PL: 4 levels (§7.1)
-_FAST_GATE = GATE_P | (GATE_TRAP << GATE_TYPE_SHIFT) | (3 << GATE_DPL_SHIFT) | (KERNEL_RING << GATE_RING_SHIFT)
 _VMM_ENTRY = PTE_P  # the VMM's own tables: present, supervisor, read-only
 _BOOT_ENTRY = PTE_P | PTE_W  # the bootstrap mapping: present, supervisor, writable, executable (§3)
 _QUAD = struct.Struct("<Q")
@@ -203,6 +201,7 @@ class ParavirtVM(VM):
         self.monitor = monitor
         self.config = config
         self.transport = monitor.transport
+        self.side: HostSide = host_side(self.transport)(self)
         self.area = area = pv_area(config.memory)
         page = _hypercall_page_of(image, area.start)
         for seg in image.segments:
@@ -222,7 +221,7 @@ class ParavirtVM(VM):
         # The VMM's pages of this VM: its IDT, mapped at IDT_VA by its own L3, L2 and L1.
         self.idt = vmm_pages
         l3, l2, l1 = vmm_pages + PAGE_SIZE, vmm_pages + 2 * PAGE_SIZE, vmm_pages + 3 * PAGE_SIZE
-        host.write(self.idt, host_gate_idt())
+        host.write(self.idt, self.side.real_idt(None))
         for table, entry in ((l3, l2), (l2, l1), (l1, self.idt)):
             host.write(table, bytes(PAGE_SIZE))
             host.write(
@@ -234,6 +233,7 @@ class ParavirtVM(VM):
             host,
             base,
             config.memory,
+            user_bit=PTE_U if self.side.kernel_ring == 3 else 0,
             vmm_slot=VMM_SLOT,
             vmm_l4_entry=l3 | _VMM_ENTRY,
             vmm_pages=(base + area.shared_info, base + area.console_ring, base + area.block_ring),
@@ -258,7 +258,7 @@ class ParavirtVM(VM):
         self.regs = [0] * 16
         self.regs[1] = area.start_info
         self._pc = image.entry
-        self.ring = KERNEL_RING
+        self.ring = self.side.kernel_ring
         self.tf = 0
         self.pending_db = 0
         self.base = l4
@@ -430,16 +430,16 @@ class ParavirtVM(VM):
         """One entry into the guest on the host: at most ``ticks`` ticks."""
         host, cpu = self.host, self.host.cpu
         if self._needs_flush:
-            host.tlb_flush()
+            self.side.flush()
             self._needs_flush = False
         self._set_time()
         cpu.tsc_offset = (self.clock - host.clock) & MASK64  # rdtsc reads the guest's clock
-        start, retired = host.clock, host.retired()
-        ex = host.run(ticks)
+        start = host.clock
+        ex, retired = self.side.enter(ticks)
         elapsed = host.clock - start
         self.clock += elapsed
         self._stats["host_ticks"] += elapsed
-        self._stats[COUNTER_DIRECT] += host.retired() - retired
+        self._stats[COUNTER_DIRECT] += retired
         return ex
 
     def _answer(self, ex: Exit) -> None:
@@ -447,15 +447,11 @@ class ParavirtVM(VM):
         if reason is ExitReason.BUDGET:
             return
         self._stats[COUNTER_INTERVENTIONS] += 1
-        if reason is ExitReason.HCALL:
-            self._hypercall(ex.number)
-        elif reason is ExitReason.HOST_GATE:
-            self._event(ex)
-        elif reason is ExitReason.SHUTDOWN:
-            self._stop, self.stop_reason = "shutdown", "the real CPU shut down"
-        else:
-            # Port I/O and hlt raise #GP at ring 1 and 3 with IOPL 0: they never exit.
-            raise RuntimeError(f"paravirt: unexpected exit {reason.name} at pc {self.host.cpu.pc:#x}")
+        self.side.answer(ex)
+
+    def shut_down(self, reason: str) -> None:
+        """Stop the VM as a triple fault stops a machine (``stop == "shutdown"``)."""
+        self._stop, self.stop_reason = "shutdown", reason
 
     def _load(self) -> None:
         """Load the real CPU with this guest for its turn: deprivileged (ring 1 or 3, IOPL 0), its
@@ -498,16 +494,18 @@ class ParavirtVM(VM):
 
     # -- the guest's memory, as its kernel sees it ------------------------------------------------
     def _translate(self, va: int, size: int, access: str) -> list[tuple[int, int]]:
-        """The machine ranges of ``size`` bytes at virtual ``va`` accessed by the kernel (ring 1)
-        through its current tables: the segment limit (#GP(0)), then the walk with its
-        permissions (#PF; CR0.WP makes pinned tables read-only here too)."""
-        if size and (va > SEGLIMIT or size - 1 > SEGLIMIT - va):
+        """The machine ranges of ``size`` bytes at virtual ``va`` accessed by the kernel (at its
+        real ring) through its current tables: the segment limit or the canonical check (#GP(0)),
+        then the walk with its permissions (#PF; CR0.WP makes pinned tables read-only at ring 1
+        too, and at ring 3 read-only is read-only)."""
+        side = self.side
+        if side.beyond(va, size):
             raise _Fault(GP, 0, va)
         pieces = []
         while size:
-            w = self.host.walk(va, access, cpl=KERNEL_RING, set_ad=True)
+            w = self.host.walk(va, access, cpl=side.kernel_ring, set_ad=True)
             if w.fault:
-                raise _Fault(w.fault, w.error_code if w.fault == PF else None, va)
+                raise _Fault(w.fault, side.kernel_error(w.error_code) if w.fault == PF else None, va)
             chunk = min(size, PAGE_SIZE - (va & (PAGE_SIZE - 1)))
             if not self.tables.owned(w.physical, chunk):
                 raise RuntimeError(f"paravirt: {va:#x} maps {w.physical:#x}, outside the guest (a validation bug)")
@@ -566,15 +564,12 @@ class ParavirtVM(VM):
         self._deliver(PV_UPCALL_VECTOR, _NO_ERROR, self.host.cpu.pc, EventKind.EXTERNAL)
 
     # -- traps: the virtual IDT (§6) ------------------------------------------------------------------
-    def _event(self, ex: Exit) -> None:
-        """An event that reached a host gate of the VM's IDT: the guest's fault, trap or ``int n``,
-        delivered through its trap table (§6.2); pc is the pushed pc of architecture.md §6.1."""
-        if ex.kind is EventKind.EXTERNAL:
-            raise RuntimeError("paravirt: an external interrupt reached the VMM, but none is ever presented")
-        error = None if ex.kind is EventKind.SOFTWARE else ex.error_code
-        cr2 = ex.address if ex.vector == PF and ex.kind is EventKind.FAULT else None
-        self._first_event = f"vector {ex.vector} ({ex.kind.name.lower()}, error {error}) at pc {self.host.cpu.pc:#x}"
-        self._deliver(ex.vector, error, self.host.cpu.pc, ex.kind, cr2)
+    def event(self, vector: int, error: int | None, pc: int, kind: EventKind, cr2: int | None = None) -> None:
+        """An event of the guest that came to the VMM — its fault, trap or ``int n``, as its host
+        side reported it (pc the pushed pc of architecture.md §6.1) — delivered through its trap
+        table (§6.2)."""
+        self._first_event = f"vector {vector} ({kind.name.lower()}, error {error}) at pc {pc:#x}"
+        self._deliver(vector, error, pc, kind, cr2)
 
     def _deliver(self, vector: int, error: int | None, pc: int, kind: EventKind, cr2: int | None = None) -> None:
         """Deliver an event through the trap table, and what its failure raises (architecture.md
@@ -606,7 +601,7 @@ class ParavirtVM(VM):
         gate = self.trap_table[vector] if self.trap_table is not None else None
         if gate is None:
             return GP, 8 * vector + 2 + ext, None
-        user = cpu.cpl == 3
+        user = self.side.user()
         if kind is EventKind.SOFTWARE and user and gate.dpl < 3:
             return GP, 8 * vector + 2, None
         old_sp = cpu.r[SP]
@@ -617,12 +612,14 @@ class ParavirtVM(VM):
             words.insert(0, error)
         new_sp = (sp - 8 * len(words)) & MASK64
         self._set_time()
+        if user:
+            self.side.kernel_tables()  # where kernel and user share a ring: the frame goes through the kernel's (§7.4)
         try:
             self._vwrite(new_sp, struct.pack(f"<{len(words)}Q", *words))
         except _Fault as f:
             return f.vector, f.error, f.address if f.vector == PF else None
+        self.side.enter_kernel()
         cpu.r[SP] = new_sp
-        cpu.cpl = KERNEL_RING
         cpu.pc = gate.handler
         cpu.flags = FLAGS_IF  # TF cleared, as a delivery does (architecture.md §6.3 step 8)
         if gate.interrupt:
@@ -632,18 +629,15 @@ class ParavirtVM(VM):
         return None
 
     def _write_real_idt(self) -> None:
-        """The VM's IDT on the real CPU: host gates everywhere (every event comes to the VMM), but
-        at the fast system-call vector a trap gate of DPL 3 to ring 1 (§6.3: no VMM entry)."""
-        idt = bytearray(host_gate_idt())
-        for vector, gate in enumerate(self.trap_table or ()):
-            if gate is not None and gate.fast:
-                _GATE.pack_into(idt, 16 * vector, gate.handler, _FAST_GATE)
-        self.host.write(self.idt, bytes(idt))
+        """The IDT the CPU reads for this VM, as its host side builds it from the trap table (§6.3:
+        the fast gate a real gate where the host allows it)."""
+        self.host.write(self.idt, self.side.real_idt(self.trap_table))
 
     # -- hypercalls (§4) -------------------------------------------------------------------------------
-    def _hypercall(self, number: int) -> None:
-        """Dispatch ``hcall number`` by the table; a refusal is ``r1 = -code`` (and r2 an index
-        where §4 names one).  ``hcall`` and ``r7`` carry the number twice (§2.2)."""
+    def hypercall(self, number: int) -> None:
+        """Dispatch hypercall ``number`` by the table, whatever its transport; a refusal is ``r1 =
+        -code`` (and r2 an index where §4 names one).  ``hcall`` and ``vmcall`` carry the number
+        twice (§2.2); ``int 0x82``'s number is r7 itself."""
         cpu = self.host.cpu
         self._stats["hypercalls"] += 1
         handler = self.handlers.get(number) if number == cpu.r[7] else None
@@ -703,7 +697,7 @@ class ParavirtVM(VM):
     def hc_stack_switch(self, sp: int, _r2: int) -> int:
         """§4.3: the stack of events from user mode — the fast gate's too, in ``MSR_RSP1``."""
         self.kstack = sp
-        self.host.cpu.rsp[KERNEL_RING] = sp
+        self.host.cpu.rsp[KERNEL_RING] = sp  # the direct fast gate's stack (unused at ring 3)
         return 0
 
     def hc_iret(self, _r1: int, _r2: int) -> None:
@@ -717,7 +711,8 @@ class ParavirtVM(VM):
         if cs not in (0, 3) or flags & ~FLAGS_IF or (cs == 3 and flags != FLAGS_IF):
             raise Refused(PvError.EINVAL)
         self._set_shared(_SHARED_MASK, 0 if flags else 1)
-        cpu.cpl = 3 if cs == 3 else KERNEL_RING
+        if cs == 3:
+            self.side.enter_user()  # where kernel and user share a ring: the user's table (§7.4)
         cpu.r[7] = r7
         cpu.pc = pc
         cpu.r[SP] = sp
@@ -869,7 +864,7 @@ class ParavirtVMM(VMM):
 
     name = "paravirt"
     technique = "paravirtualization after Xen (Fisher-Ogden 2006 §2.3.3; Barham et al. 2003)"
-    requires = frozenset({"seglimit"})
+    requires = frozenset()
     guest_abi = "paravirt"
     vm_class: ClassVar[type[ParavirtVM]] = ParavirtVM
     """The class of this VMM's VMs, built as ``vm_class(monitor, image, config, base, vmm_pages)``."""
@@ -879,11 +874,6 @@ class ParavirtVMM(VMM):
     def __init__(self, host: Machine) -> None:
         super().__init__(host)
         self.transport = transport_for(host.profile)
-        if self.transport is not Transport.HCALL:
-            raise ValueError(
-                f"paravirt: the {host.profile.name} host's transport is {self.transport.value}; "
-                "this VMM implements the x86-2005 one (hcall, the kernel at ring 1) only"
-            )
         self.map = HostMap(host)
 
     def create_vm(self, image: GuestImage, config: VMConfig) -> ParavirtVM:

@@ -63,6 +63,7 @@ class PageTables:
         mem_base: int,
         mem_size: int,
         *,
+        user_bit: int = 0,
         vmm_slot: int,
         vmm_l4_entry: int,
         vmm_pages: Iterable[int],
@@ -72,6 +73,9 @@ class PageTables:
         self.mem_base = mem_base
         self.mem_end = mem_base + mem_size
         self.vmm_slot = vmm_slot
+        self.user_bit = user_bit
+        """``PTE_U`` where the kernel runs at ring 3 (§7.2: set in every present entry stored, so that
+        the kernel reaches its pages at CPL 3), else 0: entries are stored bit for bit."""
         self.vmm_l4_entry = vmm_l4_entry
         self.vmm_pages = frozenset(vmm_pages)
         self.flush = flush
@@ -166,6 +170,8 @@ class PageTables:
         old = int.from_bytes(self.host.read(entry, 8), "little")
         self._account(level, old, -1)
         self._account(level, value, +1)
+        if value & PTE_P:
+            value |= self.user_bit
         self.host.write(entry, value.to_bytes(8, "little"))
 
     def pin(self, page: int, level: int) -> None:
@@ -190,6 +196,10 @@ class PageTables:
                     raise Refused(refusal)
         for value in entries:
             self._account(level, value, +1)
+        if self.user_bit:
+            slots = ENTRIES if level < 4 else PV_VMM_L4_FIRST
+            user = [v | self.user_bit if v & PTE_P and i < slots else v for i, v in enumerate(entries)]
+            self.host.write(page, _TABLE.pack(*user))
         self.level[page] = level
         if level == 4:
             self.host.write(page + 8 * self.vmm_slot, self.vmm_l4_entry.to_bytes(8, "little"))

@@ -102,11 +102,11 @@ def test_an_image_reaching_into_the_pv_area_is_refused():
         vmm.create_vm(image, CONFIG)
 
 
-@pytest.mark.parametrize("profile", ["x86-64-2005", "classic-1974", "vtx-2009"])
-def test_this_increment_runs_on_x86_2005_only(profile):
-    assert ParavirtVMM.requires == frozenset({"seglimit"})
-    with pytest.raises(ValueError, match="x86-2005"):
-        ParavirtVMM(Machine(profile, default_host_memory(MEMORY)))
+@pytest.mark.parametrize("profile", ["x86-64-2005", "classic-1974", "vtx-2006", "vtx-2009"])
+def test_every_profile_takes_the_vmm_with_its_transport(profile):
+    assert ParavirtVMM.requires == frozenset()
+    vmm = ParavirtVMM(Machine(profile, default_host_memory(MEMORY)))
+    assert vmm.transport is pv.transport_for(profile)
 
 
 # ---- validated page tables (docs/paravirt-abi.md §7) ------------------------------------------------
@@ -325,12 +325,14 @@ def test_user_mode_faults_and_system_calls_reach_the_kernel_with_user_frames():
     assert (vm.stop, vm.exit_code) == ("exit", 0)
     out = words(vm.console)
     assert out[:3] == [0, 0, 5]  # set_trap_table; the batch giving user mode its pages
-    assert out[3:6] == [3, FLAGS_IF, 0x90000 - 32]  # the fast gate's frame: cs 3, IF, on the kernel stack
+    assert out[3:6] == [0, 12, 0]  # the user table's batch (12 requests) and set_cr3 with it
+    assert out[6:9] == [3, FLAGS_IF, 0x90000 - 32]  # the fast gate's frame: cs 3, IF, on the kernel stack
     user_gp = [13, 0, 3, FLAGS_IF]
-    assert out[6:11] == [*user_gp, 0]  # hcall from user mode: #GP(0) (§2.4)
-    assert out[11:16] == [13, pv.PV_REFUSED_INT_ERROR, 3, FLAGS_IF, 0]  # int 0x82: #GP(0x412)
-    assert out[16:21] == [14, 5, 3, FLAGS_IF, 0x1000]  # a kernel page: #PF(P|U), SHARED_CR2
-    assert len(out) == 21
+    assert out[9:14] == [*user_gp, 0]  # hcall from user mode: #GP(0) (§2.4)
+    assert out[14:19] == [13, pv.PV_REFUSED_INT_ERROR, 3, FLAGS_IF, 0]  # int 0x82: #GP(0x412)
+    assert out[19:24] == [6, 0, 3, FLAGS_IF, 0]  # vmcall: #UD
+    assert out[24:29] == [14, 5, 3, FLAGS_IF, 0x1000]  # a kernel page: #PF(P|U), SHARED_CR2
+    assert len(out) == 29
 
 
 def test_fast_system_calls_never_enter_the_vmm():
@@ -340,8 +342,8 @@ def test_fast_system_calls_never_enter_the_vmm():
     fast = run_alone(ParavirtVMM, assemble_file(GUESTS / "syscall.s"), CONFIG, profile="x86-2005")
     slow = run_alone(ParavirtVMM, assemble_file(GUESTS / "syscall_slow.s"), CONFIG, profile="x86-2005")
     assert fast.observation.equivalent(slow.observation) and fast.observation.stop == "exit"
-    assert fast.host.exits["HOST_GATE"] == 3  # the three user faults only
-    assert slow.host.exits["HOST_GATE"] == 3 + 101
+    assert fast.host.exits["HOST_GATE"] == 4  # the four user faults only
+    assert slow.host.exits["HOST_GATE"] == 4 + 101
     assert slow.host.entries - fast.host.entries == 101
     assert fast.host.exits["HCALL"] == slow.host.exits["HCALL"]  # the returns (iret) are hypercalls on both
     assert fast.host.counters["insn_host_cpl0"] == 0  # nothing of the guest ever ran at ring 0

@@ -4,7 +4,8 @@
 ; frame's own address and SHARED_CR2; then it steps over the faulting instruction and returns
 ; with the iret hypercall.  The refused iret (a frame with cs = 2) returns into its stub's ud:
 ; the #VEC_UD handler records the vector and r1, and resumes at ud_resume.  Then each refusal records
-; r1 and r2 (try_call).
+; r1 and r2 (try_call), and the host's own transport instruction, executed outside the hypercall
+; page with r7 and the immediate differing, records r1.
 .include "lib/pv.s"
 
 .equ TABLE, 0x30000
@@ -76,8 +77,12 @@ ud_resume:
 
         ; the other hypercalls' refusals
         try_call 12, 0, 0                                          ; ENOSYS (no such hypercall)
+        la      r3, hypercall_page + PV_STUB_SIZE * HYPERCALL_CONSOLE_WRITE + 4
+        lwu     r4, [r3]                ; the host's transport instruction of console_write (§2.1)
+        la      r3, transport
+        sw      r4, [r3]
         li      r7, HYPERCALL_VERSION
-        hcall   HYPERCALL_CONSOLE_WRITE                            ; ENOSYS (r7 and the immediate differ)
+        call    transport               ; ENOSYS where the immediate and r7 differ (hcall, vmcall); int 0x82's number is r7
         record  r1
         try_call HYPERCALL_CONSOLE_WRITE, message, PV_CONSOLE_WRITE_MAX + 1  ; E2BIG
         try_call HYPERCALL_CONSOLE_WRITE, 0x40000000, 1           ; EFAULT (unmapped)
@@ -126,6 +131,12 @@ ud_handler:
         sd      r4, [sp]
         push    r7
         pv_iret
+
+; The transport instruction, copied here from the hypercall page, then ret (§2.2: a guest that
+; executes a transport outside the page loads r7 itself).
+transport:
+        ud
+        ret
 
 message: .ascii "ok\n"
 
