@@ -22,7 +22,7 @@ pv_reqs:        .space MMU_REQ_SIZE * MMU_UPDATE_MAX  ; the queue of mmu_update 
 .equ PV_HELD_MAX, 512
 pv_nheld:       .quad 0                ; tables unpinned in the open batch, held from the allocator
 pv_held:        .space 8 * PV_HELD_MAX ; their frames (pv_unpin, pv_release)
-pv_byte:        .quad 0                ; a console byte for console_write
+pv_out_prod:    .quad 0                ; console output bytes produced (published or not)
 pv_msg_refused: .asciz "pv: hypercall refused "
 pv_msg_base:    .asciz "mem_base inside the guest's memory"
         .align  8
@@ -44,6 +44,9 @@ pv_boot:
         sd      r3, [r2]
         ld      r3, [r1 + START_CONSOLE_RING]
         la      r2, pv_cons
+        sd      r3, [r2]
+        ld      r3, [r3 + CONS_OUT_PROD]
+        la      r2, pv_out_prod
         sd      r3, [r2]
         ld      r3, [r1 + START_BLOCK_RING]
         la      r2, pv_blk
@@ -516,8 +519,10 @@ pv_sti_done:
         pop     r1
         ret
 
-; pv_idle(): sched_op block (§4.8); the upcall comes on its return; then events off again.
+; pv_idle(): sched_op block (§4.8), after sending the console output waiting in the ring; the
+; upcall comes on its return; then events off again.
 pv_idle:
+        call    pv_cons_push           ; output waiting in the ring goes out before the wait
         push    r1
         push    r2
         push    r7
@@ -612,10 +617,7 @@ pv_io_out:
         push    r7
         li      r3, CONSOLE_DATA
         bne     r1, r3, pv_out_exit
-        la      r1, pv_byte
-        sb      r2, [r1]
-        li      r2, 1
-        pv_call HYPERCALL_CONSOLE_WRITE
+        call    pv_cons_put
         jmp     pv_out_done
 pv_out_exit:
         li      r3, RESULT_EXIT
@@ -668,6 +670,104 @@ pv_out_done:
         pop     r1
         ret
 
+; Console output goes through the console ring's output direction (§9): each byte is stored
+; in the ring, and the bytes produced are published (out_prod stored) and announced with one
+; evtchn_send on PORT_CONSOLE per batch: at a newline, when the ring is full, before the
+; kernel blocks (pv_idle) and whenever it sends on the port for input.  At shutdown the VMM
+; writes what is left (§4.8).  One stream of bytes in the kernel's order, so echo and output
+; keep their order; no byte goes by console_write.
+
+; pv_cons_put(r2 = byte): one byte into the ring; a newline sends the batch.
+pv_cons_put:
+        push    r3
+        push    r4
+        push    r5
+        push    r6
+        la      r3, pv_cons
+        ld      r3, [r3]
+        la      r4, pv_out_prod
+        ld      r4, [r4]
+        ld      r5, [r3 + CONS_OUT_CONS]
+        sub     r5, r4, r5
+        li      r6, CONS_OUT_SIZE
+        bltu    r5, r6, pv_cons_room
+        call    pv_cons_wait           ; full: send, and wait for the VMM to consume
+pv_cons_room:
+        andi    r5, r4, CONS_OUT_SIZE - 1
+        add     r5, r5, r3
+        sb      r2, [r5 + CONS_OUT]
+        addi    r4, r4, 1
+        la      r5, pv_out_prod
+        sd      r4, [r5]
+        li      r5, 10
+        bne     r2, r5, pv_cons_put_done
+        call    pv_cons_push
+pv_cons_put_done:
+        pop     r6
+        pop     r5
+        pop     r4
+        pop     r3
+        ret
+
+; pv_cons_publish() -> r1 = 1 if out_prod moved (bytes to announce), else 0: store out_prod.
+pv_cons_publish:
+        push    r2
+        push    r3
+        la      r2, pv_cons
+        ld      r2, [r2]
+        la      r3, pv_out_prod
+        ld      r3, [r3]
+        ld      r1, [r2 + CONS_OUT_PROD]
+        sd      r3, [r2 + CONS_OUT_PROD]
+        sub     r1, r3, r1
+        sltu    r1, r0, r1
+        pop     r3
+        pop     r2
+        ret
+
+; pv_cons_push(): publish the bytes produced and, if there were any, send on PORT_CONSOLE.
+pv_cons_push:
+        push    r1
+        push    r7
+        call    pv_cons_publish
+        beqz    r1, pv_cons_push_done
+        li      r1, PORT_CONSOLE
+        pv_call HYPERCALL_EVTCHN_SEND
+pv_cons_push_done:
+        pop     r7
+        pop     r1
+        ret
+
+; pv_cons_wait(): the ring is full: publish and send until the VMM has consumed some of it,
+; yielding between tries (the reference VMM consumes during the send, so never twice).
+pv_cons_wait:
+        push    r1
+        push    r2
+        push    r3
+        push    r7
+pv_cons_wait_loop:
+        call    pv_cons_publish
+        li      r1, PORT_CONSOLE
+        pv_call HYPERCALL_EVTCHN_SEND
+        la      r1, pv_cons
+        ld      r1, [r1]
+        ld      r2, [r1 + CONS_OUT_CONS]
+        la      r3, pv_out_prod
+        ld      r3, [r3]
+        sub     r2, r3, r2
+        li      r3, CONS_OUT_SIZE
+        bltu    r2, r3, pv_cons_wait_done
+        li      r1, SCHEDOP_YIELD
+        li      r2, 0
+        pv_call HYPERCALL_SCHED_OP
+        jmp     pv_cons_wait_loop
+pv_cons_wait_done:
+        pop     r7
+        pop     r3
+        pop     r2
+        pop     r1
+        ret
+
 ; pv_blk_request(r2 = DISK_CMD_READ/WRITE = BLK_OP_READ/WRITE): one request on the block
 ; ring from the registers written, then evtchn_send (§9).  Clobbers r1, r3, r4, r7.
 pv_blk_request:
@@ -696,7 +796,9 @@ pv_blk_request:
         pop     r5
         ret
 
-; pv_io_in(r1 = port) -> r1 = the value the port reads.
+; pv_io_in(r1 = port) -> r1 = the value the port reads.  DISK_CMD reads busy only natively:
+; here a read while the request has no response blocks until it has one, so the boot-time
+; polling of disk_rw_poll waits in sched_op block, never spinning on the status.
 pv_io_in:
         push    r2
         push    r3
@@ -723,6 +825,7 @@ pv_in_cdata:
         sd      r3, [r2 + CONS_IN_CONS]
         ld      r1, [r2 + CONS_IN_PROD]
         bne     r1, r3, pv_in_cbyte
+        call    pv_cons_publish        ; the send takes the output produced so far too
         li      r1, PORT_CONSOLE       ; the ring is empty: the VMM may bring more (§9)
         pv_call HYPERCALL_EVTCHN_SEND
 pv_in_cbyte:
@@ -740,6 +843,7 @@ pv_in_dsize:
 pv_in_dcmd:
         li      r2, DISK_CMD
         bne     r1, r2, pv_in_other
+pv_in_dpoll:
         la      r3, pv_disk_status
         ld      r1, [r3]
         li      r2, DISK_STATUS_BUSY
@@ -763,8 +867,8 @@ pv_in_dstatus:
         sd      r1, [r3]
         jmp     pv_in_done
 pv_in_busy:
-        li      r1, DISK_STATUS_BUSY
-        jmp     pv_in_done
+        call    pv_idle                ; no response yet: block until PORT_BLOCK's event (§4.8),
+        jmp     pv_in_dpoll            ; whose upcall may consume the response, then look again
 pv_in_other:
         li      r1, 0                  ; the PIC and the rest: nothing to read
 pv_in_done:
