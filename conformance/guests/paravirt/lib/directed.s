@@ -1,0 +1,186 @@
+; The start of every paravirtual directed guest: the native prelude's memory map, trap table and macros, ported to the ABI.
+;
+; A port of conformance/guests/<name>.s includes this file where the native guest includes
+; lib/prelude.s, defines `main` (the kernel, virtual CPL 0) the same way, and ends with
+; `.include "lib/end.s"` where the native one includes lib/signature.s.  What changes is what
+; paravirtualization changes (docs/paravirt-abi.md §8): `lidt` and the IDT become the trap
+; table and `set_trap_table` (§4.2), `iret` the `iret` hypercall (§4.4), the PIC's lines event
+; channels (§5.2), `cli`/`sti` stores to the event mask (§5.1), `sti; hlt` the `block`
+; hypercall (§4.8), port I/O the console and block rings (§9), CR3 and page-table stores
+; `set_cr3` and `mmu_update` (§7).  The guest's own code, registers and results stay its own.
+; Registers r13 and r14 belong to this library, as in the native prelude; every routine of it
+; keeps r1-r12 (the guests' results) unless it says otherwise.
+.include "pv.s"
+
+.equ RAM_END, 0x100000                 ; the guests' memory: GUEST_MEMORY in conformance/guests
+.equ PML4, 0x10000                     ; the native prelude's memory map (conformance/guests/lib/prelude.s)
+.equ PDPT, 0x11000
+.equ PD, 0x12000
+.equ PT, 0x13000
+.equ PML4_B, 0x14000                   ; lib/paging.s's second address space
+.equ PDPT_B, 0x15000
+.equ PD_B, 0x16000
+.equ PT_B, 0x17000
+.equ PT_LOW, 0x18000                   ; the L1 of the first 2 MiB: no large pages under the ABI (§7.2)
+.equ IDT, 0x20000                      ; the trap table, where the native IDT is
+.equ REQUESTS, 0x21000                 ; mmu_update batches (§7.3): 256 requests
+.equ SIGBUF, 0x22000                   ; the signature's text, written with one console_write
+.equ KSTACK_TOP, 0x30000
+.equ USTACK_TOP, 0x40000
+.equ DATA, 0x50000
+.equ PAGED_VA, 0x200000
+.equ PTE_PWU, PTE_P | PTE_W | PTE_U
+.equ VEC_BACK, 0x80                    ; int 0x80 from user mode: back to the kernel
+.equ EXLOG_MAX, 16
+.equ MAX_REQUESTS, 256
+
+; gate vec, handler, attrs: trap-table entry `vec` (§6.1, the native gate format) and the table
+; installed again: the VMM copies it at set_trap_table (§4.2), so a later store alone changes nothing.
+.macro gate vec, handler, attrs
+        li      r13, IDT + 16 * \vec
+        la      r14, \handler
+        sd      r14, [r13]
+        li      r14, \attrs
+        sd      r14, [r13 + 8]
+        call    install_traps
+.endm
+
+; enter_user back: the iret hypercall to user mode at the code that follows (§4.4), which
+; returns with `int VEC_BACK` to the kernel at `back` with a fresh kernel stack.  User mode
+; always runs with events enabled under the ABI (§4.4), so there is no FLAGS argument: the
+; native guests' user FLAGS (IF = 0) are a machine state a paravirtual kernel does not choose.
+.macro enter_user back
+        la      r13, \back
+        la      r14, resume
+        sd      r13, [r14]
+        li      r13, USTACK_TOP
+        push    r13
+        li      r13, FLAGS_IF
+        push    r13
+        li      r13, 3
+        push    r13
+        la      r13, ring\@
+        push    r13
+        push    r7
+        pv_iret
+ring\@:
+.endm
+
+; log_stub name, vector, tail: a handler that loads its vector into r13 and joins `tail`.
+.macro log_stub name, vec, tail
+\name:  push    r13
+        li      r13, \vec
+        jmp     \tail
+.endm
+
+; bind_irq port, handler: the routine `handler` serves event-channel `port` at each upcall
+; (lib/end.s `upcall`), as the native guest's IRQ handler serves its PIC line: the binding of
+; ports to the kernel's own interrupt numbers, as XenoLinux binds event channels to IRQs.  A
+; handler is called with r1-r12 saved and restored around it: it reports through memory.
+.macro bind_irq port, handler
+        la      r13, \handler
+        la      r14, irq_handlers + 8 * \port
+        sd      r13, [r14]
+.endm
+
+; ev_cli / ev_sti: cli and sti — the event mask is the virtual IF (§5.1): a store, and for sti the `version`
+; hypercall when an upcall is pending, to take it (§2.5).
+.macro ev_cli
+        li      r13, 1
+        la      r14, shared_info
+        ld      r14, [r14]
+        sb      r13, [r14 + SHARED_EVENT_MASK]
+.endm
+.macro ev_sti
+        call    pv_sti
+.endm
+
+; block: `sti; hlt` — the block hypercall sets the event mask to 0 and returns when an unmasked
+; port is pending; the upcall is taken on its return (§4.8, §2.5).
+.macro block
+        call    pv_block
+.endm
+
+; unmask port / mask port: the port's mask byte (§5.2), the PIC mask bit of the native guests.
+.macro unmask port
+        li      r13, \port
+        call    pv_unmask
+.endm
+.macro mask_all
+        li      r13, 0x0101010101010101
+        la      r14, shared_info
+        ld      r14, [r14]
+        sd      r13, [r14 + SHARED_EVTCHN_MASK]
+.endm
+
+; disk_set var, reg: a disk register (disk_sector, disk_count, disk_addr): the native
+; `out DISK_SECTOR, reg` and its kind, kept for the next request (lib/end.s disk_start).
+.macro disk_set var, reg
+        la      r14, \var
+        sd      \reg, [r14]
+.endm
+
+; checksum_sector buf, tmp: r3 = a rotate-and-add checksum of the 64 quadwords at `buf`
+; (uses r6, r7 and `tmp`): conformance/guests/lib/disk.s's, unchanged.
+.macro checksum_sector buf, tmp
+        li      r6, \buf
+        li      r7, \buf + 512
+        li      r3, 0
+sum\@:  ld      \tmp, [r6]
+        add     r3, r3, \tmp
+        shli    \tmp, r3, 7
+        shri    r3, r3, 57
+        or      r3, r3, \tmp
+        addi    r6, r6, 8
+        bltu    r6, r7, sum\@
+.endm
+
+.org 0x1000
+_start:
+        li      sp, KSTACK_TOP
+        la      r13, start_info        ; r1: start info (§3)
+        sd      r1, [r13]
+        ld      r14, [r1 + START_SHARED_INFO]
+        la      r13, shared_info
+        sd      r14, [r13]
+        ld      r14, [r1 + START_MEM_BASE]
+        la      r13, mem_base
+        sd      r14, [r13]
+        mask_all                       ; every line masked, as the PIC at reset
+        li      r13, IDT + 16 * 0
+        la      r14, h_de
+        call    set_gate_int
+        li      r13, IDT + 16 * 6
+        la      r14, h_ud
+        call    set_gate_int
+        li      r13, IDT + 16 * 8
+        la      r14, h_df
+        call    set_gate_int
+        li      r13, IDT + 16 * 13
+        la      r14, h_gp
+        call    set_gate_int
+        li      r13, IDT + 16 * 14
+        la      r14, h_pf_fatal
+        call    set_gate_int
+        li      r13, IDT + 16 * 17
+        la      r14, h_ac
+        call    set_gate_int
+        li      r13, IDT + 16 * 18
+        la      r14, h_mc
+        call    set_gate_int
+        li      r13, IDT + 16 * PV_UPCALL_VECTOR
+        la      r14, upcall
+        call    set_gate_int
+        li      r13, IDT + 16 * VEC_BACK
+        la      r14, h_back
+        sd      r14, [r13]
+        li      r14, INTERRUPT_GATE | GATE_DPL3
+        sd      r14, [r13 + 8]
+        call    install_traps
+        li      r1, KSTACK_TOP         ; the stack of events from user mode: MSR_RSP0's (§4.3)
+        hypercall HYPERCALL_STACK_SWITCH
+        li      r1, 0                  ; every register as the native prelude leaves it
+        li      r2, 0
+        li      r7, 0
+        jmp     main
+

@@ -1,0 +1,95 @@
+"""The paravirtual builds of the directed guests (conformance.guests.paravirt): each port under ParavirtVMM on x86-2005 shows its native guest's native run; every guest has a port or a reason."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from cffi_core.isa.encoding import decode
+from cffi_core.isa.table import Sensitivity
+from conformance.api import Observation, observe
+from conformance.checks import equivalence_report
+from conformance.guests import DIRECTED_GUESTS
+from conformance.guests.paravirt import (
+    PORTS,
+    SIGNATURE_MACHINE_STATE,
+    ParavirtGuest,
+    native_expectation,
+    paravirt_build,
+)
+from reference_vmm.native import NativeVMM
+from reference_vmm.paravirt import ParavirtVMM
+
+PROFILE = "x86-2005"
+PAGE = 4096
+
+
+@cache
+def _native(name: str) -> Observation:
+    guest = next(g for g in DIRECTED_GUESTS if g.name == name)
+    return observe(NativeVMM, guest.image(), guest.config, profile=PROFILE)
+
+
+@pytest.mark.parametrize("name", PORTS)
+def test_port_under_the_paravirtual_vmm_shows_the_native_guest_run_natively(name):
+    port = paravirt_build(name)
+    assert isinstance(port, ParavirtGuest)
+    native = _native(name)
+    assert (native.stop, native.exit_code) == ("exit", 0)
+    expected = native_expectation(native)
+    actual = observe(ParavirtVMM, port.image(), port.config, profile=PROFILE)
+    assert expected.equivalent(actual), "\n".join(
+        equivalence_report(expected, actual, names=("native", "paravirt"), program=port.source())
+    )
+    assert actual.counters["hypercalls"] > 0 and actual.counters["guest_insns_emulated"] == 0
+
+
+def test_native_expectation_removes_only_the_signatures_machine_state():
+    native = _native("syscall")
+    expected = native_expectation(native).console
+    assert expected.startswith(b"hello from ring 3\nand again\nr1=000000000000000a\n")
+    assert not any(line.startswith(SIGNATURE_MACHINE_STATE) for line in expected.splitlines())
+    removed = len(native.console.splitlines()) - len(expected.splitlines())
+    assert removed == len(SIGNATURE_MACHINE_STATE)
+    assert expected.endswith(b"exceptions=0000000000000000\n")
+
+
+def test_every_directed_guest_has_a_port_or_a_reason():
+    for guest in DIRECTED_GUESTS:
+        build = paravirt_build(guest.name)
+        if isinstance(build, str):
+            assert guest.name not in PORTS and len(build) > 40, guest.name
+            if guest.category == "obstacle":
+                assert "is the sensitive instruction this guest exists to execute" in build, guest.name
+                assert "paravirtualization removes it (Fisher-Ogden 2006 §2.3.3)" in build, guest.name
+        else:
+            assert guest.name in PORTS
+            assert (build.name, build.category, build.what, build.config) == (
+                guest.name,
+                guest.category,
+                guest.what,
+                guest.config,
+            )
+            assert build.path.exists() and build.source().startswith("; The paravirtual port of")
+    with pytest.raises(KeyError):
+        paravirt_build("no such guest")
+
+
+@pytest.mark.parametrize("name", PORTS)
+def test_port_holds_no_privileged_or_sensitive_instruction(name):
+    # A linear sweep of the image (data words count too), outside the hypercall page, which the
+    # VMM fills with its transport (docs/paravirt-abi.md §2.2): a port may not keep what
+    # paravirtualization removes (§8).  `int n` is innocuous: user mode's system calls.
+    image = paravirt_build(name).image()
+    page = image.symbols["hypercall_page"]
+    hits = []
+    for seg in image.segments:
+        for off in range(0, len(seg.data) - 3, 4):
+            address = seg.address + off
+            if page <= address < page + PAGE:
+                continue
+            d = decode(int.from_bytes(seg.data[off : off + 4], "little"))
+            if d is not None and d.insn.sensitivity is not Sensitivity.INNOCUOUS:
+                hits.append((hex(address), d.insn.mnemonic))
+    assert hits == []
