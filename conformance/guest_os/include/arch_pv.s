@@ -177,7 +177,8 @@
         addi    \reg, \reg, -PAGE_SIZE
 .endm
 
-; arch_new_table frame, shift / arch_new_l4 frame: pin the fresh table (§7.3).
+; arch_new_table frame, shift / arch_new_l4 frame: pin the fresh table (§7.3); an L4 gets its
+; user table too (§7.4, pv_new_l4).
 .macro arch_new_table frame, shift
         push    r1
         push    r2
@@ -196,11 +197,8 @@
 .endm
 .macro arch_new_l4 frame
         push    r1
-        push    r2
         mov     r1, \frame
-        li      r2, 4
-        call    pv_pin
-        pop     r2
+        call    pv_new_l4
         pop     r1
 .endm
 

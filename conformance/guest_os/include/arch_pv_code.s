@@ -25,6 +25,7 @@ pv_held:        .space 8 * PV_HELD_MAX ; their frames (pv_unpin, pv_release)
 pv_out_prod:    .quad 0                ; console output bytes produced (published or not)
 pv_msg_refused: .asciz "pv: hypercall refused "
 pv_msg_base:    .asciz "mem_base inside the guest's memory"
+pv_msg_twin:    .asciz "no memory for a user table"
         .align  8
 
 ; pv_boot(r1 = start info): keep what the kernel needs from it.  Clobbers nothing.
@@ -253,16 +254,102 @@ pv_pte_write:
         push    r1
         push    r2
         push    r3
+        push    r4
         call    pv_pte
         mov     r3, r2
+        mov     r4, r1
         call    pv_machine
         mov     r2, r1                 ; ptr: MMU_CMD_UPDATE = 0 in bits 2:0
         call    pv_append
+        mov     r1, r4
+        call    pv_twin_entry          ; an L4's private slot: the same entry in its user table
+        beqz    r1, pv_pte_write_done
+        call    pv_machine
+        mov     r2, r1
+        call    pv_append
+pv_pte_write_done:
         call    pv_settle
+        pop     r4
         pop     r3
         pop     r2
         pop     r1
         ret
+
+; The user table (docs/paravirt-abi.md §7.4).  Where the kernel runs at ring 3 the VMM runs
+; user mode on a second top-level table, which set_cr3 names beside the kernel's: it must map
+; only what user mode may reach, since every present entry has PTE_U there (§7.2).  Every L4
+; of this kernel has one ("its twin"), built with it and pinned, passed at every set_cr3, on
+; every host (elsewhere it is validated and unused, §4.6).  A twin maps the user text through
+; tables shared by every twin (slot 0 -> pv_updpt -> pv_upd, whose entry 1 is the kernel's
+; UTEXT_PT: the L1 is the kernel's own) and the process's private part through the kernel
+; L4's own PDPT (slot 1, kept equal by pv_pte_write): the kernel's 2 MiB, the free frames and
+; the tables are in none of them.  The kernel L4 keeps its twin's address in slot
+; PV_TWIN_SLOT as a not-present entry, whose bits are the guest's (§7.2), so no table of the
+; kernel's needs a field for it; pv_level says which frames are pinned L4s.
+.equ PV_TWIN_SLOT, 255                 ; the last slot below the VMM's (§7.2 rule 4)
+
+; pv_twin_entry(r1 = entry address, pseudo-physical) -> r1 = the address of the same entry in
+; the user table, if the entry is a private slot (1 to PV_TWIN_SLOT - 1) of an L4 with one;
+; else 0.
+pv_twin_entry:
+        push    r2
+        push    r3
+        shri    r2, r1, 12
+        la      r3, pv_level
+        add     r2, r2, r3
+        lbu     r2, [r2]
+        li      r3, 4
+        bne     r2, r3, pv_twin_none
+        andi    r2, r1, PAGE_SIZE - 1  ; the slot's offset
+        beqz    r2, pv_twin_none       ; slot 0: the kernel's half, different in the twin
+        li      r3, PV_TWIN_SLOT * 8
+        bgeu    r2, r3, pv_twin_none
+        sub     r1, r1, r2
+        ld      r1, [r1 + PV_TWIN_SLOT * 8]
+        beqz    r1, pv_twin_done
+        add     r1, r1, r2
+        jmp     pv_twin_done
+pv_twin_none:
+        li      r1, 0
+pv_twin_done:
+        pop     r3
+        pop     r2
+        ret
+
+; pv_new_l4(r1 = frame): a fresh zeroed frame becomes an address space's L4 (arch_new_l4):
+; its twin allocated, given the user text (slot 0) and pinned, its address stored in the L4's
+; PV_TWIN_SLOT while the L4 is an ordinary page, then the L4 pinned.  No memory for the twin
+; is a panic: the native kernel has no failure here to report.
+pv_new_l4:
+        push    r1
+        push    r2
+        push    r3
+        push    r4
+        push    r5
+        mov     r4, r1
+        call    kalloc
+        beqz    r1, pv_new_l4_nomem
+        mov     r5, r1
+        la      r1, pv_updpt
+        call    pv_machine
+        ori     r1, r1, PTE_TABLE
+        sd      r1, [r5]               ; plain stores: neither page is pinned yet
+        sd      r5, [r4 + PV_TWIN_SLOT * 8]
+        mov     r1, r5
+        li      r2, 4
+        call    pv_pin
+        mov     r1, r4
+        li      r2, 4
+        call    pv_pin
+        pop     r5
+        pop     r4
+        pop     r3
+        pop     r2
+        pop     r1
+        ret
+pv_new_l4_nomem:
+        la      r1, pv_msg_twin
+        call    panic
 
 ; pv_kmap(r1 = frame) -> r1 = the pseudo-physical address of the kernel's L1 entry mapping it.
 pv_kmap:
@@ -291,6 +378,11 @@ pv_pin:
         push    r5
         mov     r4, r1
         mov     r5, r2
+        shri    r1, r4, 12             ; pv_level: a table of this level from now
+        la      r3, pv_level
+        add     r1, r1, r3
+        sb      r5, [r1]
+        mov     r1, r4
         call    pv_kmap
         call    pv_machine
         mov     r2, r1
@@ -324,6 +416,11 @@ pv_unpin:
         push    r3
         push    r4
         mov     r4, r1
+        shri    r1, r4, 12             ; pv_level: an ordinary page from now
+        la      r3, pv_level
+        add     r1, r1, r3
+        sb      r0, [r1]
+        mov     r1, r4
         call    pv_machine
         ori     r2, r1, MMU_CMD_UNPIN
         li      r3, 0
@@ -366,13 +463,22 @@ pv_unpin_done:
         pop     r1
         ret
 
-; pv_free_uvm(r1 = process): unpin its PML4, then the PDPT, then the page directory: top
-; down, so that no pinned table refers to the one unpinned (§7.3 PV_EINUSE).
+; pv_free_uvm(r1 = process): unpin its user table and PML4, then the PDPT, then the page
+; directory: top down, so that no pinned table refers to the one unpinned (§7.3 PV_EINUSE).
+; The user table is the layer's to free (pv_new_l4); the kernel frees the others.
 pv_free_uvm:
         push    r1
         push    r2
         push    r3
         ld      r2, [r1 + P_PML4]
+        ld      r1, [r2 + PV_TWIN_SLOT * 8]
+        beqz    r1, pv_free_uvm_l4
+        call    pv_unpin               ; the user table first: it refers to the PDPT
+        ld      r1, [r2 + PV_TWIN_SLOT * 8]
+        push    r2
+        call    kfree                  ; the layer's own reference: freed after the batch
+        pop     r2
+pv_free_uvm_l4:
         mov     r1, r2
         call    pv_unpin
         ld      r3, [r2 + 8]           ; PML4[1]: the PDPT
@@ -392,14 +498,22 @@ pv_free_uvm_done:
         pop     r1
         ret
 
-; pv_set_cr3(r1 = pml4, pseudo-physical): set_cr3 (§4.6), user base 0, after the queue.
+; pv_set_cr3(r1 = pml4, pseudo-physical): set_cr3 (§4.6) with its user table as the user base,
+; after the queue.
 pv_set_cr3:
         call    pv_flush
         push    r1
         push    r2
         push    r7
+        ld      r2, [r1 + PV_TWIN_SLOT * 8]   ; its user table (pv_new_l4, pv_kvm_init)
+        beqz    r2, pv_set_cr3_go
+        push    r1
+        mov     r1, r2
         call    pv_machine
-        li      r2, 0
+        mov     r2, r1
+        pop     r1
+pv_set_cr3_go:
+        call    pv_machine
         pv_call HYPERCALL_SET_CR3
         blt     r1, r0, pv_refused
         pop     r7
@@ -457,18 +571,46 @@ pv_kvm_utext:
         add     r1, r1, r8
         li      r2, KPDPT
         sd      r1, [r2]
+        li      r1, UTEXT_PT | PTE_TABLE   ; the user tables' shared part: the user text only
+        add     r1, r1, r8
+        la      r2, pv_upd
+        sd      r1, [r2 + 8]
+        la      r1, pv_upd
+        add     r1, r1, r8
+        ori     r1, r1, PTE_TABLE
+        la      r2, pv_updpt
+        sd      r1, [r2]
+        la      r1, pv_updpt
+        add     r1, r1, r8
+        ori     r1, r1, PTE_TABLE
+        la      r2, pv_kul4
+        sd      r1, [r2]
+        li      r1, KPML4              ; the kernel's address space has a user table too
+        la      r2, pv_kul4
+        sd      r2, [r1 + PV_TWIN_SLOT * 8]
+        call    pv_batch_begin         ; the pins bottom up, in one batch
         li      r1, UTEXT_PT
         li      r2, 1
         call    pv_pin
         li      r1, KPD
         li      r2, 2
         call    pv_pin
+        la      r1, pv_upd
+        li      r2, 2
+        call    pv_pin
         li      r1, KPDPT
+        li      r2, 3
+        call    pv_pin
+        la      r1, pv_updpt
         li      r2, 3
         call    pv_pin
         li      r1, KPML4
         li      r2, 4
         call    pv_pin
+        la      r1, pv_kul4
+        li      r2, 4
+        call    pv_pin
+        call    pv_batch_end
         li      r1, KPML4
         call    pv_set_cr3
         la      r2, cur_cr3
@@ -877,6 +1019,15 @@ pv_in_done:
         pop     r3
         pop     r2
         ret
+
+; The level each frame is pinned at, one byte per frame (0: an ordinary page; pv_pin, pv_unpin).
+pv_level:       .space  OS_MEMORY >> 12
+
+; The user tables' shared part and the kernel address space's user table (pv_kvm_init).
+        .align  4096
+pv_upd:         .space  4096           ; page directory: entry 1 the user text's L1 (UTEXT_PT)
+pv_updpt:       .space  4096           ; PDPT: entry 0 pv_upd
+pv_kul4:        .space  4096           ; KPML4's user table: slot 0 pv_updpt, nothing private
 
 ; The page the VMM fills with the hypercall stubs (§2.2).
         .align  4096
