@@ -167,11 +167,13 @@ vm_utext_loop:
 .macro arch_new_l4 frame
 .endm
 
-; arch_batch_begin / arch_batch_end: the page-table writes between them may be queued and
-; applied together at the end (nothing natively: a store takes effect at once).  The
-; paravirtual build sends them as one mmu_update batch, as XenoLinux did to "amortize each
-; hypercall across 2048 updates" (Barham et al. 2003; docs/paravirt-abi.md §4.5, §7.3).
-; arch_batch_sync: inside a batch, before the kernel reads back entries it wrote in it.
+; arch_batch_begin / arch_batch_end: the page-table writes and invalidations between them may
+; be queued and applied together at the end, and a table freed between them (arch_free_table,
+; arch_free_uvm) is reused only after it (nothing natively: a store takes effect at once).
+; The paravirtual build sends them as one mmu_update batch, as XenoLinux did to "amortize
+; each hypercall across 2048 updates" (Barham et al. 2003; docs/paravirt-abi.md §4.5, §7.3).
+; Batches may nest.  arch_batch_sync: inside a batch, before the kernel reads back entries it
+; wrote in it.
 .macro arch_batch_begin
 .endm
 .macro arch_batch_end

@@ -9,8 +9,8 @@
 ;
 ; Devices: the kernel's drivers keep their port-level shape, and `io_in`/`io_out` call
 ; pv_io_in/pv_io_out (arch_code below), which serve each port from the rings and hypercalls:
-; the console's output by `console_write` (§4.12) and its input from the console ring (§9),
-; the disk by one block-ring request per command (§9), the timer by `set_timer` re-armed at
+; the console's output and input by the console ring (§9, a send per line of output), the
+; disk by one block-ring request per command (§9), the timer by `set_timer` re-armed at
 ; each tick (§4.9), the PIC by nothing, RESULT_EXIT by `sched_op` shutdown (§4.8).  Events
 ; arrive as the upcall (§5.3), which pv_upcall turns into the interrupt vector of the port's
 ; device (the timer's, the console's, the disk's), so trap.s dispatches them unchanged.
