@@ -8,7 +8,8 @@ problematic instructions, paravirtualization can avoid the instructions entirely
 guest operating systems": the guest kernel is ported to an interface "similar but not identical
 to the underlying hardware" (Barham et al. 2003), and asks the VMM by *hypercall* for what it
 may not do itself.  The interface this VMM implements is docs/paravirt-abi.md (binding; its
-values live in ``conformance/paravirt.py``); this first increment runs it on ``x86-2005`` only.
+values live in ``conformance/paravirt.py``), on every host profile: one monitor, whose host side
+(``hosts.py``) follows the host's transport (``transport_for(profile)``, §1's table).
 
 The pieces, in the order a guest meets them:
 
@@ -18,18 +19,32 @@ The pieces, in the order a guest meets them:
   with the guest: start info, the shared info page, the console and block rings, and bootstrap
   page tables mapping the guest's memory, already pinned.  The guest starts in its kernel with
   ``r1`` at start info and its events masked.
-- **Deprivileging** (§1, §8).  As in Xen's x86-32 port, "the guest OS is modified to run in
-  ring 1" (Barham et al.): the kernel runs at real ring 1 with IOPL 0, so every privileged
-  instruction — ``cli``, ``mtcr``, ``hlt``, port I/O — raises #GP(0), which the VMM delivers to
-  the guest's own handler; a paravirtual kernel has hypercalls instead.  The **segment limits**
-  (``MSR_SEGLIMIT``, ``MSR_CSLIMIT``, docs/architecture.md §5.3) stop data and fetch at
-  ``PV_VIRT_LIMIT``: above it, in top-level slots the guest may not write (§7.2 rule 4), the VMM
-  keeps its own pages — the machine's IDT — as "Xen ... [in] the top 64MB of every address
-  space", so that entering and leaving the VMM needs no address-space switch.
-- **Hypercalls** (§2, §4): the kernel calls a stub of its hypercall page, whose ``hcall n``
-  exits to the VMM (``EXIT_HCALL``; host class, so user code at ring 3 cannot make one).  Twelve
-  hypercalls, one handler method each, dispatched by the table ``ParavirtVM.handlers``; a
-  refusal returns ``r1 = -code`` (§10), never silently.
+- **Deprivileging** (§1, §8), by host:
+
+  - ``x86-2005``: as in Xen's x86-32 port, "the guest OS is modified to run in ring 1" (Barham
+    et al.): the kernel runs at real ring 1 with IOPL 0, so every privileged instruction —
+    ``cli``, ``mtcr``, ``hlt``, port I/O — raises #GP(0), which the VMM delivers to the guest's
+    own handler; a paravirtual kernel has hypercalls instead.  The **segment limits**
+    (``MSR_SEGLIMIT``, ``MSR_CSLIMIT``, docs/architecture.md §5.3) stop data and fetch at
+    ``PV_VIRT_LIMIT``: above it, in top-level slots the guest may not write (§7.2 rule 4), the
+    VMM keeps its own pages — the machine's IDT — as "Xen ... [in] the top 64MB of every address
+    space", so that entering and leaving the VMM needs no address-space switch.
+  - ``x86-64-2005``, ``classic-1974`` (no segment limits): a ring-1 kernel could reach the
+    VMM's supervisor pages, so the kernel runs at ring 3, as Xen's 64-bit port does; the VMM's
+    pages stay supervisor, out of reach at CPL 3, and every present entry of the guest gets
+    ``PTE_U`` (§7.2).  Kernel and user then share CPL 3: the VMM keeps the virtual CPL itself,
+    and runs user mode on the user table the guest gives (``set_cr3(base, user_base)``),
+    switching at every event from user mode and every ``iret`` to it (§7.4).
+  - ``vtx-2006``, ``vtx-2009``: the same VMM drives guest mode with ``vmrun``; the kernel runs at
+    guest ring 1 with IOPL 0 (privileged instructions fault by privilege before any VM exit),
+    its user at guest ring 3, on the guest's own validated tables — no shadow, no nested paging
+    (``hosts.VmcallHost`` says why).
+- **Hypercalls** (§2, §4): the kernel calls a stub of its hypercall page, whose transport
+  reaches the VMM — ``hcall n`` (``EXIT_HCALL``; host class, so user code at ring 3 cannot make
+  one), ``int 0x82`` through a DPL 3 host gate (number in r7; from user mode it is no hypercall,
+  §2.4), or ``vmcall n`` (a VM exit; from user mode, #UD).  Twelve hypercalls, one handler
+  method each whatever the transport, dispatched by the table ``ParavirtVM.handlers``; a refusal
+  returns ``r1 = -code`` (§10), never silently.
 - **Page tables** (§7, ``pagetables.py``): the guest's own tables are what the MMU walks —
   "registered with Xen ... mapped read-only" and changed only by validated, batched
   ``mmu_update`` requests ("amortize each hypercall across 2048 updates").
@@ -45,7 +60,8 @@ The pieces, in the order a guest meets them:
   CR2).  The one exception is the **fast system-call gate**: "guest OSes may install a 'fast'
   exception handler ... so that system calls from applications ... are called directly by the
   processor without indirecting via Xen" — on ``x86-2005`` a real trap gate to ring 1 in the
-  VM's IDT.
+  VM's IDT, on ``vmx`` hosts the same gate in the guest-mode IDT; on the ring-3 hosts it goes
+  through the VMM, which must switch page tables (§6.3).
 - **Devices** (§9, ``devices.py``): a console and a block device on shared-memory descriptor
   rings, served when the guest sends on their ports.
 - **Time** is the guest's own clock: the ticks it ran on the host, one per upcall delivered
@@ -141,8 +157,10 @@ VMM_SLOT = 511
 """The top-level slot of every pinned L4 where the VMM maps its pages (one of §7.2 rule 4's)."""
 IDT_VA = 0xFFFF_FFFF_FFFF_F000
 """Where the machine's IDT of this VM is mapped (slot 511, then index 511 at every level): in the
-VMM's half, beyond the segment limit — the CPU's IDT reads are never checked against it
-(architecture.md §5.3), the guest's accesses always are."""
+VMM's half, supervisor and read-only — beyond the segment limit on ``x86-2005`` (the CPU's IDT
+reads are never checked against it, architecture.md §5.3, the guest's accesses always are), out
+of reach at CPL 3 on the ring-3 hosts, and read-only to the guest-ring-1 kernel on ``vmx``
+hosts, whose guest mode has no limit in force."""
 
 _REAL_CR0 = CR0_PE | CR0_PG | CR0_WP  # WP: read-only pages (pinned tables) are read-only at ring 1 too
 _REAL_CR4 = PV_PAGING_LEVELS - 2  # CR4.PL: 4 levels (§7.1)
@@ -185,7 +203,8 @@ Handler = Callable[["ParavirtVM", int, int], "int | None"]
 
 class ParavirtVM(VM):
     """One paravirtual guest: its memory in a region of host RAM, its pinned tables, its shared
-    pages and rings, its trap table, and the registers it holds while another VM runs."""
+    pages and rings, its trap table, the registers it holds while another VM runs, and its host
+    side (``side``: the transport's ring, IDT, entry and exits; on ``vmx`` hosts its VMCS)."""
 
     handlers: ClassVar[dict[int, Handler]]
     """The hypercall table: number -> handler (filled after the class).  Each subclass gets a copy
@@ -455,8 +474,11 @@ class ParavirtVM(VM):
 
     def _load(self) -> None:
         """Load the real CPU with this guest for its turn: deprivileged (ring 1 or 3, IOPL 0), its
-        page tables, the VM's IDT of host gates, the segment limits below the VMM's half, the
-        kernel stack of the fast gate in ``MSR_RSP1``, GS off (``ldgs`` is legal at ring 1)."""
+        page tables, the VM's IDT of host gates, the segment limits below the VMM's half (without
+        effect on hosts without ``seglimit``), the kernel stack of the fast gate in ``MSR_RSP1``,
+        GS off (``ldgs`` is legal at ring 1).  On ``vmx`` hosts the CPU is the VMM's register file
+        for the guest: ``hosts.VmcallHost.enter`` copies it into the VMCS at each entry, and the
+        paging registers let ``Machine.walk`` translate through the guest's tables."""
         cpu = self.host.cpu
         cpu.r.load(self.regs)
         cpu.pc = self._pc
@@ -859,8 +881,11 @@ def _hypercall_page_of(image: GuestImage, pv_start: int) -> int:
 
 class ParavirtVMM(VMM):
     """Paravirtualization after Xen (Fisher-Ogden 2006 §2.3.3; Barham et al. 2003): guests built
-    for docs/paravirt-abi.md, their kernels at real ring 1 behind the segment limits, hypercalls
-    by ``hcall``.  This increment needs the ``seglimit`` host (``x86-2005``)."""
+    for docs/paravirt-abi.md, on every host profile — their kernels at ring 1 behind the segment
+    limits with ``hcall`` (``x86-2005``), at ring 3 with ``int 0x82`` and kernel/user tables
+    (``x86-64-2005``, ``classic-1974``), or at guest ring 1 with ``vmcall`` (``vtx-2006``,
+    ``vtx-2009``): ``transport`` is ``transport_for(host.profile)``, and each VM's host side
+    (``reference_vmm.paravirt.hosts``) does what differs; it needs no host feature."""
 
     name = "paravirt"
     technique = "paravirtualization after Xen (Fisher-Ogden 2006 §2.3.3; Barham et al. 2003)"
@@ -869,7 +894,8 @@ class ParavirtVMM(VMM):
     vm_class: ClassVar[type[ParavirtVM]] = ParavirtVM
     """The class of this VMM's VMs, built as ``vm_class(monitor, image, config, base, vmm_pages)``."""
     VMM_PAGES_PER_VM = 4
-    """The IDT of each VM and the L3, L2 and L1 that map it in the VMM's top-level slot."""
+    """The IDT of each VM (on ``vmx`` hosts its guest-mode IDT) and the L3, L2 and L1 that map it
+    in the VMM's top-level slot, supervisor and read-only."""
 
     def __init__(self, host: Machine) -> None:
         super().__init__(host)
