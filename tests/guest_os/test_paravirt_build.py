@@ -468,3 +468,14 @@ def test_every_address_space_has_a_user_table(profile):
         assert {va for va in user_pages if va < USER_BASE} == set(range(USER_TEXT, USER_TEXT_END, PAGE))
         private += len(user_pages) > (USER_TEXT_END - USER_TEXT) // PAGE
     assert private > 0  # some switches went to a process with pages of its own
+
+
+def test_system_calls_take_the_fast_gate():
+    """The system call's gate is the trap table's fast gate (§6.3; include/arch_pv_code.s
+    pv_syscall): on x86-2005 user mode reaches the kernel's handler through a real trap gate to
+    ring 1, without entering the VMM, so the only traps the VMM delivers per forkwait iteration
+    are its two copy-on-write faults (each one fault batch), not its fork, wait and exit."""
+    small, large = run_forkwait_recorded(5), run_forkwait_recorded(9)
+    forks = 9 - 5
+    traps = (large.counters["traps_delivered"] - small.counters["traps_delivered"]) / forks
+    assert traps == per_iteration(small, large, forks)["fault"][0] == 2

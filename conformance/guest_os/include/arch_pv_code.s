@@ -618,7 +618,8 @@ pv_kvm_utext:
         restore_callee
         ret
 
-; pv_set_trap_table(r1 = table): add the upcall's interrupt gate (§5.3), then set_trap_table.
+; pv_set_trap_table(r1 = table): add the upcall's interrupt gate (§5.3), make the system call's
+; gate the fast one (§6.3), then set_trap_table.
 pv_set_trap_table:
         push    r1
         push    r2
@@ -627,12 +628,27 @@ pv_set_trap_table:
         sd      r2, [r1 + GATE_SIZE * PV_UPCALL_VECTOR]
         li      r2, GATE_P
         sd      r2, [r1 + GATE_SIZE * PV_UPCALL_VECTOR + 8]
+        la      r2, pv_syscall
+        sd      r2, [r1 + GATE_SIZE * SYSCALL_VEC]
+        li      r2, GATE_P | GATE_TRAP | GATE_DPL3 | PV_GATE_FAST
+        sd      r2, [r1 + GATE_SIZE * SYSCALL_VEC + 8]
         pv_call HYPERCALL_SET_TRAP_TABLE
         blt     r1, r0, pv_refused
         pop     r7
         pop     r2
         pop     r1
         ret
+
+; pv_syscall: the system call's entry through the fast gate (§6.3): Barham et al.'s "fast
+; exception handler", which user mode reaches without entering the VMM where the host allows
+; (a real trap gate to ring 1 on x86-2005, the guest-mode IDT under VT-x).  The ABI makes it a
+; trap gate, so it arrives with events enabled: the mask goes up first, and then it is the
+; native entry (tv_syscall), whose kernel runs with interrupts off.  An upcall the VMM
+; delivers before that store finds nothing begun: it is served as an interrupt of the kernel
+; at the gate (trap.s never preempts the kernel), and its iret comes back here.
+pv_syscall:
+        call    pv_cli
+        jmp     tv_syscall
 
 ; pv_cli / pv_sti: the event mask (§5.1).
 pv_cli:
