@@ -259,10 +259,10 @@ class VmcallHost(HostSide):
                 idt[_GATE_SIZE * vector : _GATE_SIZE * (vector + 1)] = _fast_gate(gate.handler, self.kernel_ring)
         return bytes(idt)
 
-    def beyond(self, va: int, size: int) -> bool:
-        """Guest mode without ``seglimit`` has no limit in force (architecture.md §5.3): only the
-        canonical check fails before the walk."""
-        return bool(size) and not _canonical(va, size)
+    # ``beyond`` is x86-2005's: guest mode without ``seglimit`` has no limit in force
+    # (architecture.md §5.3), so the kernel could read the VMM's read-only page of its guest-mode
+    # IDT itself; the VMM never accesses anything from PV_VIRT_LIMIT on the guest's behalf (§1: the
+    # guest maps below it), and refuses such an access as the limit would, #GP(0).
 
     def enter(self, ticks: int) -> tuple[Exit, int]:
         """Copy the registers into the VMCS, ``vmrun``, copy them back out (VMREADs and VMWRITEs

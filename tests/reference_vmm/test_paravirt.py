@@ -246,6 +246,7 @@ OTHER_REFUSALS = [
     ("console_write of 4097 bytes", E.E2BIG, pv.PV_CONSOLE_WRITE_MAX + 1),
     ("console_write unmapped", E.EFAULT, 1),
     ("console_write across the limit", E.EFAULT, 8),
+    ("console_write of the VMM's IDT page", E.EFAULT, 8),
     ("console_write of 3 bytes", None, 3),
     ("evtchn_send timer", E.EBADPORT, 0),
     ("evtchn_send port 3", E.EBADPORT, 0),

@@ -87,6 +87,7 @@ ud_resume:
         try_call HYPERCALL_CONSOLE_WRITE, message, PV_CONSOLE_WRITE_MAX + 1  ; E2BIG
         try_call HYPERCALL_CONSOLE_WRITE, 0x40000000, 1           ; EFAULT (unmapped)
         try_call HYPERCALL_CONSOLE_WRITE, PV_VIRT_LIMIT - 4, 8    ; EFAULT (across the limit)
+        try_call HYPERCALL_CONSOLE_WRITE, -4096, 8                ; EFAULT (the VMM's page of the machine's IDT)
         try_call HYPERCALL_CONSOLE_WRITE, message, 3              ; 3: "ok\n"
         try_call HYPERCALL_EVTCHN_SEND, PORT_TIMER, 0             ; EBADPORT
         try_call HYPERCALL_EVTCHN_SEND, 3, 0                      ; EBADPORT
