@@ -71,9 +71,11 @@ vm_walk_loop:
         beqz    r9, vm_walk_fail
         call    kalloc
         beqz    r1, vm_walk_fail
+        arch_batch_begin               ; the new table's pin and its entry: one batch
         arch_new_table r1, r11         ; a table of the level below the one at shift r11
         ori     r6, r1, PTE_TABLE
         pte_write r12, r6
+        arch_batch_end
 vm_walk_next:
         pte_frame r10, r6
         addi    r11, r11, -9
