@@ -9,7 +9,6 @@ import pytest
 from cffi_core.machine import Machine
 from conformance.api import Observation, default_host_memory, observe
 from conformance.guest_os import os_config, os_image
-from conformance.paravirt import Transport, transport_for
 from reference_vmm.native import NativeVMM
 from reference_vmm.paravirt import ParavirtVMM
 
@@ -26,15 +25,10 @@ def native(name: str, n: int) -> Observation:
 
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize(("name", "n"), WORKLOADS)
-def test_workload_equivalent_to_native(name, n, profile, request):
-    if name == "ktest" and transport_for(profile) is Transport.INT:
-        # ktest's child that reads the kernel page 0x1000 from user mode must die of #PF.  Where the
-        # kernel runs at ring 3 every entry has PTE_U (docs/paravirt-abi.md §7.2), and only a user
-        # table that leaves the kernel out keeps user mode from it (§7.4): the paravirtual build's
-        # arch layer is gaining one; a build that passes set_cr3 a user base of 0 fails here.
-        request.applymarker(
-            pytest.mark.xfail(strict=False, reason="needs a p64os build that passes set_cr3 a user table (§7.4)")
-        )
+def test_workload_equivalent_to_native(name, n, profile):
+    # (ktest's child that reads the kernel page 0x1000 from user mode dies of #PF on the ring-3
+    # hosts only because the build gives set_cr3 a user table without it: every entry has PTE_U
+    # there, docs/paravirt-abi.md §7.2, §7.4.)
     config = os_config(name, n)
     expected = native(name, n)
     vmm = ParavirtVMM(Machine(profile, default_host_memory(config.memory)))
