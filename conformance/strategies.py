@@ -47,9 +47,12 @@ __all__ = [
     "GENERATED_MEMORY",
     "Block",
     "GuestProgram",
+    "ParavirtProgram",
     "adversary_programs",
     "body_blocks",
     "guest_programs",
+    "hypercall_adversaries",
+    "paravirt_adversary",
 ]
 
 GENERATED_MEMORY = 1 << 20  # the directed guests' memory map (lib/prelude.s) fits in 1 MiB
@@ -793,4 +796,306 @@ def adversary_programs(draw: st.DrawFn, max_blocks: int = 12) -> GuestProgram:
         budget=ADVERSARY_BUDGET,
         disk=ADVERSARY_DISK,
         name="adversary",
+    )
+
+
+# ---- paravirtual adversaries (docs/paravirt-abi.md) ------------------------------------------------
+# A paravirtual VMM runs guests ported to its ABI (guest_abi "paravirt"): an adversary of it is a
+# paravirtual kernel, on the directed guests' paravirtual library (conformance/guests/paravirt/
+# lib/directed.s: a trap table whose handlers log and skip the faults a guest provokes).  Two
+# kinds: the generated native adversaries' bodies run in its kernel (random code is a fine
+# adversary for any VMM; their privileged instructions now raise #GP through the trap table,
+# §8), and random hypercall sequences aimed at the frames that matter (``hypercall_adversaries``).
+
+PARAVIRT_GUEST_DIR = GUEST_DIR / "paravirt"
+_PV_STUB = 32  # docs/paravirt-abi.md §2.1: stub n at hypercall_page + 32 n
+_VMM_IDT_VA = 0xFFFF_FFFF_FFFF_F000  # the reference VMM's IDT in its top-level slot 511
+_PV_VIRT_LIMIT = 1 << 47
+
+
+@dataclass(frozen=True)
+class ParavirtProgram:
+    """A generated paravirtual guest: its assembly source (includes resolved against
+    conformance/guests/paravirt) and the VMConfig it runs with."""
+
+    source: str
+    config: VMConfig
+    name: str = "paravirt-adversary"
+
+    @cached_property
+    def image(self):  # -> GuestImage, assembled on first use
+        from cffi_core.asm import assemble
+
+        return assemble(self.source, filename=str(PARAVIRT_GUEST_DIR / f"{self.name}.s"))
+
+    def listing(self) -> str:
+        """What a failure report shows: the whole source (the library is the files it includes)."""
+        return self.source
+
+
+# The skip handlers a generated body needs beyond lib/directed.s's (which log and skip #DE, #UD
+# and #GP and end the run on anything else): #DB and #BP resume at the pushed next pc, #PF,
+# #AC and #MC are logged and skipped, as lib/generated.s does natively.
+_PV_BODY_HANDLERS = """
+pv_resume_noerr:                       ; a trap: the frame's pc is already the next one
+        call    log_event
+        pop     r13
+        push    r7
+        pv_iret
+log_stub h_db_resume, 1, pv_resume_noerr
+log_stub h_bp_resume, 3, pv_resume_noerr
+log_stub h_pf_skip, 14, skip_err
+log_stub h_ac_skip, 17, skip_err
+log_stub h_mc_skip, 18, skip_noerr
+"""
+
+_PV_BODY_SETUP = [
+    "        la      r13, body_end          ; int 0x80 (VEC_BACK) from the body ends it",
+    "        la      r14, resume",
+    "        sd      r13, [r14]",
+    "        gate    1, h_db_resume, INTERRUPT_GATE",
+    "        gate    3, h_bp_resume, TRAP_GATE | GATE_DPL3",
+    "        gate    14, h_pf_skip, INTERRUPT_GATE",
+    "        gate    17, h_ac_skip, INTERRUPT_GATE",
+    "        gate    18, h_mc_skip, INTERRUPT_GATE",
+]
+
+
+def paravirt_adversary(program: GuestProgram) -> ParavirtProgram:
+    """The generated adversary ``program``'s body run in a paravirtual kernel (at virtual CPL
+    0, whatever ``program.cpl``: the kernel is the most a paravirtual guest has), after the
+    library's start and, with ``program.paging``, its own pinned tables (lib/end.s paging_on);
+    the register seeds of lib/generated.s; then the paravirtual signature."""
+    main = ["main:", *_PV_BODY_SETUP]
+    if program.paging:
+        main.append("        call    paging_on")
+    main += [
+        "        li      r1, 0",
+        "        li      r2, 1",
+        "        li      r3, -1",
+        "        li      r4, 1 << 63",
+        "        li      r5, DATA",
+        "        li      r6, 0x7fffffffffffffff",
+        "        li      r7, 3",
+        "        li      r8, 0x123456789abcdef0",
+        "        li      r12, DATA",
+    ]
+    body = GuestProgram._body_lines(program.body_source())
+    source = "\n".join(
+        [
+            f"; a generated adversary's body in a paravirtual kernel (paging {'on' if program.paging else 'off'})",
+            '.include "lib/directed.s"',
+            *main,
+            *body,
+            "body_end:",
+            "        jmp     finish",
+            _PV_BODY_HANDLERS,
+            '.include "lib/end.s"',
+        ]
+    )
+    return ParavirtProgram(source + "\n", program.config)
+
+
+# Machine addresses a hypercall adversary aims at, computed at run time from start info (the
+# registers its setup loads: r11 = mem_base, r12 = mem_size, r13 = the VMM's L3 frame named by
+# its top-level slot 511, r14 = its bootstrap L4): its own tables and their VMM slots, the
+# frames of the VM after it (the victim when it runs first) and before it, the VMM's own table,
+# its own pages, and anywhere.
+_PV_SETUP = [
+    "        la      r10, start_info",
+    "        ld      r10, [r10]",
+    "        ld      r11, [r10 + START_MEM_BASE]",
+    "        ld      r12, [r10 + START_MEM_SIZE]",
+    "        ld      r14, [r10 + START_PT_BASE]",
+    "        ld      r13, [r14 + 8 * 511]",
+    "        li      r9, PTE_FRAME",
+    "        and     r13, r13, r9",
+    "        add     r14, r14, r11",
+]
+_ENTRY_FLAGS = st.one_of(
+    st.sampled_from([0, 1, 3, 7, 1 | 1 << 7, 3 | 1 << 7, 1 | 1 << 52, 3 | 1 << 63]),
+    st.integers(0, 0xFFF),
+)
+
+
+@st.composite
+def _machine_address(draw: st.DrawFn, reg: str) -> list[str]:
+    """Lines that load ``reg`` with a machine address worth attacking (r9 is scratch)."""
+    kind = draw(st.sampled_from(["table", "table", "victim", "victim", "before", "vmm", "own", "anywhere"]))
+    if kind == "table":  # an entry of its own bootstrap tables (L4, L3, L2, L1), the VMM's slots too
+        slot = draw(st.one_of(st.sampled_from([0, 1, 255, 256, 300, 511]), st.integers(0, 511)))
+        offset = 4096 * draw(st.integers(0, 3)) + 8 * slot
+        return [f"li r9, {offset:#x}", f"add {reg}, r14, r9"]
+    if kind == "victim":  # the VM after it: its tables, trap table, data, anywhere in its 1 MiB
+        offset = draw(
+            st.one_of(
+                st.sampled_from([0, 0x10000, 0x11000, 0x12000, 0x13000, 0x18000, 0x20000, 0x50000, 0x51000]),
+                st.integers(0, (1 << 20) - 8).map(lambda a: a & ~7),
+            )
+        )
+        return [f"li r9, {offset:#x}", f"add {reg}, r11, r12", f"add {reg}, {reg}, r9"]
+    if kind == "before":
+        return [f"li r9, {4096 * draw(st.integers(1, 256)):#x}", f"sub {reg}, r11, r9"]
+    if kind == "vmm":  # the VMM's L3 and the pages around it (its IDT's tables, other VMs')
+        return [f"li r9, {4096 * draw(st.integers(-4, 4)):#x}", f"add {reg}, r13, r9"]
+    if kind == "own":
+        offset = draw(
+            st.one_of(
+                st.sampled_from([0, 0x1000, 0x50000, 0xF8000, 0xF9000, 0xFA000, 0xFB000]), st.integers(0, (1 << 20) - 8)
+            )
+        )
+        return [f"li r9, {offset & ~7:#x}", f"add {reg}, r11, r9"]
+    return [f"li {reg}, {draw(st.integers(0, 2**64 - 1)):#x}"]
+
+
+_virtual_address = st.one_of(
+    st.sampled_from([0, 0x1000, 0x50000, 0xF8000, 0xFFFF8, _VMM_IDT_VA, _PV_VIRT_LIMIT - 8, _PV_VIRT_LIMIT]),
+    st.integers(0, (1 << 20) + 4096),
+    st.integers(0, 2**64 - 1),
+)
+
+
+def _call(n: int) -> str:
+    return f"        call    hypercall_page + {_PV_STUB * n}"
+
+
+@st.composite
+def _mmu_batch(draw: st.DrawFn) -> list[str]:
+    """An mmu_update batch of 1-6 requests: entries, pins, unpins, invalidations (and the
+    commands 4-7) on the addresses above, values naming them with random attribute bits."""
+    n = draw(st.integers(1, 6))
+    lines = []
+    for i in range(n):
+        cmd = draw(st.sampled_from([0, 0, 0, 2, 2, 3, 1, 5]))
+        lines += [*draw(_machine_address("r3")), f"ori r3, r3, {cmd}"]
+        if cmd == 2:
+            lines.append(f"li r4, {draw(st.integers(0, 5))}")
+        elif cmd in (1, 3):
+            lines.append(f"li r4, {draw(st.sampled_from([0, 0, 0, 1]))}")
+        else:
+            lines += [*draw(_machine_address("r4")), f"li r9, {draw(_ENTRY_FLAGS):#x}", "or r4, r4, r9"]
+        lines += [f"li r9, REQUESTS + {16 * i}", "sd r3, [r9]", "sd r4, [r9 + 8]"]
+    count = draw(st.one_of(st.just(n), st.sampled_from([0, 2049, 2**64 - 1])))
+    return [*lines, "li r1, REQUESTS", f"li r2, {count:#x}", _call(4)]
+
+
+@st.composite
+def _trap_table(draw: st.DrawFn) -> list[str]:
+    """set_trap_table of a table with one drawn gate (a handler anywhere, any attribute bits),
+    or of a wild pointer."""
+    if draw(st.booleans()):
+        return [f"li r1, {draw(_virtual_address):#x}", _call(1)]
+    vector = draw(st.one_of(st.sampled_from([0x30, 0x80, 0x82, 14]), st.integers(0, 255)))
+    handler = draw(st.one_of(st.sampled_from([0x1000, _VMM_IDT_VA, _PV_VIRT_LIMIT]), st.integers(0, 2**64 - 1)))
+    attrs = draw(st.one_of(st.sampled_from([1, 3, 0x31, 0x133, 0x141, 5]), st.integers(0, 0x3FF)))
+    table = 0x62000  # an ordinary page of its memory, cleared first: one gate
+    return [
+        f"li r3, {table:#x}",
+        "li r4, 0",
+        "{L}_clear:",
+        "sd r0, [r3]",
+        "addi r3, r3, 8",
+        "addi r4, r4, 1",
+        "li r9, 512",
+        "bltu r4, r9, {L}_clear",
+        f"li r3, {table + 16 * vector:#x}",
+        f"li r4, {handler:#x}",
+        "sd r4, [r3]",
+        f"li r4, {attrs:#x}",
+        "sd r4, [r3 + 8]",
+        f"li r1, {table:#x}",
+        _call(1),
+    ]
+
+
+@st.composite
+def _block_requests(draw: st.DrawFn) -> list[str]:
+    """1-3 block requests (any op, count and sector; a buffer among the addresses above), then
+    the send that makes the VMM serve them."""
+    lines = ["ld r5, [r10 + START_BLOCK_RING]"]
+    for _ in range(draw(st.integers(1, 3))):
+        op = draw(st.one_of(st.sampled_from([1, 1, 2]), st.integers(0, 5)))
+        count = draw(st.one_of(st.sampled_from([1, 1, 8, 128]), st.integers(0, 200)))
+        sector = draw(st.one_of(st.integers(0, 5), st.integers(0, 2**64 - 1)))
+        lines += [
+            *draw(_machine_address("r4")),
+            "ld r9, [r5]",  # BLK_REQ_PROD
+            "andi r3, r9, 31",
+            "shli r3, r3, 5",
+            "add r3, r3, r5",
+            "sd r9, [r3 + 0x40]",
+            f"li r6, {op}",
+            "sw r6, [r3 + 0x48]",
+            f"li r6, {count}",
+            "sw r6, [r3 + 0x4c]",
+            f"li r6, {sector:#x}",
+            "sd r6, [r3 + 0x50]",
+            "sd r4, [r3 + 0x58]",
+            "addi r9, r9, 1",
+            "sd r9, [r5]",
+        ]
+    return [*lines, "li r1, 2", _call(9)]
+
+
+@st.composite
+def _hypercall_step(draw: st.DrawFn) -> Block:
+    """One hypercall with drawn arguments, or a batch aimed at the interesting frames."""
+    kind = draw(
+        st.sampled_from(
+            ["mmu", "mmu", "mmu", "cr3", "traps", "block", "block", "console", "timer", "event", "other", "invlpg"]
+        )
+    )
+    if kind == "mmu":
+        lines = draw(_mmu_batch())
+    elif kind == "cr3":
+        lines = [*draw(_machine_address("r1")), *draw(_machine_address("r2"))]
+        if draw(st.booleans()):
+            lines.append("li r2, 0")
+        lines.append(_call(5))
+    elif kind == "traps":
+        lines = draw(_trap_table())
+    elif kind == "block":
+        lines = draw(_block_requests())
+    elif kind == "console":
+        length = draw(st.one_of(st.integers(0, 64), st.integers(0, 5000)))
+        lines = [f"li r1, {draw(_virtual_address):#x}", f"li r2, {length}", _call(11)]
+    elif kind == "timer":
+        lines = [f"li r1, {draw(st.one_of(st.integers(0, 20_000), st.integers(0, 2**64 - 1))):#x}", _call(8)]
+    elif kind == "event":
+        lines = [f"li r1, {draw(st.integers(0, 9))}", _call(draw(st.sampled_from([9, 10])))]
+    elif kind == "invlpg":
+        lines = [f"li r1, {draw(_virtual_address):#x}", _call(6)]
+    else:  # no such hypercall, yield, a bad sched_op, stack_switch: any arguments
+        n = draw(st.one_of(st.sampled_from([0, 2, 7, 7]), st.integers(12, 127)))
+        args = [f"li r{i}, {draw(st.integers(0, 2**64 - 1)):#x}" for i in range(1, 7)]
+        if n == 7:
+            args[0] = f"li r1, {draw(st.sampled_from([0, 3, 4, 2**64 - 1]))}"  # never block or shut down
+        lines = [*args, _call(n)]
+    return Block(tuple(line.strip() for line in lines))
+
+
+@st.composite
+def hypercall_adversaries(draw: st.DrawFn, max_calls: int = 12) -> ParavirtProgram:
+    """A paravirtual kernel that makes 1-``max_calls`` hypercalls with drawn numbers and
+    arguments — mmu_update batches of entries, pins and unpins on its own tables, the next
+    VM's frames and the VMM's, set_cr3, trap tables, block requests with wild buffers,
+    console_write of wild buffers, events, timers, numbers without a hypercall — and then its
+    signature.  Run first beside the victim, the next VM's frames are the victim's."""
+    steps = draw(st.lists(_hypercall_step(), min_size=1, max_size=max_calls))
+    lines = []
+    for i, step in enumerate(steps):
+        lines += step.render(f".Lh{i}")
+    source = "\n".join(
+        [
+            "; a generated paravirtual adversary: drawn hypercalls (conformance/strategies.py)",
+            '.include "lib/directed.s"',
+            "main:",
+            *_PV_SETUP,
+            *(f"        {line}" if not line.endswith(":") else line for line in lines),
+            "        jmp     finish",
+            '.include "lib/end.s"',
+        ]
+    )
+    return ParavirtProgram(
+        source + "\n", VMConfig(memory=GENERATED_MEMORY, disk=ADVERSARY_DISK, budget=ADVERSARY_BUDGET)
     )

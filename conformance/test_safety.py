@@ -13,6 +13,16 @@ with; nothing retired at real CPL 0 in host mode; the VMM regained control withi
 docs/vmm-api.md §9.  A directed adversary (``dma_sweep.s``) points both disks' DMA at every
 64 KiB past its RAM — the device path to other memory, which a VMM that passes a disk through
 must close with the IOMMU (docs/vmx.md V.10).
+
+A paravirtual VMM (``guest_abi == "paravirt"``, docs/paravirt-abi.md) runs guests ported to its
+ABI only: its victim is the paravirtual port of the victim (``conformance/guests/paravirt/
+victim.s``: its own pinned tables, timer events, a block-ring read, a word in every page), whose
+reference is its run alone — at the same machine addresses (beside an idle VM of its
+neighbour's size), since a paravirtual guest's tables and PV area hold machine addresses —
+and its adversaries are paravirtual kernels: the generated adversaries' bodies in one
+(``strategies.paravirt_adversary``), the transfer storm and the endless loop with events
+masked, and the paravirtual DMA sweep (``conformance/guests/paravirt/dma_sweep.s``).  The
+directed adversaries of its hypercalls are in ``conformance/test_safety_paravirt.py``.
 """
 
 from __future__ import annotations
@@ -26,29 +36,53 @@ from hypothesis import strategies as st
 from conformance.api import Observation, VMConfig, VMMError, observe
 from conformance.guests import DISK_IMAGE, GUEST_DIR
 from conformance.safety import SideBySide, run_side_by_side
-from conformance.strategies import GuestProgram, adversary_programs
+from conformance.strategies import GuestProgram, adversary_programs, paravirt_adversary
 
 VICTIM_CONFIG = VMConfig(memory=1 << 20, disk=DISK_IMAGE, budget=60_000)
 # Whole 64 KiB commands need 128 sectors; every byte differs from its neighbours, so a DMA that
 # landed anywhere would show.
 _SWEEP_DISK = bytes((13 * i + 5) & 0xFF for i in range(128 * 512))
+_SWEEP_END, _SWEEP_STRIDE = 0x1200000, 0x10000  # conformance/guests/paravirt/dma_sweep.s
 SWEEP_CONFIG = VMConfig(memory=1 << 20, disk=_SWEEP_DISK, disk2=_SWEEP_DISK, budget=1_500_000)
 _SETTINGS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 VICTIM = "victim.s"
+PARAVIRT_VICTIM = "paravirt/victim.s"
+# A paravirtual guest that shuts down at once: the placeholder of a paravirtual victim's
+# reference run, so that the victim gets the machine addresses it has beside its adversary.
+_IDLE = """
+_start: li      r1, 2                  ; sched_op(SCHEDOP_SHUTDOWN, 0): docs/paravirt-abi.md §4.8
+        li      r2, 0
+        call    hypercall_page + 32 * 7
+        ud
+.align 4096
+hypercall_page: .space 4096
+"""
+# What a paravirtual guest adds to a native one that runs in its kernel unchanged: the page its
+# VMM fills with hypercall stubs (docs/paravirt-abi.md §2.2).
+_HYPERCALL_PAGE = "\n.align 4096\nhypercall_page: .space 4096\n"
+
+
+def _paravirt(vmm) -> bool:
+    """Whether ``vmm`` runs guests ported to the paravirtual ABI (docs/vmm-api.md §2)."""
+    return getattr(vmm, "guest_abi", "native") == "paravirt"
 
 
 @cache
-def _victim():
+def _victim(paravirt: bool = False):
     from cffi_core.asm import assemble_file
 
-    return assemble_file(GUEST_DIR / VICTIM)
+    return assemble_file(GUEST_DIR / (PARAVIRT_VICTIM if paravirt else VICTIM))
+
+
+def _victim_of(vmm):
+    return _victim(_paravirt(vmm))
 
 
 @cache
 def _solo(vmm, profile: str) -> SideBySide:
-    return run_side_by_side(vmm, [(_victim(), VICTIM_CONFIG)], profile)
+    return run_side_by_side(vmm, [(_victim_of(vmm), VICTIM_CONFIG)], profile)
 
 
 @cache
@@ -56,6 +90,21 @@ def _native(profile: str) -> SideBySide:
     from reference_vmm.native import NativeVMM
 
     return run_side_by_side(NativeVMM, [(_victim(), VICTIM_CONFIG)], profile)
+
+
+@cache
+def _alone_at(vmm, profile: str, index: int, neighbour_memory: int) -> SideBySide:
+    """A paravirtual victim's reference: its run at ``index`` beside an idle VM of
+    ``neighbour_memory`` bytes in its adversary's place — the same host, the same machine
+    addresses for it (its page tables, start info and block requests hold them), nothing to
+    disturb it."""
+    from cffi_core.asm import assemble
+
+    idle = (assemble(_IDLE), VMConfig(memory=neighbour_memory, budget=1000))
+    guests = [(_victim(True), VICTIM_CONFIG), idle]
+    if index:
+        guests.reverse()
+    return run_side_by_side(vmm, guests, profile)
 
 
 def ram_diff(expected: bytes, actual: bytes, names: tuple[str, str]) -> list[str]:
@@ -96,12 +145,43 @@ def _victim_problems(run: SideBySide, index: int, where: str, profile: str, solo
     return out
 
 
-def _judge(vmm, profile: str, run: SideBySide, victim_index: int, adversary: str) -> None:
-    solo = _solo(vmm, profile)
-    problems = [f"(victim alone) {v}" for v in solo.violations()]
-    problems += [f"(victim alone) {p}" for p in _victim_problems(solo, 0, "alone", profile, None)]
-    problems += run.violations()
-    problems += _victim_problems(run, victim_index, "beside", profile, solo)
+def _paravirt_victim_problems(run: SideBySide, index: int, reference: SideBySide) -> list[str]:
+    """A paravirtual victim's observation and memory in ``run`` against its reference run (no
+    native run to hold it to: its page set and its memory are not the native victim's)."""
+    out = []
+    victim = run.observations[index] if run.observations else None
+    alone = reference.observations[index] if reference.observations else None
+    if alone is None or (alone.stop, alone.exit_code) != ("exit", 0):
+        out.append(f"(victim alone) did not run to its end: {alone!r}")
+    elif victim is not None and victim != alone:
+        out.append("the victim's observation beside differs from its alone run:")
+        out += [f"  {line}" for line in alone.diff(victim, ("alone", "beside"))]
+    ram = run.rams[index] if len(run.rams) > index else None
+    ref_ram = reference.rams[index] if len(reference.rams) > index else None
+    if ram is not None and ref_ram is not None:
+        lines = ram_diff(ref_ram, ram, ("alone", "beside"))
+        if lines:
+            out.append("the victim's memory at the end beside differs from its alone run's:")
+            out += [f"  {line}" for line in lines]
+    return out
+
+
+def _judge(
+    vmm, profile: str, run: SideBySide, victim_index: int, adversary: str, neighbour_memory: int | None = None
+) -> None:
+    if _paravirt(vmm):
+        if neighbour_memory is None:
+            raise ValueError("a paravirtual victim's reference needs its neighbour's memory size")
+        reference = _alone_at(vmm, profile, victim_index, neighbour_memory)
+        problems = [f"(victim alone) {v}" for v in reference.violations()]
+        problems += run.violations()
+        problems += _paravirt_victim_problems(run, victim_index, reference)
+    else:
+        solo = _solo(vmm, profile)
+        problems = [f"(victim alone) {v}" for v in solo.violations()]
+        problems += [f"(victim alone) {p}" for p in _victim_problems(solo, 0, "alone", profile, None)]
+        problems += run.violations()
+        problems += _victim_problems(run, victim_index, "beside", profile, solo)
     if problems:
         raise AssertionError(
             "\n".join(
@@ -124,33 +204,54 @@ def _valid_on_bare_machine(program: GuestProgram, profile: str) -> bool:
 
 
 @pytest.mark.popek_property("safety", category="adversary")
+@pytest.mark.popek_guest_abi("native", "paravirt")
 @_SETTINGS
 @given(adversary=adversary_programs(), adversary_first=st.booleans())
 def test_adversary_cannot_disturb_the_victim_or_the_host(vmm, popek_profile, adversary, adversary_first):
-    guests = [(_victim(), VICTIM_CONFIG), (adversary.image, adversary.config)]
+    if _paravirt(vmm):
+        # Random code is a fine adversary for any VMM: a paravirtual VMM gets the same body in
+        # a paravirtual kernel (its privileged instructions raise #GP through the trap table).
+        ported = paravirt_adversary(adversary)
+        hostile, listing = (ported.image, ported.config), ported.listing()
+    else:
+        hostile, listing = (adversary.image, adversary.config), adversary.listing()
+    guests = [(_victim_of(vmm), VICTIM_CONFIG), hostile]
     if adversary_first:
         guests.reverse()
     run = run_side_by_side(vmm, guests, popek_profile)
-    if run.error is not None:
+    if run.error is not None and not _paravirt(vmm):
         # A guest that reaches a host gate (a random store into its own IDT can make one) is
         # no program for a bare machine: the contract lets a VMM refuse it (docs/vmm-api.md §5).
+        # A paravirtual kernel cannot make one (set_trap_table refuses host gates, §4.2): a
+        # paravirtual VMM that fails is at fault.
         assume(_valid_on_bare_machine(adversary, popek_profile))
-    _judge(vmm, popek_profile, run, 1 if adversary_first else 0, adversary.listing())
+    _judge(vmm, popek_profile, run, 1 if adversary_first else 0, listing, hostile[1].memory)
 
 
 @pytest.mark.popek_property("safety", category="dma")
+@pytest.mark.popek_guest_abi("native", "paravirt")
 def test_dma_past_its_ram_cannot_reach_the_victim_or_the_host(vmm, popek_profile):
     """Every DMA past the adversary's RAM ends as on a bare machine — in error, moving nothing,
-    into memory or onto its own disks — and the victim and the host's canary are untouched."""
+    into memory or onto its own disks — and the victim and the host's canary are untouched.
+    A paravirtual VMM gets the sweep's port (conformance/guests/paravirt/dma_sweep.s): block
+    requests at every 64 KiB of machine memory outside its own, each refused with PV_ENOTOWNED."""
     from cffi_core.asm import assemble_file
     from reference_vmm.native import NativeVMM
 
-    path = GUEST_DIR / "dma_sweep.s"
+    path = GUEST_DIR / ("paravirt/dma_sweep.s" if _paravirt(vmm) else "dma_sweep.s")
     sweep = assemble_file(path)
-    run = run_side_by_side(vmm, [(_victim(), VICTIM_CONFIG), (sweep, SWEEP_CONFIG)], popek_profile)
-    _judge(vmm, popek_profile, run, 0, path.read_text(encoding="utf-8"))
-    native = observe(NativeVMM, sweep, SWEEP_CONFIG, profile=popek_profile)
+    run = run_side_by_side(vmm, [(_victim_of(vmm), VICTIM_CONFIG), (sweep, SWEEP_CONFIG)], popek_profile)
+    _judge(vmm, popek_profile, run, 0, path.read_text(encoding="utf-8"), SWEEP_CONFIG.memory)
     adversary = run.observations[1]
+    if _paravirt(vmm):
+        # Every request outside its memory refused with PV_ENOTOWNED (docs/paravirt-abi.md §9):
+        # 2 x (18 MiB - 1 MiB) / 64 KiB of them; none ended otherwise; its disk unchanged.
+        swept = 2 * ((_SWEEP_END - SWEEP_CONFIG.memory) // _SWEEP_STRIDE)
+        assert adversary is not None and (adversary.stop, adversary.exit_code) == ("exit", 0), adversary
+        assert adversary.console.startswith(f"r1={swept:016x}\nr2={0:016x}\n".encode()), adversary.console
+        assert adversary.disk == _SWEEP_DISK
+        return
+    native = observe(NativeVMM, sweep, SWEEP_CONFIG, profile=popek_profile)
     assert adversary == native, "\n".join(
         ["the DMA adversary's own run differs from the bare machine's:", *native.diff(adversary, ("native", vmm.name))]
     )
@@ -171,17 +272,24 @@ g:      ret
 """
 
 
+def _storm_or_hog(vmm, source: str) -> tuple:
+    """The storm or the hog as ``vmm`` runs it: for a paravirtual VMM the same code in its kernel
+    with the page its VMM fills with hypercall stubs (docs/paravirt-abi.md §2.2)."""
+    from cffi_core.asm import assemble
+
+    return (assemble(source + _HYPERCALL_PAGE if _paravirt(vmm) else source), VMConfig(memory=1 << 16, budget=50_000))
+
+
 @pytest.mark.popek_property("safety", category="timer")
+@pytest.mark.popek_guest_abi("native", "paravirt")
 def test_a_transfer_storm_cannot_keep_the_host_past_its_slice(vmm, popek_profile, popek_record):
     """The host's time is the VMM's to share: a guest that only transfers control must not make
     a VMM keep the host longer than its slices allow (docs/vmm-api.md §9), whatever the VMM's
     own words cost per guest instruction."""
-    from cffi_core.asm import assemble
-
-    storm = (assemble(CALL_STORM), VMConfig(memory=1 << 16, budget=50_000))
-    run = run_side_by_side(vmm, [storm, (_victim(), VICTIM_CONFIG)], popek_profile)
+    storm = _storm_or_hog(vmm, CALL_STORM)
+    run = run_side_by_side(vmm, [storm, (_victim_of(vmm), VICTIM_CONFIG)], popek_profile)
     popek_record(longest_host_run=run.longest_host_run, slices=run.slices)
-    _judge(vmm, popek_profile, run, 1, CALL_STORM)
+    _judge(vmm, popek_profile, run, 1, CALL_STORM, storm[1].memory)
     assert run.observations[0] is not None and run.observations[0].stop == "budget", run.observations[0]
 
 
@@ -190,14 +298,22 @@ HOG = """
 _start: cli
 spin:   jmp     spin
 """
+# The hog of a paravirtual kernel: its cli is the event mask, 1 from its first instruction
+# (docs/paravirt-abi.md §3) — a real cli would be #GP with no trap table, and the VM would stop.
+PARAVIRT_HOG = """
+; jmp . in a paravirtual kernel with events masked (as they are at its start): it never gives
+; the CPU back on its own
+_start:
+spin:   jmp     spin
+"""
 
 
 @pytest.mark.popek_property("safety", category="timer")
+@pytest.mark.popek_guest_abi("native", "paravirt")
 def test_cli_jmp_forever_cannot_keep_the_vmm_from_regaining_control(vmm, popek_profile, popek_record):
-    from cffi_core.asm import assemble
-
-    hog = (assemble(HOG), VMConfig(memory=1 << 16, budget=50_000))
-    run = run_side_by_side(vmm, [hog, (_victim(), VICTIM_CONFIG)], popek_profile)
+    source = PARAVIRT_HOG if _paravirt(vmm) else HOG
+    hog = _storm_or_hog(vmm, source)
+    run = run_side_by_side(vmm, [hog, (_victim_of(vmm), VICTIM_CONFIG)], popek_profile)
     popek_record(longest_host_run=run.longest_host_run, slices=run.slices)
-    _judge(vmm, popek_profile, run, 1, HOG)
+    _judge(vmm, popek_profile, run, 1, source, hog[1].memory)
     assert run.observations[0] is not None and run.observations[0].stop == "budget", run.observations[0]
