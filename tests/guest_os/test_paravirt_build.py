@@ -1,4 +1,4 @@
-"""The paravirtual build of p64os: the native image unchanged, no privileged instruction left, and the workloads equivalent."""
+"""The paravirtual build of p64os: the native image unchanged, no privileged instruction left, the workloads equivalent on every host, batches, rings, the user table and its VMM entries."""
 
 from __future__ import annotations
 
