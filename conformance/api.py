@@ -354,7 +354,9 @@ class VMM(abc.ABC):
     """Host features needed (docs/architecture.md §12), e.g. ``{"vmx", "ept"}``."""
     optional: ClassVar[frozenset[str]] = frozenset()
     """Host features used when the host has them, e.g. ``{"iommu"}`` for device passthrough:
-    ``popek demo``/``grade`` grade the VMM on its profiles both without and with them."""
+    ``popek demo``/``grade`` grade the VMM on its assisted profiles both without and with them;
+    an optional assist (``{"vmx"}``: the paravirtual VMM runs its guests in guest mode where it
+    can) adds the profiles that have it."""
     guest_abi: ClassVar[str] = "native"
     """Which build of a guest it runs: ``"native"`` or ``"paravirt"``."""
 

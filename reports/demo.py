@@ -98,17 +98,20 @@ def supported_profiles(vmm: type[VMM]) -> list[str]:
 
 def relevant_profiles(vmm: type[VMM]) -> list[str]:
     """The profiles a VMM is graded on by default: those it supports, less the profiles with
-    hardware assists (vmx and what builds on it) when it uses none.  A VMM that never executes
+    hardware assists (vmx and what builds on it) when it uses none, required or optional.  A VMM that never executes
     ``vmrun`` sees an assisted machine as the machine without the assist, so the run would say
     nothing new; a VMM that uses assists is graded on every profile that offers what it needs,
     and again with the ``optional`` features it uses when present (``vtx-2009+iommu``)."""
-    uses_assists = bool(frozenset(vmm.requires) & _ASSISTS)
+    uses_assists = bool(frozenset(vmm.requires | vmm.optional) & _ASSISTS)
     out = []
     for p in supported_profiles(vmm):
-        if uses_assists or not PROFILES[p].features & _ASSISTS:
+        assisted = PROFILES[p].features & _ASSISTS
+        if uses_assists or not assisted:
             out.append(p)
+            # An optional feature builds on the assists of an assisted machine (an IOMMU on a
+            # vtx host); an unassisted one is graded as it is.
             extra = sorted(frozenset(vmm.optional) - PROFILES[p].features)
-            if extra:
+            if extra and assisted:
                 out.append("+".join((p, *extra)))
     return out
 

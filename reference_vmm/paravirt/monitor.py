@@ -890,6 +890,7 @@ class ParavirtVMM(VMM):
     name = "paravirt"
     technique = "paravirtualization after Xen (Fisher-Ogden 2006 §2.3.3; Barham et al. 2003)"
     requires = frozenset()
+    optional = frozenset({"vmx"})  # used when present: the guest in guest mode, vmcall (hosts.py)
     guest_abi = "paravirt"
     vm_class: ClassVar[type[ParavirtVM]] = ParavirtVM
     """The class of this VMM's VMs, built as ``vm_class(monitor, image, config, base, vmm_pages)``."""

@@ -76,6 +76,14 @@ def test_a_vmm_is_graded_again_with_the_optional_features_it_uses():
     assert [p.profile for p in plans] == ["vtx-2009", "vtx-2009+iommu"] and notes == []
 
 
+def test_a_vmm_that_uses_vmx_when_present_is_graded_on_every_profile():
+    from reference_vmm.paravirt import ParavirtVMM
+
+    # Its kernel runs deprivileged on the unassisted machines and in guest mode on the vmx
+    # ones (docs/paravirt-abi.md §1): each is a different VMM at work, never "x86-2005+vmx".
+    assert relevant_profiles(ParavirtVMM) == available_profiles()
+
+
 def test_a_profile_the_vmm_cannot_run_on_is_left_out_with_a_note(monkeypatch, tmp_path):
     (tmp_path / "needs_vmx_toy.py").write_text(
         "from reference_vmm.native import NativeVMM\n\n\n"
