@@ -93,3 +93,20 @@ def test_port_holds_no_privileged_or_sensitive_instruction(name):
             if d is not None and d.insn.sensitivity is not Sensitivity.INNOCUOUS:
                 hits.append((hex(address), d.insn.mnemonic))
     assert hits == []
+
+
+def test_the_attacks_frames_after_its_own_are_the_victims():
+    # The reference VMM places VMs one after another in host RAM (HostMap.guest_region): the
+    # frames right after the paravirtual adversary's memory, which conformance/guests/paravirt/
+    # attack.s aims at, are the victim's (conformance/test_safety_paravirt.py runs it first).
+    from cffi_core.asm import assemble_file
+    from cffi_core.machine import Machine
+    from conformance.api import default_host_memory
+    from conformance.test_safety import VICTIM_CONFIG, _victim
+    from conformance.test_safety_paravirt import ATTACK, ATTACK_CONFIG
+
+    host = Machine(PROFILE, default_host_memory(ATTACK_CONFIG.memory + VICTIM_CONFIG.memory))
+    monitor = ParavirtVMM(host)
+    first = monitor.create_vm(assemble_file(ATTACK), ATTACK_CONFIG)
+    second = monitor.create_vm(_victim(True), VICTIM_CONFIG)
+    assert second.mem_base == first.mem_base + ATTACK_CONFIG.memory
