@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 count=${1:-20}
 first=${2:-1}
-pairs=${POPEK_SEED_PAIRS:-"native@x86-2005 emulate@x86-2005 trap-and-emulate@x86-2005 trap-and-emulate@x86-64-2005 trap-and-emulate@classic-1974 binary-translation@x86-2005 binary-translation@x86-64-2005 binary-translation@classic-1974 hardware@vtx-2006 hardware@vtx-2009 hardware-ept@vtx-2009 hardware-ept@vtx-2009+iommu"}
+pairs=${POPEK_SEED_PAIRS:-"native@x86-2005 emulate@x86-2005 trap-and-emulate@x86-2005 trap-and-emulate@x86-64-2005 trap-and-emulate@classic-1974 binary-translation@x86-2005 binary-translation@x86-64-2005 binary-translation@classic-1974 hardware@vtx-2006 hardware@vtx-2009 hardware-ept@vtx-2009 hardware-ept@vtx-2009+iommu paravirt@x86-2005 paravirt@x86-64-2005 paravirt@vtx-2009"}
 tests=${POPEK_SEED_TESTS:-"generated or safety or stateful"}
 failed=0
 log=$(mktemp)
