@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from cffi_core.isa.encoding import decode
 from cffi_core.isa.table import Sensitivity
@@ -18,6 +19,7 @@ from conformance.guests.paravirt import (
     native_expectation,
     paravirt_build,
 )
+from conformance.strategies import adversary_programs, hypercall_adversaries, paravirt_adversary
 from reference_vmm.native import NativeVMM
 from reference_vmm.paravirt import ParavirtVMM
 
@@ -110,3 +112,28 @@ def test_the_attacks_frames_after_its_own_are_the_victims():
     first = monitor.create_vm(assemble_file(ATTACK), ATTACK_CONFIG)
     second = monitor.create_vm(_victim(True), VICTIM_CONFIG)
     assert second.mem_base == first.mem_base + ATTACK_CONFIG.memory
+
+
+_FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_FEW
+@given(adversary=hypercall_adversaries())
+def test_hypercall_adversaries_reach_the_vmm_and_stop(adversary):
+    # Each drawn program assembles, runs alone under the paravirtual VMM to a stop without the
+    # VMM raising, and makes its hypercalls (the library's own, at least set_trap_table,
+    # stack_switch and the signature's console_write and shutdown, plus the drawn ones).
+    obs = observe(ParavirtVMM, adversary.image, adversary.config, profile=PROFILE)
+    assert obs.stop in ("exit", "shutdown", "halted", "budget")
+    assert obs.counters["hypercalls"] >= 2
+    assert "hypercall_page + " in adversary.source and adversary.listing() == adversary.source
+
+
+@_FEW
+@given(program=adversary_programs())
+def test_generated_adversaries_run_in_a_paravirtual_kernel(program):
+    ported = paravirt_adversary(program)
+    assert (ported.config.memory, ported.config.disk) == (program.config.memory, program.config.disk)
+    obs = observe(ParavirtVMM, ported.image, ported.config, profile=PROFILE)
+    assert obs.stop in ("exit", "shutdown", "halted", "budget")
+    assert obs.counters["hypercall_set_trap_table"] >= 1  # it got past the library's start
