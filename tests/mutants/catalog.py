@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from conformance.api import CONTROL_LATENCY, HOST_TIMER_PERIOD, VMConfig
 from conformance.mutation import Mutant
 from reference_vmm.binary_translation.translator import GS_SMSW, GS_VA
-from tests.mutants import binary_translation, compression, facts
-from tests.mutants.witness import Fact, OsWorkload, Program, Witness, kernel
+from tests.mutants import binary_translation, compression, facts, paravirt
+from tests.mutants.witness import Fact, OsWorkload, ParavirtProgram, Port, Program, Witness, kernel
 
 __all__ = ["ENTRIES", "Entry"]
 
@@ -23,7 +23,7 @@ class Entry:
 
 def _m(name: str, cls: str, base: str, prop: str, profiles: tuple[str, ...], bug: str) -> Mutant:
     module = {"hardware": "hardware", "hardware-ept": "hardware_ept", "trap-and-emulate": "trap_emulate",
-              "emulate": "emulate", "binary-translation": "binary_translation"}[base]  # fmt: skip
+              "emulate": "emulate", "binary-translation": "binary_translation", "paravirt": "paravirt"}[base]  # fmt: skip
     return Mutant(name, f"tests.mutants.{module}:{cls}", base, prop, profiles, bug)
 
 
@@ -711,6 +711,59 @@ ENTRIES: tuple[Entry, ...] = (
         _m("bt-gs-user-accessible", "GsUserAccessible", "binary-translation", "safety", X86_64,
            "maps the VMM's data (GS) user-accessible: without a segment limit guest ring 3 reads and writes it"),
         Program(USER_READS_GS),
+    ),
+    # -- paravirt: the guest is ported to docs/paravirt-abi.md; its witnesses are paravirtual guests --
+    Entry(
+        _m("pv-pinned-table-writable", "PinnedTableWritable", "paravirt", "safety", X86,
+           "checks rule 2 at pins only: an mmu_update maps a pinned page table writable, and through it any frame"),
+        Fact("host memory written outside every VM and the VMM's own pages", paravirt.own_l1_writable_writes_host),
+    ),
+    Entry(
+        _m("pv-owned-off-by-one-page", "OwnedOffByOnePage", "paravirt", "safety", X86,
+           "compares a frame's last page with the end of the guest's memory by <=: the next VM's first frame is its own"),
+        Fact("host memory written outside every VM and the VMM's own pages", paravirt.frame_past_end_writes_host),
+    ),
+    Entry(
+        _m("pv-block-buffer-first-sector", "BlockBufferFirstSectorOnly", "paravirt", "safety", X86,
+           "checks a block request's buffer for its first sector only: a long read runs past the guest's memory"),
+        Fact("host memory written outside every VM and the VMM's own pages", paravirt.long_read_writes_host),
+    ),
+    Entry(
+        _m("pv-upcall-while-masked", "UpcallWhileMasked", "paravirt", "equivalence", X86,
+           "delivers an upcall while the guest's event mask (its virtual IF) is set"),
+        Port("timer"),
+    ),
+    Entry(
+        _m("pv-console-wrap-dropped", "ConsoleWrapDropped", "paravirt", "equivalence", X86,
+           "copies the console ring's output as one run up to the ring's end: the bytes that wrapped are lost"),
+        ParavirtProgram(paravirt.CONSOLE_WRAP, (), paravirt.CONSOLE_TEXT),
+    ),
+    Entry(
+        _m("pv-invlpg-ignored", "InvlpgIgnored", "paravirt", "equivalence", X86,
+           "ignores the invlpg hypercall, as if the host's TLB were flushed at every entry"),
+        Port("spaces"),
+    ),
+    Entry(
+        _m("pv-invlpg-request-ignored", "InvlpgRequestIgnored", "paravirt", "equivalence", X86,
+           "validates an mmu_update batch's MMU_CMD_INVLPG and drops it: a changed entry's old translation stays"),
+        OsWorkload("ktest", 1),
+    ),
+    Entry(
+        _m("pv-set-timer-one-tick-late", "TimerOneTickLate", "paravirt", "equivalence", X86,
+           "arms set_timer's one-shot at the deadline plus one: PORT_TIMER is raised a tick late"),
+        ParavirtProgram(paravirt.TIMER_DEADLINE, ((1, 1),)),
+    ),
+    Entry(
+        _m("pv-fast-gate-through-vmm", "FastGateThroughVmm", "paravirt", "efficiency", X86,
+           "keeps the fast system-call gate out of the real IDT: every system call enters the VMM"),
+        Fact("host exits that are no hypercall while user mode makes fast system calls",
+             paravirt.syscalls_enter_the_vmm),
+    ),
+    Entry(
+        _m("pv-short-turns", "ShortTurns", "paravirt", "efficiency", X86,
+           "enters the guest for at most 32 ticks at a time, to keep the shared info page's time current"),
+        Fact("host entries per 1,000 guest instructions of a paravirtual kernel loop",
+             paravirt.host_entries_per_mille_of_loop(20)),
     ),
 )
 # fmt: on

@@ -39,6 +39,7 @@ def test_every_reference_technique_but_the_oracle_is_mutated():
         "hardware",
         "hardware-ept",
         "binary-translation",
+        "paravirt",
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from conformance.api import VM, VMM, Observation, VMConfig, VMMError, default_host_memory, observe
@@ -13,9 +13,12 @@ __all__ = [
     "WITNESS_CONFIG",
     "Fact",
     "OsWorkload",
+    "ParavirtProgram",
+    "Port",
     "Program",
     "Witness",
     "host_run",
+    "paravirt_kernel",
 ]
 
 WITNESS_CONFIG = VMConfig(memory=1 << 20, budget=200_000)
@@ -71,12 +74,19 @@ class Fact:
         return self.measure(vmm, profile)
 
 
+def _paravirt(vmm: type[VMM]) -> bool:
+    """Whether ``vmm`` runs guests ported to the paravirtual ABI (docs/paravirt-abi.md)."""
+    return getattr(vmm, "guest_abi", "native") == "paravirt"
+
+
 @cache
 def _os_observe(vmm: type[VMM], name: str, n: int, profile: str) -> Observation | str:
     from conformance.guest_os import os_config, os_image
 
     try:
-        return observe(vmm, os_image(), os_config(name, n), profile=profile)
+        # A paravirtual VMM runs the paravirtual build of p64os, held to the native build's
+        # native run (conformance/test_os.py).
+        return observe(vmm, os_image(paravirt=_paravirt(vmm)), os_config(name, n), profile=profile)
     except VMMError as e:
         return f"VMMError: {e}"
 
@@ -87,7 +97,9 @@ class OsWorkload:
     ``n``, the image and configuration of the os category (``os_image()``, ``os_config(name,
     n)``), whose observation under a buggy VMM differs from its native run — the witness of a
     bug that only a multi-process guest shows (address spaces created and freed, copy-on-write,
-    device interrupts while a process runs)."""
+    device interrupts while a process runs).  A paravirtual VMM runs the paravirtual build of
+    p64os (``os_image(paravirt=True)``) against the same native run, as conformance/test_os.py
+    holds it."""
 
     name: str
     n: int
@@ -106,7 +118,84 @@ class OsWorkload:
         return "; ".join(native.diff(actual, ("native", vmm.name))) or None
 
 
-Witness = Program | Fact | OsWorkload
+@dataclass(frozen=True)
+class Port:
+    """The paravirtual port of the directed guest ``name`` (conformance/guests/paravirt), whose
+    observation under a buggy paravirtual VMM differs from what its native guest's native run
+    expects of it (``native_expectation``, as conformance/test_equivalence.py holds it)."""
+
+    name: str
+
+    def problem(self, vmm: type[VMM], profile: str) -> str | None:
+        from conformance.guests import by_name
+        from conformance.guests.paravirt import native_expectation, paravirt_build
+        from reference_vmm.native import NativeVMM
+
+        native, port = by_name(self.name), paravirt_build(self.name)
+        if isinstance(port, str):
+            raise AssertionError(f"directed guest {self.name} has no paravirtual port: {port}")
+        expected = native_expectation(observe(NativeVMM, native.image(), native.config, profile=profile))
+        try:
+            actual = observe(vmm, port.image(), port.config, profile=profile)
+        except VMMError as e:
+            return f"VMMError: {e}"
+        return "; ".join(expected.diff(actual, ("native", vmm.name))) or None
+
+
+@cache
+def _paravirt_image(source: str):
+    from cffi_core.asm import assemble
+
+    # Includes ("lib/directed.s", "lib/end.s") resolve against the paravirtual directed guests.
+    return assemble(source, filename=str(GUEST_DIR / "paravirt" / "witness.s"))
+
+
+@dataclass(frozen=True)
+class ParavirtProgram:
+    """A tiny paravirtual guest (assembly text with conformance/guests/paravirt's ``lib/
+    directed.s`` and ``lib/end.s``, most built by ``paravirt_kernel``) and the registers its
+    signature must show by docs/paravirt-abi.md — there is no native run of a paravirtual guest
+    to compare with, so the witness states the ABI's answer; it must exit with code 0."""
+
+    source: str
+    registers: tuple[tuple[int, int], ...]
+    """(n, value): the signature's line ``rN=<value>``."""
+    output: bytes = b""
+    """What the console shows before the signature."""
+    config: VMConfig = WITNESS_CONFIG
+
+    def problem(self, vmm: type[VMM], profile: str) -> str | None:
+        try:
+            actual = observe(vmm, _paravirt_image(self.source), self.config, profile=profile)
+        except VMMError as e:
+            return f"VMMError: {e}"
+        problems = []
+        if (actual.stop, actual.exit_code) != ("exit", 0):
+            problems.append(f"stop {actual.stop!r}, exit code {actual.exit_code}: the ABI's run exits with 0")
+        if not actual.console.startswith(self.output):
+            got = actual.console.split(b"r1=")[0]
+            problems.append(f"{len(self.output)} bytes of output by the ABI, {vmm.name} shows {len(got)} before r1")
+        lines = actual.console.splitlines()
+        for n, value in self.registers:
+            line = f"r{n}={value & (1 << 64) - 1:016x}".encode()
+            if line not in lines:
+                got = next((x for x in lines if x.startswith(f"r{n}=".encode())), b"nothing")
+                problems.append(f"{line.decode()} by the ABI, {vmm.name} shows {got.decode()}")
+        return "; ".join(problems) or None
+
+
+def paravirt_kernel(main: str, handlers: str = "") -> str:
+    """A paravirtual directed-style guest: conformance/guests/paravirt/lib/directed.s (its trap
+    table, the console and block drivers), ``main`` in its kernel, then ``jmp finish`` and
+    lib/end.s's signature (r1-r8, the event log, exit code 0 unless a fatal handler ran) and the
+    hypercall page.  ``handlers`` is code placed after the jump."""
+    return "\n".join(
+        ['.include "lib/directed.s"', "main:", main.rstrip("\n"), "        jmp     finish", handlers,
+         '.include "lib/end.s"', ""]
+    )  # fmt: skip
+
+
+Witness = Program | Fact | OsWorkload | Port | ParavirtProgram
 
 
 # ---- driving a VMM by hand, for the facts -----------------------------------------------------
@@ -127,6 +216,9 @@ class HostRun:
     """Ticks of the longest single ``run``/``vmrun`` call."""
     host_cpl0: int = 0
     """Instructions the host's core retired at CPL 0 in host mode (counter ``insn_host_cpl0``)."""
+    exits: dict[str, int] = field(default_factory=dict)
+    """The exits the host's ``run``/``vmrun`` calls ended with, by ``ExitReason`` name (a VM exit
+    as ``VM_<basic exit reason>``)."""
 
 
 def host_run(
@@ -137,12 +229,14 @@ def host_run(
     slice_ticks: int = 2_000,
     max_slices: int = 2_000,
     fill: bool = False,
+    paravirt: bool = False,
 ) -> HostRun:
     """Run the guests (assembly sources) side by side on one new ``vmm`` over a fresh host of
     ``profile`` (its RAM first filled with a pattern with ``fill``: only for VMMs that clear
     every page they use, which the reference VMMs' page-table allocators do not), counting the VMM's calls of
     the host's ``run``/``vmrun``; stops after ``max_slices`` slices (a VMM that never lets its
-    guests stop is not waited for)."""
+    guests stop is not waited for).  ``paravirt``: the sources are paravirtual guests, whose
+    includes resolve against conformance/guests/paravirt."""
     from cffi_core.machine import Machine
 
     host = Machine(profile, default_host_memory(sum(c.memory for _, c in guests)))
@@ -150,17 +244,19 @@ def host_run(
         host.write(0, _pattern(host.memory_size))
     before = bytes(host.memory)
     counts = [0, 0]  # calls, longest call in ticks
+    exits: dict[str, int] = {}
     cpl0 = host.counters["insn_host_cpl0"]
     for name in ("run", "vmrun"):
         original = getattr(host, name, None)
         if original is not None:
-            setattr(host, name, _counting(host, original, counts))
+            setattr(host, name, _counting(host, original, counts, exits))
     monitor: VMM | None = None
     vms: list[VM] = []
     error = None
     try:
         monitor = vmm(host)
-        vms = [monitor.create_vm(_image(src), config) for src, config in guests]
+        image = _paravirt_image if paravirt else _image
+        vms = [monitor.create_vm(image(src), config) for src, config in guests]
         for _ in range(max_slices):
             if all(vm.stopped for vm in vms):
                 break
@@ -169,17 +265,21 @@ def host_run(
         error = f"{type(e).__name__}: {e}"
     observations = [vm.observation() for vm in vms] if error is None else []
     cpl0 = host.counters["insn_host_cpl0"] - cpl0
-    return HostRun(observations, error, host, monitor, before, counts[0], counts[1], cpl0)
+    return HostRun(observations, error, host, monitor, before, counts[0], counts[1], cpl0, exits)
 
 
-def _counting(host, original: Callable[..., object], counts: list[int]) -> Callable[..., object]:
+def _counting(host, original: Callable[..., object], counts: list[int], exits: dict[str, int]) -> Callable[..., object]:
     def counted(*args: object, **kwargs: object) -> object:
         counts[0] += 1
         start = host.clock
         try:
-            return original(*args, **kwargs)
+            ex = original(*args, **kwargs)
         finally:
             counts[1] = max(counts[1], host.clock - start)
+        reason = getattr(getattr(ex, "reason", None), "name", "?")
+        key = f"VM_{ex.number}" if reason == "VM" else reason
+        exits[key] = exits.get(key, 0) + 1
+        return ex
 
     return counted
 
