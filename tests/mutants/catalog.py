@@ -754,7 +754,7 @@ ENTRIES: tuple[Entry, ...] = (
         ParavirtProgram(paravirt.TIMER_DEADLINE, ((1, 1),)),
     ),
     Entry(
-        _m("pv-fast-gate-through-vmm", "FastGateThroughVmm", "paravirt", "efficiency", X86,
+        _m("pv-fast-gate-through-vmm", "FastGateThroughVmm", "paravirt", "efficiency", X86 + HW,
            "keeps the fast system-call gate out of the real IDT: every system call enters the VMM"),
         Fact("host exits that are no hypercall while user mode makes fast system calls",
              paravirt.syscalls_enter_the_vmm),
