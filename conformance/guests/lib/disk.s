@@ -2,7 +2,8 @@
 ; a routine that sleeps until the disk's interrupt and returns its status, and the interrupt
 ; handler that logs the vector and wakes it; another that checksums a sector in memory.
 ; Include after lib/prelude.s; install the handler with `gate` and unmask the disk's PIC line
-; before the first command.
+; before the first command.  It defines macros only, no code: the paravirtual ports' library
+; (paravirt/lib/directed.s) includes it for checksum_sector.
 ;
 ; disk_driver wait, handler, flag, vector, cmd:
 ;   wait    — `call wait`: sleep (sti; hlt) until the interrupt has come (perhaps already,

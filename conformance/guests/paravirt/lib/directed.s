@@ -120,20 +120,9 @@ ring\@:
         sd      \reg, [r14]
 .endm
 
-; checksum_sector buf, tmp: r3 = a rotate-and-add checksum of the 64 quadwords at `buf`
-; (uses r6, r7 and `tmp`): conformance/guests/lib/disk.s's, unchanged.
-.macro checksum_sector buf, tmp
-        li      r6, \buf
-        li      r7, \buf + 512
-        li      r3, 0
-sum\@:  ld      \tmp, [r6]
-        add     r3, r3, \tmp
-        shli    \tmp, r3, 7
-        shri    r3, r3, 57
-        or      r3, r3, \tmp
-        addi    r6, r6, 8
-        bltu    r6, r7, sum\@
-.endm
+; lib/disk.s's macros (docs/devices.md §6): checksum_sector, the native guests' own (its
+; disk_driver, port I/O and `sti; hlt`, is lib/end.s wait_disk and disk_irq here).
+.include "../../lib/disk.s"
 
 .org 0x1000
 _start:
