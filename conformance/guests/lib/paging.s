@@ -7,6 +7,20 @@
 .equ PTE_PWU, PTE_P | PTE_W | PTE_U
 .equ PTE_PS, 1 << 7
 .equ PAGED_VA, 0x200000
+; pte_store val, base, off: the page-table entry at base + off = val, a plain store (§7.2);
+; flush_page reg: drop the TLB's translation of the page at reg (invlpg, §8.1);
+; load_cr3 reg: switch to the address space whose PML4 is at reg (§8.1).
+; The paravirtual ports define the same three with the ABI's hypercalls (paravirt/lib/directed.s).
+.macro pte_store val, base, off
+        sd      \val, [\base + \off]
+.endm
+.macro flush_page reg
+        invlpg  [\reg]
+.endm
+.macro load_cr3 reg
+        mtcr    cr3, \reg
+.endm
+
 paging_on:
         li      r13, PML4
         li      r14, PDPT | PTE_PWU

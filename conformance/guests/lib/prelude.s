@@ -82,6 +82,26 @@
 ring\@:
 .endm
 
+; The operations a guest's body shares with its paravirtual port under one name each
+; (lib/body_<name>.s): here the native instruction, in paravirt/lib/directed.s the ABI's
+; (docs/paravirt-abi.md §8), as the guest OS's include/arch.s and arch_pv.s.
+.equ SYSCALL_GATE, GATE_P | GATE_DPL3  ; a gate ring 3 may `int` (§6.3)
+
+; user_mode back: enter_user with FLAGS 0 — ring 3, interrupts off — returning at `back`.
+.macro user_mode back
+        enter_user 0, \back
+.endm
+
+; trap_return: return from a handler's frame to the code it interrupted (§6.4).
+.macro trap_return
+        iret
+.endm
+
+; read_cr2 reg: reg = CR2, the linear address of the last page fault (§7.5).
+.macro read_cr2 reg
+        mfcr    \reg, cr2
+.endm
+
 ; irq_enter vec: the start of an external-interrupt handler: save r13, log the vector, EOI
 ; (docs/devices.md: the PIC takes the next IRQ only after it).  The handler pops r13 itself.
 .macro irq_enter vec

@@ -120,6 +120,46 @@ ring\@:
         sd      \reg, [r14]
 .endm
 
+; The native library's names for what a port does otherwise (lib/prelude.s and lib/paging.s
+; define them with the native instructions), used by the bodies the two share
+; (conformance/guests/lib/body_<name>.s), as the guest OS's include/arch_pv.s beside arch.s.
+.equ SYSCALL_GATE, FAST_GATE           ; §6.3: system calls reach the kernel without the VMM
+
+; user_mode back: enter_user (user mode always runs with events enabled, §4.4).
+.macro user_mode back
+        enter_user \back
+.endm
+
+; trap_return: the iret hypercall from an event frame (§4.4), r7 pushed on top of it.
+.macro trap_return
+        push    r7
+        pv_iret
+.endm
+
+; read_cr2 reg: reg = SHARED_CR2, the address of the last page fault delivered (§6.2).
+.macro read_cr2 reg
+        la      \reg, shared_info
+        ld      \reg, [\reg]
+        ld      \reg, [\reg + SHARED_CR2]
+.endm
+
+; pte_store val, base, off: the entry at base + off = val by mmu_update (lib/end.s pte_set, §7.3);
+; flush_page reg: invlpg of the page at reg (§4.7); load_cr3 reg: set_cr3 (§4.6).  r13, r14 clobbered.
+.macro pte_store val, base, off
+        push    \val
+        addi    r13, \base, \off
+        pop     r14
+        call    pte_set
+.endm
+.macro flush_page reg
+        mov     r13, \reg
+        call    pv_invlpg
+.endm
+.macro load_cr3 reg
+        mov     r13, \reg
+        call    pv_set_cr3
+.endm
+
 ; lib/disk.s's macros (docs/devices.md §6): checksum_sector, the native guests' own (its
 ; disk_driver, port I/O and `sti; hlt`, is lib/end.s wait_disk and disk_irq here).
 .include "../../lib/disk.s"
