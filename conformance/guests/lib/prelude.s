@@ -97,6 +97,20 @@ ring\@:
         iret
 .endm
 
+; write_bytes: print the r5 bytes at r4 on the console; r1 = r5 (bytes written), r4 past them
+; (uses r13, r14).
+.macro write_bytes
+        add     r13, r4, r5
+        mov     r1, r5
+wb_next\@:
+        bgeu    r4, r13, wb_done\@
+        lbu     r14, [r4]
+        out     CONSOLE_DATA, r14
+        addi    r4, r4, 1
+        jmp     wb_next\@
+wb_done\@:
+.endm
+
 ; read_cr2 reg: reg = CR2, the linear address of the last page fault (§7.5).
 .macro read_cr2 reg
         mfcr    \reg, cr2

@@ -136,6 +136,19 @@ ring\@:
         pv_iret
 .endm
 
+; write_bytes: console_write of the r5 bytes at r4 (§4.12); r1 = bytes written, r4 past them,
+; r2 and r7 kept (r7 is the event frame's, trap_return pushes it).
+.macro write_bytes
+        push    r7
+        push    r2
+        mov     r1, r4
+        mov     r2, r5
+        hypercall HYPERCALL_CONSOLE_WRITE
+        pop     r2
+        pop     r7
+        add     r4, r4, r5
+.endm
+
 ; read_cr2 reg: reg = SHARED_CR2, the address of the last page fault delivered (§6.2).
 .macro read_cr2 reg
         la      \reg, shared_info
