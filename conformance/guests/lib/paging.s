@@ -10,7 +10,8 @@
 ; pte_store val, base, off: the page-table entry at base + off = val, a plain store (§7.2);
 ; flush_page reg: drop the TLB's translation of the page at reg (invlpg, §8.1);
 ; load_cr3 reg: switch to the address space whose PML4 is at reg (§8.1).
-; The paravirtual ports define the same three with the ABI's hypercalls (paravirt/lib/directed.s).
+; pte_load reg, base: reg = the page-table entry at base, as the walker left it (A/D bits, §7.5).
+; The paravirtual ports define the same four with the ABI's hypercalls (paravirt/lib/directed.s).
 .macro pte_store val, base, off
         sd      \val, [\base + \off]
 .endm
@@ -19,6 +20,9 @@
 .endm
 .macro load_cr3 reg
         mtcr    cr3, \reg
+.endm
+.macro pte_load reg, base
+        ld      \reg, [\base]
 .endm
 
 paging_on:

@@ -8,65 +8,7 @@
 ; user mode read: 0x70, 0x77, 0x70, 0, 0x73; r6/r7 = PT_B[0] and PT[0] read back (A/D bits the
 ; walker set; their frames made pseudo-physical again), r8 = the quadword written through B.
 .include "lib/directed.s"
-.equ VEC_SYS, 0x42
-main:
-        call    paging_on
-        call    paging_spaces
-        gate    VEC_SYS, h_sys, INTERRUPT_GATE | GATE_DPL3
-        gate    14, h_pf_log, INTERRUPT_GATE
-        enter_user back
-        li      r9, PAGED_VA
-        ld      r1, [r9 + 8]           ; A: frame 0
-        li      r10, 1
-        int     VEC_SYS                ; B
-        ld      r2, [r9 + 8]           ; B: frame 7
-        sd      r9, [r9 + 16]          ; through B: D in PT_B[0]
-        li      r10, 2
-        int     VEC_SYS                ; A
-        ld      r3, [r9 + 8]           ; A again: frame 0, not B's cached one
-        ld      r4, [r9 + 16]
-        li      r10, 3
-        int     VEC_SYS                ; PAGED_VA -> frame 3, read-only
-        ld      r5, [r9 + 8]
-        sd      r9, [r9 + 16]          ; #PF(P|W|U), logged and skipped
-        int     VEC_BACK
-back:   li      r9, PT_B
-        ld      r13, [r9]
-        call    pte_pseudo
-        mov     r6, r13
-        li      r9, PT
-        ld      r13, [r9]
-        call    pte_pseudo
-        mov     r7, r13
-        li      r9, DATA + 0x7000
-        ld      r8, [r9 + 16]
-        jmp     finish
-
-log_stub h_pf_log, 14, skip_err
-
-; h_sys: r10 = 1: switch to B; 2: to A; 3: PT[0] = frame 3, P|U, then invlpg.
-h_sys:  push    r13
-        push    r14
-        li      r13, 1
-        beq     r10, r13, sys_b
-        li      r13, 2
-        beq     r10, r13, sys_a
-        li      r13, PT
-        li      r14, DATA + 0x3000 | PTE_P | PTE_U
-        call    pte_set
-        li      r13, PAGED_VA
-        call    pv_invlpg
-        jmp     sys_out
-sys_b:  li      r13, PML4_B
-        call    pv_set_cr3
-        jmp     sys_out
-sys_a:  li      r13, PML4
-        call    pv_set_cr3
-sys_out:
-        pop     r14
-        pop     r13
-        push    r7
-        pv_iret
+.include "../lib/body_spaces.s"
 
 ; paging_spaces (after paging_on): lib/paging.s's B — its own PML4_B, PDPT_B, PD_B and PT_B,
 ; the first 2 MiB by the same PT_LOW — with PAGED_VA + 4 KiB * i mapping DATA + 4 KiB * i in A

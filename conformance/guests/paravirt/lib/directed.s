@@ -157,7 +157,9 @@ ring\@:
 .endm
 
 ; pte_store val, base, off: the entry at base + off = val by mmu_update (lib/end.s pte_set, §7.3);
-; flush_page reg: invlpg of the page at reg (§4.7); load_cr3 reg: set_cr3 (§4.6).  r13, r14 clobbered.
+; flush_page reg: invlpg of the page at reg (§4.7); load_cr3 reg: set_cr3 (§4.6); pte_load reg,
+; base: the entry at base with its frame pseudo-physical again (lib/end.s pte_pseudo).  r13, r14
+; clobbered.
 .macro pte_store val, base, off
         push    \val
         addi    r13, \base, \off
@@ -171,6 +173,11 @@ ring\@:
 .macro load_cr3 reg
         mov     r13, \reg
         call    pv_set_cr3
+.endm
+.macro pte_load reg, base
+        ld      r13, [\base]
+        call    pte_pseudo
+        mov     \reg, r13
 .endm
 
 ; lib/disk.s's macros (docs/devices.md §6): checksum_sector, the native guests' own (its
