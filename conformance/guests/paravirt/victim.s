@@ -12,9 +12,7 @@
 ; disk's final status (2, done), r5 = checksum of the pages.  Its set of pages is not the native
 ; victim's (the PV area, PT_LOW), so r5 differs from it: its reference is its solo run.
 .include "lib/directed.s"
-.equ PATTERN, DATA                     ; 4 KiB written and summed
-.equ SECTOR, DATA + 0x1000             ; the block ring reads sector 1 here
-.equ PAGE_WORD, 0x800                  ; the word of each page: below any stack's reach
+.include "../lib/victim_work.s"
 
 ; skip_used next: go to `next` when the page at r6 is one of those the guest uses otherwise.
 .macro skip_used next
@@ -43,14 +41,7 @@ c4\@:   la      r10, start_info
 
 main:
         call    paging_on
-        li      r6, 0                  ; one word in every other page: page address xor a constant
-        li      r7, RAM_END
-        li      r8, 0x6a09e667f3bcc909
-wpage:  skip_used wnext
-        xor     r5, r6, r8
-        sd      r5, [r6 + PAGE_WORD]
-wnext:  addi    r6, r6, 4096
-        bltu    r6, r7, wpage
+        mark_pages
         bind_irq PORT_TIMER, h_timer
         bind_irq PORT_BLOCK, disk_irq
         unmask  PORT_TIMER
@@ -58,14 +49,7 @@ wnext:  addi    r6, r6, 4096
         li      r13, 700
         call    timer_periodic
         ev_sti
-        li      r6, PATTERN            ; write the pattern: word i = i * 0x9e3779b97f4a7c15
-        li      r7, PATTERN + 4096
-        li      r8, 0x9e3779b97f4a7c15
-        li      r5, 0
-fill:   sd      r5, [r6]
-        add     r5, r5, r8
-        addi    r6, r6, 8
-        bltu    r6, r7, fill
+        fill_pattern
         li      r3, 1                  ; read sector 1 into SECTOR
         disk_set disk_sector, r3
         disk_set disk_count, r3
@@ -73,15 +57,7 @@ fill:   sd      r5, [r6]
         disk_set disk_addr, r3
         li      r13, 1
         call    disk_start
-        li      r2, 0                  ; sum the pattern back while the timer ticks
-        li      r6, PATTERN
-sum:    ld      r5, [r6]
-        xor     r2, r2, r5
-        shli    r5, r2, 13
-        shri    r2, r2, 51
-        or      r2, r2, r5
-        addi    r6, r6, 8
-        bltu    r6, r7, sum
+        sum_pattern
 wait:   block                          ; until three ticks and the disk are done
         la      r1, ticks
         ld      r1, [r1]
@@ -96,33 +72,7 @@ wait:   block                          ; until three ticks and the disk are done
         mask_all
         la      r4, disk_status
         ld      r4, [r4]
-        li      r3, 0                  ; checksum of the sector read
-        li      r6, SECTOR
-        li      r7, SECTOR + 512
-sect:   ld      r5, [r6]
-        add     r3, r3, r5
-        shli    r5, r3, 7
-        shri    r3, r3, 57
-        or      r3, r3, r5
-        addi    r6, r6, 8
-        bltu    r6, r7, sect
-        li      r5, 0                  ; checksum of the words of every other page
-        li      r6, 0
-        li      r7, RAM_END
-rpage:  skip_used rnext
-        ld      r8, [r6 + PAGE_WORD]
-        add     r5, r5, r8
-        shli    r8, r5, 11
-        shri    r5, r5, 53
-        or      r5, r5, r8
-rnext:  addi    r6, r6, 4096
-        bltu    r6, r7, rpage
-        li      r6, 0
-        li      r7, 0
-        li      r8, 0
-        li      r10, 0
-        li      r11, 0
-        jmp     finish
+        finish_sums
 
 h_timer:                               ; count up to 3, then leave the rest uncounted
         la      r13, ticks
