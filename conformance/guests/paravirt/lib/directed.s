@@ -184,6 +184,14 @@ ring\@:
 ; disk_driver, port I/O and `sti; hlt`, is lib/end.s wait_disk and disk_irq here).
 .include "../../lib/disk.s"
 
+; int_gate vec, handler: trap-table entry `vec` an interrupt gate of DPL 0 to `handler`, not yet
+; installed (_start installs the table once, after its last entry).
+.macro int_gate vec, handler
+        li      r13, IDT + 16 * \vec
+        la      r14, \handler
+        call    set_gate_int
+.endm
+
 .org 0x1000
 _start:
         li      sp, KSTACK_TOP
@@ -196,30 +204,14 @@ _start:
         la      r13, mem_base
         sd      r14, [r13]
         mask_all                       ; every line masked, as the PIC at reset
-        li      r13, IDT + 16 * 0
-        la      r14, h_de
-        call    set_gate_int
-        li      r13, IDT + 16 * 6
-        la      r14, h_ud
-        call    set_gate_int
-        li      r13, IDT + 16 * 8
-        la      r14, h_df
-        call    set_gate_int
-        li      r13, IDT + 16 * 13
-        la      r14, h_gp
-        call    set_gate_int
-        li      r13, IDT + 16 * 14
-        la      r14, h_pf_fatal
-        call    set_gate_int
-        li      r13, IDT + 16 * 17
-        la      r14, h_ac
-        call    set_gate_int
-        li      r13, IDT + 16 * 18
-        la      r14, h_mc
-        call    set_gate_int
-        li      r13, IDT + 16 * PV_UPCALL_VECTOR
-        la      r14, upcall
-        call    set_gate_int
+        int_gate 0, h_de
+        int_gate 6, h_ud
+        int_gate 8, h_df
+        int_gate 13, h_gp
+        int_gate 14, h_pf_fatal
+        int_gate 17, h_ac
+        int_gate 18, h_mc
+        int_gate PV_UPCALL_VECTOR, upcall
         li      r13, IDT + 16 * VEC_BACK
         la      r14, h_back
         sd      r14, [r13]
