@@ -17,7 +17,10 @@ port ``<name>.s`` here — a ``ParavirtGuest`` with the native guest's category,
 
 The ports include ``lib/directed.s`` and ``lib/end.s`` (the native ``lib/prelude.s`` and
 ``lib/signature.s`` ported; ``lib/pv.s`` is the ABI's macros, the one home of the library).
-Their signature leaves out the native signature's machine-state lines, which no paravirtual
+Where a port runs its native guest's code, the two include one body,
+``conformance/guests/lib/body_<name>.s`` (the victim's: ``lib/victim_work.s``), written with the
+operations both libraries define — natively the instruction, here the ABI's (``lib/directed.s``).
+The ports' signature leaves out the native signature's machine-state lines, which no paravirtual
 kernel has — the control registers, the FLAGS user mode ran with, the clock (lib/end.s says
 why each) —, and ``native_expectation`` removes exactly those lines from the native run's
 observation: the rest of the console, the exit code and the disks must be equal byte for byte.

@@ -8,6 +8,10 @@
 ; channels (§5.2), `cli`/`sti` stores to the event mask (§5.1), `sti; hlt` the `block`
 ; hypercall (§4.8), port I/O the console and block rings (§9), CR3 and page-table stores
 ; `set_cr3` and `mmu_update` (§7).  The guest's own code, registers and results stay its own.
+; Where the guest's body is the native one but for such operations, the two include one file,
+; conformance/guests/lib/body_<name>.s, written with the names both libraries define —
+; SYSCALL_GATE, user_mode, trap_return, read_cr2, write_bytes, pte_store, pte_load, flush_page,
+; load_cr3 (natively in lib/prelude.s and lib/paging.s, here with the ABI's operations).
 ; Registers r13 and r14 belong to this library, as in the native prelude; every routine of it
 ; keeps r1-r12 (the guests' results) unless it says otherwise.
 .include "pv.s"
