@@ -754,6 +754,21 @@ ENTRIES: tuple[Entry, ...] = (
         ParavirtProgram(paravirt.TIMER_DEADLINE, ((1, 1),)),
     ),
     Entry(
+        _m("pv-segment-limit-off", "SegmentLimitOff", "paravirt", "safety", X86,
+           "loads no segment limit on x86-2005: the ring-1 kernel reads the VMM's pages above PV_VIRT_LIMIT"),
+        ParavirtProgram(paravirt.READ_VMM_IDT, ((1, 0),)),
+    ),
+    Entry(
+        _m("pv-user-on-kernel-table", "UserOnKernelTable", "paravirt", "equivalence", X86_64,
+           "runs user mode on the kernel's table (every entry PTE_U) on the ring-3 hosts, not the user table"),
+        OsWorkload("ktest", 1),
+    ),
+    Entry(
+        _m("pv-vmcall-from-user", "VmcallFromUser", "paravirt", "equivalence", HW,
+           "takes a vmcall from user mode as a hypercall instead of #UD"),
+        ParavirtProgram(paravirt.USER_VMCALL, ((1, 0x55),)),
+    ),
+    Entry(
         _m("pv-fast-gate-through-vmm", "FastGateThroughVmm", "paravirt", "efficiency", X86 + HW,
            "keeps the fast system-call gate out of the real IDT: every system call enters the VMM"),
         Fact("host exits that are no hypercall while user mode makes fast system calls",

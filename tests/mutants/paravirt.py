@@ -20,7 +20,9 @@ from __future__ import annotations
 import struct
 
 from cffi_core.devices.disk import SECTOR_SIZE
+from cffi_core.exits import ExitReason
 from cffi_core.machine import Exit
+from cffi_core.vmx import VmcsField, VmExitReason
 from conformance.api import VMM, VMConfig
 from conformance.paravirt import (
     BLK_MAX_SECTORS,
@@ -36,6 +38,7 @@ from conformance.paravirt import (
 )
 from reference_vmm.paravirt import ParavirtVMM
 from reference_vmm.paravirt.devices import BlockRing, ConsoleRing, RingError
+from reference_vmm.paravirt.hosts import IntHost, VmcallHost
 from reference_vmm.paravirt.monitor import _SHARED_UPCALL, ParavirtVM, _Fault
 from reference_vmm.paravirt.pagetables import _PAGE_MASK, PageTables, Refused
 from tests.mutants.facts import outside_writes
@@ -49,9 +52,12 @@ __all__ = [
     "InvlpgRequestIgnored",
     "OwnedOffByOnePage",
     "PinnedTableWritable",
+    "SegmentLimitOff",
     "ShortTurns",
     "TimerOneTickLate",
     "UpcallWhileMasked",
+    "UserOnKernelTable",
+    "VmcallFromUser",
 ]
 
 _REQUEST = struct.Struct("<QQ")  # an mmu_update request: ptr | command, val (§7.3)
@@ -273,6 +279,71 @@ class _TimerLateVM(ParavirtVM):
 _TimerLateVM.handlers[Hypercall.SET_TIMER] = _TimerLateVM.hc_set_timer
 
 TimerOneTickLate = _vmm("TimerOneTickLate", _TimerLateVM, "Raises PORT_TIMER one tick after set_timer's deadline.")
+
+
+# ---- the host sides (reference_vmm/paravirt/hosts.py) -------------------------------------------------
+
+
+class _NoSegmentLimitVM(ParavirtVM):
+    def _load(self) -> None:
+        super()._load()
+        # The bug: "the VMM's pages are supervisor and read-only, that is enough" — the segment
+        # limits are left at their reset value, all ones, and the kernel at ring 1 (a supervisor
+        # ring) reads the VMM's pages above PV_VIRT_LIMIT: its IDT, the host gates' targets
+        # (§1 on x86-2005; docs/architecture.md §5.3; Barham et al.: Xen's top 64 MB).
+        self.host.cpu.seglimit = MASK64
+        self.host.cpu.cslimit = MASK64
+
+
+SegmentLimitOff = _vmm(
+    "SegmentLimitOff", _NoSegmentLimitVM, "Loads no segment limit: the ring-1 kernel reads the VMM's pages."
+)
+
+
+class _UserOnKernelTable(IntHost):
+    def enter_user(self) -> None:
+        # The bug: the virtual CPL becomes 3 but user mode keeps the kernel's table, in which
+        # every present entry is PTE_U so that the ring-3 kernel reaches its pages (§7.2): user
+        # mode reads and writes the kernel's memory (§7.4: the user table at every iret to it).
+        self.in_user = True
+
+
+class _UserOnKernelTableVM(ParavirtVM):
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        if isinstance(self.side, IntHost):
+            _retype(self.side, _UserOnKernelTable)
+
+
+UserOnKernelTable = _vmm(
+    "UserOnKernelTable",
+    _UserOnKernelTableVM,
+    "On the ring-3 hosts, runs user mode on the kernel's page table, not the user table.",
+)
+
+
+class _VmcallFromUser(VmcallHost):
+    def answer(self, ex: Exit) -> None:
+        cpu = self.cpu
+        if ex.reason is ExitReason.VM and ex.number == VmExitReason.VMCALL and cpu.cpl == 3:
+            # The bug: vmcall's exit is taken as a hypercall whatever the guest's CPL — user
+            # mode calls the VMM with the kernel's authority (§2.4: from user mode, #UD).
+            cpu.pc = (cpu.pc + 4) & MASK64
+            self.vm.hypercall(self.vmcs[VmcsField.EXIT_QUALIFICATION])
+            return
+        super().answer(ex)
+
+
+class _VmcallFromUserVM(ParavirtVM):
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        if isinstance(self.side, VmcallHost):
+            _retype(self.side, _VmcallFromUser)
+
+
+VmcallFromUser = _vmm(
+    "VmcallFromUser", _VmcallFromUserVM, "On vmx hosts, takes a vmcall from user mode as a hypercall."
+)
 
 
 # ---- efficiency: the fast gate, the turns -----------------------------------------------------------
@@ -584,3 +655,29 @@ next:   addi    r3, r3, 1
 """
 )
 CONSOLE_TEXT = bytes(10 if i % 100 == 99 else ord("a") + i % 26 for i in range(CONSOLE_BYTES))
+
+# The kernel loads the attributes of gate 0 of the VMM's IDT, mapped at IDT_VA above PV_VIRT_LIMIT:
+# #GP(0) by the segment limit on x86-2005 (§1), logged and skipped: r1 = 0.
+READ_VMM_IDT = paravirt_kernel(
+    """
+        li      r3, 0xfffffffffffff000  ; IDT_VA (reference_vmm/paravirt/monitor.py)
+        li      r1, 0
+        ld      r1, [r3 + 8]
+        li      r3, 0
+"""
+)
+
+# User mode calls the version hypercall's stub of the hypercall page: on vmx hosts its vmcall
+# is #UD from user mode (§2.4), logged and skipped, so r1 keeps 0x55; then back to the kernel.
+USER_VMCALL = paravirt_kernel(
+    """
+        call    paging_on
+        enter_user back
+        li      r1, 0x55
+        call    hypercall_page + PV_STUB_SIZE * HYPERCALL_VERSION
+        mov     r2, r1
+        int     VEC_BACK
+back:   mov     r1, r2
+        li      r2, 0
+"""
+)
