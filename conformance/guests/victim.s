@@ -10,17 +10,10 @@
 .include "lib/paging.s"
 .include "lib/victim_work.s"
 
-; skip_used next: go to `next` when the page at r6 is one of those the guest uses otherwise.
-.macro skip_used next
-        li      r10, 0x1000
-        bltu    r6, r10, c1\@
-        la      r11, victim_end
-        bltu    r6, r11, \next         ; the image
-c1\@:   li      r10, PML4
-        bltu    r6, r10, c2\@
-        li      r10, PT + 0x1000
-        bltu    r6, r10, \next         ; the page tables
-c2\@:   li      r10, IDT
+; skip_own next (in lib/victim_work.s's skip_used): go to `next` when the page at r6 is one this
+; build uses besides the image and the page tables.
+.macro skip_own next
+        li      r10, IDT
         beq     r6, r10, \next
         li      r10, DATA
         bltu    r6, r10, c3\@

@@ -1,10 +1,24 @@
 ; The victim's own work, shared by conformance/guests/victim.s and its paravirtual port: a word in every free page, a pattern, and the checksums of both and of the sector read.
 ;
-; The includer defines skip_used (the pages it uses otherwise, which differ between the two)
+; The includer defines skip_own (the pages it uses besides the image and the page tables)
 ; and does its devices' part itself — the timer, the disk read, the wait — between these macros.
 .equ PATTERN, DATA                     ; 4 KiB written and summed
 .equ SECTOR, DATA + 0x1000             ; the disk reads sector 1 here
 .equ PAGE_WORD, 0x800                  ; the word of each page: below any stack's reach
+
+; skip_used next: go to `next` when the page at r6 is one of those the guest uses otherwise:
+; the image, the page tables, and the pages the includer's skip_own names.
+.macro skip_used next
+        li      r10, 0x1000
+        bltu    r6, r10, c1\@
+        la      r11, victim_end
+        bltu    r6, r11, \next         ; the image
+c1\@:   li      r10, PML4
+        bltu    r6, r10, c2\@
+        li      r10, PT + 0x1000
+        bltu    r6, r10, \next         ; the page tables
+c2\@:   skip_own \next
+.endm
 
 ; mark_pages: PAGE_WORD of every page below RAM_END but those skip_used names = the page's
 ; address xor a constant.

@@ -14,19 +14,12 @@
 .include "lib/directed.s"
 .include "../lib/victim_work.s"
 
-; skip_used next: go to `next` when the page at r6 is one of those the guest uses otherwise.
-.macro skip_used next
-        li      r10, 0x1000
-        bltu    r6, r10, c1\@
-        la      r11, victim_end
-        bltu    r6, r11, \next         ; the image
-c1\@:   li      r10, PML4
-        bltu    r6, r10, c2\@
-        li      r10, PT + 0x1000
-        bltu    r6, r10, \next         ; the page tables
+; skip_own next (in lib/victim_work.s's skip_used): go to `next` when the page at r6 is one this
+; build uses besides the image and the page tables.
+.macro skip_own next
         li      r10, PT_LOW
-        beq     r6, r10, \next
-c2\@:   li      r10, IDT
+        beq     r6, r10, \next         ; the L1 of the first 2 MiB
+        li      r10, IDT
         bltu    r6, r10, c3\@
         li      r10, SIGBUF + 0x1000
         bltu    r6, r10, \next         ; the trap table, the requests, the signature's text
