@@ -10,8 +10,7 @@
 .include "lib/paging.s"
 .include "lib/victim_work.s"
 
-; skip_own next (in lib/victim_work.s's skip_used): go to `next` when the page at r6 is one this
-; build uses besides the image and the page tables.
+; skip_own next (lib/victim_work.s skip_used): to `next` for the IDT, PATTERN and SECTOR.
 .macro skip_own next
         li      r10, IDT
         beq     r6, r10, \next

@@ -14,8 +14,8 @@
 .include "lib/directed.s"
 .include "../lib/victim_work.s"
 
-; skip_own next (in lib/victim_work.s's skip_used): go to `next` when the page at r6 is one this
-; build uses besides the image and the page tables.
+; skip_own next (lib/victim_work.s skip_used): to `next` for PT_LOW, the trap table, the
+; requests and the signature's pages, PATTERN and SECTOR, and the PV area (docs/paravirt-abi.md §3).
 .macro skip_own next
         li      r10, PT_LOW
         beq     r6, r10, \next         ; the L1 of the first 2 MiB
