@@ -65,6 +65,8 @@ BLOCK_ATTACKS = [
     ("DMA into the VMM's L3", E.ENOTOWNED),
     ("DMA across the end of its memory into the victim's", E.ENOTOWNED),
     ("DMA into its own data", None),
+    ("two sectors from its last into the victim's first, written to its disk", E.ENOTOWNED),
+    ("two sectors read into its last and the victim's first", E.ENOTOWNED),
 ]
 PTE_P, PTE_W, PTE_U = 1, 2, 4
 

@@ -13,6 +13,7 @@
 .equ NEW_L4, 0x61000                   ; an ordinary page made an L4 with a VMM slot present
 .equ TABLE, 0x62000                    ; trap tables to be refused
 .equ VMM_IDT, 0xfffffffffffff000       ; where the VMM maps the machine's IDT (slot 511)
+.equ BLOCK_ATTACKS, 8                  ; block requests made (their responses are recorded)
 
 ; rec reg: append reg to the record (r6 is its cursor: hypercalls keep it).
 .macro rec reg
@@ -41,8 +42,9 @@
         rec     r2
 .endm
 
-; blkreq op, buffer: a block request of one sector (sector 0) with the machine buffer `buffer`.
-.macro blkreq op, buffer
+; blkreq op, buffer, count: a block request of `count` sectors from sector 0 with the
+; machine buffer `buffer`.
+.macro blkreq op, buffer, count
         ld      r9, [r5 + BLK_REQ_PROD]
         andi    r1, r9, BLK_RING_SIZE - 1
         shli    r1, r1, 5
@@ -50,7 +52,7 @@
         sd      r9, [r1 + BLK_REQUESTS + BLK_REQ_ID]
         li      r2, \op
         sw      r2, [r1 + BLK_REQUESTS + BLK_REQ_OP]
-        li      r2, 1
+        li      r2, \count
         sw      r2, [r1 + BLK_REQUESTS + BLK_REQ_COUNT]
         sd      r0, [r1 + BLK_REQUESTS + BLK_REQ_SECTOR]
         sd      \buffer, [r1 + BLK_REQUESTS + BLK_REQ_BUFFER]
@@ -177,20 +179,24 @@ main:
 
         ; ---- block requests: DMA into the victim, out of it, into a table, around its memory ----
         ld      r5, [r10 + START_BLOCK_RING]
-        blkreq  BLK_OP_READ, r13       ; 24. into the victim's first frame
+        blkreq  BLK_OP_READ, r13, 1    ; 24. into the victim's first frame
         li      r3, DATA               ; 25. from the victim's data onto its own disk
         add     r3, r3, r13
-        blkreq  BLK_OP_WRITE, r3
+        blkreq  BLK_OP_WRITE, r3, 1
         li      r3, 3 * 4096           ; 26. into its own L1, a pinned table
         add     r3, r14, r3
-        blkreq  BLK_OP_READ, r3
-        blkreq  BLK_OP_READ, r12       ; 27. into the VMM's L3
+        blkreq  BLK_OP_READ, r3, 1
+        blkreq  BLK_OP_READ, r12, 1    ; 27. into the VMM's L3
         li      r3, 256                ; 28. across the end of its memory into the victim's
         sub     r3, r13, r3
-        blkreq  BLK_OP_READ, r3
+        blkreq  BLK_OP_READ, r3, 1
         li      r3, DATA               ; 29. into its own data: served
         add     r3, r3, r11
-        blkreq  BLK_OP_READ, r3
+        blkreq  BLK_OP_READ, r3, 1
+        li      r3, 512                ; 30, 31. two sectors from its last into the victim's first:
+        sub     r3, r13, r3            ; the whole buffer is checked, not its first sector (§9)
+        blkreq  BLK_OP_WRITE, r3, 2
+        blkreq  BLK_OP_READ, r3, 2
         li      r1, PORT_BLOCK
         hypercall HYPERCALL_EVTCHN_SEND
         rec     r1
@@ -205,7 +211,7 @@ responses:
         ld      r9, [r4 + BLK_RESPONSES + BLK_RSP_STATUS]
         rec     r9
         addi    r3, r3, 1
-        li      r4, 6
+        li      r4, BLOCK_ATTACKS
         bltu    r3, r4, responses
 
         ; ---- what it attacked, read back ----
