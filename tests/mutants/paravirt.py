@@ -24,6 +24,7 @@ from cffi_core.exits import ExitReason
 from cffi_core.machine import Exit
 from cffi_core.vmx import VmcsField, VmExitReason
 from conformance.api import VMM, VMConfig
+from conformance.guests.paravirt import PARAVIRT_DIR
 from conformance.paravirt import (
     BLK_MAX_SECTORS,
     CONS_OUT_SIZE,
@@ -36,6 +37,7 @@ from conformance.paravirt import (
     Port,
     PvError,
 )
+from conformance.test_paravirt_interface import console_text
 from reference_vmm.paravirt import ParavirtVMM
 from reference_vmm.paravirt.devices import BlockRing, ConsoleRing, RingError
 from reference_vmm.paravirt.hosts import IntHost, VmcallHost
@@ -43,6 +45,11 @@ from reference_vmm.paravirt.monitor import _SHARED_UPCALL, ParavirtVM, _Fault
 from reference_vmm.paravirt.pagetables import _PAGE_MASK, PageTables, Refused
 from tests.mutants.facts import outside_writes
 from tests.mutants.witness import host_run, paravirt_kernel
+
+
+def _suite_guest(name: str) -> str:
+    """The source of the suite's paravirtual guest ``name`` (conformance/guests/paravirt/)."""
+    return (PARAVIRT_DIR / f"{name}.s").read_text(encoding="utf-8")
 
 __all__ = [
     "BlockBufferFirstSectorOnly",
@@ -576,108 +583,11 @@ def host_entries_per_mille_of_loop(limit: int):
     return measure
 
 
-# set_timer 500 ticks ahead, then block: the upcall's handler reads SHARED_TIME, which at the
-# delivery is the deadline plus the delivery's tick (§4.9, §5.3): r1 = 1.
-TIMER_DEADLINE = paravirt_kernel(
-    """
-        bind_irq PORT_TIMER, h_timer
-        unmask  PORT_TIMER
-        hypercall HYPERCALL_VERSION    ; SHARED_TIME is written on every hypercall's return
-        la      r14, shared_info
-        ld      r14, [r14]
-        ld      r1, [r14 + SHARED_TIME]
-        addi    r1, r1, 500
-        la      r13, deadline
-        sd      r1, [r13]
-        hypercall HYPERCALL_SET_TIMER
-wait:   block
-        ev_cli
-        la      r1, fired
-        ld      r1, [r1]
-        beqz    r1, wait
-        la      r1, seen
-        ld      r1, [r1]
-        la      r2, deadline
-        ld      r2, [r2]
-        sub     r1, r1, r2
-        li      r2, 0
-        li      r3, 0
-        li      r4, 0
-        li      r5, 0
-        li      r6, 0
-        li      r7, 0
-        li      r8, 0
-""",
-    """
-h_timer:
-        la      r14, shared_info
-        ld      r14, [r14]
-        ld      r13, [r14 + SHARED_TIME]
-        la      r14, seen
-        sd      r13, [r14]
-        la      r14, fired
-        li      r13, 1
-        sd      r13, [r14]
-        ret
-
-.align 8
-deadline: .quad 0
-seen:     .quad 0
-fired:    .quad 0
-""",
-)
-
-CONSOLE_BYTES = 3000
-"""More than the console ring's CONS_OUT_SIZE (2,048): the output wraps around the ring."""
-# CONSOLE_BYTES bytes onto the console ring (lib/end.s con_putc), a line of 100 at a time, each
-# line sent (con_flush): the text of CONSOLE_TEXT.
-CONSOLE_WRAP = paravirt_kernel(
-    f"""
-        li      r3, 0
-put:    li      r4, 26
-        remu    r5, r3, r4
-        addi    r13, r5, 'a'
-        li      r4, 100
-        remu    r5, r3, r4
-        li      r4, 99
-        bne     r5, r4, byte
-        li      r13, 10
-byte:   call    con_putc
-        bne     r5, r4, next
-        call    con_flush
-next:   addi    r3, r3, 1
-        li      r4, {CONSOLE_BYTES}
-        bltu    r3, r4, put
-        call    con_flush
-        li      r3, 0
-        li      r4, 0
-        li      r5, 0
-"""
-)
-CONSOLE_TEXT = bytes(10 if i % 100 == 99 else ord("a") + i % 26 for i in range(CONSOLE_BYTES))
-
-# The kernel loads the attributes of gate 0 of the VMM's IDT, mapped at IDT_VA above PV_VIRT_LIMIT:
-# #GP(0) by the segment limit on x86-2005 (§1), logged and skipped: r1 = 0.
-READ_VMM_IDT = paravirt_kernel(
-    """
-        li      r3, 0xfffffffffffff000  ; IDT_VA (reference_vmm/paravirt/monitor.py)
-        li      r1, 0
-        ld      r1, [r3 + 8]
-        li      r3, 0
-"""
-)
-
-# User mode calls the version hypercall's stub of the hypercall page: on vmx hosts its vmcall
-# is #UD from user mode (§2.4), logged and skipped, so r1 keeps 0x55; then back to the kernel.
-USER_VMCALL = paravirt_kernel(
-    """
-        call    paging_on
-        enter_user back
-        li      r1, 0x55
-        call    hypercall_page + PV_STUB_SIZE * HYPERCALL_VERSION
-        mov     r2, r1
-        int     VEC_BACK
-back:   mov     r1, r2
-        li      r2, 0
-"""
-)
+# The witnesses of the interface's own answers are the suite's guests (conformance/
+# test_paravirt_interface.py), one home: the timer's deadline, the console ring's wrap-around,
+# a kernel load from the VMM's top page, a hypercall stub called from user mode.
+TIMER_DEADLINE = _suite_guest("abi_timer")
+CONSOLE_WRAP = _suite_guest("abi_console_wrap")
+CONSOLE_TEXT = console_text()
+READ_VMM_IDT = _suite_guest("abi_vmm_pages")
+USER_VMCALL = _suite_guest("abi_user_hypercall")
