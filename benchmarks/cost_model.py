@@ -26,6 +26,7 @@ __all__ = [
     "UnitCost",
     "available_profiles",
     "benchmark_specific_keys",
+    "docs_tables",
     "load_profile",
     "price",
     "profile_table",
