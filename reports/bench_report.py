@@ -24,7 +24,7 @@ import html
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ __all__ = [
     "GENERATIONS",
     "TITLE",
     "BenchData",
+    "BenchRun",
     "Bound",
     "Cost",
     "Figure",
@@ -53,9 +54,12 @@ __all__ = [
     "load_bench",
     "merge_bench",
     "price_record",
+    "profiles_of",
     "render_html",
     "render_markdown",
+    "run_benchmarks",
     "write_bench_report",
+    "write_merged_report",
 ]
 
 TITLE = "popek benchmark report"
@@ -958,3 +962,71 @@ def write_merged_report(
     markdown.write_text(render_markdown(blocks), encoding="utf-8")
     page.write_text(render_html(blocks, GRADE_TITLE), encoding="utf-8")
     return Report(grades, markdown, page, tuple(problems))
+
+
+# ---- running --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """What ``run_benchmarks`` did: the files written, the records, and the suites that failed
+    ((headline, detail) pairs, as the grade sheet's problems)."""
+
+    json: Path
+    markdown: Path
+    html: Path
+    records: list[Record]
+    problems: list[tuple[str, str]]
+
+
+def run_benchmarks(
+    suites: Sequence[str],
+    vmms: Sequence[str],
+    out: Path,
+    *,
+    scale: int = 1,
+    profiles: Sequence[str] = DEFAULT_PROFILES,
+    progress: Callable[[str], None] = lambda line: None,
+) -> BenchRun:
+    """Run the benchmark ``suites`` (names of ``benchmarks.suites.all_suites()``) under ``vmms``
+    at ``scale``, then write ``out/bench.json`` and the report priced under ``profiles``.
+    ``progress`` gets one line per run started, numbered ``[suite i/S, run k]``; a suite that
+    fails (a run that did not finish as a correct machine would) is a problem, and the others
+    still run."""
+    from benchmarks.measure import BenchmarkError
+    from benchmarks.suites import SuiteOptions, all_suites
+
+    available = all_suites()
+    started = time.perf_counter()
+    records: list[Record] = []
+    problems: list[tuple[str, str]] = []
+    for i, name in enumerate(suites, 1):
+        count = 0
+
+        def line(text: str, i: int = i, name: str = name) -> None:
+            nonlocal count
+            count += 1
+            progress(f"[suite {i}/{len(suites)} {name}, run {count}] {text}")
+
+        try:
+            records += available[name].run(SuiteOptions(vmms=tuple(vmms), scale=scale, progress=line))
+        except BenchmarkError as e:
+            problems.append((f"benchmark suite {name} failed", str(e)))
+    doc = bench_document(
+        records,
+        suites=suites,
+        options={"vmms": list(vmms), "scale": scale, "profiles": list(profiles)},
+        wall_s=time.perf_counter() - started,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / BENCH_FILE
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    markdown, page = write_bench_report(load_bench(path), out, profiles)
+    return BenchRun(path, markdown, page, records, problems)
+
+
+def profiles_of(data: BenchData) -> list[str]:
+    """The cost profiles the benchmark files were asked to be priced under (their ``options``),
+    or ``DEFAULT_PROFILES``."""
+    names = [p for m in data.meta for p in m.get("options", {}).get("profiles", [])]
+    return list(dict.fromkeys(names)) or list(DEFAULT_PROFILES)

@@ -1,8 +1,10 @@
 """The ``popek`` command line: run guest programs on P64, grade VMMs, write reports.
 
 Subcommands: ``asm FILE.s -o FILE.elf``, ``disasm FILE.elf``, ``run FILE(.s|.elf)``;
-``report RESULTS... -o DIR`` (the grade sheet of results files), ``demo`` (every reference VMM
-through the conformance suite, then the report) and ``grade --vmm V`` (the same for any VMM).
+``report RESULTS... -o DIR`` (the grade sheet of results files, with the benchmark report of any
+``bench.json`` among them), ``demo`` (every reference VMM through the conformance suite and a small
+benchmark run, then the report), ``grade --vmm V`` (the same for any VMM) and ``bench`` (the
+benchmark suites priced under cost profiles, beside Adams & Agesen 2006).
 Errors in the user's input (assembly errors, malformed images or results files, unknown
 profiles or VMMs) print one line, ``popek: <message>``, and exit with status 2; a guest that
 does not exit cleanly makes ``run`` exit with status 1, and an unexpected failure of a VMM
@@ -232,9 +234,33 @@ def _run_under_vmm(args: argparse.Namespace, what: str, image: Any, config: Any)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from reports.bench_report import is_bench_file, load_bench, merge_bench, profiles_of, write_merged_report
     from reports.report import write_report
 
-    report = write_report([Path(p) for p in args.results], Path(args.output))
+    # A bench.json among the inputs (named, or in a directory given) is the benchmark part;
+    # everything else is conformance results, read as before.
+    results: list[Path] = []
+    bench = [Path(p) for p in args.bench]
+    for path in map(Path, args.results):
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.json") if p.is_file())
+            marked = [p for p in found if is_bench_file(p)]
+            bench += marked
+            if not marked:
+                results.append(path)
+            else:
+                results += [p for p in found if p not in marked]
+        elif is_bench_file(path):
+            bench.append(path)
+        else:
+            results.append(path)
+    if not bench:
+        if not results:
+            raise ValueError("report: give results files or directories, or --bench FILE")
+        return _print_report(write_report(results, Path(args.output)))
+    data = merge_bench(load_bench(p) for p in dict.fromkeys(bench))
+    report = write_merged_report(results, data, Path(args.output), profiles=args.cost_profile or profiles_of(data))
+    print(f"popek: {len(data.records)} benchmark record(s) from {', '.join(map(str, data.sources))}")
     return _print_report(report)
 
 
@@ -256,9 +282,51 @@ def _print_report(report: Report) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from reports.demo import reference_vmms
 
+    # The full demo (no selection) tells the paper's story end to end: conformance, then a small
+    # benchmark run; a demo narrowed with --vmm, --profile or -k skips it unless --bench says so.
+    bench = args.bench if args.bench is not None else not (args.vmm or args.profile or args.keyword)
     return _run_suite(
-        args, args.vmm or reference_vmms(), "no reference VMM is registered (entry-point group popek.vmms)"
+        args, args.vmm or reference_vmms(), "no reference VMM is registered (entry-point group popek.vmms)", bench
     )
+
+
+def bench_vmms(given: Sequence[str]) -> list[str]:
+    """The columns of ``popek bench``: ``DEFAULT_VMMS`` when none is given, else native and the
+    VMMs standing for the paper's columns (binary-translation, hardware) followed by those given,
+    so that a user's VMM is shown against the classics."""
+    from benchmarks import paper
+    from benchmarks.suites import DEFAULT_VMMS
+
+    if not given:
+        return list(DEFAULT_VMMS)
+    return list(dict.fromkeys([*paper.COLUMN_VMMS.values(), *given]))
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.suites import all_suites, machine_for
+    from reports.bench_report import DEFAULT_PROFILES, run_benchmarks
+
+    suites = list(dict.fromkeys(args.suite)) or list(all_suites())
+    if not suites:
+        raise ValueError("bench: no benchmark suite is installed (benchmarks/suites)")
+    vmms = bench_vmms(args.vmm)
+    for vmm in vmms:  # an unknown VMM or one no machine profile can host: one line, before any run
+        machine_for(vmm)
+    profiles = list(dict.fromkeys(args.profile)) or list(DEFAULT_PROFILES)
+    print(
+        f"popek: benchmark suites {', '.join(suites)} under {', '.join(vmms)}, scale {args.scale}, "
+        f"priced under {', '.join(profiles)}",
+        flush=True,
+    )
+    run = run_benchmarks(
+        suites, vmms, Path(args.output), scale=args.scale, profiles=profiles, progress=lambda t: print(t, flush=True)
+    )
+    print(f"popek: {len(run.records)} record(s) in {run.json}; report written to {run.markdown} and {run.html}")
+    for headline, detail in run.problems:
+        print(f"popek: {headline}", file=sys.stderr)
+        if detail:
+            print(detail, file=sys.stderr)
+    return 1 if run.problems else 0
 
 
 def _cmd_mutants(argv: Sequence[str]) -> int:
@@ -277,8 +345,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return _run_suite(args, args.vmm or env, f"grade needs a VMM: --vmm NAME or pkg.module:Class, or ${ENV_VMM}")
 
 
-def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str) -> int:
-    from reports.demo import describe, log_tail, plan_runs, problem, run_plan
+def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str, bench: bool = False) -> int:
+    from reports.demo import describe, log_tail, plan_runs, problem, run_demo_bench, run_plan
     from reports.report import write_report
 
     if not specs:
@@ -311,6 +379,17 @@ def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str) -> i
     if not written:
         return 1
     problems = [p for p in map(problem, outcomes) if p is not None]
+    if bench:
+        print()
+        run = run_demo_bench(out / "bench", lambda t: print(t, flush=True))
+        if run is not None:
+            from reports.bench_report import load_bench, write_merged_report
+
+            problems += run.problems
+            print()
+            links = [("the benchmark report alone", "bench/bench.html"), ("its records", "bench/bench.json")]
+            report = write_merged_report(written, load_bench(run.json), out, problems, links=links)
+            return _print_report(report)
     print()
     return _print_report(write_report(written, out, problems))
 
@@ -361,6 +440,38 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
+
+
+def _scale(text: str) -> int:
+    """``popek bench --scale``: a whole number >= 1 (the iterations' multiplier)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is less than 1 (1 is the smallest scale)")
+    return value
+
+
+def _suite_name(name: str) -> str:
+    """A benchmark suite's name (``benchmarks.suites.all_suites``)."""
+    from benchmarks.suites import all_suites
+
+    known = list(all_suites())
+    if name not in known:
+        raise argparse.ArgumentTypeError(f"unknown suite {name!r} (available: {', '.join(known) or 'none yet'})")
+    return name
+
+
+def _cost_profile(name: str) -> str:
+    """A cost profile: a name in benchmarks/cost_profiles or a ``.toml`` file."""
+    from benchmarks.cost_model import CostModelError, load_profile
+
+    try:
+        load_profile(name)
+    except CostModelError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return name
 
 
 def _profile_name(name: str) -> str:
@@ -461,16 +572,77 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the grade sheet (Markdown and HTML) of conformance results")
     p.add_argument(
         "results",
-        nargs="+",
+        nargs="*",
         metavar="RESULTS",
-        help="results JSON files (--popek-results), directories of them, or JUnit XML files (--junitxml)",
+        help="results JSON files (--popek-results), directories of them, or JUnit XML files (--junitxml); "
+        "a bench.json of popek bench among them (or in a directory given) adds the benchmark report",
+    )
+    p.add_argument(
+        "--bench", action="append", default=[], metavar="FILE", help="a bench.json of popek bench (repeatable)"
+    )
+    p.add_argument(
+        "--cost-profile",
+        action="append",
+        default=[],
+        type=_cost_profile,
+        metavar="P",
+        help="price the benchmark records under this cost profile (repeatable; default: those of the bench run)",
     )
     p.add_argument("-o", "--output", default="popek-report", help="report directory (default popek-report)")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("demo", help="run every reference VMM through the conformance suite and write the report")
+    p = sub.add_parser(
+        "demo",
+        help="run every reference VMM through the conformance suite, and a small benchmark run, and write the report",
+    )
     _add_suite_options(p, "a VMM to run instead of every reference VMM (repeatable)")
+    p.add_argument(
+        "--bench",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="include the small benchmark run (nanobench and forkwait, scale 1, priced on p4-2006; default: "
+        "only when no --vmm, --profile or -k narrows the demo)",
+    )
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmark suites and write bench.json and the benchmark report",
+        one_line_errors=True,
+        description="Run the benchmark suites (docs/benchmarks.md) under VMMs, write DIR/bench.json (every "
+        "record, counts only) and the report DIR/bench.md and DIR/bench.html (and plots with popek[plots]), "
+        "the records priced under each cost profile given, beside Adams & Agesen 2006.",
+    )
+    p.add_argument(
+        "--vmm",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a VMM to benchmark: an entry-point name or pkg.module:Class (repeatable). Default: native and "
+        "every reference VMM of a technique the paper discusses. When given, native, binary-translation and "
+        "hardware (the paper's columns) are benchmarked too, so your VMM is shown against the classics",
+    )
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        type=_cost_profile,
+        metavar="P",
+        help="a cost profile to price the records under: a name (p4-2006, core2-2008, nehalem-2009, "
+        "sandybridge-2011) or a .toml file (repeatable; default p4-2006; with several, the report adds the "
+        "processor-generation sweep)",
+    )
+    p.add_argument(
+        "--suite",
+        action="append",
+        default=[],
+        type=_suite_name,
+        metavar="S",
+        help="a suite to run: nanobench, forkwait, macro, mmu, io (repeatable; default: every installed suite)",
+    )
+    p.add_argument("--scale", type=_scale, default=1, metavar="K", help="multiply the iterations by K >= 1 (default 1)")
+    p.add_argument("-o", "--output", default="popek-bench", help="output directory (default popek-bench)")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("grade", help="run a VMM through the conformance suite on its profiles and write the report")
     _add_suite_options(p, "the VMM: an entry-point name or pkg.module:Class (repeatable; default $POPEK_VMM)")

@@ -21,13 +21,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cffi_core.profiles import FEATURE_BITS, PROFILES, available_profiles, get_profile
 from conformance.api import ENTRY_POINT_GROUP, VMM, load_vmm
 from conformance.results import RunKey, load_results
 
+if TYPE_CHECKING:
+    from reports.bench_report import BenchRun
+
 __all__ = [
     "DEFAULT_HYPOTHESIS_PROFILE",
+    "DEMO_BENCH_PROFILES",
+    "DEMO_BENCH_SUITES",
+    "DEMO_BENCH_VMMS",
     "Outcome",
     "Plan",
     "default_jobs",
@@ -37,6 +44,7 @@ __all__ = [
     "problem",
     "reference_vmms",
     "relevant_profiles",
+    "run_demo_bench",
     "run_plan",
     "supported_profiles",
 ]
@@ -242,6 +250,32 @@ def log_tail(outcome: Outcome) -> str:
     except OSError:
         return ""
     return "\n".join(lines[-_LOG_TAIL:])
+
+
+DEMO_BENCH_SUITES = ("nanobench", "forkwait")
+DEMO_BENCH_VMMS = ("native", "binary-translation", "hardware", "hardware-ept")
+DEMO_BENCH_PROFILES = ("p4-2006",)
+"""The demo's benchmark run: Adams & Agesen 2006's nanobenchmarks and forkwait at scale 1, under
+native, the paper's two VMMs and nested paging, priced on the paper's Pentium 4."""
+
+
+def run_demo_bench(out: Path, progress: Callable[[str], None]) -> BenchRun | None:
+    """The demo's small benchmark run into ``out`` (``bench.json``, ``bench.md``, ``bench.html``):
+    the ``DEMO_BENCH_SUITES`` that are installed; ``None`` (said through ``progress``) when none is.
+    Returns the ``reports.bench_report.BenchRun``."""
+    from benchmarks.suites import all_suites
+    from reports.bench_report import run_benchmarks
+
+    installed = all_suites()
+    suites = [s for s in DEMO_BENCH_SUITES if s in installed]
+    if not suites:
+        progress(f"popek: no benchmark suite of the demo ({', '.join(DEMO_BENCH_SUITES)}) is installed; skipped")
+        return None
+    progress(
+        f"popek: benchmark suites {', '.join(suites)} under {', '.join(DEMO_BENCH_VMMS)}, scale 1, "
+        f"priced on {', '.join(DEMO_BENCH_PROFILES)}; records and report in {out}"
+    )
+    return run_benchmarks(suites, DEMO_BENCH_VMMS, out, scale=1, profiles=DEMO_BENCH_PROFILES, progress=progress)
 
 
 def default_jobs() -> int:
