@@ -461,7 +461,7 @@ def _forkwait_section(p: _Priced, vmms: Sequence[str], level: int, out: Path | N
             if cost is None:
                 continue
             fig = cost.figure
-            ratio = _ratio(fig, native.figure) if native else None
+            ratio = Bound(1.0) if v == NATIVE else _ratio(fig, native.figure) if native else None
             column = paper_by_vmm.get(v)
             paper_ratio = published.column(column) / published.native if column else None
             rows.append([
