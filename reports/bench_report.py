@@ -954,7 +954,7 @@ def write_merged_report(
     grades = [grade(run) for run in load_runs(collect_files(results))] if results else []
     out.mkdir(parents=True, exist_ok=True)
     blocks: list[ReportBlock] = list(build_blocks(grades, problems))
-    blocks.insert(1, Toc(2, 1))
+    blocks.insert(2, Toc(2, 2))  # after the title and the opening paragraph
     blocks += bench_blocks(bench, profiles, level=2, out=out, fig_prefix="bench-", toc=False)
     if links:
         blocks.append(Paragraph("Also: " + "; ".join(f"{text} ({path})" for text, path in links) + "."))
