@@ -28,6 +28,6 @@ def test_suite(benchmark, name):
         suite=name,
         vmms=list(DEFAULT_VMMS),
         scale=1,
-        runs=len(lines),
+        progress=lines,
         records=[r.to_json() for r in records],
     )
