@@ -133,7 +133,7 @@ _SCALAR_COUNTERS = (
     "port_reads", "port_writes", "itlb_hits", "itlb_misses", "dtlb_hits", "dtlb_misses", "tlb_flushes",
     "tlb_full_flushes", "invlpgs", "walks", "walk_refs", "ad_updates", "pages_decoded", "code_invalidations",
     "vm_entries", "vmcs_reads", "vmcs_writes", "vm_transition_flushes", "walks_2d", "walk_refs_2d", "pwc_hits",
-    "ntlb_hits", "ntlb_misses", "iommu_translations", "iommu_faults",
+    "ntlb_hits", "ntlb_misses", "iommu_translations", "iommu_faults", "cr_writes",
 )  # fmt: skip
 
 

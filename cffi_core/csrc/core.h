@@ -19,7 +19,7 @@
 #define NOINLINE __attribute__((noinline))
 #define COLD __attribute__((cold, noinline))
 
-#define P64_ABI_VERSION 6u
+#define P64_ABI_VERSION 7u
 
 /* ---- §2: registers ---- */
 #define SP 15                          /* r15 is the stack pointer */

@@ -262,6 +262,7 @@ struct p64_counters {
     uint64_t ntlb_misses;
     uint64_t iommu_translations;/* DMA pages translated */
     uint64_t iommu_faults;      /* DMAs refused */
+    uint64_t cr_writes;         /* control registers written by a retired mtcr (any mode) */
 };
 
 /* One refused DMA (docs/vmx.md V.10). */

@@ -419,6 +419,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         }
         if (!write_cr(m, ip->aux, v_))
             RAISE_GP0();
+        m->ctr.cr_writes++; /* §13: the write took effect (a TPR-below-threshold exit follows it) */
         if (GUEST && ip->aux == 8 && m->vmx.tpr_shadow && v_ < m->vmx.v->f[P64_VMCS_TPR_THRESHOLD]) {
             ip++; /* V.3: trap-like, after the write retired */
             vmx_exit(m, P64_VMEXIT_TPR_BELOW_THRESHOLD, 0);
