@@ -434,11 +434,11 @@ class BinaryTranslationVM(TrapEmulateVM):
                 self._callouts[mnemonic] = self._callouts.get(mnemonic, 0) + 1
                 if word not in self.tc.adapted:
                     return self._emulate()
-                # An adapted IDENT instruction (adaptive BT): did it write a traced page, as
-                # its IDENT translation would have trapped on?
-                before = self.shadow.counters["traced_writes"] + self._coherence["code_writes"]
+                # An adapted IDENT instruction (adaptive BT): did it store into a traced page
+                # (changed or not: the IDENT store would have trapped either way) or a code page?
+                before = self.memory.watched_stores + self._coherence["code_writes"]
                 ex = self._emulate()
-                trapped = self.shadow.counters["traced_writes"] + self._coherence["code_writes"] != before
+                trapped = self.memory.watched_stores + self._coherence["code_writes"] != before
                 self.tc.judged(word, trapped=trapped)
                 return ex
             if kind is WordKind.STUB:

@@ -59,6 +59,10 @@ class GuestMemory:
         self.watched: set[int] = set()
         """Guest frame numbers whose writes are reported to ``on_write`` (shadow paging's traced pages)."""
         self.on_write: WriteHook | None = None
+        self.watched_stores = 0
+        """Stores into a watched frame, whether or not they changed it: each is one a real CPU
+        would have trapped on (the frame is write-protected in every shadow), which adaptive
+        binary translation asks after (Adams & Agesen 2006 §3.3: "innocent until proven guilty")."""
         self.code_frames: set[int] = set()
         """Guest frame numbers whose writes (stores emulated through this class and DMA) are
         reported to ``on_code_write`` after they land."""
@@ -84,6 +88,7 @@ class GuestMemory:
         # ``write_bytes`` does for it, without its general loop — the emulated page-table
         # store of shadow paging comes here at every such VM exit.
         self._check(addr, size, "write")
+        self.watched_stores += 1
         quad = addr & ~7
         old = _QUAD.unpack_from(self._view, self.base + quad)[0]
         self.host.write(self.base + addr, data)
@@ -114,6 +119,8 @@ class GuestMemory:
     def _write_watched(self, addr: int, data: bytes, first: int, last: int) -> None:
         """Store ``data`` (frames ``first``..``last``), reporting the watched quadwords that change."""
         touched = [f for f in range(first, last + 1) if f in self.watched] if self.watched else []
+        if touched:
+            self.watched_stores += 1
         if not touched or self.on_write is None:
             self.host.write(self.base + addr, data)
             return
