@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "AGGREGATES",
@@ -35,8 +36,17 @@ __all__ = [
 
 PROFILE_DIR = Path(__file__).with_name("cost_profiles")
 
-KINDS = frozenset({"vm_transition", "vmcs_access", "translation", "callout", "in_tc", "trap", "instruction"})
+KINDS = frozenset(
+    {
+        "vm_transition", "vmcs_access", "translation", "callout", "in_tc", "trap", "instruction",
+        "exception", "io", "mmu", "emulation",
+    }
+)  # fmt: skip
 """Event kinds of the "where the cycles go" breakdown; every unit cost names one."""
+
+FITTED_DIR = PROFILE_DIR / "fitted"
+"""Generated files of fitted prices (``python -m benchmarks.fit``), one per profile that declares
+a ``[fitted]`` table: ``fitted/<name>.toml``."""
 
 AGGREGATES: dict[str, str] = {
     "instructions": "insn_*_cpl*",
@@ -66,9 +76,10 @@ nanobenchmarks, forkwait, the macrobenchmarks) or a fudge factor (DESIGN §8: "n
 fudge factor, ever").  Instruction names that are also nanobenchmark names (``syscall``, ``in``)
 are events and allowed."""
 
-_KEY = re.compile(r"^[a-z0-9_*]+$")
-_TOP_KEYS = frozenset({"name", "description", "clock", "unit_costs", "awaiting_fit"})
+_KEY = re.compile(r"^[a-z0-9_.*]+$")
+_TOP_KEYS = frozenset({"name", "description", "base", "clock", "unit_costs", "included", "fitted"})
 _COST_KEYS = frozenset({"cycles", "kind", "source"})
+_FITTED_KEYS = frozenset({"kind", "fitted_on"})
 
 
 class CostModelError(ValueError):
@@ -85,34 +96,62 @@ class UnitCost:
 
 
 @dataclass(frozen=True)
+class FittedCost:
+    """A per-event cost the profile leaves to the nanobenchmark fit (``benchmarks.fit``): its
+    event kind and the nanobenchmark rows that determine it."""
+
+    kind: str
+    fitted_on: str
+
+
+@dataclass(frozen=True)
 class CostProfile:
     """A named table of unit costs (keys: counter names or ``fnmatch`` patterns such as
-    ``vm_exit_*``) at a clock; ``awaiting_fit``: counters left unpriced until the per-event fit to
-    the seven nanobenchmarks, with what will fit them."""
+    ``vm_exit_*``; the VMM's own counters carry the prefix ``vmm.``) at a clock.
+
+    ``included``: counters whose cost is part of another counter's price, or none (a TLB hit),
+    each with the reason; they are neither priced nor unpriced.  ``fitted``: the per-event costs
+    fitted to the seven nanobenchmarks, priced once ``fitted/<name>.toml`` exists;
+    ``awaiting_fit``: those of them not priced yet.  ``base``: the profile this one starts from
+    (its unit costs, fitted ones included, and its ``included``), overriding what it declares."""
 
     name: str
     description: str
     clock_ghz: float
     clock_source: str
     unit_costs: dict[str, UnitCost]
+    included: dict[str, str] = field(default_factory=dict)
+    fitted: dict[str, FittedCost] = field(default_factory=dict)
     awaiting_fit: dict[str, str] = field(default_factory=dict)
+    base: str | None = None
     path: Path | None = None
 
     def lookup(self, counter: str) -> tuple[str, UnitCost] | None:
         """The key and unit cost pricing ``counter``: its exact key first, else the one pattern
         matching it (two matching patterns are an error: the price would be ambiguous)."""
-        if counter in self.unit_costs:
-            return counter, self.unit_costs[counter]
-        hits = [k for k in self.unit_costs if "*" in k and fnmatch.fnmatchcase(counter, k)]
-        if len(hits) > 1:
-            raise CostModelError(f"profile {self.name!r}: counter {counter!r} matches patterns {hits}")
-        return (hits[0], self.unit_costs[hits[0]]) if hits else None
+        return _match(self.name, counter, self.unit_costs)
+
+    def inclusion(self, counter: str) -> str | None:
+        """Why ``counter`` needs no price of its own (``included``), or None."""
+        hit = _match(self.name, counter, self.included)
+        return None if hit is None else hit[1]
+
+
+def _match(profile: str, counter: str, table: Mapping[str, object]) -> tuple[str, Any] | None:
+    if counter in table:
+        return counter, table[counter]
+    hits = [k for k in table if "*" in k and fnmatch.fnmatchcase(counter, k)]
+    if len(hits) > 1:
+        raise CostModelError(f"profile {profile!r}: counter {counter!r} matches patterns {hits}")
+    return (hits[0], table[hits[0]]) if hits else None
 
 
 @dataclass(frozen=True)
 class Priced:
     """Counters priced under one profile: total cycles, cycles by counter and by event kind,
-    simulated seconds at the profile's clock, and the counters no unit cost prices."""
+    simulated seconds at the profile's clock, the counters no unit cost prices (``unpriced``:
+    their cycles are missing, so ``cycles`` is then a lower bound) and those whose cost is
+    included in another's price (``included``)."""
 
     profile: str
     cycles: float
@@ -120,11 +159,22 @@ class Priced:
     by_kind: dict[str, float]
     seconds: float
     unpriced: dict[str, int]
+    included: dict[str, int] = field(default_factory=dict)
 
     @property
     def unpriced_nonzero(self) -> dict[str, int]:
         """The unpriced counters that counted something (their cycles are missing from ``cycles``)."""
         return {k: n for k, n in self.unpriced.items() if n}
+
+    @property
+    def complete(self) -> bool:
+        """True when every counter that counted something is priced or included."""
+        return not self.unpriced_nonzero
+
+    @property
+    def vmm_reported(self) -> float:
+        """The cycles priced from the VMM's own counters (``vmm.*``): the VMM's word, not the host's."""
+        return sum(c for k, c in self.by_counter.items() if k.startswith("vmm."))
 
 
 def available_profiles(directory: Path = PROFILE_DIR) -> list[str]:
@@ -141,35 +191,29 @@ def _need(table: Mapping, key: str, types: tuple[type, ...], where: str) -> obje
     return value
 
 
-def load_profile(name_or_path: str | Path, directory: Path = PROFILE_DIR) -> CostProfile:
-    """The profile called ``name_or_path`` in ``directory``, or the TOML file at that path.
-    Errors name the file and the offending key."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = directory / f"{name_or_path}.toml"
-        if not path.is_file():
-            raise CostModelError(f"unknown cost profile {name_or_path!r}; available: {available_profiles(directory)}")
+def load_profile(name_or_path: str | Path, directory: Path = PROFILE_DIR, *, with_fit: bool = True) -> CostProfile:
+    """The profile called ``name_or_path`` in ``directory``, or the TOML file at that path, with
+    its base's unit costs and inclusions under its own and its fitted prices
+    (``fitted/<name>.toml`` beside it) once the fit has run (not with ``with_fit=False``: the
+    profile as the fit starts from it).  Errors name the file and the key."""
+    return _load(name_or_path, directory, (), with_fit)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise CostModelError(f"{path}: {e}") from e
-    where = str(path)
-    for key in data:
-        if key not in _TOP_KEYS:
-            raise CostModelError(f"{where}: unknown key {key!r} (allowed: {sorted(_TOP_KEYS)})")
-    name = _need(data, "name", (str,), where)
-    if name != path.stem:
-        raise CostModelError(f"{where}: key 'name' is {name!r} but the file is {path.name}")
-    clock = _need(data, "clock", (dict,), where)
-    ghz = _need(clock, "ghz", (int, float), f"{where} [clock]")
-    if not ghz > 0:
-        raise CostModelError(f"{where} [clock]: key 'ghz' must be positive, not {ghz!r}")
-    clock_source = _need(clock, "source", (str,), f"{where} [clock]")
+
+
+def _unit_costs(table: object, where: str) -> dict[str, UnitCost]:
+    if not isinstance(table, dict):
+        raise CostModelError(f"{where}: key 'unit_costs' must be a table")
     costs: dict[str, UnitCost] = {}
-    for key, entry in _need(data, "unit_costs", (dict,), where).items():
+    for key, entry in table.items():
         at = f"{where} [unit_costs.{key}]"
         if not _KEY.match(key):
-            raise CostModelError(f"{at}: a key is a counter name or pattern ([a-z0-9_*]), not {key!r}")
+            raise CostModelError(f"{at}: a key is a counter name or pattern ([a-z0-9_.*]), not {key!r}")
         if not isinstance(entry, dict):
             raise CostModelError(f"{at}: must be a table with cycles, kind, source")
         for k in entry:
@@ -185,12 +229,83 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILE_DIR) -> Cos
         if not source.strip():
             raise CostModelError(f"{at}: key 'source' is empty: every unit cost cites its paper, table and row")
         costs[key] = UnitCost(cycles, kind, source)
-    awaiting = dict(data.get("awaiting_fit", {}))
-    for key, note in awaiting.items():
-        if not isinstance(note, str) or not _KEY.match(key):
-            raise CostModelError(f"{where} [awaiting_fit]: key {key!r} must be a counter name with a string note")
-        if key in costs:
-            raise CostModelError(f"{where} [awaiting_fit]: key {key!r} is priced in [unit_costs] too")
+    return costs
+
+
+def _load(name_or_path: str | Path, directory: Path, seen: tuple[str, ...], with_fit: bool) -> CostProfile:
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = directory / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise CostModelError(f"unknown cost profile {name_or_path!r}; available: {available_profiles(directory)}")
+    data = _read_toml(path)
+    where = str(path)
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise CostModelError(f"{where}: unknown key {key!r} (allowed: {sorted(_TOP_KEYS)})")
+    name = _need(data, "name", (str,), where)
+    if name != path.stem:
+        raise CostModelError(f"{where}: key 'name' is {name!r} but the file is {path.name}")
+    clock = _need(data, "clock", (dict,), where)
+    ghz = _need(clock, "ghz", (int, float), f"{where} [clock]")
+    if not ghz > 0:
+        raise CostModelError(f"{where} [clock]: key 'ghz' must be positive, not {ghz!r}")
+    clock_source = _need(clock, "source", (str,), f"{where} [clock]")
+
+    base_name = data.get("base")
+    costs: dict[str, UnitCost] = {}
+    included: dict[str, str] = {}
+    if base_name is not None:
+        if not isinstance(base_name, str):
+            raise CostModelError(f"{where}: key 'base' must be a profile name, not {base_name!r}")
+        if base_name in (*seen, name):
+            raise CostModelError(f"{where}: key 'base' makes a cycle: {' -> '.join((*seen, name, base_name))}")
+        base = _load(base_name, path.parent, (*seen, name), with_fit)
+        costs.update(base.unit_costs)
+        included.update(base.included)
+
+    own = _unit_costs(data.get("unit_costs", {}), where)
+    for key, note in dict(data.get("included", {})).items():
+        if not isinstance(note, str) or not note.strip() or not _KEY.match(key):
+            raise CostModelError(f"{where} [included]: key {key!r} must be a counter or pattern with its reason")
+        if key in own:
+            raise CostModelError(f"{where} [included]: key {key!r} is priced in [unit_costs] too")
+        included[key] = note
+    fitted: dict[str, FittedCost] = {}
+    for key, entry in dict(data.get("fitted", {})).items():
+        at = f"{where} [fitted.{key}]"
+        if not _KEY.match(key) or not isinstance(entry, dict):
+            raise CostModelError(f"{at}: a counter or pattern with a table of kind and fitted_on")
+        for k in entry:
+            if k not in _FITTED_KEYS:
+                raise CostModelError(f"{at}: unknown key {k!r} (allowed: {sorted(_FITTED_KEYS)})")
+        kind = _need(entry, "kind", (str,), at)
+        if kind not in KINDS:
+            raise CostModelError(f"{at}: key 'kind' is {kind!r}, not one of {sorted(KINDS)}")
+        if key in own or key in included:
+            raise CostModelError(f"{at}: priced or included elsewhere in the profile too")
+        fitted[key] = FittedCost(kind, str(_need(entry, "fitted_on", (str,), at)))
+    for key in own:  # a profile's own price overrides its base's, and its base's inclusion
+        included.pop(key, None)
+    costs.update(own)
+
+    awaiting: dict[str, str] = {}
+    if fitted:
+        fit_path = path.parent / "fitted" / f"{name}.toml"
+        got = (
+            _unit_costs(_read_toml(fit_path).get("unit_costs", {}), str(fit_path))
+            if with_fit and fit_path.is_file()
+            else {}
+        )
+        for key, cost in got.items():
+            if key not in fitted:
+                raise CostModelError(f"{fit_path} [unit_costs.{key}]: not declared in [fitted] of {path.name}")
+            if cost.kind != fitted[key].kind:
+                raise CostModelError(
+                    f"{fit_path} [unit_costs.{key}]: kind {cost.kind!r}, declared {fitted[key].kind!r}"
+                )
+        costs.update(got)
+        awaiting = {k: f.fitted_on for k, f in fitted.items() if k not in got}
     for agg, parts in AGGREGATES.items():
         if agg in costs and any(_is_part(k, parts) for k in costs):
             raise CostModelError(f"{where} [unit_costs.{agg}]: priced with its parts ({parts}): events counted twice")
@@ -200,14 +315,17 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILE_DIR) -> Cos
         clock_ghz=float(ghz),
         clock_source=clock_source,
         unit_costs=costs,
+        included=included,
+        fitted=fitted,
         awaiting_fit=awaiting,
+        base=base_name,
         path=path,
     )
 
 
 def benchmark_specific_keys(profile: CostProfile) -> list[str]:
     """The keys of ``profile`` (unit costs and awaiting fit) breaking the rule of ``BENCHMARK_TOKENS``."""
-    keys = [*profile.unit_costs, *profile.awaiting_fit]
+    keys = [*profile.unit_costs, *profile.fitted, *profile.included]
     return [k for k in keys if set(k.replace("*", "").split("_")) & BENCHMARK_TOKENS]
 
 
@@ -251,8 +369,13 @@ def price(counters: Mapping[str, int], profile: CostProfile | str) -> Priced:
     by_counter: dict[str, float] = {}
     by_kind: dict[str, float] = {}
     unpriced: dict[str, int] = {}
+    included: dict[str, int] = {}
     for name, n in sorted(counts.items()):
         hit = profile.lookup(name)
+        awaiting = hit is None and _match(profile.name, name, profile.awaiting_fit) is not None
+        if hit is None and not awaiting and profile.inclusion(name) is not None:
+            included[name] = n
+            continue
         if hit is None:
             covered = any(
                 (name == agg and any(_is_part(p, parts) for p in priced_names))
@@ -273,6 +396,7 @@ def price(counters: Mapping[str, int], profile: CostProfile | str) -> Priced:
         by_kind=by_kind,
         seconds=total / (profile.clock_ghz * 1e9),
         unpriced=unpriced,
+        included=included,
     )
 
 
@@ -281,18 +405,27 @@ DOCS_END = "<!-- end of cost profiles -->"
 
 
 def profile_table(profile: CostProfile) -> str:
-    """The Markdown of one profile for docs/benchmarks.md: clock, unit costs with sources, and the
-    counters awaiting the nanobenchmark fit."""
+    """The Markdown of one profile for docs/benchmarks.md: clock, base, unit costs with sources
+    (fitted ones marked), the counters included in others' prices, and any awaiting the fit."""
+    own = load_profile(profile.path or profile.name, with_fit=False) if profile.base else None
     lines = [
         f"### `{profile.name}`",
         "",
         f"{profile.description}. Clock {profile.clock_ghz:g} GHz ({profile.clock_source}).",
-        "",
-        "| counter | cycles | kind | source |",
-        "|---|---:|---|---|",
     ]
+    if profile.base:
+        lines[-1] += f" Every price not listed here is `{profile.base}`'s."
+    lines += ["", "| counter | cycles | kind | source |", "|---|---:|---|---|"]
     for key, c in profile.unit_costs.items():
-        lines.append(f"| `{key}` | {c.cycles:g} | {c.kind} | {c.source} |")
+        if own is not None:
+            mine = _read_toml(profile.path).get("unit_costs", {}) if profile.path else {}
+            if key not in mine:
+                continue
+        cycles = f"{c.cycles:g}" + (" (fitted)" if key in profile.fitted else "")
+        lines.append(f"| `{key}` | {cycles} | {c.kind} | {c.source} |")
+    if profile.included and not profile.base:
+        lines += ["", "Included in other prices, or no event of the machine:", "", "| counter | why |", "|---|---|"]
+        lines += [f"| `{k}` | {v} |" for k, v in profile.included.items()]
     if profile.awaiting_fit:
         lines += [
             "",

@@ -227,42 +227,28 @@ class Cost:
         return Bound(self.cycles, _bound_kind(self.unpriced))
 
 
-def _event_name(name: str) -> str:
-    """A host counter's name as the cost model prices it (``vm_exit_<number>`` read as the
-    reason, docs/vmx.md V.4), to tell whether the VMM reports an event the host also counted."""
-    m = re.fullmatch(r"vm_exit_(\d+)", name)
-    if m:
-        from cffi_core.vmx import VmExitReason
-
-        if int(m.group(1)) in VmExitReason._value2member_map_:
-            return f"vm_exit_{VmExitReason(int(m.group(1))).name.lower()}"
-    return name
-
-
 def price_record(record: Record, profile: CostProfile) -> Cost:
-    """Price ``record`` under ``profile``: the host counters as they are; the VMM's own (``vmm.``
-    prefix removed) only for events the host did not count itself — the host's measurement of
-    an event wins over the VMM's word for it (docs/vmm-api.md §11)."""
-    host = {k: v for k, v in record.delta.items() if not k.startswith(VMM_PREFIX)}
-    measured = {_event_name(k) for k in host}
-    own = {
-        k.removeprefix(VMM_PREFIX): v
-        for k, v in record.delta.items()
-        if k.startswith(VMM_PREFIX) and k.removeprefix(VMM_PREFIX) not in measured
-    }
-    h, v = price(host, profile), price(own, profile)
+    """Price ``record`` under ``profile`` (``benchmarks.cost_model.price`` of its delta, per
+    iteration).  The VMM's own counters (``vmm.*``) count only where the profile prices them by
+    that name (docs/benchmarks.md §1): their cycles are the VMM's word and kept apart."""
+    priced = price(record.delta, profile)
     n = record.n
-    unpriced = {k: c / n for k, c in h.unpriced_nonzero.items()}
-    unpriced |= {VMM_PREFIX + k: c / n for k, c in v.unpriced_nonzero.items()}
+    host_kind: dict[str, float] = {}
+    vmm_kind: dict[str, float] = {}
+    for counter, cycles in priced.by_counter.items():
+        hit = profile.lookup(counter)
+        kind = hit[1].kind if hit is not None else "other"
+        into = vmm_kind if counter.startswith(VMM_PREFIX) else host_kind
+        into[kind] = into.get(kind, 0.0) + cycles / n
     return Cost(
         record=record,
         profile=profile.name,
-        cycles=(h.cycles + v.cycles) / n,
-        vmm_cycles=v.cycles / n,
-        seconds=(h.seconds + v.seconds) / n,
-        by_kind={k: c / n for k, c in h.by_kind.items()},
-        vmm_by_kind={k: c / n for k, c in v.by_kind.items()},
-        unpriced=unpriced,
+        cycles=priced.cycles / n,
+        vmm_cycles=priced.vmm_reported / n,
+        seconds=priced.seconds / n,
+        by_kind=host_kind,
+        vmm_by_kind=vmm_kind,
+        unpriced={k: c / n for k, c in priced.unpriced_nonzero.items()},
     )
 
 
