@@ -159,7 +159,7 @@ def _walk_records(options: SuiteOptions) -> list[Record]:
         small = walk_counters(g, n, page, pwc, passes)
         big = walk_counters(g, n, page, pwc, 2 * passes)
         wall = time.perf_counter() - started
-        counts = delta(big, small, what=f"mmu {name} on {machine}")
+        counts = delta(big, small)
         walks = "walks_2d/walk_refs_2d" if n else "walks/walk_refs (guest mode without nested paging)"
         records.append(
             Record(
