@@ -31,9 +31,5 @@ def test_forkwait_orders_native_bt_vt_as_the_paper(checked):
 
 
 def test_claims_hold_exactly_where_no_deviation_is_declared(checked):
-    wrong = {
-        name: (c.measured, c.published)
-        for name, c in checked.items()
-        if c.holds == (name in DEVIATIONS)
-    }
+    wrong = {name: (c.measured, c.published) for name, c in checked.items() if c.holds == (name in DEVIATIONS)}
     assert wrong == {}, "update DEVIATIONS (with the reason measured) or fix the cause; never tune prices"
