@@ -174,6 +174,22 @@ def test_adaptation_turns_the_traps_of_a_page_table_store_into_one_callout_each(
     assert p["emulated_page_faults"] - stores == a["emulated_page_faults"] >= ADAPT_AFTER
 
 
+def test_an_adapted_store_of_an_unchanged_page_table_entry_stays_adapted():
+    """nanobench's ptemod stores an unchanged PTE (Adams & Agesen 2006 "ptemod (unchanged)"):
+    the IDENT store would trap every time, changed value or not, so its callout is never
+    innocent and is not reverted.  After adaptation each store is a callout, not a trap."""
+    from conformance.api import run_alone
+    from conformance.guest_os.nanobench import expected_output, nanobench_config, nanobench_image
+
+    n = 400
+    run = run_alone(BinaryTranslationVMM, nanobench_image(), nanobench_config("ptemod", n), profile="x86-2005")
+    assert run.observation.console == expected_output("ptemod", n)
+    c = run.observation.counters
+    assert c["adaptations"] >= 1 and c.get("adaptation_reversions", 0) == 0
+    assert c["callout_sd"] >= n - ADAPT_AFTER
+    assert run.host.counters["host_gate_exits"] < n // 10  # boot's faults, not one per store
+
+
 def test_the_tc_survives_address_space_switches_that_keep_the_kernel_code_mapped():
     """pt_churn.s loads CR3 130 times; its code is identity-mapped in both address spaces, so
     the TC is kept (nothing retranslated) instead of flushed at every switch."""
