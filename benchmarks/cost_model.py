@@ -77,7 +77,7 @@ fudge factor, ever").  Instruction names that are also nanobenchmark names (``sy
 are events and allowed."""
 
 _KEY = re.compile(r"^[a-z0-9_.*]+$")
-_TOP_KEYS = frozenset({"name", "description", "base", "clock", "unit_costs", "included", "fitted"})
+_TOP_KEYS = frozenset({"name", "description", "base", "clock", "unit_costs", "included", "fitted", "reference"})
 _COST_KEYS = frozenset({"cycles", "kind", "source"})
 _FITTED_KEYS = frozenset({"kind", "fitted_on"})
 
@@ -125,6 +125,9 @@ class CostProfile:
     awaiting_fit: dict[str, str] = field(default_factory=dict)
     base: str | None = None
     path: Path | None = None
+    reference: dict[str, tuple[float, str]] = field(default_factory=dict)
+    """Whole operations the papers time, kept to compare with, never priced with: name ->
+    (cycles, source)."""
 
     def lookup(self, counter: str) -> tuple[str, UnitCost] | None:
         """The key and unit cost pricing ``counter``: its exact key first, else the one pattern
@@ -285,6 +288,12 @@ def _load(name_or_path: str | Path, directory: Path, seen: tuple[str, ...], with
         if key in own or key in included:
             raise CostModelError(f"{at}: priced or included elsewhere in the profile too")
         fitted[key] = FittedCost(kind, str(_need(entry, "fitted_on", (str,), at)))
+    reference: dict[str, tuple[float, str]] = {}
+    for key, entry in dict(data.get("reference", {})).items():
+        at = f"{where} [reference.{key}]"
+        if not isinstance(entry, dict) or set(entry) != {"cycles", "source"}:
+            raise CostModelError(f"{at}: a table of cycles and source")
+        reference[key] = (float(_need(entry, "cycles", (int, float), at)), str(_need(entry, "source", (str,), at)))
     for key in own:  # a profile's own price overrides its base's, and its base's inclusion
         included.pop(key, None)
     costs.update(own)
@@ -320,6 +329,7 @@ def _load(name_or_path: str | Path, directory: Path, seen: tuple[str, ...], with
         awaiting_fit=awaiting,
         base=base_name,
         path=path,
+        reference=reference,
     )
 
 
@@ -423,6 +433,10 @@ def profile_table(profile: CostProfile) -> str:
                 continue
         cycles = f"{c.cycles:g}" + (" (fitted)" if key in profile.fitted else "")
         lines.append(f"| `{key}` | {cycles} | {c.kind} | {c.source} |")
+    if profile.reference:
+        lines += ["", "Whole operations timed by the paper, to compare with (they price nothing):", "",
+                  "| operation | cycles | source |", "|---|---:|---|"]  # fmt: skip
+        lines += [f"| {k} | {c:g} | {src} |" for k, (c, src) in profile.reference.items()]
     if profile.included and not profile.base:
         lines += ["", "Included in other prices, or no event of the machine:", "", "| counter | why |", "|---|---|"]
         lines += [f"| `{k}` | {v} |" for k, v in profile.included.items()]

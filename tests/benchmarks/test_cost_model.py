@@ -57,11 +57,7 @@ SOURCED_P4 = {
     "vm_exit_*": 1931,
     "vmcs_reads": 178,
     "vmcs_writes": 171,
-    "guest_instructions_translated": 2300,
-    "trap_rdtsc": 2030,
-    "callout_rdtsc": 1254,
-    "in_tc_rdtsc": 216,
-    "insn_class_cli": 60,
+    "vmm.guest_instructions_translated": 2300,
     "walk_refs*": 11,
     "pwc_hits": 2,
     "ntlb_hits": 2,
@@ -76,6 +72,12 @@ def test_p4_prices_are_the_papers():
     fitted = {k for k, c in p4.unit_costs.items() if c.source.startswith("fitted")}
     assert fitted == set(p4.fitted), "every declared fitted cost is priced by fitted/p4-2006.toml, and only those"
     assert p4.awaiting_fit == {}
+    assert {k: c for k, (c, _) in p4.reference.items()} == {
+        "rdtsc_trap": 2030,
+        "rdtsc_callout": 1254,
+        "rdtsc_in_tc": 216,
+        "cli": 60,
+    }
 
 
 def test_generation_profiles_override_the_transitions_only():
@@ -94,28 +96,34 @@ def test_generation_profiles_override_the_transitions_only():
 
 
 def test_exact_sum_on_hand_made_counters_p4():
+    p4 = load_profile("p4-2006")
+    fit = {k: p4.unit_costs[k].cycles for k in ("instructions", "hcalls", "vmm.guest_insns_emulated")}
     counters = {
         "vm_entries": 3,
         "vm_exit_exception": 2,
         "vmcs_reads": 10,
         "vmcs_writes": 4,
-        "guest_instructions_translated": 12,
-        "in_tc_rdtsc": 5,
-        "callout_rdtsc": 1,
+        "vmm.guest_instructions_translated": 12,
+        "walk_refs": 8,
+        "instructions": 100,
+        "insn_guest_cpl0": 100,
+        "hcalls": 5,
+        "vmm.guest_insns_emulated": 5,
+        "ticks": 100,
+        "vmm.callouts": 5,
     }
     out = price(counters, "p4-2006")
-    expected = 3 * 2409 + 2 * 1931 + 10 * 178 + 4 * 171 + 12 * 2300 + 5 * 216 + 1254
-    assert out.cycles == expected
+    sourced = 3 * 2409 + 2 * 1931 + 10 * 178 + 4 * 171 + 12 * 2300 + 8 * 11
+    fitted = 100 * fit["instructions"] + 5 * fit["hcalls"] + 5 * fit["vmm.guest_insns_emulated"]
+    assert out.cycles == pytest.approx(sourced + fitted)
     assert out.by_counter["vmcs_reads"] == 1780
-    assert out.by_kind == {
-        "vm_transition": 3 * 2409 + 2 * 1931,
-        "vmcs_access": 10 * 178 + 4 * 171,
-        "translation": 12 * 2300,
-        "in_tc": 5 * 216,
-        "callout": 1254,
-    }
-    assert out.seconds == pytest.approx(expected / 3.8e9)
+    assert out.by_kind["vm_transition"] == 3 * 2409 + 2 * 1931
+    assert out.by_kind["vmcs_access"] == 10 * 178 + 4 * 171
+    assert out.by_kind["translation"] == 12 * 2300
+    assert out.vmm_reported == pytest.approx(12 * 2300 + 5 * fit["vmm.guest_insns_emulated"])
+    assert out.seconds == pytest.approx(out.cycles / 3.8e9)
     assert out.unpriced == {}
+    assert out.included == {"ticks": 100, "vmm.callouts": 5}
 
 
 def test_round_trip_profiles_price_each_exit_once_with_its_entry():

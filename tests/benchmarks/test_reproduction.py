@@ -33,3 +33,21 @@ def test_forkwait_orders_native_bt_vt_as_the_paper(checked):
 def test_claims_hold_exactly_where_no_deviation_is_declared(checked):
     wrong = {name: (c.measured, c.published) for name, c in checked.items() if c.holds == (name in DEVIATIONS)}
     assert wrong == {}, "update DEVIATIONS (with the reason measured) or fix the cause; never tune prices"
+
+
+def test_the_docs_list_the_deviations():
+    from pathlib import Path
+
+    from benchmarks.reproduction import docs_section
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+    assert docs_section() in docs.read_text(), "run python -m benchmarks.reproduction docs/benchmarks.md"
+
+
+def test_the_report_shows_the_claims_with_their_reasons(paper_records):
+    from reports.bench_report import BenchData, bench_blocks, render_markdown
+
+    text = render_markdown(bench_blocks(BenchData(list(paper_records), []), ["p4-2006"]))
+    assert "Reproduction of Adams & Agesen 2006 (p4-2006)" in text
+    for reason in DEVIATIONS.values():
+        assert reason[:60] in text
