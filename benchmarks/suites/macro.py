@@ -19,6 +19,8 @@ jobs, ``mmu`` n random read-modify-writes with the toggles and fork rounds that 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from benchmarks.measure import Record
 from benchmarks.suites import Suite, SuiteOptions, register
 from benchmarks.suites.forkwait import P64osRun, p64os_records
@@ -41,13 +43,14 @@ _NOTES = {
 }
 
 
-def run_macro(options: SuiteOptions) -> list[Record]:
-    """compute, compile and mmu under every VMM of ``options``, ``DEFAULT_N × scale`` each
-    (compile at most its largest size, ``WORKLOADS['compile'].max_n / 2``)."""
+def run_macro(options: SuiteOptions, workloads: Sequence[str] = tuple(DEFAULT_N)) -> list[Record]:
+    """``workloads`` (by default compute, compile and mmu) under every VMM of ``options``,
+    ``DEFAULT_N × scale`` each (compile at most its largest size, ``WORKLOADS['compile'].max_n / 2``)."""
     from conformance.guest_os import WORKLOADS
 
     runs = []
-    for name, n in DEFAULT_N.items():
+    for name in workloads:
+        n = DEFAULT_N[name]
         size = min(n * options.scale, WORKLOADS[name].max_n // 2)
         runs.append(P64osRun(name, name, size, (_NOTES[name],)))
     return p64os_records("macro", runs, options.vmms, options)

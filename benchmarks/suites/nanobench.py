@@ -10,8 +10,9 @@ machine prints, so a VMM that skips or repeats an operation makes no record.
 
 from __future__ import annotations
 
-from benchmarks.measure import BenchmarkError, Record, measure
+from benchmarks.measure import NATIVE, BenchmarkError, Record, measure
 from benchmarks.suites import Suite, SuiteOptions, machine_for, register
+from benchmarks.suites.forkwait import guest_abi
 
 __all__ = ["BASELINE", "DEFAULT_N", "NANOBENCH_SUITE", "even_size", "run_nanobench"]
 
@@ -20,14 +21,6 @@ DEFAULT_N = 1000
 small fraction of an iteration's counts, and a run of all eight under six VMMs takes a minute."""
 BASELINE = "empty"
 """The loop alone, subtracted from every benchmark (nanobench.s: every loop has its shape)."""
-
-
-def _guest_abi(vmm: str) -> str:
-    if vmm == "native":
-        return "native"
-    from conformance.api import load_vmm
-
-    return load_vmm(vmm).guest_abi
 
 
 def even_size(name: str, n: int) -> int:
@@ -53,7 +46,7 @@ def run_nanobench(options: SuiteOptions) -> list[Record]:
     n = DEFAULT_N * options.scale
     records: list[Record] = []
     for vmm in options.vmms:
-        if _guest_abi(vmm) != "native":
+        if guest_abi(vmm) != NATIVE:
             options.progress(f"nanobench: {vmm} left out: it runs paravirtual guests and nanobench has no such build")
             continue
         machine = machine_for(vmm)
