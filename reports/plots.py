@@ -39,7 +39,7 @@ def _figure(width: float = 8.0, height: float = 4.2):
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=_DPI, format="png", metadata={"Software": None})
+    fig.savefig(path, dpi=_DPI, format="png", metadata={"Software": None}, bbox_inches="tight")
     return path
 
 
@@ -52,6 +52,7 @@ def nanobench_bars(
     """Grouped bars on a log scale, one group per nanobenchmark (``rows``), one bar per series
     (``series[label][i]`` = (cycles, exact?) of row i; None: no figure), as Adams & Agesen 2006
     Figure 4 draws them; a bar that is not exact is hatched."""
+    series = {label: values for label, values in series.items() if any(v is not None for v, _ in values)}
     fig = _figure(max(8.0, 1.2 * len(rows) + 2), 4.5)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(series))
@@ -66,7 +67,7 @@ def nanobench_bars(
     ax.set_xticks(range(len(rows)), rows)
     ax.set_ylabel("cycles per iteration (log)")
     ax.set_title(title)
-    ax.legend(fontsize="small", ncols=2)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars stay visible
     return _save(fig, path)
 
 
@@ -103,7 +104,7 @@ def generation_sweep(
     ax.set_yscale("log")
     ax.set_ylabel("cycles per iteration (log)")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
 
@@ -118,5 +119,5 @@ def walk_refs(points: Sequence[tuple[str, float, float | None]], path: Path, tit
     ax.set_xticks(list(xs), [p[0] for p in points], rotation=20, ha="right")
     ax.set_ylabel("memory references per walk")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
