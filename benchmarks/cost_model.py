@@ -458,13 +458,19 @@ def docs_tables(directory: Path = PROFILE_DIR) -> str:
     return f"{DOCS_BEGIN}\n\n{body}\n\n{DOCS_END}"
 
 
-def update_docs(path: Path) -> bool:
-    """Rewrite the generated section of ``path`` from the profiles; True if it changed."""
+def replace_section(path: Path, begin: str, end: str, section: str) -> bool:
+    """Put ``section`` (which starts with ``begin`` and ends with ``end``) in place of the text
+    between those markers in ``path``; True if the file changed."""
     text = path.read_text()
-    start, end = text.index(DOCS_BEGIN), text.index(DOCS_END) + len(DOCS_END)
-    new = text[:start] + docs_tables() + text[end:]
+    start, stop = text.index(begin), text.index(end) + len(end)
+    new = text[:start] + section + text[stop:]
     path.write_text(new)
     return new != text
+
+
+def update_docs(path: Path) -> bool:
+    """Rewrite the generated section of ``path`` from the profiles; True if it changed."""
+    return replace_section(path, DOCS_BEGIN, DOCS_END, docs_tables())
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import paper
-from benchmarks.cost_model import CostProfile, load_profile, price
+from benchmarks.cost_model import CostProfile, load_profile, price, replace_section
 from benchmarks.measure import Record
 
 __all__ = ["DEVIATIONS", "Claim", "claims", "docs_section", "per_iteration", "per_operation", "update_docs"]
@@ -213,11 +213,7 @@ def docs_section() -> str:
 
 def update_docs(path: Path) -> bool:
     """Rewrite the generated deviations of ``path``; True if it changed."""
-    text = path.read_text()
-    start, end = text.index(DOCS_BEGIN), text.index(DOCS_END) + len(DOCS_END)
-    new = text[:start] + docs_section() + text[end:]
-    path.write_text(new)
-    return new != text
+    return replace_section(path, DOCS_BEGIN, DOCS_END, docs_section())
 
 
 if __name__ == "__main__":
