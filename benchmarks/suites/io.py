@@ -35,6 +35,7 @@ __all__ = [
     "DISKIO_N",
     "DISKIO_SECTORS_PER_ITERATION",
     "IO_SUITE",
+    "SECTORS_PER_ITERATION",
     "disk2_guest_source",
     "run_io",
 ]
@@ -46,6 +47,12 @@ DISKIO_SECTORS_PER_ITERATION = 3
 DISK2_N = 32
 """disk2-sectors iterations per record at scale 1 (64 sectors)."""
 DISK2_SECTORS_PER_ITERATION = 2
+SECTORS_PER_ITERATION = {
+    "diskio": DISKIO_SECTORS_PER_ITERATION,
+    "disk2-sectors": DISK2_SECTORS_PER_ITERATION,
+    "disk2-sectors-iommu": DISK2_SECTORS_PER_ITERATION,
+}
+"""Sectors one iteration of each benchmark moves: what a report divides by for cycles per sector."""
 _DISK2_SECTORS = 64  # the second disk's image: 32 KiB; iteration i uses sector i mod 64
 _GUEST_MEMORY = 1 << 20
 
