@@ -686,6 +686,16 @@ def _breakdown_section(p: _Priced, vmms: Sequence[str], level: int) -> list:
             Heading(level + 1, f"{v} ({p.profile.name})"),
             Table(["benchmark", *kinds, "VMM-reported", "VMM-reported share", "total", "unpriced counters"], rows),
         ]
+        total = sum(c.cycles for c in costs)
+        if total and sum(c.vmm_cycles for c in costs) >= total / 2:
+            # The host saw little of this VMM's work (an emulator executes the guest itself): its
+            # figures rest on what it says of itself, which a reader must know (docs/vmm-api.md §11).
+            blocks.append(
+                Paragraph(
+                    f"Most of {v}'s cycles are priced from its own counters, not from what the host measured: "
+                    "its figures are as good as its word, and work it does not report is not priced."
+                )
+            )
         any_rows = True
     return blocks if any_rows else []
 
