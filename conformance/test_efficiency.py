@@ -155,16 +155,9 @@ _EMULATE = pytest.mark.popek_deviation(
     "none runs directly, so Popek & Goldberg's efficiency property cannot hold",
 )
 # Deviations of single guests, keyed to the profiles whose features make them deviations.
-_TPR_PROFILES = ("vtx-2009",)
 _X86_PROFILES = ("x86-2005", "x86-64-2005")
 _GUEST_DEVIATIONS = {
     "eff_ops": (
-        pytest.mark.popek_deviation(
-            "hardware",
-            "first-generation VT-x (Adams & Agesen 2006) uses no TPR shadow, so every CR8 load exits even on a "
-            "host that has one",
-            profiles=_TPR_PROFILES,
-        ),
         pytest.mark.popek_deviation(
             "trap-and-emulate",
             "sidt runs directly at the deprivileged ring and stores the real IDTR (Fisher-Ogden 2006 §2.3.1), "

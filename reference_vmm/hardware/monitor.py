@@ -20,8 +20,12 @@ becomes a VM exit:
   so does **invlpg** (the shadow entry must go);
 - **CR0.PG/WP and CR4.PL/PGE** belong to the host (guest/host masks, V.3): the guest reads its
   own values from the read shadows and a write that changes them exits;
-- there is **no TPR shadow**, so every CR8 load exits (Adams & Agesen's ``cr8wr``), and **no
-  VPID**, so every entry and exit flushes the TLB (V.7) — the costs the paper measured.
+- without a **TPR shadow** (``vtx-2006``) every CR8 load exits; where the host has one
+  (``tpr_shadow``, an optional feature) CR8 loads run in guest mode and the TPR threshold says
+  when a blocked interrupt may go in (V.3), as Adams & Agesen's hardware VMM ran ``cr8wr``
+  without exits ("%cr8 writes exit only if TPR drops below the highest pending interrupt");
+- there is **no VPID**, so every entry and exit flushes the TLB (V.7) — the cost the paper
+  measured.
 
 The rest — port I/O to the virtual devices, interrupts by injection, the guest's clock and TSC,
 ``vmcall`` — is ``guest_mode``'s, shared with ``hardware-ept``.  One handler per exit reason,
@@ -71,16 +75,31 @@ CONTROLS = (
     | ProcControl.CR3_LOAD_EXITING | ProcControl.CR3_STORE_EXITING | ProcControl.CR8_LOAD_EXITING
     | ProcControl.INVLPG_EXITING
 )  # fmt: skip
+CONTROLS_TPR_SHADOW = (CONTROLS & ~ProcControl.CR8_LOAD_EXITING) | ProcControl.USE_TPR_SHADOW
+"""With the host's TPR shadow: CR8 loads write VIRTUAL_TPR in guest mode (V.3)."""
 MTCR, MFCR = 0, 1  # V.5 CR_ACCESS bits 5:4
 FLAGS_TF = 1 << 8  # architecture §2
 # Field numbers as plain ints (an enum member costs a lookup at each of the exits' accesses).
 _SPEC_LOAD = tuple(int(f) for f in (F.GUEST_PC, F.GUEST_FLAGS, F.GUEST_CPL, F.GUEST_CR2, F.GUEST_CR8, F.GUEST_IDTR,
                                     F.GUEST_SEGLIMIT))  # fmt: skip
 _RSP_FIELDS = (int(F.GUEST_RSP0), int(F.GUEST_RSP1), int(F.GUEST_RSP2))
-_EMULATE_LOAD = (*_SPEC_LOAD, *_RSP_FIELDS, int(F.IDT_VECTORING_INFO))  # what ``emulate`` reads
-_EMULATE_STORE = (*_SPEC_LOAD, *_RSP_FIELDS)  # and writes back, after an instruction with
-_EMULATE_STORE_INSN = (*_EMULATE_STORE, int(F.GUEST_INTERRUPTIBILITY))  # its sti shadow
-_EMULATE_STORE_DB = (*_EMULATE_STORE, int(F.GUEST_PENDING_DB), int(F.GUEST_INTERRUPTIBILITY))  # and its #DB
+
+
+def _emulate_fields(tpr: int) -> tuple[tuple[int, ...], ...]:
+    """The fields ``emulate`` reads, and writes back after an event, after an instruction (with
+    its sti shadow) and after one that leaves a #DB, with the guest's TPR in field ``tpr``."""
+    load = tuple(tpr if f == F.GUEST_CR8 else f for f in _SPEC_LOAD)
+    store = (*load, *_RSP_FIELDS)
+    return (
+        (*store, int(F.IDT_VECTORING_INFO)),
+        store,
+        (*store, int(F.GUEST_INTERRUPTIBILITY)),
+        (*store, int(F.GUEST_PENDING_DB), int(F.GUEST_INTERRUPTIBILITY)),
+    )
+
+
+_FIELDS_CR8 = _emulate_fields(int(F.GUEST_CR8))
+_FIELDS_TPR_SHADOW = _emulate_fields(int(F.VIRTUAL_TPR))  # the guest's TPR is VIRTUAL_TPR (V.3)
 _CR_FIELDS = (int(F.GUEST_CR0), int(F.GUEST_CR4))
 _PAGING_FIELDS = tuple(int(f) for f in (F.GUEST_CR3, F.GUEST_CR0, F.GUEST_CR4, F.CR0_READ_SHADOW, F.CR4_READ_SHADOW))
 _IDT_VECTORING_INFO = int(F.IDT_VECTORING_INFO)
@@ -109,7 +128,9 @@ class HardwareVM(GuestModeVM):
         self._exception_bitmap = -1  # written by load_paging
         v[F.CR0_GUEST_HOST_MASK] = CR0_OWNED
         v[F.CR4_GUEST_HOST_MASK] = CR4_OWNED
-        self.set_controls(CONTROLS)
+        tpr_shadow = "tpr_shadow" in self.host.profile.features
+        self._fields = _FIELDS_TPR_SHADOW if tpr_shadow else _FIELDS_CR8
+        self.set_controls(CONTROLS_TPR_SHADOW if tpr_shadow else CONTROLS)
         self.load_paging()
 
     def make_pager(self) -> ShadowPager:
@@ -168,9 +189,6 @@ class HardwareVM(GuestModeVM):
         self.skip()
 
     # -- the executable spec as emulator -------------------------------------------------------
-    _SPEC_FIELDS = (("pc", F.GUEST_PC), ("flags", F.GUEST_FLAGS), ("cpl", F.GUEST_CPL), ("cr2", F.GUEST_CR2),
-                    ("cr8", F.GUEST_CR8), ("idtr", F.GUEST_IDTR), ("seglimit", F.GUEST_SEGLIMIT))  # fmt: skip
-
     def emulate(self) -> Exit | None:
         """Run the instruction at GUEST_PC (or finish the event delivery the exit interrupted)
         in the spec, over guest-physical memory: the way to make a guest store that no shadow
@@ -182,7 +200,8 @@ class HardwareVM(GuestModeVM):
         ``_store`` when it can prove the spec would do exactly the same; anything else, by the
         spec."""
         c, v = self.vcpu, self.vmcs
-        (c.pc, c.flags, c.cpl, c.cr2, c.cr8, c.idtr, c.seglimit, rsp0, rsp1, rsp2, info) = v.read_many(_EMULATE_LOAD)
+        load, store, store_insn, store_db = self._fields
+        (c.pc, c.flags, c.cpl, c.cr2, c.cr8, c.idtr, c.seglimit, rsp0, rsp1, rsp2, info) = v.read_many(load)
         c.rsp[:] = rsp0, rsp1, rsp2
         self.pull_registers()
         c.r[:] = v.regs.values()
@@ -205,13 +224,13 @@ class HardwareVM(GuestModeVM):
         v.regs.set_values(c.r)
         state = [c.pc, c.flags, c.cpl, c.cr2, c.cr8, c.idtr, c.seglimit, *c.rsp]
         if not instruction:
-            v.write_many(_EMULATE_STORE, state)
+            v.write_many(store, state)
         elif c.pending_db:
             # What the instruction left for the next boundary, as ``skip`` does for the
             # handlers' instructions: its single-step #DB (§6.4), an sti shadow it set or spent.
-            v.write_many(_EMULATE_STORE_DB, [*state, 1, int(c.int_shadow)])
+            v.write_many(store_db, [*state, 1, int(c.int_shadow)])
         else:
-            v.write_many(_EMULATE_STORE_INSN, [*state, int(c.int_shadow)])
+            v.write_many(store_insn, [*state, int(c.int_shadow)])
         self.load_paging()
         self._stats[COUNTER_EMULATED] += 1
         return None
@@ -326,7 +345,7 @@ def on_cr_access(vm: HardwareVM) -> None:
     if access == MFCR:  # only CR3 stores exit: the guest's CR3 is the VMM's
         v.regs[reg] = vm.vcpu.cr3
         vm.skip()
-    elif crn == 8:  # no TPR shadow: the VMM keeps the guest's TPR in its CR8 field
+    elif crn == 8:  # a host without the TPR shadow: the VMM keeps the guest's TPR in its CR8 field
         value = v.regs[reg]
         if value > 15:
             vm.reflect(V_GP, 0)
@@ -358,9 +377,11 @@ HardwareVM.handlers = HANDLERS
 
 
 class HardwareVMM(GuestModeVMM):
-    """First-generation VT-x: guest mode, shadow paging, no TPR shadow, no VPID."""
+    """First-generation VT-x: guest mode, shadow paging, no VPID; the TPR shadow where the host
+    has it (``optional``)."""
 
     name = "hardware"
     technique = "hardware-assisted, shadow paging (Fisher-Ogden 2006 §3.1; Adams & Agesen 2006)"
     requires = frozenset({"vmx"})
+    optional = frozenset({"tpr_shadow"})
     vm_class = HardwareVM

@@ -528,6 +528,12 @@ ENTRIES: tuple[Entry, ...] = (
         Fact("VM exits on hlt in a guest that waits for its timer", facts.counter_positive("vm_exit_hlt", TIMER_WAKES_HLT)),
     ),
     Entry(
+        _m("hw-tpr-shadow-unused", "TprShadowUnused", "hardware", "efficiency", EPT,
+           "leaves the host's TPR shadow unused: every CR8 load exits, as on a host without one"),
+        # shadow paging takes one CR-access exit of its own there: the guest kernel's CR3 load
+        Fact("VM exits on CR8 loads", facts.counter_above("vm_exit_cr_access", 1, CR8_READS_BACK)),
+    ),
+    Entry(
         _m("hw-dma-unbounded", "UnboundedDma", "hardware", "safety", HW,
            "does not bound the disk's DMA by the guest's RAM: a transfer past it lands in host memory"),
         Fact("host memory written outside every VM and the VMM's own pages", facts.dma_past_ram_writes_host),

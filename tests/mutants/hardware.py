@@ -8,7 +8,7 @@ from types import MappingProxyType
 from cffi_core import spec
 from cffi_core.machine import Exit
 from cffi_core.vmx import ProcControl, VmcsField, VmExitReason
-from reference_vmm.hardware import HardwareVMM, guest_mode
+from reference_vmm.hardware import HardwareVMM, guest_mode, monitor
 from reference_vmm.hardware.guest_mode import Handler
 from reference_vmm.hardware.monitor import HANDLERS, HardwareVM
 from reference_vmm.shadow import Resolution, ShadowPager, Space
@@ -291,6 +291,21 @@ class _HltExitingVM(HardwareVM):
 
 
 HltExiting = _vmm("HltExiting", _HltExitingVM, "Sets HLT exiting: every hlt is a VM exit the guest did not need.")
+
+
+class _TprShadowUnusedVM(HardwareVM):
+    def set_controls(self, proc: int) -> None:
+        # the bug: the host's TPR shadow left unused, so every CR8 load exits (as on vtx-2006)
+        super().set_controls(proc & ~ProcControl.USE_TPR_SHADOW | ProcControl.CR8_LOAD_EXITING)
+
+    def emulate(self) -> Exit | None:
+        self._fields = monitor._FIELDS_CR8  # the guest's TPR is then GUEST_CR8, as without the shadow
+        return super().emulate()
+
+
+TprShadowUnused = _vmm(
+    "TprShadowUnused", _TprShadowUnusedVM, "Leaves the host's TPR shadow unused: every CR8 load exits."
+)
 
 
 class _BusyIdleVM(HardwareVM):

@@ -877,7 +877,7 @@ def test_on_cr_access_mov_to_cr4_keeps_owned_bits_in_the_read_shadow():
 
 
 def test_on_cr_access_mov_to_cr8_sets_the_guests_tpr():
-    """Adams & Agesen 2006 (cr8wr: no TPR shadow, every CR8 load exits); architecture §6.5."""
+    """On a host without the TPR shadow every CR8 load exits (vtx-2006); architecture §6.5."""
     g = guest(SHADOW, "main: li r1, 5\nat: mtcr cr8, r1\n mfcr r2, cr8\n out MARK, r2\n")
     g.run_to(R.CR_ACCESS)
     assert g.pc == g.sym["at"] and g.v[F.EXIT_QUALIFICATION] == qualification_cr(8, 0, 1)
