@@ -29,10 +29,6 @@ DEVIATIONS: dict[str, str] = {
         "(one third of the published figure); VMware's hosted VMM spent the rest in its I/O path, "
         "work the paper does not break down and no per-event price of popek counts"
     ),
-    "nanobench cr8wr: VT within 2x": (
-        "vtx-2006 has no TPR shadow, so popek's hardware VMM exits on every CR8 write; the paper's "
-        "hardware VMM ran the loop without exits (no interrupt pending)"
-    ),
     "nanobench callret: native within 2x": (
         "the fit prices every instruction alike, and ptemod's three native instructions against the "
         "paper's 1 cycle pull that price below what a P4 call/ret pair costs"
