@@ -108,4 +108,6 @@ def all_suites() -> dict[str, Suite]:
         except ModuleNotFoundError as e:
             if e.name != f"benchmarks.suites.{name}":
                 raise
-    return dict(SUITES)
+    # in report order (a module may import another, which then registers first)
+    ranked = sorted(SUITES, key=lambda name: _MODULES.index(name) if name in _MODULES else len(_MODULES))
+    return {name: SUITES[name] for name in ranked}
