@@ -351,6 +351,10 @@ def _nanobench_section(p: _Priced, vmms: Sequence[str], level: int, out: Path | 
     names += [b for b in p.benchmarks("nanobench") if b not in names and b != BASELINE]
     if not names:
         return []
+    # the VMMs that ran nanobench (or a paper column's: its "–" says it was left out)
+    vmms = [
+        v for v in vmms if any(s == "nanobench" and vv == v for s, _, vv in p.costs) or v in paper.COLUMN_VMMS.values()
+    ]
     notes = _Notes()
     headers = ["benchmark", *vmms, *(f"paper {_PAPER_LABEL[c]}" for c in paper.COLUMNS)]
     headers += [f"{_PAPER_LABEL[c]} popek/paper" for c in paper.COLUMNS] + ["same winner?"]
