@@ -32,6 +32,7 @@ __all__ = [
     "note_left_out",
     "p64os_check",
     "p64os_records",
+    "place_native_guest",
     "run_forkwait",
 ]
 
@@ -55,6 +56,21 @@ def left_out_note(vmm: str, machine: str | None, why: str) -> str:
     """The note a record carries for a VMM left out of its benchmark."""
     where = f" on {machine}" if machine else ""
     return f"left out: {vmm}{where}: {why}"
+
+
+def place_native_guest(vmm: str, what: str, left_out: list[str], options: SuiteOptions) -> str | None:
+    """The machine ``vmm`` runs the native-code guest ``what`` on (``machine_for``), or None with
+    a note appended to ``left_out`` and a progress line: a paravirtual VMM runs no native code,
+    and a VMM no machine profile can host runs nothing."""
+    if guest_abi(vmm) != NATIVE:
+        left_out.append(left_out_note(vmm, None, f"it runs paravirtual guests; {what} is native code"))
+    else:
+        try:
+            return machine_for(vmm)
+        except ValueError as e:  # no profile has the features it requires
+            left_out.append(left_out_note(vmm, None, str(e)))
+    options.progress(f"{what}: {left_out[-1]}")
+    return None
 
 
 def note_left_out(records: list[Record], benchmark: str, notes: Sequence[str]) -> list[Record]:

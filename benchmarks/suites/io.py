@@ -26,8 +26,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from benchmarks.measure import NATIVE, BenchmarkError, Record, measure
-from benchmarks.suites import Suite, SuiteOptions, machine_for, register
-from benchmarks.suites.forkwait import P64osRun, guest_abi, left_out_note, note_left_out, p64os_records
+from benchmarks.suites import Suite, SuiteOptions, register
+from benchmarks.suites.forkwait import (
+    P64osRun,
+    left_out_note,
+    note_left_out,
+    p64os_records,
+    place_native_guest,
+)
 
 __all__ = [
     "DISK2_N",
@@ -195,15 +201,8 @@ def _disk2_records(options: SuiteOptions) -> list[Record]:
     records: list[Record] = []
     left_out: list[str] = []
     for vmm in options.vmms:
-        if guest_abi(vmm) != NATIVE:
-            left_out.append(left_out_note(vmm, None, "it runs paravirtual guests; disk2-sectors is native code"))
-            options.progress(f"io disk2-sectors: {left_out[-1]}")
-            continue
-        try:
-            machine = machine_for(vmm)
-        except ValueError as e:
-            left_out.append(left_out_note(vmm, None, str(e)))
-            options.progress(f"io disk2-sectors: {left_out[-1]}")
+        machine = place_native_guest(vmm, "io disk2-sectors", left_out, options)
+        if machine is None:
             continue
         runs = [("disk2-sectors", machine)]
         if _uses_iommu(vmm) and "+iommu" not in machine:

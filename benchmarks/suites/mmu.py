@@ -32,8 +32,14 @@ import time
 from dataclasses import replace
 
 from benchmarks.measure import NATIVE, Record, delta
-from benchmarks.suites import Suite, SuiteOptions, machine_for, register
-from benchmarks.suites.forkwait import P64osRun, guest_abi, left_out_note, note_left_out, p64os_records
+from benchmarks.suites import Suite, SuiteOptions, register
+from benchmarks.suites.forkwait import (
+    P64osRun,
+    left_out_note,
+    note_left_out,
+    p64os_records,
+    place_native_guest,
+)
 from reference_vmm.hardware_ept.monitor import HardwareEptVM, HardwareEptVMM
 
 __all__ = [
@@ -290,14 +296,8 @@ def _guest_records(options: SuiteOptions) -> list[Record]:
         per_pass = PAGES if kind == "tlb-miss-heavy" else UPDATES
         left_out: list[str] = []
         for vmm in options.vmms:
-            if guest_abi(vmm) != NATIVE:
-                left_out.append(left_out_note(vmm, None, "it runs paravirtual guests; this guest is native code"))
-                options.progress(f"mmu {kind}: {left_out[-1]}")
-                continue
-            try:
-                machine = machine_for(vmm)
-            except ValueError as e:
-                left_out.append(left_out_note(vmm, None, str(e)))
+            machine = place_native_guest(vmm, f"mmu {kind}", left_out, options)
+            if machine is None:
                 continue
             plain = _without_pwc(machine) if vmm != NATIVE else None
             for where, name in ((machine, kind), (plain, f"{kind}-nopwc")):
