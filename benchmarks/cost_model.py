@@ -44,9 +44,12 @@ KINDS = frozenset(
 )  # fmt: skip
 """Event kinds of the "where the cycles go" breakdown; every unit cost names one."""
 
-FITTED_DIR = PROFILE_DIR / "fitted"
-"""Generated files of fitted prices (``python -m benchmarks.fit``), one per profile that declares
-a ``[fitted]`` table: ``fitted/<name>.toml``."""
+
+def fitted_file(directory: Path, name: str) -> Path:
+    """The generated file of profile ``name``'s fitted prices (``python -m benchmarks.fit``),
+    beside the profiles in ``directory``: ``fitted/<name>.toml``."""
+    return directory / "fitted" / f"{name}.toml"
+
 
 AGGREGATES: dict[str, str] = {
     "instructions": "insn_*_cpl*",
@@ -300,7 +303,7 @@ def _load(name_or_path: str | Path, directory: Path, seen: tuple[str, ...], with
 
     awaiting: dict[str, str] = {}
     if fitted:
-        fit_path = path.parent / "fitted" / f"{name}.toml"
+        fit_path = fitted_file(path.parent, name)
         got = (
             _unit_costs(_read_toml(fit_path).get("unit_costs", {}), str(fit_path))
             if with_fit and fit_path.is_file()
@@ -417,7 +420,8 @@ DOCS_END = "<!-- end of cost profiles -->"
 def profile_table(profile: CostProfile) -> str:
     """The Markdown of one profile for docs/benchmarks.md: clock, base, unit costs with sources
     (fitted ones marked), the counters included in others' prices, and any awaiting the fit."""
-    own = load_profile(profile.path or profile.name, with_fit=False) if profile.base else None
+    # with a base, only the prices the profile's own file declares (the rest are the base's)
+    own = set(_read_toml(profile.path).get("unit_costs", {})) if profile.base and profile.path else None
     lines = [
         f"### `{profile.name}`",
         "",
@@ -427,10 +431,8 @@ def profile_table(profile: CostProfile) -> str:
         lines[-1] += f" Every price not listed here is `{profile.base}`'s."
     lines += ["", "| counter | cycles | kind | source |", "|---|---:|---|---|"]
     for key, c in profile.unit_costs.items():
-        if own is not None:
-            mine = _read_toml(profile.path).get("unit_costs", {}) if profile.path else {}
-            if key not in mine:
-                continue
+        if own is not None and key not in own:
+            continue
         cycles = f"{c.cycles:g}" + (" (fitted)" if key in profile.fitted else "")
         lines.append(f"| `{key}` | {cycles} | {c.kind} | {c.source} |")
     if profile.reference:

@@ -28,8 +28,8 @@ from benchmarks.cost_model import (
     CostProfile,
     UnitCost,
     _canonical,
+    fitted_file,
     load_profile,
-    price,
 )
 from benchmarks.measure import Record
 
@@ -152,12 +152,6 @@ def solve(profile: CostProfile, rows: Sequence[FitRow]) -> Fit:
     return Fit(profile.name, costs, list(rows), [float(v) for v in a @ p + k])
 
 
-def _records_from(path: str) -> list[Record]:
-    import json
-
-    return [Record.from_json(d) for d in json.loads(Path(path).read_text())]
-
-
 def fit(profile_name: str, records: Iterable[Record] | None = None) -> Fit:
     """Fit ``profile_name`` on ``records`` (by default, a fresh nanobench run of the paper's
     columns at ``FIT_N`` iterations)."""
@@ -199,7 +193,8 @@ def fit_file_text(result: Fit) -> str:
 
 
 def fit_path(profile_name: str) -> Path:
-    return PROFILE_DIR / "fitted" / f"{profile_name}.toml"
+    """Where the fit of ``profile_name`` is stored."""
+    return fitted_file(PROFILE_DIR, profile_name)
 
 
 def check(profile_name: str, records: Iterable[Record] | None = None) -> list[str]:
@@ -225,8 +220,8 @@ if __name__ == "__main__":
 
     for name in sys.argv[1:] or ["p4-2006"]:
         result = fit(name)
+        text = fit_file_text(result)
         fit_path(name).parent.mkdir(exist_ok=True)
-        fit_path(name).write_text(fit_file_text(result))
-        print(fit_file_text(result))
+        fit_path(name).write_text(text)
+        print(text)
         print(dict(summary(result)))
-        _ = price  # the priced profile is load_profile(name) from now on

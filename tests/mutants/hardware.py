@@ -294,13 +294,13 @@ HltExiting = _vmm("HltExiting", _HltExitingVM, "Sets HLT exiting: every hlt is a
 
 
 class _TprShadowUnusedVM(HardwareVM):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._fields = monitor._FIELDS_CR8  # the guest's TPR is then GUEST_CR8, as without the shadow
+
     def set_controls(self, proc: int) -> None:
         # the bug: the host's TPR shadow left unused, so every CR8 load exits (as on vtx-2006)
         super().set_controls(proc & ~ProcControl.USE_TPR_SHADOW | ProcControl.CR8_LOAD_EXITING)
-
-    def emulate(self) -> Exit | None:
-        self._fields = monitor._FIELDS_CR8  # the guest's TPR is then GUEST_CR8, as without the shadow
-        return super().emulate()
 
 
 TprShadowUnused = _vmm(
