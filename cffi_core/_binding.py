@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from cffi_core.isa.table import table_hash
 
-ABI_VERSION = 7  # must equal P64_ABI_VERSION in cffi_core/csrc/core.h
+ABI_VERSION = 8  # must equal P64_ABI_VERSION in cffi_core/csrc/core.h
 
 REBUILD = "rebuild the C core: run `pip install -e .` (or `python setup.py build_ext --inplace`)"
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from cffi_core.isa.table import SYSTEM_INSTRUCTIONS
+
 
 def flatten(
     scalars: Mapping[str, int],
@@ -14,12 +16,17 @@ def flatten(
     exceptions: Sequence[int],
     interrupts: Sequence[int],
     vm_exits: Sequence[int] = (),
+    system: Sequence[int] = (),
 ) -> dict[str, int]:
     """The flat names: the scalar counters as they are, ``insn_<mode>_cpl<n>`` and their sum
-    ``instructions``, ``exception_<v>``/``interrupt_<v>`` for vectors with a count, and
+    ``instructions``, ``exception_<v>``/``interrupt_<v>`` for vectors with a count,
     ``vm_exit_<reason>`` for VM exit reasons with a count (docs/vmx.md V.11) with their sum
-    ``vm_exits``."""
+    ``vm_exits``, and ``system_<mnemonic>`` for system-group instructions retired (indexed as
+    ``SYSTEM_INSTRUCTIONS``; those with a count)."""
     flat = {name: int(value) for name, value in scalars.items()}
+    for insn_row, n in zip(SYSTEM_INSTRUCTIONS, system, strict=False):
+        if n:
+            flat[f"system_{insn_row.mnemonic}"] = int(n)
     total = 0
     for mode, mode_name in enumerate(("host", "guest")):
         for cpl in range(4):
@@ -72,5 +79,3 @@ class Counters(Mapping[str, int]):
     def interrupts(self) -> dict[int, int]:
         """External interrupts delivered, by vector (non-zero only)."""
         return {int(k.split("_")[1]): v for k, v in self.values.items() if k.startswith("interrupt_")}
-
-

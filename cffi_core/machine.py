@@ -233,7 +233,7 @@ class _RegisterView:
 
 def _read_counters(c: object) -> Counters:
     scalars = {name: int(getattr(c, name)) for name in _SCALAR_COUNTERS}
-    return Counters(flatten(scalars, c.insn, c.exceptions, c.interrupts, c.vm_exits))
+    return Counters(flatten(scalars, c.insn, c.exceptions, c.interrupts, c.vm_exits, c.insn_system))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@
 #include "p64.h"
 #include "isa.h"
 
+_Static_assert(P64_OP_SYSTEM_COUNT <= sizeof ((struct p64_counters *)0)->insn_system / sizeof(uint64_t),
+               "struct p64_counters.insn_system holds every system-group opcode");
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the P64 core assumes a little-endian host (guest memory is little-endian, §3)"
 #endif
@@ -19,7 +22,7 @@
 #define NOINLINE __attribute__((noinline))
 #define COLD __attribute__((cold, noinline))
 
-#define P64_ABI_VERSION 7u
+#define P64_ABI_VERSION 8u
 
 /* ---- §2: registers ---- */
 #define SP 15                          /* r15 is the stack pointer */

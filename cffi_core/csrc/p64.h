@@ -263,6 +263,7 @@ struct p64_counters {
     uint64_t iommu_translations;/* DMA pages translated */
     uint64_t iommu_faults;      /* DMAs refused */
     uint64_t cr_writes;         /* control registers written by a retired mtcr (any mode) */
+    uint64_t insn_system[32];   /* retired system-group instructions by opcode - P64_OP_SYSTEM_FIRST */
 };
 
 /* One refused DMA (docs/vmx.md V.10). */

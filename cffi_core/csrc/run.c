@@ -57,6 +57,8 @@ enum { BLK_BUDGET, BLK_BOUNDARY, BLK_FAULT, BLK_EXIT, BLK_VMEXIT };
     } while (0)
 #define END_BLOCK() goto boundary /* the boundary has to look again (§6.5) */
 #define EXIT(why) do { m->exit.reason = (why); goto exit_out; } while (0)
+/* §13: a system-group instruction retires here (after every check that could fault or exit). */
+#define RETIRED(NAME) (m->ctr.insn_system[P64_OP_##NAME - P64_OP_SYSTEM_FIRST]++)
 
 /* Guest mode (docs/vmx.md V.3): an instruction that exits does so before it executes. */
 #define GUEST (UNLIKELY(m->guest))
@@ -327,6 +329,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         int rc = deliver_software(m, (unsigned)ip->imm, pc_ + 4);
         if (rc == DELIVER_FAULT)
             goto fault; /* the int's own fault (§6.6) */
+        RETIRED(INT);
         m->block_step = 0; /* int n raises no single-step trap (§6.4) */
         GO(m->cpu.pc);
         if (rc == DELIVER_EXIT)
@@ -345,6 +348,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         m->cpu.flags = flags_after_pop(&m->cpu, flags_); /* judged at the old CPL (§6.4) */
         m->cpu.cpl = cs_ & 3;
         r[SP] = sp_;
+        RETIRED(IRET);
         GO(pc_);
         END_BLOCK();
     }
@@ -353,12 +357,14 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         if (GUEST && EXITS(HLT_EXITING))
             VM_EXIT(P64_VMEXIT_HLT, 0);
         m->cpu.halted = 1;
+        RETIRED(HLT);
         ip++;
         EXIT(P64_EXIT_HLT);
     }
     OP(CLI) {
         REQUIRE_PRIV(P64_OP_CLI);
         m->cpu.flags &= ~FLAGS_IF;
+        RETIRED(CLI);
         NEXT_SEQ();
     }
     OP(STI) {
@@ -366,12 +372,14 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         if (!(m->cpu.flags & FLAGS_IF))
             m->cpu.int_shadow = 1; /* sti; hlt cannot lose an interrupt (§6.5) */
         m->cpu.flags |= FLAGS_IF;
+        RETIRED(STI);
         ip++;
         END_BLOCK();
     }
     OP(PUSHF) {
         REQUIRE_PRIV(P64_OP_PUSHF);
         PUSH(m->cpu.flags);
+        RETIRED(PUSHF);
         NEXT_SEQ();
     }
     OP(POPF) {
@@ -379,6 +387,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         uint64_t v_;
         POP(v_);
         m->cpu.flags = flags_after_pop(&m->cpu, v_);
+        RETIRED(POPF);
         ip++;
         END_BLOCK();
     }
@@ -389,6 +398,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         m->exit.port = (RS1 + IMM) & 0xffff;
         m->exit.reg = ip->aux;
         m->ctr.port_reads++;
+        RETIRED(IN);
         ip++;
         EXIT(P64_EXIT_IO_IN);
     }
@@ -399,6 +409,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         m->exit.port = (RS1 + IMM) & 0xffff;
         m->exit.value = RS2;
         m->ctr.port_writes++;
+        RETIRED(OUT);
         ip++;
         EXIT(P64_EXIT_IO_OUT);
     }
@@ -420,6 +431,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         if (!write_cr(m, ip->aux, v_))
             RAISE_GP0();
         m->ctr.cr_writes++; /* §13: the write took effect (a TPR-below-threshold exit follows it) */
+        RETIRED(MTCR);
         if (GUEST && ip->aux == 8 && m->vmx.tpr_shadow && v_ < m->vmx.v->f[P64_VMCS_TPR_THRESHOLD]) {
             ip++; /* V.3: trap-like, after the write retired */
             vmx_exit(m, P64_VMEXIT_TPR_BELOW_THRESHOLD, 0);
@@ -433,8 +445,10 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         if (GUEST) {
             if ((ip->aux == 3 && EXITS(CR3_STORE_EXITING)) || (ip->aux == 8 && EXITS(CR8_STORE_EXITING)))
                 VM_EXIT(P64_VMEXIT_CR_ACCESS, ip->aux | (CR_ACCESS_MFCR << 4) | REG(ip->rd));
+            RETIRED(MFCR);
             SET_RD(vmx_read_cr(m, ip->aux));
         }
+        RETIRED(MFCR);
         SET_RD(read_cr(m, ip->aux));
     }
     OP(LIDT) {
@@ -442,28 +456,33 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         if (GUEST && EXITS(DESCRIPTOR_TABLE_EXITING))
             VM_EXIT(P64_VMEXIT_DESCRIPTOR_TABLE, REG(ip->rs1));
         m->cpu.idtr = RS1;
+        RETIRED(LIDT);
         NEXT_SEQ();
     }
     OP(SIDT) {
         REQUIRE_PRIV(P64_OP_SIDT);
         if (GUEST && EXITS(DESCRIPTOR_TABLE_EXITING))
             VM_EXIT(P64_VMEXIT_DESCRIPTOR_TABLE, 1u | REG(ip->rd));
+        RETIRED(SIDT);
         SET_RD(m->cpu.idtr);
     }
     OP(SMSW) {
         REQUIRE_PRIV(P64_OP_SMSW);
+        RETIRED(SMSW);
         if (GUEST)
             SET_RD(vmx_read_cr(m, 0) & 0xffff); /* V.3: the read shadow removes smsw's obstacle */
         SET_RD(m->cpu.cr0 & 0xffff);
     }
     OP(RDCS) {
         REQUIRE_PRIV(P64_OP_RDCS);
+        RETIRED(RDCS);
         SET_RD(cpl);
     }
     OP(RDTSC) {
         REQUIRE_PRIV(P64_OP_RDTSC);
         if (GUEST && EXITS(RDTSC_EXITING))
             VM_EXIT(P64_VMEXIT_RDTSC, 0);
+        RETIRED(RDTSC);
         SET_RD(NOW() + m->cpu.tsc_offset);
     }
     OP(RDMSR) {
@@ -473,6 +492,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         uint64_t v_;
         if (!read_msr(m, RS1, NOW(), &v_))
             RAISE_GP0();
+        RETIRED(RDMSR);
         SET_RD(v_);
     }
     OP(WRMSR) {
@@ -481,6 +501,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
             VM_EXIT(P64_VMEXIT_WRMSR, RS1);
         if (!write_msr(m, RS1, RS2, NOW()))
             RAISE_GP0();
+        RETIRED(WRMSR);
         GO(PC + 4);
         END_BLOCK();
     }
@@ -489,6 +510,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         if (GUEST && EXITS(INVLPG_EXITING))
             VM_EXIT(P64_VMEXIT_INVLPG, RS1 + IMM);
         tlb_invlpg(m, RS1 + IMM);
+        RETIRED(INVLPG);
         GO(PC + 4);
         END_BLOCK();
     }
@@ -506,6 +528,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
             RAISE(V_UD); /* V.2: host software is not reachable from guest mode */
         m->exit.number = (uint64_t)ip->imm;
         m->ctr.hcalls++;
+        RETIRED(HCALL);
         ip++;
         EXIT(P64_EXIT_HCALL);
     }

@@ -13,6 +13,7 @@ from cffi_core.isa.table import (
     CONTROL_REGISTERS,
     FORMATS,
     INSTRUCTIONS,
+    SYSTEM_INSTRUCTIONS,
     Privilege,
     Sensitivity,
     table_hash,
@@ -44,6 +45,10 @@ def render_c_header() -> str:
     out.append("/* Opcodes. */")
     for i in INSTRUCTIONS:
         out.append(f"#define P64_OP_{i.mnemonic.upper()} 0x{i.opcode:02x}")
+    out.append("")
+    out.append("/* The system group (contiguous): the core counts its retired instructions by opcode (§13). */")
+    out.append(f"#define P64_OP_SYSTEM_FIRST 0x{SYSTEM_INSTRUCTIONS[0].opcode:02x}")
+    out.append(f"#define P64_OP_SYSTEM_COUNT {len(SYSTEM_INSTRUCTIONS)}")
     out.append("")
     out.append("/* X(name, NAME, opcode, format, privilege, sensitivity, used-bits mask) */")
     out.append("#define P64_INSNS(X) \\")

@@ -220,6 +220,14 @@ BY_OPCODE: dict[int, Insn] = {i.opcode: i for i in INSTRUCTIONS}
 SENSITIVE_UNPRIVILEGED = frozenset(i.mnemonic for i in INSTRUCTIONS if i.sensitivity is Sensitivity.SENSITIVE)
 PRIVILEGED = frozenset(i.mnemonic for i in INSTRUCTIONS if i.sensitivity is Sensitivity.PRIVILEGED)
 
+# The system group, whose retired instructions the core counts one by one (docs/architecture.md
+# §13): the rare, costly ones a cost model may price apart.  Contiguous opcodes, so the core
+# indexes its counters by opcode - the first.
+SYSTEM_INSTRUCTIONS: tuple[Insn, ...] = tuple(i for i in INSTRUCTIONS if i.group == "system")
+assert [i.opcode for i in SYSTEM_INSTRUCTIONS] == list(
+    range(SYSTEM_INSTRUCTIONS[0].opcode, SYSTEM_INSTRUCTIONS[0].opcode + len(SYSTEM_INSTRUCTIONS))
+), "the system group's opcodes must be contiguous"
+
 
 def table_hash() -> str:
     """A hash of every row and format; the compiled core carries it and refuses a mismatch."""
@@ -227,6 +235,6 @@ def table_hash() -> str:
     for f in FORMATS.values():
         h.update(repr((f.name, f.slots, f.imm, f.used)).encode())
     for i in INSTRUCTIONS:
-        h.update(repr((i.mnemonic, i.opcode, i.fmt, i.privilege.value, i.sensitivity.value)).encode())
+        h.update(repr((i.mnemonic, i.opcode, i.fmt, i.privilege.value, i.sensitivity.value, i.group)).encode())
     h.update(repr(CONTROL_REGISTERS).encode())
     return h.hexdigest()[:16]

@@ -2,7 +2,7 @@
 #ifndef P64_GENERATED_ISA_H
 #define P64_GENERATED_ISA_H
 
-#define P64_ISA_HASH "b4dafbc69bba415c"
+#define P64_ISA_HASH "04c233a7e9e91c1e"
 
 /* Operand formats. */
 #define P64_FMT_R 0
@@ -116,6 +116,10 @@
 #define P64_OP_LDGS 0x56
 #define P64_OP_SDGS 0x57
 #define P64_OP_JGS 0x58
+
+/* The system group (contiguous): the core counts its retired instructions by opcode (§13). */
+#define P64_OP_SYSTEM_FIRST 0x40
+#define P64_OP_SYSTEM_COUNT 22
 
 /* X(name, NAME, opcode, format, privilege, sensitivity, used-bits mask) */
 #define P64_INSNS(X) \
