@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "IO_PREFIX",
     "NATIVE",
     "RECORD_VERSION",
     "VMM_PREFIX",
@@ -28,6 +29,7 @@ __all__ = [
     "RunCounters",
     "delta",
     "measure",
+    "port_counters",
     "run_counters",
 ]
 
@@ -35,6 +37,8 @@ NATIVE = "native"
 """The column of the bare machine: the guest on the platform with no VMM (what ``popek run`` does)."""
 VMM_PREFIX = "vmm."
 """Prefix of the counters a VMM reports about itself (``Observation.counters``)."""
+IO_PREFIX = "io_"
+"""Prefix of the host's count of port accesses by device (``port_counters``)."""
 RECORD_VERSION = 1
 
 
@@ -97,16 +101,18 @@ def run_counters(vmm: str, machine: str, image: Any, config: Any) -> RunCounters
     started = time.perf_counter()
     if vmm == NATIVE:
         from cffi_core.platform import Platform
+        from conformance.api import HostWatch
 
         platform = Platform(
             machine, config.memory, disk=config.disk, disk2=config.disk2, console_input=config.console_input
         )
         platform.load(image)
+        watch = HostWatch.of(platform.machine)
         result = platform.run(config.budget)
         wall = time.perf_counter() - started
         if (result.stop, result.exit_code) != ("exit", 0):
             raise BenchmarkError(f"native on {machine}: stop {result.stop}, exit code {result.exit_code}")
-        return RunCounters(dict(result.counters), {}, wall, bytes(result.console))
+        return RunCounters(dict(result.counters) | port_counters(watch.ports), {}, wall, bytes(result.console))
     from conformance.api import load_vmm, run_alone
 
     run = run_alone(load_vmm(vmm), image, config, profile=machine)
@@ -115,7 +121,14 @@ def run_counters(vmm: str, machine: str, image: Any, config: Any) -> RunCounters
     if (obs.stop, obs.exit_code) != ("exit", 0):
         raise BenchmarkError(f"{vmm} on {machine}: stop {obs.stop}, exit code {obs.exit_code}")
     reported = {k: v for k, v in obs.counters.items() if isinstance(v, int) and not isinstance(v, bool)}
-    return RunCounters(dict(run.host.counters), reported, wall, bytes(obs.console))
+    return RunCounters(dict(run.host.counters) | port_counters(run.host.ports), reported, wall, bytes(obs.console))
+
+
+def port_counters(ports: Mapping[str, int]) -> dict[str, int]:
+    """``HostWatch.ports`` as host counters: ``io_<device>``, the guest's port accesses the host
+    saw leave it, by device (an exit to the host or an I/O VM exit; a software VMM that emulates
+    ``in``/``out`` behind a callout shows none)."""
+    return {f"{IO_PREFIX}{device}": n for device, n in ports.items()}
 
 
 def delta(big: Mapping[str, int], small: Mapping[str, int], *, dropped: list[str] | None = None) -> dict[str, int]:

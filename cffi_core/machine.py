@@ -481,6 +481,13 @@ class Machine:
         """Ticks since reset (docs/architecture.md §9)."""
         return int(lib.p64_clock(self._m))
 
+    @property
+    def exit_qualification(self) -> int:
+        """The exit qualification of the last VM exit (docs/vmx.md V.5) as the host's exit record
+        holds it: what the host sees of an exit without a VMCS read (so not counted in
+        ``vmcs_reads``); meaningless after any other exit."""
+        return int(self._exit.qualification)
+
     def now(self) -> int:
         """The clock, for devices (the ``Clock`` protocol)."""
         return int(lib.p64_clock(self._m))

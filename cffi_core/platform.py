@@ -96,7 +96,11 @@ class Platform:
             dma2=MachineDMA(self.machine, DISK2_DMA_DEVICE),
         )
         m = self.machine
-        self._host = DeviceHost(m.cpu, self.bus, self.devices, clock=m.now, run=m.run, advance_clock=m.advance_clock)
+        # run is looked up at each entry, so that a watch wrapping the machine's run later
+        # (conformance.api.HostWatch) sees every entry
+        self._host = DeviceHost(
+            m.cpu, self.bus, self.devices, clock=m.now, run=lambda ticks: m.run(ticks), advance_clock=m.advance_clock
+        )
 
     def load(self, image: GuestImage) -> None:
         """Copy ``image`` into RAM and set pc to its entry point (``Machine.load``)."""

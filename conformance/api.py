@@ -114,6 +114,7 @@ ENTRY_SLACK = 1_000
 HOST_TICKS_PER_TICK = 2
 STALL_SLICES = 8
 
+_PORT_EXITS = frozenset({"IO_IN", "IO_OUT"})  # host exits of an in/out (docs/architecture.md §10)
 _DIFF_CONTEXT = 16  # bytes of console shown on each side of the first difference
 
 
@@ -437,6 +438,9 @@ class HostWatch:
         """Entries by the exit that ended them (``ExitReason`` names)."""
         self.max_slice_entries = 0
         """The most entries one slice took (for calibrating the bounds)."""
+        self.ports: dict[str, int] = {}
+        """Port accesses that left the guest (``IO_IN``/``IO_OUT`` exits, I/O VM exits), by the
+        device of docs/architecture.md §11 that claims the port (``unclaimed`` for the rest)."""
         self.failure: str | None = None
         self.label = "the VMM"
         self._last: tuple[str, Any] | None = None  # ("run", None) or ("vmrun", the VMCS)
@@ -505,6 +509,7 @@ class HostWatch:
             "exits": dict(self.exits),
             "max_slice_entries": self.max_slice_entries,
             "counters": dict(self.host.counters),
+            "ports": dict(self.ports),
         }
 
     def where(self) -> str:
@@ -525,7 +530,9 @@ class HostWatch:
 
     # -- the wrapper ------------------------------------------------------------------------------
     def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        host = self.host
+        from cffi_core.vmx import VmExitReason
+
+        host, vm_exit_io = self.host, VmExitReason.IO_INSTRUCTION
 
         def watched(*args: Any, **kwargs: Any) -> Any:
             if self.failure is not None:
@@ -545,9 +552,19 @@ class HostWatch:
             exits, reason = self.exits, ex.reason.name
             exits[reason] = exits.get(reason, 0) + 1
             self._last_exit = ex
+            if reason in _PORT_EXITS:
+                self._port(ex.port)
+            elif reason == "VM" and ex.number == vm_exit_io:
+                self._port(host.exit_qualification >> 16)  # the port, bits 31:16 (docs/vmx.md V.5)
             return ex
 
         return watched
+
+    def _port(self, port: int) -> None:
+        from cffi_core.devices.standard import standard_port_map
+
+        device = standard_port_map().get(port, "unclaimed")
+        self.ports[device] = self.ports.get(device, 0) + 1
 
     def _check(self, *, after: bool) -> None:
         assert self._limits is not None
@@ -606,6 +623,8 @@ class HostFigures:
     exits: Mapping[str, int]
     max_slice_entries: int
     counters: Mapping[str, int]
+    ports: Mapping[str, int] = field(default_factory=dict)
+    """Port accesses seen leaving the guest, by device (``HostWatch.ports``)."""
 
 
 @dataclass(frozen=True)

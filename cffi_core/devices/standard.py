@@ -7,7 +7,9 @@ read all ones).  The POST port is always there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
 from cffi_core.devices.base import DMA, Clock
 from cffi_core.devices.bus import PortBus
@@ -65,3 +67,25 @@ def standard_devices(
         if device is not None:
             bus.attach(device)
     return bus, devices
+
+
+class _Unused:
+    """The clock and DMA of a device set built only to read its port map: never used."""
+
+    def now(self) -> int:
+        raise AssertionError("no clock in a port map")
+
+    def read(self, addr: int, size: int) -> bytes:
+        raise AssertionError("no DMA in a port map")
+
+    def write(self, addr: int, data: bytes) -> None:
+        raise AssertionError("no DMA in a port map")
+
+
+@cache
+def standard_port_map() -> Mapping[int, str]:
+    """Port -> name of the device that claims it in the §11 set with both disks: how the host
+    names the device a guest's ``in``/``out`` reaches, whoever models it (the platform's devices
+    or a VMM's virtual ones answer the same ports)."""
+    bus, _ = standard_devices(_Unused(), _Unused(), disk=bytes(512), disk2=bytes(512))
+    return {port: device.name for device in bus.devices for port in device.ports}
