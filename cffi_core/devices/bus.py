@@ -1,7 +1,10 @@
 """The port bus: routes each ``in``/``out`` exit to the device that claims the port (§10, §11).
 
 The bus also gathers the devices' deadlines, so the host knows how far it may run the CPU (or
-skip a halted CPU's time) before some device must act.
+skip a halted CPU's time) before some device must act.  A device's deadline changes only when
+the bus calls it (a port access, ``update``, ``reset``, ``restore``: docs/devices.md §1), so the
+bus keeps the earliest one between two such calls: a host that asks at every run of its CPU
+scans the devices only after one of them may have moved its deadline.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ class PortBus:
         self._by_port: dict[int, Device] = {}
         self.unclaimed_reads = 0  # ``in`` from a port no device claims
         self.unclaimed_writes = 0  # ``out`` to a port no device claims
+        self._deadline: int | None = None
+        self._deadline_known = True  # no device: no deadline
 
     @property
     def devices(self) -> list[Device]:
@@ -37,6 +42,7 @@ class PortBus:
                 raise DeviceError(f"port {port:#x} claimed by both {owner.name!r} and {device.name!r}")
         self._devices.append(device)
         self._by_port.update(dict.fromkeys(device.ports, device))
+        self._deadline_known = False
         return device
 
     def read(self, port: int) -> int:
@@ -46,6 +52,7 @@ class PortBus:
         if device is None:
             self.unclaimed_reads += 1
             return ALL_ONES
+        self._deadline_known = False
         return device.read(port) & MASK64
 
     def write(self, port: int, value: int) -> None:
@@ -55,15 +62,22 @@ class PortBus:
         if device is None:
             self.unclaimed_writes += 1
             return
+        self._deadline_known = False
         device.write(port, value & MASK64)
 
     def next_deadline(self) -> int | None:
-        """The earliest deadline over all devices; None if none is waiting for time."""
+        """The earliest deadline over all devices; None if none is waiting for time.  Kept
+        until the bus next calls a device (the module's docstring)."""
+        if self._deadline_known:
+            return self._deadline
         deadlines = [d for d in (dev.next_deadline() for dev in self._devices) if d is not None]
-        return min(deadlines, default=None)
+        self._deadline = min(deadlines, default=None)
+        self._deadline_known = True
+        return self._deadline
 
     def update(self, now: int) -> None:
         """Let every device whose deadline has come act, in attach order."""
+        self._deadline_known = False
         for device in self._devices:
             deadline = device.next_deadline()
             if deadline is not None and deadline <= now:
@@ -71,6 +85,7 @@ class PortBus:
 
     def reset(self) -> None:
         """Reset every device (the unclaimed-access counts too)."""
+        self._deadline_known = False
         for device in self._devices:
             device.reset()
         self.unclaimed_reads = self.unclaimed_writes = 0
@@ -91,6 +106,7 @@ class PortBus:
             raise DeviceError(f"snapshot of devices {sorted(states)} does not fit a bus with {sorted(names)}")
         for device in self._devices:  # check them all first, so a bad snapshot changes nothing
             device.check_snapshot(states[device.name])
+        self._deadline_known = False
         for device in self._devices:
             device.restore(states[device.name])
         self.unclaimed_reads = int(snapshot["unclaimed_reads"])

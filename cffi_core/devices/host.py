@@ -16,6 +16,7 @@ from cffi_core.devices.bus import PortBus
 from cffi_core.exits import ExitReason
 
 FLAGS_IF = 1 << 9  # architecture §2
+_BUDGET = ExitReason.BUDGET
 
 
 class MachineError(RuntimeError):
@@ -59,9 +60,10 @@ class DeviceHost:
         """Run until the clock reaches ``end`` (None) or the guest stops: "exit" (it wrote the
         result port), "halted" (nothing can ever wake it) or "shutdown" (triple fault)."""
         cpu, bus, pic = self.cpu, self.bus, self.devices.pic
+        clock, run = self._clock, self._run
         while True:
-            now = self._clock()
-            deadline = bus.next_deadline()
+            now = clock()
+            deadline = bus.next_deadline()  # kept by the bus while no device was called
             if deadline is not None and deadline <= now:
                 bus.update(now)  # a device's moment has come: it may raise an IRQ
                 continue
@@ -73,20 +75,22 @@ class DeviceHost:
             # Never run past the next device deadline, so that a device acts at the exact tick
             # it would on hardware.
             try:
-                ex = self._run((end if deadline is None else min(end, deadline)) - now)
+                ex = run((end if deadline is None else min(end, deadline)) - now)
             finally:
                 # Even when the run is interrupted (Ctrl-C between two slices of a long run):
                 # a vector the CPU took is acknowledged once, never delivered again.
                 if cpu.intr_acked >= 0:
                     pic.acknowledge(cpu.intr_acked)
                     cpu.intr_acked = -1
+            if ex.reason == _BUDGET:
+                continue  # the run's time is up (every host-timer slice ends so): nothing to answer
             stop = self._answer(ex, end)
             if stop is not None:
                 return stop
 
     def _answer(self, ex: Any, end: int) -> str | None:
         reason = ex.reason
-        if reason == ExitReason.BUDGET:
+        if reason == _BUDGET:
             return None
         if reason == ExitReason.IO_IN:
             value = self.bus.read(ex.port)

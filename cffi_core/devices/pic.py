@@ -65,6 +65,8 @@ class PIC(Device):
 
     def pending_vector(self) -> int:
         """The vector to present to the CPU (the host writes it into ``intr_vector``); -1 if none."""
+        if not self._irr:
+            return -1  # nothing requested: the host asks at every run of its CPU
         irq = self._presented_irq()
         return -1 if irq < 0 else self._base + irq
 

@@ -37,7 +37,7 @@ from cffi_core.devices.host import DeviceHost
 from cffi_core.exits import ExitReason
 from cffi_core.image import GuestImage
 from cffi_core.isa.encoding import Decoded, decode
-from cffi_core.machine import Exit, Machine
+from cffi_core.machine import CPU, Exit, Machine
 from cffi_core.vmx import EventInfo, IntrType, ProcControl, VmcsField, VmExitReason, intr_info
 from conformance.api import (
     COUNTER_DIRECT,
@@ -70,6 +70,7 @@ MSR_TSC = 0x10
 _MSR_BITMAP_LAST = 16383  # V.3: MSRs above it always exit
 _MSR_BITMAP_HALF = (_MSR_BITMAP_LAST + 1) // 8  # bytes of read bits, then as many of write bits
 _BUDGET = Exit(ExitReason.BUDGET)
+_BUDGET_REASON = ExitReason.BUDGET
 SHUTDOWN = Exit(ExitReason.SHUTDOWN)
 _INSN = 4  # every P64 instruction is one word
 SLICE = HOST_TIMER_PERIOD
@@ -83,6 +84,9 @@ shutdown)."""
 
 _EXIT_KEYS: dict[int, str] = {}
 _INTERRUPT_WINDOW_EXITING = int(ProcControl.INTERRUPT_WINDOW_EXITING)
+_field = getattr(CPU, "__getattr__", getattr)
+"""``_field(host.cpu, name)`` is ``host.cpu.name`` without Python's failed lookup first (the
+core's CPU view answers its fields in ``__getattr__``), as binary translation reads them."""
 
 
 def _exit_key(number: VmExitReason) -> str:
@@ -189,6 +193,7 @@ class GuestModeVM(StandardDevicesVM):
         self._stop: str | None = None
         self._proc = 0
         self._tsc_written: int | None = None
+        self._tsc_key: int | None = None  # the guest's TSC less the host's clock at the last entry
         self._stats = dict.fromkeys(
             (COUNTER_DIRECT, COUNTER_EMULATED, COUNTER_INTERVENTIONS, "injections", "passthrough_io"), 0
         )
@@ -203,9 +208,16 @@ class GuestModeVM(StandardDevicesVM):
     def counters(self) -> Mapping[str, int]:
         """The efficiency keys (guest-mode retirements; instructions the VMM emulated; VM exits
         and injections), VM exits by reason name, and the guest's ticks."""
+        if self.monitor.direct_owner is self:
+            self.monitor.count_direct()
         out = dict(self._stats)
         out["guest_ticks"] = self.clock
         return out
+
+    @property
+    def ticks(self) -> int:
+        """The guest's clock (docs/vmm-api.md §3): what the suite reads after every slice."""
+        return self.clock
 
     # -- controls -------------------------------------------------------------------------------
     def set_controls(self, proc: int) -> None:
@@ -231,11 +243,17 @@ class GuestModeVM(StandardDevicesVM):
         """The CPU of the device loop: enter the guest until ``ticks`` guest ticks have passed,
         answering VM exits; port I/O, a halt and a shutdown go back to the loop."""
         end = self.clock + ticks
+        cpu = self.cpu
         while True:
             if self.clock >= end:
                 return _BUDGET
-            self._offer_interrupt()
+            # Nothing to offer and no interrupt window open: the controls stay as they are
+            # (what ``_offer_interrupt`` would find), and a compute-bound slice enters at once.
+            if cpu.intr_vector >= 0 or self._proc & _INTERRUPT_WINDOW_EXITING:
+                self._offer_interrupt()
             ex = self._enter(end - self.clock)
+            if ex.reason is _BUDGET_REASON:
+                continue
             if ex.reason is ExitReason.VM:
                 stats = self._stats
                 stats[COUNTER_INTERVENTIONS] += 1
@@ -244,7 +262,7 @@ class GuestModeVM(StandardDevicesVM):
                 out = self.handlers[ex.number](self)
                 if out is not None:
                     return out
-            elif ex.reason is not ExitReason.BUDGET:
+            else:
                 # Port I/O the I/O bitmap lets through reaches the device assigned to the guest
                 # with no VM exit (V.3); a hlt without HLT exiting halts the guest as natively.
                 if ex.reason in (ExitReason.IO_IN, ExitReason.IO_OUT):
@@ -252,16 +270,36 @@ class GuestModeVM(StandardDevicesVM):
                 return ex
 
     def _enter(self, ticks: int) -> Exit:
-        host, v = self.host, self.vmcs
-        # The guest's TSC is its own clock plus its offset (V.3: TSC_OFFSET adds to the machine's).
-        now = host.clock
-        offset = (self.clock + self.tsc_offset - now - host.cpu.tsc_offset) & ((1 << 64) - 1)
-        if offset != self._tsc_written:
-            v[F.TSC_OFFSET] = self._tsc_written = offset
-        start, retired = now, host.retired(guest=True)
-        ex = host.vmrun(v, ticks)
-        self.clock += host.clock - start
-        self._stats[COUNTER_DIRECT] += host.retired(guest=True) - retired
+        """Enter the guest for at most ``ticks`` ticks; its clock counts the ticks it ran."""
+        host, monitor = self.host, self.monitor
+        now = monitor.host_clock
+        # The guest's TSC is its own clock plus its offset (V.3: TSC_OFFSET adds to the machine's
+        # TSC, the host's clock plus the host CPU's own offset).  Guest mode moves both clocks
+        # alike, so the offset changes only when the guest's clock moved against the host's
+        # (halted time, an injected exception's tick, another VM's turn) or the guest wrote its
+        # TSC: only then is it computed again.  The host CPU's offset is read then too; nothing
+        # runs in host mode on a hardware VMM's host to change it between two entries.
+        key = self.clock + self.tsc_offset - now
+        if key != self._tsc_key:
+            self._tsc_key = key
+            offset = (key - _field(host.cpu, "tsc_offset")) & ((1 << 64) - 1)
+            if offset != self._tsc_written:
+                self.vmcs[F.TSC_OFFSET] = self._tsc_written = offset
+        if monitor.direct_owner is not self:
+            monitor.count_direct(self)
+        try:
+            ex = host.vmrun(self.vmcs, ticks)
+        except BaseException:
+            monitor.host_clock = host.clock  # a run closed early (Ctrl-C), or none made
+            raise
+        if ex.reason is _BUDGET_REASON:
+            # Its budget ran out: every tick of it ran (architecture §10), so the host's clock
+            # need not be read, as at every end of a host-timer slice.
+            monitor.host_clock = now + ticks
+            self.clock += ticks
+        else:
+            monitor.host_clock = later = host.clock
+            self.clock += later - now
         return ex
 
     # -- virtual interrupts (V.9) -----------------------------------------------------------------
@@ -415,6 +453,29 @@ class GuestModeVMM(VMM):
         self.map = HostMap(host)
         self.io_bitmap = self.vmm_page_with(io_bitmap())
         self.msr_bitmap = self.vmm_page_with(msr_bitmap())
+        self.host_clock = host.clock
+        """The host's clock, kept by ``GuestModeVM._enter``: on this VMM's host only its entries
+        move it (no code of its own runs in host mode), so it is read once a ``run`` call and
+        after the entries that end before their budget, never at the end of a slice."""
+        self.direct_owner: GuestModeVM | None = None
+        """The VM whose guest-mode retirements since ``_direct_mark`` are not yet in its
+        ``COUNTER_DIRECT`` (``count_direct``)."""
+        self._direct_mark = 0
+
+    def count_direct(self, owner: GuestModeVM | None = None) -> None:
+        """Credit ``direct_owner`` with what the host retired in guest mode since it became the
+        owner or was last credited, and make ``owner`` (default: the same VM) the owner.
+
+        Only ``GuestModeVM._enter`` runs guest mode on this host, and only its owner's guest,
+        so the host's count of guest-mode retirements, read when the owner changes or its
+        counters are read, gives each VM exactly the sum of its entries' retirements, without
+        reading the count around every entry (two reads a host-timer slice)."""
+        retired = self.host.retired(True)
+        if self.direct_owner is not None:
+            self.direct_owner._stats[COUNTER_DIRECT] += retired - self._direct_mark
+        self._direct_mark = retired
+        if owner is not None:
+            self.direct_owner = owner
 
     def vmm_page_with(self, data: bytes) -> int:
         """Host-physical address of new VMM pages holding ``data`` (a bitmap the VMCS names)."""
@@ -429,4 +490,5 @@ class GuestModeVMM(VMM):
         return vm
 
     def run(self, budget: int) -> None:
+        self.host_clock = self.host.clock  # whatever ran the host between two calls
         run_round_robin(self.vms, budget, SLICE, lambda vm: vm.clock)
