@@ -243,7 +243,12 @@ def _load(name_or_path: str | Path, directory: Path, seen: tuple[str, ...], with
     if path.suffix != ".toml":
         path = directory / f"{name_or_path}.toml"
         if not path.is_file():
-            raise CostModelError(f"unknown cost profile {name_or_path!r}; available: {available_profiles(directory)}")
+            from cffi_core.profiles import did_you_mean
+
+            known = available_profiles(directory)
+            raise CostModelError(
+                f"unknown cost profile {name_or_path!r}{did_you_mean(str(name_or_path), known)}; available: {known}"
+            )
     data = _read_toml(path)
     where = str(path)
     for key in data:

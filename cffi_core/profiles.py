@@ -6,6 +6,8 @@ profile: ``vtx-2009+iommu`` is the machine of the I/O experiments (DESIGN §4.2)
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Feature name -> bit of p64_config.features (cffi_core/csrc/p64.h).
@@ -87,12 +89,21 @@ def get_profile(profile: str | Profile) -> Profile:
         except KeyError:
             known = ", ".join(sorted(PROFILES))
             raise ProfileError(
-                f"unknown profile {profile!r} (known profiles: {known}; add features as NAME+FEATURE)"
+                f"unknown profile {profile!r}{did_you_mean(base, PROFILES)} "
+                f"(known profiles: {known}; add features as NAME+FEATURE)"
             ) from None
     unknown = profile.features - FEATURE_BITS.keys()
     if unknown:
-        raise ProfileError(f"profile {profile.name!r}: unknown features {sorted(unknown)}")
+        hint = did_you_mean(min(unknown), FEATURE_BITS) if len(unknown) == 1 else ""
+        raise ProfileError(f"profile {profile.name!r}: unknown features {sorted(unknown)}{hint}")
     return profile
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'vtx-2009'?"`` when ``name`` is close to one of ``known``, else ``""``:
+    the hint of every "unknown name" message."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def available_profiles() -> list[str]:

@@ -847,9 +847,13 @@ def load_vmm(spec: str) -> type[VMM]:
         return _load_by_path(spec)
     matches = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
     if not matches:
-        known = ", ".join(sorted(available_vmms())) or "none installed"
+        from cffi_core.profiles import did_you_mean
+
+        installed = available_vmms()
+        known = ", ".join(sorted(installed)) or "none installed"
         raise VMMLoadError(
-            f"no VMM named {spec!r} in entry-point group {ENTRY_POINT_GROUP!r} (known: {known}); "
+            f"no VMM named {spec!r}{did_you_mean(spec, installed)} in entry-point group {ENTRY_POINT_GROUP!r} "
+            f"(known: {known}); "
             "a VMM outside it is named 'pkg.module:Class'"
         )
     try:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, Phase, settings
-
 PROFILES = ("dev", "ci", "ci-random", "thorough")
 # Examples of each generated-guest equivalence test per profile (at least the profile's own).
 _GENERATED_EXAMPLES = {"ci": 200, "ci-random": 200}
@@ -27,6 +25,8 @@ _GENERATED_EXAMPLES = {"ci": 200, "ci-random": 200}
 def register() -> None:
     """Register the profiles and load the one the environment asks for (default dev; ``ci``
     when the CI variable is set; ``HYPOTHESIS_PROFILE`` overrides both)."""
+    from hypothesis import HealthCheck, Phase, settings  # here: naming PROFILES costs no import
+
     settings.register_profile("dev", max_examples=50, deadline=None)
     ci = settings(
         max_examples=100,
@@ -52,5 +52,7 @@ def register() -> None:
 def generated_max_examples() -> int:
     """The examples a generated-guest equivalence test runs under the loaded profile: the
     profile's ``max_examples``, raised to 200 under ``ci`` and ``ci-random``."""
+    from hypothesis import settings
+
     current = settings.get_current_profile_name()
     return max(settings.default.max_examples, _GENERATED_EXAMPLES.get(current, 0))

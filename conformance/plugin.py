@@ -214,7 +214,9 @@ def _gibibytes(text: str) -> int:
     return int(value * (1 << 30))
 
 
+@pytest.hookimpl(tryfirst=True)  # before hypothesis's own plugin loads the profile it was given
 def pytest_configure(config: pytest.Config) -> None:
+    _check_hypothesis_profile(config)
     config.addinivalue_line(
         "markers", f"{MARK_PROPERTY}(name, category=None): the property graded ({', '.join(PROPERTIES)})"
     )
@@ -246,6 +248,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATE] = state
     if results and not hasattr(config, "workerinput"):  # xdist: only the controller writes
         config.pluginmanager.register(_Recorder(ResultsWriter(Path(results))), "popek-results")
+
+
+def _check_hypothesis_profile(config: pytest.Config) -> None:
+    """An unknown ``--hypothesis-profile`` is one line naming the profiles there are, not the
+    INTERNALERROR traceback hypothesis's plugin gives it."""
+    name = config.getoption("hypothesis_profile", None)
+    if not isinstance(name, str):
+        return
+    from hypothesis import settings
+    from hypothesis.errors import InvalidArgument
+
+    try:
+        settings.get_profile(name)
+    except InvalidArgument:
+        from cffi_core.profiles import did_you_mean
+
+        known = hypothesis_profiles.PROFILES
+        raise pytest.UsageError(
+            f"popek: --hypothesis-profile {name}: no such hypothesis profile{did_you_mean(name, known)} "
+            f"(popek's: {', '.join(known)})"
+        ) from None
 
 
 # ---- parametrization, markers, fixtures ---------------------------------------------------

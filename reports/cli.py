@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from tabulate import tabulate
 
+from conformance.hypothesis_profiles import PROFILES as _POPEK_HYPOTHESIS_PROFILES
+
 if TYPE_CHECKING:
     from reports.report import Report
 
@@ -456,10 +458,13 @@ def _scale(text: str) -> int:
 def _suite_name(name: str) -> str:
     """A benchmark suite's name (``benchmarks.suites.all_suites``)."""
     from benchmarks.suites import all_suites
+    from cffi_core.profiles import did_you_mean
 
     known = list(all_suites())
     if name not in known:
-        raise argparse.ArgumentTypeError(f"unknown suite {name!r} (available: {', '.join(known) or 'none yet'})")
+        raise argparse.ArgumentTypeError(
+            f"unknown suite {name!r}{did_you_mean(name, known)} (available: {', '.join(known) or 'none yet'})"
+        )
     return name
 
 
@@ -482,6 +487,22 @@ def _profile_name(name: str) -> str:
         get_profile(name)
     except ProfileError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    return name
+
+
+_HYPOTHESIS_PROFILES = (*_POPEK_HYPOTHESIS_PROFILES, "default")  # and hypothesis's own
+
+
+def _hypothesis_profile(name: str) -> str:
+    """One of popek's hypothesis profiles (conformance/hypothesis_profiles.py), checked before any
+    run starts."""
+    from cffi_core.profiles import did_you_mean
+
+    if name not in _HYPOTHESIS_PROFILES:
+        raise argparse.ArgumentTypeError(
+            f"no hypothesis profile {name!r}{did_you_mean(name, _HYPOTHESIS_PROFILES)} "
+            f"(popek's: {', '.join(_HYPOTHESIS_PROFILES)})"
+        )
     return name
 
 
@@ -510,7 +531,25 @@ def _add_suite_options(p: argparse.ArgumentParser, vmm_help: str) -> None:
     p.add_argument(
         "--hypothesis-profile",
         default=DEFAULT_HYPOTHESIS_PROFILE,
-        help=f"hypothesis settings profile (default {DEFAULT_HYPOTHESIS_PROFILE}: derandomized)",
+        type=_hypothesis_profile,
+        help=f"hypothesis settings profile: {', '.join(_HYPOTHESIS_PROFILES)} "
+        f"(default {DEFAULT_HYPOTHESIS_PROFILE}: derandomized)",
+    )
+
+
+def _version() -> str:
+    """``popek 0.1.0 (C core ABI 8, instruction table 0123abcd...)``: what a bug report needs."""
+    from importlib import metadata
+
+    from cffi_core import _binding
+
+    try:
+        version = metadata.version("popek")
+    except metadata.PackageNotFoundError:
+        version = "(not installed)"
+    return (
+        f"popek {version} (C core ABI {_binding.ABI_VERSION}, instruction table {_binding.ffi.string(_binding.lib.p64_isa_hash()).decode()}"
+        f"; Python {sys.version.split()[0]})"
     )
 
 
@@ -521,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cffi_core.profiles import DEFAULT_PROFILE
 
     parser = argparse.ArgumentParser(prog="popek", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("asm", help="assemble a .s file into an ELF64 image", one_line_errors=True)
@@ -677,7 +717,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at devnull so the interpreter's final flush does not complain again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (AssemblyError, ImageError, ProfileError, DeviceError, MachineError, VMMError, OSError, ValueError) as e:
+    except AssemblyError as e:  # every error of the file, with its column and a caret
+        print(e.render(prefix="popek: "), file=sys.stderr)
+        return EXIT_USAGE
+    except (ImageError, ProfileError, DeviceError, MachineError, VMMError, OSError, ValueError) as e:
         print(f"popek: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for a SIGINT

@@ -58,14 +58,59 @@ _BRANCH_RANGES = {"s16w": (-(1 << 17), (1 << 17) - 4), "s24w": (-(1 << 25), (1 <
 _DATA_WIDTHS = {".byte": 1, ".half": 2, ".word": 4, ".quad": 8}
 
 
-class AssemblyError(ValueError):
-    """One error in the source; ``str()`` is exactly ``file:line: message``."""
+MAX_ERRORS = 20
+"""Errors one assembly reports at most (then it says how many more lines it did not read)."""
 
-    def __init__(self, file: str, line: int, message: str) -> None:
+
+class AssemblyError(ValueError):
+    """The errors of an assembly: ``file``, ``line``, ``message`` and ``column`` (1-based, None
+    when unknown) are the first's, ``errors`` all of them (the first included, in source order
+    within each phase: every line's syntax first, then what laying out and encoding found).
+    ``str()`` is exactly ``file:line: message``, one line per error; ``render()`` adds columns and
+    the source line with a caret, as a compiler prints them."""
+
+    def __init__(
+        self, file: str, line: int, message: str, *, column: int | None = None, source: str | None = None
+    ) -> None:
         super().__init__(f"{file}:{line}: {message}")
         self.file = file
         self.line = line
         self.message = message
+        self.column = column
+        self.source = source
+        self.errors: tuple[AssemblyError, ...] = (self,)
+        self.truncated = False
+        """True when the assembly stopped collecting at ``MAX_ERRORS``."""
+
+    @classmethod
+    def of(cls, errors: list[AssemblyError], truncated: bool = False) -> AssemblyError:
+        """One exception for several errors: the first, carrying them all."""
+        first = errors[0]
+        first.errors = tuple(errors)
+        first.truncated = truncated
+        if len(errors) > 1 or truncated:
+            more = "\n".join(f"{e.file}:{e.line}: {e.message}" for e in errors[1:])
+            text = f"{first.file}:{first.line}: {first.message}" + (f"\n{more}" if more else "")
+            if truncated:
+                text += f"\n(stopped after {len(errors)} errors)"
+            first.args = (text,)
+        return first
+
+    def render(self, prefix: str = "") -> str:
+        """Every error as ``prefix`` + ``file:line:column: message``, then its source line and a
+        caret under the column when they are known."""
+        out = []
+        for e in self.errors:
+            where = f"{e.file}:{e.line}" + (f":{e.column}" if e.column else "")
+            out.append(f"{prefix}{where}: {e.message}")
+            if e.source is not None and e.source.strip():
+                out.append(f"    {e.source.expandtabs(8)}")
+                if e.column:
+                    caret = len(e.source[: e.column - 1].expandtabs(8))
+                    out.append("    " + " " * caret + "^")
+        if self.truncated:
+            out.append(f"(stopped after {len(self.errors)} errors)")
+        return "\n".join(out)
 
 
 class _Loc:
@@ -75,19 +120,40 @@ class _Loc:
     with slots is made several times faster than a frozen dataclass.  Never changed once made.
     """
 
-    __slots__ = ("context", "dir", "file", "line")
+    __slots__ = ("context", "dir", "file", "line", "text")
 
-    def __init__(self, file: str, line: int, dir: str, context: str = "") -> None:
+    def __init__(self, file: str, line: int, dir: str, context: str = "", text: str | None = None) -> None:
         self.file = file
         self.line = line
         self.dir = dir
         self.context = context
+        self.text = text  # the line as read (a macro's body line as expanded): for the column
 
     def error(self, message: str) -> AssemblyError:
-        return AssemblyError(self.file, self.line, message + self.context)
+        return AssemblyError(
+            self.file, self.line, message + self.context, column=_column(self.text, message), source=self.text
+        )
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
+
+
+def _column(text: str | None, message: str) -> int | None:
+    """Where on its line an error points (1-based): the first quoted name or number of the
+    message found in the line, else the statement's first character; None without the line."""
+    if text is None:
+        return None
+    code = text.split(";", 1)[0]
+    for quoted in re.findall(r"'([^']+)'", message):
+        at = code.find(quoted)
+        if at >= 0:
+            return at + 1
+    for number in re.findall(r"(?<![\w.])(?:0x[0-9a-fA-F]+|-?\d+)(?![\w.])", message):
+        found = re.search(rf"(?<![\w.]){re.escape(number)}(?![\w.])", code)  # a token, not r2's 2
+        if found:
+            return found.start() + 1
+    stripped = len(code) - len(code.lstrip())
+    return stripped + 1 if code.strip() else None
 
 
 @contextlib.contextmanager
@@ -558,6 +624,17 @@ def _plan(text: str) -> _Plan:
     return _cached_plan(text, lexer.MAX_DEPTH)
 
 
+def _note(errors: list[AssemblyError], error: AssemblyError) -> None:
+    """Add an error of the emit pass; at MAX_ERRORS, raise them all."""
+    errors.append(error)
+    if len(errors) >= MAX_ERRORS:
+        raise AssemblyError.of(errors, truncated=True)
+
+
+class _TooManyErrors(Exception):
+    """MAX_ERRORS errors found: stop reading."""
+
+
 class _Frontend:
     """Reads lines, expands includes and macros, and parses each line into statements."""
 
@@ -572,6 +649,7 @@ class _Frontend:
         self.expansions = 0
         self.lines_read = 0
         self.chars_read = 0
+        self.errors: list[AssemblyError] = []
 
     # ---- sources ----
 
@@ -594,7 +672,7 @@ class _Frontend:
             raise SourceError(problem)
         if real is not None:
             self.include_stack.append(real)
-        self.lines([(line, _Loc(display, n, directory)) for n, line in enumerate(split, 1)], depth)
+        self.lines([(line, _Loc(display, n, directory, text=line)) for n, line in enumerate(split, 1)], depth)
         if real is not None:
             self.include_stack.pop()
 
@@ -629,15 +707,27 @@ class _Frontend:
             text, loc = lines[i]
             plan = _plan(text)
             if plan.head == ".macro":
-                i = self._define_macro(lines, i)
+                try:
+                    i = self._define_macro(lines, i)
+                except AssemblyError as exc:  # the rest of these lines is the macro's: stop here
+                    self.fail(exc)
+                    return
                 continue
             if plan.head == ".endm":
-                raise loc.error("'.endm' without '.macro'")
-            try:
-                self.line(plan, loc, depth)
-            except SourceError as exc:
-                raise loc.error(str(exc)) from None
+                self.fail(loc.error("'.endm' without '.macro'"))
+            else:
+                try:
+                    self.line(plan, loc, depth)
+                except SourceError as exc:
+                    self.fail(loc.error(str(exc)))
             i += 1
+
+    def fail(self, error: AssemblyError) -> None:
+        """Note an error of a line and go on with the next (every line's error is reported,
+        up to MAX_ERRORS; then ``_TooManyErrors`` ends the reading)."""
+        self.errors.extend(error.errors)
+        if len(self.errors) >= MAX_ERRORS:
+            raise _TooManyErrors
 
     def _define_macro(self, lines: list[tuple[str, _Loc]], i: int) -> int:
         text, loc = lines[i]
@@ -694,7 +784,7 @@ class _Frontend:
             raise SourceError(f"macro '{macro.name}': {problem}")
         context = f" (in macro '{macro.name}' called at {loc}{loc.context})"
         expanded = [
-            ("".join(parts), _Loc(bloc.file, bloc.line, bloc.dir, context))
+            (expanded := "".join(parts), _Loc(bloc.file, bloc.line, bloc.dir, context, expanded))
             for parts, (_, bloc) in zip(texts, macro.body, strict=True)
         ]
         self.lines(expanded, depth + 1)
@@ -935,15 +1025,21 @@ class _Layout:
         lc = self.origin
         entry = None
         stmt = None
+        errors: list[AssemblyError] = []
         try:
             for stmt in self.stmts:
                 kind = type(stmt)
                 if kind is _Insns:
                     ops = stmt.ops
-                    if len(ops) == 1:
-                        data = self.encode_op(ops[0], lc)
-                    else:
-                        data = b"".join(self.encode_op(op, lc + 4 * k) for k, op in enumerate(ops))
+                    try:
+                        if len(ops) == 1:
+                            data = self.encode_op(ops[0], lc)
+                        else:
+                            data = b"".join(self.encode_op(op, lc + 4 * k) for k, op in enumerate(ops))
+                    except SourceError as exc:  # its size is known: note it and go on with the next
+                        _note(errors, stmt.loc.error(str(exc)))
+                        lc += 4 * len(ops)
+                        continue
                     memory.emit(lc, data)
                     lc += len(data)
                 elif kind is _Label:
@@ -963,13 +1059,24 @@ class _Layout:
                     lc = target
                 elif kind is _Entry:
                     entry = evaluate(stmt.expr, lookup, lc) & MASK64
+                elif kind is _LoadImm:
+                    try:
+                        data = self.encode(stmt, lc)
+                    except SourceError as exc:  # its size is known too
+                        _note(errors, stmt.loc.error(str(exc)))
+                        lc += 4 * stmt.size
+                        continue
+                    memory.emit(lc, data)
+                    lc += len(data)
                 else:
                     data = self.encode(stmt, lc)
                     memory.emit(lc, data)
                     lc += len(data)
         except SourceError as exc:  # the statement being emitted is the one to blame
             assert stmt is not None
-            raise stmt.loc.error(str(exc)) from None
+            errors.append(stmt.loc.error(str(exc)))  # where the next one starts is unknown: stop
+        if errors:
+            raise AssemblyError.of(errors)
         return entry
 
     def encode(self, stmt: _Stmt, pc: int) -> bytes:
@@ -1064,6 +1171,10 @@ def _assemble(text: str, display: str, directory: str, real: str | None, origin:
         front.source(text, display, directory, real)
     except SourceError as exc:  # the text as a whole is past a limit: no line to blame
         raise AssemblyError(display, 0, str(exc)) from None
+    except _TooManyErrors:
+        raise AssemblyError.of(front.errors, truncated=True) from None
+    if front.errors:  # laying out what is left would only add errors these explain
+        raise AssemblyError.of(front.errors)
     if not front.stmts:
         return GuestImage((), origin & MASK64, {}, name=display)
     layout = _Layout(front.stmts, origin)

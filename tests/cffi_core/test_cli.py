@@ -40,14 +40,32 @@ def test_asm_writes_an_elf_that_disasm_and_readelf_read(tmp_path, capsys):
         assert "message" in syms
 
 
-def test_assembly_error_is_one_line_with_file_and_line(tmp_path, capsys):
+def test_assembly_error_names_file_line_and_column_with_a_caret(tmp_path, capsys):
     bad = tmp_path / "bad.s"
-    bad.write_text("nop\nfrobnicate r1\n")
+    bad.write_text("nop\n  frobnicate r1\n")
     assert main(["run", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"popek: {bad}:2: ")
-    assert "frobnicate" in err
-    assert len(err.strip().splitlines()) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"popek: {bad}:2:3: unknown instruction 'frobnicate'", "      frobnicate r1", "      ^"]
+
+
+def test_every_error_of_a_file_is_reported_at_once(tmp_path, capsys):
+    bad = tmp_path / "four.s"
+    bad.write_text("frob r1\nadd r1, r2\nnop\naddi r1, r2, 99999\nli r3, missing\n")
+    assert main(["asm", str(bad)]) == 2
+    heads = [line for line in capsys.readouterr().err.splitlines() if line.startswith("popek: ")]
+    # the syntax of every line first; then, with the syntax right, what encoding finds
+    assert heads == [
+        f"popek: {bad}:1:1: unknown instruction 'frob'",
+        f"popek: {bad}:2:1: add takes 3 operand(s) (rd, rs1, rs2), got 2",
+    ]
+    bad.write_text("addi r1, r2, 99999\nnop\nli r3, missing\nbeq r1, r2, 0x102\n")
+    assert main(["asm", str(bad)]) == 2
+    heads = [line for line in capsys.readouterr().err.splitlines() if line.startswith("popek: ")]
+    assert heads == [
+        f"popek: {bad}:1:14: addi: immediate 99999 out of range [-32768, 32767]",
+        f"popek: {bad}:3:8: undefined symbol 'missing'",
+        f"popek: {bad}:4:13: beq: target 0x102 is not a multiple of 4 bytes from 0xc",
+    ]
 
 
 def test_garbled_elf_is_a_clear_error(tmp_path, capsys):
@@ -80,3 +98,38 @@ def test_run_takes_a_second_disk_image(tmp_path, capsys):
     )
     assert main(["run", str(program), "--disk2", str(image), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["console"] == "Z"
+
+
+def test_version_names_the_core_abi_and_the_instruction_table(capsys):
+    from cffi_core import _binding
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("popek ") and f"C core ABI {_binding.ABI_VERSION}" in out
+    assert _binding.ffi.string(_binding.lib.p64_isa_hash()).decode() in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["run", "x.s", "--profile", "vtx2009"], "(did you mean 'vtx-2009'?)"),
+        (["run", "x.s", "--profile", "vtx-2009+iomu"], "(did you mean 'iommu'?)"),
+        (["bench", "--suite", "forkwiat"], "(did you mean 'forkwait'?)"),
+        (["bench", "--profile", "p4-206"], "(did you mean 'p4-2006'?)"),
+        (["grade", "--vmm", "emulate", "--hypothesis-profile", "thorogh"], "(did you mean 'thorough'?)"),
+    ],
+)
+def test_a_near_miss_name_gets_a_suggestion_before_anything_runs(argv, hint, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert hint in capsys.readouterr().err
+
+
+def test_a_near_miss_vmm_name_gets_a_suggestion(tmp_path, capsys):
+    prog = tmp_path / "p.s"
+    prog.write_text("_start: hlt\n")
+    assert main(["run", str(prog), "--vmm", "hardwar"]) == 2
+    assert "(did you mean 'hardware'?)" in capsys.readouterr().err

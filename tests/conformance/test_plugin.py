@@ -134,6 +134,20 @@ def test_unknown_entry_point_lists_the_known_ones(toys):
     result.stderr.fnmatch_lines(["*no VMM named 'nosuch'*known:*emulate*native*"])
 
 
+def test_a_near_miss_vmm_name_gets_a_suggestion(toys):
+    result = toys.runpytest("--vmm", "emulat")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no VMM named 'emulat' (did you mean 'emulate'?)*"])
+
+
+def test_an_unknown_hypothesis_profile_is_one_line_before_any_test(toys):
+    result = toys.runpytest("--hypothesis-profile=thorogh")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: popek: --hypothesis-profile thorogh: no such hypothesis profile "
+                                 "(did you mean 'thorough'?)*"])  # fmt: skip
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 def test_vmm_from_the_environment(toys, monkeypatch):
     monkeypatch.setenv("POPEK_VMM", "native, test_toys:BrokenVMM")
     result = toys.runpytest("-v")
