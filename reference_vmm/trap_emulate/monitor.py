@@ -67,7 +67,7 @@ from cffi_core.devices.host import DeviceHost
 from cffi_core.exits import EventKind, ExitReason
 from cffi_core.image import GuestImage
 from cffi_core.isa.table import INSTRUCTIONS
-from cffi_core.machine import PAGE_SIZE, Machine
+from cffi_core.machine import CPU, PAGE_SIZE, Machine
 from cffi_core.spec.events import deliver_single_step, interrupt_deliverable
 from cffi_core.spec.machine import tick
 from cffi_core.spec.state import (
@@ -114,6 +114,9 @@ _REAL_CR0 = CR0_PE | CR0_PG | CR0_WP  # paging always on (shadows), WP so that t
 _INVLPG = next(i for i in INSTRUCTIONS if i.mnemonic == "invlpg")
 _BUDGET = spec.Exit(spec.EXIT_BUDGET)
 _SHUTDOWN = spec.Exit(spec.EXIT_SHUTDOWN)
+_field = getattr(CPU, "__getattr__", getattr)
+"""``_field(host.cpu, name)`` is ``host.cpu.name`` without Python's failed lookup first (the
+core's CPU view answers its fields in ``__getattr__``): six reads at every exit."""
 
 
 def host_gate_idt() -> bytes:
@@ -172,6 +175,13 @@ class TrapEmulateVM(StandardDevicesVM):
         self._stats = dict.fromkeys((COUNTER_DIRECT, COUNTER_INTERVENTIONS, "virtual_interrupts", "host_ticks"), 0)
         self._hidden_left = 0
         self._repeat: tuple[int, int] | None = None  # the last hidden fault (pc, address)
+        self._entered_at: int | None = None  # the host's clock at the last entry (``_enter``)
+        self._loaded: tuple[int | None, ...] | None = None  # what that entry loaded (``_enter``)
+        self._left: tuple[object, ...] = ()  # what the last exit took back (``_leave``)
+        cls = type(self)
+        self._load_changes = cls._enter is TrapEmulateVM._enter and cls._leave is TrapEmulateVM._leave
+        """Whether ``_enter`` may write only what changed: the real CPU is loaded and read back
+        by this class's own code alone."""
         self._host = DeviceHost(
             self.cpu,
             self.bus,
@@ -268,19 +278,29 @@ class TrapEmulateVM(StandardDevicesVM):
     # -- direct execution --------------------------------------------------------------------
     def _direct(self, ticks: int) -> spec.Exit | None:
         """Run the guest on the host CPU for at most ``ticks`` host ticks and answer its exit."""
-        host = self.monitor.host
+        monitor = self.monitor
+        host = monitor.host
         v = self.cpu
+        self._entered_at = None
         self._enter(host)
-        start = host.clock
+        start = self._entered_at  # the host's clock, read there (None if a subclass did not)
+        if start is None:
+            start = host.clock
         ex = host.run(ticks)
-        elapsed = host.clock - start
+        reason = ex.reason
+        # A budget exit ran every tick of its budget (docs/architecture.md §10): the host's
+        # clock is read only after the other exits.
+        elapsed = ticks if reason is ExitReason.BUDGET else host.clock - start
         self._leave(host)
         self._stats["host_ticks"] += elapsed
-        reason = ex.reason
         if reason is ExitReason.BUDGET:
             self._repeat = None
             v.clock += elapsed
             self._stats[COUNTER_DIRECT] += elapsed
+            if self._loaded is not None:
+                # The real CPU now holds what the entry loaded, but for what the exit took
+                # back: the next entry of this VM writes only what differs (``_enter``).
+                monitor.real_direct = (self, *self._left, self._loaded)
             return None
         self._stats[COUNTER_INTERVENTIONS] += 1
         if reason is not ExitReason.HOST_GATE:
@@ -347,45 +367,94 @@ class TrapEmulateVM(StandardDevicesVM):
     def _enter(self, host: Machine) -> None:
         """Load the real CPU with this guest's state, deprivileged: the ring plan's ring and
         IOPL, the shadow CR3, the VMM's IDT; the guest's IF, TPR, interrupt shadow and pending
-        vector, so that the real CPU takes the guest's interrupt exactly when the guest would."""
-        v, cpu, plan = self.cpu, host.cpu, self.plan
+        vector, so that the real CPU takes the guest's interrupt exactly when the guest would.
+
+        After a budget exit of this VM's own direct run, with nothing loaded since, only what
+        differs is written: a budget exit leaves the real CPU as the entry loaded it but for what
+        ``_leave`` took back (registers, pc, FLAGS, interrupt shadow, pending #DB, ring) — at a
+        real ring above 0 nothing else can change without a trap — and a field written with the
+        value it holds changes nothing (the core compares CR0, CR3 and CR4 with what it last
+        ran, docs/architecture.md §10).  A subclass that loads more in its own ``_enter`` gets
+        every field written every time (``_loaded`` stays None)."""
+        v, cpu, plan, monitor = self.cpu, host.cpu, self.plan, self.monitor
         root = self.shadow.root(v, plan.space(v.cpl))
         if self.shadow.needs_flush:
             host.tlb_flush()
             self.shadow.needs_flush = False
+        self._entered_at = now = host.clock
+        real, monitor.real_direct = monitor.real_direct, None
+        flags = (v.flags & (FLAGS_TF | FLAGS_IF)) | (plan.real_iopl(v.iopl, v.cpl) << FLAGS_IOPL_SHIFT)
+        ring = plan.real_ring(v.cpl)
+        if plan.seglimit:
+            # Both limits (docs/architecture.md §5.3): data and fetch alike stop below the
+            # reserved range, and at guest CPL 1-3 below the guest's own limits too.
+            seglimit = SEGLIMIT_BELOW_RESERVED if v.cpl == 0 else min(v.seglimit, SEGLIMIT_BELOW_RESERVED)
+            cslimit = SEGLIMIT_BELOW_RESERVED if v.cpl == 0 else min(v.cslimit, SEGLIMIT_BELOW_RESERVED)
+        else:
+            seglimit = cslimit = None
+        # rdtsc runs directly (unless CR4.TSD): make the real TSC read the guest's clock.
+        tsc_offset = (v.clock + v.tsc_offset - now) & MASK64
+        cr4 = self.shadow.real_cr4_pl | (v.cr4 & CR4_TSD)
+        loaded = (cr4, root, v.cr8, seglimit, cslimit, tsc_offset, v.intr_vector)
+        shadow = int(v.int_shadow)
+        self._loaded = loaded if self._load_changes and ring > 0 else None
+        if real is not None and real[0] is self and self._loaded is not None:
+            _, real_r, real_pc, real_flags, real_shadow, real_db, real_ring, real_loaded = real
+            if v.r != real_r:
+                cpu.r.load(v.r)
+            if v.pc != real_pc:
+                cpu.pc = v.pc
+            if flags != real_flags:
+                cpu.flags = flags
+            if ring != real_ring:
+                cpu.cpl = ring
+            if shadow != real_shadow:
+                cpu.int_shadow = shadow
+            if real_db:
+                cpu.pending_db = 0
+            if loaded == real_loaded:
+                return
+            cpu.cr4, cpu.cr3, cpu.cr8 = cr4, root, v.cr8
+            if plan.seglimit:
+                cpu.seglimit, cpu.cslimit = seglimit, cslimit
+            cpu.tsc_offset = tsc_offset
+            cpu.intr_vector = v.intr_vector
+            return
         cpu.r.load(v.r)
         cpu.pc = v.pc
-        cpu.flags = (v.flags & (FLAGS_TF | FLAGS_IF)) | (plan.real_iopl(v.iopl, v.cpl) << FLAGS_IOPL_SHIFT)
-        cpu.cpl = plan.real_ring(v.cpl)
+        cpu.flags = flags
+        cpu.cpl = ring
         cpu.cr0 = _REAL_CR0
-        cpu.cr4 = self.shadow.real_cr4_pl | (v.cr4 & CR4_TSD)
+        cpu.cr4 = cr4
         cpu.cr3 = root
         cpu.cr8 = v.cr8
         cpu.idtr = RESERVED_VA
         if plan.seglimit:
-            # Both limits (docs/architecture.md §5.3): data and fetch alike stop below the
-            # reserved range, and at guest CPL 1-3 below the guest's own limits too.
-            cpu.seglimit = SEGLIMIT_BELOW_RESERVED if v.cpl == 0 else min(v.seglimit, SEGLIMIT_BELOW_RESERVED)
-            cpu.cslimit = SEGLIMIT_BELOW_RESERVED if v.cpl == 0 else min(v.cslimit, SEGLIMIT_BELOW_RESERVED)
-        # rdtsc runs directly (unless CR4.TSD): make the real TSC read the guest's clock.
-        cpu.tsc_offset = (v.clock + v.tsc_offset - host.clock) & MASK64
+            cpu.seglimit = seglimit
+            cpu.cslimit = cslimit
+        cpu.tsc_offset = tsc_offset
         cpu.pending_db = 0
         cpu.halted = 0
-        cpu.int_shadow = int(v.int_shadow)
+        cpu.int_shadow = shadow
         cpu.intr_vector = v.intr_vector
         cpu.intr_acked = -1
 
     def _leave(self, host: Machine) -> None:
         """Take back what direct execution may have changed: registers, pc, TF and IF (the guest
         kernel's cli, sti, popf and iret run directly where real IOPL allows), the interrupt
-        shadow, a pending single step, the ring."""
+        shadow, a pending single step, the ring; what the real CPU holds of them is kept in
+        ``_left`` for the next entry."""
         v, cpu = self.cpu, host.cpu
-        v.r[1:] = cpu.r.values()[1:]
-        v.pc = cpu.pc
-        v.flags = (v.flags & ~(FLAGS_TF | FLAGS_IF)) | (cpu.flags & (FLAGS_TF | FLAGS_IF))
-        v.int_shadow = bool(cpu.int_shadow)
-        v.pending_db = bool(cpu.pending_db)
-        v.cpl = self.plan.guest_cpl(cpu.cpl, v.cpl)
+        values = cpu.r.values()
+        v.r[1:] = values[1:]
+        v.pc = pc = _field(cpu, "pc")
+        flags = _field(cpu, "flags")
+        v.flags = (v.flags & ~(FLAGS_TF | FLAGS_IF)) | (flags & (FLAGS_TF | FLAGS_IF))
+        shadow, db, ring = _field(cpu, "int_shadow"), _field(cpu, "pending_db"), _field(cpu, "cpl")
+        v.int_shadow = bool(shadow)
+        v.pending_db = bool(db)
+        v.cpl = self.plan.guest_cpl(ring, v.cpl)
+        self._left = (values, pc, flags, shadow, db, ring)
 
 
 class TrapEmulateVMM(VMM):
@@ -410,6 +479,9 @@ class TrapEmulateVMM(VMM):
         """``plan`` overrides the ring plan of the host's profile (``rings.ring_plan``), e.g. to
         see ring compression fail on ``x86-64-2005`` (``rings.RING_COMPRESSION``)."""
         super().__init__(host)
+        self.real_direct: tuple[object, ...] | None = None
+        """(VM, what its last direct run left in the real CPU) after a budget exit, until the
+        next entry of any VM (``TrapEmulateVM._enter``)."""
         self.plan = plan or ring_plan(host.profile.features)
         self.map = HostMap(host)
         self.idt = self.map.vmm_pages(PAGE_SIZE)
