@@ -404,12 +404,14 @@ class BinaryTranslationVM(TrapEmulateVM):
         # plus less than the share, and the last run at most the rest of its guest ticks.
         start = self._enter_tc(host, start_va)
         ex = host.run(ticks)
-        elapsed = host.clock - start
+        reason = ex.reason
+        # A budget exit ran every tick of its budget (docs/architecture.md §10): the host's
+        # clock is read only after the other exits.
+        elapsed = ticks if reason is ExitReason.BUDGET else host.clock - start
         self._leave_tc(host)
         self._stats["host_ticks"] += elapsed
         overhead = self._from_gs(host)
         pc = _field(host.cpu, "pc")
-        reason = ex.reason
         if reason is ExitReason.BUDGET:
             flags, shadow, values = self._left
             self._real = (pc, flags, shadow, *self._loaded, values)

@@ -209,6 +209,11 @@ class TrapEmulateVM(StandardDevicesVM):
         out.update(self.shadow.counters)
         return out
 
+    @property
+    def ticks(self) -> int:
+        """The guest's clock (docs/vmm-api.md §3): what the suite reads after every slice."""
+        return self.cpu.clock
+
     # -- the run loop ----------------------------------------------------------------------
     def run_slice(self, budget: int) -> None:
         """Run at most ``budget`` guest ticks, never past ``config.budget``; the device loop is
@@ -446,7 +451,7 @@ class TrapEmulateVM(StandardDevicesVM):
         ``_left`` for the next entry."""
         v, cpu = self.cpu, host.cpu
         values = cpu.r.values()
-        v.r[1:] = values[1:]
+        v.r[:] = values  # r0 reads 0 there, as the spec keeps it
         v.pc = pc = _field(cpu, "pc")
         flags = _field(cpu, "flags")
         v.flags = (v.flags & ~(FLAGS_TF | FLAGS_IF)) | (flags & (FLAGS_TF | FLAGS_IF))
