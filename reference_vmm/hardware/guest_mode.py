@@ -13,7 +13,8 @@ whatever they do about memory:
 - **time**: the guest's clock counts the ticks it would spend natively — every guest-mode tick
   (an exiting instruction's included: it is the tick the emulated instruction takes), minus the
   tick of an injected *exception*, whose delivery natively belongs to the faulting tick; its
-  TSC is that clock plus its own offset (``TSC_OFFSET``, rewritten at each entry);
+  TSC is that clock plus its own offset (``TSC_OFFSET``, written again at an entry where the
+  guest's clock moved against the host's);
 - the **exit handlers** every such VMM needs, one function per exit reason (``COMMON_HANDLERS``);
   a VMM's ``monitor.py`` adds its own and dispatches by the table.
 

@@ -100,8 +100,9 @@ __all__ = ["SLICE", "TrapEmulateVM", "TrapEmulateVMM", "host_gate_idt"]
 SLICE = 10 * HOST_TIMER_PERIOD
 """Guest ticks a VM runs per turn when several share the host (the VMM's own host timer).  A
 caller that wants control back sooner runs the VMM with a smaller budget (the safety tests use
-``HOST_TIMER_PERIOD``); each slice costs a full switch of the real CPU's state, so a longer one
-runs a compute-bound guest faster."""
+``HOST_TIMER_PERIOD``); each slice costs a switch of the real CPU's state (only what changed
+since the last budget exit, ``TrapEmulateVM._enter``), so a longer one runs a compute-bound
+guest faster."""
 HIDDEN_FAULT_SHARE = 4
 """Hidden page faults cost host ticks that are no guest's: a slice of n guest ticks may spend
 at most n / HIDDEN_FAULT_SHARE of them, after which the rest of the slice runs in the spec.  So
