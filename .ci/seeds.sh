@@ -18,8 +18,8 @@ for seed in $(seq "$first" $((first + count - 1))); do
     for pair in $pairs; do
         vmm=${pair%@*}
         profile=${pair#*@}
-        python -m pytest -q -p no:cacheprovider -n 2 conformance -k "$tests" --vmm "$vmm" \
-            --popek-profile "$profile" --hypothesis-profile=dev --hypothesis-seed="$seed" > "$log" 2>&1
+        python -m pytest -q -p no:cacheprovider -n 2 conformance -k "$tests" --popek-vmm "$vmm" \
+            --popek-profile "$profile" --popek-hypothesis-profile=dev --hypothesis-seed="$seed" > "$log" 2>&1
         rc=$?
         echo "seed $seed  $vmm on $profile: $(grep -v "^[[:space:]]*$" "$log" | tail -n 1)"
         [ "$rc" -eq 0 ] || cp "$log" "$out/seed-$seed-$vmm-$profile.log"

@@ -11,8 +11,8 @@ Run it as ``python -m conformance.mutation`` (``--help`` for the options)::
     python -m conformance.mutation                        # every mutant of tests.mutants
     python -m conformance.mutation --only hw-tpr-ignored --jobs 2
 
-Each mutant is graded by a subprocess ``python -m pytest conformance --vmm <module:Class>
---popek-profile P --hypothesis-profile=ci -x``, once per profile it names, with the tests of
+Each mutant is graded by a subprocess ``python -m pytest conformance --popek-vmm <module:Class>
+--popek-profile P --popek-hypothesis-profile=ci -x``, once per profile it names, with the tests of
 the property it should break run first (so ``-x`` stops early on a kill).  The table says,
 per mutant, killed or survived and the property of the test that killed it; then the kill rate
 per property (the property each mutant should break); the exit status is 1 if any survived.
@@ -58,7 +58,7 @@ class Mutant:
     name: str
     """Catalog id, e.g. ``hw-tpr-ignored``: what ``--only`` selects and the table shows."""
     vmm: str
-    """``package.module:Class``, as ``--vmm`` takes it."""
+    """``package.module:Class``, as ``--popek-vmm`` takes it."""
     base: str
     """The VMM it mutates (``hardware``, ``trap-and-emulate``, ...); its deviations apply."""
     property: str
@@ -118,8 +118,8 @@ def _run_suite(
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         command = [
             sys.executable, "-m", "pytest", "conformance", "-p", "conformance.mutation", "-p", "no:cacheprovider",
-            "-q", *(["-x"] if stop_first else []), "--vmm", vmm, "--popek-profile", profile,
-            "--hypothesis-profile=ci", *extra,
+            "-q", *(["-x"] if stop_first else []), "--popek-vmm", vmm, "--popek-profile", profile,
+            "--popek-hypothesis-profile=ci", *extra,
         ]  # fmt: skip
         start = time.monotonic()
         try:
@@ -198,11 +198,10 @@ def pytest_configure(config) -> None:
     from conformance import hypothesis_profiles
 
     hypothesis_profiles.register()
-    name = config.getoption("hypothesis_profile", None) or "ci"
+    name = hypothesis_profiles.full_name(config.getoption("popek_hypothesis_profile", None) or "ci")
     profile = settings.get_profile(name)
     phases = [p for p in profile.phases if p not in (Phase.shrink, Phase.explain)]
-    settings.register_profile(name, profile, phases=phases)
-    settings.load_profile(name)
+    settings.register_profile(name, profile, phases=phases)  # what popek's tests take as parent
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:

@@ -4,16 +4,19 @@ Run the conformance suite from the repository root (the default ``python -m pyte
 only ``tests/``)::
 
     python -m pytest conformance                                   # the reference VMMs, x86-2005
-    python -m pytest conformance --vmm emulate --popek-profile classic-1974
-    python -m pytest conformance --vmm mypkg.monitor:MyVMM --popek-results results/
-    python -m pytest --pyargs conformance --vmm emulate             # from anywhere, installed
+    python -m pytest conformance --popek-vmm emulate --popek-profile classic-1974
+    python -m pytest conformance --popek-vmm mypkg.monitor:MyVMM --popek-results results/
+    python -m pytest --pyargs conformance --popek-vmm emulate             # from anywhere, installed
 
-Options (group ``popek``):
+Options (group ``popek``; every one prefixed, so that the plugin, installed, takes no name
+another project's options may use):
 
-- ``--vmm NAME`` (repeatable): an entry-point name of group ``popek.vmms`` (``native``,
+- ``--popek-vmm NAME`` (repeatable): an entry-point name of group ``popek.vmms`` (``native``,
   ``emulate``, ...) or ``pkg.module:Class``.  Without it, the comma-separated names in the
   environment variable ``POPEK_VMM``; without that, the reference VMMs ``DEFAULT_VMMS``
   (``native``, ``emulate``, ``trap-and-emulate``).
+- ``--popek-hypothesis-profile NAME``: the hypothesis profile of popek's tests alone
+  (``conformance.hypothesis_profiles``: dev, ci, ci-random, thorough).
 - ``--popek-profile NAME``: the machine profile the host and the oracle run (default
   ``x86-2005``, docs/architecture.md §12).
 - ``--popek-results DIR``: write one JSON file per (VMM, profile) run (``conformance.results``).
@@ -70,8 +73,8 @@ from conformance.checks import ExpectedDeviation, equivalence_report, expecting_
 from conformance.isolation import BASE_SECONDS, DEFAULT_LIMITS, MIN_TICKS_PER_SECOND
 from conformance.results import ResultsWriter, RunKey, clip
 
-# The profiles dev, ci and thorough exist before hypothesis's own plugin reads
-# --hypothesis-profile (in its pytest_configure): registered when pytest loads this plugin.
+# popek's profiles exist (as popek-dev, popek-ci, ...) before anything reads them; none is
+# loaded: popek's tests take the run's choice as their settings' parent (hypothesis_profiles).
 hypothesis_profiles.register()
 
 __all__ = [
@@ -82,6 +85,7 @@ __all__ = [
     "MARK_GUEST_ABI",
     "MARK_PROPERTY",
     "MARK_REQUIRES",
+    "OPTION_HYPOTHESIS_PROFILE",
     "OPTION_MEMORY",
     "OPTION_PROFILE",
     "OPTION_RESULTS",
@@ -91,7 +95,8 @@ __all__ = [
     "check_supported",
 ]
 
-OPTION_VMM = "--vmm"
+OPTION_VMM = "--popek-vmm"
+OPTION_HYPOTHESIS_PROFILE = "--popek-hypothesis-profile"
 OPTION_PROFILE = "--popek-profile"
 OPTION_RESULTS = "--popek-results"
 OPTION_TIMEOUT = "--popek-timeout"
@@ -159,6 +164,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAME",
         help=f"VMM under test: an entry-point name (group popek.vmms) or pkg.module:Class; repeatable. "
         f"Default: ${ENV_VMM} (comma-separated), else {', '.join(DEFAULT_VMMS)}.",
+    )
+    group.addoption(
+        OPTION_HYPOTHESIS_PROFILE,
+        dest="popek_hypothesis_profile",
+        default=None,
+        metavar="NAME",
+        help=f"hypothesis profile of popek's tests alone: {', '.join(hypothesis_profiles.PROFILES)} or a registered "
+        f"profile's full name (default: ${hypothesis_profiles.ENV_PROFILE}, else ci when $CI is set, else dev).",
     )
     group.addoption(
         OPTION_PROFILE,
@@ -251,8 +264,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _check_hypothesis_profile(config: pytest.Config) -> None:
-    """An unknown ``--hypothesis-profile`` is one line naming the profiles there are, not the
-    INTERNALERROR traceback hypothesis's plugin gives it."""
+    """Activate the run's choice for popek's tests (``--popek-hypothesis-profile``); an unknown
+    one, or an unknown ``--hypothesis-profile``, is one line naming the profiles there are, not
+    the INTERNALERROR traceback hypothesis's plugin gives the latter."""
+    choice = config.getoption("popek_hypothesis_profile", None) or hypothesis_profiles.default_choice()
+    try:
+        hypothesis_profiles.activate(choice)
+    except ValueError as e:
+        raise pytest.UsageError(f"popek: {OPTION_HYPOTHESIS_PROFILE} {choice}: {e}") from None
     name = config.getoption("hypothesis_profile", None)
     if not isinstance(name, str):
         return
@@ -265,9 +284,13 @@ def _check_hypothesis_profile(config: pytest.Config) -> None:
         from cffi_core.profiles import did_you_mean
 
         known = hypothesis_profiles.PROFILES
+        hint = (
+            f"popek's profiles are chosen with {OPTION_HYPOTHESIS_PROFILE} {name}"
+            if name in known
+            else f"popek's tests take theirs from {OPTION_HYPOTHESIS_PROFILE} ({', '.join(known)})"
+        )
         raise pytest.UsageError(
-            f"popek: --hypothesis-profile {name}: no such hypothesis profile{did_you_mean(name, known)} "
-            f"(popek's: {', '.join(known)})"
+            f"popek: --hypothesis-profile {name}: no such hypothesis profile{did_you_mean(name, known)}; {hint}"
         ) from None
 
 

@@ -19,7 +19,8 @@ A file ``<vmm>--<profile>.json`` in the ``--popek-results`` directory holds::
 ``outcome`` is one of ``OUTCOMES``, taken from the test's final report only: a test that
 started and never finished (the run was interrupted) is an ``error``; ``message`` is the failure report (the observation diff, the
 counterexample) for failed and error outcomes, the reason for skipped and xfailed ones.
-``hypothesis_profile`` is the hypothesis settings profile the run used (null when unknown).
+``hypothesis_profile`` is the hypothesis profile of popek's tests in the run, as
+``--popek-hypothesis-profile`` names it (null in files of runs that did not record it).
 ``coverage`` counts, per cell of ``conformance.coverage``, the generated examples of the test
 that exercised it (empty for a test without generated guests; absent in files written before it
 existed, read back as empty).
@@ -114,13 +115,11 @@ def versions() -> dict[str, str]:
 
 
 def _hypothesis_profile() -> str | None:
-    """The hypothesis settings profile loaded in this process (a rerun needs the same one)."""
-    try:
-        from hypothesis import settings
+    """The hypothesis profile of popek's tests in this process, as ``--popek-hypothesis-profile``
+    takes it (a rerun needs the same one)."""
+    from conformance import hypothesis_profiles
 
-        return settings.get_current_profile_name()
-    except (ImportError, AttributeError):  # hypothesis absent, or older than the accessor
-        return None
+    return hypothesis_profiles.active()
 
 
 class ResultsWriter:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import HealthCheck, event, example, given
 
-from conformance import coverage
+from conformance import coverage, hypothesis_profiles
 from conformance.api import Observation, observe
 from conformance.checks import (
     deviation_expected,
@@ -50,7 +50,7 @@ _BT_DEVIATION = pytest.mark.popek_deviation(
 # The vmm fixture is a class chosen at collection: the same for every example, so sharing it
 # across examples is exactly what is meant.  More examples than other tests under ci: this is
 # where VMM bugs are found (conformance.hypothesis_profiles).
-_SETTINGS = settings(
+_SETTINGS = hypothesis_profiles.settings(
     max_examples=generated_max_examples(),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

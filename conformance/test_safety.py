@@ -30,9 +30,10 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, given
 from hypothesis import strategies as st
 
+from conformance import hypothesis_profiles
 from conformance.api import Observation, VMConfig, VMMError, observe
 from conformance.guests import DISK_IMAGE, GUEST_DIR
 from conformance.safety import SideBySide, run_side_by_side
@@ -44,7 +45,7 @@ VICTIM_CONFIG = VMConfig(memory=1 << 20, disk=DISK_IMAGE, budget=60_000)
 _SWEEP_DISK = bytes((13 * i + 5) & 0xFF for i in range(128 * 512))
 _SWEEP_END, _SWEEP_STRIDE = 0x1200000, 0x10000  # conformance/guests/paravirt/dma_sweep.s
 SWEEP_CONFIG = VMConfig(memory=1 << 20, disk=_SWEEP_DISK, disk2=_SWEEP_DISK, budget=1_500_000)
-_SETTINGS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_SETTINGS = hypothesis_profiles.settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 VICTIM = "victim.s"

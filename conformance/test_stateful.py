@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from conformance import hypothesis_profiles
 from conformance.api import (
     VM,
     VMM,
@@ -212,7 +213,7 @@ def _bounded_run(vmm: VMM, ticks: int) -> None:
 @pytest.mark.popek_guest_abi("native", "paravirt")
 def test_vmm_api_in_any_order_keeps_the_contract(vmm, popek_profile):
     # A fraction of the profile's examples: each is a sequence of up to 12 steps.
-    base = settings.default
+    base = hypothesis_profiles.settings()
     run_state_machine_as_test(
         lambda: VMMMachine(vmm, popek_profile),
         settings=settings(

@@ -9,8 +9,9 @@ says: the theorem compares them.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 
+from conformance import hypothesis_profiles
 from conformance.strategies import GuestProgram, guest_programs
 from conformance.theorem import (
     CLASSIC_PROFILE,
@@ -33,7 +34,7 @@ def test_trap_and_emulate_is_equivalent_on_the_classically_virtualizable_machine
     """Theorem 1's premise holds on classic-1974 (every sensitive instruction traps at CPL > 0),
     so trap-and-emulate is equivalent on every generated guest."""
 
-    @settings(suppress_health_check=[HealthCheck.too_slow])
+    @hypothesis_profiles.settings(suppress_health_check=[HealthCheck.too_slow])
     @given(program=guest_programs())
     def equivalent_on_classic(program: GuestProgram) -> None:
         diff = difference(vmm, CLASSIC_PROFILE, program)
@@ -51,7 +52,7 @@ def test_trap_and_emulate_fails_on_the_x86_machine_by_one_sensitive_instruction(
     shrinks it to one or two instructions, one of them sensitive and unprivileged."""
     found = smallest_counterexample(
         lambda program: difference(vmm, X86_PROFILE, program) is not None,
-        max_examples=max(100, settings.default.max_examples),
+        max_examples=max(100, hypothesis_profiles.settings().max_examples),
     )
     assert found is not None, (
         f"{vmm.name} was equivalent on every generated guest on {X86_PROFILE}: Theorem 1 says a "

@@ -2,8 +2,8 @@
 matter to them (``relevant_profiles``), one pytest process per (VMM, profile), then write the
 grade sheet.
 
-Each run is ``python -m pytest <conformance package> --vmm V --popek-profile P --popek-results DIR
---hypothesis-profile=ci``: the plugin is loaded through its ``pytest11`` entry point, exactly as
+Each run is ``python -m pytest <conformance package> --popek-vmm V --popek-profile P --popek-results DIR
+--popek-hypothesis-profile=ci``: the plugin is loaded through its ``pytest11`` entry point, exactly as
 in a user's own run, and a VMM that crashes the process costs only its own run.  A run's pytest
 output goes to ``DIR/<vmm>--<profile>.log``; the console gets one line per run and the summary.
 """
@@ -145,10 +145,10 @@ def _command(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence
     suite = Path(conformance.__file__).resolve().parent
     return [
         sys.executable, "-m", "pytest", str(suite),
-        "--vmm", plan.spec,
+        "--popek-vmm", plan.spec,
         "--popek-profile", plan.profile,
         "--popek-results", str(results),
-        f"--hypothesis-profile={hypothesis_profile}",
+        f"--popek-hypothesis-profile={hypothesis_profile}",
         "-p", "no:cacheprovider",  # a demo leaves no .pytest_cache behind
         "-q", "-ra", *extra,  # -ra: the FAILED lines the report quotes for a run that failed
     ]  # fmt: skip

@@ -190,9 +190,23 @@ def summary_table(grades: Sequence[Grade]) -> tuple[list[str], list[list[str]]]:
 
 
 def rerun_command(run: RunResults, test: TestResult) -> str:
-    """The one-line command that reruns ``test`` of ``run`` alone (from the directory the run was
-    started in: node ids are relative to pytest's rootdir)."""
-    parts = ["python", "-m", "pytest", test.nodeid, "--vmm", run.key.vmm_class, "--popek-profile", run.key.profile]
+    """The one-line command that reruns ``test`` of ``run`` alone, from any directory: a test of
+    the installed suite is named by its module (``--pyargs conformance.test_x::test[...]``), not by
+    a path relative to the directory the run was started in."""
+    target = _pyargs(test.nodeid)
+    parts = ["python", "-m", "pytest", *(["--pyargs", target] if target else [test.nodeid])]
+    parts += ["--popek-vmm", run.key.vmm_class, "--popek-profile", run.key.profile]
     if run.hypothesis_profile and run.hypothesis_profile != "default":
-        parts.append(f"--hypothesis-profile={run.hypothesis_profile}")
+        parts.append(f"--popek-hypothesis-profile={run.hypothesis_profile}")
     return shlex.join(parts)
+
+
+def _pyargs(nodeid: str) -> str | None:
+    """``conformance.test_x::test[...]`` for a node id of the conformance package (its path may
+    be relative to any rootdir: ``conformance/test_x.py::...``, ``.../conformance/test_x.py::...``),
+    else None."""
+    path, sep, rest = nodeid.partition("::")
+    parts = path.replace("\\", "/").split("/")
+    if not sep or len(parts) < 2 or parts[-2] != "conformance" or not parts[-1].endswith(".py"):
+        return None
+    return f"conformance.{parts[-1][:-3]}::{rest}"

@@ -631,8 +631,17 @@ def _note(errors: list[AssemblyError], error: AssemblyError) -> None:
         raise AssemblyError.of(errors, truncated=True)
 
 
-class _TooManyErrors(Exception):
-    """MAX_ERRORS errors found: stop reading."""
+class _StopReading(Exception):
+    """Stop reading the source: MAX_ERRORS errors found (``truncated``), or a limit passed."""
+
+    def __init__(self, truncated: bool) -> None:
+        super().__init__()
+        self.truncated = truncated
+
+
+class _Limit(SourceError):
+    """A limit of the whole assembly passed (source size, includes, macro expansions): reported
+    once, at the line where it happened, and the reading stops there."""
 
 
 class _Frontend:
@@ -666,10 +675,10 @@ class _Frontend:
     def source(self, text: str, display: str, directory: str, real: str | None, depth: int = 0) -> None:
         """Handle a file's text; ``depth`` is the macro nesting of the .include that read it."""
         if problem := self.take(0, len(text)):  # characters first: splitting costs more than the text
-            raise SourceError(problem)
+            raise _Limit(problem)
         split = text.splitlines()
         if problem := self.take(len(split), 0):
-            raise SourceError(problem)
+            raise _Limit(problem)
         if real is not None:
             self.include_stack.append(real)
         self.lines([(line, _Loc(display, n, directory, text=line)) for n, line in enumerate(split, 1)], depth)
@@ -684,10 +693,10 @@ class _Frontend:
             cycle = [*self.include_stack[self.include_stack.index(real) :], real]
             raise SourceError("include cycle: " + " -> ".join(os.path.basename(p) for p in cycle))
         if self.include_depth >= MAX_INCLUDE_DEPTH:
-            raise SourceError(f"cannot include '{rel}': includes nested more than {MAX_INCLUDE_DEPTH} deep")
+            raise _Limit(f"cannot include '{rel}': includes nested more than {MAX_INCLUDE_DEPTH} deep")
         self.includes += 1
         if self.includes > MAX_INCLUDES:
-            raise SourceError(f"cannot include '{rel}': more than the limit of {MAX_INCLUDES} includes in one assembly")
+            raise _Limit(f"cannot include '{rel}': more than the limit of {MAX_INCLUDES} includes in one assembly")
         # The file is read at every .include, never from a cache: what is assembled is what the
         # file holds now, and a file that is no longer a readable regular file is an error now.
         try:
@@ -718,16 +727,19 @@ class _Frontend:
             else:
                 try:
                     self.line(plan, loc, depth)
+                except _Limit as exc:
+                    self.fail(loc.error(str(exc)))
+                    raise _StopReading(truncated=False) from None
                 except SourceError as exc:
                     self.fail(loc.error(str(exc)))
             i += 1
 
     def fail(self, error: AssemblyError) -> None:
         """Note an error of a line and go on with the next (every line's error is reported,
-        up to MAX_ERRORS; then ``_TooManyErrors`` ends the reading)."""
+        up to MAX_ERRORS; then ``_StopReading`` ends the reading)."""
         self.errors.extend(error.errors)
         if len(self.errors) >= MAX_ERRORS:
-            raise _TooManyErrors
+            raise _StopReading(truncated=True)
 
     def _define_macro(self, lines: list[tuple[str, _Loc]], i: int) -> int:
         text, loc = lines[i]
@@ -767,10 +779,10 @@ class _Frontend:
         if len(arguments) != len(macro.params):
             raise SourceError(f"macro '{macro.name}' takes {len(macro.params)} argument(s), got {len(arguments)}")
         if depth >= MAX_MACRO_DEPTH:
-            raise SourceError(f"macro '{macro.name}': expansion nested too deeply (recursive macro?)")
+            raise _Limit(f"macro '{macro.name}': expansion nested too deeply (recursive macro?)")
         self.expansions += 1
         if self.expansions > MAX_MACRO_EXPANSIONS:
-            raise SourceError(
+            raise _Limit(
                 f"macro '{macro.name}': more than the limit of {MAX_MACRO_EXPANSIONS} macro expansions in one assembly"
             )
         values = dict(zip(macro.params, arguments, strict=True))
@@ -781,7 +793,7 @@ class _Frontend:
             for parts, _ in macro.body
         ]
         if problem := self.take(len(texts), sum(len(part) for parts in texts for part in parts)):
-            raise SourceError(f"macro '{macro.name}': {problem}")
+            raise _Limit(f"macro '{macro.name}': {problem}")
         context = f" (in macro '{macro.name}' called at {loc}{loc.context})"
         expanded = [
             (expanded := "".join(parts), _Loc(bloc.file, bloc.line, bloc.dir, context, expanded))
@@ -1171,8 +1183,8 @@ def _assemble(text: str, display: str, directory: str, real: str | None, origin:
         front.source(text, display, directory, real)
     except SourceError as exc:  # the text as a whole is past a limit: no line to blame
         raise AssemblyError(display, 0, str(exc)) from None
-    except _TooManyErrors:
-        raise AssemblyError.of(front.errors, truncated=True) from None
+    except _StopReading as stop:
+        raise AssemblyError.of(front.errors, truncated=stop.truncated) from None
     if front.errors:  # laying out what is left would only add errors these explain
         raise AssemblyError.of(front.errors)
     if not front.stmts:

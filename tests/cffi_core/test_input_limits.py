@@ -59,15 +59,19 @@ def refused(f, error=ImageError) -> tuple[str, int]:
 
 
 def one_line_error(capsys, argv: list[str]) -> str:
-    """Run ``popek ARGV``: it must exit with status 2 and one line ``popek: ...`` on stderr."""
+    """Run ``popek ARGV``: it must exit with status 2 and one error on stderr: one line ``popek:
+    ...``, which an assembly error follows with its source line and a caret (indented, bounded);
+    returns the first line."""
     try:
         status = main(argv)
     except SystemExit as exc:  # a usage error leaves through the argument parser
         status = exc.code
     err = capsys.readouterr().err
     assert status == 2, err
-    assert err.startswith("popek: ") and err.endswith("\n") and err.count("\n") == 1, err
-    return err.strip()
+    lines = err.splitlines()
+    assert err.startswith("popek: ") and err.endswith("\n") and len(lines) <= 3, err
+    assert all(line.startswith("    ") and len(line) < 300 for line in lines[1:]), err
+    return lines[0]
 
 
 def sparse(path: Path, size: int) -> str:
@@ -186,7 +190,7 @@ def test_asm_of_forty_maximal_spaces_is_one_line(tmp_path, capsys):
     src = tmp_path / "space.s"
     src.write_text(".space 0x10000000\n" * 40)
     err = one_line_error(capsys, ["asm", str(src), "-o", str(tmp_path / "space.elf")])
-    assert err.startswith(f"popek: {src}:2: the output grows to ")
+    assert err.startswith(f"popek: {src}:2:1: the output grows to ")
     assert not (tmp_path / "space.elf").exists()
 
 

@@ -4,7 +4,7 @@ Each class is ``TrapEmulateVMM`` (equivalent on ``classic-1974``) that misbehave
 ``run`` call: it loops forever, leaves its process, crashes it, leaves a thread that never ends,
 raises ``KeyboardInterrupt``, allocates without bound, waits forever (for a Ctrl-C of the
 grader), or damages host RAM and then hides it from the reads of its own process.  Passed to
-the suite as ``--vmm tests.conformance.hostile:Name``.  Where a test needs to know that the
+the suite as ``--popek-vmm tests.conformance.hostile:Name``.  Where a test needs to know that the
 hostile act began, the VMM writes its process id to the file named by ``POPEK_HOSTILE_MARK``.
 """
 

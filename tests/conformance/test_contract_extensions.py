@@ -95,12 +95,12 @@ def test_a_test_that_names_its_vmm_runs_in_that_vmms_run(pytester, tmp_path):
     pytester.makeini("[pytest]\naddopts = -p no:benchmark\n")
     pytester.makepyfile(test_named=NAMED)
     out = tmp_path / "results"
-    result = pytester.runpytest("--vmm", "emulate", "--popek-results", str(out), "-rs")
+    result = pytester.runpytest("--popek-vmm", "emulate", "--popek-results", str(out), "-rs")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*needs the VMM 'no-such-vmm': no VMM named 'no-such-vmm'*"])
     result.stdout.fnmatch_lines(["*about native, which this run does not select*"])
     assert not out.exists() or not list(out.iterdir())  # native was not selected: not recorded
-    result = pytester.runpytest("--vmm", "native", "--popek-results", str(out))
+    result = pytester.runpytest("--popek-vmm", "native", "--popek-results", str(out))
     result.assert_outcomes(passed=1, skipped=1)
     recorded = json.loads((out / "native--x86-2005.json").read_text())
     assert [(t["category"], t["outcome"]) for t in recorded["tests"]] == [("named", "passed")]

@@ -38,13 +38,13 @@ def _command(vmm: str, results: Path, *extra: str, safety: bool = True) -> list[
         "no:cacheprovider",
         f"{EQUIVALENCE}[{vmm}-smsw]",
         *([f"{SAFETY}[{vmm}]"] if safety else []),
-        "--vmm",
+        "--popek-vmm",
         f"tests.conformance.hostile:{vmm.capitalize()}",
         "--popek-profile",
         PROFILE,
         "--popek-results",
         str(results),
-        "--hypothesis-profile=ci",
+        "--popek-hypothesis-profile=ci",
         *extra,
     ]
 

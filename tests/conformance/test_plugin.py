@@ -84,18 +84,18 @@ def _inner_ini(pytester: pytest.Pytester) -> None:
 @pytest.fixture
 def toys(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(test_toys=TOYS)
-    pytester.syspathinsert()  # so that --vmm test_toys:BrokenVMM imports the file
+    pytester.syspathinsert()  # so that --popek-vmm test_toys:BrokenVMM imports the file
     return pytester
 
 
 def test_native_passes(toys):
-    result = toys.runpytest("--vmm", "native", "-v")
+    result = toys.runpytest("--popek-vmm", "native", "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_console_and_exit?native? PASSED*"])
 
 
 def test_broken_vmm_fails_with_the_observation_diff(toys):
-    result = toys.runpytest("--vmm", "test_toys:BrokenVMM")
+    result = toys.runpytest("--popek-vmm", "test_toys:BrokenVMM")
     result.assert_outcomes(failed=1, xfailed=1)
     result.stdout.fnmatch_lines(
         [
@@ -123,19 +123,19 @@ def test_observations_compared_with_eq_show_the_diff(pytester):
 
 
 def test_unknown_vmm_is_a_usage_error(toys):
-    result = toys.runpytest("--vmm", "pkg:Missing")
+    result = toys.runpytest("--popek-vmm", "pkg:Missing")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*popek: --vmm pkg:Missing:*cannot import module 'pkg'*"])
+    result.stderr.fnmatch_lines(["*popek: --popek-vmm pkg:Missing:*cannot import module 'pkg'*"])
 
 
 def test_unknown_entry_point_lists_the_known_ones(toys):
-    result = toys.runpytest("--vmm", "nosuch")
+    result = toys.runpytest("--popek-vmm", "nosuch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*no VMM named 'nosuch'*known:*emulate*native*"])
 
 
 def test_a_near_miss_vmm_name_gets_a_suggestion(toys):
-    result = toys.runpytest("--vmm", "emulat")
+    result = toys.runpytest("--popek-vmm", "emulat")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*no VMM named 'emulat' (did you mean 'emulate'?)*"])
 
@@ -146,6 +146,41 @@ def test_an_unknown_hypothesis_profile_is_one_line_before_any_test(toys):
     result.stderr.fnmatch_lines(["ERROR: popek: --hypothesis-profile thorogh: no such hypothesis profile "
                                  "(did you mean 'thorough'?)*"])  # fmt: skip
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_an_unknown_popek_hypothesis_profile_is_one_line(toys):
+    result = toys.runpytest("--popek-hypothesis-profile=thorogh")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: popek: --popek-hypothesis-profile thorogh: no hypothesis profile 'thorogh' "
+                                 "(did you mean 'thorough'?)*"])  # fmt: skip
+
+
+# ---- a good citizen: installed, the plugin changes nothing in another project's run ---------
+OTHER_CONFTEST = """
+def pytest_addoption(parser):
+    parser.addoption("--vmm", default="theirs")  # a name popek's plugin must not take
+"""
+OTHER_TESTS = """
+from hypothesis import given, settings, strategies as st
+
+
+def test_hypothesis_defaults_are_untouched(request):
+    assert request.config.getoption("--vmm") == "mine"
+    assert settings.get_current_profile_name() == "default"
+    assert settings.default.max_examples == 100 and settings.default.database is not None
+
+
+@given(st.integers())
+def test_a_property(x):
+    assert settings.default.max_examples == 100
+"""
+
+
+def test_another_projects_run_keeps_its_hypothesis_settings_and_its_options(pytester):
+    pytester.makeconftest(OTHER_CONFTEST)
+    pytester.makepyfile(test_other=OTHER_TESTS)
+    result = pytester.runpytest_subprocess("--vmm", "mine", "-p", "no:cacheprovider")  # its own hypothesis state
+    result.assert_outcomes(passed=2)
 
 
 def test_vmm_from_the_environment(toys, monkeypatch):
@@ -161,7 +196,7 @@ def test_default_is_native_and_emulate(toys, monkeypatch):
 
 
 def test_vmm_requiring_vmx_is_skipped_with_the_reason(toys):
-    result = toys.runpytest("--vmm", "test_toys:NeedsVmx", "-rs")
+    result = toys.runpytest("--popek-vmm", "test_toys:NeedsVmx", "-rs")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*requires host features vmx, which profile 'x86-2005' lacks*"])
 
@@ -208,7 +243,7 @@ def pv_toys(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_a_paravirtual_vmm_runs_only_the_tests_that_have_its_build(pv_toys):
-    result = pv_toys.runpytest("--vmm", "test_pv_toys:PvToy", "--vmm", "native", "-rs", "-v")
+    result = pv_toys.runpytest("--popek-vmm", "test_pv_toys:PvToy", "--popek-vmm", "native", "-rs", "-v")
     result.assert_outcomes(passed=4, skipped=2)
     result.stdout.fnmatch_lines(
         [
@@ -222,7 +257,7 @@ def test_a_paravirtual_vmm_runs_only_the_tests_that_have_its_build(pv_toys):
 
 
 def test_an_unknown_guest_abi_is_a_usage_error(pv_toys):
-    result = pv_toys.runpytest("--vmm", "test_pv_toys:OddAbi")
+    result = pv_toys.runpytest("--popek-vmm", "test_pv_toys:OddAbi")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*odd-abi*guest_abi 's390' is not one of native, paravirt*"])
 
@@ -235,7 +270,7 @@ def test_unknown_profile_is_a_usage_error(toys):
 
 def test_results_json_has_the_documented_fields(toys, tmp_path):
     out = tmp_path / "results"
-    result = toys.runpytest("--vmm", "native", "--vmm", "test_toys:BrokenVMM", "--popek-results", str(out))
+    result = toys.runpytest("--popek-vmm", "native", "--popek-vmm", "test_toys:BrokenVMM", "--popek-results", str(out))
     result.stdout.fnmatch_lines(["popek: wrote 2 results file(s) to *"])
     assert sorted(p.name for p in out.iterdir()) == ["broken--x86-2005.json", "native--x86-2005.json"]
     broken = json.loads((out / "broken--x86-2005.json").read_text())
@@ -261,7 +296,7 @@ def test_help_shows_the_popek_group(pytester):
     result.stdout.fnmatch_lines(
         [
             "popek: grade VMMs on Popek & Goldberg's properties:",
-            "*--vmm=NAME*",
+            "*--popek-vmm=NAME*",
             "*--popek-profile=NAME*",
             "*--popek-results=DIR*",
         ]
@@ -340,8 +375,8 @@ def impostors(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def _suite(p: pytest.Pytester, module: str, vmm: str, *args: str) -> pytest.RunResult:
     return p.runpytest(
-        "--pyargs", f"conformance.{module}", "--vmm", vmm, "--popek-profile", "x86-2005",
-        "--hypothesis-profile=inner", "-p", "no:cacheprovider", "-rfxX", *args,
+        "--pyargs", f"conformance.{module}", "--popek-vmm", vmm, "--popek-profile", "x86-2005",
+        "--popek-hypothesis-profile=inner", "-p", "no:cacheprovider", "-rfxX", *args,
     )  # fmt: skip
 
 
@@ -427,6 +462,6 @@ def test_generated_tests_put_their_coverage_in_the_results_json(impostors, tmp_p
     ],
 )
 def test_bad_isolation_limits_are_usage_errors(toys, option, value, words):
-    result = toys.runpytest("--vmm", "native", option, value)
+    result = toys.runpytest("--popek-vmm", "native", option, value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{option}*{words}*"])

@@ -117,7 +117,7 @@ settings.register_profile("toy", max_examples=5, deadline=None, derandomize=True
 
 # The inner runs take the repository's configuration (their test files live in conformance/),
 # so their options are given here: the toy profile, no benchmark warnings under xdist.
-OPTIONS = ("-p", "toy_profile", "--hypothesis-profile=toy", "-p", "no:benchmark", "-p", "no:cacheprovider")
+OPTIONS = ("-p", "toy_profile", "--popek-hypothesis-profile=toy", "-p", "no:benchmark", "-p", "no:cacheprovider")
 
 
 class _Toys:
@@ -138,7 +138,7 @@ def toys(pytester: pytest.Pytester) -> _Toys:
 def test_bare_metal_vmm_fails_every_safety_check(toys):
     from conformance import test_safety
 
-    result = toys.run("test_safety.py", "--vmm", "toys:BareMetalVMM")
+    result = toys.run("test_safety.py", "--popek-vmm", "toys:BareMetalVMM")
     result.assert_outcomes(failed=sum(name.startswith("test_") for name in vars(test_safety)))
     result.stdout.fnmatch_lines_random(
         [
@@ -154,12 +154,12 @@ def test_bare_metal_vmm_fails_every_safety_check(toys):
 
 
 def test_reference_vmms_pass_the_safety_checks(toys):
-    result = toys.run("test_safety.py", "--vmm", "native", "--vmm", "emulate", "-k", "cli_jmp")
+    result = toys.run("test_safety.py", "--popek-vmm", "native", "--popek-vmm", "emulate", "-k", "cli_jmp")
     result.assert_outcomes(passed=2)
 
 
 def test_vmm_without_counters_fails_efficiency_saying_which_keys_are_missing(toys):
-    result = toys.run("test_efficiency.py", "--vmm", "toys:UncountedVMM")
+    result = toys.run("test_efficiency.py", "--popek-vmm", "toys:UncountedVMM")
     result.assert_outcomes(failed=len(EFFICIENCY_GUESTS))
     result.stdout.fnmatch_lines(
         ["*the VM reports no guest_insns_direct, guest_insns_emulated, vmm_interventions in VM.counters*"]
@@ -167,7 +167,7 @@ def test_vmm_without_counters_fails_efficiency_saying_which_keys_are_missing(toy
 
 
 def test_emulator_without_a_documented_deviation_fails_efficiency_with_the_figures(toys):
-    result = toys.run("test_efficiency.py", "--vmm", "toys:SlowVMM", "--vmm", "emulate")
+    result = toys.run("test_efficiency.py", "--popek-vmm", "toys:SlowVMM", "--popek-vmm", "emulate")
     result.assert_outcomes(failed=len(EFFICIENCY_GUESTS), xfailed=len(EFFICIENCY_GUESTS))
     result.stdout.fnmatch_lines_random(
         [
@@ -242,7 +242,7 @@ def test_lazy_vmms_fail_efficiency_on_the_operations_guest(pytester, lazy, entri
     pytester.makepyfile(lazy=LAZY, toy_profile=TOY_PROFILE)
     pytester.syspathinsert()
     result = pytester.runpytest(
-        str(CONFORMANCE / "test_efficiency.py"), *OPTIONS, "--vmm", f"lazy:{lazy}", "--vmm", "hardware-ept",
+        str(CONFORMANCE / "test_efficiency.py"), *OPTIONS, "--popek-vmm", f"lazy:{lazy}", "--popek-vmm", "hardware-ept",
         "--popek-profile", "vtx-2009", "-k", "eff_ops",
     )  # fmt: skip
     # The reference VMM passes the same guest; the lazy one is equivalent but enters the host
@@ -255,7 +255,7 @@ def test_lazy_vmms_fail_efficiency_on_the_operations_guest(pytester, lazy, entri
 
 
 def test_vmm_that_restarts_stopped_vms_fails_the_stateful_test(toys):
-    result = toys.run("test_stateful.py", "--vmm", "toys:RestartingVMM", "--vmm", "native")
+    result = toys.run("test_stateful.py", "--popek-vmm", "toys:RestartingVMM", "--popek-vmm", "native")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         ["*VM * console shrank or changed: console: differs from byte 0*", "*state.create_vm(guest=*"]

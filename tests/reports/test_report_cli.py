@@ -121,8 +121,9 @@ def test_an_unexpected_failure_exits_one_with_counterexample_and_rerun_command(t
     command = rerun_command(run, failed)
     assert command in section
     argv = shlex.split(command)
-    assert argv[:4] == ["python", "-m", "pytest", failed.nodeid]
-    assert argv[argv.index("--vmm") + 1] == KEY.vmm_class
+    # the installed suite's module, not a path: the command works from any directory
+    assert argv[:5] == ["python", "-m", "pytest", "--pyargs", failed.nodeid.replace("conformance/", "conformance.", 1).replace(".py::", "::", 1)]
+    assert argv[argv.index("--popek-vmm") + 1] == KEY.vmm_class
     assert argv[argv.index("--popek-profile") + 1] == KEY.profile
 
 
@@ -233,7 +234,7 @@ def test_junit_xml_of_a_conformance_run_reads_like_its_results_json(tmp_path):
 
     xml, results = tmp_path / "run.xml", tmp_path / "results"
     subprocess.run(
-        [sys.executable, "-m", "pytest", "conformance", "--vmm", "native", "--popek-profile", "classic-1974",
+        [sys.executable, "-m", "pytest", "conformance", "--popek-vmm", "native", "--popek-profile", "classic-1974",
          "-k", "smsw or paging or disk", "-p", "no:cacheprovider", "-q",
          f"--junitxml={xml}", f"--popek-results={results}"],
         cwd=Path(conformance.__file__).resolve().parents[1], check=True, capture_output=True,
