@@ -117,6 +117,8 @@ enum handler_id {
     H_BFAR,    /* a compare-and-branch whose target is on another page */
     H_JFAR,    /* jmp to another page */
     H_ENTER,   /* fetch enters a page (§8.2): the sentinel and jump targets */
+    /* addi fused with the in-page compare-and-branch after it (decode.c fuse), by condition */
+    H_ADDI_BEQ, H_ADDI_BNE, H_ADDI_BLT, H_ADDI_BGE, H_ADDI_BLTU, H_ADDI_BGEU,
     H_COUNT
 };
 

@@ -92,6 +92,25 @@ void decode_word(struct dinsn *d, uint32_t w, unsigned idx, const void *const *l
     d->h = labels[h];
 }
 
+/* A loop's counter and its test, addi then an in-page compare-and-branch, run as one handler
+ * that still takes two ticks and checks the budget between them (§9), so a block of any budget,
+ * single step included, ends between the two exactly as without fusion; neither can fault.  The
+ * branch keeps its own record and handler for the jumps that land on it.  d[1] must be decoded:
+ * a store that re-decodes a word fuses the word before it again. */
+static void fuse(struct dinsn *d, const void *const *labels)
+{
+    static const unsigned branch[6] = {H_BEQ, H_BNE, H_BLT, H_BGE, H_BLTU, H_BGEU};
+    int addi = d->h == labels[H_ADDI];
+    for (unsigned k = 0; k < 6; k++)
+        addi |= d->h == labels[H_ADDI_BEQ + k];
+    if (!addi)
+        return;
+    d->h = labels[H_ADDI];
+    for (unsigned k = 0; k < 6; k++)
+        if (d[1].h == labels[branch[k]])
+            d->h = labels[H_ADDI_BEQ + k];
+}
+
 /* ---- the page cache ---- */
 
 static void decode_page(struct p64_machine *m, struct dpage *p)
@@ -101,6 +120,8 @@ static void decode_page(struct p64_machine *m, struct dpage *p)
         decode_word(&p->d[i], rd32(src + 4 * i), i, m->labels);
     memset(&p->d[DPAGE_WORDS], 0, sizeof p->d[DPAGE_WORDS]);
     p->d[DPAGE_WORDS].h = m->labels[H_ENTER]; /* falling off the page enters the next one */
+    for (unsigned i = 0; i < DPAGE_WORDS; i++)
+        fuse(&p->d[i], m->labels);
 }
 
 static void unlink_page(struct p64_machine *m, struct dpage *p)
@@ -192,6 +213,8 @@ void dcache_store(struct p64_machine *m, uint64_t pa, unsigned size)
     }
     for (unsigned i = first; i <= last; i++)
         decode_word(&p->d[i], rd32(page + 4 * i), i, m->labels);
+    for (unsigned i = first ? first - 1 : 0; i <= last; i++)
+        fuse(&p->d[i], m->labels);
     m->ctr.code_invalidations++;
 }
 

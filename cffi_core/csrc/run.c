@@ -189,6 +189,8 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         P64_INSNS(X)
 #undef X
         [H_INVALID] = &&L_INVALID, [H_BFAR] = &&L_BFAR, [H_JFAR] = &&L_JFAR, [H_ENTER] = &&L_ENTER,
+        [H_ADDI_BEQ] = &&L_ADDI_BEQ, [H_ADDI_BNE] = &&L_ADDI_BNE, [H_ADDI_BLT] = &&L_ADDI_BLT,
+        [H_ADDI_BGE] = &&L_ADDI_BGE, [H_ADDI_BLTU] = &&L_ADDI_BLTU, [H_ADDI_BGEU] = &&L_ADDI_BGEU,
     };
     if (UNLIKELY(!m)) {
         label_table = labels;
@@ -297,6 +299,23 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     OP(BGE) BRANCH((int64_t)RS1 >= (int64_t)RS2);
     OP(BLTU) BRANCH(RS1 < RS2);
     OP(BGEU) BRANCH(RS1 >= RS2);
+    /* addi fused with the in-page branch after it (decode.c): the branch's tick is checked as
+     * its own dispatch would check it, so the block may end between the two (§9) */
+#define ADDI_THEN(cond)                                                                            \
+    do {                                                                                           \
+        RD = RS1 + IMM;                                                                            \
+        ip++;                                                                                      \
+        if (UNLIKELY(--n < 0))                                                                     \
+            goto budget_out;                                                                       \
+        BRANCH(cond);                                                                              \
+    } while (0)
+    OP(ADDI_BEQ) ADDI_THEN(RS1 == RS2);
+    OP(ADDI_BNE) ADDI_THEN(RS1 != RS2);
+    OP(ADDI_BLT) ADDI_THEN((int64_t)RS1 < (int64_t)RS2);
+    OP(ADDI_BGE) ADDI_THEN((int64_t)RS1 >= (int64_t)RS2);
+    OP(ADDI_BLTU) ADDI_THEN(RS1 < RS2);
+    OP(ADDI_BGEU) ADDI_THEN(RS1 >= RS2);
+#undef ADDI_THEN
     OP(BFAR) {
         if (taken(ip->aux, RS1, RS2))
             JUMP(PC + IMM);
