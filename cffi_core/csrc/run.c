@@ -87,7 +87,8 @@ static inline uint32_t reg_fields(const struct dinsn *d)
 #define REG(i) ((uint64_t)((i) & 15) << 8) /* the register field of a qualification (V.5) */
 
 /* Data accesses: the fast arrays, else the slow path of §5.3 (which counts its own TLB use). */
-#define LOAD(T, addr, out)                                                                         \
+#define LOAD(T, addr, out) LOAD_NOTE(T, addr, out, (void)0)
+#define LOAD_NOTE(T, addr, out, slow) /* slow: a statement run before the slow path */       \
     do {                                                                                           \
         const struct fast_entry *e_ = &fs->rd[((addr) >> PAGE_SHIFT) & FAST_MASK];                 \
         if (LIKELY(e_->tag == ((addr) & (PAGE_MASK | (sizeof(T) - 1))))) {                         \
@@ -95,20 +96,25 @@ static inline uint32_t reg_fields(const struct dinsn *d)
             hits++;                                                                                \
         } else {                                                                                   \
             uint64_t s_;                                                                           \
+            slow;                                                                                  \
             if (UNLIKELY(!load_slow(m, (addr), sizeof(T), cpl, &s_)))                              \
                 goto fault;                                                                        \
             (out) = (T)s_;                                                                         \
         }                                                                                          \
     } while (0)
-#define STORE(T, addr, value)                                                                      \
+#define STORE(T, addr, value) STORE_NOTE(T, addr, value, (void)0)
+#define STORE_NOTE(T, addr, value, slow)                                                   \
     do {                                                                                           \
         const struct fast_entry *e_ = &fs->wr[((addr) >> PAGE_SHIFT) & FAST_MASK];                 \
         T w_ = (T)(value);                                                                         \
         if (LIKELY(e_->tag == ((addr) & (PAGE_MASK | (sizeof(T) - 1))))) {                         \
             memcpy((void *)(e_->addend + (addr)), &w_, sizeof(T));                                 \
             hits++;                                                                                \
-        } else if (UNLIKELY(!store_slow(m, (addr), sizeof(T), cpl, (uint64_t)w_)))                 \
-            goto fault;                                                                            \
+        } else {                                                                                   \
+            slow;                                                                                  \
+            if (UNLIKELY(!store_slow(m, (addr), sizeof(T), cpl, (uint64_t)w_)))                    \
+                goto fault;                                                                        \
+        }                                                                                          \
     } while (0)
 /* ldgs/sdgs/jgs (§5.4, the host segment): the offset checked against MSR_GSLIMIT, then the linear
  * address MSR_GSBASE + offset through the GS fast arrays, else the slow path without the
@@ -151,6 +157,45 @@ static inline uint32_t reg_fields(const struct dinsn *d)
 #define PUSH(v) do { uint64_t pv_ = (v), pa_ = r[SP] - 8; STORE(uint64_t, pa_, pv_); r[SP] = pa_; } while (0)
 #define POP(out) do { uint64_t qa_ = r[SP]; LOAD(uint64_t, qa_, out); r[SP] = qa_ + 8; } while (0)
 
+/* The bodies fused pairs are made of (core.h P64_PAIRS): DO_x runs instruction x at ip without
+ * dispatching (a slow access sets slow_), THEN_x runs it and dispatches what follows. */
+#define DO_ADD RD = RS1 + RS2
+#define DO_SUB RD = RS1 - RS2
+#define DO_AND RD = RS1 & RS2
+#define DO_OR RD = RS1 | RS2
+#define DO_XOR RD = RS1 ^ RS2
+#define DO_ADDI RD = RS1 + IMM
+#define DO_ANDI RD = RS1 & IMM
+#define DO_ORI RD = RS1 | IMM
+#define DO_XORI RD = RS1 ^ IMM
+#define DO_SHLI RD = RS1 << ip->imm
+#define DO_SHRI RD = RS1 >> ip->imm
+#define DO_LUI RD = IMM
+#define DO_LD do { uint64_t a_ = RS1 + IMM, v_; LOAD_NOTE(uint64_t, a_, v_, slow_ = 1); RD = v_; } while (0)
+#define DO_SD do { uint64_t a_ = RS1 + IMM; STORE_NOTE(uint64_t, a_, RS2, slow_ = 1); } while (0)
+#define THEN_STRAIGHT(x) do { x; (void)slow_; NEXT_SEQ(); } while (0)
+#define THEN_ADD THEN_STRAIGHT(DO_ADD)
+#define THEN_SUB THEN_STRAIGHT(DO_SUB)
+#define THEN_AND THEN_STRAIGHT(DO_AND)
+#define THEN_OR THEN_STRAIGHT(DO_OR)
+#define THEN_XOR THEN_STRAIGHT(DO_XOR)
+#define THEN_ADDI THEN_STRAIGHT(DO_ADDI)
+#define THEN_ANDI THEN_STRAIGHT(DO_ANDI)
+#define THEN_ORI THEN_STRAIGHT(DO_ORI)
+#define THEN_XORI THEN_STRAIGHT(DO_XORI)
+#define THEN_SHLI THEN_STRAIGHT(DO_SHLI)
+#define THEN_SHRI THEN_STRAIGHT(DO_SHRI)
+#define THEN_LUI THEN_STRAIGHT(DO_LUI)
+#define THEN_LD THEN_STRAIGHT(DO_LD)
+#define THEN_SD THEN_STRAIGHT(DO_SD)
+#define THEN_BEQ BRANCH(RS1 == RS2)
+#define THEN_BNE BRANCH(RS1 != RS2)
+#define THEN_BLT BRANCH((int64_t)RS1 < (int64_t)RS2)
+#define THEN_BGE BRANCH((int64_t)RS1 >= (int64_t)RS2)
+#define THEN_BLTU BRANCH(RS1 < RS2)
+#define THEN_BGEU BRANCH(RS1 >= RS2)
+#define THEN_JMP do { ip += ip->imm; NEXT(); } while (0)
+
 static int divide_error(uint64_t a, uint64_t b)
 {
     return b == 0 || (a == (1ull << 63) && b == ~0ull); /* 0, or -2^63 / -1 (§3) */
@@ -189,8 +234,9 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         P64_INSNS(X)
 #undef X
         [H_INVALID] = &&L_INVALID, [H_BFAR] = &&L_BFAR, [H_JFAR] = &&L_JFAR, [H_ENTER] = &&L_ENTER,
-        [H_ADDI_BEQ] = &&L_ADDI_BEQ, [H_ADDI_BNE] = &&L_ADDI_BNE, [H_ADDI_BLT] = &&L_ADDI_BLT,
-        [H_ADDI_BGE] = &&L_ADDI_BGE, [H_ADDI_BLTU] = &&L_ADDI_BLTU, [H_ADDI_BGEU] = &&L_ADDI_BGEU,
+#define X(A, B) [H_##A##_##B] = &&L_##A##_##B,
+        P64_PAIRS(X)
+#undef X
     };
     if (UNLIKELY(!m)) {
         label_table = labels;
@@ -299,23 +345,25 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     OP(BGE) BRANCH((int64_t)RS1 >= (int64_t)RS2);
     OP(BLTU) BRANCH(RS1 < RS2);
     OP(BGEU) BRANCH(RS1 >= RS2);
-    /* addi fused with the in-page branch after it (decode.c): the branch's tick is checked as
-     * its own dispatch would check it, so the block may end between the two (§9) */
-#define ADDI_THEN(cond)                                                                            \
-    do {                                                                                           \
-        RD = RS1 + IMM;                                                                            \
+    /* ---- fused pairs (core.h P64_PAIRS, decode.c fuse) ---- */
+    /* The first instruction, then the second's tick checked as its own dispatch would check it,
+     * so that a block of any budget, single step included, ends between the two (§9); a fault of
+     * either leaves ip on its own record.  After a slow access (a TLB miss, or a store that
+     * reached decoded code, §15) the second runs through its own record, which the access may
+     * have decoded again. */
+#define PAIR(A, B)                                                                                 \
+    OP(A##_##B) {                                                                                  \
+        int slow_ = 0;                                                                             \
+        DO_##A;                                                                                    \
         ip++;                                                                                      \
+        if (UNLIKELY(slow_))                                                                       \
+            NEXT();                                                                                \
         if (UNLIKELY(--n < 0))                                                                     \
             goto budget_out;                                                                       \
-        BRANCH(cond);                                                                              \
-    } while (0)
-    OP(ADDI_BEQ) ADDI_THEN(RS1 == RS2);
-    OP(ADDI_BNE) ADDI_THEN(RS1 != RS2);
-    OP(ADDI_BLT) ADDI_THEN((int64_t)RS1 < (int64_t)RS2);
-    OP(ADDI_BGE) ADDI_THEN((int64_t)RS1 >= (int64_t)RS2);
-    OP(ADDI_BLTU) ADDI_THEN(RS1 < RS2);
-    OP(ADDI_BGEU) ADDI_THEN(RS1 >= RS2);
-#undef ADDI_THEN
+        THEN_##B;                                                                                  \
+    }
+    P64_PAIRS(PAIR)
+#undef PAIR
     OP(BFAR) {
         if (taken(ip->aux, RS1, RS2))
             JUMP(PC + IMM);
