@@ -26,14 +26,15 @@ static int control_register_exists(unsigned crn)
 static int16_t s16(uint32_t w) { return (int16_t)(uint16_t)(w & 0xffff); }
 static int32_t s24(uint32_t w) { return (int32_t)((w & 0xffffff) << 8) >> 8; }
 
-/* A compare-and-branch or jmp: an in-page target becomes an offset in words, resolved here;
- * another page goes through a far handler that enters it (§8.2). */
+/* A compare-and-branch or jmp: an in-page target becomes an offset in bytes of decoded records,
+ * resolved here (the handler adds it to ip without scaling); another page goes through a far
+ * handler that enters it (§8.2). */
 static unsigned resolve_branch(struct dinsn *d, unsigned handler, int32_t words, unsigned idx,
                                unsigned far)
 {
     int64_t target = (int64_t)idx + words;
     if (target >= 0 && target < DPAGE_WORDS) {
-        d->imm = words;
+        d->imm = words * (int32_t)sizeof(struct dinsn);
         return handler;
     }
     d->imm = words * 4;

@@ -40,7 +40,11 @@ static inline uint32_t reg_fields(const struct dinsn *d)
     } while (0)
 #define NEXT_SEQ() do { ip++; NEXT(); } while (0)
 #define SET_RD(v) do { RD = (v); NEXT_SEQ(); } while (0)
-#define BRANCH(cond) do { ip += (cond) ? ip->imm : 1; NEXT(); } while (0) /* in-page (§8.2) */
+/* In-page (§8.2): imm is the offset of the target's record in bytes (decode.c), ip's next
+ * value one add away from the record, so a loop's taken branch adds no scaling to the chain
+ * of ip. */
+#define SKIP(bytes) (ip = (struct dinsn *)(void *)((char *)ip + (bytes)))
+#define BRANCH(cond) do { SKIP((cond) ? ip->imm : (int32_t)sizeof(struct dinsn)); NEXT(); } while (0)
 #define GO(t) do { uint64_t go_ = (t); CUR_VA = go_; CUR_DP = ip = &m->stub; } while (0) /* fetch enters t */
 /* A control transfer: the next tick fetches at t, entering its page through the exec fast array
  * (an ITLB hit, §8.2) or, failing that, through enter_slow. */
@@ -194,7 +198,7 @@ static inline uint32_t reg_fields(const struct dinsn *d)
 #define THEN_BGE BRANCH((int64_t)RS1 >= (int64_t)RS2)
 #define THEN_BLTU BRANCH(RS1 < RS2)
 #define THEN_BGEU BRANCH(RS1 >= RS2)
-#define THEN_JMP do { ip += ip->imm; NEXT(); } while (0)
+#define THEN_JMP do { SKIP(ip->imm); NEXT(); } while (0)
 
 static int divide_error(uint64_t a, uint64_t b)
 {
@@ -370,7 +374,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         NEXT_SEQ();
     }
     OP(JMP) {
-        ip += ip->imm;
+        SKIP(ip->imm);
         NEXT();
     }
     OP(JFAR) JUMP(PC + IMM);
