@@ -290,6 +290,7 @@ struct p64_machine {
     struct dpage **dpages;   /* by physical page number; NULL when not decoded */
     uint64_t *dlist;         /* physical page numbers of the decoded pages */
     uint32_t ndecoded;
+    uint64_t code_gen;         /* changes whenever a decoded record changes or a page is freed */
     struct dpage *free_pages;
     const void *const *labels; /* the interpreter's handler addresses, by enum handler_id */
     struct dinsn stub;         /* the one-entry page every jump lands on: it enters the target */

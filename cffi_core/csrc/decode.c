@@ -147,6 +147,7 @@ static void decode_page(struct p64_machine *m, struct dpage *p)
 
 static void unlink_page(struct p64_machine *m, struct dpage *p)
 {
+    m->code_gen++;
     fast_forget_dpage(m, p->d);
     uint32_t last = --m->ndecoded;
     m->dlist[p->slot] = m->dlist[last];
@@ -161,6 +162,7 @@ static void unlink_page(struct p64_machine *m, struct dpage *p)
  * vmrun) is used again by the next entry or exit (docs/vmx.md V.7). */
 void dcache_clear(struct p64_machine *m)
 {
+    m->code_gen++;
     for (unsigned r = 0; r < 2; r++)
         for (unsigned c = 0; c < 4; c++)
             for (unsigned i = 0; i < FAST_N; i++)
@@ -214,6 +216,7 @@ struct dinsn *dcache_page(struct p64_machine *m, uint64_t ppn)
     p->slot = m->ndecoded;
     m->dlist[m->ndecoded++] = ppn;
     m->dpages[ppn] = p;
+    m->code_gen++;
     decode_page(m, p);
     fast_forget_code_page(m, ppn);
     m->ctr.pages_decoded++;
@@ -236,6 +239,7 @@ void dcache_store(struct p64_machine *m, uint64_t pa, unsigned size)
         p->plain[i] = (uint8_t)decode_word(&p->d[i], rd32(page + 4 * i), i, m->labels);
     for (unsigned i = first ? first - 1 : 0; i <= last; i++)
         fuse(p, i, m->labels);
+    m->code_gen++;
     m->ctr.code_invalidations++;
 }
 

@@ -40,11 +40,32 @@ static inline uint32_t reg_fields(const struct dinsn *d)
     } while (0)
 #define NEXT_SEQ() do { ip++; NEXT(); } while (0)
 #define SET_RD(v) do { RD = (v); NEXT_SEQ(); } while (0)
-/* In-page (§8.2): imm is the offset of the target's record in bytes (decode.c), ip's next
- * value one add away from the record, so a loop's taken branch adds no scaling to the chain
- * of ip. */
+/* In-page (§8.2): imm is the offset of the target's record in bytes (decode.c).  The last taken
+ * backward branch (a loop's) and its target are kept in host registers (bt_from, bt_to) while
+ * no decoded record changes or is freed (m->code_gen): taken again, it jumps without loading
+ * its record, so a loop's iterations do not wait on that load's latency, which bounds the
+ * interpreter more than its instruction count.  Forward branches leave the entry alone. */
 #define SKIP(bytes) (ip = (struct dinsn *)(void *)((char *)ip + (bytes)))
-#define BRANCH(cond) do { SKIP((cond) ? ip->imm : (int32_t)sizeof(struct dinsn)); NEXT(); } while (0)
+#define TAKEN()                                                                                    \
+    do {                                                                                           \
+        if (LIKELY(ip == bt_from && m->code_gen == bt_gen)) {                                      \
+            ip = bt_to;                                                                            \
+        } else {                                                                                   \
+            struct dinsn *from_ = ip;                                                              \
+            int32_t d_ = ip->imm;                                                                  \
+            SKIP(d_);                                                                              \
+            if (d_ < 0)                                                                            \
+                bt_from = from_, bt_to = ip, bt_gen = m->code_gen;                                 \
+        }                                                                                          \
+    } while (0)
+#define BRANCH(cond)                                                                               \
+    do {                                                                                           \
+        if (cond)                                                                                  \
+            TAKEN();                                                                               \
+        else                                                                                       \
+            ip++;                                                                                  \
+        NEXT();                                                                                    \
+    } while (0)
 #define GO(t) do { uint64_t go_ = (t); CUR_VA = go_; CUR_DP = ip = &m->stub; } while (0) /* fetch enters t */
 /* A control transfer: the next tick fetches at t, entering its page through the exec fast array
  * (an ITLB hit, §8.2) or, failing that, through enter_slow. */
@@ -198,7 +219,7 @@ static inline uint32_t reg_fields(const struct dinsn *d)
 #define THEN_BGE BRANCH((int64_t)RS1 >= (int64_t)RS2)
 #define THEN_BLTU BRANCH(RS1 < RS2)
 #define THEN_BGEU BRANCH(RS1 >= RS2)
-#define THEN_JMP do { SKIP(ip->imm); NEXT(); } while (0)
+#define THEN_JMP do { TAKEN(); NEXT(); } while (0)
 
 static int divide_error(uint64_t a, uint64_t b)
 {
@@ -254,6 +275,8 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     const uint64_t pc0 = m->cpu.pc;
     uint64_t hits = 0;
     int64_t n = n0;
+    struct dinsn *bt_from = NULL, *bt_to = NULL; /* the branch-target cache of TAKEN */
+    uint64_t bt_gen = 0;
     int result;
     /* what the end of the block needs, kept out of the registers */
     m->block_n0 = n0;
@@ -374,7 +397,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         NEXT_SEQ();
     }
     OP(JMP) {
-        SKIP(ip->imm);
+        TAKEN();
         NEXT();
     }
     OP(JFAR) JUMP(PC + IMM);
