@@ -103,10 +103,25 @@ struct dinsn {
 
 struct dpage {
     struct dinsn d[DPAGE_WORDS + 1]; /* + the sentinel that enters the next page */
+    uint8_t plain[DPAGE_WORDS + 1];  /* each word's own handler (enum handler_id), before fusion */
     struct dpage *next;              /* free list */
     uint64_t ppn;
     uint32_t slot;                   /* index in machine.dlist */
 };
+
+/* Fused pairs (decode.c fuse): an instruction of P64_FUSE_FIRST followed by one of
+ * P64_FUSE_SECOND, on the same page, runs as one handler that still takes a tick for each and
+ * checks the budget between them (§9).  The first is a plain ALU instruction, ld or sd; the
+ * second one of those too, or a direct branch that stays on the page. */
+#define P64_FUSE_FIRST(X, Y)                                                                       \
+    X(ADD, Y) X(SUB, Y) X(AND, Y) X(OR, Y) X(XOR, Y) X(ADDI, Y) X(ANDI, Y) X(ORI, Y) X(XORI, Y)    \
+    X(SHLI, Y) X(SHRI, Y) X(LUI, Y) X(LD, Y) X(SD, Y)
+#define P64_FUSE_SECOND(X, A)                                                                      \
+    X(A, ADD) X(A, SUB) X(A, AND) X(A, OR) X(A, XOR) X(A, ADDI) X(A, ANDI) X(A, ORI) X(A, XORI)    \
+    X(A, SHLI) X(A, SHRI) X(A, LUI) X(A, LD) X(A, SD)                                              \
+    X(A, BEQ) X(A, BNE) X(A, BLT) X(A, BGE) X(A, BLTU) X(A, BGEU) X(A, JMP)
+#define P64_PAIRS_ROW_(A, X) P64_FUSE_SECOND(X, A)
+#define P64_PAIRS(X) P64_FUSE_FIRST(P64_PAIRS_ROW_, X)
 
 /* Handlers: one per row of the instruction table, plus the decoder's own. */
 enum handler_id {
@@ -117,6 +132,10 @@ enum handler_id {
     H_BFAR,    /* a compare-and-branch whose target is on another page */
     H_JFAR,    /* jmp to another page */
     H_ENTER,   /* fetch enters a page (§8.2): the sentinel and jump targets */
+    H_PLAIN,   /* the handlers above are those of single instructions; below, of fused pairs */
+#define X(A, B) H_##A##_##B,
+    P64_PAIRS(X)
+#undef X
     H_COUNT
 };
 
@@ -271,6 +290,7 @@ struct p64_machine {
     struct dpage **dpages;   /* by physical page number; NULL when not decoded */
     uint64_t *dlist;         /* physical page numbers of the decoded pages */
     uint32_t ndecoded;
+    uint64_t code_gen;         /* changes whenever a decoded record changes or a page is freed */
     struct dpage *free_pages;
     const void *const *labels; /* the interpreter's handler addresses, by enum handler_id */
     struct dinsn stub;         /* the one-entry page every jump lands on: it enters the target */
@@ -324,7 +344,7 @@ int nested_walk(struct p64_machine *m, uint64_t root_ptr, uint64_t gpa, unsigned
                 unsigned *perm, uint64_t *refs);
 
 /* decode.c: the predecoded page cache */
-void decode_word(struct dinsn *d, uint32_t word, unsigned idx, const void *const *labels);
+unsigned decode_word(struct dinsn *d, uint32_t word, unsigned idx, const void *const *labels);
 struct dinsn *dcache_page(struct p64_machine *m, uint64_t ppn);
 void dcache_store(struct p64_machine *m, uint64_t pa, unsigned size);
 void dcache_drop_range(struct p64_machine *m, uint64_t pa, uint64_t len);

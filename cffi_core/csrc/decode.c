@@ -26,22 +26,24 @@ static int control_register_exists(unsigned crn)
 static int16_t s16(uint32_t w) { return (int16_t)(uint16_t)(w & 0xffff); }
 static int32_t s24(uint32_t w) { return (int32_t)((w & 0xffffff) << 8) >> 8; }
 
-/* A compare-and-branch or jmp: an in-page target becomes an offset in words, resolved here;
- * another page goes through a far handler that enters it (§8.2). */
+/* A compare-and-branch or jmp: an in-page target becomes an offset in bytes of decoded records,
+ * resolved here (the handler adds it to ip without scaling); another page goes through a far
+ * handler that enters it (§8.2). */
 static unsigned resolve_branch(struct dinsn *d, unsigned handler, int32_t words, unsigned idx,
                                unsigned far)
 {
     int64_t target = (int64_t)idx + words;
     if (target >= 0 && target < DPAGE_WORDS) {
-        d->imm = words;
+        d->imm = words * (int32_t)sizeof(struct dinsn);
         return handler;
     }
     d->imm = words * 4;
     return far;
 }
 
-/* Decode word w at index idx of its page into d; invalid encodings become #UD (§3). */
-void decode_word(struct dinsn *d, uint32_t w, unsigned idx, const void *const *labels)
+/* Decode word w at index idx of its page into d; invalid encodings become #UD (§3).  Returns
+ * the handler it was given. */
+unsigned decode_word(struct dinsn *d, uint32_t w, unsigned idx, const void *const *labels)
 {
     unsigned op = w >> 24, a = (w >> 20) & 15, b = (w >> 16) & 15, c = (w >> 12) & 15;
     const struct opinfo *oi = &optab[op];
@@ -49,7 +51,7 @@ void decode_word(struct dinsn *d, uint32_t w, unsigned idx, const void *const *l
     memset(d, 0, sizeof *d);
     if (!oi->valid || (w & 0xffffff & ~oi->used)) {
         d->h = labels[H_INVALID];
-        return;
+        return H_INVALID;
     }
     switch (oi->fmt) {
     case P64_FMT_R: d->rd = (uint8_t)a, d->rs1 = (uint8_t)b, d->rs2 = (uint8_t)c; break;
@@ -85,11 +87,48 @@ void decode_word(struct dinsn *d, uint32_t w, unsigned idx, const void *const *l
     }
     if ((oi->fmt == P64_FMT_MTCR || oi->fmt == P64_FMT_MFCR) && !control_register_exists(d->aux)) {
         d->h = labels[H_INVALID];
-        return;
+        return H_INVALID;
     }
     if (d->rd == 0)
         d->rd = SINK; /* bodies write rd unconditionally: r0 stays zero */
     d->h = labels[h];
+    return h;
+}
+
+/* Pairs (core.h P64_PAIRS): the places of the first and of the second instructions. */
+enum {
+#define X(A, Y) FIRST_##A,
+    P64_FUSE_FIRST(X, _) N_FIRST
+#undef X
+};
+enum {
+#define X(A, B) SECOND_##B,
+    P64_FUSE_SECOND(X, _) N_SECOND
+#undef X
+};
+/* fuse_first[h], fuse_second[h]: 1 + the place of handler h, 0 where it has none */
+static const uint8_t fuse_first[H_PLAIN] = {
+#define X(A, Y) [H_##A] = 1 + FIRST_##A,
+    P64_FUSE_FIRST(X, _)
+#undef X
+};
+static const uint8_t fuse_second[H_PLAIN] = {
+#define X(A, B) [H_##B] = 1 + SECOND_##B,
+    P64_FUSE_SECOND(X, _)
+#undef X
+};
+_Static_assert(H_PLAIN + 1 + N_FIRST * N_SECOND == H_COUNT, "the pairs follow H_PLAIN, row by row");
+_Static_assert(H_PLAIN <= UINT8_MAX, "struct dpage.plain holds every single instruction's handler");
+
+/* Word i runs with the word after it as one handler when the two make a pair; the second keeps
+ * its own record and handler for the jumps that land on it, and is itself the first of the
+ * next pair if it can be.  Fusion depends on the next word: a store that re-decodes words
+ * fuses the word before them again. */
+static void fuse(struct dpage *p, unsigned i, const void *const *labels)
+{
+    unsigned a = p->plain[i], b = p->plain[i + 1];
+    unsigned f = a < H_PLAIN ? fuse_first[a] : 0, s = b < H_PLAIN ? fuse_second[b] : 0;
+    p->d[i].h = labels[f && s ? H_PLAIN + 1 + (f - 1) * N_SECOND + (s - 1) : a];
 }
 
 /* ---- the page cache ---- */
@@ -98,13 +137,17 @@ static void decode_page(struct p64_machine *m, struct dpage *p)
 {
     const uint8_t *src = m->mem + (p->ppn << PAGE_SHIFT);
     for (unsigned i = 0; i < DPAGE_WORDS; i++)
-        decode_word(&p->d[i], rd32(src + 4 * i), i, m->labels);
+        p->plain[i] = (uint8_t)decode_word(&p->d[i], rd32(src + 4 * i), i, m->labels);
     memset(&p->d[DPAGE_WORDS], 0, sizeof p->d[DPAGE_WORDS]);
     p->d[DPAGE_WORDS].h = m->labels[H_ENTER]; /* falling off the page enters the next one */
+    p->plain[DPAGE_WORDS] = H_ENTER;
+    for (unsigned i = 0; i < DPAGE_WORDS; i++)
+        fuse(p, i, m->labels);
 }
 
 static void unlink_page(struct p64_machine *m, struct dpage *p)
 {
+    m->code_gen++;
     fast_forget_dpage(m, p->d);
     uint32_t last = --m->ndecoded;
     m->dlist[p->slot] = m->dlist[last];
@@ -119,6 +162,7 @@ static void unlink_page(struct p64_machine *m, struct dpage *p)
  * vmrun) is used again by the next entry or exit (docs/vmx.md V.7). */
 void dcache_clear(struct p64_machine *m)
 {
+    m->code_gen++;
     for (unsigned r = 0; r < 2; r++)
         for (unsigned c = 0; c < 4; c++)
             for (unsigned i = 0; i < FAST_N; i++)
@@ -172,6 +216,7 @@ struct dinsn *dcache_page(struct p64_machine *m, uint64_t ppn)
     p->slot = m->ndecoded;
     m->dlist[m->ndecoded++] = ppn;
     m->dpages[ppn] = p;
+    m->code_gen++;
     decode_page(m, p);
     fast_forget_code_page(m, ppn);
     m->ctr.pages_decoded++;
@@ -191,7 +236,10 @@ void dcache_store(struct p64_machine *m, uint64_t pa, unsigned size)
         return;
     }
     for (unsigned i = first; i <= last; i++)
-        decode_word(&p->d[i], rd32(page + 4 * i), i, m->labels);
+        p->plain[i] = (uint8_t)decode_word(&p->d[i], rd32(page + 4 * i), i, m->labels);
+    for (unsigned i = first ? first - 1 : 0; i <= last; i++)
+        fuse(p, i, m->labels);
+    m->code_gen++;
     m->ctr.code_invalidations++;
 }
 
