@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.workloads import build
+from benchmarks.workloads import PEER_LOOP_BODY, build
 from cffi_core.machine import ExitReason
 
 LOOP_INSTRUCTIONS = 6
@@ -100,19 +100,16 @@ times 510 - ($ - $$) db 0
         dw 0xaa55
 """
 
-P64_LOOP = """
+P64_LOOP = (
+    """
 .org 0x1000
 _start: li   r2, 0x9e3779b9
         li   r6, 0x100000
         li   r5, {iterations}
-loop:   add  r1, r1, r2
-        xor  r3, r3, r1
-        sd   r3, [r6]
-        ld   r4, [r6]
-        addi r5, r5, -1
-        bnez r5, loop
-        hlt
 """
+    + PEER_LOOP_BODY
+    + "        hlt\n"
+)
 
 FLOPPY_BYTES = 1_474_560
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.workloads import ALU_LOOP, BRANCHY_LOOP, MEM_LOOP, ROUND_TRIP_LOOP, WALK_LOOP, build
+from benchmarks.workloads import ALU_LOOP, BRANCHY_LOOP, MEM_LOOP, PEER_LOOP_BODY, ROUND_TRIP_LOOP, WALK_LOOP, build
 from cffi_core.machine import ExitReason
 
 BUDGET = 20_000_000
@@ -22,13 +22,7 @@ PEER_LOOP = """
 .org 0x1000
 _start: li   r2, 0x9e3779b9
         li   r6, 0x100000
-loop:   add  r1, r1, r2
-        xor  r3, r3, r1
-        sd   r3, [r6]
-        ld   r4, [r6]
-        addi r5, r5, -1
-        bnez r5, loop
-"""
+""" + PEER_LOOP_BODY
 
 
 def _run_loop(benchmark, machine, budget: int = BUDGET) -> None:

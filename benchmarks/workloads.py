@@ -15,6 +15,17 @@ DATA = 0x100000
 TABLES = 0x300000
 CR0_PE, CR0_PG = 1, 1 << 15
 
+PEER_LOOP_BODY = """\
+loop:   add  r1, r1, r2
+        xor  r3, r3, r1
+        sd   r3, [r6]
+        ld   r4, [r6]
+        addi r5, r5, -1
+        bnez r5, loop
+"""
+"""The six-instruction loop timed beside QEMU (benchmarks/peer_qemu.py): add, xor, store, load,
+decrement, branch; r2 the addend, r6 the data address, r5 the count."""
+
 ALU_LOOP = """
 .org 0x1000
 _start: li r2, 0x9e3779b9
