@@ -161,26 +161,42 @@ def pytest_addoption(parser):
     parser.addoption("--vmm", default="theirs")  # a name popek's plugin must not take
 """
 OTHER_TESTS = """
+import json, os
 from hypothesis import given, settings, strategies as st
 
 
-def test_hypothesis_defaults_are_untouched(request):
+def _defaults():
+    d = settings.default
+    return {"profile": settings.get_current_profile_name(), "max_examples": d.max_examples,
+            "deadline": str(d.deadline), "database": d.database is None, "derandomize": d.derandomize}
+
+
+def test_hypothesis_defaults_are_what_hypothesis_chose(request):
     assert request.config.getoption("--vmm") == "mine"
-    assert settings.get_current_profile_name() == "default"
-    assert settings.default.max_examples == 100 and settings.default.database is not None
+    with open(os.environ["OTHER_OUT"], "w") as f:
+        json.dump(_defaults(), f)
 
 
 @given(st.integers())
 def test_a_property(x):
-    assert settings.default.max_examples == 100
+    assert not settings.get_current_profile_name().startswith("popek-")
 """
 
 
-def test_another_projects_run_keeps_its_hypothesis_settings_and_its_options(pytester):
+def test_another_projects_run_keeps_its_hypothesis_settings_and_its_options(pytester, monkeypatch):
+    # Hypothesis itself picks a profile (its own "ci" one when CI is set), so the reference is
+    # the same run with popek's plugin disabled, not a fixed name.
     pytester.makeconftest(OTHER_CONFTEST)
     pytester.makepyfile(test_other=OTHER_TESTS)
-    result = pytester.runpytest_subprocess("--vmm", "mine", "-p", "no:cacheprovider")  # its own hypothesis state
-    result.assert_outcomes(passed=2)
+    seen = {}
+    for plugin in ("popek", "no:popek"):
+        out = pytester.path / f"defaults-{plugin.replace(':', '-')}.json"
+        monkeypatch.setenv("OTHER_OUT", str(out))
+        args = ["--vmm", "mine", "-p", "no:cacheprovider"] + (["-p", plugin] if plugin.startswith("no:") else [])
+        result = pytester.runpytest_subprocess(*args)  # its own hypothesis state
+        result.assert_outcomes(passed=2)
+        seen[plugin] = json.loads(out.read_text())
+    assert seen["popek"] == seen["no:popek"]
 
 
 def test_vmm_from_the_environment(toys, monkeypatch):
