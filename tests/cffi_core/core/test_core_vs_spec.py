@@ -257,3 +257,80 @@ def test_core_and_spec_agree_on_gs_and_data_accesses_over_long_runs(d):
         assert reason == sx.reason, f"run {i}"
         assert core_view(core) == spec_view(state), f"run {i}"
         assert core.read(0, MEMORY) == bytes(smem.data), f"run {i}"
+
+
+# ---- self-modifying code against the core's fast paths, at every budget ----
+# A store in the first half of a fused pair that rewrites the pair's second half (core.h
+# P64_PAIRS), and a store that retargets a warm backward branch whose target the core keeps in
+# a host register (run.c, m->code_gen): both programs run warm for a few iterations, then
+# rewrite, and must run as the spec does whatever budget slices the run (§9, §15).
+from cffi_core.asm import assemble  # noqa: E402
+
+# sd at CODE+4 (8-aligned target CODE+8) rewrites its own pair's second word, addi -> xori.
+REWRITE_PAIR = """
+loop:   addi r3, r3, -1
+        sd r2, [r1+0]        ; first of a pair; from the sixth iteration on, r1 = CODE+8
+        addi r5, r5, 3       ; second of the pair, becomes xori r5, r5, 3
+        addi r4, r4, 1
+        bne r3, r8, skip
+        addi r1, r10, 0      ; r10 = CODE+8: the next store writes into the pair
+skip:   bne r3, r0, loop
+        hlt
+"""
+# sw retargets the backward bltu at `back` (warm after five iterations) to `loop+4`.
+RETARGET_BRANCH = """
+loop:   addi r4, r4, 1
+        addi r5, r5, 7
+        addi r3, r3, -1
+        bne r3, r8, back
+        sw r2, [r1+0]        ; r1 = back: bltu r0, r3, loop+4
+back:   bltu r0, r3, loop
+        hlt
+"""
+
+
+def _smc(source: str, replace: str, by: str) -> tuple[bytearray, dict]:
+    image = assemble(source, origin=CODE)
+    new = assemble(source.replace(replace, by), origin=CODE)
+    mem = bytearray(MEMORY)
+    (seg,) = image.segments
+    mem[CODE : CODE + len(seg.data)] = seg.data
+    at = next(a for a in range(0, len(seg.data), 4) if seg.data[a : a + 4] != new.segments[0].data[a : a + 4])
+    return mem, {"at": CODE + at, "new": new.segments[0].data, "image": image}
+
+
+def _run_in_slices(mem: bytearray, regs: list[int], budget: int) -> Core:
+    init = {"r": regs, "rsp": [0x17000, 0x16000, 0x15000], "cpl": 0, "pc": CODE, "flags": 0, "idtr": IDT}
+    core, state, smem = _pair(0, mem, init)
+    for i in range(400 // budget + 2):
+        reason = core.run(budget)
+        sx = spec.run(state, smem, budget)
+        assert reason == sx.reason, f"budget {budget}, run {i}"
+        assert core_view(core) == spec_view(state), f"budget {budget}, run {i}"
+        assert core.read(CODE, 0x100) == bytes(smem.data[CODE : CODE + 0x100]), f"budget {budget}, run {i}"
+        if core.cpu.halted:
+            break
+    assert core.read(0, MEMORY) == bytes(smem.data), f"budget {budget}"
+    assert core.cpu.halted, f"budget {budget}: the program did not finish"
+    return core
+
+
+def test_a_store_into_its_own_fused_pair_runs_the_new_instruction_at_every_budget():
+    mem, smc = _smc(REWRITE_PAIR, "addi r5, r5, 3 ", "xori r5, r5, 3 ")
+    assert smc["at"] == CODE + 8
+    new = smc["new"][8:16]
+    regs = [0, DATA, int.from_bytes(new, "little"), 10, 0, 0, 0, 0, 5, 0, CODE + 8, 0, 0, 0, 0, 0x18000]
+    for budget in range(1, 60):
+        core = _run_in_slices(mem, regs, budget)
+        assert core.r(5) == 12, budget  # five adds of 3, then five xors with 3 (stale: 30)
+
+
+def test_a_store_retargeting_a_warm_loop_branch_is_followed_at_every_budget():
+    mem, smc = _smc(RETARGET_BRANCH, "bltu r0, r3, loop\n", "bltu r0, r3, loop+4\n")
+    back = smc["image"].symbols["back"]
+    assert smc["at"] == back
+    word = smc["new"][back - CODE : back - CODE + 4]
+    regs = [0, back, int.from_bytes(word, "little"), 12, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0x18000]
+    for budget in range(1, 60):
+        core = _run_in_slices(mem, regs, budget)
+        assert (core.r(4), core.r(5)) == (6, 84), budget  # the last six rounds skip r4 (stale: 12)
