@@ -221,6 +221,7 @@ def pytest_runtest_logreport(report) -> None:
         return
     props = dict(report.user_properties)
     info = props.get("popek")
+    info = json.loads(info) if isinstance(info, str) else info  # JSON text (conformance/plugin.py)
     prop = info.get("property") if isinstance(info, dict) else None
     if report.when == "call" or (report.when in ("setup", "teardown") and report.failed):
         if report.passed:

@@ -60,6 +60,7 @@ result the same way, as ``coverage``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,9 @@ PROPERTIES = ("equivalence", "safety", "efficiency")  # Popek & Goldberg 1974, Â
 _RUN_PROPERTY = "popek"  # user_properties keys: they travel with reports across xdist workers
 _COUNTERS_PROPERTY = "popek_counters"
 _COVERAGE_PROPERTY = "popek_coverage"
+_DEVIATION_PROPERTY = "popek_deviation"
+# Their values are JSON text, so that pytest's junitxml writes JSON (it writes str(value));
+# reports/junit.py reads them back, _properties below decodes them (docs/grading.md).
 _DEVIATION = pytest.StashKey[tuple[str, str]]()  # (technique, reason) of the deviation that applies
 
 
@@ -356,7 +360,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "property": name,
             "category": prop.kwargs.get("category") if prop else None,
         }
-        item.user_properties.append((_RUN_PROPERTY, info))
+        item.user_properties.append((_RUN_PROPERTY, json.dumps(info)))
 
 
 def _guest_abi_mismatch(item: pytest.Item, cls: type[VMM]) -> str | None:
@@ -416,13 +420,15 @@ def popek_profile(request: pytest.FixtureRequest) -> str:
 def popek_record(request: pytest.FixtureRequest) -> Callable[..., None]:
     """``popek_record(name=value, ...)``: attach integer counters to this test's result."""
     counters: dict[str, int] = {}
-    request.node.user_properties.append((_COUNTERS_PROPERTY, counters))
+    slot = len(request.node.user_properties)
+    request.node.user_properties.append((_COUNTERS_PROPERTY, "{}"))
 
     def record(**values: int) -> None:
         for key, value in values.items():
             if type(value) is not int:
                 raise TypeError(f"counter {key} = {value!r}: counters are ints")
             counters[key] = value
+        request.node.user_properties[slot] = (_COUNTERS_PROPERTY, json.dumps(counters))  # JSON, as above
 
     return record
 
@@ -445,7 +451,7 @@ def pytest_runtest_call(item: pytest.Item):
                     raise ledger.exception()
         finally:
             if cells:
-                item.user_properties.append((_COVERAGE_PROPERTY, dict(sorted(cells.items()))))
+                item.user_properties.append((_COVERAGE_PROPERTY, json.dumps(dict(sorted(cells.items())))))
     return result
 
 
@@ -465,6 +471,30 @@ def _reason(report: pytest.TestReport) -> str:
     return report.longreprtext
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """An expected deviation's failure (its counterexample) as the user property
+    ``popek_deviation``: pytest's junitxml writes an xfail's reason alone, and the test's
+    teardown report, whose properties it writes, is made after this one."""
+    report = yield
+    xfailed = report.when == "call" and report.skipped and hasattr(report, "wasxfail")
+    if xfailed and any(name == _RUN_PROPERTY for name, _ in item.user_properties):
+        item.user_properties.append((_DEVIATION_PROPERTY, json.dumps(clip(report.longreprtext))))
+    return report
+
+
+def _properties(report: pytest.TestReport) -> dict[str, object]:
+    """The user properties of ``report`` by name, popek's JSON values decoded."""
+    props = dict(report.user_properties)
+    for name in (_RUN_PROPERTY, _COUNTERS_PROPERTY, _COVERAGE_PROPERTY):
+        if isinstance(props.get(name), str):
+            try:
+                props[name] = json.loads(props[name])
+            except ValueError:
+                props[name] = None  # not popek's: another plugin took the name
+    return props
+
+
 class _Recorder:
     """Registered when ``--popek-results`` is given: turns reports into ``ResultsWriter`` records
     (on the xdist controller, reports arrive from the workers with their user properties)."""
@@ -474,7 +504,7 @@ class _Recorder:
         self.written: list[Path] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict(report.user_properties)
+        props = _properties(report)
         info = props.get(_RUN_PROPERTY)
         if not isinstance(info, dict):
             return  # not a test of a VMM

@@ -115,3 +115,29 @@ def test_pytest_junit_properties_are_read_as_json_or_old_dict_literals(tmp_path,
     assert run.key == KEY and test.property is None and test.counters == {"traps": 3}
     assert test.outcome == "xfailed"
     assert test.message == "expected deviation of toy: popf\n" + COUNTEREXAMPLE
+
+
+def test_pytest_junitxml_of_a_run_on_xdist_has_json_properties_and_the_deviation_counterexample(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import conformance
+
+    xml = tmp_path / "run.xml"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "conformance/test_equivalence.py", "--popek-vmm", "trap-and-emulate",
+         "--popek-profile", "x86-2005", "-k", "smsw or paging", "-p", "no:cacheprovider", "-q", "-n", "2",
+         f"--junitxml={xml}"],
+        cwd=Path(conformance.__file__).resolve().parents[1], check=True, capture_output=True,
+    )  # fmt: skip
+    for prop in ET.parse(xml).getroot().iter("property"):
+        if prop.get("name").startswith("popek"):
+            json.loads(prop.get("value"))  # JSON, not a Python literal
+    (run,) = load_junit(xml)
+    outcomes = {t.nodeid.rsplit("-", 1)[1]: t for t in run.tests}
+    assert {k: t.outcome for k, t in outcomes.items()} == {"smsw]": "xfailed", "paging]": "passed"}
+    assert outcomes["paging]"].counters["vmm_interventions"] > 0  # counters recorded during the test
+    smsw = outcomes["smsw]"].message
+    assert smsw.startswith("expected deviation of trap-and-emulate: smsw")
+    assert "observations differ (Popek & Goldberg 1974: equivalence)" in smsw  # the counterexample
