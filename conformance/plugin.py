@@ -532,7 +532,11 @@ class _Recorder:
             result.outcome = "error"
             result.message = clip(report.longreprtext)
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.writer.deselected(items)  # a run narrowed by -k/-m is recorded as partial
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.writer.finish(session.config, int(exitstatus), session.shouldfail or session.shouldstop)
         self.written = self.writer.write()
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:

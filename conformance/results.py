@@ -1,12 +1,14 @@
 """The results writer of the pytest plugin: one JSON file per (VMM, profile) run, read by reports.
 
-A file ``<vmm>--<profile>.json`` in the ``--popek-results`` directory holds::
+A file ``<vmm>--<profile>.json`` in the ``--popek-results`` directory (``RunKey.filename``: a VMM
+outside popek's reference VMMs adds ``--<module>-<Class>``) holds::
 
     {
       "format": "popek-results", "schema": 1,
       "vmm": "emulate", "technique": "...", "vmm_class": "reference_vmm.emulate:EmulateVMM",
       "profile": "x86-2005",
       "hypothesis_profile": "ci",
+      "partial": null,
       "versions": {"popek": "0.1.0", "python": "3.11.7", "pytest": "9.0.3", "hypothesis": "6.155.2"},
       "summary": {"passed": 14, "failed": 0, ...},
       "tests": [
@@ -21,6 +23,9 @@ started and never finished (the run was interrupted) is an ``error``; ``message`
 counterexample) for failed and error outcomes, the reason for skipped and xfailed ones.
 ``hypothesis_profile`` is the hypothesis profile of popek's tests in the run, as
 ``--popek-hypothesis-profile`` names it (null in files of runs that did not record it).
+``partial`` is null for a run of every test collected, else what narrowed or cut it short
+(``-k``/``-m`` expressions, deselected tests, ``-x``/``--maxfail``, an interruption): a grade of
+a partial run speaks only for the tests it ran (absent in older files, read back as null).
 ``coverage`` counts, per cell of ``conformance.coverage``, the generated examples of the test
 that exercised it (empty for a test without generated guests; absent in files written before it
 existed, read back as empty).
@@ -32,9 +37,11 @@ to ``TestResult`` is read back by name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
@@ -56,6 +63,7 @@ FORMAT = "popek-results"  # tells a results file from any other JSON (benchmarks
 SCHEMA = 1
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 _MESSAGE_LIMIT = 8000  # characters of a failure report kept in the JSON
+_INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED, without importing pytest into the reader
 _UNFINISHED = "no outcome: the run ended (interrupted, or its process stopped) before this test finished"
 
 
@@ -70,7 +78,28 @@ class RunKey:
 
     @property
     def filename(self) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.vmm}--{self.profile}") + ".json"
+        """The run's results file name, unique per (VMM class, profile): ``<vmm>--<profile>.json``
+        for popek's reference VMMs, ``<vmm>--<profile>--<module>-<Class>.json`` for any other, so
+        that two submissions sharing a VMM ``name`` (or a name sharing a reference VMM's) never
+        write over each other.  A class path that does not survive the file name as it is (other
+        than ASCII letters, digits, ``.`` and ``_``, or too long) ends with a hash of the whole."""
+        stem = _safe(f"{self.vmm}--{self.profile}")
+        if not self.vmm_class.startswith(_REFERENCE_PACKAGE):
+            module, _, cls = self.vmm_class.partition(":")
+            safe = _safe(module) + "-" + _safe(cls)
+            if safe != f"{module}-{cls}" or len(safe) > _CLASS_CHARS:
+                digest = hashlib.sha1(self.vmm_class.encode("utf-8")).hexdigest()[:8]
+                safe = f"{safe[:_CLASS_CHARS]}-{digest}"
+            stem += f"--{safe}"
+        return stem + ".json"
+
+
+_REFERENCE_PACKAGE = "reference_vmm."  # popek's own VMMs keep the short names of their files
+_CLASS_CHARS = 120  # of a class path in a file name (names stay well under 255 bytes)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 @dataclass
@@ -128,6 +157,38 @@ class ResultsWriter:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.runs: dict[RunKey, dict[str, TestResult]] = {}
+        self.partial: list[str] = []
+        """Why the runs are partial (``note_partial``), in the order noted; empty for whole runs."""
+        self._deselected = 0
+
+    def note_partial(self, reason: str) -> None:
+        """Record that the session did not run every test it collected, and why; written as the
+        files' ``partial`` (reasons joined by ``; ``, each once)."""
+        if reason not in self.partial:
+            self.partial.append(reason)
+
+    def deselected(self, items: Sequence[Any]) -> None:
+        """Count the tests of a VMM among ``items`` that pytest deselected (``pytest_deselected``:
+        ``-k``, ``-m``, ``--deselect``); other tests of the session are no part of a run."""
+        self._deselected += sum(1 for item in items if "vmm" in getattr(getattr(item, "callspec", None), "params", {}))
+
+    def finish(self, config: Any, exitstatus: int = 0, stopped: str | bool = False) -> None:
+        """Note what made the session partial, from pytest's ``config`` (``-k``, ``-m``,
+        ``--deselect``), the deselected count, ``stopped`` (``session.shouldstop`` or
+        ``shouldfail``: ``-x``, ``--maxfail``) and ``exitstatus`` (2: interrupted)."""
+        option = getattr(config, "option", None)
+        for flag, name in (("-k", "keyword"), ("-m", "markexpr")):
+            value = getattr(option, name, None)
+            if value:
+                self.note_partial(f"{flag} {value}")
+        if getattr(option, "deselect", None):
+            self.note_partial(f"--deselect of {len(option.deselect)} test(s)")
+        if self._deselected:
+            self.note_partial(f"{self._deselected} test(s) deselected")
+        if stopped:
+            self.note_partial(f"stopped early: {stopped}" if isinstance(stopped, str) else "stopped early")
+        if exitstatus == _INTERRUPTED:
+            self.note_partial("interrupted")
 
     def result(self, key: RunKey, nodeid: str, prop: str | None, category: str | None) -> TestResult:
         """The record of ``nodeid`` in run ``key``, created on first use."""
@@ -155,6 +216,7 @@ class ResultsWriter:
                 "vmm_class": key.vmm_class,
                 "profile": key.profile,
                 "hypothesis_profile": _hypothesis_profile(),
+                "partial": "; ".join(self.partial) or None,
                 "versions": versions(),
                 "summary": summary,
                 "tests": [t.as_json() for t in sorted(tests.values(), key=lambda t: t.nodeid)],
@@ -190,6 +252,8 @@ class RunResults:
     versions: dict[str, str] = field(default_factory=dict)
     hypothesis_profile: str | None = None
     source: Path | None = None
+    partial: str | None = None
+    """Why the run did not run every test (``ResultsWriter.note_partial``); None for a whole run."""
 
 
 _RUN_KEYS = ("vmm", "technique", "vmm_class", "profile")
@@ -253,4 +317,5 @@ def load_results(path: Path) -> RunResults:
         versions={str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {},
         hypothesis_profile=hp if isinstance(hp, str) else None,
         source=path,
+        partial=doc["partial"] if isinstance(doc.get("partial"), str) else None,
     )
