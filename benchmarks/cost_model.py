@@ -75,8 +75,8 @@ BENCHMARK_TOKENS = frozenset(
 )  # fmt: skip
 """The rule for benchmark-specific entries: a unit cost prices an *event* counter, so no key may
 have a ``_``-separated token naming a benchmark or workload (Adams & Agesen 2006 §6: the seven
-nanobenchmarks, forkwait, the macrobenchmarks) or a fudge factor (DESIGN §8: "no per-benchmark
-fudge factor, ever").  Instruction names that are also nanobenchmark names (``syscall``, ``in``)
+nanobenchmarks, forkwait, the macrobenchmarks) or a fudge factor (docs/benchmarks.md §2: "no benchmark-specific
+entry").  Instruction names that are also nanobenchmark names (``syscall``, ``in``)
 are events and allowed."""
 
 _KEY = re.compile(r"^[a-z0-9_.*]+$")

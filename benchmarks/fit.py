@@ -9,7 +9,7 @@ the reproduction's target ("within 2x"), with every cost >= 0; the sourced costs
 result goes to ``cost_profiles/fitted/<profile>.toml`` (generated: it says so on line 1), and
 ``check`` fails when that file is stale.
 
-Only per-event costs are fitted (DESIGN §8): forkwait, the macro workloads, the MMU and I/O
+Only per-event costs are fitted (docs/benchmarks.md §3): forkwait, the macro workloads, the MMU and I/O
 experiments are then predictions.  The nanobenchmark rows themselves are *fitted* figures, so
 their agreement with the paper is partly by construction: the report says which rows are fitted.
 """

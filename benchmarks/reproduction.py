@@ -3,7 +3,7 @@
 A claim is a relation the paper reports (the same nanobenchmark winner; a figure within 2x of the
 published one; forkwait's ordering native < BT < VT and its ratios to native).  ``claims`` checks
 each on records priced under a cost profile (``p4-2006``: the paper's machine).  A claim that does
-not hold is a finding, not a bug to tune away (DESIGN §8): ``DEVIATIONS`` names each with the
+not hold is a finding, not a bug to tune away (docs/benchmarks.md §6): ``DEVIATIONS`` names each with the
 reason measured for it, and the suite's test fails both when an undeclared claim fails and when a
 declared deviation starts to hold — so the list, the report and docs/benchmarks.md §6 stay true.
 

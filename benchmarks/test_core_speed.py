@@ -4,7 +4,7 @@ and the cost of a round trip from the core into a Python exit handler and back.
 The peer loop is the six-instruction loop that benchmarks/peer_qemu.py runs side by side with
 QEMU TCG (add, xor, store, load, decrement, branch; 4-level paging).
 
-Targets (docs: DESIGN §12): >= 600 MIPS geomean over the paging-on loops (floor 400), and a
+Targets (the project's speed goals): >= 600 MIPS geomean over the paging-on loops (floor 400), and a
 Python round trip <= 3 us.  These are measurements, reported in extra_info, not assertions.
 """
 

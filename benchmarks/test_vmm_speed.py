@@ -1,6 +1,6 @@
 """Wall-clock speed of a compute-bound guest under each reference VMM that runs guest code on the host, beside its native speed.
 
-The goal (DESIGN §12, "VMMs out of the way"): a compute-bound guest runs at >= 80% of native
+The goal ("VMMs out of the way"): a compute-bound guest runs at >= 80% of native
 simulator speed under ``hardware-ept`` and ``hardware``, and at >= 60% under
 ``trap-and-emulate`` and ``binary-translation``.  Measured here and reported in ``extra_info``,
 never asserted (no timed test).

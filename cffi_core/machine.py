@@ -60,7 +60,7 @@ class Exit(NamedTuple):
     """One exit of ``Machine.run``; only the fields of its reason are meaningful.
 
     A named tuple rather than a dataclass: a VMM builds one per exit, and the exit round
-    trip is on the benchmarks' critical path (DESIGN §12: <= 3 us)."""
+    trip is on the benchmarks' critical path (<= 3 us, benchmarks/test_core_speed.py)."""
 
     reason: ExitReason
     vector: int = 0

@@ -1,7 +1,7 @@
 """Named machine profiles: the feature sets of docs/architecture.md §12.
 
 A profile says which hardware a Machine models.  A name may add features to a named
-profile: ``vtx-2009+iommu`` is the machine of the I/O experiments (DESIGN §4.2).
+profile: ``vtx-2009+iommu`` is the machine of the I/O experiments (docs/benchmarks.md §5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The VMM contract (DESIGN §6): what a monitor under test implements, what the suite observes of it.
+"""The VMM contract (docs/vmm-api.md): what a monitor under test implements, what the suite observes of it.
 
 A VMM is a Python class.  The suite gives it a *host* — a ``cffi_core.machine.Machine`` of the
 profile under test — asks it to create one or more VMs from guest images, runs it, and looks at
@@ -344,7 +344,7 @@ class VMM(abc.ABC):
 
     The suite builds it on a host ``Machine`` (the hardware it may use; a VMM that only
     interprets may ignore it), creates VMs, then calls ``run`` until they stop.  Several VMs may
-    be created on one VMM; it multiplexes them as it likes (DESIGN §9, safety tests).
+    be created on one VMM; it multiplexes them as it likes (docs/vmm-api.md §9, safety tests).
     """
 
     name: ClassVar[str]

@@ -1,4 +1,4 @@
-"""The popek pytest plugin (entry point ``pytest11``): VMM selection, markers, results JSON (DESIGN §9).
+"""The popek pytest plugin (entry point ``pytest11``): VMM selection, markers, results JSON (docs/vmm-api.md §10).
 
 Run the conformance suite from the repository root (the default ``python -m pytest`` collects
 only ``tests/``)::

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for generated guest programs (DESIGN §7): prelude, shrinkable body, signature.
+"""Hypothesis strategies for generated guest programs (docs/vmm-api.md §10): prelude, shrinkable body, signature.
 
 A generated guest is ``lib/prelude.s`` and ``lib/generated.s`` (the IDT with logging handlers
 that resume, stacks, register seeds; optionally 4-level paging with two address spaces, and a

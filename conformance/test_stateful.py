@@ -1,7 +1,7 @@
 """Hypothesis stateful tests over the VMM API: create VMs, run slices, look at them, in any order.
 
 The state machine drives one VMM through a random sequence of ``create_vm`` and ``run(n)``
-calls (DESIGN §9), and checks after every step what the contract promises (docs/vmm-api.md §3,
+calls (docs/vmm-api.md §9), and checks after every step what the contract promises (docs/vmm-api.md §3,
 §4): a VM's console only grows; once stopped a VM stays stopped, with the same observation; a
 VM never runs past its own budget; and at the end, the same sequence on a fresh VMM gives the
 same observations (determinism: time is the guest's clock, never the host's).  The contract has

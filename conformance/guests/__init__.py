@@ -1,4 +1,4 @@
-"""The directed test guests (DESIGN §7): one per obstacle of docs/architecture.md §4.3 and per mechanism.
+"""The directed test guests (docs/vmm-api.md §10): one per obstacle of docs/architecture.md §4.3 and per mechanism.
 
 Each ``<name>.s`` here includes ``lib/prelude.s`` (IDT with logging handlers, ring-3 entry)
 and ``lib/signature.s`` (the console signature: r1-r8, CR0/CR3/CR4/CR8, the FLAGS ring 3 ran
