@@ -43,6 +43,7 @@ import platform
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -51,12 +52,14 @@ __all__ = [
     "FORMAT",
     "OUTCOMES",
     "SCHEMA",
+    "SCHEMA_FILE",
     "ResultsError",
     "ResultsWriter",
     "RunKey",
     "RunResults",
     "TestResult",
     "load_results",
+    "results_schema",
 ]
 
 FORMAT = "popek-results"  # tells a results file from any other JSON (benchmarks write JSON too)
@@ -260,8 +263,9 @@ _RUN_KEYS = ("vmm", "technique", "vmm_class", "profile")
 
 
 def load_results(path: Path) -> RunResults:
-    """Read one results file; ``ResultsError`` (naming ``path`` and the key) when it is missing,
-    not JSON, not a popek results file, of another schema, or lacks a required key."""
+    """Read one results file; ``ResultsError`` (naming ``path`` and the field) when it is missing,
+    not JSON, not a popek results file, of another schema, or does not follow ``SCHEMA_FILE``
+    (which allows fields it does not name: a newer writer may add some)."""
 
     def bad(what: str) -> ResultsError:
         return ResultsError(f"{path}: {what}")
@@ -280,34 +284,16 @@ def load_results(path: Path) -> RunResults:
         raise bad(f'not a popek results file (no "format": "{FORMAT}")')
     if doc.get("schema") != SCHEMA:
         raise bad(f'"schema" is {doc.get("schema")!r}; this popek reads schema {SCHEMA}')
-    for name in _RUN_KEYS:
-        if not isinstance(doc.get(name), str):
-            raise bad(f'key "{name}" is missing or not a string')
-    raw_tests = doc.get("tests")
-    if not isinstance(raw_tests, list):
-        raise bad('key "tests" is missing or not a list')
+    problem = _schema_problem(doc)
+    if problem is not None:
+        raise bad(problem)
     known = {f.name for f in fields(TestResult)}
     tests = []
-    for i, raw in enumerate(raw_tests):
-        where = f"tests[{i}]"
-        if not isinstance(raw, dict):
-            raise bad(f"{where} is not an object")
-        if not isinstance(raw.get("nodeid"), str):
-            raise bad(f'{where}: key "nodeid" is missing or not a string')
-        if raw.get("outcome") not in OUTCOMES:
-            raise bad(f'{where} ({raw["nodeid"]}): "outcome" {raw.get("outcome")!r} is not one of {", ".join(OUTCOMES)}')
-        for name in ("property", "category", "message"):
-            if raw.get(name) is not None and not isinstance(raw[name], str):
-                raise bad(f'{where} ({raw["nodeid"]}): "{name}" is not a string')
-        counters = raw.get("counters") or {}
-        if not isinstance(counters, dict) or not all(type(v) is int for v in counters.values()):
-            raise bad(f'{where} ({raw["nodeid"]}): "counters" is not an object of integers')
-        cover = raw.get("coverage") or {}
-        if not isinstance(cover, dict) or not all(type(v) is int for v in cover.values()):
-            raise bad(f'{where} ({raw["nodeid"]}): "coverage" is not an object of integers')
-        record = TestResult(**{k: v for k, v in raw.items() if k in known and k not in ("counters", "coverage")})
-        record.counters = dict(counters)
-        record.coverage = dict(cover)
+    for raw in doc["tests"]:
+        given = {k: v for k, v in raw.items() if k in known and k not in ("counters", "coverage")}
+        record = TestResult(**{"property": None, "category": None} | given)  # the schema requires neither
+        record.counters = dict(raw.get("counters") or {})
+        record.coverage = dict(raw.get("coverage") or {})
         tests.append(record)
     env = doc.get("versions")
     hp = doc.get("hypothesis_profile")
@@ -319,3 +305,57 @@ def load_results(path: Path) -> RunResults:
         source=path,
         partial=doc["partial"] if isinstance(doc.get("partial"), str) else None,
     )
+
+
+SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
+"""The JSON Schema (draft 2020-12) of a results file, shipped with the package (docs/grading.md)."""
+
+
+@cache
+def results_schema() -> dict[str, Any]:
+    """The JSON Schema of a results file (``SCHEMA_FILE``), parsed."""
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    schema = results_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _schema_problem(doc: dict[str, Any]) -> str | None:
+    """What in ``doc`` breaks the schema, as one line naming the field, or None.  Of several
+    faults the one with the first path is named (the file's own fields before its tests', test
+    by test), so that a file names the same fault every time."""
+    errors = list(_validator().iter_errors(doc))
+    if not errors:
+        return None
+    error = min(errors, key=lambda e: [(0, p) if isinstance(p, int) else (1, str(p)) for p in e.absolute_path])
+    path = list(error.absolute_path)
+    where = ""
+    if len(path) >= 2 and path[0] == "tests" and isinstance(path[1], int):
+        test = doc["tests"][path[1]]
+        nodeid = test.get("nodeid") if isinstance(test, dict) else None
+        where = f"tests[{path[1]}]" + (f" ({nodeid})" if isinstance(nodeid, str) else "") + ": "
+        path = path[2:]
+    if error.validator == "required":
+        missing = next((name for name in error.validator_value if name not in error.instance), "?")
+        return f'{where}key "{".".join(map(str, [*path, missing]))}" is missing'
+    if not path:  # the document or a test as a whole
+        if error.validator == "type":
+            return f"{where.removesuffix(': ') or 'the file'} is not an object"
+        return f"{where}{error.message}"
+    name = str(path[0])
+    if name in ("counters", "coverage", "versions", "summary"):
+        kind = "strings" if name == "versions" else "integers"
+        detail = f" ({'.'.join(map(str, path[1:]))}: {error.message})" if len(path) > 1 else ""
+        return f'{where}"{name}" is not an object of {kind}{detail}'
+    if error.validator == "enum":
+        return f'{where}"{name}" {error.instance!r} is not one of {", ".join(map(str, error.validator_value))}'
+    if error.validator == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return f'{where}"{name}" is {json.dumps(error.instance)[:60]}, not {" or ".join(wanted)}'
+    return f'{where}"{".".join(map(str, path))}": {error.message}'
