@@ -267,9 +267,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: Report) -> int:
-    headers, rows = report.summary()
-    print(tabulate(rows, headers=headers, tablefmt="simple"))
+    _print_summary(report.grades)
     print(f"popek: report written to {report.markdown} and {report.html}")
+    partial = [g.run.key for g in report.grades if g.run.partial]
     for g in report.grades:
         if not g.ok:
             key = g.run.key
@@ -278,7 +278,26 @@ def _print_report(report: Report) -> int:
         print(f"popek: {headline}", file=sys.stderr)
         if detail:
             print(detail, file=sys.stderr)
+    if report.ok:
+        print(
+            f"popek: no unexpected failure in the {len(partial)} partial run(s) (the tests selected; -k or deselection)"
+            if partial
+            else "popek: no run has an unexpected failure"
+        )
     return 0 if report.ok else 1
+
+
+def _print_summary(grades: Sequence[Any]) -> None:
+    """The closing summary on the console: a block per VMM, a row per profile it ran (fits 100
+    columns; the report's summary has the full verdicts)."""
+    from reports.grades import shared_names, summary_blocks
+
+    for title, headers, rows in summary_blocks(grades):
+        print(title)
+        print(tabulate(rows, headers=headers, tablefmt="simple"))
+        print()
+    for name, classes in shared_names(g.run.key for g in grades).items():
+        print(f"popek: warning: {len(classes)} VMM classes are named {name!r} ({', '.join(classes)}); kept apart")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -342,42 +361,126 @@ def _cmd_mutants(argv: Sequence[str]) -> int:
 
 def _cmd_grade(args: argparse.Namespace) -> int:
     from conformance.plugin import ENV_VMM
+    from reports.demo import find_submissions
 
     env = [s.strip() for s in os.environ.get(ENV_VMM, "").split(",") if s.strip()]
-    return _run_suite(args, args.vmm or env, f"grade needs a VMM: --vmm NAME or pkg.module:Class, or ${ENV_VMM}")
+    specs = list(args.vmm)
+    for directory in args.submissions:
+        found = find_submissions(Path(directory))
+        if not found:
+            raise ValueError(f"grade: {directory}: no submissions (a .py file or a package directory each)")
+        specs += found
+    return _run_suite(
+        args,
+        specs or env,
+        f"grade needs a VMM: --vmm NAME, pkg.module:Class or file.py, --submissions DIR, or ${ENV_VMM}",
+        classroom=bool(args.submissions) or len(specs or env) > 1,
+    )
 
 
-def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str, bench: bool = False) -> int:
-    from reports.demo import describe, log_tail, plan_runs, problem, run_demo_bench, run_plan
+def _resolve_all(specs: Sequence[str], tolerant: bool) -> tuple[list[Any], list[tuple[str, str]]]:
+    """The VMMs named, resolved (``reports.demo.resolve_vmm``); with ``tolerant`` (a class) a
+    submission that does not load is set aside with its error instead of stopping the grading."""
+    from conformance.api import VMMError
+    from reports.demo import resolve_vmm
+
+    found, unloaded = [], []
+    for spec in dict.fromkeys(specs):
+        try:
+            found.append(resolve_vmm(spec))
+        except VMMError as e:
+            if not tolerant:
+                raise
+            unloaded.append((spec, str(e)))
+    return found, unloaded
+
+
+def _workers(args: argparse.Namespace, runs: int) -> int:
+    """pytest-xdist workers per run: ``--workers``, else the CPUs ``-j`` gives that the runs
+    leave idle (one profile graded on 2 CPUs: 2 workers), when pytest-xdist is installed."""
+    import importlib.util
+
+    have_xdist = importlib.util.find_spec("xdist") is not None
+    if args.workers is not None:
+        if args.workers > 1 and not have_xdist:
+            raise ValueError("-n/--workers needs pytest-xdist (pip install 'popek[test]')")
+        return args.workers
+    spare = args.jobs // max(1, runs)
+    return spare if spare > 1 and have_xdist else 0
+
+
+def _clean(results: Path, classes: set[str]) -> int:
+    """Remove the results files (and logs) in ``results`` of the VMM classes ``classes``, so that
+    a report of the directory shows no stale run of theirs; other files stay.  The count removed."""
+    import json
+
+    removed = 0
+    for path in sorted(results.glob("*.json")) if results.is_dir() else []:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("format") == "popek-results" and doc.get("vmm_class") in classes:
+            path.unlink()
+            path.with_suffix(".log").unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _run_suite(
+    args: argparse.Namespace, specs: list[str], none_given: str, bench: bool = False, classroom: bool = False
+) -> int:
+    import time
+
+    from reports.demo import format_seconds, log_tail, plan_runs, problem, run_demo_bench, run_plan
+    from reports.progress import RunConsole
     from reports.report import write_report
 
     if not specs:
         raise ValueError(none_given)
+    began = time.monotonic()
     out = Path(args.output)
     results = Path(args.results) if args.results else out / "results"
-    plans, notes = plan_runs(specs, args.profile)
+    submissions, unloaded = _resolve_all(specs, tolerant=classroom)
+    for spec, error in unloaded:
+        print(f"popek: {spec}: not graded: {error}", file=sys.stderr)
+    plans, notes = plan_runs(submissions, args.profile)
     for note in notes:
         print(f"popek: {note}")
     if not plans:
         raise ValueError("nothing to run: no selected VMM supports a selected profile")
+    if args.clean:
+        removed = _clean(results, {f"{p.vmm.__module__}:{p.vmm.__qualname__}" for p in plans})
+        print(f"popek: removed {removed} earlier results file(s) of these VMMs from {results}")
+    jobs = min(args.jobs, len(plans))
+    workers = _workers(args, len(plans))
+    each = f", {workers} pytest-xdist workers each" if workers > 1 else ""
     print(
         f"popek: {len(plans)} run(s) of the conformance suite (hypothesis profile {args.hypothesis_profile}), "
-        f"{min(args.jobs, len(plans))} at a time; pytest output and results in {results}",
+        f"{jobs} at a time{each}; pytest output and results in {results}",
         flush=True,
     )
-    outcomes = run_plan(
-        plans,
-        results,
-        hypothesis_profile=args.hypothesis_profile,
-        jobs=args.jobs,
-        extra=["-k", args.keyword] if args.keyword else [],
-        progress=lambda o: print(describe(o), flush=True),
-    )
+    with RunConsole(len(plans)) as console:
+        outcomes = run_plan(
+            plans,
+            results,
+            hypothesis_profile=args.hypothesis_profile,
+            jobs=args.jobs,
+            workers=workers,
+            extra=["-k", args.keyword] if args.keyword else [],
+            progress=console.finished,
+            started=console.started,
+        )
+    print(f"popek: {len(plans)} run(s) in {format_seconds(time.monotonic() - began)}", flush=True)
     for o in outcomes:
         if not o.wrote_results:
-            print(f"popek: {o.plan.vmm.name} on {o.plan.profile} wrote no results; its log ends:", file=sys.stderr)
+            print(f"popek: {o.plan.title} wrote no results; its log ends:", file=sys.stderr)
             print(log_tail(o), file=sys.stderr)
     written = [o.results for o in outcomes if o.wrote_results]
+    if args.junitxml:
+        _write_junit(written, Path(args.junitxml))
+    if classroom:
+        return _class_report(outcomes, out, unloaded)
     if not written:
         return 1
     problems = [p for p in map(problem, outcomes) if p is not None]
@@ -394,6 +497,52 @@ def _run_suite(args: argparse.Namespace, specs: list[str], none_given: str, benc
             return _print_report(report)
     print()
     return _print_report(write_report(written, out, problems))
+
+
+def _write_junit(written: Sequence[Path], path: Path) -> None:
+    """``--junitxml``: every run written, as JUnit XML (``reports.junit.write_junit``)."""
+    from reports.grades import load_runs
+    from reports.junit import write_junit
+
+    write_junit(load_runs(written), path)
+    print(f"popek: JUnit XML of {len(written)} run(s) written to {path}")
+
+
+def _class_report(outcomes: Sequence[Any], out: Path, unloaded: list[tuple[str, str]]) -> int:
+    """The report of a class: the ranking, and a grade sheet per submission."""
+    from reports.classroom import ranking_table, write_class_report
+    from reports.demo import problem
+
+    graded = {f"{o.plan.vmm.__module__}:{o.plan.vmm.__qualname__}" for o in outcomes if o.wrote_results}
+    unloaded = list(unloaded)
+    for o in outcomes:  # a submission none of whose runs wrote results is not in the ranking
+        cls = f"{o.plan.vmm.__module__}:{o.plan.vmm.__qualname__}"
+        if cls not in graded and o.plan.spec not in {u for u, _ in unloaded}:
+            unloaded.append((o.plan.spec, f"no run wrote results (pytest exited with status {o.status}; log {o.log})"))
+    problems = []
+    for o in outcomes:
+        found = problem(o)
+        if found is not None:
+            problems.append((f"{o.plan.vmm.__module__}:{o.plan.vmm.__qualname__}", found))
+    written = [o.results for o in outcomes if o.wrote_results]
+    if not written:
+        print(f"popek: no run wrote results; nothing to rank ({len(unloaded)} submission(s) not graded)")
+        return 1
+    report = write_class_report(written, out, problems, unloaded)
+    print()
+    headers, rows = ranking_table(report.standings)
+    print(tabulate(rows, headers=headers, tablefmt="simple"))
+    for warning in report.warnings:
+        print(f"popek: warning: {warning}", file=sys.stderr)
+    for spec, error in report.unloaded:
+        print(f"popek: {spec}: not graded: {error}", file=sys.stderr)
+    failing = [s for s in report.standings if not s.ok]
+    print(
+        f"popek: {len(report.standings)} submission(s) ranked, {len(failing)} with unexpected failures, "
+        f"{len(report.unloaded)} not graded; class report written to {report.markdown} and {report.html}, "
+        f"a grade sheet per submission under {out / 'sheets'}"
+    )
+    return 0 if report.ok else 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -442,6 +591,11 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
+
+
+def _whole_workers(text: str) -> int:
+    """``-n``: pytest-xdist workers per run, 0..256."""
+    return _whole_number(text, "workers", 0, 256)
 
 
 def _scale(text: str) -> int:
@@ -528,6 +682,22 @@ def _add_suite_options(p: argparse.ArgumentParser, vmm_help: str) -> None:
     p.add_argument("--results", help="results and log directory (default OUTPUT/results)")
     p.add_argument("-j", "--jobs", type=_positive, default=default_jobs(), help="runs at once (default: one per CPU)")
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="only the conformance tests matching EXPR (pytest -k)")
+    p.add_argument(
+        "-n",
+        "--workers",
+        type=_whole_workers,
+        default=None,
+        metavar="N",
+        help="pytest-xdist workers within each run (default: the CPUs of -j the runs leave idle, so that one "
+        "profile graded with -j 2 runs two tests at a time; 0: none)",
+    )
+    p.add_argument("--junitxml", metavar="PATH", help="also write every run's results as JUnit XML to PATH")
+    p.add_argument(
+        "--clean",
+        action="store_true",
+        help="first remove the results files of these VMMs from the results directory (runs of earlier "
+        "grades that this one does not repeat), so that popek report of the directory shows no stale run",
+    )
     p.add_argument(
         "--hypothesis-profile",
         default=DEFAULT_HYPOTHESIS_PROFILE,
@@ -684,8 +854,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="popek-bench", help="output directory (default popek-bench)")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("grade", help="run a VMM through the conformance suite on its profiles and write the report")
-    _add_suite_options(p, "the VMM: an entry-point name or pkg.module:Class (repeatable; default $POPEK_VMM)")
+    p = sub.add_parser(
+        "grade",
+        help="run VMMs through the conformance suite on their profiles and write the report (a ranking and a "
+        "grade sheet each, for several)",
+    )
+    _add_suite_options(
+        p,
+        "the VMM: an entry-point name, pkg.module:Class (found installed or in the current directory), or a "
+        "path, file.py[:Class] or a package directory (repeatable; default $POPEK_VMM)",
+    )
+    p.add_argument(
+        "--submissions",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="grade every submission in DIR: each .py file and each package directory holding one VMM class "
+        "(repeatable); a submission that does not load is listed, not fatal",
+    )
     p.set_defaults(func=_cmd_grade)
 
     p = sub.add_parser(

@@ -5,26 +5,35 @@ grade sheet.
 Each run is ``python -m pytest <conformance package> --popek-vmm V --popek-profile P --popek-results DIR
 --popek-hypothesis-profile=ci``: the plugin is loaded through its ``pytest11`` entry point, exactly as
 in a user's own run, and a VMM that crashes the process costs only its own run.  A run's pytest
-output goes to ``DIR/<vmm>--<profile>.log``; the console gets one line per run and the summary.
+output goes to ``DIR/<vmm>--<profile>.log`` (``RunKey.filename``); the console gets a line when
+each run starts and when it ends, in the order they end, and the summary.
+
+A VMM is named as ``load_vmm`` takes it (an entry-point name, ``pkg.module:Class``), or by a file
+or package path (``alice.py``, ``alice.py:AliceVMM``, ``submissions/bob``): ``resolve_vmm``
+imports it from its directory, and the run's pytest process gets that directory on its
+``PYTHONPATH`` (with the caller's own ``PYTHONPATH`` made absolute: the process runs elsewhere).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import re
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cffi_core.profiles import FEATURE_BITS, PROFILES, available_profiles, get_profile
-from conformance.api import ENTRY_POINT_GROUP, VMM, load_vmm
+from conformance.api import ENTRY_POINT_GROUP, VMM, VMMLoadError, load_vmm
 from conformance.results import RunKey, load_results
 
 if TYPE_CHECKING:
@@ -37,16 +46,21 @@ __all__ = [
     "DEMO_BENCH_VMMS",
     "Outcome",
     "Plan",
+    "Submission",
     "default_jobs",
     "describe",
+    "find_submissions",
+    "format_seconds",
     "log_tail",
     "plan_runs",
     "problem",
     "reference_vmms",
     "relevant_profiles",
+    "resolve_vmm",
     "run_demo_bench",
     "run_plan",
     "supported_profiles",
+    "tests_done",
 ]
 
 DEFAULT_HYPOTHESIS_PROFILE = "ci"
@@ -59,12 +73,34 @@ _ASSISTS = frozenset(FEATURE_BITS) - {"classic", "seglimit"}
 
 
 @dataclass(frozen=True)
+class Submission:
+    """A VMM as the user named it (``given``), resolved: the ``pkg.module:Class`` a pytest process
+    is given (``spec``), the class, and the directory that process needs on its import path
+    (``path``; None for a VMM importable as it is)."""
+
+    given: str
+    spec: str
+    vmm: type[VMM]
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
-    """One run to make: a VMM (as named on the command line) on a profile."""
+    """One run to make: a VMM (``spec`` as its pytest process names it) on a profile."""
 
     spec: str
     vmm: type[VMM]
     profile: str
+    path: Path | None = None
+    """A directory the run's process needs on its import path (``Submission.path``)."""
+    label: str = ""
+    """How the console names the VMM: its ``name``, with its class when another VMM planned
+    shares the name (``plan_runs``)."""
+
+    @property
+    def title(self) -> str:
+        """``vmm on profile``, the VMM by its ``label`` (its ``name`` without one)."""
+        return f"{self.label or self.vmm.name} on {self.profile}"
 
     @property
     def filename(self) -> str:
@@ -124,22 +160,138 @@ def relevant_profiles(vmm: type[VMM]) -> list[str]:
     return out
 
 
-def plan_runs(specs: Sequence[str], profiles: Sequence[str] | None) -> tuple[list[Plan], list[str]]:
-    """The runs for VMMs ``specs`` on ``profiles`` (default: each VMM's ``relevant_profiles``),
-    and a note for each asked-for pair left out because the profile lacks what the VMM requires."""
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
+
+
+def resolve_vmm(given: str) -> Submission:
+    """The VMM named ``given``: an entry-point name or ``pkg.module:Class`` (found as installed, or
+    else in the current directory, as ``python -m`` would find it), or a path: a ``.py`` file or a
+    package directory, with ``:Class`` or holding exactly one VMM class of its own.
+    ``VMMLoadError`` says what is wrong (and what to rename, for a file whose name is no module
+    name or is taken by an installed module)."""
+    text = given.strip()
+    where, _, attr = text.partition(":")
+    path = Path(where)
+    if where.endswith(".py") or "/" in where or os.sep in where or (path / "__init__.py").is_file():
+        return _from_path(given, path, attr)
+    try:
+        return Submission(given, text, load_vmm(text))
+    except VMMLoadError as e:
+        # pkg.module:Class in the current directory: found there as `python -m pytest` finds it.
+        cause = e.__cause__
+        top = where.split(".")[0]
+        here = Path.cwd()
+        if ":" not in text or not isinstance(cause, ModuleNotFoundError) or cause.name != top:
+            raise
+        if not (here / f"{top}.py").is_file() and not (here / top / "__init__.py").is_file():
+            raise
+    _on_path(here)
+    return Submission(given, text, load_vmm(text), here)
+
+
+def _on_path(directory: Path) -> None:
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
+        importlib.invalidate_caches()
+
+
+def _from_path(given: str, path: Path, attr: str) -> Submission:
+    path = path.resolve()
+    package = path.is_dir()
+    if package and not (path / "__init__.py").is_file():
+        raise VMMLoadError(f"VMM {given!r}: {path} is a directory without __init__.py (not a package)")
+    if not package and (path.suffix != ".py" or not path.is_file()):
+        raise VMMLoadError(f"VMM {given!r}: no such file (a VMM by path is a .py file or a package directory)")
+    name = path.name if package else path.stem
+    if not _IDENTIFIER.match(name) or "." in name:
+        raise VMMLoadError(f"VMM {given!r}: {name!r} is not a module name; rename it (letters, digits and _)")
+    origin = path / "__init__.py" if package else path
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        found = None
+    if found is not None and found.origin and Path(found.origin).resolve() != origin:
+        raise VMMLoadError(
+            f"VMM {given!r}: the module name {name!r} is taken by {found.origin}; rename the "
+            f"{'package' if package else 'file'}"
+        )
+    _on_path(path.parent)
+    if not attr:
+        attr = _the_vmm_class(given, name)
+    cls = load_vmm(f"{name}:{attr}")
+    return Submission(given, f"{name}:{attr}", cls, path.parent)
+
+
+def _the_vmm_class(given: str, module_name: str) -> str:
+    """The one VMM class defined in the module (or package) ``module_name``."""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise VMMLoadError(f"VMM {given!r}: importing {module_name!r} raised {type(e).__name__}: {e}") from e
+    own = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type)
+        and issubclass(v, VMM)
+        and (v.__module__ == module_name or v.__module__.startswith(module_name + "."))
+        and not getattr(v, "__abstractmethods__", None)
+    ]
+    own = list(dict.fromkeys(own))
+    if len(own) != 1:
+        found = ", ".join(v.__qualname__ for v in own) or "none"
+        raise VMMLoadError(
+            f"VMM {given!r}: expected one VMM subclass defined in {module_name!r}, found {found}; "
+            f"name it: {given.partition(':')[0]}:Class"
+        )
+    return own[0].__qualname__
+
+
+def find_submissions(directory: Path) -> list[str]:
+    """The submissions in ``directory``: each ``.py`` file and each package directory in it
+    (names starting with ``_`` or ``.`` left out), as paths ``resolve_vmm`` takes, sorted."""
+    if not directory.is_dir():
+        raise VMMLoadError(f"submissions: {directory} is not a directory")
+    found = [
+        p
+        for p in directory.iterdir()
+        if not p.name.startswith(("_", "."))
+        and ((p.is_file() and p.suffix == ".py") or (p.is_dir() and (p / "__init__.py").is_file()))
+    ]
+    return [str(p) for p in sorted(found)]
+
+
+def plan_runs(specs: Sequence[str | Submission], profiles: Sequence[str] | None) -> tuple[list[Plan], list[str]]:
+    """The runs for VMMs ``specs`` (names or paths as ``resolve_vmm`` takes them, or resolved) on
+    ``profiles`` (default: each VMM's ``relevant_profiles``), and a note for each asked-for pair
+    left out because the profile lacks what the VMM requires.  Two names of one class are one VMM."""
     plans, notes = [], []
-    for spec in dict.fromkeys(specs):
-        cls = load_vmm(spec)
+    seen: set[type[VMM]] = set()
+    for given in dict.fromkeys(specs):
+        sub = given if isinstance(given, Submission) else resolve_vmm(given)
+        cls = sub.vmm
+        if cls in seen:
+            continue
+        seen.add(cls)
         for profile in dict.fromkeys(profiles) if profiles else relevant_profiles(cls):
             missing = ", ".join(sorted(frozenset(cls.requires) - get_profile(profile).features))
             if missing:
                 notes.append(f"{cls.name} not run on {profile}: it requires {missing}")
             else:
-                plans.append(Plan(spec, cls, profile))
+                plans.append(Plan(sub.spec, cls, profile, sub.path))
+    # Two submissions that kept one name are told apart by their class, on the console too.
+    classes: dict[str, set[type[VMM]]] = {}
+    for plan in plans:
+        classes.setdefault(plan.vmm.name, set()).add(plan.vmm)
+    plans = [
+        replace(p, label=f"{p.vmm.name} ({p.vmm.__module__}:{p.vmm.__qualname__})")
+        if len(classes[p.vmm.name]) > 1
+        else p
+        for p in plans
+    ]
     return plans, notes
 
 
-def _command(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence[str]) -> list[str]:
+def _command(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence[str], workers: int = 0) -> list[str]:
     import conformance
 
     suite = Path(conformance.__file__).resolve().parent
@@ -150,20 +302,67 @@ def _command(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence
         "--popek-results", str(results),
         f"--popek-hypothesis-profile={hypothesis_profile}",
         "-p", "no:cacheprovider",  # a demo leaves no .pytest_cache behind
-        "-q", "-ra", *extra,  # -ra: the FAILED lines the report quotes for a run that failed
+        "-q", "-ra",  # -ra: the FAILED lines the report quotes for a run that failed
+        *(["-n", str(workers)] if workers > 1 else []),  # pytest-xdist's workers within the run
+        *extra,
     ]  # fmt: skip
 
 
-def _run_one(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence[str]) -> Outcome:
+def _environment(plan: Plan) -> dict[str, str]:
+    """The run's environment: the VMM's directory and the caller's ``PYTHONPATH`` (made absolute:
+    the run's working directory is the suite's, and ``PYTHONPATH=.`` there would name it), and
+    unbuffered output, so that the log shows each test as it ends (``tests_done``)."""
+    env = dict(os.environ)
+    entries = [str(Path(e).resolve()) for e in env.get("PYTHONPATH", "").split(os.pathsep) if e]
+    if plan.path is not None:
+        entries.insert(0, str(plan.path))
+    if entries:
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(entries))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+_PROGRESS_LINE = re.compile(r"([.sSxXfFE]+)\s*(?:\[\s*(\d+)%\])?\s*\Z")
+
+
+def tests_done(log: Path) -> tuple[int, int | None]:
+    """How far a run is, read from its log (pytest ``-q`` writes a character per finished test,
+    and the percentage at each line's end): the tests finished and the last percentage written
+    (None before the first full line)."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 0, None
+    done, percent = 0, None
+    for line in text.splitlines():
+        match = _PROGRESS_LINE.match(line)
+        if match:
+            done += len(match.group(1))
+            if match.group(2) is not None:
+                percent = int(match.group(2))
+    return done, percent
+
+
+def _run_one(
+    plan: Plan,
+    results: Path,
+    hypothesis_profile: str,
+    extra: Sequence[str],
+    workers: int = 0,
+    started: Callable[[Plan, Path], None] | None = None,
+) -> Outcome:
     out = results / plan.filename
     log = out.with_suffix(".log")
     out.unlink(missing_ok=True)  # a run that dies must not leave an older file looking like its own
+    log.unlink(missing_ok=True)
+    if started is not None:
+        started(plan, log)
     start = time.monotonic()
     # Each run writes into a private directory, and only its own VMM's file is kept: a test that
     # names its VMM (the theorem test names trap-and-emulate) runs in every run and is recorded
     # under that VMM, and runs side by side must not overwrite each other's files.
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}-", dir=results) as private:
-        command = _command(plan, Path(private), hypothesis_profile, extra)
+        command = _command(plan, Path(private), hypothesis_profile, extra, workers)
         with log.open("w", encoding="utf-8") as sink:
             sink.write("$ " + shlex.join(command) + "\n")
             sink.flush()
@@ -175,6 +374,7 @@ def _run_one(plan: Plan, results: Path, hypothesis_profile: str, extra: Sequence
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=_environment(plan),
                 check=False,
             ).returncode
         written = Path(private) / plan.filename
@@ -189,37 +389,71 @@ def run_plan(
     *,
     hypothesis_profile: str = DEFAULT_HYPOTHESIS_PROFILE,
     jobs: int = 1,
+    workers: int = 0,
     extra: Sequence[str] = (),
     progress: Callable[[Outcome], None] | None = None,
+    started: Callable[[Plan, Path], None] | None = None,
 ) -> list[Outcome]:
-    """Make every run (``jobs`` at a time), calling ``progress`` as each ends; the outcomes come
-    back in plan order."""
+    """Make every run (``jobs`` at a time, each with ``workers`` pytest-xdist workers when more
+    than one), calling ``started`` with the plan and its log as each starts and ``progress`` as
+    each ends, in the order they end; the outcomes come back in plan order."""
     results = results.resolve()
     results.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(_run_one, plan, results, hypothesis_profile, extra) for plan in plans]
-        outcomes = []
-        for future in futures:
-            outcome = future.result()
-            if progress is not None:
-                progress(outcome)
-            outcomes.append(outcome)
-    return outcomes
+        futures = {
+            pool.submit(_run_one, plan, results, hypothesis_profile, extra, workers, started): i
+            for i, plan in enumerate(plans)
+        }
+        outcomes: dict[int, Outcome] = {}
+        try:
+            for future in as_completed(futures):
+                outcome = future.result()
+                if progress is not None:
+                    progress(outcome)
+                outcomes[futures[future]] = outcome
+        except BaseException:  # Ctrl-C: the runs not started yet are not started
+            for future in futures:
+                future.cancel()
+            raise
+    return [outcomes[i] for i in range(len(plans))]
+
+
+def format_seconds(seconds: float) -> str:
+    """``41.2 s``, ``3 min 12 s``, ``1 h 02 min``: a run's or a demo's wall time."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def describe(outcome: Outcome) -> str:
-    """One console line for a finished run."""
-    plan = outcome.plan
-    head = f"{plan.vmm.name} on {plan.profile}: "
+    """One console line for a finished run: ``vmm on profile: verdict (time)``, the verdict with
+    its test counts from the results file, and the log named when the run did not pass."""
+    head = f"{outcome.plan.title}: "
+    tests = failures = 0
+    partial = False
+    if outcome.wrote_results:
+        try:
+            run = load_results(outcome.results)
+        except ValueError:  # unreadable: the report says so; the line keeps to pytest's status
+            pass
+        else:
+            tests = len(run.tests)
+            failures = sum(1 for t in run.tests if t.outcome in ("failed", "error"))
+            partial = run.partial is not None
+    of = f"{tests} {'test' if tests == 1 else 'tests'}" + (", partial" if partial else "")
     if outcome.status == 0:
-        state = "as expected"
+        state = f"as expected, {of}" if tests else "as expected"
     elif outcome.status == 1:
-        state = "unexpected failures"
+        state = f"{failures} unexpected failure(s) of {of}" if failures else "unexpected failures"
     elif outcome.status == 5:
         state = "no tests ran"
     else:
         state = f"pytest exited with status {outcome.status}"
-    return f"{head}{state} ({outcome.seconds:.1f} s, log {outcome.log})"
+    where = "" if outcome.status == 0 else f", log {outcome.log}"
+    return f"{head}{state} ({format_seconds(outcome.seconds)}{where})"
 
 
 def problem(outcome: Outcome) -> tuple[str, str] | None:

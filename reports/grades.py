@@ -7,7 +7,7 @@ import shlex
 import textwrap
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cffi_core.profiles import PROFILES
@@ -18,13 +18,19 @@ from reports.junit import load_junit
 __all__ = [
     "UNEXPECTED",
     "Grade",
+    "Standing",
     "collect_files",
     "counterexample",
     "grade",
     "load_runs",
+    "ranking",
     "rerun_command",
+    "shared_names",
+    "short_verdict",
+    "summary_blocks",
     "summary_table",
     "verdict",
+    "vmm_labels",
 ]
 
 UNEXPECTED = ("failed", "error")
@@ -77,11 +83,16 @@ def load_runs(files: Sequence[Path]) -> list[RunResults]:
             if old is None or _severity(test.outcome) > _severity(old.outcome):
                 by_id[test.nodeid] = test
         into.tests = list(by_id.values())
+        # Parts of a run that were each partial (a sharded matrix) may add up to the whole, or
+        # not: the merge says what each part said, never more than was run.
+        reasons = [r for r in (into.partial, run.partial) if r]
+        into.partial = "; ".join(dict.fromkeys(reasons)) or None
     for run in merged.values():
         run.tests.sort(key=lambda t: t.nodeid)
-    # Runs of one VMM together (VMMs in the order first seen), profiles in the manual's order.
-    vmms = list(dict.fromkeys(key.vmm for key in merged))
-    return sorted(merged.values(), key=lambda r: (vmms.index(r.key.vmm), _profile_rank(r.key.profile)))
+    # Runs of one VMM together (VMMs in the order first seen, told apart by their class, never by
+    # their name: two submissions may share a name), profiles in the manual's order.
+    vmms = list(dict.fromkeys(key.vmm_class for key in merged))
+    return sorted(merged.values(), key=lambda r: (vmms.index(r.key.vmm_class), _profile_rank(r.key.profile)))
 
 
 def _profile_rank(profile: str) -> int:
@@ -178,15 +189,145 @@ def verdict(counts: Counter[str]) -> str:
     return f"skipped ({counts['skipped']})" if counts["skipped"] else "-"
 
 
+def vmm_labels(keys: Iterable[RunKey]) -> dict[str, str]:
+    """How each VMM class among ``keys`` is named in tables: its ``name``, or, for a name that
+    two classes share (two submissions that kept the template's name), ``name (module:Class)``:
+    submissions are told apart by their class, never merged by their name."""
+    names: dict[str, str] = {}
+    for key in keys:
+        names.setdefault(key.vmm_class, key.vmm)
+    counts = Counter(names.values())
+    return {cls: name if counts[name] == 1 else f"{name} ({cls})" for cls, name in names.items()}
+
+
+def shared_names(keys: Iterable[RunKey]) -> dict[str, list[str]]:
+    """The VMM names that more than one class among ``keys`` uses, with those classes (a
+    warning for the instructor: the summary keeps them apart by class)."""
+    by_name: dict[str, list[str]] = {}
+    for key in keys:
+        classes = by_name.setdefault(key.vmm, [])
+        if key.vmm_class not in classes:
+            classes.append(key.vmm_class)
+    return {name: classes for name, classes in by_name.items() if len(classes) > 1}
+
+
+def _properties(grades: Sequence[Grade]) -> list[str]:
+    found = {prop for g in grades for prop in g.properties()}
+    return sorted(found, key=lambda p: (_property_rank(p if p != UNCLASSIFIED else None), p))
+
+
 def summary_table(grades: Sequence[Grade]) -> tuple[list[str], list[list[str]]]:
-    """The cross-VMM summary: one row per (VMM, property), one column per profile."""
-    profiles = sorted(dict.fromkeys(g.run.key.profile for g in grades), key=_profile_rank)
-    rows: dict[tuple[str, str], dict[str, str]] = {}
+    """The cross-VMM summary: one row per run (VMM × profile: only the profiles each VMM ran),
+    one column per property; a partial run says so in its profile cell."""
+    labels = vmm_labels(g.run.key for g in grades)
+    props = _properties(grades)
+    rows = []
     for g in grades:
-        for prop in g.properties():
-            rows.setdefault((g.run.key.vmm, prop), {})[g.run.key.profile] = verdict(g.property_counts(prop))
-    headers = ["VMM", "property", *profiles]
-    return headers, [[vmm, prop, *(cells.get(p, "not run") for p in profiles)] for (vmm, prop), cells in rows.items()]
+        counts = {prop: g.property_counts(prop) for prop in g.properties()}
+        profile = g.run.key.profile + (" (partial)" if g.run.partial else "")
+        rows.append(
+            [labels[g.run.key.vmm_class], profile, *(verdict(counts[p]) if p in counts else "-" for p in props)]
+        )
+    return ["VMM", "profile", *props], rows
+
+
+def short_verdict(counts: Counter[str]) -> str:
+    """``verdict`` in a few characters, for the console: ``pass 14``, ``FAIL 2/14``, ``xfail 3
+    pass 10``, ``skip 5``, ``-``."""
+    bad = counts["failed"] + counts["error"]
+    ran = sum(counts[o] for o in OUTCOMES if o != "skipped")
+    if bad:
+        return f"FAIL {bad}/{ran}"
+    if counts["xfailed"]:
+        return f"xfail {counts['xfailed']} pass {counts['passed'] + counts['xpassed']}"
+    if ran:
+        return f"pass {ran}"
+    return f"skip {counts['skipped']}" if counts["skipped"] else "-"
+
+
+def summary_blocks(grades: Sequence[Grade]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The console's closing summary, narrow enough for 100 columns: one block per VMM (title,
+    headers, rows), a row per profile it ran, a column per property, ``short_verdict`` cells."""
+    labels = vmm_labels(g.run.key for g in grades)
+    blocks: dict[str, tuple[str, list[str], list[list[str]]]] = {}
+    for g in grades:
+        key = g.run.key
+        if key.vmm_class not in blocks:
+            mine = [h for h in grades if h.run.key.vmm_class == key.vmm_class]
+            title = f"{labels[key.vmm_class]}: {key.technique}"
+            blocks[key.vmm_class] = (title, ["profile", *_properties(mine), "unexpected"], [])
+        _, headers, rows = blocks[key.vmm_class]
+        counts = {prop: short_verdict(g.property_counts(prop)) for prop in g.properties()}
+        profile = key.profile + (" (partial)" if g.run.partial else "")
+        rows.append([profile, *(counts.get(p, "-") for p in headers[1:-1]), len(g.failures)])
+    return list(blocks.values())
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One VMM's place in a class's ranking (``ranking``)."""
+
+    rank: int
+    vmm_class: str
+    label: str
+    technique: str
+    held: tuple[str, ...]
+    """The properties with no unexpected failure on any profile (of those the VMM was tested on)."""
+    properties: dict[str, str]
+    """Per property, its verdict over every run of the VMM (``short_verdict`` of the summed counts)."""
+    runs: int
+    clean_runs: int
+    failures: int
+    passed: int
+    partial: bool
+
+    @property
+    def ok(self) -> bool:
+        """True when no run of the VMM has an unexpected failure."""
+        return self.runs > 0 and self.clean_runs == self.runs
+
+
+def ranking(grades: Sequence[Grade]) -> list[Standing]:
+    """The VMMs of ``grades`` (told apart by class) ranked: most properties held on every profile
+    first, then the larger share of runs without an unexpected failure, then fewer unexpected
+    failures, then more passing tests; equal keys share a rank (1, 1, 3), ordered by label."""
+    labels = vmm_labels(g.run.key for g in grades)
+    mine: dict[str, list[Grade]] = {}
+    for g in grades:
+        mine.setdefault(g.run.key.vmm_class, []).append(g)
+    props = _properties(grades)
+    unranked = []
+    for cls, runs in mine.items():
+        totals = {p: sum((g.property_counts(p) for g in runs), Counter()) for p in props}
+        tested = [p for p in props if sum(totals[p].values())]
+        held = tuple(p for p in tested if not totals[p]["failed"] + totals[p]["error"])
+        clean = sum(1 for g in runs if g.ok)
+        passed = sum(1 for g in runs for t in g.run.tests if t.outcome in ("passed", "xfailed"))
+        unranked.append(
+            Standing(
+                rank=0,
+                vmm_class=cls,
+                label=labels[cls],
+                technique=runs[0].run.key.technique,
+                held=held,
+                properties={p: short_verdict(totals[p]) for p in tested},
+                runs=len(runs),
+                clean_runs=clean,
+                failures=sum(len(g.failures) for g in runs),
+                passed=passed,
+                partial=any(g.run.partial for g in runs),
+            )
+        )
+
+    def merit(s: Standing) -> tuple[int, float, int, int]:
+        return (-len(s.held), -s.clean_runs / s.runs, s.failures, -s.passed)
+
+    unranked.sort(key=lambda s: (merit(s), s.label))
+    ranked: list[Standing] = []
+    for i, s in enumerate(unranked):
+        rank = ranked[-1].rank if ranked and merit(ranked[-1]) == merit(s) else i + 1
+        ranked.append(replace(s, rank=rank))
+    return ranked
 
 
 def rerun_command(run: RunResults, test: TestResult) -> str:
