@@ -36,7 +36,7 @@ def test_the_schema_is_a_valid_draft_2020_12_schema_shipped_with_the_package():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert SCHEMA_FILE.name in data["conformance"]
     schema = results_schema()
-    assert schema["$defs"]["test"]["properties"]["outcome"]["enum"] == list(OUTCOMES)
+    assert schema["properties"]["tests"]["items"]["properties"]["outcome"]["enum"] == list(OUTCOMES)
     assert schema["properties"]["format"]["const"] == "popek-results"
 
 
