@@ -119,12 +119,15 @@ def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
     )
 
 
-def _fake_popek(directory: Path, status: int) -> Path:
-    """A ``popek`` that records its arguments and PYTHONPATH and exits with ``status``."""
+def _fake_popek(directory: Path, status: int, writes: bool) -> Path:
+    """A ``popek`` that records its arguments and PYTHONPATH, writes a results file when
+    ``writes``, and exits with ``status``."""
     directory.mkdir(parents=True, exist_ok=True)
     fake = directory / "popek"
+    write = "mkdir -p results && echo {} > results/run.json\n" if writes else ""
     fake.write_text(
-        f'#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\necho "$PYTHONPATH" >> "$(dirname "$0")/paths"\nexit {status}\n'
+        f'#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\necho "$PYTHONPATH" >> "$(dirname "$0")/paths"\n'
+        f"{write}exit {status}\n"
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     return directory
@@ -146,10 +149,20 @@ def test_github_plan_step_lists_the_submission_directories(tmp_path):
     assert output.read_text().strip() == 'submissions=["alice", "bob-2"]'
 
 
-@pytest.mark.parametrize(("which", "status", "graded"), [("github", 0, True), ("github", 1, True), ("github", 2, False),
-                                                         ("gitlab", 1, True), ("gitlab", 2, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("which", "status", "writes", "graded"),
+    [
+        ("github", 0, True, True),
+        ("github", 1, True, True),  # unexpected failures: a grade
+        ("github", 2, False, False),  # the VMM does not load
+        ("github", 1, False, False),  # the run crashed before writing its results
+        ("gitlab", 1, True, True),
+        ("gitlab", 2, False, False),
+        ("gitlab", 0, False, False),
+    ],
+)
 def test_grade_step_names_the_submission_a_package_and_fails_only_when_it_cannot_be_graded(
-    tmp_path, which, status, graded
+    tmp_path, which, status, writes, graded
 ):
     if which == "github":
         doc = _yaml(GITHUB)
@@ -160,10 +173,10 @@ def test_grade_step_names_the_submission_a_package_and_fails_only_when_it_cannot
     submission = tmp_path / "submissions" / "bob-2"
     submission.mkdir(parents=True)
     (submission / "student_vmm.py").write_text("class StudentVMM: ...\n")
-    bin_dir = _fake_popek(tmp_path / "bin", status)
+    bin_dir = _fake_popek(tmp_path / "bin", status, writes)
     env |= {"SUBMISSION": "bob-2", "PROFILE": "x86-2005", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     result = _bash(script, tmp_path, env)
-    assert (result.returncode == 0) == graded, result.stderr
+    assert result.returncode == (0 if graded else max(status, 1)), result.stderr
     (call,) = (bin_dir / "calls").read_text().splitlines()
     assert call.split()[:5] == ["grade", "--vmm", "sub_bob_2.student_vmm:StudentVMM", "--profile", "x86-2005"]
     (path,) = (bin_dir / "paths").read_text().splitlines()
