@@ -107,6 +107,7 @@ def test_gitlab_pipeline_grades_submission_x_profile_and_merges_in_a_final_job()
     assert set(axes) == {"SUBMISSION", "PROFILE"} and set(axes["PROFILE"]) <= set(PROFILES)
     assert doc["grade"]["artifacts"]["when"] == "always"
     assert doc["report"]["when"] == "always" and doc["report"]["needs"][0]["job"] == "grade"
+    assert doc["grade"]["artifacts"]["reports"]["junit"] == "results/junit--*.xml"
 
 
 # ---- the shell steps, run here -------------------------------------------------------------
@@ -179,6 +180,7 @@ def test_grade_step_names_the_submission_a_package_and_fails_only_when_it_cannot
     assert result.returncode == (0 if graded else max(status, 1)), result.stderr
     (call,) = (bin_dir / "calls").read_text().splitlines()
     assert call.split()[:5] == ["grade", "--vmm", "sub_bob_2.student_vmm:StudentVMM", "--profile", "x86-2005"]
+    assert "--junitxml results/junit--sub_bob_2--x86-2005.xml" in call
     (path,) = (bin_dir / "paths").read_text().splitlines()
     assert path.split(os.pathsep) == [str(tmp_path / "graded"), str(tmp_path / "graded" / "sub_bob_2")]
     assert (tmp_path / "graded" / "sub_bob_2" / "__init__.py").exists()
@@ -209,3 +211,38 @@ def test_github_report_step_merges_every_job_and_names_what_was_not_graded(tmp_p
     report = (tmp_path / "popek-report" / "report.md").read_text()
     assert "sub_alice.student_vmm:StudentVMM" in report and "sub_bob.student_vmm:StudentVMM" in report
     assert report.splitlines()[0] in text  # the grade sheet follows in the step summary
+
+
+def test_github_steps_grade_two_submissions_with_the_real_popek_and_merge_them(tmp_path):
+    """The plan, grade and report steps end to end, as a runner runs them, with popek itself (the
+    grade narrowed by -k to one test, in one process, so that it takes seconds)."""
+    import shutil
+    import sys
+
+    doc = _yaml(GITHUB)
+    template = "from reference_vmm.emulate import EmulateVMM\n\n\nclass StudentVMM(EmulateVMM):\n    name = 'student'\n"
+    for student in ("alice", "bob-2"):
+        (tmp_path / "submissions" / student).mkdir(parents=True)
+        (tmp_path / "submissions" / student / "student_vmm.py").write_text(template)
+    real = shutil.which("popek") or f"{sys.executable} -m reports.cli"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    narrowed = bin_dir / "popek"
+    narrowed.write_text(
+        f'#!/bin/sh\nif [ "$1" = grade ]; then exec {real} "$@" -k smsw --workers 0; fi\nexec {real} "$@"\n'
+    )
+    narrowed.chmod(narrowed.stat().st_mode | stat.S_IEXEC)
+    env = {**doc["env"], "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    for student in ("alice", "bob-2"):
+        job = tmp_path / "jobs" / student
+        shutil.copytree(tmp_path / "submissions", job / "submissions")
+        step = _bash(_step(doc, "grade", "Grade"), job, {**env, "SUBMISSION": student, "PROFILE": "classic-1974"})
+        assert step.returncode == 0, step.stdout + step.stderr
+        shutil.copytree(job / "results", tmp_path / "all-results" / f"results-{student}-classic-1974")
+        assert list((job / "results").glob("junit--*.xml"))
+    summary = tmp_path / "summary.md"
+    step = _bash(_step(doc, "report", "Merge"), tmp_path, {**env, "GITHUB_STEP_SUMMARY": str(summary)})
+    assert step.returncode == 0, step.stdout + step.stderr
+    report = (tmp_path / "popek-report" / "report.md").read_text()
+    assert "sub_alice.student_vmm:StudentVMM" in report and "sub_bob_2.student_vmm:StudentVMM" in report
+    assert "Every job was graded." in summary.read_text()
