@@ -13,6 +13,8 @@ types apart, never shrinks a real bug into the deviation (docs/vmm-api.md §10).
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -25,19 +27,26 @@ if TYPE_CHECKING:
     from conformance.strategies import Block, GuestProgram
 
 __all__ = [
+    "COMPARE_HEADLINE",
+    "DIFF_MARK",
     "DeviationLedger",
     "ExpectedDeviation",
     "assert_equivalent",
     "blocks_touching",
+    "console_diff",
     "deviation_expected",
     "deviation_explained",
+    "disk_diff",
     "equivalence_report",
+    "event_counts",
     "expecting_deviation",
     "explained_by_deviation",
     "explained_by_sensitive_unprivileged",
     "explained_directed",
     "neutralise_sensitive_unprivileged",
     "sensitive_blocks",
+    "tidy_failure",
+    "vmm_frame",
 ]
 
 _PROGRAM_LINES = 200  # a guest's listing beyond this is cut: the diff is the point
@@ -57,10 +66,21 @@ def equivalence_report(
     names: tuple[str, str] = ("native", "vmm"),
     program: str | None = None,
 ) -> list[str]:
-    """The lines that explain why two observations differ: one per differing field
-    (``Observation.diff``), then the guest program when given."""
+    """The lines that explain why two observations differ: the stop and exit code as
+    ``Observation.diff`` words them, the console line by line with the two runs side by side
+    (``console_diff``), the disks as a hex diff of the differing sectors (``disk_diff``), the
+    events per vector when the two runs count them differently (``event_counts``), then the
+    guest program when given."""
     lines = ["observations differ (Popek & Goldberg 1974: equivalence):"]
-    lines += [f"  {line}" for line in expected.diff(actual, names)]
+    for line in expected.diff(actual, names):
+        field = line.split(":", 1)[0]
+        if field == "console":
+            lines += [f"  {row}" for row in console_diff(expected.console, actual.console, names)]
+        elif field in ("disk", "disk2") and len(getattr(expected, field)) == len(getattr(actual, field)):
+            lines += [f"  {row}" for row in disk_diff(field, getattr(expected, field), getattr(actual, field), names)]
+        else:
+            lines.append(f"  {line}")
+    lines += [f"  {row}" for row in event_counts(expected.counters, actual.counters, names)]
     if program is not None:
         text = program.rstrip("\n").splitlines()
         lines.append("guest program:")
@@ -68,6 +88,153 @@ def equivalence_report(
         if len(text) > _PROGRAM_LINES:
             lines.append(f"  | ... ({len(text) - _PROGRAM_LINES} more lines)")
     return lines
+
+
+_COLUMN = 44  # characters of one side of a side-by-side console diff: two fit in 100 columns
+_CONTEXT_LINES = 2  # equal console lines shown around a difference
+_DIFF_ROWS = 24  # rows of a console diff shown; the rest are counted
+_CHUNKS_PER_LINE = 4  # wrapped rows of one long console line shown, around its first difference
+DIFF_MARK = "!"
+"""What starts a differing row of a side-by-side diff (the report highlights those rows)."""
+
+
+def _printable(data: bytes) -> str:
+    """Console bytes as text: printable ASCII as is, anything else as a ``\\xNN`` escape."""
+    return "".join(chr(c) if 0x20 <= c < 0x7F and c != 0x5C else "\\\\" if c == 0x5C else f"\\x{c:02x}" for c in data)
+
+
+def _chunks(text: str, focus: int) -> list[str]:
+    """``text`` cut into ``_COLUMN``-wide pieces, at most ``_CHUNKS_PER_LINE`` of them around
+    the piece holding character ``focus`` (the first difference); ``…`` stands for the rest."""
+    pieces = [text[i : i + _COLUMN] for i in range(0, len(text), _COLUMN)] or [""]
+    if len(pieces) <= _CHUNKS_PER_LINE:
+        return pieces
+    at = min(focus // _COLUMN, len(pieces) - 1)
+    lo = max(0, min(at - 1, len(pieces) - _CHUNKS_PER_LINE))
+    shown = pieces[lo : lo + _CHUNKS_PER_LINE]
+    if lo:
+        shown[0] = "…" + shown[0][1:]
+    if lo + _CHUNKS_PER_LINE < len(pieces):
+        shown[-1] = shown[-1][:-1] + "…"
+    return shown
+
+
+def _first_column(x: str, y: str) -> int:
+    return next((i for i, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), min(len(x), len(y)))
+
+
+def console_diff(x: bytes, y: bytes, names: tuple[str, str] = ("native", "vmm")) -> list[str]:
+    """The two consoles line by line, side by side: a headline (which line differs first, at
+    which byte, the sizes), then rows ``[!] line | <names[0]> | <names[1]>``, differing rows
+    marked ``DIFF_MARK``, a couple of equal lines around each difference; long lines wrap in
+    their column, non-printable bytes are escaped (``\\xNN``).  Lines are paired by
+    ``difflib`` so that a line one run printed and the other did not shifts nothing."""
+    import difflib
+
+    a, b = names
+    xs, ys = x.split(b"\n"), y.split(b"\n")
+    byte = next((i for i, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), min(len(x), len(y)))
+    line = x[:byte].count(b"\n") + 1
+    rows: list[tuple[bool, str, str, str]] = []  # (differs, line number, left, right)
+
+    def pair(n: int | None, left: bytes | None, right: bytes | None) -> None:
+        lt, rt = _printable(left) if left is not None else "", _printable(right) if right is not None else ""
+        differs = left != right
+        focus = _first_column(lt, rt) if differs else 0
+        lc = _chunks(lt, focus) if left is not None else ["(no line)"]
+        rc = _chunks(rt, focus) if right is not None else ["(no line)"]
+        for k in range(max(len(lc), len(rc))):
+            number = str(n) if (k == 0 and n is not None) else ""
+            rows.append((differs, number, lc[k] if k < len(lc) else "", rc[k] if k < len(rc) else ""))
+
+    matcher = difflib.SequenceMatcher(None, xs, ys, autojunk=False)
+    opcodes = matcher.get_opcodes()
+    for tag, i1, i2, j1, j2 in opcodes:
+        if tag == "equal":
+            keep = set(range(i1, min(i2, i1 + _CONTEXT_LINES))) if i1 > 0 else set()
+            keep |= set(range(max(i1, i2 - _CONTEXT_LINES), i2)) if i2 < len(xs) else set()
+            last = None
+            for i in sorted(keep):
+                if last is not None and i > last + 1:
+                    rows.append((False, "…", "", ""))
+                pair(i + 1, xs[i], ys[j1 + i - i1])
+                last = i
+            if (i2 - i1) > len(keep) and keep and max(keep) < i2 - 1 and i1 > 0:
+                rows.append((False, "…", "", ""))
+            continue
+        for k in range(max(i2 - i1, j2 - j1)):
+            left = xs[i1 + k] if i1 + k < i2 else None
+            right = ys[j1 + k] if j1 + k < j2 else None
+            pair(i1 + k + 1 if left is not None else None, left, right)
+    hidden = 0
+    if len(rows) > _DIFF_ROWS:
+        hidden = sum(1 for r in rows[_DIFF_ROWS:] if r[0])
+        rows = rows[:_DIFF_ROWS]
+    out = [
+        f"console: differs from line {line} (byte {byte}; {a} {len(x)} bytes, {b} {len(y)}; {DIFF_MARK}: differing lines):",
+        f"  {'':1} {'line':>5} | {a:<{_COLUMN}} | {b}",
+    ]
+    out += [f"  {DIFF_MARK if d else ' '} {n:>5} | {lt:<{_COLUMN}} | {rt}".rstrip() for d, n, lt, rt in rows]
+    if hidden:
+        out.append(f"  ... ({hidden} more differing rows)")
+    return out
+
+
+_SECTOR = 512  # bytes of a disk sector (docs/architecture.md §8)
+_HEX_ROW = 16  # bytes per row of a hex diff
+_DISK_SECTORS = 3  # differing sectors shown; the rest are counted
+_SECTOR_ROWS = 4  # differing rows shown per sector
+
+
+def disk_diff(name: str, x: bytes, y: bytes, names: tuple[str, str] = ("native", "vmm")) -> list[str]:
+    """A short hex diff of two disks of one size: per differing sector (the first few), the
+    16-byte rows that differ, each as the two runs wrote it, ``DIFF_MARK``ed — never the
+    disks themselves (kilobytes that hide the point)."""
+    a, b = names
+    differing = [i for i, (p, q) in enumerate(zip(x, y, strict=True)) if p != q]
+    if not differing:
+        return []
+    sectors = sorted({i // _SECTOR for i in differing})
+    width = max(len(a), len(b))
+    out = [
+        f"{name}: {len(differing)} bytes differ in {len(sectors)} sector(s) of {_SECTOR} bytes, the first at {differing[0]:#x}:"
+    ]
+    for s in sectors[:_DISK_SECTORS]:
+        rows = sorted({i // _HEX_ROW for i in differing if i // _SECTOR == s})
+        out.append(f"  sector {s} ({len(rows)} differing row(s) of {_HEX_ROW} bytes):")
+        for r in rows[:_SECTOR_ROWS]:
+            lo = r * _HEX_ROW
+            out.append(f"  {DIFF_MARK}   {a:<{width}} {lo:#07x}: {x[lo : lo + _HEX_ROW].hex(' ')}")
+            out.append(f"  {DIFF_MARK}   {b:<{width}} {lo:#07x}: {y[lo : lo + _HEX_ROW].hex(' ')}")
+        if len(rows) > _SECTOR_ROWS:
+            out.append(f"    ... ({len(rows) - _SECTOR_ROWS} more differing rows in this sector)")
+    if len(sectors) > _DISK_SECTORS:
+        out.append(f"  ... ({len(sectors) - _DISK_SECTORS} more differing sectors)")
+    return out
+
+
+def _vector_name(key: str) -> str | None:
+    kind, _, number = key.rpartition("_")
+    if kind not in ("exception", "interrupt") or not number.isdigit():
+        return None
+    return f"{kind} {number}"
+
+
+def event_counts(x: dict[str, int], y: dict[str, int], names: tuple[str, str] = ("native", "vmm")) -> list[str]:
+    """The events per vector (``exception_N``, ``interrupt_N`` counters) of two runs, when both
+    count them and they differ: a line per vector, native beside VMM.  Nothing when the VMM
+    counts none (its counters are its own, docs/vmm-api.md §8)."""
+    keys = sorted({k for k in (*x, *y) if _vector_name(k)}, key=lambda k: (k.split("_")[0], int(k.rpartition("_")[2])))
+    if not any(k in y for k in keys) or not any(k in x for k in keys):
+        return []
+    if all(x.get(k, 0) == y.get(k, 0) for k in keys):
+        return []
+    a, b = names
+    out = [f"events per vector ({a} / {b}):"]
+    for k in keys:
+        p, q = x.get(k, 0), y.get(k, 0)
+        out.append(f"  {DIFF_MARK if p != q else ' '} {_vector_name(k):<14} {p:>8} / {q}")
+    return out
 
 
 def assert_equivalent(
@@ -316,3 +483,102 @@ def deviation_explained(report: list[str], *, size: int = 0) -> None:
     raise ExpectedDeviation(
         "\n".join(["a failure of the kind a declared deviation explains, but none is declared for this VMM:", *report])
     )
+
+
+# ---- what a failure records ------------------------------------------------------------------
+
+COMPARE_HEADLINE = "the two Observations compared with == differ:"
+"""The first line the plugin's ``pytest_assertrepr_compare`` gives for ``Observation ==
+Observation``; ``tidy_failure`` drops the lines it heads when the assertion has a message of its
+own (the test's diff says the same, with the runs named, where pytest's says left and right)."""
+
+_BLOB_CHARS = 160  # a bytes literal longer than this in a failure report is shortened
+_BLOB_KEEP = 48  # characters of a shortened literal kept
+_BYTES_LITERAL = re.compile(r"""(?<![\w'"])b(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""")
+_HYPOTHESIS_ADVICE = "You can reproduce this example by temporarily adding @reproduce_failure"
+
+
+def _shorten_blob(match: re.Match[str]) -> str:
+    literal = match.group(0)
+    if len(literal) <= _BLOB_CHARS:
+        return literal
+    try:
+        size = f"{len(ast.literal_eval(literal))} bytes"
+    except (SyntaxError, ValueError):
+        size = f"{len(literal)} characters"
+    return f"{literal[: _BLOB_KEEP + 2]}…{literal[1]} ({size}, shortened)"
+
+
+def _drop_duplicate_compare(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    skip_deeper: int | None = None
+    message = False  # an assertion message (an ``E`` line of text) came before
+    for line in lines:
+        body = line[1:] if line.startswith("E") else None
+        if skip_deeper is not None:
+            if body is not None and body.strip() and len(body) - len(body.lstrip()) > skip_deeper:
+                continue
+            skip_deeper = None
+        if body is not None and body.strip().startswith(f"assert {COMPARE_HEADLINE}") and message:
+            skip_deeper = len(body) - len(body.lstrip())
+            continue
+        if body is not None and body.strip():
+            message = True
+        elif body is None:
+            message = False
+        out.append(line)
+    return out
+
+
+def tidy_failure(text: str) -> str:
+    """A failure report as the grade sheet keeps it: without hypothesis's advice to decorate a
+    test with ``@reproduce_failure`` (the reader reruns popek's command instead, and cannot edit
+    the suite), without pytest's own left/right diff of two observations when the test's message
+    already gave the diff (``COMPARE_HEADLINE``), and with every bytes literal of more than a
+    few lines (a disk image in a repr) cut to its first bytes and its size."""
+    lines = [line for line in text.split("\n") if _HYPOTHESIS_ADVICE not in line]
+    lines = _drop_duplicate_compare(lines)
+    return _BYTES_LITERAL.sub(_shorten_blob, "\n".join(lines))
+
+
+def vmm_frame(error: BaseException) -> str | None:
+    """Where in the VMM's own code ``error`` was raised, for a failure report: the innermost
+    frame of its traceback outside popek's grader (``conformance``, ``cffi_core``) and the
+    standard library, as ``file:line in function`` and the source line, and the frame that
+    called it when that is the VMM's too; None when no frame is the VMM's.  A student reading
+    ``KeyError: <ExitReason.HLT: 4>`` needs the line that looked the key up."""
+    import sysconfig
+    import traceback
+    from pathlib import Path
+
+    import cffi_core
+    import conformance
+
+    ours = [Path(p).resolve() for p in (*conformance.__path__, *cffi_core.__path__)]
+    stdlib = [Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib")]
+    frames = []
+    for frame in traceback.extract_tb(error.__traceback__):
+        path = Path(frame.filename)
+        if not path.is_absolute() or not path.exists():
+            continue
+        path = path.resolve()
+        if any(path.is_relative_to(p) for p in ours) or (
+            any(path.is_relative_to(p) for p in stdlib) and "site-packages" not in path.parts
+        ):
+            continue
+        frames.append((path, frame))
+    if not frames:
+        return None
+
+    def where(path: Path, frame: traceback.FrameSummary) -> str:
+        try:
+            shown = path.relative_to(Path.cwd())
+        except ValueError:
+            shown = path
+        source = f": {frame.line.strip()}" if frame.line else ""
+        return f"{shown}:{frame.lineno} in {frame.name}{source}"
+
+    text = f"at {where(*frames[-1])}"
+    if len(frames) > 1:
+        text += f"\n  called from {where(*frames[-2])}"
+    return text

@@ -70,7 +70,13 @@ import pytest
 
 from conformance import coverage, hypothesis_profiles, isolation
 from conformance.api import VMM, Observation, VMMError, VMMUnsupported, load_vmm
-from conformance.checks import ExpectedDeviation, equivalence_report, expecting_deviation
+from conformance.checks import (
+    COMPARE_HEADLINE,
+    ExpectedDeviation,
+    disk_diff,
+    equivalence_report,
+    expecting_deviation,
+)
 from conformance.isolation import BASE_SECONDS, DEFAULT_LIMITS, MIN_TICKS_PER_SECOND
 from conformance.results import ResultsWriter, RunKey, clip
 
@@ -120,6 +126,7 @@ _DEVIATION_PROPERTY = "popek_deviation"
 # Their values are JSON text, so that pytest's junitxml writes JSON (it writes str(value));
 # reports/junit.py reads them back, _properties below decodes them (docs/grading.md).
 _DEVIATION = pytest.StashKey[tuple[str, str]]()  # (technique, reason) of the deviation that applies
+_BLOB_BYTES = 256  # byte strings longer than this are compared as a hex diff (pytest_assertrepr_compare)
 
 
 @dataclass
@@ -459,8 +466,15 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
-    if op == "==" and isinstance(left, Observation) and isinstance(right, Observation):
-        return equivalence_report(left, right, names=("left", "right"))
+    """Two observations compared with ``==``: the observation diff (headed ``COMPARE_HEADLINE``,
+    which the results drop when the assertion's own message gave the diff); two long byte
+    strings of one size (disks): a hex diff of the differing sectors, never kilobytes of repr."""
+    if op != "==":
+        return None
+    if isinstance(left, Observation) and isinstance(right, Observation):
+        return [COMPARE_HEADLINE, *equivalence_report(left, right, names=("left", "right"))[1:]]
+    if isinstance(left, bytes) and isinstance(right, bytes) and len(left) == len(right) > _BLOB_BYTES:
+        return [f"two byte strings of {len(left)} bytes differ:", *disk_diff("bytes", left, right, ("left", "right"))]
     return None
 
 

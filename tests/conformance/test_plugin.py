@@ -101,7 +101,7 @@ def test_broken_vmm_fails_with_the_observation_diff(toys):
         [
             "*observations differ*",
             "*exit code: native 0 (0x0), vmm 1 (0x1)*",
-            "*console: differs from byte 0*",
+            "*console: differs from line 1 (byte 0*",
             "*guest program:*",
             "*out 0x500, r0*",
         ]
@@ -119,7 +119,13 @@ def test_observations_compared_with_eq_show_the_diff(pytester):
     )
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*console: differs from byte 0*left b'a', right b'b'*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*assert the two Observations compared with == differ:*",
+            "*console: differs from line 1 (byte 0; left 1 bytes, right 1*",
+            "*!     1 | a * | b",
+        ]
+    )
 
 
 def test_unknown_vmm_is_a_usage_error(toys):
