@@ -231,7 +231,11 @@ class ResultsWriter:
 
 
 def clip(text: str) -> str:
-    """A failure report cut to the size kept in the JSON."""
+    """A failure report as the JSON keeps it: tidied (``conformance.checks.tidy_failure``: no
+    advice its reader cannot act on, no duplicate diff, no blob of bytes), then cut to size."""
+    from conformance.checks import tidy_failure
+
+    text = tidy_failure(text)
     return (
         text
         if len(text) <= _MESSAGE_LIMIT
