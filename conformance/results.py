@@ -8,7 +8,7 @@ outside popek's reference VMMs adds ``--<module>-<Class>``) holds::
       "vmm": "emulate", "technique": "...", "vmm_class": "reference_vmm.emulate:EmulateVMM",
       "profile": "x86-2005",
       "hypothesis_profile": "ci",
-      "partial": null,
+      "partial": null, "vmm_path": null,
       "versions": {"popek": "0.1.0", "python": "3.11.7", "pytest": "9.0.3", "hypothesis": "6.155.2"},
       "summary": {"passed": 14, "failed": 0, ...},
       "tests": [
@@ -23,6 +23,8 @@ started and never finished (the run was interrupted) is an ``error``; ``message`
 counterexample) for failed and error outcomes, the reason for skipped and xfailed ones.
 ``hypothesis_profile`` is the hypothesis profile of popek's tests in the run, as
 ``--popek-hypothesis-profile`` names it (null in files of runs that did not record it).
+``vmm_path`` is the directory a rerun needs on ``PYTHONPATH`` to import the VMM (a submission
+graded from its folder), null for an installed one.
 ``partial`` is null for a run of every test collected, else what narrowed or cut it short
 (``-k``/``-m`` expressions, deselected tests, ``-x``/``--maxfail``, an interruption): a grade of
 a partial run speaks only for the tests it ran (absent in older files, read back as null).
@@ -39,8 +41,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from functools import cache
@@ -103,6 +107,22 @@ _CLASS_CHARS = 120  # of a class path in a file name (names stay well under 255 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def _import_root(vmm_class: str) -> str | None:
+    """The directory the VMM's top-level module was imported from, when a rerun elsewhere needs it
+    on ``PYTHONPATH``: found through ``PYTHONPATH`` or the working directory (a submission, a
+    student's folder), not installed.  None for popek's own VMMs and installed ones."""
+    if vmm_class.startswith(_REFERENCE_PACKAGE):
+        return None
+    top = vmm_class.partition(":")[0].split(".")[0]
+    origin = getattr(sys.modules.get(top), "__file__", None)
+    if not origin:
+        return None
+    path = Path(origin).resolve()
+    root = path.parent.parent if path.name == "__init__.py" else path.parent
+    entries = {Path(e).resolve() for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e}
+    return str(root) if root in entries or root == Path.cwd().resolve() else None
 
 
 @dataclass
@@ -220,6 +240,7 @@ class ResultsWriter:
                 "profile": key.profile,
                 "hypothesis_profile": _hypothesis_profile(),
                 "partial": "; ".join(self.partial) or None,
+                "vmm_path": _import_root(key.vmm_class),
                 "versions": versions(),
                 "summary": summary,
                 "tests": [t.as_json() for t in sorted(tests.values(), key=lambda t: t.nodeid)],
@@ -261,6 +282,8 @@ class RunResults:
     source: Path | None = None
     partial: str | None = None
     """Why the run did not run every test (``ResultsWriter.note_partial``); None for a whole run."""
+    vmm_path: str | None = None
+    """The directory a rerun needs on ``PYTHONPATH`` to import the VMM (None: importable as installed)."""
 
 
 _RUN_KEYS = ("vmm", "technique", "vmm_class", "profile")
@@ -308,6 +331,7 @@ def load_results(path: Path) -> RunResults:
         hypothesis_profile=hp if isinstance(hp, str) else None,
         source=path,
         partial=doc["partial"] if isinstance(doc.get("partial"), str) else None,
+        vmm_path=doc["vmm_path"] if isinstance(doc.get("vmm_path"), str) else None,
     )
 
 

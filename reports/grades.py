@@ -333,13 +333,16 @@ def ranking(grades: Sequence[Grade]) -> list[Standing]:
 def rerun_command(run: RunResults, test: TestResult) -> str:
     """The one-line command that reruns ``test`` of ``run`` alone, from any directory: a test of
     the installed suite is named by its module (``--pyargs conformance.test_x::test[...]``), not by
-    a path relative to the directory the run was started in."""
+    a path relative to the directory the run was started in, and a VMM that is not installed has
+    its folder on ``PYTHONPATH`` (``RunResults.vmm_path``)."""
     target = _pyargs(test.nodeid)
     parts = ["python", "-m", "pytest", *(["--pyargs", target] if target else [test.nodeid])]
     parts += ["--popek-vmm", run.key.vmm_class, "--popek-profile", run.key.profile]
     if run.hypothesis_profile and run.hypothesis_profile != "default":
         parts.append(f"--popek-hypothesis-profile={run.hypothesis_profile}")
-    return shlex.join(parts)
+    # A VMM graded from its folder (a submission) imports from anywhere with that folder named.
+    env = f"PYTHONPATH={shlex.quote(run.vmm_path)} " if run.vmm_path else ""
+    return env + shlex.join(parts)
 
 
 def _pyargs(nodeid: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -128,14 +129,17 @@ def test_grade_of_a_broken_vmm_exits_one_and_its_rerun_command_reproduces_the_fa
     assert "exit code" in failed[0].message
     command = rerun_command(run, failed[0])
     assert command in (out / "report.md").read_text()
-    # The command as printed, run from another directory than the suite's: one test, failing again.
-    argv = shlex.split(command)
-    argv[0:1] = [sys.executable]
+    # The command as printed, run by a shell from another directory than the suite's and without
+    # PYTHONPATH (the command names the toy's folder itself): one test, failing again.
+    assert command.startswith(f"PYTHONPATH={tmp_path} python -m pytest ")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     rerun = subprocess.run(
-        [*argv, "-p", "no:cacheprovider"],
+        command.replace(" python -m ", f" {shlex.quote(sys.executable)} -m ", 1) + " -p no:cacheprovider",
+        shell=True,
         cwd=elsewhere,
+        env=env,
         capture_output=True,
         text=True,
         check=False,

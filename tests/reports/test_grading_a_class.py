@@ -394,7 +394,9 @@ def test_a_class_is_graded_into_a_ranking_and_a_sheet_each(tmp_path, monkeypatch
     assert "Submissions that did not load" in report and "subs/carol.py" in report
     for sheet in ("alice-AliceVMM", "bob-BobVMM"):
         assert (out / "sheets" / sheet / "report.html").is_file()
-    assert "exit code" in (out / "sheets" / "bob-BobVMM" / "report.md").read_text()
+    bob = (out / "sheets" / "bob-BobVMM" / "report.md").read_text()
+    assert "exit code" in bob
+    assert f"PYTHONPATH={subs} python -m pytest --pyargs " in bob  # the rerun imports bob anywhere
     assert "alice" not in (out / "sheets" / "bob-BobVMM" / "report.md").read_text()
     assert junit.is_file() and junit.read_text().count("<testcase") == 2
 
