@@ -46,7 +46,7 @@ class RunConsole:
         self.interval = interval
         self.heartbeat = heartbeat
         self.done = 0
-        self._running: dict[Path, Plan] = {}
+        self._running: dict[Path, tuple[Plan, float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -71,7 +71,7 @@ class RunConsole:
     def started(self, plan: Plan, log: Path) -> None:
         """A run starts (``run_plan``'s ``started``)."""
         with self._lock:
-            self._running[log] = plan
+            self._running[log] = (plan, time.monotonic())
             self._line(" " * self._width + f"{plan.title}: started")
 
     def finished(self, outcome: Outcome) -> None:
@@ -83,13 +83,15 @@ class RunConsole:
             self._line(f"[{self.done:>{len(str(self.total))}}/{self.total}] {line}")
 
     def status(self) -> str:
-        """The live status: the runs going on with their tests done, the runs done, the time."""
+        """The live status: the runs done and the time so far, then each run going on with its
+        tests done (and the percentage pytest last wrote) and its time so far."""
         parts = []
-        for log, plan in list(self._running.items()):
+        now = time.monotonic()
+        for log, (plan, since) in list(self._running.items()):
             done, percent = tests_done(log)
-            part = f"{plan.title} {done} tests"
-            parts.append(part + (f" {percent}%" if percent is not None else ""))
-        elapsed = format_seconds(time.monotonic() - self._start)
+            part = f"{plan.title} {done} tests" + (f" ({percent}%)" if percent is not None else "")
+            parts.append(f"{part} for {format_seconds(now - since)}")
+        elapsed = format_seconds(now - self._start)
         return f"{self.done}/{self.total} done, {elapsed}; running: {', '.join(parts) or 'none'}"
 
     # ---- output (under the lock) ------------------------------------------------------------
