@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -281,3 +280,27 @@ def test_a_cause_shows_its_smallest_counterexample(size):
     long = TestResult(f"{SUITE}[student-long]", "equivalence", "mechanism", "failed", message=long_message)
     (cause,) = failures.group([long, short])
     assert cause.shown.test is short and len(cause.failures) == 2
+
+
+def test_the_failing_frame_of_a_crash_is_the_vmms_own(tmp_path, monkeypatch):
+    from conformance.checks import vmm_frame
+
+    (tmp_path / "crashing_vmm.py").write_text(
+        "TABLE = {}\n\n\ndef handle(reason):\n    return TABLE[reason]  # the seeded bug\n\n\ndef run():\n    return handle(4)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    import crashing_vmm
+
+    with pytest.raises(KeyError) as caught:
+        crashing_vmm.run()
+    where = vmm_frame(caught.value)
+    assert where is not None
+    assert where.splitlines()[0] == "at crashing_vmm.py:5 in handle: return TABLE[reason]  # the seeded bug"
+    assert where.splitlines()[1] == "  called from crashing_vmm.py:9 in run: return handle(4)"
+    from conformance.api import VMMError, load_vmm
+
+    with pytest.raises(VMMError) as ours:
+        load_vmm("")  # raised by the grader's own code: no frame of a VMM
+    error = ours.value.with_traceback(ours.value.__traceback__.tb_next)  # less this test's frame
+    assert vmm_frame(error) is None
