@@ -3,7 +3,8 @@
 Subcommands: ``asm FILE.s -o FILE.elf``, ``disasm FILE.elf``, ``run FILE(.s|.elf)``;
 ``report RESULTS... -o DIR`` (the grade sheet of results files, with the benchmark report of any
 ``bench.json`` among them), ``demo`` (every reference VMM through the conformance suite and a small
-benchmark run, then the report), ``grade --vmm V`` (the same for any VMM) and ``bench`` (the
+benchmark run, then the report), ``grade --vmm V`` (the same for any VMM; for several, or
+``--submissions DIR``, a class: a ranking and a grade sheet per submission) and ``bench`` (the
 benchmark suites priced under cost profiles, beside Adams & Agesen 2006).
 Errors in the user's input (assembly errors, malformed images or results files, unknown
 profiles or VMMs) print one line, ``popek: <message>``, and exit with status 2; a guest that
@@ -858,6 +859,11 @@ def build_parser() -> argparse.ArgumentParser:
         "grade",
         help="run VMMs through the conformance suite on their profiles and write the report (a ranking and a "
         "grade sheet each, for several)",
+        description="Run VMMs through the conformance suite, one pytest process per VMM and profile, and write "
+        "the grade sheet. With one VMM: OUTPUT/report.md and .html. With several (--vmm repeated, or "
+        "--submissions DIR, a class): OUTPUT/report.md and .html rank them, and OUTPUT/sheets/<module>-<Class>/ "
+        "holds each one's grade sheet; submissions are told apart by module:Class, never by their VMM's name. "
+        "Runs are printed as they start and end; exit status 1 when a VMM fails unexpectedly or does not load.",
     )
     _add_suite_options(
         p,
