@@ -34,6 +34,7 @@ __all__ = [
     "listing_marks",
     "marks",
     "parse",
+    "readable",
     "side_by_side",
     "wrap",
 ]
@@ -193,10 +194,16 @@ class Failure:
         return self.diff.count("\n") + self.listing.count("\n")
 
 
+def readable(message: str | None) -> str:
+    """A failure report as the sheet shows it: the counterexample (``E`` lines) tidied, console
+    differences side by side (``side_by_side``); not yet wrapped."""
+    text = tidy_failure(counterexample(message))
+    return "\n".join(row for line in text.split("\n") for row in side_by_side(line))
+
+
 def parse(test: TestResult) -> Failure:
     """Read one failure's report: its counterexample tidied, wrapped and split."""
-    text = tidy_failure(counterexample(test.message))
-    text = "\n".join(row for line in text.split("\n") for row in side_by_side(line))
+    text = readable(test.message)
     diff: list[str] = []
     listing: list[str] = []
     tail: list[str] = []

@@ -28,7 +28,6 @@ from reports import failures
 from reports.grades import (
     Grade,
     collect_files,
-    counterexample,
     first_line,
     grade,
     load_runs,
@@ -405,7 +404,7 @@ def _run_section(g: Grade, labels: dict[str, str]) -> list[Block]:
         for t in g.deviations:
             rest = "\n".join((t.message or "").splitlines()[1:])
             if rest.strip():
-                text = failures.wrap(counterexample(rest))
+                text = failures.wrap(failures.readable(rest))
                 blocks.append(Details(f"counterexample: {t.nodeid}", text, failures.marks(text)))
     if g.xpasses:
         blocks += [
