@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +39,7 @@ EXIT_INTERRUPTED = 128 + 2  # 128 + SIGINT, as a shell reports a command Ctrl-C 
 # that, the largest image an ELF can be too (cffi_core.image.MAX_IMAGE_BYTES).
 MAX_BUDGET = (1 << 64) - 1
 MAX_DISK_BYTES = 1 << 28
+_CONSOLE_COLUMNS = 100  # the closing summary's width: a block per VMM fits a terminal
 
 
 def _load_image(path: Path, memory: int | None = None):
@@ -294,8 +296,15 @@ def _print_summary(grades: Sequence[Any]) -> None:
     from reports.grades import shared_names, summary_blocks
 
     for title, headers, rows in summary_blocks(grades):
-        print(title)
-        print(tabulate(rows, headers=headers, tablefmt="simple"))
+        print(textwrap.shorten(title, _CONSOLE_COLUMNS, placeholder=" ..."))
+        table = tabulate(rows, headers=headers, tablefmt="simple")
+        if max(map(len, table.splitlines())) > _CONSOLE_COLUMNS:  # many properties: a line per profile
+            lines = ["; ".join(f"{h} {c}" for h, c in zip(headers[1:], row[1:], strict=True)) for row in rows]
+            table = "\n".join(
+                textwrap.fill(f"{row[0]}: {line}", _CONSOLE_COLUMNS, subsequent_indent="    ")
+                for row, line in zip(rows, lines, strict=True)
+            )
+        print(table)
         print()
     for name, classes in shared_names(g.run.key for g in grades).items():
         print(f"popek: warning: {len(classes)} VMM classes are named {name!r} ({', '.join(classes)}); kept apart")

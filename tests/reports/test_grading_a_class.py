@@ -446,3 +446,12 @@ def test_the_conformance_envs_grade_each_reference_vmm_with_popek_grade():
         graded += args.vmm
     assert sorted(graded) == sorted(reference_vmms())
     assert "popek-conformance" in ini["testenv:report"]["commands"]
+
+
+def test_a_summary_too_wide_for_a_table_becomes_a_line_per_profile(capsys):
+    wide = _grade("a:A", "a" * 30, "vtx-2006+tpr_shadow", partial="-k x", passed=140, xfailed=12)
+    wide.counts[("(unclassified)", "-")] = Counter(passed=100, xfailed=20)
+    cli._print_summary([wide])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 100
+    assert lines[1].startswith("vtx-2006+tpr_shadow (partial): equivalence xfail 12 pass 140;")
