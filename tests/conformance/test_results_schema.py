@@ -90,6 +90,7 @@ SECOND = "tests[1] (conformance/test_x.py::test_x[toy-smsw])"  # the writer sort
         (lambda d: d.pop("vmm_class"), 'key "vmm_class" is missing'),
         (lambda d: d.update(vmm=7), '"vmm" is 7, not string'),
         (lambda d: d.update(tests={}), '"tests" is {}, not array'),
+        (lambda d: d.update(vmm_path=3), '"vmm_path" is 3, not string or null'),
         (lambda d: d["tests"][1].update(outcome="great"), f"{SECOND}: \"outcome\" 'great' is not one of passed,"),
         (lambda d: d["tests"][1].pop("nodeid"), 'tests[1]: key "nodeid" is missing'),
         (lambda d: d["tests"][1].update(duration="long"), f'{SECOND}: "duration" is "long", not number'),
