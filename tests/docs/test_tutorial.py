@@ -63,15 +63,18 @@ def student_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _env(folder: Path) -> dict[str, str]:
+def _env(folder: Path | None = None) -> dict[str, str]:
+    """The caller's environment, with ``folder`` first on ``PYTHONPATH`` if given."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)
+    if folder is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)
     env.pop("POPEK_HYPOTHESIS_PROFILE", None)
     return env
 
 
 def test_the_tutorial_module_is_a_vmm(student_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(student_folder))
+    monkeypatch.delitem(sys.modules, "tiny", raising=False)
     cls = load_vmm("tiny:TinyEmulator")
     assert issubclass(cls, VMM)
     assert cls.name == "tiny"
@@ -91,6 +94,23 @@ def test_the_tutorial_vmm_matches_the_oracle_as_the_text_shows(student_folder: P
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("given", ["tiny.py", "tiny.py:TinyEmulator", "tiny:TinyEmulator"])
+def test_popek_grade_finds_the_tutorial_vmm_as_section_12_says(
+    student_folder: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """`popek grade --vmm` takes the file, the file and class, or module:Class from the current
+    folder, without PYTHONPATH, and hands the folder to the pytest runs it starts."""
+    from reports.demo import resolve_vmm
+
+    monkeypatch.chdir(student_folder)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # resolve_vmm may add the folder: undone after
+    monkeypatch.delitem(sys.modules, "tiny", raising=False)  # found afresh, not from another test
+    submission = resolve_vmm(given)
+    assert submission.vmm.__name__ == "TinyEmulator"
+    assert submission.spec == "tiny:TinyEmulator"
+    assert submission.path == student_folder
+
+
 @pytest.mark.parametrize("test_file", PASSES + FAILS)
 def test_the_suite_grades_the_tutorial_vmm_as_the_text_says(
     student_folder: Path, tmp_path: Path, test_file: str
@@ -105,9 +125,8 @@ def test_the_suite_grades_the_tutorial_vmm_as_the_text_says(
         "--popek-vmm", "tiny:TinyEmulator", "--popek-profile", PROFILE,
         "--popek-hypothesis-profile", "dev", "--popek-results", str(results),
     ]  # fmt: skip
-    done = subprocess.run(
-        command, cwd=student_folder, env=_env(student_folder), capture_output=True, text=True, timeout=1800
-    )
+    # No PYTHONPATH for the folder: `python -m pytest` finds tiny.py in the current folder (§12).
+    done = subprocess.run(command, cwd=student_folder, env=_env(), capture_output=True, text=True, timeout=1800)
     files = sorted(results.glob("*.json"))
     assert len(files) == 1, f"no results file; pytest said:\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
     tests = json.loads(files[0].read_text(encoding="utf-8"))["tests"]
