@@ -109,6 +109,25 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
+def _narrower_than_the_suite(config: Any) -> list[str]:
+    """The command-line arguments of ``config`` that name part of the conformance package (a
+    module, a test) rather than all of it: ``pytest conformance/test_safety.py`` is a partial run."""
+    suite = Path(__file__).resolve().parent
+    here = Path(getattr(getattr(config, "invocation_params", None), "dir", None) or Path.cwd())
+    narrower = []
+    for arg in getattr(config, "args", None) or []:
+        where, sep, _ = str(arg).partition("::")
+        path = (here / where).resolve()
+        if not path.exists() and where.replace(".", "").replace("_", "").isalnum():  # --pyargs a.b
+            parts = where.split(".")
+            if parts[0] == suite.name:
+                path = suite.joinpath(*parts[1:]).with_suffix(".py") if len(parts) > 1 else suite
+        inside = path != suite and suite in path.parents
+        if inside or (path == suite and sep):
+            narrower.append(str(arg))
+    return narrower
+
+
 def _import_root(vmm_class: str) -> str | None:
     """The directory the VMM's top-level module was imported from, when a rerun elsewhere needs it
     on ``PYTHONPATH``: found through ``PYTHONPATH`` or the working directory (a submission, a
@@ -197,8 +216,9 @@ class ResultsWriter:
 
     def finish(self, config: Any, exitstatus: int = 0, stopped: str | bool = False) -> None:
         """Note what made the session partial, from pytest's ``config`` (``-k``, ``-m``,
-        ``--deselect``), the deselected count, ``stopped`` (``session.shouldstop`` or
-        ``shouldfail``: ``-x``, ``--maxfail``) and ``exitstatus`` (2: interrupted)."""
+        ``--deselect``, arguments naming part of the conformance package), the deselected count,
+        ``stopped`` (``session.shouldstop`` or ``shouldfail``: ``-x``, ``--maxfail``) and
+        ``exitstatus`` (2: interrupted)."""
         option = getattr(config, "option", None)
         for flag, name in (("-k", "keyword"), ("-m", "markexpr")):
             value = getattr(option, name, None)
@@ -208,6 +228,8 @@ class ResultsWriter:
             self.note_partial(f"--deselect of {len(option.deselect)} test(s)")
         if self._deselected:
             self.note_partial(f"{self._deselected} test(s) deselected")
+        for arg in _narrower_than_the_suite(config):
+            self.note_partial(f"only {arg}")
         if stopped:
             self.note_partial(f"stopped early: {stopped}" if isinstance(stopped, str) else "stopped early")
         if exitstatus == _INTERRUPTED:

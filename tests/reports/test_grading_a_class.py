@@ -455,3 +455,21 @@ def test_a_summary_too_wide_for_a_table_becomes_a_line_per_profile(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert max(map(len, lines)) <= 100
     assert lines[1].startswith("vtx-2006+tpr_shadow (partial): equivalence xfail 12 pass 140;")
+
+
+@pytest.mark.parametrize(
+    ("args", "partial"),
+    [
+        (["conformance"], False),
+        ([str(Path(__file__).resolve().parents[2] / "conformance")], False),
+        (["conformance/test_safety.py"], True),
+        (["conformance.test_safety::test_x[native]"], True),
+        (["tests/reports/test_demo.py"], False),  # another project's tests: no part of the suite
+    ],
+)
+def test_a_run_of_part_of_the_suite_by_its_arguments_is_partial(tmp_path, args, partial):
+    writer = _writer_with_one_test(tmp_path)
+    root = Path(__file__).resolve().parents[2]
+    option = SimpleNamespace(keyword="", markexpr="", deselect=[])
+    writer.finish(SimpleNamespace(option=option, args=args, invocation_params=SimpleNamespace(dir=root)))
+    assert writer.partial == ([f"only {args[0]}"] if partial else [])
