@@ -155,3 +155,22 @@ def test_no_package_source_cites_a_design_file_users_do_not_have() -> None:
             if re.search(r"\bDESIGN\b", line):
                 offenders.append(f"{document.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "citations of a design file users do not have:\n" + "\n".join(offenders)
+
+
+def test_every_manual_the_sources_cite_exists() -> None:
+    """Docstrings and comments cite manuals by path (``docs/vmx.md``): each must be there."""
+    cited = re.compile(r"\bdocs/[\w./-]+\.md\b")
+    missing = []
+    sources = [ROOT / "tox.ini", ROOT / "pyproject.toml"]
+    for folder in ("benchmarks", "cffi_core", "conformance", "reference_vmm", "reports", "examples", ".ci"):
+        sources += sorted(p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in sources:
+        if path.suffix not in (".py", ".s", ".toml", ".c", ".h", ".md", ".ini", ".sh", ".yml", ".yaml", ".json"):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            missing += [
+                f"{path.relative_to(ROOT)}:{number}: {m.group(0)}"
+                for m in cited.finditer(line)
+                if not (ROOT / m.group(0)).is_file()
+            ]
+    assert not missing, "manuals cited that do not exist:\n" + "\n".join(missing)
