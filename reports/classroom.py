@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.results import load_results
 from reports.grades import Standing, collect_files, grade, load_runs, ranking, shared_names
 from reports.render import Block, Code, Heading, Mono, Paragraph, Table, to_html, to_markdown
 from reports.report import Report, write_report
@@ -62,8 +61,10 @@ def write_class_report(
     (submission, error) of the submissions that could not be graded at all."""
     files = collect_files(results)
     by_class: dict[str, list[Path]] = {}
-    for path in files:
-        by_class.setdefault(load_results(path).key.vmm_class, []).append(path)
+    for path in files:  # a file may hold several runs (JUnit XML), of several classes
+        for run in load_runs([path]):
+            if path not in by_class.setdefault(run.key.vmm_class, []):
+                by_class[run.key.vmm_class].append(path)
     grades = [grade(run) for run in load_runs(files)]
     standings = ranking(grades)
     sheets = {}

@@ -259,6 +259,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
             bench.append(path)
         else:
             results.append(path)
+    if args.ranking:
+        if bench or not results:
+            raise ValueError("report: --ranking ranks conformance results (no bench.json), give results files")
+        from reports.classroom import write_class_report
+
+        return _print_class_report(write_class_report(results, Path(args.output)))
     if not bench:
         if not results:
             raise ValueError("report: give results files or directories, or --bench FILE")
@@ -520,7 +526,7 @@ def _write_junit(written: Sequence[Path], path: Path) -> None:
 
 def _class_report(outcomes: Sequence[Any], out: Path, unloaded: list[tuple[str, str]]) -> int:
     """The report of a class: the ranking, and a grade sheet per submission."""
-    from reports.classroom import ranking_table, write_class_report
+    from reports.classroom import write_class_report
     from reports.demo import problem
 
     graded = {f"{o.plan.vmm.__module__}:{o.plan.vmm.__qualname__}" for o in outcomes if o.wrote_results}
@@ -538,8 +544,15 @@ def _class_report(outcomes: Sequence[Any], out: Path, unloaded: list[tuple[str, 
     if not written:
         print(f"popek: no run wrote results; nothing to rank ({len(unloaded)} submission(s) not graded)")
         return 1
-    report = write_class_report(written, out, problems, unloaded)
     print()
+    return _print_class_report(write_class_report(written, out, problems, unloaded))
+
+
+def _print_class_report(report: Any) -> int:
+    """The ranking on the console, the warnings, where the class report went; the exit status."""
+    from reports.classroom import ranking_table
+
+    out = report.markdown.parent
     headers, rows = ranking_table(report.standings)
     print(tabulate(rows, headers=headers, tablefmt="simple"))
     for warning in report.warnings:
@@ -807,6 +820,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_cost_profile,
         metavar="P",
         help="price the benchmark records under this cost profile (repeatable; default: those of the bench run)",
+    )
+    p.add_argument(
+        "--ranking",
+        action="store_true",
+        help="a class's report: the VMMs ranked in OUTPUT/report.md and .html, and a grade sheet per VMM class "
+        "in OUTPUT/sheets/ (as popek grade writes for several VMMs; the final job of a CI matrix)",
     )
     p.add_argument("-o", "--output", default="popek-report", help="report directory (default popek-report)")
     p.set_defaults(func=_cmd_report)

@@ -473,3 +473,22 @@ def test_a_run_of_part_of_the_suite_by_its_arguments_is_partial(tmp_path, args, 
     option = SimpleNamespace(keyword="", markexpr="", deselect=[])
     writer.finish(SimpleNamespace(option=option, args=args, invocation_params=SimpleNamespace(dir=root)))
     assert writer.partial == ([f"only {args[0]}"] if partial else [])
+
+
+def test_report_ranking_merges_a_matrix_of_results_into_a_class_report(tmp_path, capsys):
+    # The final job of a CI matrix: every submission × profile's file in one directory.
+    writer = ResultsWriter(tmp_path / "results")
+    for cls, outcome in (("alice:AliceVMM", "passed"), ("bob:BobVMM", "failed")):
+        for profile in ("x86-2005", "classic-1974"):
+            key = RunKey("toy", "t", cls, profile)
+            test = writer.result(key, "conformance/test_equivalence.py::t[toy]", "equivalence", "c")
+            test.outcome = outcome
+    assert len(writer.write()) == 4
+    out = tmp_path / "class"
+    assert main(["report", str(tmp_path / "results"), "--ranking", "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line.split()[:3] for line in lines[2:4]] == [["1", "toy", "(alice:AliceVMM)"], ["2", "toy", "(bob:BobVMM)"]]
+    assert "shared by 2 classes" in captured.err
+    assert (out / "sheets" / "alice-AliceVMM" / "report.md").is_file()
+    assert "bob" not in (out / "sheets" / "alice-AliceVMM" / "report.md").read_text()
