@@ -110,12 +110,13 @@ def wrap(text: str, width: int = WIDTH) -> str:
             continue
         indent = " " * min(len(line) - len(line.lstrip()), width // 2)
         prefix = indent + _CONTINUATION
-        out.append(line[:width])
-        rest = line[width:]
-        step = width - len(prefix)
-        while rest:
-            out.append(prefix + rest[:step])
-            rest = rest[step:]
+        rest = line
+        while len(rest) > width:
+            # At a space in the second half of the piece when there is one, else mid-word.
+            cut = rest.rfind(" ", max(width // 2, len(prefix) + 1), width) + 1 or width
+            out.append(rest[:cut].rstrip(" "))
+            rest = prefix + rest[cut:]
+        out.append(rest)
     return "\n".join(out)
 
 

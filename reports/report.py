@@ -214,11 +214,12 @@ def _thresholds(guest: str, profile: str) -> _Thresholds | None:
         return None
 
 
-def _meets(value: float, bound: float | None, at_least: bool) -> Cell:
+def _meets(value: float, bound: float | None, at_least: bool, digits: int = 1) -> Cell:
+    text = f"{value:,.{digits}f}"
     if bound is None:
-        return Cell(f"{value:,.1f}")
+        return Cell(text)
     ok = value >= bound if at_least else value <= bound
-    return Cell(f"{value:,.1f}", "pass" if ok else "fail")
+    return Cell(text, "pass" if ok else "fail")
 
 
 def _bound(bound: float | None, at_least: bool) -> str:
@@ -271,11 +272,11 @@ def efficiency_blocks(grades: Sequence[Grade], labels: dict[str, str] | None = N
                     verdict_cell(
                         {"passed": "pass", "failed": "FAIL", "xfailed": "fails as expected"}.get(t.outcome, t.outcome)
                     ),
-                    _meets(direct, min_direct, True),
+                    _meets(direct, min_direct, True, 0),
                     _bound(min_direct, True),
                     _meets(entries, max_entries, False),
                     _bound(max_entries, False),
-                    _meets(overhead, max_overhead, False),
+                    _meets(overhead, max_overhead, False, 0),
                     _bound(max_overhead, False),
                 ]
             )

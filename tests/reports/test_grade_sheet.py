@@ -240,13 +240,13 @@ def test_efficiency_figures_stand_beside_their_thresholds_with_bars(tmp_path):
     md = report.markdown.read_text(encoding="utf-8")
     section = md.split("### Efficiency of student", 1)[1]
     compute = next(line for line in section.splitlines() if line.startswith("| classic-1974 | compute"))
-    assert [c.strip() for c in compute.split("|")[4:8]] == ["1,000.0", "≥ 990", "0.3", "≤ 5.0"]
+    assert [c.strip() for c in compute.split("|")[4:8]] == ["1,000", "≥ 990", "0.3", "≤ 5.0"]
     system = next(line for line in section.splitlines() if line.startswith("| classic-1974 | system"))
-    assert [c.strip() for c in system.split("|")[4:8]] == ["700.0", "≥ 800", "90.0", "≤ 200.0"]
+    assert [c.strip() for c in system.split("|")[4:8]] == ["700", "≥ 800", "90.0", "≤ 200.0"]
     assert "┃" in section  # the text bars mark the threshold
     page = report.html.read_text(encoding="utf-8")
     _valid_html(page)
-    assert page.count("<svg") == 2 and '<td class="fail">700.0</td>' in page
+    assert page.count("<svg") == 2 and '<td class="fail">700</td>' in page
 
 
 def test_every_block_renders_in_both_formats_and_the_html_validates():
