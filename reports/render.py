@@ -28,6 +28,7 @@ __all__ = [
     "Code",
     "Contents",
     "Details",
+    "FoldedTable",
     "Heading",
     "Mono",
     "Paragraph",
@@ -109,6 +110,14 @@ class Details:
 
 
 @dataclass(frozen=True)
+class FoldedTable:
+    """A table shown folded under a one-line summary (a coverage matrix: there to consult)."""
+
+    summary: str
+    table: Table
+
+
+@dataclass(frozen=True)
 class Contents:
     """The table of contents: every heading after it of levels ``level`` to ``level + depth - 1``."""
 
@@ -138,7 +147,7 @@ class Bars:
     bars: tuple[Bar, ...]
 
 
-Block = Heading | Paragraph | Table | Code | Details | Contents | Bars
+Block = Heading | Paragraph | Table | FoldedTable | Code | Details | Contents | Bars
 
 
 def slug(text: str) -> str:
@@ -202,9 +211,11 @@ def _md_inline(parts: Sequence[Inline]) -> str:
 
 
 def _md_cell(value: object) -> object:
-    # tabulate's github format does not escape the column separator.
+    # tabulate's github format does not escape the column separator.  Markdown has no colour: a
+    # failing cell is bold, so that it stands out of a column of passes.
     if isinstance(value, Cell):
-        value = value.text
+        text = value.text.replace("|", "\\|")
+        return f"**{text}**" if value.tone == "fail" else text
     return value.replace("|", "\\|") if isinstance(value, str) else value
 
 
@@ -221,6 +232,10 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             out.append(f"{'#' * block.level} {_md_text(block.text)}")
         elif isinstance(block, Paragraph):
             out.append(_md_inline(block.parts))
+        elif isinstance(block, FoldedTable):
+            # GitHub renders a Markdown table inside an HTML details element between blank lines.
+            table = to_markdown([block.table]).rstrip("\n")
+            out.append(f"<details><summary>{html.escape(block.summary)}</summary>\n\n{table}\n\n</details>")
         elif isinstance(block, Table):
             rows = [[_md_cell(c) for c in row] for row in block.rows]
             # A Cell's text is shown as written ("1,000.0"), never re-read as a number by tabulate.
@@ -366,6 +381,10 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             body.append(f"<p>{_html_inline(block.parts)}</p>")
         elif isinstance(block, Table):
             body.append(_html_table(block))
+        elif isinstance(block, FoldedTable):
+            body.append(
+                f"<details><summary>{html.escape(block.summary)}</summary>\n{_html_table(block.table)}\n</details>"
+            )
         elif isinstance(block, Code):
             body.append(_html_pre(block.text, block.marks))
         elif isinstance(block, Details):

@@ -42,6 +42,7 @@ from reports.render import (
     Code,
     Contents,
     Details,
+    FoldedTable,
     Heading,
     Mono,
     Paragraph,
@@ -457,7 +458,10 @@ def coverage_blocks(run: RunResults) -> list[Block]:
             f"read statically from each guest: {reached} of {total} cells reached. An instruction counts at the "
             "CPL and paging mode of its body and with the TF its preceding instructions left."
         ),
-        Table(["instruction", *(_column(*col) for col in columns)], rows),
+        FoldedTable(
+            f"examples per instruction and mode ({len(rows)} instructions × {len(columns)} modes)",
+            Table(["instruction", *(_column(*col) for col in columns)], rows),
+        ),
         Table(["exit adjacent to an event", "examples"], adjacent),
         Paragraph(f"Uncovered cells ({total - reached}):"),
         Code("\n".join(uncovered) if uncovered else "none"),

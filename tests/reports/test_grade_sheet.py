@@ -242,7 +242,12 @@ def test_efficiency_figures_stand_beside_their_thresholds_with_bars(tmp_path):
     compute = next(line for line in section.splitlines() if line.startswith("| classic-1974 | compute"))
     assert [c.strip() for c in compute.split("|")[4:8]] == ["1,000", "≥ 990", "0.3", "≤ 5.0"]
     system = next(line for line in section.splitlines() if line.startswith("| classic-1974 | system"))
-    assert [c.strip() for c in system.split("|")[4:8]] == ["700", "≥ 800", "90.0", "≤ 200.0"]
+    assert [c.strip() for c in system.split("|")[4:8]] == [
+        "**700**",
+        "≥ 800",
+        "90.0",
+        "≤ 200.0",
+    ]  # a failing figure is bold
     assert "┃" in section  # the text bars mark the threshold
     page = report.html.read_text(encoding="utf-8")
     _valid_html(page)
