@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reports.grades import Standing, collect_files, grade, load_runs, ranking, shared_names
-from reports.render import Block, Code, Heading, Mono, Paragraph, Table, to_html, to_markdown
+from reports.render import Block, Cell, Code, Heading, Mono, Paragraph, Table, to_html, to_markdown
 from reports.report import Report, write_report
 
 __all__ = ["TITLE", "ClassReport", "ranking_table", "sheet_directory", "write_class_report"]
@@ -99,8 +100,8 @@ def ranking_table(
         row: list[object] = [
             s.rank,
             s.label + (" (partial)" if s.partial else ""),
-            *(s.properties.get(p, "-") for p in props),
-            f"{s.clean_runs}/{s.runs}",
+            *(_tone(s.properties.get(p, "-")) for p in props),
+            Cell(f"{s.clean_runs}/{s.runs}", "pass" if s.ok else "fail"),
             s.failures,
         ]
         if sheets is not None:
@@ -108,6 +109,14 @@ def ranking_table(
             row.append(str(sheet.html.relative_to(out)) if sheet is not None and out is not None else "-")
         rows.append(row)
     return headers, rows
+
+
+_TONES = {"pass": "pass", "FAIL": "fail", "xfail": "xfail", "skip": "skip"}
+
+
+def _tone(verdict: str) -> Cell:
+    """A ``short_verdict`` with the colour of its first word (``reports.render.TONES``)."""
+    return Cell(verdict, _TONES.get(verdict.split(" ", 1)[0], "skip" if verdict == "-" else None))
 
 
 def _blocks(
@@ -129,7 +138,8 @@ def _blocks(
     )
     if partial:
         text += f" {partial} submission(s) were graded on part of the suite only (partial)."
-    blocks: list[Block] = [Heading(1, TITLE), Paragraph(text)]
+    written = f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
+    blocks: list[Block] = [Heading(1, TITLE), Paragraph(text), Paragraph(written)]
     for warning in warnings:
         blocks.append(Paragraph("Warning: ", warning, "."))
     blocks += [
