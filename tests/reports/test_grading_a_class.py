@@ -492,3 +492,5 @@ def test_report_ranking_merges_a_matrix_of_results_into_a_class_report(tmp_path,
     assert "shared by 2 classes" in captured.err
     assert (out / "sheets" / "alice-AliceVMM" / "report.md").is_file()
     assert "bob" not in (out / "sheets" / "alice-AliceVMM" / "report.md").read_text()
+    html5lib = pytest.importorskip("html5lib")
+    html5lib.HTMLParser(strict=True).parse((out / "report.html").read_text())  # valid HTML5, or it raises
