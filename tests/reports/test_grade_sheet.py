@@ -309,3 +309,56 @@ def test_the_failing_frame_of_a_crash_is_the_vmms_own(tmp_path, monkeypatch):
         load_vmm("")  # raised by the grader's own code: no frame of a VMM
     error = ours.value.with_traceback(ours.value.__traceback__.tb_next)  # less this test's frame
     assert vmm_frame(error) is None
+
+
+SEEDED_SUITE = '''
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conformance.api import Observation
+from conformance.checks import assert_equivalent
+
+
+def _console(r3):
+    return b"".join(f"r{i}={(r3 if i == 3 else i):016x}\\n".encode() for i in range(1, 9))
+
+
+@pytest.mark.popek_property("equivalence", category="mechanism")
+@pytest.mark.parametrize("guest", range(20))
+def test_guest(guest, vmm):
+    """A VMM with one seeded bug (port output truncated to a byte) on twenty guests."""
+    value = 0x174D6DF7B31BEDF3 + guest
+    listing = "\\n".join(f"        out PORT, r3   ; line {k}" for k in range(60))
+    native = Observation(_console(value), 0, bytes(4400), "exit")
+    seeded = Observation(_console(value & 0xFF), 0, bytes(4400), "exit")
+    assert_equivalent(native, seeded, names=("native", "student"), program=listing)
+
+
+@pytest.mark.popek_property("equivalence", category="generated")
+@settings(print_blob=True, database=None, max_examples=5, suppress_health_check=list(HealthCheck))
+@given(disk=st.just(bytes(range(256)) * 17))
+def test_generated(vmm, disk):
+    assert disk == bytes(len(disk)), "the disk differs"
+'''
+
+
+def test_a_seeded_bug_graded_end_to_end_is_one_cause_without_advice_or_blobs(pytester):
+    """From pytest through the plugin's results file to the sheet: twenty failures of one seeded
+    bug are one cause, and what hypothesis and pytest add (the @reproduce_failure advice, a disk's
+    kilobytes) is not recorded."""
+    pytester.makeini("[pytest]\naddopts = -p no:benchmark\n")
+    pytester.makepyfile(test_seeded=SEEDED_SUITE)
+    result = pytester.runpytest("--popek-vmm", "native", "--popek-results", "results")
+    result.assert_outcomes(failed=21)
+    shown = result.stdout.str()
+    assert "@reproduce_failure" in shown and "\\xff" in shown  # what pytest shows, the results do not keep
+    (path,) = (pytester.path / "results").glob("*.json")
+    text = path.read_text(encoding="utf-8")
+    assert "reproduce_failure" not in text
+    assert "shortened" in text and "\\\\xff" not in text  # the 4,352 bytes of the example cut to their first
+    report = write_report([path], pytester.path / "out", now=NOW)
+    md = report.markdown.read_text(encoding="utf-8")
+    assert "### Unexpected failures: 21 failure(s), 2 cause(s)" in md
+    assert "#### Cause 1 of 2 (20 failure(s)): console: differs from line 3: r3=" in md
+    assert "You can reproduce" not in md
+    _valid_html(report.html.read_text(encoding="utf-8"))
