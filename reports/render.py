@@ -97,6 +97,9 @@ class Code:
 
     text: str
     marks: frozenset[int] = field(default_factory=frozenset)
+    sides: bool = False
+    """The marked lines are rows of a side-by-side diff (``left | right``): in HTML the
+    characters in which the two sides differ are emphasised too."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,7 @@ td.skip { background: #eeeeee; color: #555; }
 td.note { background: #e3ecfa; }
 pre { background: #f6f6f6; border: 1px solid #ddd; padding: 0.6em; white-space: pre-wrap; overflow-wrap: anywhere; }
 pre .mark { background: #ffe08a; }
+pre .mark strong { background: #f4a640; }
 code { background: #f3f3f3; padding: 0 0.2em; }
 nav ul { margin: 0.2em 0; }
 svg.bars text { font: 12px system-ui, sans-serif; }
@@ -310,10 +314,36 @@ def _html_table(table: Table) -> str:
     return f"<table>\n<thead>\n<tr>{head}</tr>\n</thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
 
 
-def _html_pre(text: str, marks: frozenset[int]) -> str:
+def _html_sides(line: str) -> str:
+    """A side-by-side row ``... | left | right`` with the characters in which ``right`` differs
+    from ``left`` (position by position) in ``<strong>``."""
+    head, sep, right = (line + " " if line.endswith(" |") else line).rpartition(" | ")
+    if not sep:
+        return html.escape(line)
+    lead, sep2, left = head.rpartition(" | ")
+    if not sep2:
+        # No line-number column: the row's marker and indentation lead it.
+        peeled = re.match(r"\s*(?:!\s)?\s*", head)
+        lead, left = head[: peeled.end()], head[peeled.end() :]
+    else:
+        lead += sep2
+
+    def emphasise(text: str, other: str) -> str:
+        out = []
+        for k, ch in enumerate(text):
+            differs = k >= len(other.rstrip()) or other[k] != ch
+            out.append(f"<strong>{html.escape(ch)}</strong>" if differs and ch != " " else html.escape(ch))
+        return "".join(out).replace("</strong><strong>", "")
+
+    return html.escape(lead) + emphasise(left, right) + " | " + emphasise(right, left)
+
+
+def _html_pre(text: str, marks: frozenset[int], sides: bool = False) -> str:
     lines = text.rstrip().split("\n")
     shown = [
-        f'<span class="mark">{html.escape(line)}</span>' if i in marks else html.escape(line)
+        f'<span class="mark">{_html_sides(line) if sides else html.escape(line)}</span>'
+        if i in marks
+        else html.escape(line)
         for i, line in enumerate(lines)
     ]
     return "<pre><code>" + "\n".join(shown) + "</code></pre>"
@@ -386,7 +416,7 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
                 f"<details><summary>{html.escape(block.summary)}</summary>\n{_html_table(block.table)}\n</details>"
             )
         elif isinstance(block, Code):
-            body.append(_html_pre(block.text, block.marks))
+            body.append(_html_pre(block.text, block.marks, block.sides))
         elif isinstance(block, Details):
             body.append(
                 f"<details><summary>{html.escape(block.summary)}</summary>{_html_pre(block.text, block.marks)}</details>"

@@ -350,7 +350,7 @@ def _failure_blocks(run: RunResults, tests: Sequence[TestResult]) -> list[Block]
                 Mono(test.nodeid),
                 f" ({test.outcome}; property {test.property or '-'}, category {test.category or '-'}):",
             ),
-            Code(shown.diff, failures.marks(shown.diff)),
+            Code(shown.diff, failures.marks(shown.diff), sides=True),
         ]
         if shown.listing:
             lines = shown.listing.count("\n") + 1

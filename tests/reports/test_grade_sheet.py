@@ -217,7 +217,8 @@ def test_the_sheet_has_date_versions_contents_and_failing_runs_first(tmp_path):
     _valid_html(page)
     assert '<h2 id="student-on-classic-1974--2-unexpected-failures">' in page
     assert '<td class="fail">FAIL (2 of 2)</td>' in page and '<td class="pass">pass (1)</td>' in page
-    assert '<span class="mark">' in page  # the differing rows of the diff highlighted
+    assert '<span class="mark">' in page  # the differing rows of the diff highlighted, and in them
+    assert "r3=<strong>174d6df7b31bed</strong>f3" in page  # the characters that differ
 
 
 def _efficiency(
