@@ -24,6 +24,7 @@ from cffi_core.devices.disk import SECTOR_SIZE
 from cffi_core.profiles import DEFAULT_PROFILE
 
 if TYPE_CHECKING:
+    from cffi_core.exits import ExitReason
     from cffi_core.image import GuestImage
     from cffi_core.machine import Exit, Machine
 
@@ -100,21 +101,37 @@ HOST_CANARY_SIZE = 64 * 1024
 # The safety tests drive VMM.run in slices of HOST_TIMER_PERIOD ticks, the host timer; a VMM
 # that runs guest code on the host machine must regain control (the host's run or vmrun
 # returns) within CONTROL_LATENCY ticks of the end of each slice, whatever the guest does.
-HOST_TIMER_PERIOD = 2_000
-CONTROL_LATENCY = 1_000
+# A real host timer interrupts every millisecond or so: Linux at HZ=1000 on the 3.8 GHz
+# Pentium 4 of Adams & Agesen 2006 (§6) is 3.8 M cycles, some two million guest instructions
+# at the price the fit gives an instruction there (docs/benchmarks.md, p4-2006).  The period
+# is a twentieth of that or so: long enough that a host-timer exit is a small part of a slice
+# (a round trip of 4,340 cycles, Table 1, against some 160,000 of guest work; the simulator's
+# Python per slice against 0.1 ms of guest code), short enough that the adversaries of the
+# safety tests outlast it within budgets the full emulator runs in a fraction of a second
+# (docs/vmm-api.md §9).  The latency is half a period: what a VMM's own deprivileged code (a
+# translator's in-TC sequences, hidden faults) may add to a slice.
+HOST_TIMER_PERIOD = 100_000
+CONTROL_LATENCY = HOST_TIMER_PERIOD // 2
 
 # Progress (docs/vmm-api.md §5): ``observe`` drives VMM.run in slices of OBSERVE_SLICE guest
 # ticks.  A slice may enter the host at most ENTRIES_PER_TICK times per tick of the slice (plus
 # ENTRY_SLACK) and run the host's clock at most HOST_TICKS_PER_TICK times the slice (plus
 # CONTROL_LATENCY); a VM whose clock stands still for STALL_SLICES slices in a row, or that
-# has not stopped after its budget's worth of slices (and two more), makes no progress.
+# has not stopped after its budget's worth of slices (and two more), makes no progress.  The
+# reference VMMs enter the host at most 0.75 times a tick (a fork-heavy guest under shadow
+# paging); a VMM that steps its guest one tick a run enters once a tick: two a tick is room
+# for both, and bounds what a VMM that spins without progress costs before it is stopped.
 OBSERVE_SLICE = HOST_TIMER_PERIOD
-ENTRIES_PER_TICK = 20
+ENTRIES_PER_TICK = 2
 ENTRY_SLACK = 1_000
 HOST_TICKS_PER_TICK = 2
 STALL_SLICES = 8
+# A host entry moves the host's clock by a tick at least when the guest does anything (an
+# instruction, a fault, an exit); this many entries in a row that leave it where it was enter
+# a guest that cannot run (halted, with its clock not advanced to its next deadline): a VMM
+# spinning there is stopped at once, not after a slice's worth of entries.
+STILL_ENTRIES = 1_000
 
-_PORT_EXITS = frozenset({"IO_IN", "IO_OUT"})  # host exits of an in/out (docs/architecture.md §10)
 _DIFF_CONTEXT = 16  # bytes of console shown on each side of the first difference
 
 
@@ -434,8 +451,7 @@ class HostWatch:
         """Host ticks spent inside them."""
         self.longest = 0
         """Ticks of the longest single entry."""
-        self.exits: dict[str, int] = {}
-        """Entries by the exit that ended them (``ExitReason`` names)."""
+        self._exits: dict[ExitReason, int] = {}  # by the reason itself: no name looked up per entry
         self.max_slice_entries = 0
         """The most entries one slice took (for calibrating the bounds)."""
         self.ports: dict[str, int] = {}
@@ -443,10 +459,14 @@ class HostWatch:
         device of docs/architecture.md §11 that claims the port (``unclaimed`` for the rest)."""
         self.failure: str | None = None
         self.label = "the VMM"
-        self._last: tuple[str, Any] | None = None  # ("run", None) or ("vmrun", the VMCS)
+        self._last_name: str | None = None  # "run" or "vmrun", None before any entry
+        self._last_args: tuple[Any, ...] = ()  # vmrun's arguments: the VMCS first
         self._last_exit: Exit | None = None
         self._slice_entries = 0
-        self._slice_start = host.clock
+        self._still = 0  # entries in a row that left the host's clock where it was
+        reader = getattr(host, "clock_reader", None)  # a Machine's; a stand-in host reads its property
+        self._clock: Callable[[], int] = reader() if callable(reader) else lambda: host.clock
+        self._slice_start = self._clock()
         self._slice_ticks = 0
         self._limits: tuple[int, int] | None = None
         for name in ("run", "vmrun"):
@@ -467,7 +487,8 @@ class HostWatch:
         ``entries`` times and run the host's clock at most ``host_ticks`` ticks (by default
         the bounds of docs/vmm-api.md §5)."""
         self._slice_entries = 0
-        self._slice_start = self.host.clock
+        self._still = 0
+        self._slice_start = self._clock()
         self._slice_ticks = ticks
         self._limits = (
             ENTRIES_PER_TICK * ticks + ENTRY_SLACK if entries is None else entries,
@@ -483,6 +504,11 @@ class HostWatch:
         self._limits = None
 
     @property
+    def exits(self) -> dict[str, int]:
+        """Entries by the exit that ended them (``ExitReason`` names)."""
+        return {reason.name: n for reason, n in self._exits.items()}
+
+    @property
     def slice_entries(self) -> int:
         """Entries of the current (or last) slice."""
         return self._slice_entries
@@ -491,14 +517,13 @@ class HostWatch:
     def guest_pc(self) -> int | None:
         """The guest's pc as the host holds it after the last exit: the host CPU's pc after a
         ``run``, GUEST_PC of the VMCS after a ``vmrun`` (docs/vmx.md V.2); None before any."""
-        if self._last is None:
+        if self._last_name is None:
             return None
-        name, vmcs = self._last
-        if name == "run":
+        if self._last_name == "run":
             return int(self.host.cpu.pc)
         from cffi_core.vmx import VmcsField
 
-        return int(vmcs[VmcsField.GUEST_PC])
+        return int(self._last_args[0][VmcsField.GUEST_PC])
 
     def figures(self) -> dict[str, Any]:
         """What the watch saw, and the host core's counters now, as plain data (``HostFigures``)."""
@@ -506,7 +531,7 @@ class HostWatch:
             "entries": self.entries,
             "host_ticks": self.host_ticks,
             "longest": self.longest,
-            "exits": dict(self.exits),
+            "exits": self.exits,
             "max_slice_entries": self.max_slice_entries,
             "counters": dict(self.host.counters),
             "ports": dict(self.ports),
@@ -530,31 +555,45 @@ class HostWatch:
 
     # -- the wrapper ------------------------------------------------------------------------------
     def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        # Every host entry of every VMM passes here (an exit-heavy guest makes hundreds of
+        # thousands): two clock reads, the bounds checked against them, the exit counted by
+        # its reason object; names, ports and the rest only when an exit asks for them.
+        from cffi_core.exits import ExitReason
         from cffi_core.vmx import VmExitReason
 
         host, vm_exit_io = self.host, VmExitReason.IO_INSTRUCTION
+        clock = self._clock
+        port_exits, vm = frozenset({ExitReason.IO_IN, ExitReason.IO_OUT}), ExitReason.VM
 
         def watched(*args: Any, **kwargs: Any) -> Any:
             if self.failure is not None:
                 raise HostRefused(self.failure)
-            if self._limits is not None:
+            start = clock()
+            limits = self._limits
+            if limits is not None and (
+                self._slice_entries >= limits[0]
+                or start - self._slice_start > limits[1]
+                or self._still >= STILL_ENTRIES
+            ):
                 self._check(after=False)
-            start = host.clock
             try:
                 ex = original(*args, **kwargs)
             finally:
-                spent = host.clock - start
+                spent = clock() - start
                 self.entries += 1
                 self._slice_entries += 1
                 self.host_ticks += spent
-                self.longest = max(self.longest, spent)
-            self._last = (name, args[0] if name == "vmrun" and args else kwargs.get("vmcs"))
-            exits, reason = self.exits, ex.reason.name
-            exits[reason] = exits.get(reason, 0) + 1
+                if spent > self.longest:
+                    self.longest = spent
+                self._still = 0 if spent else self._still + 1
+            self._last_name = name
+            self._last_args = args if args else (kwargs.get("vmcs"),)
             self._last_exit = ex
-            if reason in _PORT_EXITS:
+            exits, reason = self._exits, ex.reason
+            exits[reason] = exits.get(reason, 0) + 1
+            if reason in port_exits:
                 self._port(ex.port)
-            elif reason == "VM" and ex.number == vm_exit_io:
+            elif reason is vm and ex.number == vm_exit_io:
                 self._port(host.exit_qualification >> 16)  # the port, bits 31:16 (docs/vmx.md V.5)
             return ex
 
@@ -570,8 +609,13 @@ class HostWatch:
         assert self._limits is not None
         max_entries, max_ticks = self._limits
         entries = self._slice_entries + (0 if after else 1)
-        ticks = self.host.clock - self._slice_start
-        if entries > max_entries:
+        ticks = self._clock() - self._slice_start
+        if self._still >= STILL_ENTRIES and not after:
+            what = (
+                f"entered the host {self._still + 1} times in a row without the host's clock moving (at most "
+                f"{STILL_ENTRIES}): its guest cannot run"
+            )
+        elif entries > max_entries:
             what = f"entered the host {entries} times in one slice of {self._slice_ticks} guest ticks (at most {max_entries})"
         elif ticks > max_ticks:
             what = f"ran the host for {ticks} ticks in one slice of {self._slice_ticks} guest ticks (at most {max_ticks})"
@@ -784,26 +828,31 @@ def drive(monitor: VMM, vms: Sequence[VM], watch: HostWatch, *, period: int, bud
     label = watch.label
     max_slices = budget // period + 2
     stalled = 0
-    before = [guest_ticks(vm) for vm in vms]
+    # Per slice only what the bounds need: which VMs still run, and their clocks (``VM.ticks``);
+    # counters and observations are read once, after the last slice.
+    running = [vm for vm in vms if not vm.stopped]
+    before = [guest_ticks(vm) for vm in running]
     for _ in range(max_slices):
-        if all(vm.stopped for vm in vms):
+        if not running:
             return
-        watch.begin_slice(period * sum(not vm.stopped for vm in vms))
+        watch.begin_slice(period * len(running))
         monitor.run(period)
         watch.end_slice()
         if watch.failure is not None:
             raise NoProgress(watch.failure)
-        now = [guest_ticks(vm) for vm in vms]
-        frozen = [
-            vm for vm, a, b in zip(vms, before, now, strict=True) if not vm.stopped and a is not None and a == b
-        ]
-        stalled = stalled + 1 if frozen and len(frozen) == sum(not vm.stopped for vm in vms) else 0
+        still = [vm for vm in running if not vm.stopped]
+        now = [guest_ticks(vm) for vm in still]
+        if len(still) == len(running):  # nobody stopped: did every clock stand still?
+            frozen = all(b is not None and a == b for a, b in zip(before, now, strict=True))
+            stalled = stalled + 1 if frozen else 0
+        else:
+            stalled = 0
         if stalled >= STALL_SLICES:
             raise NoProgress(
-                f"no progress: {label}: the guest's clock stood at {guest_ticks(frozen[0])} ticks for {stalled} "
-                f"calls of run({period}) in a row; {_where(watch, frozen[0])}"
+                f"no progress: {label}: the guest's clock stood at {now[0]} ticks for {stalled} "
+                f"calls of run({period}) in a row; {_where(watch, still[0])}"
             )
-        before = now
+        running, before = still, now
     if not all(vm.stopped for vm in vms):
         vm = next(vm for vm in vms if not vm.stopped)
         raise NoProgress(

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from conformance.api import (
     CONTROL_LATENCY,
+    ENTRIES_PER_TICK,
+    ENTRY_SLACK,
     HOST_TIMER_PERIOD,
     VM,
     VMM,
@@ -54,9 +56,10 @@ if TYPE_CHECKING:
 
 __all__ = ["HostWatch", "Runaway", "SideBySide", "canary_pattern", "host_memory_damage", "run_side_by_side"]
 
-# A VMM may make many short host runs per slice (one per exit); this many without the guests'
-# clocks getting through their slice means it is spinning (a livelock), and the run is ended.
-_RUNS_PER_TICK = 20
+# A VMM may make many short host runs per slice (one per exit); this many per tick of the
+# slice (observe's bound, docs/vmm-api.md §5) without the guests' clocks getting through it
+# means it is spinning (a livelock), and the run is ended.
+_RUNS_PER_TICK = ENTRIES_PER_TICK
 # The canary pattern's quadword at address a is a + _CANARY_TAG: distinct everywhere below
 # 4 GiB (the largest host, docs/architecture.md §5.1), and never zero, so that a VMM that
 # zeroes or copies host memory where it should not shows.  Its low bits are P|W|U (§7.2):
@@ -280,7 +283,7 @@ def _side_by_side_here(
             # The host-tick bound of a slice is checked below, as the rule of §9 says it.
             watch.begin_slice(
                 period * running,
-                entries=_RUNS_PER_TICK * running * (period + CONTROL_LATENCY) + 1000,
+                entries=_RUNS_PER_TICK * running * (period + CONTROL_LATENCY) + ENTRY_SLACK,
                 host_ticks=1 << 62,
             )
             clock = host.clock

@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, assume, given
 from hypothesis import strategies as st
 
 from conformance import hypothesis_profiles
-from conformance.api import Observation, VMConfig, VMMError, observe
+from conformance.api import CONTROL_LATENCY, HOST_TIMER_PERIOD, Observation, VMConfig, VMMError, observe
 from conformance.guests import DISK_IMAGE, GUEST_DIR
 from conformance.safety import SideBySide, run_side_by_side
 from conformance.strategies import GuestProgram, adversary_programs, paravirt_adversary
@@ -273,12 +273,21 @@ g:      ret
 """
 
 
+HOG_BUDGET = 2 * (HOST_TIMER_PERIOD + CONTROL_LATENCY)
+"""The storm's and the hog's allowance: twice the longest a host run may last (docs/vmm-api.md
+§9), so that a VMM that does not regain control keeps its host twice too long, and one that
+does runs them for three host-timer periods."""
+
+
 def _storm_or_hog(vmm, source: str) -> tuple:
     """The storm or the hog as ``vmm`` runs it: for a paravirtual VMM the same code in its kernel
     with the page its VMM fills with hypercall stubs (docs/paravirt-abi.md §2.2)."""
     from cffi_core.asm import assemble
 
-    return (assemble(source + _HYPERCALL_PAGE if _paravirt(vmm) else source), VMConfig(memory=1 << 16, budget=50_000))
+    return (
+        assemble(source + _HYPERCALL_PAGE if _paravirt(vmm) else source),
+        VMConfig(memory=1 << 16, budget=HOG_BUDGET),
+    )
 
 
 @pytest.mark.popek_property("safety", category="timer")

@@ -100,6 +100,12 @@ class EmulatedVM(StandardDevicesVM):
         counters[COUNTER_INTERVENTIONS] = counters["instructions"]
         return counters
 
+    @property
+    def ticks(self) -> int:
+        """The guest's clock (docs/vmm-api.md §3), halted time included: the virtual CPU's own,
+        read after every slice without building the counters."""
+        return self.cpu.clock
+
     # -- the run loop ----------------------------------------------------------------------
     def run_slice(self, budget: int) -> None:
         """Emulate at most ``budget`` ticks, never past ``config.budget``; set ``stop`` when the

@@ -46,6 +46,12 @@ class NativeVM(StandardDevicesVM):
         counters[COUNTER_INTERVENTIONS] = 0
         return counters
 
+    @property
+    def ticks(self) -> int:
+        """The guest's clock (docs/vmm-api.md §3), halted time included: the platform's own, read
+        after every slice without building the counters."""
+        return self.platform.machine.clock
+
     def run_slice(self, budget: int) -> None:
         """Run at most ``budget`` more ticks, never past the VM's own ``config.budget``."""
         if self._stop is not None:
