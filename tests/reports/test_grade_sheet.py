@@ -363,3 +363,21 @@ def test_a_seeded_bug_graded_end_to_end_is_one_cause_without_advice_or_blobs(pyt
     assert "#### Cause 1 of 2 (20 failure(s)): console: differs from line 3: r3=" in md
     assert "You can reproduce" not in md
     _valid_html(report.html.read_text(encoding="utf-8"))
+
+
+def test_a_crash_is_one_cause_whatever_test_met_it_and_its_frame_is_marked():
+    frame = "E     at student_vmm.py:22 in _handle: return _KIND[ex.reason]"
+    directed = TestResult(f"{SUITE}[student-hlt]", "equivalence", "mechanism", "failed", message=CRASH + frame)
+    safety = TestResult(
+        "conformance/test_safety.py::test_adversary[student]",
+        "safety",
+        "adversary",
+        "failed",
+        message="E   AssertionError: resource control violated under student (Popek & Goldberg 1974):\n"
+        "E     the VMM failed (the host survived): VMM 'student' (student_vmm:StudentVMM): run(500) raised "
+        "KeyError: <ExitReason.HLT: 4>\n",
+    )
+    (cause,) = failures.group([directed, safety])
+    assert cause.headline == "the VMM raised KeyError: <ExitReason.HLT: 4>"
+    shown = cause.shown.diff.splitlines()
+    assert shown.index("  at student_vmm.py:22 in _handle: return _KIND[ex.reason]") in failures.marks(cause.shown.diff)
