@@ -125,8 +125,8 @@ def _first_column(x: str, y: str) -> int:
 
 def console_diff(x: bytes, y: bytes, names: tuple[str, str] = ("native", "vmm")) -> list[str]:
     """The two consoles line by line, side by side: a headline (which line differs first, at
-    which byte, the sizes), then rows ``[!] line | <names[0]> | <names[1]>``, differing rows
-    marked ``DIFF_MARK``, a couple of equal lines around each difference; long lines wrap in
+    which byte, the sizes), then rows ``[!] line | <names[0]> | <names[1]>`` under a header
+    row, differing rows marked ``DIFF_MARK`` (a last line says so), a couple of equal lines around each difference; long lines wrap in
     their column, non-printable bytes are escaped (``\\xNN``).  Lines are paired by
     ``difflib`` so that a line one run printed and the other did not shifts nothing."""
     import difflib
@@ -171,12 +171,13 @@ def console_diff(x: bytes, y: bytes, names: tuple[str, str] = ("native", "vmm"))
         hidden = sum(1 for r in rows[_DIFF_ROWS:] if r[0])
         rows = rows[:_DIFF_ROWS]
     out = [
-        f"console: differs from line {line} (byte {byte}; {a} {len(x)} bytes, {b} {len(y)}; {DIFF_MARK}: differing lines):",
+        f"console: differs from line {line} (byte {byte}; {a} {len(x)} bytes, {b} {len(y)}):",
         f"  {'':1} {'line':>5} | {a:<{_COLUMN}} | {b}",
     ]
     out += [f"  {DIFF_MARK if d else ' '} {n:>5} | {lt:<{_COLUMN}} | {rt}".rstrip() for d, n, lt, rt in rows]
     if hidden:
         out.append(f"  ... ({hidden} more differing rows)")
+    out.append(f"  ({DIFF_MARK} marks the lines that differ)")
     return out
 
 

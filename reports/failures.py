@@ -83,7 +83,7 @@ def side_by_side(line: str) -> list[str]:
     xs, ys = x.split(b"\n"), y.split(b"\n")
     width = max(len(a), *(len(_show(r)) + 1 for r in xs))
     out = [
-        f"{lead}console: differs from byte {m['byte']} ({a} {m['na']} bytes, {b} {m['nb']}; {DIFF_MARK}: differing lines):",
+        f"{lead}console: differs from byte {m['byte']} ({a} {m['na']} bytes, {b} {m['nb']}):",
         f"{indent}  {a:<{width}} | {b}",
     ]
     for k in range(max(len(xs), len(ys))):
@@ -93,6 +93,7 @@ def side_by_side(line: str) -> list[str]:
             p, q = m["da"] + p, m["db"] + q
         mark = DIFF_MARK if (xs[k] if k < len(xs) else None) != (ys[k] if k < len(ys) else None) else " "
         out.append(f"{indent}{mark} {p:<{width}} | {q}".rstrip())
+    out.append(f"{indent}({DIFF_MARK} marks the lines that differ)")
     return out
 
 

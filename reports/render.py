@@ -238,7 +238,9 @@ def to_markdown(blocks: Sequence[Block]) -> str:
         elif isinstance(block, FoldedTable):
             # GitHub renders a Markdown table inside an HTML details element between blank lines.
             table = to_markdown([block.table]).rstrip("\n")
-            out.append(f"<details><summary>{html.escape(block.summary)}</summary>\n\n{table}\n\n</details>")
+            out.append(
+                f"<details><summary>{html.escape(block.summary, quote=False)}</summary>\n\n{table}\n\n</details>"
+            )
         elif isinstance(block, Table):
             rows = [[_md_cell(c) for c in row] for row in block.rows]
             # A Cell's text is shown as written ("1,000.0"), never re-read as a number by tabulate.
@@ -256,7 +258,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
         elif isinstance(block, Details):
             # GitHub renders an HTML details element in Markdown; the blank lines let the fence
             # inside it be Markdown again.
-            summary = html.escape(block.summary)
+            summary = html.escape(block.summary, quote=False)
             out.append(f"<details><summary>{summary}</summary>\n\n{_md_fenced(block.text)}\n\n</details>")
         elif isinstance(block, Contents):
             items = [
@@ -413,13 +415,13 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             body.append(_html_table(block))
         elif isinstance(block, FoldedTable):
             body.append(
-                f"<details><summary>{html.escape(block.summary)}</summary>\n{_html_table(block.table)}\n</details>"
+                f"<details><summary>{html.escape(block.summary, quote=False)}</summary>\n{_html_table(block.table)}\n</details>"
             )
         elif isinstance(block, Code):
             body.append(_html_pre(block.text, block.marks, block.sides))
         elif isinstance(block, Details):
             body.append(
-                f"<details><summary>{html.escape(block.summary)}</summary>{_html_pre(block.text, block.marks)}</details>"
+                f"<details><summary>{html.escape(block.summary, quote=False)}</summary>{_html_pre(block.text, block.marks)}</details>"
             )
         elif isinstance(block, Contents):
             entries = _contents(blocks, i, block)
