@@ -463,5 +463,5 @@ def coverage_blocks(run: RunResults) -> list[Block]:
             Table(["instruction", *(_column(*col) for col in columns)], rows),
         ),
         Table(["exit adjacent to an event", "examples"], adjacent),
-        Details(f"uncovered cells ({total - reached})", failures.wrap("\n".join(uncovered)) if uncovered else "none"),
+        Details(f"uncovered cells ({total - reached})", "\n".join(uncovered) if uncovered else "none"),
     ]
