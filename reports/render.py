@@ -378,8 +378,10 @@ _SVG_LABEL, _SVG_BAR, _SVG_TEXT, _SVG_ROW = 150, 260, 230, 22
 
 
 def _html_bars(chart: Bars) -> str:
+    # Labels at 12px take some 7px a character: the bars start past the longest.
+    label = max(_SVG_LABEL, 10 + 7 * max((len(b.label) for b in chart.bars), default=0))
     height = _SVG_ROW * len(chart.bars) + 6
-    width = _SVG_LABEL + _SVG_BAR + _SVG_TEXT
+    width = label + _SVG_BAR + _SVG_TEXT
     parts = [
         f'<figure><svg class="bars" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'role="img" aria-label="{html.escape(chart.title)}">'
@@ -389,12 +391,12 @@ def _html_bars(chart: Bars) -> str:
         share = min(max(b.value / b.scale, 0.0), 1.0) if b.scale > 0 else 0.0
         colour = "#3a9a3a" if b.ok else "#c83232"
         parts.append(f'<text x="0" y="{y + 14}">{html.escape(b.label)}</text>')
-        parts.append(f'<rect x="{_SVG_LABEL}" y="{y + 2}" width="{_SVG_BAR}" height="16" fill="#eeeeee"/>')
-        parts.append(f'<rect x="{_SVG_LABEL}" y="{y + 2}" width="{share * _SVG_BAR:.1f}" height="16" fill="{colour}"/>')
+        parts.append(f'<rect x="{label}" y="{y + 2}" width="{_SVG_BAR}" height="16" fill="#eeeeee"/>')
+        parts.append(f'<rect x="{label}" y="{y + 2}" width="{share * _SVG_BAR:.1f}" height="16" fill="{colour}"/>')
         if b.limit is not None and b.scale > 0:
-            x = _SVG_LABEL + min(b.limit / b.scale, 1.0) * _SVG_BAR
+            x = label + min(b.limit / b.scale, 1.0) * _SVG_BAR
             parts.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 20}" stroke="#000" stroke-width="2"/>')
-        parts.append(f'<text x="{_SVG_LABEL + _SVG_BAR + 8}" y="{y + 14}">{html.escape(b.text)}</text>')
+        parts.append(f'<text x="{label + _SVG_BAR + 8}" y="{y + 14}">{html.escape(b.text)}</text>')
     parts.append(
         f"</svg><figcaption>{html.escape(chart.title)} (the black line is the threshold)</figcaption></figure>"
     )
