@@ -211,7 +211,7 @@ def _thresholds(guest: str, profile: str) -> _Thresholds | None:
         return _Thresholds(
             1000 * g.min_direct, g.entry_bound(native.counters, features), g.overhead_bound(native.counters, features)
         )
-    except Exception:  # a report is written whatever the machine can do; the cell says "?"
+    except Exception:  # a report is written whatever the machine can do; the threshold cells say "-"
         return None
 
 
