@@ -23,7 +23,7 @@ from functools import cache
 from pathlib import Path
 
 from conformance import coverage
-from conformance.results import OUTCOMES, RunKey, RunResults, TestResult
+from conformance.results import OUTCOMES, RunResults, TestResult
 from reports import failures
 from reports.grades import (
     Grade,
@@ -33,6 +33,7 @@ from reports.grades import (
     load_runs,
     rerun_command,
     summary_table,
+    vmm_labels,
 )
 from reports.render import (
     Bar,
@@ -103,16 +104,6 @@ def verdict_cell(text: str) -> Cell:
     return Cell(text, tone.get(head, "skip" if text == "-" else None))
 
 
-def _labels(keys: Iterable[RunKey]) -> dict[str, str]:
-    """A VMM's name per class, with the class added where two classes share a name: two
-    submissions are never one VMM in the report."""
-    names: dict[str, str] = {}
-    for key in keys:
-        names.setdefault(key.vmm_class, key.vmm)
-    shared = Counter(names.values())
-    return {cls: name if shared[name] == 1 else f"{name} ({cls})" for cls, name in names.items()}
-
-
 def _versions(grades: Sequence[Grade]) -> str:
     seen = {tuple(sorted(g.run.versions.items())) for g in grades if g.run.versions}
     if not seen:
@@ -135,7 +126,7 @@ def build_blocks(
     section per run, those with unexpected failures first."""
     failing = [g for g in grades if not g.ok]
     ordered = failing + [g for g in grades if g.ok]
-    labels = _labels(g.run.key for g in grades)
+    labels = vmm_labels(g.run.key for g in grades)
     when = f"Written {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC. " if now is not None else ""
     blocks: list[Block] = [
         Heading(1, TITLE),
@@ -235,7 +226,7 @@ def efficiency_blocks(grades: Sequence[Grade], labels: dict[str, str] | None = N
     retired directly, in ‰; host entries and the VMM's own deprivileged instructions per 1,000
     guest instructions) beside the thresholds, and two bar charts (run directly, host entries
     against their bound); nothing when no run measured efficiency."""
-    labels = labels or _labels(g.run.key for g in grades)
+    labels = labels or vmm_labels(g.run.key for g in grades)
     per_vmm: dict[str, list[tuple[str, TestResult]]] = {}
     for g in grades:
         for t in g.run.tests:
