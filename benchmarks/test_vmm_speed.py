@@ -29,9 +29,10 @@ guest's own instructions.
 
 What no VMM can go below: ``test_compute_bare_slices`` runs the guest with no VMM at all in
 slices of ``HOST_TIMER_PERIOD`` ticks, one ``Machine.vmrun`` (or ``Machine.run``) a slice in a
-bare Python loop — the entries and exits alone.  With slices of 2,000 ticks an entry and exit
-cost about half as much as the slice's own instructions, which bounds ``of_native`` of the
-hardware VMMs there whatever their Python does.
+bare Python loop — the entries and exits alone.  When the period was 2,000 ticks an entry and
+exit cost about half as much as the slice's own instructions, which bounded ``of_native`` of the
+hardware VMMs near 0.5 whatever their Python did; at 100,000 ticks (docs/vmm-api.md §9) they
+cost about 1% of it.
 
 To read them: ``python -m pytest -p no:cacheprovider benchmarks/test_vmm_speed.py -n 0
 --benchmark-only --benchmark-json=FILE``, then each benchmark's ``extra_info``

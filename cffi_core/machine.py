@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
+from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 from cffi_core import _binding
@@ -164,6 +165,13 @@ class CPU:
         if name in _CPU_FIELDS:
             return int(getattr(self._c, name))
         raise AttributeError(name)
+
+    # Each field is also a property reading the core's struct directly (cffi gives its integer
+    # fields as ints): a VMM reads several at every exit, and a property is found before
+    # Python falls back to ``__getattr__`` after a failed lookup.
+    for _name in _CPU_FIELDS:
+        locals()[_name] = property(attrgetter(f"_c.{_name}"), doc=f"The CPU's ``{_name}`` (struct p64_cpu).")
+    del _name
 
     def __setattr__(self, name: str, value: int) -> None:
         if name not in _CPU_FIELDS:

@@ -105,7 +105,7 @@ HOST_CANARY_SIZE = 64 * 1024
 # Pentium 4 of Adams & Agesen 2006 (§6) is 3.8 M cycles, some two million guest instructions
 # at the price the fit gives an instruction there (docs/benchmarks.md, p4-2006).  The period
 # is a twentieth of that or so: long enough that a host-timer exit is a small part of a slice
-# (a round trip of 4,340 cycles, Table 1, against some 160,000 of guest work; the simulator's
+# (a round trip of 4,340 cycles, Table 1, against some 210,000 of guest work; the simulator's
 # Python per slice against 0.1 ms of guest code), short enough that the adversaries of the
 # safety tests outlast it within budgets the full emulator runs in a fraction of a second
 # (docs/vmm-api.md §9).  The latency is half a period: what a VMM's own deprivileged code (a

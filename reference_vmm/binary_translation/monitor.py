@@ -191,7 +191,7 @@ class BinaryTranslationVM(TrapEmulateVM):
     hidden_share = 2
     """The host ticks that are no guest's (hidden faults, and in-TC sequences beyond their guest
     tick) may reach half a slice's guest ticks: the host runs at most 1.5 times the slice, so
-    3,000 ticks for a ``run(HOST_TIMER_PERIOD)``, docs/vmm-api.md §9's bound.  Beyond that the
+    150,000 ticks for a ``run(HOST_TIMER_PERIOD)``, docs/vmm-api.md §9's bound.  Beyond that the
     rest of the slice runs in the spec: a guest dense in indirect transfers pays for them in
     emulated instructions, not in host time it may not take."""
 
