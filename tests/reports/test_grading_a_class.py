@@ -494,3 +494,18 @@ def test_report_ranking_merges_a_matrix_of_results_into_a_class_report(tmp_path,
     assert "bob" not in (out / "sheets" / "alice-AliceVMM" / "report.md").read_text()
     html5lib = pytest.importorskip("html5lib")
     html5lib.HTMLParser(strict=True).parse((out / "report.html").read_text())  # valid HTML5, or it raises
+
+
+def test_the_runs_an_earlier_grade_timed_longest_start_first(tmp_path, monkeypatch):
+    plans = [Plan("native", NativeVMM, p) for p in ("x86-2005", "x86-64-2005", "classic-1974", "vtx-2006")]
+    for plan, seconds in zip(plans, (1.0, 30.0, None, 5.0), strict=True):
+        if seconds is not None:
+            tests = [{"nodeid": "t", "duration": seconds / 2}, {"nodeid": "u", "duration": seconds / 2}]
+            (tmp_path / plan.filename).write_text(json.dumps({"tests": tests}))
+    order = []
+    monkeypatch.setattr(
+        demo, "_run_one", lambda plan, results, *rest: order.append(plan.profile) or _outcome(tmp_path, plan.profile)
+    )
+    outcomes = run_plan(plans, tmp_path, jobs=1)
+    assert order == ["classic-1974", "x86-64-2005", "vtx-2006", "x86-2005"]  # not timed yet, then longest first
+    assert [o.plan.profile for o in outcomes] == ["x86-2005", "x86-64-2005", "classic-1974", "vtx-2006"]
