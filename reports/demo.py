@@ -396,8 +396,9 @@ def run_plan(
     started: Callable[[Plan, Path], None] | None = None,
 ) -> list[Outcome]:
     """Make every run (``jobs`` at a time, each with ``workers`` pytest-xdist workers when more
-    than one), calling ``started`` with the plan and its log as each starts and ``progress`` as
-    each ends, in the order they end; the outcomes come back in plan order."""
+    than one; those an earlier results file in ``results`` timed longest first), calling
+    ``started`` with the plan and its log as each starts and ``progress`` as each ends, in the
+    order they end; the outcomes come back in plan order."""
     results = results.resolve()
     results.mkdir(parents=True, exist_ok=True)
     # The longest runs first (as the results files of an earlier grade timed them; a run not timed
