@@ -109,7 +109,7 @@ from cffi_core.exits import EventKind, ExitReason
 from cffi_core.image import GuestImage
 from cffi_core.isa.encoding import Decoded
 from cffi_core.isa.table import INSTRUCTIONS, Sensitivity
-from cffi_core.machine import CPU, PAGE_SIZE, Machine
+from cffi_core.machine import PAGE_SIZE, Machine
 from cffi_core.spec.events import interrupt_deliverable
 from cffi_core.spec.insns_system import SMSW_MASK
 from cffi_core.spec.state import CR4_TSD, FLAGS_IF, FLAGS_IOPL, FLAGS_IOPL_SHIFT, FLAGS_TF, MASK64, PF_I, PF_W
@@ -151,10 +151,6 @@ assert GS_LEDGER + 8 * len(SEQUENCES) == GS_IOPL == GS_TARGET + 8 * (_BLOCK.size
 assert GS_CR[8] == GS_TARGET + 8 * 9
 _SPILLS = struct.Struct("<16Q")
 _NO_LEDGERS = (0,) * len(SEQUENCES)
-_field = getattr(CPU, "__getattr__", getattr)
-"""``_field(host.cpu, name)`` is ``host.cpu.name``: the core's CPU view answers a field read in
-``__getattr__``, after Python's own lookup has failed; called directly it spares that failed
-lookup (a third of the cost of a read; three reads at every exit from the TC)."""
 
 
 class TCPager(ShadowPager):
@@ -411,7 +407,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         self._leave_tc(host)
         self._stats["host_ticks"] += elapsed
         overhead = self._from_gs(host)
-        pc = _field(host.cpu, "pc")
+        pc = host.cpu.pc
         if reason is ExitReason.BUDGET:
             flags, shadow, values = self._left
             self._real = (pc, flags, shadow, *self._loaded, values)
@@ -653,7 +649,7 @@ class BinaryTranslationVM(TrapEmulateVM):
         v, cpu = self.cpu, host.cpu
         values = cpu.r.values()
         v.r[:] = values  # r0 reads 0 there, as it is kept here
-        flags, shadow = _field(cpu, "flags"), _field(cpu, "int_shadow")
+        flags, shadow = cpu.flags, cpu.int_shadow
         self._left = (flags, shadow, values)
         v.flags = (v.flags & ~FLAGS_IF) | (flags & FLAGS_IF)
         v.int_shadow = bool(shadow)

@@ -38,7 +38,7 @@ from cffi_core.devices.host import DeviceHost
 from cffi_core.exits import ExitReason
 from cffi_core.image import GuestImage
 from cffi_core.isa.encoding import Decoded, decode
-from cffi_core.machine import CPU, Exit, Machine
+from cffi_core.machine import Exit, Machine
 from cffi_core.vmx import EventInfo, IntrType, ProcControl, VmcsField, VmExitReason, intr_info
 from conformance.api import (
     COUNTER_DIRECT,
@@ -85,9 +85,6 @@ shutdown)."""
 
 _EXIT_KEYS: dict[int, str] = {}
 _INTERRUPT_WINDOW_EXITING = int(ProcControl.INTERRUPT_WINDOW_EXITING)
-_field = getattr(CPU, "__getattr__", getattr)
-"""``_field(host.cpu, name)`` is ``host.cpu.name`` without Python's failed lookup first (the
-core's CPU view answers its fields in ``__getattr__``), as binary translation reads them."""
 
 
 def _exit_key(number: VmExitReason) -> str:
@@ -283,7 +280,7 @@ class GuestModeVM(StandardDevicesVM):
         key = self.clock + self.tsc_offset - now
         if key != self._tsc_key:
             self._tsc_key = key
-            offset = (key - _field(host.cpu, "tsc_offset")) & ((1 << 64) - 1)
+            offset = (key - host.cpu.tsc_offset) & ((1 << 64) - 1)
             if offset != self._tsc_written:
                 self.vmcs[F.TSC_OFFSET] = self._tsc_written = offset
         if monitor.direct_owner is not self:

@@ -67,7 +67,7 @@ from cffi_core.devices.host import DeviceHost
 from cffi_core.exits import EventKind, ExitReason
 from cffi_core.image import GuestImage
 from cffi_core.isa.table import INSTRUCTIONS
-from cffi_core.machine import CPU, PAGE_SIZE, Machine
+from cffi_core.machine import PAGE_SIZE, Machine
 from cffi_core.spec.events import deliver_single_step, interrupt_deliverable
 from cffi_core.spec.machine import tick
 from cffi_core.spec.state import (
@@ -115,9 +115,6 @@ _REAL_CR0 = CR0_PE | CR0_PG | CR0_WP  # paging always on (shadows), WP so that t
 _INVLPG = next(i for i in INSTRUCTIONS if i.mnemonic == "invlpg")
 _BUDGET = spec.Exit(spec.EXIT_BUDGET)
 _SHUTDOWN = spec.Exit(spec.EXIT_SHUTDOWN)
-_field = getattr(CPU, "__getattr__", getattr)
-"""``_field(host.cpu, name)`` is ``host.cpu.name`` without Python's failed lookup first (the
-core's CPU view answers its fields in ``__getattr__``): six reads at every exit."""
 
 
 def host_gate_idt() -> bytes:
@@ -453,10 +450,10 @@ class TrapEmulateVM(StandardDevicesVM):
         v, cpu = self.cpu, host.cpu
         values = cpu.r.values()
         v.r[:] = values  # r0 reads 0 there, as the spec keeps it
-        v.pc = pc = _field(cpu, "pc")
-        flags = _field(cpu, "flags")
+        v.pc = pc = cpu.pc
+        flags = cpu.flags
         v.flags = (v.flags & ~(FLAGS_TF | FLAGS_IF)) | (flags & (FLAGS_TF | FLAGS_IF))
-        shadow, db, ring = _field(cpu, "int_shadow"), _field(cpu, "pending_db"), _field(cpu, "cpl")
+        shadow, db, ring = cpu.int_shadow, cpu.pending_db, cpu.cpl
         v.int_shadow = bool(shadow)
         v.pending_db = bool(db)
         v.cpl = self.plan.guest_cpl(ring, v.cpl)
