@@ -316,7 +316,10 @@ def test_a_vmm_whose_idle_loop_never_advances_the_clock_fails_with_no_progress()
     from conformance.guests import by_name
 
     guest = by_name("timer")
-    with pytest.raises(VMMError, match=r"^no progress: VMM 'sleepless' .* entered the host \d+ times .*"
+    # Each entry finds the guest halted and leaves the host's clock still: stopped after
+    # STILL_ENTRIES of them, not after a slice's worth of entries.
+    with pytest.raises(VMMError, match=rf"^no progress: VMM 'sleepless' .* entered the host {api.STILL_ENTRIES + 1} "
+                       r"times in a row without the host's clock moving .*"
                        r"the guest's pc is 0x[0-9a-f]+ \(last exit: HLT\)"):  # fmt: skip
         observe(_sleepless_ept_vmm(), guest.image(), guest.config, profile="vtx-2009")
 
@@ -344,3 +347,36 @@ def test_observe_records_the_host_entries_of_a_run():
     watch = HostWatch.of(host)
     assert watch.entries == sum(watch.exits.values()) >= 2  # the two outs exit to the VMM
     assert watch.exits["IO_OUT"] == 2
+
+
+@pytest.mark.parametrize("vmm", [NativeVMM, EmulateVMM], ids=["native", "emulate"])
+def test_a_vms_ticks_are_its_counters_clock_without_building_them(vmm):
+    # observe reads VM.ticks after every slice (docs/vmm-api.md §3, §5): it must tell the same
+    # clock as the counters, halted time included.
+    from cffi_core.machine import Machine
+    from conformance.api import default_host_memory
+    from conformance.guests import by_name
+
+    guest = by_name("timer")  # halts until its timer wakes it: halted ticks count
+    monitor = vmm(Machine("x86-2005", default_host_memory(guest.config.memory)))
+    vm = monitor.create_vm(guest.image(), guest.config)
+    while not vm.stopped:
+        monitor.run(997)
+        counters = vm.counters
+        assert vm.ticks == counters["ticks"] + counters["halted_ticks"]
+    assert counters["halted_ticks"] > 0
+
+
+def test_the_watch_reads_the_hosts_clock_around_every_entry():
+    from cffi_core.machine import Machine
+    from conformance.api import HostWatch
+
+    host = Machine("x86-2005", 1 << 20)
+    host.load(assemble("_start: jmp _start"))
+    reader = host.clock_reader()
+    watch = HostWatch.of(host)
+    for budget in (5, 17, 1):
+        host.run(budget)
+        assert reader() == host.clock
+    assert (watch.entries, watch.host_ticks, watch.longest) == (3, 23, 17)
+    assert watch.exits == {"BUDGET": 3}
