@@ -438,7 +438,8 @@ class HostWatch:
     ``observe`` read the same figures.
 
     ``begin_slice`` sets how many entries and host ticks the next ``VMM.run`` slice may take;
-    the entry that would pass either raises ``NoProgress`` inside the VMM, and every later
+    the entry that would pass either, or that follows ``STILL_ENTRIES`` entries in a row that
+    left the host's clock where it was, raises ``NoProgress`` inside the VMM, and every later
     entry raises it again (a VMM that swallows the first cannot go on)."""
 
     _ATTRIBUTE = "_popek_host_watch"
