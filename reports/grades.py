@@ -95,9 +95,11 @@ def load_runs(files: Sequence[Path]) -> list[RunResults]:
     return sorted(merged.values(), key=lambda r: (vmms.index(r.key.vmm_class), _profile_rank(r.key.profile)))
 
 
-def _profile_rank(profile: str) -> int:
+def _profile_rank(profile: str) -> tuple[int, str]:
+    # A profile with added features (vtx-2006+tpr_shadow) follows its base profile.
     order = list(PROFILES)
-    return order.index(profile) if profile in order else len(order)
+    base = profile.split("+", 1)[0]
+    return (order.index(base) if base in order else len(order), profile)
 
 
 @dataclass
@@ -239,7 +241,8 @@ def short_verdict(counts: Counter[str]) -> str:
     if bad:
         return f"FAIL {bad}/{ran}"
     if counts["xfailed"]:
-        return f"xfail {counts['xfailed']} pass {counts['passed'] + counts['xpassed']}"
+        passed = counts["passed"] + counts["xpassed"]
+        return f"xfail {counts['xfailed']}" + (f" pass {passed}" if passed else "")
     if ran:
         return f"pass {ran}"
     return f"skip {counts['skipped']}" if counts["skipped"] else "-"

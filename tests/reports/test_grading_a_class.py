@@ -181,6 +181,7 @@ def test_short_verdicts():
     assert short_verdict(Counter(passed=14)) == "pass 14"
     assert short_verdict(Counter(passed=10, failed=2, skipped=3)) == "FAIL 2/12"
     assert short_verdict(Counter(passed=10, xfailed=3)) == "xfail 3 pass 10"
+    assert short_verdict(Counter(xfailed=4)) == "xfail 4"
     assert short_verdict(Counter(skipped=5)) == "skip 5"
     assert short_verdict(Counter()) == "-"
 
@@ -509,3 +510,15 @@ def test_the_runs_an_earlier_grade_timed_longest_start_first(tmp_path, monkeypat
     outcomes = run_plan(plans, tmp_path, jobs=1)
     assert order == ["classic-1974", "x86-64-2005", "vtx-2006", "x86-2005"]  # not timed yet, then longest first
     assert [o.plan.profile for o in outcomes] == ["x86-2005", "x86-64-2005", "classic-1974", "vtx-2006"]
+
+
+def test_a_profile_with_added_features_follows_its_base_profile(tmp_path):
+    from reports.grades import load_runs
+
+    writer = ResultsWriter(tmp_path)
+    for profile in ("vtx-2009", "vtx-2006+tpr_shadow", "vtx-2006"):
+        writer.result(
+            RunKey("hardware", "t", "reference_vmm.hardware:HardwareVMM", profile), "t", None, None
+        ).outcome = "passed"
+    runs = load_runs(writer.write())
+    assert [r.key.profile for r in runs] == ["vtx-2006", "vtx-2006+tpr_shadow", "vtx-2009"]
