@@ -622,7 +622,7 @@ def _io_section(p: _Priced, vmms: Sequence[str], level: int) -> list:
             entries = sum(r.per_iteration(k) for k in _VMM_ENTRY_COUNTERS)
             sectors = SECTORS_PER_ITERATION.get(b)
             per_sector = Bound(cost.cycles / sectors, cost.figure.kind) if sectors else None
-            ports = {k[len(IO_PREFIX):]: r.per_iteration(k) for k in r.delta if k.startswith(IO_PREFIX)}
+            ports = {k[len(IO_PREFIX) :]: r.per_iteration(k) for k in r.delta if k.startswith(IO_PREFIX)}
             disk = sum(n for d, n in ports.items() if d.startswith("disk"))
             seen = (
                 f"{_num(disk)} / {_num(sum(ports.values()))}"
@@ -645,7 +645,8 @@ def _io_section(p: _Priced, vmms: Sequence[str], level: int) -> list:
             "no counter, so an emulated disk can come out cheaper than the real one's port accesses."
         ),
         Table(
-            ["benchmark", "VMM", "cycles/iteration", "VMM entries", "disk / all ports", "sectors", "cycles/sector"], rows
+            ["benchmark", "VMM", "cycles/iteration", "VMM entries", "disk / all ports", "sectors", "cycles/sector"],
+            rows,
         ),
         *notes.blocks(),
         *_per_iteration_details(costs),
