@@ -51,34 +51,36 @@ static inline uint32_t reg_fields(const struct dinsn *d)
 #define SET_RD_ON(v) do { RD = (v); GO_ON(); } while (0)
 #define SETTLE() (n += (int64_t)ip->run - 1) /* n as if the run had been charged through ip */
 /* In-page (§8.2): imm is the offset of the target's record in bytes (decode.c).  The last taken
- * backward branch (a loop's) and its target are kept in host registers (bt_from, bt_to): taken
- * again, it jumps without loading its record, so a loop's iterations do not wait on that load's
- * latency, which bounds the interpreter more than its instruction count.  Forward branches leave
- * the entry alone.  Decoded records change, and decoded pages are freed, only inside a call the
- * block makes that may write memory or decode a page (a slow data access, which may store into
- * code or set accessed bits in it, and fetch_page, §15): each such call forgets the entry
- * (CODE_MAY_CHANGE), so the fast path checks nothing else. */
+ * backward branch (a loop's), its target, and the target's handler and run are kept in host
+ * registers (bt_from, bt_to, bt_h, bt_run): taken again, it charges and jumps without loading
+ * anything, so a loop's iterations do not wait on those loads, which bound the interpreter
+ * more than its instruction count.  Forward branches leave the entry alone.  Decoded records
+ * change, and decoded pages are freed, only inside a call the block makes that may write memory
+ * or decode a page (a slow data access, which may store into code or set accessed bits in it,
+ * and fetch_page, §15): each such call forgets the entry (CODE_MAY_CHANGE), so the fast path
+ * checks nothing else. */
 #define CODE_MAY_CHANGE() (bt_from = NULL)
 #define SKIP(bytes) (ip = (struct dinsn *)(void *)((char *)ip + (bytes)))
-#define TAKEN()                                                                                    \
+#define TAKEN_NEXT()                                                                               \
     do {                                                                                           \
         if (LIKELY(ip == bt_from)) {                                                               \
             ip = bt_to;                                                                            \
-        } else {                                                                                   \
-            struct dinsn *from_ = ip;                                                              \
-            int32_t d_ = ip->imm;                                                                  \
-            SKIP(d_);                                                                              \
-            if (d_ < 0)                                                                            \
-                bt_from = from_, bt_to = ip;                                                       \
+            if (UNLIKELY((n -= bt_run) < 0))                                                       \
+                goto short_run;                                                                    \
+            goto *bt_h;                                                                            \
         }                                                                                          \
+        struct dinsn *from_ = ip;                                                                  \
+        int32_t d_ = ip->imm;                                                                      \
+        SKIP(d_);                                                                                  \
+        if (d_ < 0)                                                                                \
+            bt_from = from_, bt_to = ip, bt_h = ip->h, bt_run = ip->run;                           \
+        NEXT();                                                                                    \
     } while (0)
 #define BRANCH(cond)                                                                               \
     do {                                                                                           \
         if (cond)                                                                                  \
-            TAKEN();                                                                               \
-        else                                                                                       \
-            ip++;                                                                                  \
-        NEXT();                                                                                    \
+            TAKEN_NEXT();                                                                          \
+        NEXT_SEQ();                                                                                \
     } while (0)
 #define GO(t) do { uint64_t go_ = (t); CUR_VA = go_; CUR_DP = ip = &m->stub; } while (0) /* fetch enters t */
 /* A control transfer: the next tick fetches at t, entering its page through the exec fast array
@@ -259,7 +261,7 @@ static inline uint32_t reg_fields(const struct dinsn *d)
 #define THEN_BGE BRANCH((int64_t)RS1 >= (int64_t)RS2)
 #define THEN_BLTU BRANCH(RS1 < RS2)
 #define THEN_BGEU BRANCH(RS1 >= RS2)
-#define THEN_JMP do { TAKEN(); NEXT(); } while (0)
+#define THEN_JMP TAKEN_NEXT()
 
 static int divide_error(uint64_t a, uint64_t b)
 {
@@ -315,7 +317,9 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     const uint64_t pc0 = m->cpu.pc;
     uint64_t hits = 0;
     int64_t n = n0;
-    struct dinsn *bt_from = NULL, *bt_to = NULL; /* the branch-target cache of TAKEN */
+    struct dinsn *bt_from = NULL, *bt_to = NULL; /* the branch-target cache of TAKEN_NEXT */
+    const void *bt_h = NULL;
+    int64_t bt_run = 0;
     int result;
     /* what the end of the block needs, kept out of the registers */
     m->block_n0 = n0;
@@ -434,10 +438,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
             JUMP(PC + IMM);
         NEXT_SEQ();
     }
-    OP(JMP) {
-        TAKEN();
-        NEXT();
-    }
+    OP(JMP) TAKEN_NEXT();
     OP(JFAR) JUMP(PC + IMM);
     OP(CALL) {
         uint64_t pc_ = PC;
