@@ -97,8 +97,8 @@ _Static_assert(P64_OP_SYSTEM_COUNT <= sizeof ((struct p64_counters *)0)->insn_sy
  * (run.c NEXT, docs/architecture.md §15); 0 for the sentinel and the stub, which take no tick. */
 struct dinsn {
     const void *h;
-    int32_t imm;
     uint8_t rd, rs1, rs2, aux;
+    int32_t imm;     /* after the register fields: one 8-byte load gets both (run.c reg_fields) */
     int64_t run;     /* 64 bits: NEXT subtracts it from the budget left in one instruction */
     uint64_t pad;    /* a power of two: a record's index is a shift away from its offset */
 };
