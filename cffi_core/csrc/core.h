@@ -89,14 +89,20 @@ _Static_assert(P64_OP_SYSTEM_COUNT <= sizeof ((struct p64_counters *)0)->insn_sy
 
 /* ---- the decoded-instruction cache (§15) ---- */
 
-/* One predecoded word: 16 bytes, the handler's address first.  Register fields are indices
+/* One predecoded word: 32 bytes, the handler's address first.  Register fields are indices
  * into cpu.r (a write to r0 is redirected to r[16]); imm is the immediate as the body uses
- * it (for in-page branches: the offset in words). */
+ * it (for in-page branches: the offset in bytes of records).  run is the number of ticks from
+ * this word to the end of its straight run (P64_STRAIGHT): the interpreter charges a run's
+ * ticks when it enters it, so the straight instructions inside dispatch without a budget check
+ * (run.c NEXT, docs/architecture.md §15); 0 for the sentinel and the stub, which take no tick. */
 struct dinsn {
     const void *h;
-    int32_t imm;
     uint8_t rd, rs1, rs2, aux;
+    int32_t imm;     /* after the register fields: one 8-byte load gets both (run.c reg_fields) */
+    int64_t run;     /* 64 bits: NEXT subtracts it from the budget left in one instruction */
+    uint64_t pad;    /* a power of two: a record's index is a shift away from its offset */
 };
+_Static_assert(sizeof(struct dinsn) == 32, "struct dinsn is 32 bytes");
 
 #define DPAGE_WORDS 1024
 #define DPAGE_MAX 1024 /* decoded pages kept at once; more flushes the whole cache */
@@ -120,6 +126,14 @@ struct dpage {
     X(A, ADD) X(A, SUB) X(A, AND) X(A, OR) X(A, XOR) X(A, ADDI) X(A, ANDI) X(A, ORI) X(A, XORI)    \
     X(A, SHLI) X(A, SHRI) X(A, LUI) X(A, LD) X(A, SD)                                              \
     X(A, BEQ) X(A, BNE) X(A, BLT) X(A, BGE) X(A, BLTU) X(A, BGEU) X(A, JMP)
+/* Straight instructions: they always go on to the next word and can only fault through the slow
+ * path of a data access (mmu.c), never raise on their own, so a run of them is charged its ticks
+ * at once (struct dinsn.run).  Every pair's first is one, and so is every pair's second but the
+ * branches (decode.c checks). */
+#define P64_STRAIGHT(X)                                                                            \
+    X(ADD) X(SUB) X(AND) X(OR) X(XOR) X(SHL) X(SHR) X(SAR) X(MUL) X(SLT) X(SLTU) X(ADDI) X(ANDI)   \
+    X(ORI) X(XORI) X(SHLI) X(SHRI) X(SARI) X(SLTI) X(SLTIU) X(LUI) X(LB) X(LBU) X(LH) X(LHU) X(LW)  \
+    X(LWU) X(LD) X(SB) X(SH) X(SW) X(SD)
 #define P64_PAIRS_ROW_(A, X) P64_FUSE_SECOND(X, A)
 #define P64_PAIRS(X) P64_FUSE_FIRST(P64_PAIRS_ROW_, X)
 
@@ -290,10 +304,11 @@ struct p64_machine {
     struct dpage **dpages;   /* by physical page number; NULL when not decoded */
     uint64_t *dlist;         /* physical page numbers of the decoded pages */
     uint32_t ndecoded;
-    uint64_t code_gen;         /* changes whenever a decoded record changes or a page is freed */
     struct dpage *free_pages;
     const void *const *labels; /* the interpreter's handler addresses, by enum handler_id */
     struct dinsn stub;         /* the one-entry page every jump lands on: it enters the target */
+    struct dinsn *scratch;     /* DPAGE_WORDS + 1 records: the end of a run cut short by the budget */
+    struct dinsn *scratch_of;  /* the decoded page whose records the scratch holds */
     uint64_t fetch_va;         /* the page fetch is on, kept between blocks of one run */
     struct dinsn *fetch_dp;
     int fetch_valid;
@@ -350,6 +365,7 @@ void dcache_store(struct p64_machine *m, uint64_t pa, unsigned size);
 void dcache_drop_range(struct p64_machine *m, uint64_t pa, uint64_t len);
 void dcache_clear(struct p64_machine *m);
 void dcache_free(struct p64_machine *m);
+int straight_handler(unsigned h);
 
 /* events.c: §6 delivery */
 enum { DELIVER_OK = 0, DELIVER_EXIT = 1, DELIVER_FAULT = 2 };

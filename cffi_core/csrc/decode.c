@@ -131,6 +131,31 @@ static void fuse(struct dpage *p, unsigned i, const void *const *labels)
     p->d[i].h = labels[f && s ? H_PLAIN + 1 + (f - 1) * N_SECOND + (s - 1) : a];
 }
 
+static const uint8_t straight[H_PLAIN] = {
+#define X(NAME) [H_##NAME] = 1,
+    P64_STRAIGHT(X)
+#undef X
+};
+
+/* Is handler h (enum handler_id) that of a straight instruction (core.h P64_STRAIGHT)? */
+int straight_handler(unsigned h)
+{
+    return h < H_PLAIN && straight[h];
+}
+
+/* struct dinsn.run of words last, last - 1, ... down to the start of the straight run that holds
+ * word `first` (or the page's start): a straight word's run goes on into the next word's, any
+ * other word is a run of its own tick, and the sentinel takes none. */
+static void set_runs(struct dpage *p, unsigned first, unsigned last)
+{
+    for (unsigned i = last + 1; i-- > 0;) {
+        int s = straight_handler(p->plain[i]);
+        p->d[i].run = s ? 1 + p->d[i + 1].run : 1;
+        if (i < first && !s)
+            break; /* the words before it keep their runs */
+    }
+}
+
 /* ---- the page cache ---- */
 
 static void decode_page(struct p64_machine *m, struct dpage *p)
@@ -143,11 +168,11 @@ static void decode_page(struct p64_machine *m, struct dpage *p)
     p->plain[DPAGE_WORDS] = H_ENTER;
     for (unsigned i = 0; i < DPAGE_WORDS; i++)
         fuse(p, i, m->labels);
+    set_runs(p, 0, DPAGE_WORDS - 1);
 }
 
 static void unlink_page(struct p64_machine *m, struct dpage *p)
 {
-    m->code_gen++;
     fast_forget_dpage(m, p->d);
     uint32_t last = --m->ndecoded;
     m->dlist[p->slot] = m->dlist[last];
@@ -162,7 +187,6 @@ static void unlink_page(struct p64_machine *m, struct dpage *p)
  * vmrun) is used again by the next entry or exit (docs/vmx.md V.7). */
 void dcache_clear(struct p64_machine *m)
 {
-    m->code_gen++;
     for (unsigned r = 0; r < 2; r++)
         for (unsigned c = 0; c < 4; c++)
             for (unsigned i = 0; i < FAST_N; i++)
@@ -216,7 +240,6 @@ struct dinsn *dcache_page(struct p64_machine *m, uint64_t ppn)
     p->slot = m->ndecoded;
     m->dlist[m->ndecoded++] = ppn;
     m->dpages[ppn] = p;
-    m->code_gen++;
     decode_page(m, p);
     fast_forget_code_page(m, ppn);
     m->ctr.pages_decoded++;
@@ -239,7 +262,7 @@ void dcache_store(struct p64_machine *m, uint64_t pa, unsigned size)
         p->plain[i] = (uint8_t)decode_word(&p->d[i], rd32(page + 4 * i), i, m->labels);
     for (unsigned i = first ? first - 1 : 0; i <= last; i++)
         fuse(p, i, m->labels);
-    m->code_gen++;
+    set_runs(p, first, last); /* a word that became (or stopped being) straight moves a run's end */
     m->ctr.code_invalidations++;
 }
 

@@ -137,7 +137,8 @@ int p64_create(const struct p64_config *config, struct p64_machine **out)
     m->free_pages = malloc(sizeof(struct dpage)); /* the spare: decoding never lacks a page */
     if (m->free_pages)
         m->free_pages->next = NULL;
-    if (!m->mem || !m->dpages || !m->dlist || !m->free_pages ||
+    m->scratch = calloc(DPAGE_WORDS + 1, sizeof *m->scratch); /* run.c short_run */
+    if (!m->mem || !m->dpages || !m->dlist || !m->free_pages || !m->scratch ||
         tlb_init(&m->dtlb, config->dtlb_entries, config->dtlb_ways, 1) ||
         tlb_init(&m->itlb, config->itlb_entries, config->itlb_ways, 0)) {
         p64_destroy(m);
@@ -158,6 +159,7 @@ void p64_destroy(struct p64_machine *m)
     free(m->itlb.e);
     free(m->dlist);
     free(m->dpages);
+    free(m->scratch);
     free_ram(m->mem, m->mem_size, m->config.mem_shared);
     free(m);
 }

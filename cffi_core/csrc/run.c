@@ -9,62 +9,80 @@ enum { BLK_BUDGET, BLK_BOUNDARY, BLK_FAULT, BLK_EXIT, BLK_VMEXIT };
 /* ---- the vocabulary of instruction bodies ---- */
 
 #define OP(NAME) L_##NAME:
-/* A record's register fields (rd, rs1, rs2, aux) in one load: a handler picks them out of one
- * host register rather than loading each byte, which measured 5-14% faster on the loops of
- * benchmarks/test_core_speed.py (loads, not arithmetic, bound the handlers). */
+/* A record's register fields (rd, rs1, rs2, aux) and its immediate in one load: a handler picks
+ * them out of one host register rather than loading each, which measured 5-14% faster on the
+ * loops of benchmarks/test_core_speed.py (loads, not arithmetic, bound the handlers). */
 _Static_assert(offsetof(struct dinsn, rs1) == offsetof(struct dinsn, rd) + 1 &&
                    offsetof(struct dinsn, rs2) == offsetof(struct dinsn, rd) + 2 &&
-                   offsetof(struct dinsn, aux) == offsetof(struct dinsn, rd) + 3,
-               "rd, rs1, rs2 and aux are one little-endian word");
-static inline uint32_t reg_fields(const struct dinsn *d)
+                   offsetof(struct dinsn, aux) == offsetof(struct dinsn, rd) + 3 &&
+                   offsetof(struct dinsn, imm) == offsetof(struct dinsn, rd) + 4,
+               "rd, rs1, rs2, aux and imm are one little-endian quadword");
+static inline uint64_t reg_fields(const struct dinsn *d)
 {
-    uint32_t w;
-    memcpy(&w, (const unsigned char *)d + offsetof(struct dinsn, rd), 4);
+    uint64_t w;
+    memcpy(&w, (const unsigned char *)d + offsetof(struct dinsn, rd), 8);
     return w;
 }
 #define RD r[reg_fields(ip) & 0xff]
 #define RS1 r[(reg_fields(ip) >> 8) & 0xff]
 #define RS2 r[(reg_fields(ip) >> 16) & 0xff]
-#define IMM ((uint64_t)(int64_t)ip->imm)
+#define IMM32 ((int32_t)((int64_t)reg_fields(ip) >> 32)) /* ip->imm, from the same load */
+#define IMM ((uint64_t)((int64_t)reg_fields(ip) >> 32))
 #define CUR_VA m->fetch_va /* the page fetch is on; in memory, to spare a register */
 #define CUR_DP m->fetch_dp
 #define PC (CUR_VA + (uint64_t)(ip - CUR_DP) * 4) /* the pc of the instruction at ip */
 #define NOW() (m->clock + (uint64_t)(m->block_n0 - n - 1)) /* ticks before this one (§9) */
 
-/* Each dispatch is a tick: the budget is exact without a check anywhere else (§9). */
+/* The budget (§9) is charged a run at a time: NEXT, entering the word at ip, takes the ticks of
+ * its whole straight run (struct dinsn.run, core.h P64_STRAIGHT), so the straight instructions
+ * inside it go on (GO_ON) without a check, and n is the budget left after the run's last word.
+ * A run the budget cannot cover ends in the scratch records (short_run).  A straight
+ * instruction that leaves through a slow access first settles n to the ticks spent through its
+ * own word (SETTLE), since the access may re-decode the words after it (§15) and every exit of
+ * the block reads n as the ticks spent; it then enters the next word again (resync).  Any other
+ * word ends its run (run is 1): where it runs, n is exact. */
 #define NEXT()                                                                                     \
     do {                                                                                           \
-        if (UNLIKELY(--n < 0))                                                                     \
-            goto budget_out;                                                                       \
+        if (UNLIKELY((n -= ip->run) < 0))                                                          \
+            goto short_run;                                                                        \
         goto *ip->h;                                                                               \
     } while (0)
 #define NEXT_SEQ() do { ip++; NEXT(); } while (0)
 #define SET_RD(v) do { RD = (v); NEXT_SEQ(); } while (0)
+#define GO_ON() do { ip++; goto *ip->h; } while (0) /* a straight word: the next is charged */
+#define SET_RD_ON(v) do { RD = (v); GO_ON(); } while (0)
+#define SETTLE() (n += (int64_t)ip->run - 1) /* n as if the run had been charged through ip */
 /* In-page (§8.2): imm is the offset of the target's record in bytes (decode.c).  The last taken
- * backward branch (a loop's) and its target are kept in host registers (bt_from, bt_to) while
- * no decoded record changes or is freed (m->code_gen): taken again, it jumps without loading
- * its record, so a loop's iterations do not wait on that load's latency, which bounds the
- * interpreter more than its instruction count.  Forward branches leave the entry alone. */
+ * backward branch (a loop's), its target, and the target's handler and run are kept in host
+ * registers (bt_from, bt_to, bt_h, bt_run): taken again, it charges and jumps without loading
+ * anything, so a loop's iterations do not wait on those loads, which bound the interpreter
+ * more than its instruction count.  Forward branches leave the entry alone.  Decoded records
+ * change, and decoded pages are freed, only inside a call the block makes that may write memory
+ * or decode a page (a slow data access, which may store into code or set accessed bits in it,
+ * and fetch_page, §15): each such call forgets the entry (CODE_MAY_CHANGE), so the fast path
+ * checks nothing else. */
+#define CODE_MAY_CHANGE() (bt_from = NULL)
 #define SKIP(bytes) (ip = (struct dinsn *)(void *)((char *)ip + (bytes)))
-#define TAKEN()                                                                                    \
+#define TAKEN_NEXT()                                                                               \
     do {                                                                                           \
-        if (LIKELY(ip == bt_from && m->code_gen == bt_gen)) {                                      \
+        if (LIKELY(ip == bt_from)) {                                                               \
             ip = bt_to;                                                                            \
-        } else {                                                                                   \
-            struct dinsn *from_ = ip;                                                              \
-            int32_t d_ = ip->imm;                                                                  \
-            SKIP(d_);                                                                              \
-            if (d_ < 0)                                                                            \
-                bt_from = from_, bt_to = ip, bt_gen = m->code_gen;                                 \
+            if (UNLIKELY((n -= bt_run) < 0))                                                       \
+                goto short_run;                                                                    \
+            goto *bt_h;                                                                            \
         }                                                                                          \
+        struct dinsn *from_ = ip;                                                                  \
+        int32_t d_ = ip->imm;                                                                      \
+        SKIP(d_);                                                                                  \
+        if (d_ < 0)                                                                                \
+            bt_from = from_, bt_to = ip, bt_h = ip->h, bt_run = ip->run;                           \
+        NEXT();                                                                                    \
     } while (0)
 #define BRANCH(cond)                                                                               \
     do {                                                                                           \
         if (cond)                                                                                  \
-            TAKEN();                                                                               \
-        else                                                                                       \
-            ip++;                                                                                  \
-        NEXT();                                                                                    \
+            TAKEN_NEXT();                                                                          \
+        NEXT_SEQ();                                                                                \
     } while (0)
 #define GO(t) do { uint64_t go_ = (t); CUR_VA = go_; CUR_DP = ip = &m->stub; } while (0) /* fetch enters t */
 /* A control transfer: the next tick fetches at t, entering its page through the exec fast array
@@ -74,14 +92,14 @@ static inline uint32_t reg_fields(const struct dinsn *d)
         uint64_t j_ = (t);                                                                         \
         const struct exec_entry *x_ = &fs->ex[(j_ >> PAGE_SHIFT) & FAST_MASK];                     \
         GO(j_);                                                                                    \
-        if (UNLIKELY(--n < 0))                                                                     \
+        if (UNLIKELY(n < 1))                                                                       \
             goto budget_out;                                                                       \
         if (UNLIKELY(x_->tag != (j_ & (PAGE_MASK | 3))))                                           \
             goto enter_slow;                                                                       \
         m->block_ihits++;                                                                          \
         CUR_VA = j_ & PAGE_MASK, CUR_DP = x_->dp;                                                  \
         ip = x_->dp + ((j_ & PAGE_OFFSET) >> 2);                                                   \
-        goto *ip->h;                                                                               \
+        NEXT();                                                                                    \
     } while (0)
 #define RAISE(v) do { set_fault(m, v, 0, 0, 0); goto fault; } while (0)
 #define RAISE_GP0() do { set_fault(m, V_GP, 1, 0, 0); goto fault; } while (0)
@@ -122,6 +140,8 @@ static inline uint32_t reg_fields(const struct dinsn *d)
         } else {                                                                                   \
             uint64_t s_;                                                                           \
             slow;                                                                                  \
+            SETTLE();                                                                              \
+            CODE_MAY_CHANGE();                                                                     \
             if (UNLIKELY(!load_slow(m, (addr), sizeof(T), cpl, &s_)))                              \
                 goto fault;                                                                        \
             (out) = (T)s_;                                                                         \
@@ -137,6 +157,8 @@ static inline uint32_t reg_fields(const struct dinsn *d)
             hits++;                                                                                \
         } else {                                                                                   \
             slow;                                                                                  \
+            SETTLE();                                                                              \
+            CODE_MAY_CHANGE();                                                                     \
             if (UNLIKELY(!store_slow(m, (addr), sizeof(T), cpl, (uint64_t)w_)))                    \
                 goto fault;                                                                        \
         }                                                                                          \
@@ -163,8 +185,11 @@ static inline uint32_t reg_fields(const struct dinsn *d)
         if (LIKELY(e_->tag == ((addr) & (PAGE_MASK | (GS_SIZE - 1))))) {                           \
             memcpy(&(out), (const void *)(e_->addend + (addr)), GS_SIZE);                          \
             hits++;                                                                                \
-        } else if (UNLIKELY(!gs_load_slow(m, (addr), cpl, &(out))))                                \
-            goto fault;                                                                            \
+        } else {                                                                                   \
+            CODE_MAY_CHANGE();                                                                     \
+            if (UNLIKELY(!gs_load_slow(m, (addr), cpl, &(out))))                                   \
+                goto fault;                                                                        \
+        }                                                                                          \
     } while (0)
 #define GS_STORE(addr, value)                                                                      \
     do {                                                                                           \
@@ -173,11 +198,30 @@ static inline uint32_t reg_fields(const struct dinsn *d)
         if (LIKELY(e_->tag == ((addr) & (PAGE_MASK | (GS_SIZE - 1))))) {                           \
             memcpy((void *)(e_->addend + (addr)), &w_, GS_SIZE);                                   \
             hits++;                                                                                \
-        } else if (UNLIKELY(!gs_store_slow(m, (addr), cpl, w_)))                                   \
-            goto fault;                                                                            \
+        } else {                                                                                   \
+            CODE_MAY_CHANGE();                                                                     \
+            if (UNLIKELY(!gs_store_slow(m, (addr), cpl, w_)))                                      \
+                goto fault;                                                                        \
+        }                                                                                          \
     } while (0)
-#define LOAD_OP(T) do { uint64_t a_ = RS1 + IMM; T v_; LOAD(T, a_, v_); SET_RD((uint64_t)(int64_t)v_); } while (0)
-#define STORE_OP(T) do { uint64_t a_ = RS1 + IMM; STORE(T, a_, RS2); NEXT_SEQ(); } while (0)
+/* Straight (core.h P64_STRAIGHT): after a slow access the next word is entered again. */
+#define ON_AFTER(slow) do { ip++; if (UNLIKELY(slow)) goto resync; goto *ip->h; } while (0)
+#define LOAD_OP(T)                                                                                 \
+    do {                                                                                           \
+        int slow_ = 0;                                                                             \
+        uint64_t a_ = RS1 + IMM;                                                                   \
+        T v_;                                                                                      \
+        LOAD_NOTE(T, a_, v_, slow_ = 1);                                                           \
+        RD = (uint64_t)(int64_t)v_;                                                                \
+        ON_AFTER(slow_);                                                                           \
+    } while (0)
+#define STORE_OP(T)                                                                                \
+    do {                                                                                           \
+        int slow_ = 0;                                                                             \
+        uint64_t a_ = RS1 + IMM;                                                                   \
+        STORE_NOTE(T, a_, RS2, slow_ = 1);                                                         \
+        ON_AFTER(slow_);                                                                           \
+    } while (0)
 /* §3 Stack: a push whose store faults leaves sp unchanged; a pop writes its target last. */
 #define PUSH(v) do { uint64_t pv_ = (v), pa_ = r[SP] - 8; STORE(uint64_t, pa_, pv_); r[SP] = pa_; } while (0)
 #define POP(out) do { uint64_t qa_ = r[SP]; LOAD(uint64_t, qa_, out); r[SP] = qa_ + 8; } while (0)
@@ -193,12 +237,12 @@ static inline uint32_t reg_fields(const struct dinsn *d)
 #define DO_ANDI RD = RS1 & IMM
 #define DO_ORI RD = RS1 | IMM
 #define DO_XORI RD = RS1 ^ IMM
-#define DO_SHLI RD = RS1 << ip->imm
-#define DO_SHRI RD = RS1 >> ip->imm
+#define DO_SHLI RD = RS1 << IMM32
+#define DO_SHRI RD = RS1 >> IMM32
 #define DO_LUI RD = IMM
 #define DO_LD do { uint64_t a_ = RS1 + IMM, v_; LOAD_NOTE(uint64_t, a_, v_, slow_ = 1); RD = v_; } while (0)
 #define DO_SD do { uint64_t a_ = RS1 + IMM; STORE_NOTE(uint64_t, a_, RS2, slow_ = 1); } while (0)
-#define THEN_STRAIGHT(x) do { x; (void)slow_; NEXT_SEQ(); } while (0)
+#define THEN_STRAIGHT(x) do { x; ON_AFTER(slow_); } while (0)
 #define THEN_ADD THEN_STRAIGHT(DO_ADD)
 #define THEN_SUB THEN_STRAIGHT(DO_SUB)
 #define THEN_AND THEN_STRAIGHT(DO_AND)
@@ -219,7 +263,7 @@ static inline uint32_t reg_fields(const struct dinsn *d)
 #define THEN_BGE BRANCH((int64_t)RS1 >= (int64_t)RS2)
 #define THEN_BLTU BRANCH(RS1 < RS2)
 #define THEN_BGEU BRANCH(RS1 >= RS2)
-#define THEN_JMP do { TAKEN(); NEXT(); } while (0)
+#define THEN_JMP TAKEN_NEXT()
 
 static int divide_error(uint64_t a, uint64_t b)
 {
@@ -275,8 +319,9 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     const uint64_t pc0 = m->cpu.pc;
     uint64_t hits = 0;
     int64_t n = n0;
-    struct dinsn *bt_from = NULL, *bt_to = NULL; /* the branch-target cache of TAKEN */
-    uint64_t bt_gen = 0;
+    struct dinsn *bt_from = NULL, *bt_to = NULL; /* the branch-target cache of TAKEN_NEXT */
+    const void *bt_h = NULL;
+    int64_t bt_run = 0;
     int result;
     /* what the end of the block needs, kept out of the registers */
     m->block_n0 = n0;
@@ -290,15 +335,15 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     NEXT();
 
     /* ---- alu ---- */
-    OP(ADD) SET_RD(RS1 + RS2);
-    OP(SUB) SET_RD(RS1 - RS2);
-    OP(AND) SET_RD(RS1 & RS2);
-    OP(OR) SET_RD(RS1 | RS2);
-    OP(XOR) SET_RD(RS1 ^ RS2);
-    OP(SHL) SET_RD(RS1 << (RS2 & 63));
-    OP(SHR) SET_RD(RS1 >> (RS2 & 63));
-    OP(SAR) SET_RD((uint64_t)((int64_t)RS1 >> (RS2 & 63)));
-    OP(MUL) SET_RD(RS1 * RS2);
+    OP(ADD) SET_RD_ON(RS1 + RS2);
+    OP(SUB) SET_RD_ON(RS1 - RS2);
+    OP(AND) SET_RD_ON(RS1 & RS2);
+    OP(OR) SET_RD_ON(RS1 | RS2);
+    OP(XOR) SET_RD_ON(RS1 ^ RS2);
+    OP(SHL) SET_RD_ON(RS1 << (RS2 & 63));
+    OP(SHR) SET_RD_ON(RS1 >> (RS2 & 63));
+    OP(SAR) SET_RD_ON((uint64_t)((int64_t)RS1 >> (RS2 & 63)));
+    OP(MUL) SET_RD_ON(RS1 * RS2);
     OP(DIV) {
         if (divide_error(RS1, RS2))
             RAISE(V_DE);
@@ -319,18 +364,18 @@ static int exec_block(struct p64_machine *m, int64_t n0)
             RAISE(V_DE);
         SET_RD(RS1 % RS2);
     }
-    OP(SLT) SET_RD((int64_t)RS1 < (int64_t)RS2);
-    OP(SLTU) SET_RD(RS1 < RS2);
-    OP(ADDI) SET_RD(RS1 + IMM);
-    OP(ANDI) SET_RD(RS1 & IMM);
-    OP(ORI) SET_RD(RS1 | IMM);
-    OP(XORI) SET_RD(RS1 ^ IMM);
-    OP(SHLI) SET_RD(RS1 << ip->imm);
-    OP(SHRI) SET_RD(RS1 >> ip->imm);
-    OP(SARI) SET_RD((uint64_t)((int64_t)RS1 >> ip->imm));
-    OP(SLTI) SET_RD((int64_t)RS1 < (int64_t)IMM);
-    OP(SLTIU) SET_RD(RS1 < IMM);
-    OP(LUI) SET_RD(IMM);
+    OP(SLT) SET_RD_ON((int64_t)RS1 < (int64_t)RS2);
+    OP(SLTU) SET_RD_ON(RS1 < RS2);
+    OP(ADDI) SET_RD_ON(RS1 + IMM);
+    OP(ANDI) SET_RD_ON(RS1 & IMM);
+    OP(ORI) SET_RD_ON(RS1 | IMM);
+    OP(XORI) SET_RD_ON(RS1 ^ IMM);
+    OP(SHLI) SET_RD_ON(RS1 << IMM32);
+    OP(SHRI) SET_RD_ON(RS1 >> IMM32);
+    OP(SARI) SET_RD_ON((uint64_t)((int64_t)RS1 >> IMM32));
+    OP(SLTI) SET_RD_ON((int64_t)RS1 < (int64_t)IMM);
+    OP(SLTIU) SET_RD_ON(RS1 < IMM);
+    OP(LUI) SET_RD_ON(IMM);
 
     /* ---- mem (§5) ---- */
     OP(LB) LOAD_OP(int8_t);
@@ -373,20 +418,19 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     OP(BLTU) BRANCH(RS1 < RS2);
     OP(BGEU) BRANCH(RS1 >= RS2);
     /* ---- fused pairs (core.h P64_PAIRS, decode.c fuse) ---- */
-    /* The first instruction, then the second's tick checked as its own dispatch would check it,
-     * so that a block of any budget, single step included, ends between the two (§9); a fault of
-     * either leaves ip on its own record.  After a slow access (a TLB miss, or a store that
-     * reached decoded code, §15) the second runs through its own record, which the access may
-     * have decoded again. */
+    /* The first instruction, then the second, without a check between them: both are of one
+     * straight run, whose ticks were charged when it was entered, and a run the budget ends
+     * inside runs from the scratch records, where the last word is never fused (short_run); a
+     * fault of either leaves ip on its own record.  After a slow access (a TLB miss, or a store
+     * that reached decoded code, §15) the second runs through its own record, which the access
+     * may have decoded again, entered as a new run (resync). */
 #define PAIR(A, B)                                                                                 \
     OP(A##_##B) {                                                                                  \
         int slow_ = 0;                                                                             \
         DO_##A;                                                                                    \
         ip++;                                                                                      \
         if (UNLIKELY(slow_))                                                                       \
-            NEXT();                                                                                \
-        if (UNLIKELY(--n < 0))                                                                     \
-            goto budget_out;                                                                       \
+            goto resync;                                                                           \
         THEN_##B;                                                                                  \
     }
     P64_PAIRS(PAIR)
@@ -396,10 +440,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
             JUMP(PC + IMM);
         NEXT_SEQ();
     }
-    OP(JMP) {
-        TAKEN();
-        NEXT();
-    }
+    OP(JMP) TAKEN_NEXT();
     OP(JFAR) JUMP(PC + IMM);
     OP(CALL) {
         uint64_t pc_ = PC;
@@ -648,6 +689,8 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     /* §8.2: fetch enters a page (after a jump, or off the end of the last one).  The dispatch
      * that got here took the tick of the instruction at the target. */
     OP(ENTER) {
+        if (UNLIKELY(n < 1)) /* the sentinel and the stub take no tick of their own (run 0) */
+            goto budget_out;
         uint64_t t_ = PC;
         const struct exec_entry *x_ = &fs->ex[(t_ >> PAGE_SHIFT) & FAST_MASK];
         if (UNLIKELY(x_->tag != (t_ & (PAGE_MASK | 3))))
@@ -655,24 +698,57 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         m->block_ihits++;
         CUR_VA = t_ & PAGE_MASK, CUR_DP = x_->dp;
         ip = x_->dp + ((t_ & PAGE_OFFSET) >> 2);
-        goto *ip->h;
+        NEXT();
     }
 enter_slow: {
         /* A slice's work is spent on decoding (§10): once an instruction has retired, the block
-         * ends before fetch enters t_'s page, the tick of t_'s instruction given back, just
-         * where a budget would have ended it (fetch enters the page in the next block). */
-        if (UNLIKELY(m->ctr.pages_decoded > m->pause_decodes) && m->block_n0 - n >= 2) {
-            n++;
+         * ends before fetch enters t_'s page, just where a budget would have ended it (fetch
+         * enters the page in the next block).  Otherwise the fetch takes the tick of t_'s
+         * instruction (n >= 1 here), which a fetch fault reports as that instruction's, and gives
+         * it back for NEXT to charge with its run. */
+        if (UNLIKELY(m->ctr.pages_decoded > m->pause_decodes) && m->block_n0 - n >= 1)
             goto boundary;
-        }
         uint64_t t_ = PC;
+        n--;
+        CODE_MAY_CHANGE();
         struct dinsn *dp_ = fetch_page(m, t_, cpl);
         if (UNLIKELY(!dp_))
             goto fault;
+        n++;
         CUR_VA = t_ & PAGE_MASK, CUR_DP = dp_;
         ip = dp_ + ((t_ & PAGE_OFFSET) >> 2);
+        NEXT();
+    }
+short_run: {
+        /* The budget ends inside the run at ip: its first n words run from the scratch records,
+         * copied at their own indices (so PC holds) with runs that end at the budget, the last
+         * unfused so that no pair runs past it, and after them a word that ends the block. */
+        n += ip->run; /* NEXT took the run it could not pay */
+        if (n == 0)
+            goto budget_out;
+        struct dinsn *s_ = m->scratch;
+        size_t i_ = (size_t)(ip - CUR_DP), k_ = (size_t)n;
+        memcpy(s_ + i_, ip, k_ * sizeof *ip);
+        s_[i_ + k_ - 1].h = labels[((const struct dpage *)(const void *)CUR_DP)->plain[i_ + k_ - 1]];
+        for (size_t j_ = 0; j_ < k_; j_++)
+            s_[i_ + j_].run = (int64_t)(k_ - j_);
+        memset(&s_[i_ + k_], 0, sizeof s_[i_ + k_]);
+        s_[i_ + k_].h = &&budget_stop;
+        m->scratch_of = CUR_DP;
+        CUR_DP = s_;
+        ip = s_ + i_;
+        n = 0;
         goto *ip->h;
     }
+resync:
+    /* A straight word's slow access (n settled): the next word, entered as a new run, on its
+     * decoded page rather than in the scratch records, which the access may have made stale. */
+    if (UNLIKELY(CUR_DP == m->scratch)) {
+        ip = m->scratch_of + (ip - CUR_DP);
+        CUR_DP = m->scratch_of;
+    }
+    NEXT();
+budget_stop: /* the word after the scratch records: n is 0 */
 
 budget_out:
     n = 0;
@@ -690,6 +766,10 @@ exit_out:
 boundary:
     result = BLK_BOUNDARY;
 out:
+    if (CUR_DP == m->scratch) {
+        ip = m->scratch_of + (ip - CUR_DP);
+        CUR_DP = m->scratch_of;
+    }
     m->cpu.pc = PC;
     m->fetch_valid = CUR_DP != &m->stub && ip < CUR_DP + DPAGE_WORDS;
     uint64_t ticks = (uint64_t)(m->block_n0 - n), retired = ticks - (result == BLK_FAULT || result == BLK_VMEXIT);

@@ -261,9 +261,11 @@ def test_core_and_spec_agree_on_gs_and_data_accesses_over_long_runs(d):
 
 # ---- self-modifying code against the core's fast paths, at every budget ----
 # A store in the first half of a fused pair that rewrites the pair's second half (core.h
-# P64_PAIRS), and a store that retargets a warm backward branch whose target the core keeps in
-# a host register (run.c, m->code_gen): both programs run warm for a few iterations, then
-# rewrite, and must run as the spec does whatever budget slices the run (§9, §15).
+# P64_PAIRS), a store that retargets a warm backward branch whose target the core keeps in a
+# host register (run.c TAKEN, forgotten at every slow access), and a store that turns a later
+# word of its own straight run into a jump, which moves the end of the run whose ticks the core
+# charged at once (struct dinsn.run): the programs run warm for a few iterations, then rewrite,
+# and must run as the spec does whatever budget slices the run (§9, §15).
 from cffi_core.asm import assemble  # noqa: E402
 
 # sd at CODE+4 (8-aligned target CODE+8) rewrites its own pair's second word, addi -> xori.
@@ -285,6 +287,22 @@ loop:   addi r4, r4, 1
         bne r3, r8, back
         sw r2, [r1+0]        ; r1 = back: bltu r0, r3, loop+4
 back:   bltu r0, r3, loop
+        hlt
+"""
+
+# sd writes the 8-aligned words at `cut`: addi r6 becomes jmp over (addi r7 stays), two words after
+# the store, so that the words between the store and the jump end their run earlier.
+REWRITE_RUN_END = """
+loop:   addi r3, r3, -1
+        addi r9, r9, 1
+        sd r2, [r1+0]        ; from the sixth iteration on, r1 = cut
+        addi r5, r5, 3
+cut:    addi r6, r6, 1       ; becomes jmp over
+        addi r7, r7, 1
+over:   addi r4, r4, 1
+        bne r3, r8, skip
+        addi r1, r10, 0      ; r10 = cut: the next store writes into the run
+skip:   bne r3, r0, loop
         hlt
 """
 
@@ -334,3 +352,14 @@ def test_a_store_retargeting_a_warm_loop_branch_is_followed_at_every_budget():
     for budget in range(1, 60):
         core = _run_in_slices(mem, regs, budget)
         assert (core.r(4), core.r(5)) == (6, 84), budget  # the last six rounds skip r4 (stale: 12)
+
+
+def test_a_store_that_ends_its_own_straight_run_earlier_is_charged_as_the_spec_runs_at_every_budget():
+    mem, smc = _smc(REWRITE_RUN_END, "cut:    addi r6, r6, 1 ", "cut:    jmp over       ")
+    cut = smc["image"].symbols["cut"]
+    assert smc["at"] == cut and cut % 8 == 0
+    new = smc["new"][cut - CODE : cut - CODE + 8]
+    regs = [0, DATA, int.from_bytes(new, "little"), 10, 0, 0, 0, 0, 5, 0, cut, 0, 0, 0, 0, 0x18000]
+    for budget in range(1, 60):
+        core = _run_in_slices(mem, regs, budget)
+        assert (core.r(4), core.r(5), core.r(6), core.r(7)) == (10, 30, 5, 5), budget  # stale: r6 = r7 = 10
