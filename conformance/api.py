@@ -619,7 +619,9 @@ class HostWatch:
         elif entries > max_entries:
             what = f"entered the host {entries} times in one slice of {self._slice_ticks} guest ticks (at most {max_entries})"
         elif ticks > max_ticks:
-            what = f"ran the host for {ticks} ticks in one slice of {self._slice_ticks} guest ticks (at most {max_ticks})"
+            what = (
+                f"ran the host for {ticks} ticks in one slice of {self._slice_ticks} guest ticks (at most {max_ticks})"
+            )
         else:
             return
         where = self.where()
@@ -811,7 +813,7 @@ def _observe_here(cls: type[VMM], image: GuestImage, config: VMConfig, host: Mac
     except BaseException as e:  # KeyboardInterrupt or SystemExit raised by the VMM is its failure too
         if watch.failure is not None:  # the VMM turned our NoProgress into its own exception
             raise NoProgress(watch.failure) from e
-        raise VMMError(f"{label}: {phase} raised {type(e).__name__}: {e}") from e
+        raise VMMError(f"{label}: {phase} raised {type(e).__name__}: {e}{_frame_line(e)}") from e
     finally:
         watch.end_slice()
     return obs, watch
@@ -929,3 +931,52 @@ def _load_by_path(spec: str) -> type[VMM]:
         except AttributeError:
             raise VMMLoadError(f"VMM {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
     return _check_vmm_class(obj, f"{spec!r}")
+
+
+def vmm_frame(error: BaseException) -> str | None:
+    """Where in the VMM's own code ``error`` was raised, for a failure report: the innermost
+    frame of its traceback outside popek's grader (``conformance``, ``cffi_core``) and the
+    standard library, as ``file:line in function`` and the source line, and the frame that
+    called it when that is the VMM's too; None when no frame is the VMM's.  A student reading
+    ``KeyError: <ExitReason.HLT: 4>`` needs the line that looked the key up."""
+    import sysconfig
+    import traceback
+    from pathlib import Path
+
+    import cffi_core
+    import conformance
+
+    ours = [Path(p).resolve() for p in (*conformance.__path__, *cffi_core.__path__)]
+    stdlib = [Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib")]
+    frames = []
+    for frame in traceback.extract_tb(error.__traceback__):
+        path = Path(frame.filename)
+        if not path.is_absolute() or not path.exists():
+            continue
+        path = path.resolve()
+        if any(path.is_relative_to(p) for p in ours) or (
+            any(path.is_relative_to(p) for p in stdlib) and "site-packages" not in path.parts
+        ):
+            continue
+        frames.append((path, frame))
+    if not frames:
+        return None
+
+    def where(path: Path, frame: traceback.FrameSummary) -> str:
+        try:
+            shown = path.relative_to(Path.cwd())
+        except ValueError:
+            shown = path
+        source = f": {frame.line.strip()}" if frame.line else ""
+        return f"{shown}:{frame.lineno} in {frame.name}{source}"
+
+    text = f"at {where(*frames[-1])}"
+    if len(frames) > 1:
+        text += f"\n  called from {where(*frames[-2])}"
+    return text
+
+
+def _frame_line(error: BaseException) -> str:
+    """``vmm_frame(error)`` on a line of its own after an error message, or nothing."""
+    where = vmm_frame(error)
+    return f"\n  {where}" if where else ""

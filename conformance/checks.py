@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from conformance.api import VMM, Observation, VMConfig, observe
+from conformance.api import VMM, Observation, VMConfig, observe, vmm_frame
 
 if TYPE_CHECKING:
     from cffi_core.image import GuestImage
@@ -540,46 +540,3 @@ def tidy_failure(text: str) -> str:
     lines = [line for line in text.split("\n") if _HYPOTHESIS_ADVICE not in line]
     lines = _drop_duplicate_compare(lines)
     return _BYTES_LITERAL.sub(_shorten_blob, "\n".join(lines))
-
-
-def vmm_frame(error: BaseException) -> str | None:
-    """Where in the VMM's own code ``error`` was raised, for a failure report: the innermost
-    frame of its traceback outside popek's grader (``conformance``, ``cffi_core``) and the
-    standard library, as ``file:line in function`` and the source line, and the frame that
-    called it when that is the VMM's too; None when no frame is the VMM's.  A student reading
-    ``KeyError: <ExitReason.HLT: 4>`` needs the line that looked the key up."""
-    import sysconfig
-    import traceback
-    from pathlib import Path
-
-    import cffi_core
-    import conformance
-
-    ours = [Path(p).resolve() for p in (*conformance.__path__, *cffi_core.__path__)]
-    stdlib = [Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib")]
-    frames = []
-    for frame in traceback.extract_tb(error.__traceback__):
-        path = Path(frame.filename)
-        if not path.is_absolute() or not path.exists():
-            continue
-        path = path.resolve()
-        if any(path.is_relative_to(p) for p in ours) or (
-            any(path.is_relative_to(p) for p in stdlib) and "site-packages" not in path.parts
-        ):
-            continue
-        frames.append((path, frame))
-    if not frames:
-        return None
-
-    def where(path: Path, frame: traceback.FrameSummary) -> str:
-        try:
-            shown = path.relative_to(Path.cwd())
-        except ValueError:
-            shown = path
-        source = f": {frame.line.strip()}" if frame.line else ""
-        return f"{shown}:{frame.lineno} in {frame.name}{source}"
-
-    text = f"at {where(*frames[-1])}"
-    if len(frames) > 1:
-        text += f"\n  called from {where(*frames[-2])}"
-    return text

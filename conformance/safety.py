@@ -43,6 +43,7 @@ from conformance.api import (
     Observation,
     VMConfig,
     VMMError,
+    _frame_line,
     check_vmm_class,
     default_host_memory,
     host_canary,
@@ -305,7 +306,7 @@ def _side_by_side_here(
     except BaseException as e:  # KeyboardInterrupt or SystemExit raised by the VMM is its failure too
         if watch.failure is not None and not isinstance(e, NoProgress):
             e = NoProgress(watch.failure)
-        seen["error"] = f"{label}: {phase} raised {type(e).__name__}: {e}"
+        seen["error"] = f"{label}: {phase} raised {type(e).__name__}: {e}{_frame_line(e)}"
     finally:
         watch.end_slice()
     seen["longest"] = watch.longest

@@ -381,3 +381,37 @@ def test_a_crash_is_one_cause_whatever_test_met_it_and_its_frame_is_marked():
     assert cause.headline == "the VMM raised KeyError: <ExitReason.HLT: 4>"
     shown = cause.shown.diff.splitlines()
     assert shown.index("  at student_vmm.py:22 in _handle: return _KIND[ex.reason]") in failures.marks(cause.shown.diff)
+
+
+CRASHING_VMM = """
+from reference_vmm.native import NativeVMM
+
+HANDLERS = {}
+
+
+class CrashOnRun(NativeVMM):
+    name = "crash-on-run"
+
+    def run(self, budget):
+        return HANDLERS[budget]  # the seeded bug
+"""
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_vmm_crash_names_its_file_and_line_in_or_out_of_process(tmp_path, monkeypatch, isolate):
+    from cffi_core.asm import assemble
+    from conformance.api import VMMError, observe
+
+    (tmp_path / "crashing_student.py").write_text(CRASHING_VMM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    import crashing_student
+
+    image = assemble("hlt\n")
+    with pytest.raises(VMMError) as caught:
+        observe(crashing_student.CrashOnRun, image, isolate=isolate)
+    assert "raised KeyError" in str(caught.value)
+    where = str(caught.value).splitlines()[1]  # relative to the current folder, or absolute
+    assert where.startswith("  at ") and where.endswith(
+        "crashing_student.py:11 in run: return HANDLERS[budget]  # the seeded bug"
+    )
