@@ -138,6 +138,12 @@ def build_blocks(
                 if failing
                 else "No run has an unexpected failure; expected deviations of a technique are xfail."
             )
+            + (
+                f" {sum(g.run.partial is not None for g in grades)} run(s) were partial (a part of the suite "
+                "only, as their sections say): a pass there is no grade of the whole suite."
+                if any(g.run.partial is not None for g in grades)
+                else ""
+            )
             + (f" {len(problems)} run(s) did not end cleanly (below)." if problems else "")
         ),
         Paragraph(when + _versions(grades)),

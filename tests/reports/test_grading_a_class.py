@@ -522,3 +522,13 @@ def test_a_profile_with_added_features_follows_its_base_profile(tmp_path):
         ).outcome = "passed"
     runs = load_runs(writer.write())
     assert [r.key.profile for r in runs] == ["vtx-2006", "vtx-2006+tpr_shadow", "vtx-2009"]
+
+
+def test_the_grade_sheet_says_a_clean_partial_run_is_no_grade_of_the_whole_suite():
+    from reports.render import to_markdown
+    from reports.report import build_blocks
+
+    partial = build_blocks([_grade(NATIVE, "native", "x86-2005", partial="-k x", passed=1)])
+    whole = build_blocks([_grade(NATIVE, "native", "x86-2005", passed=1)])
+    assert "1 run(s) were partial" in to_markdown(partial)
+    assert "partial" not in to_markdown(whole).split("\n\n")[1]
