@@ -33,7 +33,19 @@ from benchmarks import paper
 from benchmarks.cost_model import CostProfile, load_profile, price
 from benchmarks.measure import IO_PREFIX, NATIVE, VMM_PREFIX, Record
 from reports import plots
-from reports.render import Block, Code, Details, Heading, Paragraph, Table, to_html, to_markdown
+from reports.render import (
+    Block,
+    Code,
+    Details,
+    Heading,
+    Paragraph,
+    Table,
+    anchors,
+    contents_entries,
+    slug,
+    to_html,
+    to_markdown,
+)
 
 __all__ = [
     "BENCH_FILE",
@@ -338,11 +350,6 @@ def _vmm_order(records: Sequence[Record], preferred: Sequence[str] = ()) -> list
     return list(dict.fromkeys(order + seen))
 
 
-def _slug(text: str) -> str:
-    """GitHub's heading anchor: lower case, punctuation dropped, spaces as hyphens."""
-    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
-
-
 # ---- sections -------------------------------------------------------------------------------
 
 
@@ -474,7 +481,7 @@ def _forkwait_section(p: _Priced, vmms: Sequence[str], level: int, out: Path | N
         ]
         if out is not None and plots.available() and bars:
             path = plots.forkwait_bars(
-                bars, out / f"{fig_prefix}forkwait-{_slug(b)}-{p.profile.name}.png",
+                bars, out / f"{fig_prefix}forkwait-{slug(b)}-{p.profile.name}.png",
                 f"{b} relative to native ({p.profile.name}); hatched: bounds",
             )  # fmt: skip
             blocks.append(_figure(path, out, f"{b} by VMM under {p.profile.name}, beside Adams & Agesen 2006 §7.1"))
@@ -870,28 +877,6 @@ def _reproduction_section(records: Sequence[Record], profiles: Sequence[CostProf
 # ---- rendering ------------------------------------------------------------------------------
 
 
-def _headings(blocks: Sequence[ReportBlock]) -> dict[int, str]:
-    """A unique anchor per heading (by position), as GitHub numbers repeated ones."""
-    seen: dict[str, int] = {}
-    anchors: dict[int, str] = {}
-    for i, b in enumerate(blocks):
-        if isinstance(b, Heading):
-            slug = _slug(b.text)
-            n = seen.get(slug, 0)
-            seen[slug] = n + 1
-            anchors[i] = slug if n == 0 else f"{slug}-{n}"
-    return anchors
-
-
-def _toc_entries(blocks: Sequence[ReportBlock], start: int, toc: Toc) -> list[tuple[int, str, str]]:
-    anchors = _headings(blocks)
-    return [
-        (b.level - toc.level, b.text, anchors[i])
-        for i, b in enumerate(blocks)
-        if i > start and isinstance(b, Heading) and toc.level <= b.level < toc.level + toc.depth
-    ]
-
-
 def render_markdown(blocks: Sequence[ReportBlock]) -> str:
     """The blocks as GitHub Markdown: figures as image links, the table of contents as a list."""
     plain: list[Block] = []
@@ -909,7 +894,8 @@ def render_markdown(blocks: Sequence[ReportBlock]) -> str:
         elif isinstance(b, Toc):
             flush()
             items = [
-                f"{'  ' * depth}- [{_md_alt(text)}](#{anchor})" for depth, text, anchor in _toc_entries(blocks, i, b)
+                f"{'  ' * depth}- [{_md_alt(text)}](#{anchor})"
+                for depth, text, anchor in contents_entries(blocks, i, b)
             ]
             out.append("**Contents**\n\n" + "\n".join(items))
         else:
@@ -933,12 +919,12 @@ _EXTRA_STYLE = "figure { margin: 1em 0; } figure img { max-width: 100%; } nav ul
 def render_html(blocks: Sequence[ReportBlock], title: str) -> str:
     """The blocks as one self-contained HTML5 document: headings with anchors, the table of
     contents as nested lists, figures embedded as base64 PNG."""
-    anchors = _headings(blocks)
+    where = anchors(blocks)
     body: list[str] = []
     for i, b in enumerate(blocks):
         if isinstance(b, Heading):
             level = min(max(b.level, 1), 6)
-            body.append(f'<h{level} id="{html.escape(anchors[i])}">{html.escape(b.text)}</h{level}>')
+            body.append(f'<h{level} id="{html.escape(where[i])}">{html.escape(b.text)}</h{level}>')
         elif isinstance(b, Figure):
             data = base64.b64encode(b.path.read_bytes()).decode("ascii")
             caption = html.escape(b.caption)
@@ -947,7 +933,7 @@ def render_html(blocks: Sequence[ReportBlock], title: str) -> str:
                 f"<figcaption>{caption}</figcaption></figure>"
             )
         elif isinstance(b, Toc):
-            body.append(_html_toc(_toc_entries(blocks, i, b)))
+            body.append(_html_toc(contents_entries(blocks, i, b)))
         else:
             body.append(_html_block(b))
     skeleton = to_html([], title)

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reports.grades import Standing, collect_files, grade, load_runs, ranking, shared_names
-from reports.render import Block, Cell, Code, Heading, Mono, Paragraph, Table, to_html, to_markdown
-from reports.report import Report, write_report
+from reports.render import Block, Cell, Heading, Mono, Paragraph, Table, to_html, to_markdown
+from reports.report import Report, problem_blocks, write_report
 
 __all__ = ["TITLE", "ClassReport", "ranking_table", "sheet_directory", "write_class_report"]
 
@@ -156,12 +156,7 @@ def _blocks(
             Heading(2, "Submissions that did not load"),
             Table(["submission", "error"], [[name, error] for name, error in unloaded]),
         ]
-    if problems:
-        blocks.append(Heading(2, "Runs that did not end cleanly"))
-        for headline, detail in problems:
-            blocks.append(Paragraph(headline))
-            if detail:
-                blocks.append(Code(detail))
+    blocks += problem_blocks(problems)
     blocks.append(Heading(2, "Grade sheets"))
     for s in standings:
         sheet = sheets.get(s.vmm_class)

@@ -172,7 +172,9 @@ def anchors(blocks: Sequence[object]) -> dict[int, str]:
     return found
 
 
-def _contents(blocks: Sequence[object], start: int, toc: Contents) -> list[tuple[int, str, str]]:
+def contents_entries(blocks: Sequence[object], start: int, toc: Contents) -> list[tuple[int, str, str]]:
+    """The entries of the table of contents ``toc`` at position ``start``: (depth, text, anchor) of
+    every heading after it in its levels."""
     where = anchors(blocks)
     return [
         (b.level - toc.level, b.text, where[i])
@@ -262,7 +264,8 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             out.append(f"<details><summary>{summary}</summary>\n\n{_md_fenced(block.text)}\n\n</details>")
         elif isinstance(block, Contents):
             items = [
-                f"{'  ' * depth}- [{_md_text(text)}](#{anchor})" for depth, text, anchor in _contents(blocks, i, block)
+                f"{'  ' * depth}- [{_md_text(text)}](#{anchor})"
+                for depth, text, anchor in contents_entries(blocks, i, block)
             ]
             if items:
                 out.append("**Contents**\n\n" + "\n".join(items))
@@ -426,7 +429,7 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
                 f"<details><summary>{html.escape(block.summary, quote=False)}</summary>{_html_pre(block.text, block.marks)}</details>"
             )
         elif isinstance(block, Contents):
-            entries = _contents(blocks, i, block)
+            entries = contents_entries(blocks, i, block)
             if entries:
                 body.append(_html_contents(entries))
         elif isinstance(block, Bars):

@@ -163,12 +163,7 @@ def build_blocks(
             [[verdict_cell(c) if isinstance(c, str) and i >= 2 else c for i, c in enumerate(row)] for row in rows],
         ),
     ]
-    if problems:
-        blocks.append(Heading(2, "Runs that did not end cleanly"))
-        for headline, detail in problems:
-            blocks.append(Paragraph(headline))
-            if detail:
-                blocks.append(Code(detail))
+    blocks += problem_blocks(problems)
     blocks += efficiency_blocks(grades, labels)
     for g in ordered:
         blocks += _run_section(g, labels)
@@ -462,3 +457,16 @@ def coverage_blocks(run: RunResults) -> list[Block]:
         Table(["exit adjacent to an event", "examples"], adjacent),
         Details(f"uncovered cells ({total - reached})", "\n".join(uncovered) if uncovered else "none"),
     ]
+
+
+def problem_blocks(problems: Sequence[tuple[str, str]]) -> list[Block]:
+    """The section on runs that did not end cleanly: each one's headline and the detail (its log's
+    tail); nothing when every run ended cleanly."""
+    if not problems:
+        return []
+    blocks: list[Block] = [Heading(2, "Runs that did not end cleanly")]
+    for headline, detail in problems:
+        blocks.append(Paragraph(headline))
+        if detail:
+            blocks.append(Code(detail))
+    return blocks
