@@ -229,9 +229,11 @@ def _child_main(factory: Callable[[], Any], requests: int, replies: int, memory:
                 data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
                 _loads(data)  # plain data only, checked here so that the error names the cause
             except BaseException as e:
-                text = f"{type(e).__name__}: {e}{_frame_line(e)}" if _kind(e) == "other" else str(e)
+                text = f"{type(e).__name__}: {e}" if _kind(e) == "other" else str(e)
                 if isinstance(e, MemoryError) or isinstance(e.__cause__, MemoryError):
                     text += f" (the VMM's process may add {memory / GiB:g} GiB of address space: --popek-memory)"
+                if _kind(e) == "other":
+                    text += _frame_line(e)
                 reply = ("error", _kind(e), _clip(text))
                 data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
             _flush()
