@@ -523,11 +523,6 @@ ENTRIES: tuple[Entry, ...] = (
         Fact("host entries per 1,000 guest instructions of the compute guest", facts.host_entries_per_mille(50)),
     ),
     Entry(
-        _m("hw-hlt-exiting", "HltExiting", "hardware", "efficiency", HW,
-           "sets HLT exiting: every guest hlt is a VM exit"),
-        Fact("VM exits on hlt in a guest that waits for its timer", facts.counter_positive("vm_exit_hlt", TIMER_WAKES_HLT)),
-    ),
-    Entry(
         _m("hw-tpr-shadow-unused", "TprShadowUnused", "hardware", "efficiency", EPT,
            "leaves the host's TPR shadow unused: every CR8 load exits, as on a host without one"),
         # shadow paging takes one CR-access exit of its own there: the guest kernel's CR3 load

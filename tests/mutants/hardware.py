@@ -278,21 +278,6 @@ HostRunPerInstruction = _vmm(
 )
 
 
-def _on_hlt(vm: HardwareVM) -> Exit:
-    vm.skip()
-    return Exit(guest_mode.ExitReason.HLT)  # the device loop idles, as after a guest-mode hlt
-
-
-class _HltExitingVM(HardwareVM):
-    handlers = _handlers({VmExitReason.HLT: _on_hlt})
-
-    def set_controls(self, proc: int) -> None:
-        super().set_controls(proc | ProcControl.HLT_EXITING)  # the bug: hlt needs no exit in guest mode
-
-
-HltExiting = _vmm("HltExiting", _HltExitingVM, "Sets HLT exiting: every hlt is a VM exit the guest did not need.")
-
-
 class _TprShadowUnusedVM(HardwareVM):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
