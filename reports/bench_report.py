@@ -42,6 +42,7 @@ from reports.render import (
     Table,
     anchors,
     contents_entries,
+    html_contents,
     slug,
     to_html,
     to_markdown,
@@ -933,38 +934,13 @@ def render_html(blocks: Sequence[ReportBlock], title: str) -> str:
                 f"<figcaption>{caption}</figcaption></figure>"
             )
         elif isinstance(b, Toc):
-            body.append(_html_toc(contents_entries(blocks, i, b)))
+            body.append(html_contents(contents_entries(blocks, i, b)))
         else:
             body.append(_html_block(b))
     skeleton = to_html([], title)
     head, _, tail = skeleton.partition("<body>\n")
     head = head.replace("</style>", _EXTRA_STYLE + "\n</style>")
     return head + "<body>\n" + "\n".join(body) + "\n" + tail
-
-
-def _html_toc(entries: Sequence[tuple[int, str, str]]) -> str:
-    parts = ["<nav><p><strong>Contents</strong></p>", "<ul>"]
-    depth = 0
-    open_item = False
-    for d, text, anchor in entries:
-        while depth < d:
-            parts.append("<ul>")
-            depth += 1
-            open_item = False
-        while depth > d:
-            parts.append("</li></ul>")
-            depth -= 1
-        if open_item:
-            parts.append("</li>")
-        parts.append(f'<li><a href="#{html.escape(anchor)}">{html.escape(text)}</a>')
-        open_item = True
-    while depth > 0:
-        parts.append("</li></ul>")
-        depth -= 1
-    if open_item:
-        parts.append("</li>")
-    parts.append("</ul></nav>")
-    return "\n".join(parts)
 
 
 def write_bench_report(

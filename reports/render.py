@@ -354,7 +354,8 @@ def _html_pre(text: str, marks: frozenset[int], sides: bool = False) -> str:
     return "<pre><code>" + "\n".join(shown) + "</code></pre>"
 
 
-def _html_contents(entries: Sequence[tuple[int, str, str]]) -> str:
+def html_contents(entries: Sequence[tuple[int, str, str]]) -> str:
+    """A table of contents as an HTML <nav> of nested lists, from ``contents_entries``."""
     parts = ["<nav>", "<p><strong>Contents</strong></p>", "<ul>"]
     depth, open_item = 0, False
     for d, text, anchor in entries:
@@ -431,7 +432,7 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
         elif isinstance(block, Contents):
             entries = contents_entries(blocks, i, block)
             if entries:
-                body.append(_html_contents(entries))
+                body.append(html_contents(entries))
         elif isinstance(block, Bars):
             body.append(_html_bars(block))
         else:  # pragma: no cover - the Block union is closed
