@@ -15,7 +15,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
-SOURCES = ["machine.c", "mmu.c", "decode.c", "events.c", "system.c", "run.c", "vmx.c"]
+SOURCES = ["machine.c", "mmu.c", "decode.c", "events.c", "system.c", "run.c", "vmx.c", "translate.c"]
 
 # Pinned flags: the interpreter's speed depends on code layout (shared/research/perf-anchors.md §3.3).
 OPTIMIZE = ["-O2", "-fno-crossjumping"]

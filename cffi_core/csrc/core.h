@@ -100,7 +100,9 @@ struct dinsn {
     uint8_t rd, rs1, rs2, aux;
     int32_t imm;     /* after the register fields: one 8-byte load gets both (run.c reg_fields) */
     int64_t run;     /* 64 bits: NEXT subtracts it from the budget left in one instruction */
-    uint64_t pad;    /* a power of two: a record's index is a shift away from its offset */
+    uint64_t xl;     /* the translator's (translate.c): executions counted under H_HOT, the entry
+                      * of the record's translation under H_JIT, else 0; also keeps the record a
+                      * power of two in size (a record's index is a shift away from its offset) */
 };
 _Static_assert(sizeof(struct dinsn) == 32, "struct dinsn is 32 bytes");
 
@@ -110,6 +112,9 @@ _Static_assert(sizeof(struct dinsn) == 32, "struct dinsn is 32 bytes");
 struct dpage {
     struct dinsn d[DPAGE_WORDS + 1]; /* + the sentinel that enters the next page */
     uint8_t plain[DPAGE_WORDS + 1];  /* each word's own handler (enum handler_id), before fusion */
+    uint16_t hid[DPAGE_WORDS + 1];   /* each word's handler after fusion: d[i].h is labels[hid[i]]
+                                      * but where the translator marked the word (H_HOT, H_JIT) */
+    uint32_t njit;                   /* words marked H_HOT or H_JIT (0: none to drop) */
     struct dpage *next;              /* free list */
     uint64_t ppn;
     uint32_t slot;                   /* index in machine.dlist */
@@ -150,6 +155,9 @@ enum handler_id {
 #define X(A, B) H_##A##_##B,
     P64_PAIRS(X)
 #undef X
+    /* The translator's (translate.c, §15): never in hid[] or plain[], only in d[i].h. */
+    H_HOT,     /* a translatable run's first word that counts its executions */
+    H_JIT,     /* a word whose run is translated: the handler calls the code in xl */
     H_COUNT
 };
 
@@ -326,6 +334,7 @@ struct p64_machine {
     struct p64_cpu open_cpu;   /* the CPU as it paused: p64_resume refuses a host write since */
     uint64_t pause_decodes;    /* a block ends early once pages_decoded passes this (a slice's work) */
     int translating;           /* CR0.PG, or guest mode with ept: accesses go through the TLB */
+    struct jit *jit;           /* the block translator (translate.c); NULL when off */
     struct vmx_state vmx;
     struct vmx_persist nested;
     char error[256];
@@ -366,6 +375,21 @@ void dcache_drop_range(struct p64_machine *m, uint64_t pa, uint64_t len);
 void dcache_clear(struct p64_machine *m);
 void dcache_free(struct p64_machine *m);
 int straight_handler(unsigned h);
+
+/* translate.c: the block translator (§15) */
+struct jit_io {
+    int64_t n;     /* in: the budget before the first word's run is charged; out: before the exit word's */
+    uint64_t hits; /* data fast-array hits (run.c LOAD, STORE) */
+};
+/* A translation: runs from its first word and returns the record the interpreter goes on at,
+ * with bit 0 set when that record must run by its own handler (hid) rather than d.h. */
+typedef uintptr_t (*jit_code)(uint64_t *r, struct fast_set *fs, struct jit_io *io);
+#define JIT_ORIGINAL ((uintptr_t)1)
+struct jit *jit_create(void);
+void jit_destroy(struct jit *j);
+void jit_mark(struct p64_machine *m, struct dinsn *dp, struct dinsn *ip);
+int jit_hot(struct p64_machine *m, struct dpage *p, unsigned i);
+void jit_drop_page(struct p64_machine *m, struct dpage *p);
 
 /* events.c: §6 delivery */
 enum { DELIVER_OK = 0, DELIVER_EXIT = 1, DELIVER_FAULT = 2 };

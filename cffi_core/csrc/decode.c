@@ -117,7 +117,8 @@ static const uint8_t fuse_second[H_PLAIN] = {
     P64_FUSE_SECOND(X, _)
 #undef X
 };
-_Static_assert(H_PLAIN + 1 + N_FIRST * N_SECOND == H_COUNT, "the pairs follow H_PLAIN, row by row");
+_Static_assert(H_PLAIN + 1 + N_FIRST * N_SECOND == H_HOT, "the pairs follow H_PLAIN, row by row");
+_Static_assert(H_COUNT <= UINT16_MAX, "struct dpage.hid holds every handler");
 _Static_assert(H_PLAIN <= UINT8_MAX, "struct dpage.plain holds every single instruction's handler");
 
 /* Word i runs with the word after it as one handler when the two make a pair; the second keeps
@@ -128,7 +129,9 @@ static void fuse(struct dpage *p, unsigned i, const void *const *labels)
 {
     unsigned a = p->plain[i], b = p->plain[i + 1];
     unsigned f = a < H_PLAIN ? fuse_first[a] : 0, s = b < H_PLAIN ? fuse_second[b] : 0;
-    p->d[i].h = labels[f && s ? H_PLAIN + 1 + (f - 1) * N_SECOND + (s - 1) : a];
+    unsigned h = f && s ? H_PLAIN + 1 + (f - 1) * N_SECOND + (s - 1) : a;
+    p->hid[i] = (uint16_t)h;
+    p->d[i].h = labels[h];
 }
 
 static const uint8_t straight[H_PLAIN] = {
@@ -166,6 +169,8 @@ static void decode_page(struct p64_machine *m, struct dpage *p)
     memset(&p->d[DPAGE_WORDS], 0, sizeof p->d[DPAGE_WORDS]);
     p->d[DPAGE_WORDS].h = m->labels[H_ENTER]; /* falling off the page enters the next one */
     p->plain[DPAGE_WORDS] = H_ENTER;
+    p->hid[DPAGE_WORDS] = H_ENTER;
+    p->njit = 0; /* every record was written afresh: no translation of the page's last use is reachable */
     for (unsigned i = 0; i < DPAGE_WORDS; i++)
         fuse(p, i, m->labels);
     set_runs(p, 0, DPAGE_WORDS - 1);
@@ -173,6 +178,7 @@ static void decode_page(struct p64_machine *m, struct dpage *p)
 
 static void unlink_page(struct p64_machine *m, struct dpage *p)
 {
+    jit_drop_page(m, p);
     fast_forget_dpage(m, p->d);
     uint32_t last = --m->ndecoded;
     m->dlist[p->slot] = m->dlist[last];
@@ -193,6 +199,7 @@ void dcache_clear(struct p64_machine *m)
                 m->fast_sets[r][c].ex[i].tag = FAST_EMPTY, m->fast_sets[r][c].ex[i].dp = NULL;
     while (m->ndecoded) {
         struct dpage *p = m->dpages[m->dlist[--m->ndecoded]];
+        jit_drop_page(m, p);
         m->dpages[p->ppn] = NULL;
         p->next = m->free_pages;
         m->free_pages = p;
@@ -258,6 +265,9 @@ void dcache_store(struct p64_machine *m, uint64_t pa, unsigned size)
         unlink_page(m, p);
         return;
     }
+    /* Translations are made of the page's records as they were (their fields, runs and fusion
+     * are compiled into the code): all of the page's go before any record changes (§15). */
+    jit_drop_page(m, p);
     for (unsigned i = first; i <= last; i++)
         p->plain[i] = (uint8_t)decode_word(&p->d[i], rd32(page + 4 * i), i, m->labels);
     for (unsigned i = first ? first - 1 : 0; i <= last; i++)

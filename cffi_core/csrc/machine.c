@@ -138,6 +138,7 @@ int p64_create(const struct p64_config *config, struct p64_machine **out)
     if (m->free_pages)
         m->free_pages->next = NULL;
     m->scratch = calloc(DPAGE_WORDS + 1, sizeof *m->scratch); /* run.c short_run */
+    m->jit = jit_create(); /* NULL: off, or no room for code; the interpreter runs alone (§15) */
     if (!m->mem || !m->dpages || !m->dlist || !m->free_pages || !m->scratch ||
         tlb_init(&m->dtlb, config->dtlb_entries, config->dtlb_ways, 1) ||
         tlb_init(&m->itlb, config->itlb_entries, config->itlb_ways, 0)) {
@@ -155,6 +156,7 @@ void p64_destroy(struct p64_machine *m)
     if (!m)
         return;
     dcache_free(m);
+    jit_destroy(m->jit);
     free(m->dtlb.e);
     free(m->itlb.e);
     free(m->dlist);

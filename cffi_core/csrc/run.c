@@ -74,6 +74,10 @@ static inline uint64_t reg_fields(const struct dinsn *d)
         struct dinsn *from_ = ip;                                                                  \
         int32_t d_ = ip->imm;                                                                      \
         SKIP(d_);                                                                                  \
+        if (UNLIKELY(m->jit != NULL)) {                                                            \
+            mark_from = from_, mark_back = d_ < 0;                                                 \
+            goto mark_target;                                                                      \
+        }                                                                                          \
         if (d_ < 0)                                                                                \
             bt_from = from_, bt_to = ip, bt_h = ip->h, bt_run = ip->run;                           \
         NEXT();                                                                                    \
@@ -303,6 +307,7 @@ static int exec_block(struct p64_machine *m, int64_t n0)
         P64_INSNS(X)
 #undef X
         [H_INVALID] = &&L_INVALID, [H_BFAR] = &&L_BFAR, [H_JFAR] = &&L_JFAR, [H_ENTER] = &&L_ENTER,
+        [H_HOT] = &&L_HOT, [H_JIT] = &&L_JIT,
 #define X(A, B) [H_##A##_##B] = &&L_##A##_##B,
         P64_PAIRS(X)
 #undef X
@@ -320,6 +325,8 @@ static int exec_block(struct p64_machine *m, int64_t n0)
     uint64_t hits = 0;
     int64_t n = n0;
     struct dinsn *bt_from = NULL, *bt_to = NULL; /* the branch-target cache of TAKEN_NEXT */
+    struct dinsn *mark_from = NULL; /* TAKEN_NEXT's branch, while mark_target marks its target */
+    int mark_back = 0;
     const void *bt_h = NULL;
     int64_t bt_run = 0;
     int result;
@@ -719,6 +726,38 @@ enter_slow: {
         ip = dp_ + ((t_ & PAGE_OFFSET) >> 2);
         NEXT();
     }
+    /* ---- the block translator (translate.c, §15) ---- */
+    /* A translatable run's first word counts its executions until it is translated; either way
+     * it then runs as before.  Translating may drop every translation (a full buffer). */
+    OP(HOT) {
+        struct dpage *p_ = (struct dpage *)(void *)CUR_DP;
+        unsigned i_ = (unsigned)(ip - CUR_DP);
+        CODE_MAY_CHANGE();
+        if (jit_hot(m, p_, i_))
+            goto L_JIT;
+        goto *labels[p_->hid[i_]];
+    }
+    /* A translated run: entered as its first word's handler, the run charged (n is the budget
+     * after its last word); the code charges each further run it enters itself and comes back
+     * with n the budget before the word it stopped at is charged, which NEXT charges.  That word
+     * runs by its own handler (JIT_ORIGINAL) when the code left it to the interpreter to run (a
+     * fast-array miss, a budget that cannot pay the run), else by d.h, as a branch's target. */
+    OP(JIT) {
+        struct jit_io io_ = {n + ip->run, hits};
+        uintptr_t x_ = ((jit_code)(uintptr_t)ip->xl)(r, fs, &io_);
+        n = io_.n, hits = io_.hits;
+        ip = (struct dinsn *)(x_ & ~JIT_ORIGINAL);
+        if (UNLIKELY((n -= ip->run) < 0))
+            goto short_run;
+        if (x_ & JIT_ORIGINAL)
+            goto *labels[((const struct dpage *)(const void *)CUR_DP)->hid[ip - CUR_DP]];
+        goto *ip->h;
+    }
+mark_target: /* TAKEN_NEXT's in-page branch to ip, the translator on (translate.c jit_mark) */
+    jit_mark(m, CUR_DP, ip);
+    if (mark_back)
+        bt_from = mark_from, bt_to = ip, bt_h = ip->h, bt_run = ip->run;
+    NEXT();
 short_run: {
         /* The budget ends inside the run at ip: its first n words run from the scratch records,
          * copied at their own indices (so PC holds) with runs that end at the budget, the last
@@ -729,6 +768,14 @@ short_run: {
         struct dinsn *s_ = m->scratch;
         size_t i_ = (size_t)(ip - CUR_DP), k_ = (size_t)n;
         memcpy(s_ + i_, ip, k_ * sizeof *ip);
+        if (UNLIKELY(((const struct dpage *)(const void *)CUR_DP)->njit)) {
+            /* the translator's words run by their own handlers here: a translation would run
+             * past the budget the scratch records end at */
+            const uint16_t *hid_ = ((const struct dpage *)(const void *)CUR_DP)->hid;
+            for (size_t j_ = 0; j_ < k_; j_++)
+                if (s_[i_ + j_].h == labels[H_HOT] || s_[i_ + j_].h == labels[H_JIT])
+                    s_[i_ + j_].h = labels[hid_[i_ + j_]], s_[i_ + j_].xl = 0;
+        }
         s_[i_ + k_ - 1].h = labels[((const struct dpage *)(const void *)CUR_DP)->plain[i_ + k_ - 1]];
         for (size_t j_ = 0; j_ < k_; j_++)
             s_[i_ + j_].run = (int64_t)(k_ - j_);
