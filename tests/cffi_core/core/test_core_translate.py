@@ -193,3 +193,13 @@ def test_tlb_hits_and_misses_of_a_paged_loop_are_the_interpreters():
         assert ref.cpu.halted, budget
     counters = ref.counters()
     assert counters["dtlb_misses"] > 400 and counters["dtlb_hits"] > 300
+
+
+def test_translations_made_again_after_every_store_fill_the_code_buffer_and_flush_it_exactly():
+    # every iteration's store drops the run's translation and the next entry makes it again: some
+    # 20,000 translations of a few hundred bytes fill the 1 MiB buffer several times over
+    image = assemble(SMC_OWN_RUN.replace("addi r5, r5, 3", "xori r5, r5, 3"), origin=CODE)
+    word = int.from_bytes(image.segments[0].data[8:16], "little")
+    prepare = program(SMC_OWN_RUN, {"r1": CODE + 8, "r2": word, "r3": 20001}, paging=True)
+    ref = agree_in_slices(prepare, 5 * 20001 + 10, 1)
+    assert ref.cpu.halted and (ref.r(4), ref.r(5)) == (20001, 3)
