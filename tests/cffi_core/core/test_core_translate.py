@@ -151,6 +151,32 @@ def test_a_store_from_a_translated_run_into_itself_runs_the_new_instruction_at_e
         assert image.segments[0].data != new
 
 
+# The store writes into the run once (the fifth iteration), then into data again: the iterations
+# after it run the run's new translation, which must hold xori (a kept one: r5 = 30, not 12).
+SMC_ONCE = """
+loop:   addi r3, r3, -1
+        sd   r2, [r1+0]
+        addi r5, r5, 3
+        addi r4, r4, 1
+        addi r1, r9, 0
+        bne  r3, r8, skip
+        addi r1, r10, 0
+skip:   bnez r3, loop
+        hlt
+"""
+
+
+def test_a_store_into_a_translated_run_once_drops_its_translation_at_every_budget():
+    new = assemble(SMC_ONCE.replace("addi r5, r5, 3", "xori r5, r5, 3"), origin=CODE).segments[0].data
+    word = int.from_bytes(new[8:16], "little")
+    regs = {"r1": DATA, "r2": word, "r3": 10, "r8": 6, "r9": DATA, "r10": CODE + 8}
+    for paging in (False, True):
+        prepare = program(SMC_ONCE, regs, paging=paging)
+        for budget in range(1, 40):
+            ref = agree_in_slices(prepare, budget, 80 // budget + 3)
+            assert ref.cpu.halted and (ref.r(4), ref.r(5)) == (10, 12), (paging, budget)
+
+
 # Loads one quadword per page from DATA upwards: the page at TABLES is not mapped, so the ld in
 # the middle of the translated run faults there (#PF, CR2 = TABLES), every page before it a DTLB
 # miss that the translated run leaves to the interpreter.
