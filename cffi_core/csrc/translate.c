@@ -155,6 +155,35 @@ static void leave(struct emit *e, int32_t adjust, const struct dinsn *rec, uintp
     byte(e, 0xc3); /* ret */
 }
 
+/* Offset of a translation's head (its budget check) from its entry, past the two loads of
+ * jit_io: a translation that goes on at a word whose run is translated too jumps there. */
+#define JIT_HEAD 8
+
+/* Go on at record rec, a run's first word (its run not charged): if rec is translated now
+ * (d.h is H_JIT; checked when the jump is made, so a translation dropped since is never
+ * entered), into its translation's head, as the interpreter's NEXT would enter it; else leave
+ * for the interpreter. */
+static void chain(struct emit *e, const struct dinsn *rec, const void *jit_label)
+{
+    rex_w(e, 0, 0, RAX);
+    byte(e, 0xb8); /* mov rax, imm64: the record (its handler is its first field) */
+    u64(e, (uintptr_t)rec);
+    rex_w(e, 0, 0, RCX);
+    byte(e, 0xb8 | (RCX & 7)); /* mov rcx, imm64: the H_JIT handler */
+    u64(e, (uintptr_t)jit_label);
+    rex_w(e, RCX, 0, RAX); /* cmp [rax], rcx */
+    byte(e, 0x39);
+    byte(e, (RCX & 7) << 3 | (RAX & 7));
+    uint8_t *no = jump(e, 0x85);
+    op_mem(e, MOV_LOAD, RAX, RAX, (int32_t)offsetof(struct dinsn, xl));
+    op_imm(e, ADD_EXT, RAX, JIT_HEAD);
+    byte(e, 0xff), byte(e, 0xe0); /* jmp rax */
+    patch(e, no, e->p);
+    leave(e, 0, rec, 0);
+}
+
+_Static_assert(offsetof(struct dinsn, h) == 0, "chain compares the record's first quadword");
+
 /* The words the translator knows (plain handlers): straight ones, and the in-page branches
  * that may end a translation. */
 static int translatable(unsigned h)
@@ -215,8 +244,11 @@ struct pending {
 };
 
 /* Translate the run that starts at word i of page p into e; 0 if nothing could be. */
-static int emit_block(struct emit *e, struct dpage *p, unsigned i)
+static void mark(struct p64_machine *m, struct dpage *p, size_t i);
+
+static int emit_block(struct p64_machine *m, struct emit *e, struct dpage *p, unsigned i)
 {
+    const void *jit_label = m->labels[H_JIT];
     struct pending out[BLOCK_WORDS + 2];
     unsigned nout = 0;
     const struct dinsn *d0 = &p->d[i];
@@ -225,6 +257,8 @@ static int emit_block(struct emit *e, struct dpage *p, unsigned i)
     /* the head: a straight run is charged when it is entered (run.c NEXT); a budget that cannot
      * pay it leaves before the first word, for the interpreter's short_run */
     uint8_t *head = e->p;
+    if (head != e->end - BLOCK_BYTES + JIT_HEAD)
+        return 0; /* chain's jumps land at JIT_HEAD */
     op_imm(e, SUB_EXT, BUDGET, (int32_t)d0->run);
     out[nout++] = (struct pending){jump(e, 0x8c), d0, (int32_t)d0->run, JIT_ORIGINAL};
     unsigned k = i;
@@ -297,12 +331,16 @@ static int emit_block(struct emit *e, struct dpage *p, unsigned i)
         } else {
             taken = jump(e, 0);
         }
-        if (t == d0)
+        if (t == d0) {
             patch(e, taken, head);
-        else
+        } else {
             out[nout++] = (struct pending){taken, t, 0, 0};
-        if (cc)
-            leave(e, 0, d + 1, 0);
+            mark(m, p, (size_t)(t - p->d)); /* the code takes the branch: the interpreter will not */
+        }
+        if (cc) {
+            mark(m, p, k + 1);
+            chain(e, d + 1, jit_label);
+        }
     } else {
         /* a word the translator does not know, in the same run (or the sentinel): the
          * interpreter dispatches it with the run's ticks as they were charged */
@@ -310,7 +348,10 @@ static int emit_block(struct emit *e, struct dpage *p, unsigned i)
     }
     for (unsigned x = 0; x < nout; x++) {
         patch(e, out[x].at, e->p);
-        leave(e, out[x].adjust, out[x].rec, out[x].original);
+        if (out[x].original)
+            leave(e, out[x].adjust, out[x].rec, out[x].original);
+        else
+            chain(e, out[x].rec, jit_label);
     }
     return e->ok;
 }
@@ -353,12 +394,17 @@ void jit_mark(struct p64_machine *m, struct dinsn *dp, struct dinsn *ip)
 {
     if (dp == m->scratch || dp == &m->stub || m->jit->broken)
         return;
-    struct dpage *p = (struct dpage *)(void *)dp;
-    size_t i = (size_t)(ip - dp);
-    if (i >= DPAGE_WORDS || ip->h != m->labels[p->hid[i]] || !translatable(p->plain[i]))
+    mark(m, (struct dpage *)(void *)dp, (size_t)(ip - dp));
+}
+
+/* Word i of page p, a translatable run's first, starts counting its executions (H_HOT). */
+static void mark(struct p64_machine *m, struct dpage *p, size_t i)
+{
+    struct dinsn *d = &p->d[i];
+    if (i >= DPAGE_WORDS || d->h != m->labels[p->hid[i]] || !translatable(p->plain[i]))
         return;
-    ip->h = m->labels[H_HOT];
-    ip->xl = 0;
+    d->h = m->labels[H_HOT];
+    d->xl = 0;
     p->njit++;
 }
 
@@ -394,7 +440,7 @@ static int jit_translate(struct p64_machine *m, struct dpage *p, unsigned i)
         goto fail;
     struct emit e = {j->buf + j->used, j->buf + j->used + BLOCK_BYTES, 1};
     uint8_t *code = e.p;
-    int ok = emit_block(&e, p, i);
+    int ok = emit_block(m, &e, p, i);
     if (mprotect(j->buf, JIT_BYTES, PROT_READ | PROT_EXEC)) {
         j->broken = 1; /* W^X: code that cannot be made executable is never entered */
         drop_all(m);
