@@ -101,8 +101,9 @@ struct dinsn {
     int32_t imm;     /* after the register fields: one 8-byte load gets both (run.c reg_fields) */
     int64_t run;     /* 64 bits: NEXT subtracts it from the budget left in one instruction */
     uint64_t xl;     /* the translator's (translate.c): executions counted under H_HOT, the entry
-                      * of the record's translation under H_JIT, else 0; also keeps the record a
-                      * power of two in size (a record's index is a shift away from its offset) */
+                      * of the record's translation under H_JIT, else 0, or 1 for a word the
+                      * translator leaves alone; also keeps the record a power of two in size (a
+                      * record's index is a shift away from its offset) */
 };
 _Static_assert(sizeof(struct dinsn) == 32, "struct dinsn is 32 bytes");
 
@@ -114,6 +115,7 @@ struct dpage {
     uint8_t plain[DPAGE_WORDS + 1];  /* each word's own handler (enum handler_id), before fusion */
     uint16_t hid[DPAGE_WORDS + 1];   /* each word's handler after fusion: d[i].h is labels[hid[i]]
                                       * but where the translator marked the word (H_HOT, H_JIT) */
+    uint8_t idle[DPAGE_WORDS];       /* under H_JIT: entries in a row that ran nothing (run.c) */
     uint32_t njit;                   /* words marked H_HOT or H_JIT (0: none to drop) */
     struct dpage *next;              /* free list */
     uint64_t ppn;
@@ -385,11 +387,15 @@ struct jit_io {
  * with bit 0 set when that record must run by its own handler (hid) rather than d.h. */
 typedef uintptr_t (*jit_code)(uint64_t *r, struct fast_set *fs, struct jit_io *io);
 #define JIT_ORIGINAL ((uintptr_t)1)
+/* struct dpage.idle: entries in a row of a translation that gave its first word back at once;
+ * at JIT_IDLE the word is retired (jit_retire) */
+#define JIT_IDLE 16u
 struct jit *jit_create(void);
 void jit_destroy(struct jit *j);
 void jit_mark(struct p64_machine *m, struct dinsn *dp, struct dinsn *ip);
 int jit_hot(struct p64_machine *m, struct dpage *p, unsigned i);
 void jit_drop_page(struct p64_machine *m, struct dpage *p);
+void jit_retire(struct p64_machine *m, struct dpage *p, unsigned i);
 
 /* events.c: §6 delivery */
 enum { DELIVER_OK = 0, DELIVER_EXIT = 1, DELIVER_FAULT = 2 };

@@ -74,7 +74,7 @@ static inline uint64_t reg_fields(const struct dinsn *d)
         struct dinsn *from_ = ip;                                                                  \
         int32_t d_ = ip->imm;                                                                      \
         SKIP(d_);                                                                                  \
-        if (UNLIKELY(m->jit != NULL)) {                                                            \
+        if (UNLIKELY(m->jit != NULL) && ip->xl == 0) { /* xl: translate.c mark */                \
             mark_from = from_, mark_back = d_ < 0;                                                 \
             goto mark_target;                                                                      \
         }                                                                                          \
@@ -744,9 +744,24 @@ enter_slow: {
      * fast-array miss, a budget that cannot pay the run), else by d.h, as a branch's target. */
     OP(JIT) {
         struct jit_io io_ = {n + ip->run, hits};
+        struct dinsn *entry_ = ip;
+        const int64_t n_in_ = io_.n;
         uintptr_t x_ = ((jit_code)(uintptr_t)ip->xl)(r, fs, &io_);
         n = io_.n, hits = io_.hits;
         ip = (struct dinsn *)(x_ & ~JIT_ORIGINAL);
+        if (UNLIKELY(x_ == ((uintptr_t)entry_ | JIT_ORIGINAL) && n == n_in_)) {
+            /* it gave its first word back at once, having run nothing (a loop that ran ends
+             * at its first word too, with the budget spent): entries in a row that did nothing are
+             * counted, and at JIT_IDLE the word runs by its own handler for good (a loop whose
+             * first access misses every time, translate.c jit_retire) */
+            struct dpage *p_ = (struct dpage *)(void *)CUR_DP;
+            if (++p_->idle[entry_ - CUR_DP] == JIT_IDLE) {
+                jit_retire(m, p_, (unsigned)(entry_ - CUR_DP));
+                CODE_MAY_CHANGE();
+            }
+        } else if (UNLIKELY(((struct dpage *)(void *)CUR_DP)->idle[entry_ - CUR_DP])) {
+            ((struct dpage *)(void *)CUR_DP)->idle[entry_ - CUR_DP] = 0;
+        }
         if (UNLIKELY((n -= ip->run) < 0))
             goto short_run;
         if (x_ & JIT_ORIGINAL)

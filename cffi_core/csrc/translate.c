@@ -400,9 +400,15 @@ void jit_mark(struct p64_machine *m, struct dinsn *dp, struct dinsn *ip)
 /* Word i of page p, a translatable run's first, starts counting its executions (H_HOT). */
 static void mark(struct p64_machine *m, struct dpage *p, size_t i)
 {
-    struct dinsn *d = &p->d[i];
-    if (i >= DPAGE_WORDS || d->h != m->labels[p->hid[i]] || !translatable(p->plain[i]))
+    if (i >= DPAGE_WORDS)
         return;
+    struct dinsn *d = &p->d[i];
+    if (d->h != m->labels[p->hid[i]] || d->xl)
+        return; /* marked already, or retired (xl 1) */
+    if (!translatable(p->plain[i])) {
+        d->xl = 1; /* not a run the translator knows: the interpreter need not ask again */
+        return;
+    }
     d->h = m->labels[H_HOT];
     d->xl = 0;
     p->njit++;
@@ -418,6 +424,16 @@ void jit_drop_page(struct p64_machine *m, struct dpage *p)
         if (p->d[i].h == hot || p->d[i].h == jit)
             p->d[i].h = m->labels[p->hid[i]], p->d[i].xl = 0;
     p->njit = 0;
+}
+
+/* Word i of page p (H_JIT) runs by its own handler until it is decoded again (xl 1 keeps
+ * jit_mark away): its translation gave it back at once JIT_IDLE times in a row (a first access
+ * that misses at every entry pays the call and the return for nothing).  Only how fast the word
+ * runs changes. */
+void jit_retire(struct p64_machine *m, struct dpage *p, unsigned i)
+{
+    p->d[i].h = m->labels[p->hid[i]];
+    p->d[i].xl = 1;
 }
 
 static void drop_all(struct p64_machine *m)
@@ -454,6 +470,7 @@ static int jit_translate(struct p64_machine *m, struct dpage *p, unsigned i)
         p->njit++; /* dropped with the others when the buffer was full */
     d->h = m->labels[H_JIT];
     d->xl = (uintptr_t)code;
+    p->idle[i] = 0;
     return 1;
 fail:
     if (d->h == m->labels[H_HOT] || d->h == m->labels[H_JIT]) {
@@ -480,5 +497,6 @@ void jit_destroy(struct jit *j) { (void)j; }
 int jit_hot(struct p64_machine *m, struct dpage *p, unsigned i) { (void)m, (void)p, (void)i; return 0; }
 void jit_mark(struct p64_machine *m, struct dinsn *dp, struct dinsn *ip) { (void)m, (void)dp, (void)ip; }
 void jit_drop_page(struct p64_machine *m, struct dpage *p) { (void)m, (void)p; }
+void jit_retire(struct p64_machine *m, struct dpage *p, unsigned i) { (void)m, (void)p, (void)i; }
 
 #endif

@@ -229,3 +229,20 @@ def test_translations_made_again_after_every_store_fill_the_code_buffer_and_flus
     prepare = program(SMC_OWN_RUN, {"r1": CODE + 8, "r2": word, "r3": 20001}, paging=True)
     ref = agree_in_slices(prepare, 5 * 20001 + 10, 1)
     assert ref.cpu.halted and (ref.r(4), ref.r(5)) == (20001, 3)
+
+
+def test_a_run_whose_first_load_misses_at_every_entry_runs_as_the_interpreter_when_retired():
+    # a new page at every entry: the translation gives its first word back each time until the
+    # core retires it (run.c, translate.c jit_retire); the loop then goes on in the interpreter
+    source = """
+    loop:   ld   r3, [r1+0]
+            addi r1, r1, 0x1000
+            addi r5, r5, 1
+            bltu r1, r2, loop
+            hlt
+    """
+    prepare = program(source, {"r1": DATA, "r2": TABLES})
+    pages = (TABLES - DATA) // 0x1000
+    for budget in (1, 3, 4, 5, 1000):
+        ref = agree_in_slices(prepare, budget, 4 * pages // budget + 3)
+        assert ref.cpu.halted and ref.r(5) == pages, budget
