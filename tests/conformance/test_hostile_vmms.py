@@ -8,12 +8,14 @@ subprocess timeout is a guard against a hang of the grader, not a measurement.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -103,12 +105,55 @@ def test_host_damage_hidden_from_the_vmms_own_process_is_still_seen(tmp_path):
     assert "host canary region damaged" in message, message[-2000:]
 
 
-def test_ctrl_c_of_the_grader_records_no_pass_and_leaves_no_process_behind(tmp_path):
+def _sigint_as_at_a_prompt() -> None:
+    """Between the fork and the exec of the grader: SIGINT at its default action and not blocked,
+    as a command typed at a shell prompt gets it, whatever this process has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _sigint_in_this_process(state: str) -> Iterator[None]:
+    """This process's SIGINT, for the launch of the grader: as it was ("unchanged"), ignored, or
+    blocked.  An ignored or blocked SIGINT passes through fork and exec to a child, and Python
+    keeps an inherited SIG_IGN (it installs its ``KeyboardInterrupt`` handler only over SIG_DFL):
+    the test suite started as a background job of a shell without job control (a script's
+    ``pytest ... &``) ignores SIGINT (POSIX.1-2017, Shell Command Language §2.11), and so would
+    every grader it starts, unless the launch gives it the SIGINT a user at a prompt has."""
+    if state == "ignored":
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    elif state == "blocked":
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    else:
+        yield
+
+
+@pytest.mark.parametrize("inherited", ["unchanged", "ignored", "blocked"])
+def test_ctrl_c_of_the_grader_records_no_pass_and_leaves_no_process_behind(tmp_path, inherited):
     mark = tmp_path / "pid"
     results = tmp_path / "results"
     env = {**os.environ, "POPEK_HOSTILE_MARK": str(mark)}
     command = _command("sleeping", results, safety=False)
-    grader = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # The Ctrl-C is the user's: the grader starts with the SIGINT of a command typed at a prompt,
+    # not with whatever this test process inherited (_sigint_in_this_process).  The grader
+    # itself leaves an ignored SIGINT ignored, as pytest and Python do (docs/vmm-api.md §11).
+    with _sigint_in_this_process(inherited):
+        grader = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_sigint_as_at_a_prompt,
+        )
     try:
         deadline = time.monotonic() + GUARD
         while not mark.exists() or not mark.read_text():
