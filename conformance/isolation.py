@@ -14,7 +14,10 @@ class, so that a child under the VMM's control cannot run code in the grader.  T
   ``Limits.memory``): a VMM that allocates without end gets ``MemoryError``;
 - is killed when a request takes longer than its time (``Limits.seconds``) of wall-clock time
   (the host's clock bounds the grader's patience only; nothing in the machine reads it);
-- ends with ``os._exit`` after each reply is sent: threads the VMM left behind end with it.
+- ends with ``os._exit`` after each reply is sent: threads the VMM left behind end with it;
+- is killed when the grader dies, whatever kills it (SIGTERM, SIGKILL), on Linux: a Ctrl-C is
+  the grader's to handle, but a grader that cannot run its ``finally`` must not leave the VMM
+  running (``prctl(PR_SET_PDEATHSIG)``).
 
 A child that dies (a segfault, ``os._exit``, a kill), overruns its time, or sends something
 other than plain data fails the request with ``VMMCrashed`` or ``VMMTimedOut``, whose message
@@ -33,6 +36,7 @@ import select
 import signal
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -195,7 +199,26 @@ def _kind(e: BaseException) -> str:
     return "other"
 
 
-def _child_main(factory: Callable[[], Any], requests: int, replies: int, memory: int) -> None:
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(grader: int) -> None:
+    """Have the kernel send SIGKILL to this process when its parent, the grader, ends (Linux);
+    if the grader already ended between the fork and this call, end now.  The kernel sends it
+    when the thread that forked ends, so only a fork from the grader's main thread asks for it
+    (``grader`` is 0 otherwise)."""
+    if not grader:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != grader:
+        os._exit(70)
+
+
+def _child_main(factory: Callable[[], Any], requests: int, replies: int, memory: int, grader: int) -> None:
     """The child's whole life: build the state, answer requests until the grader closes the
     pipe, leave with ``os._exit`` (no atexit, no finalizers, no threads waited for)."""
     status = 0
@@ -205,6 +228,7 @@ def _child_main(factory: Callable[[], Any], requests: int, replies: int, memory:
         gc.freeze()
         os.setpgid(0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when the child ends
+        _die_with(grader)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _bound_memory(memory)
         state: Any = None
@@ -280,11 +304,12 @@ class Session:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         _flush()
+        grader = os.getpid() if threading.current_thread() is threading.main_thread() else 0
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is not collected
             os.close(req_w)
             os.close(rep_r)
-            _child_main(factory, req_r, rep_w, self.limits.memory)
+            _child_main(factory, req_r, rep_w, self.limits.memory, grader)
         os.close(req_r)
         os.close(rep_w)
         with contextlib.suppress(OSError):  # the child may have done it already, or died

@@ -175,3 +175,47 @@ def test_ctrl_c_of_the_grader_records_no_pass_and_leaves_no_process_behind(tmp_p
     assert outcomes == {"error"}, doc["tests"]
     assert all("no outcome" in t["message"] for t in doc["tests"])
     assert doc["summary"]["passed"] == 0
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie nobody reaped yet has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+@pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_grader_killed_outright_takes_the_vmms_process_with_it(tmp_path, kill):
+    # A grader that cannot run its `finally` (SIGTERM's default action, SIGKILL) must not leave
+    # the VMM's process running: it is its own process group, with SIGINT ignored (isolation.py).
+    mark = tmp_path / "pid"
+    env = {**os.environ, "POPEK_HOSTILE_MARK": str(mark)}
+    grader = subprocess.Popen(
+        _command("sleeping", tmp_path / "results", safety=False),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + GUARD
+        while not mark.exists() or not mark.read_text():
+            assert grader.poll() is None, "the grader ended before the hostile VMM started"
+            assert time.monotonic() < deadline, "the hostile VMM never started"
+            time.sleep(0.05)
+        child = int(mark.read_text())
+        assert _running(child)
+        grader.send_signal(kill)
+        grader.wait(timeout=GUARD)
+    finally:
+        grader.kill()
+    deadline = time.monotonic() + 30
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    still = _running(child)
+    if still:
+        os.killpg(child, signal.SIGKILL)
+    assert not still, "the VMM's process outlived its grader"
